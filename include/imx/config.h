@@ -1,0 +1,124 @@
+/* config: the validated run configuration.
+ *
+ * One schema table (src/config.c) drives defaults, YAML parsing, validation,
+ * the resolved-config writer and the reference page (docs/config.md). Rank 0
+ * parses; the plain struct is broadcast as bytes, so it holds no pointers.
+ */
+#ifndef IMX_CONFIG_H
+#define IMX_CONFIG_H
+
+#include <stdio.h>
+
+#include "imx/ctx.h"
+
+#define IMX_PATH_LEN 512
+#define IMX_NAME_LEN 32
+#define IMX_OPTS_LEN 1024
+
+/* Objective terms, in this order everywhere (weights, metrics, summary). */
+typedef enum {
+  IMX_TERM_LOGDET = 0,
+  IMX_TERM_OFFDIAG,
+  IMX_TERM_VARIANCE,
+  IMX_TERM_GAUSSIAN_TC,
+  IMX_TERM_DECORRELATION,
+  IMX_TERM_WEIGHT_REDUNDANCY,
+  IMX_TERM_LSE,
+  IMX_NTERMS
+} imx_term;
+extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
+
+typedef enum { IMX_ACT_IDENTITY = 0, IMX_ACT_RELU, IMX_ACT_SOFTMAX } imx_activation;
+typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
+typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
+typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
+typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED } imx_linalg_kind;
+typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
+
+typedef struct imx_config {
+  char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
+
+  struct {
+    imx_source source;           /* data.source: synthetic-ica | gmm | npy | idx */
+    char path[IMX_PATH_LEN];     /* data.path: .npy or IDX images file */
+    char labels[IMX_PATH_LEN];   /* data.labels: IDX labels file or .npy vector ("" = none) */
+    long long samples;           /* data.samples: N for synthetic sources; for files, 0 = all rows, else the first N */
+    int dim;                     /* data.dim: n for synthetic sources */
+    int components;              /* data.components: mixture components (gmm) */
+    double separation;           /* data.separation: distance between mixture means, in units of their std (gmm) */
+    unsigned long long seed;     /* data.seed: generator seed (synthetic) */
+    double scale;                /* data.scale: multiply raw values by this (IDX bytes: 1/255) */
+    imx_preprocess preprocess;   /* data.preprocess: none | center | standardize | whiten */
+    double whiten_eps;           /* data.whiten_eps: added to eigenvalues before whitening */
+  } data;
+
+  struct {
+    int units;                   /* model.units: K */
+    imx_activation activation;   /* model.activation: identity | relu | softmax */
+    double temperature;          /* model.temperature: tau in softmax(-z/tau) */
+    int weight_norm;             /* model.weight_norm: w_j = v_j / ||v_j|| (bool) */
+    char init[IMX_PATH_LEN];     /* model.init: "random" or a .npy file with K x n weights */
+    unsigned long long seed;     /* model.seed: seed of the random initial weights */
+    double init_bias;            /* model.init_bias: std of random initial biases (0 = zeros) */
+  } model;
+
+  struct {
+    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em */
+    double lambda;               /* objective.lambda: the preset's redundancy weight */
+    double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
+    double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
+  } objective;
+
+  struct {
+    char type[IMX_NAME_LEN];     /* optimizer.type: a TAO type (lmvm, bncg, cg, nm, ...) */
+    int max_it;                  /* optimizer.max_it */
+    double gatol, grtol;         /* optimizer.gatol, optimizer.grtol */
+    char options[IMX_OPTS_LEN];  /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
+  } optimizer;
+
+  struct {
+    imx_reduction reduction;     /* parallel.reduction: reproducible | fast */
+    int block;                   /* parallel.block: B, rows per reduction block */
+    imx_linalg_kind linalg;      /* parallel.linalg: auto | replicated */
+    imx_path_kind path;          /* parallel.path: auto | data | moments (input-moment fast path) */
+  } parallel;
+
+  struct {
+    char dir[IMX_PATH_LEN];      /* output.dir: run directory ("" = runs/<config name>) */
+    int every;                   /* output.every: progress line every this many iterations */
+  } output;
+} imx_config;
+
+/* Fill every field with its default. Local. */
+void imx_config_defaults(imx_config *cfg);
+
+/* Read a YAML file into cfg (which must hold defaults or earlier values) and
+ * validate. Errors name file:line:column. Local (call on rank 0). */
+imx_err imx_config_load(imx_ctx *ctx, imx_config *cfg, const char *path);
+
+/* Apply one override "section.key=value" (the value is parsed as YAML scalar
+ * text, with the same type and range checks). Local. */
+imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment);
+
+/* Cross-field validation after all overrides (e.g. path given for npy). Local. */
+imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg);
+
+/* Rank 0 loads cfg_path (may be NULL for defaults) and applies the overrides,
+ * then broadcasts; all ranks return the same status. Collective. */
+imx_err imx_config_setup(imx_ctx *ctx, imx_config *cfg, const char *cfg_path, int noverrides,
+                         char **overrides);
+
+/* Write the resolved configuration as YAML (loadable by imx_config_load). Local. */
+imx_err imx_config_write(imx_ctx *ctx, const imx_config *cfg, FILE *f);
+
+/* Print the reference of every key (markdown table: key, type, default, range,
+ * meaning), generated from the schema table. Local. */
+void imx_config_reference(FILE *f);
+
+/* Names of enum values, for messages and output. Local. */
+const char *imx_activation_name(imx_activation a);
+const char *imx_source_name(imx_source s);
+const char *imx_preprocess_name(imx_preprocess p);
+const char *imx_reduction_name(imx_reduction r);
+
+#endif

@@ -1,0 +1,62 @@
+/* data: the row-sharded data set.
+ *
+ * Rows are grouped into blocks of B consecutive global rows (B = parallel.block;
+ * the last block may be shorter). Rank p owns the whole blocks
+ * [nb*p/P, nb*(p+1)/P) of the nb = ceil(N/B) blocks, i.e. a contiguous range of
+ * global rows. Every source produces the same global data for any P.
+ */
+#ifndef IMX_DATA_H
+#define IMX_DATA_H
+
+#include <stdint.h>
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+
+typedef struct imx_data {
+  int64_t N;        /* global rows */
+  int n;            /* columns (features) */
+  int block;        /* B */
+  int64_t row0;     /* first global row of this rank */
+  int64_t nloc;     /* rows on this rank */
+  double *X;        /* nloc x n, row-major (C order), owned */
+  int32_t *labels;  /* nloc labels or NULL, owned */
+  int nclasses;     /* 1 + max label, 0 if no labels */
+  double *truth;    /* synthetic-ica: n x n mixing matrix A (x = A s), replicated, owned; else NULL */
+  double *means;    /* gmm: components x n true means, replicated, owned; else NULL */
+} imx_data;
+
+/* The shard of rank `rank` of `size`: first row and row count. Local. */
+void imx_shard(int64_t N, int block, int rank, int size, int64_t *row0, int64_t *nloc);
+
+/* Load (or generate) the data of cfg->data on every rank: each rank reads or
+ * generates only its rows. Errors (missing file, bad header, N < blocks...)
+ * are agreed: all ranks return the same code. Collective. Free with imx_data_free. */
+imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out);
+void imx_data_free(imx_data **d);
+
+/* ---- File formats (used by imx_data_load and by the writers of results) ---- */
+
+/* .npy header: dtype '<f8', '<f4' (or '<i4'/'<i8'/'|u1' for label vectors), C order, 1-D or 2-D. */
+typedef struct imx_npy_header {
+  char descr[8];      /* "<f8", "<f4", "<i4", "<i8", "|u1" */
+  int ndim;           /* 1 or 2 */
+  int64_t shape[2];   /* rows, cols (cols = 1 for 1-D) */
+  int64_t data_offset;/* byte offset of the first element */
+  int itemsize;       /* bytes per element */
+} imx_npy_header;
+
+/* Parse a .npy header from the first bytes of a file. `what` names the file in
+ * messages. Local. */
+imx_err imx_npy_parse(imx_ctx *ctx, const char *what, const unsigned char *buf, size_t len,
+                      imx_npy_header *h);
+
+/* Write a 2-D float64 C-order .npy file (rows x cols) from a buffer on this rank
+ * atomically (temp file + rename). Local. */
+imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t rows, int64_t cols);
+
+/* Read the whole 2-D .npy file into a new buffer (float32 or float64 on disk,
+ * returned as double); rows/cols out. Local. Caller frees *a with free(). */
+imx_err imx_npy_read_all(imx_ctx *ctx, const char *path, double **a, int64_t *rows, int64_t *cols);
+
+#endif
