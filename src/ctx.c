@@ -41,9 +41,9 @@ void imx_ctx_finalize(imx_ctx *ctx) {
 }
 
 imx_err imx_agree(imx_ctx *ctx, imx_err local) {
-  /* (code, rank) pairs: the maximum code wins; among equal codes the lowest rank,
-   * so that the message is deterministic. */
-  int in[2] = {(int)local, local ? -ctx->rank : -ctx->size}, out[2];
+  /* (code, rank) pairs: the maximum code wins; among equal codes MPI_MAXLOC
+   * keeps the lowest rank, so that the message is deterministic. */
+  int in[2] = {(int)local, ctx->rank}, out[2];
   if (MPI_Allreduce(in, out, 1, MPI_2INT, MPI_MAXLOC, ctx->comm) != MPI_SUCCESS) {
     /* The communicator itself is broken: nobody can agree any more. */
     fprintf(stderr, "infomax: [%d/%d] error: MPI_Allreduce failed while agreeing on status\n",
@@ -51,7 +51,7 @@ imx_err imx_agree(imx_ctx *ctx, imx_err local) {
     MPI_Abort(MPI_COMM_WORLD, IMX_ERR_MPI);
   }
   if (out[0] == IMX_OK) return IMX_OK;
-  int root = -out[1];
+  int root = out[1];
   struct {
     int code, rank;
     char msg[IMX_MSG_LEN];

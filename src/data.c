@@ -1,1 +1,403 @@
-/* placeholder: being written */
+/* data: sharding and the loader that dispatches on data.source (see
+ * include/imx/data.h).
+ *
+ * Every loader follows the same phases, each closed by imx_agree so that all
+ * ranks leave with the same status and none waits in a collective that
+ * another rank skipped:
+ *   1. rank 0 reads and checks the file headers (files only);
+ *   2. agree, then broadcast the parsed headers;
+ *   3. every rank derives N and n, checks them, takes its shard and allocates;
+ *   4. every rank reads or generates only its own rows;
+ *   5. conversion to double, data.scale, and the finite check;
+ *   6. labels, read the same way, and nclasses from a global maximum.
+ */
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "data_impl.h"
+#include "imx/log.h"
+
+/* nb*p/P without forming nb*p, which may overflow for huge nb. */
+static int64_t part(int64_t nb, int p, int P) { return (nb / P) * p + (nb % P) * p / P; }
+
+/* The shard of one rank. Local.
+ *   N, block (in, global): rows and rows per block B.
+ *   rank, size (in): the rank asked about and the number of ranks.
+ *   row0, nloc (out): its first global row and row count; 0, 0 when the
+ *     arguments make no shard (N < 1, B < 1, rank out of range).
+ * With nb = ceil(N/B) blocks, rank p owns blocks [nb*p/P, nb*(p+1)/P). */
+void imx_shard(int64_t N, int block, int rank, int size, int64_t *row0, int64_t *nloc) {
+  *row0 = 0;
+  *nloc = 0;
+  if (N <= 0 || block <= 0 || size <= 0 || rank < 0 || rank >= size) return;
+  int64_t nb = (N - 1) / block + 1;
+  int64_t b0 = part(nb, rank, size), b1 = part(nb, rank + 1, size);
+  int64_t r0 = b0 >= nb ? N : b0 * block;
+  int64_t r1 = b1 >= nb ? N : b1 * block;
+  *row0 = r0;
+  *nloc = r1 - r0;
+}
+
+/* Free a data set and everything it owns, and NULL the caller's pointer.
+ * Local. Accepts NULL and a pointer to NULL. */
+void imx_data_free(imx_data **d) {
+  if (!d || !*d) return;
+  free((*d)->X);
+  free((*d)->labels);
+  free((*d)->truth);
+  free((*d)->means);
+  free(*d);
+  *d = NULL;
+}
+
+/* Phase 3: check the global shape, take this rank's shard and allocate X with
+ * room for nloc*n doubles (which also holds the raw items of any narrower
+ * dtype before their conversion). Inputs are the same on every rank, so the
+ * checks fail everywhere alike; the allocation is agreed. Collective. */
+static imx_err layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t N, int64_t n,
+                      const char *what) {
+  imx_err err = IMX_OK;
+  int B = cfg->parallel.block;
+  int64_t nb = B > 0 && N > 0 ? (N - 1) / B + 1 : 0;
+  if (B < 1)
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "parallel.block = %d: need at least 1 row per block", B);
+  else if (N < 1)
+    err = imx_fail(ctx, IMX_ERR_DATA, "%s: no rows (N=%lld)", what, (long long)N);
+  else if (n < 1 || n > INT_MAX)
+    err = imx_fail(ctx, IMX_ERR_DATA, "%s: %lld columns per row (need 1 to %d)", what, (long long)n,
+                   INT_MAX);
+  else if (nb < ctx->size)
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "data: N=%lld rows make %lld blocks of B=%d but %d ranks need one block each; lower "
+                   "parallel.block or use fewer ranks",
+                   (long long)N, (long long)nb, B, ctx->size);
+  if ((err = imx_agree(ctx, err))) return err;
+
+  d->N = N;
+  d->n = (int)n;
+  d->block = B;
+  imx_shard(N, B, ctx->rank, ctx->size, &d->row0, &d->nloc);
+  if ((uint64_t)d->nloc > SIZE_MAX / sizeof(double) / (uint64_t)n) {
+    err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: shard of %lld x %lld doubles", what, (long long)d->nloc,
+                   (long long)n);
+  } else {
+    d->X = malloc((size_t)d->nloc * (size_t)n * sizeof(double));
+    if (!d->X)
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: shard of %lld x %lld doubles (%.3g GB)", what,
+                     (long long)d->nloc, (long long)n, (double)d->nloc * n * 8e-9);
+  }
+  imx_log_rank(ctx, IMX_DEBUG, "data: rows %lld..%lld of %lld", (long long)d->row0,
+               (long long)(d->row0 + d->nloc - 1), (long long)N);
+  return imx_agree(ctx, err);
+}
+
+/* data.scale must keep finite data finite and not erase them. Local, the same
+ * on every rank. */
+static imx_err check_scale(imx_ctx *ctx, double scale) {
+  if (!isfinite(scale) || scale == 0.0)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "data.scale = %g: need a finite nonzero factor", scale);
+  return IMX_OK;
+}
+
+static void scale_by(double *x, size_t count, double s) {
+  if (s == 1.0) return;
+  for (size_t i = 0; i < count; i++) x[i] *= s;
+}
+
+/* Agree on a failure that several ranks may see at once, reporting the one
+ * with the smallest key (a global position): every rank passes the key of its
+ * own first failure (INT64_MAX if none), and only the owner of the global
+ * minimum keeps its error, so the message names the first bad item in global
+ * order whatever the tie-breaking of imx_agree. Collective. */
+static imx_err agree_first(imx_ctx *ctx, imx_err local, int64_t key) {
+  int64_t first = key;
+  if (MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, ctx->comm) != MPI_SUCCESS)
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the first bad position failed"));
+  return imx_agree(ctx, local && key == first ? local : IMX_OK);
+}
+
+/* Phase 5: every value must be finite; the first bad one in global order is
+ * reported. Collective. */
+static imx_err check_finite(imx_ctx *ctx, const imx_data *d, const char *what) {
+  imx_err err = IMX_OK;
+  int64_t key = INT64_MAX;
+  size_t count = (size_t)d->nloc * (size_t)d->n;
+  for (size_t i = 0; i < count; i++)
+    if (!isfinite(d->X[i])) {
+      key = d->row0 * d->n + (int64_t)i;
+      err = imx_fail(ctx, IMX_ERR_DATA, "%s: non-finite value %g at row %lld, column %d (0-based)", what,
+                     d->X[i], (long long)(d->row0 + (int64_t)(i / (size_t)d->n)), (int)(i % (size_t)d->n));
+      break;
+    }
+  return agree_first(ctx, err, key);
+}
+
+/* Phase 6 tail: labels must be non-negative integers; nclasses = 1 + the
+ * global maximum. vals holds nloc labels as doubles. Collective. */
+static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const char *what) {
+  imx_err err = IMX_OK;
+  int64_t key = INT64_MAX;
+  int mx = -1;
+  for (int64_t i = 0; i < d->nloc; i++) {
+    double v = vals[i];
+    if (!(v >= 0 && v < INT32_MAX && v == floor(v))) {
+      key = d->row0 + i;
+      err = imx_fail(ctx, IMX_ERR_DATA, "%s: label %g at row %lld is not a non-negative integer below %d",
+                     what, v, (long long)(d->row0 + i), INT32_MAX);
+      break;
+    }
+    d->labels[i] = (int32_t)v;
+    if (d->labels[i] > mx) mx = d->labels[i];
+  }
+  if ((err = agree_first(ctx, err, key))) return err;
+  if (MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_INT, MPI_MAX, ctx->comm) != MPI_SUCCESS)
+    err = imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the largest label failed");
+  d->nclasses = mx + 1;
+  return imx_agree(ctx, err);
+}
+
+/* Broadcast rank 0's parsed headers (plain structs, same binary everywhere). */
+static imx_err bcast_bytes(imx_ctx *ctx, void *buf, size_t len) {
+  imx_err err = IMX_OK;
+  int rc = MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm);
+  if (rc != MPI_SUCCESS) err = imx_fail_mpi(ctx, rc, "MPI_Bcast(headers)", __func__, __FILE__, __LINE__);
+  return imx_agree(ctx, err);
+}
+
+/* N from the file's row count and data.samples (0 = all rows). Local. */
+static imx_err take_samples(imx_ctx *ctx, const imx_config *cfg, const char *path, int64_t rows,
+                            int64_t *N) {
+  *N = rows;
+  if (cfg->data.samples < 0)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "data.samples = %lld: need 0 (all rows) or a row count",
+                    cfg->data.samples);
+  if (cfg->data.samples > 0) {
+    if (cfg->data.samples > rows)
+      return imx_fail(ctx, IMX_ERR_DATA, "%s has %lld rows but data.samples = %lld asks for more", path,
+                      (long long)rows, cfg->data.samples);
+    *N = cfg->data.samples;
+  }
+  return IMX_OK;
+}
+
+/* Source names for messages; config.c owns the canonical table, but the data
+ * module should not need the config module linked to name its own sources. */
+static const char *source_name(imx_source s) {
+  switch (s) {
+    case IMX_SRC_SYNTHETIC_ICA: return "synthetic-ica";
+    case IMX_SRC_GMM: return "gmm";
+    case IMX_SRC_NPY: return "npy";
+    case IMX_SRC_IDX: return "idx";
+  }
+  return "unknown";
+}
+
+static imx_err need_path(imx_ctx *ctx, const imx_config *cfg) {
+  if (cfg->data.path[0] == '\0')
+    return imx_fail(ctx, IMX_ERR_CONFIG, "data.path is empty: data.source %s needs a file",
+                    source_name(cfg->data.source));
+  return IMX_OK;
+}
+
+/* ---- .npy ---- */
+
+/* Rank 0's checks of the data and labels headers. Local. */
+static imx_err npy_headers(imx_ctx *ctx, const imx_config *cfg, imx_npy_header *hx, imx_npy_header *hy) {
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  IMX_TRY(imx_npy_read_header(ctx, px, hx));
+  if (hx->ndim != 2)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: the data matrix must be 2-D (rows x features), got 1-D of %lld",
+                    px, (long long)hx->shape[0]);
+  if (strcmp(hx->descr, "<f8") != 0 && strcmp(hx->descr, "<f4") != 0)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: unsupported dtype '%s' for the data matrix (need '<f8' or '<f4')",
+                    px, hx->descr);
+  if (py[0] == '\0') return IMX_OK;
+  IMX_TRY(imx_npy_read_header(ctx, py, hy));
+  if (hy->shape[1] != 1)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a vector, got shape (%lld, %lld)", py,
+                    (long long)hy->shape[0], (long long)hy->shape[1]);
+  if (strcmp(hy->descr, "<f4") == 0)
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: unsupported dtype '<f4' for labels (need '<i4', '<i8', '|u1' or '<f8' with integer "
+                    "values)",
+                    py);
+  if (hy->shape[0] != hx->shape[0])
+    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but data file %s has %lld rows", py,
+                    (long long)hy->shape[0], px, (long long)hx->shape[0]);
+  return IMX_OK;
+}
+
+static imx_err load_npy(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  struct {
+    imx_npy_header x, y;
+  } h;
+  memset(&h, 0, sizeof h);
+  imx_err err = need_path(ctx, cfg);
+  if (!err) err = check_scale(ctx, cfg->data.scale);
+  if (!err && ctx->rank == 0) err = npy_headers(ctx, cfg, &h.x, &h.y);
+  IMX_TRY(imx_agree(ctx, err));
+  IMX_TRY(bcast_bytes(ctx, &h, sizeof h));
+
+  int64_t N;
+  IMX_TRY(imx_agree(ctx, take_samples(ctx, cfg, px, h.x.shape[0], &N)));
+  IMX_TRY(layout(ctx, cfg, d, N, h.x.shape[1], px));
+
+  size_t count = (size_t)d->nloc * (size_t)d->n;
+  IMX_TRY(imx_agree(ctx, imx_npy_read_rows(ctx, px, &h.x, d->row0, d->nloc, d->X)));
+  imx_npy_to_double(h.x.descr, d->X, count);
+  scale_by(d->X, count, cfg->data.scale);
+  IMX_TRY(check_finite(ctx, d, px));
+
+  if (py[0] == '\0') return IMX_OK;
+  /* Raw items first, converted in place to doubles, then checked into int32. */
+  double *vals = malloc((size_t)d->nloc * sizeof *vals);
+  d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
+  err = vals && d->labels ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
+  if (!err) err = imx_npy_read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
+  if (!(err = imx_agree(ctx, err))) {
+    imx_npy_to_double(h.y.descr, vals, (size_t)d->nloc);
+    err = set_labels(ctx, d, vals, py);
+  }
+  free(vals);
+  return err;
+}
+
+/* ---- IDX ---- */
+
+static imx_err idx_headers(imx_ctx *ctx, const imx_config *cfg, imx_idx_header *hx, imx_idx_header *hy) {
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  IMX_TRY(imx_idx_read_header(ctx, px, hx));
+  if (hx->ndim < 2)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: a 1-D IDX file holds labels; data.path needs images (N x rows x cols)",
+                    px);
+  if (py[0] == '\0') return IMX_OK;
+  IMX_TRY(imx_idx_read_header(ctx, py, hy));
+  if (hy->ndim != 1)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a 1-D IDX file, got %d dimensions", py, hy->ndim);
+  if (hy->N != hx->N)
+    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but images file %s has %lld images", py,
+                    (long long)hy->N, px, (long long)hx->N);
+  return IMX_OK;
+}
+
+/* Bytes at the start of buf grow into doubles times scale; backwards, so each
+ * byte is read before the double that covers it is written. */
+static void bytes_to_double(void *buf, size_t count, double scale) {
+  const unsigned char *b = buf;
+  double *x = buf;
+  for (size_t k = count; k-- > 0;) x[k] = scale * (double)b[k];
+}
+
+static imx_err load_idx(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  struct {
+    imx_idx_header x, y;
+  } h;
+  memset(&h, 0, sizeof h);
+  imx_err err = need_path(ctx, cfg);
+  if (!err) err = check_scale(ctx, cfg->data.scale);
+  if (!err && ctx->rank == 0) err = idx_headers(ctx, cfg, &h.x, &h.y);
+  IMX_TRY(imx_agree(ctx, err));
+  IMX_TRY(bcast_bytes(ctx, &h, sizeof h));
+
+  int64_t N;
+  IMX_TRY(imx_agree(ctx, take_samples(ctx, cfg, px, h.x.N, &N)));
+  IMX_TRY(layout(ctx, cfg, d, N, h.x.n, px));
+
+  size_t count = (size_t)d->nloc * (size_t)d->n;
+  IMX_TRY(imx_agree(ctx, imx_idx_read_rows(ctx, px, &h.x, d->row0, d->nloc, (unsigned char *)d->X)));
+  bytes_to_double(d->X, count, cfg->data.scale);
+  IMX_TRY(check_finite(ctx, d, px));
+
+  if (py[0] == '\0') return IMX_OK;
+  double *vals = malloc((size_t)d->nloc * sizeof *vals);
+  d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
+  err = vals && d->labels ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
+  if (!err) err = imx_idx_read_rows(ctx, py, &h.y, d->row0, d->nloc, (unsigned char *)vals);
+  if (!(err = imx_agree(ctx, err))) {
+    bytes_to_double(vals, (size_t)d->nloc, 1.0);
+    err = set_labels(ctx, d, vals, py);
+  }
+  free(vals);
+  return err;
+}
+
+/* ---- synthetic ---- */
+
+static imx_err load_synth(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
+  int ica = cfg->data.source == IMX_SRC_SYNTHETIC_ICA;
+  const char *what = source_name(cfg->data.source);
+  int n = cfg->data.dim, C = cfg->data.components;
+  uint64_t seed = cfg->data.seed;
+  imx_err err = check_scale(ctx, cfg->data.scale);
+  long long N = cfg->data.samples ? cfg->data.samples : IMX_SYNTH_DEFAULT_SAMPLES;
+  if (!err && N < 1)
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.samples = %lld: %s needs the number of rows to generate",
+                   cfg->data.samples, what);
+  if (!err && n < 1) err = imx_fail(ctx, IMX_ERR_CONFIG, "data.dim = %d: %s needs n >= 1", n, what);
+  if (!err && !ica && C < 1)
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.components = %d: a mixture needs at least 1", C);
+  if (!err && !ica && !(isfinite(cfg->data.separation) && cfg->data.separation >= 0))
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.separation = %g: need a finite value >= 0", cfg->data.separation);
+  IMX_TRY(imx_agree(ctx, err));
+  IMX_TRY(layout(ctx, cfg, d, N, n, what));
+
+  size_t nn = (size_t)n * (size_t)(ica ? n : C);
+  if (ica) {
+    d->truth = malloc(nn * sizeof *d->truth);
+    if (!d->truth || imx_synth_ica_mixing(n, seed, d->truth) ||
+        imx_synth_ica_rows(n, seed, d->truth, d->row0, d->nloc, d->X))
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d mixing matrix and its scratch", what, n, n);
+  } else {
+    d->means = malloc(nn * sizeof *d->means);
+    d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
+    if (!d->means || !d->labels) {
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d means and %lld labels", what, C, n, (long long)d->nloc);
+    } else {
+      imx_synth_gmm_means(n, C, cfg->data.separation, seed, d->means);
+      imx_synth_gmm_rows(n, C, d->means, seed, d->row0, d->nloc, d->X, d->labels);
+      /* The true number of classes, even if some component drew no row. */
+      d->nclasses = C;
+    }
+  }
+  IMX_TRY(imx_agree(ctx, err));
+  /* Scale the truth with the data so that x = A s and the means still
+   * describe the data as returned. */
+  scale_by(d->X, (size_t)d->nloc * (size_t)n, cfg->data.scale);
+  scale_by(ica ? d->truth : d->means, nn, cfg->data.scale);
+  return check_finite(ctx, d, what);
+}
+
+/* Load or generate this rank's rows of cfg->data. Collective on ctx->comm.
+ *   cfg (in, global): data.* and parallel.block; the same on every rank.
+ *   out (out, local): the new data set, owned by the caller, freed with
+ *     imx_data_free; NULL on error.
+ * Errors, agreed (every rank returns the same code and message): IMX_ERR_IO
+ * (missing or unreadable file), IMX_ERR_DATA (bad header, size, non-finite
+ * value, bad label, fewer blocks than ranks), IMX_ERR_CONFIG (empty path,
+ * bad scale/components/samples), IMX_ERR_NOMEM, IMX_ERR_MPI. */
+imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out) {
+  *out = NULL;
+  imx_data *d = calloc(1, sizeof *d);
+  imx_err err = d ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "data record");
+  if (!(err = imx_agree(ctx, err))) {
+    switch (cfg->data.source) {
+      case IMX_SRC_SYNTHETIC_ICA:
+      case IMX_SRC_GMM: err = load_synth(ctx, cfg, d); break;
+      case IMX_SRC_NPY: err = load_npy(ctx, cfg, d); break;
+      case IMX_SRC_IDX: err = load_idx(ctx, cfg, d); break;
+      default:
+        err = imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG, "data.source = %d is not a known source",
+                                      (int)cfg->data.source));
+    }
+  }
+  if (err) {
+    imx_data_free(&d);
+    return err;
+  }
+  *out = d;
+  return IMX_OK;
+}

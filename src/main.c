@@ -1,2 +1,197 @@
-/* placeholder */
-int main(void) { return 0; }
+/* infomax: train wide layers of prototypes with InfoMax objectives over MPI.
+ *
+ * main reads as prolog (split the command line, start MPI and PETSc),
+ * the command, epilog (finalize, exit with the command's code).
+ */
+#include <malloc.h>
+#include <petscsys.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imx/cli.h"
+#include "imx/config.h"
+#include "imx/log.h"
+#include "imx/timer.h"
+
+static const char *usage =
+    "usage: infomax <command> [arguments] [PETSc options]\n"
+    "\n"
+    "commands:\n"
+    "  train CONFIG.yaml   train one layer; results go to a new run directory\n"
+    "  eval RUN_DIR        print every objective term for a trained layer (JSON)\n"
+    "  info                build and runtime: MPI, PETSc, BLAS, threads\n"
+    "  config --reference  print every configuration key (docs/config.md)\n"
+    "  config --check CONFIG.yaml [--set K=V ...]  validate a configuration\n"
+    "\n"
+    "options:\n"
+    "  --set SECTION.KEY=VALUE  override one config key (repeatable)\n"
+    "  --out DIR                train: the run directory (output.dir)\n"
+    "  --help, --version\n"
+    "\n"
+    "Options with one dash go to PETSc: -tao_type lmvm|bncg|cg|nm|..., -tao_monitor,\n"
+    "-tao_test_gradient, -log_view. Run `infomax <command> --help` for details.\n";
+
+static const char *train_help =
+    "usage: mpiexec -n P infomax train CONFIG.yaml [--set SECTION.KEY=VALUE]... [--out DIR]\n"
+    "                                  [PETSc/TAO options]\n"
+    "\n"
+    "Trains one InfoMax layer z = W x + b, a = phi(z) on the data of CONFIG.yaml,\n"
+    "distributed over P MPI ranks, with PETSc TAO as the optimizer. Rank 0 prints one\n"
+    "line per iteration; results go to a new run directory (output.dir, default\n"
+    "runs/<config name>, never overwriting an earlier run):\n"
+    "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json\n"
+    "\n"
+    "  --set SECTION.KEY=VALUE  override one key (see `infomax config --reference`)\n"
+    "  --out DIR                same as --set output.dir=DIR\n"
+    "  -tao_type TYPE           lmvm (default), blmvm, bncg, cg, bqnls, owlqn, nm, ...\n"
+    "  -tao_monitor, -tao_max_it N, -tao_gatol X, -tao_test_gradient, -log_view, ...\n"
+    "\n"
+    "Exit codes: 0 ok, 2 usage, 3 config, 4 I/O, 5 data, 6 numerical (not SPD, NaN),\n"
+    "7 out of memory, 8 MPI, 9 PETSc, 10 internal error.\n";
+
+static const char *eval_help =
+    "usage: mpiexec -n P infomax eval RUN_DIR [--weights W.npy] [--bias b.npy]\n"
+    "                                 [--data PATH] [--set SECTION.KEY=VALUE]...\n"
+    "       mpiexec -n P infomax eval CONFIG.yaml --weights W.npy [--bias b.npy] ...\n"
+    "\n"
+    "Prints, as JSON on standard output, the value of every objective term (whatever\n"
+    "its weight), the weighted loss and the collapse indicators for the layer of\n"
+    "RUN_DIR (its config.yaml, layer1_W.npy, layer1_b.npy) on the data of its config,\n"
+    "or on PATH (.npy, or IDX images, gzip'd or not) with --data.\n";
+
+/* Is tok an option for PETSc (one dash, then a letter)? */
+static int petsc_option(const char *tok) {
+  return tok[0] == '-' && tok[1] != '-' && !(tok[1] >= '0' && tok[1] <= '9') && tok[1] != '.' &&
+         tok[1] != 0;
+}
+
+/* Split argv into our arguments and PETSc's (argv[0] plus every one-dash
+ * option and its values). Returns 0, or 2 with a message on bad usage. */
+static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **pargv) {
+  memset(a, 0, sizeof *a);
+  a->pos = calloc((size_t)argc, sizeof *a->pos);
+  a->set = calloc((size_t)argc, sizeof *a->set);
+  *pargc = 0;
+  pargv[(*pargc)++] = argv[0];
+  int in_petsc = 0;
+  for (int i = 1; i < argc; i++) {
+    const char *t = argv[i];
+    if (!strncmp(t, "--", 2)) {
+      in_petsc = 0;
+      const char *need = NULL;
+      if (!strcmp(t, "--help")) a->help = 1;
+      else if (!strcmp(t, "--version")) a->version = 1;
+      else if (!strcmp(t, "--reference")) a->reference = 1;
+      else if (!strcmp(t, "--check")) a->reference = 0;
+      else if (!strcmp(t, "--set") || !strcmp(t, "--out") || !strcmp(t, "--data") ||
+               !strcmp(t, "--weights") || !strcmp(t, "--bias")) need = t;
+      else if (!strncmp(t, "--set=", 6)) a->set[a->nset++] = argv[i] + 6;
+      else {
+        fprintf(stderr, "infomax: unknown option %s (see infomax --help)\n", t);
+        return IMX_ERR_USAGE;
+      }
+      if (need) {
+        if (i + 1 >= argc) {
+          fprintf(stderr, "infomax: %s needs a value\n", t);
+          return IMX_ERR_USAGE;
+        }
+        char *v = argv[++i];
+        if (!strcmp(need, "--set")) a->set[a->nset++] = v;
+        else if (!strcmp(need, "--out")) a->out = v;
+        else if (!strcmp(need, "--data")) a->data = v;
+        else if (!strcmp(need, "--weights")) a->weights = v;
+        else a->bias = v;
+      }
+    } else if (petsc_option(t)) {
+      in_petsc = 1;
+      if (!strcmp(t, "-help") || !strcmp(t, "-h")) a->help = 1;
+      pargv[(*pargc)++] = argv[i];
+    } else if (in_petsc) {
+      pargv[(*pargc)++] = argv[i]; /* value of the preceding PETSc option */
+      in_petsc = 0;
+    } else if (!a->command) {
+      a->command = t;
+    } else {
+      a->pos[a->npos++] = argv[i];
+    }
+  }
+  pargv[*pargc] = NULL;
+  return 0;
+}
+
+/* Ranks other than 0 keep PETSc's standard output (monitors, -tao_test_gradient)
+ * to themselves: every rank runs the same sequential TAO. */
+static PetscErrorCode quiet_vfprintf(FILE *f, const char *fmt, va_list ap) {
+  if (f == stdout) return 0;
+  vfprintf(f, fmt, ap);
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  /* Large MPI reduction buffers: keep them in the heap instead of mmap/munmap
+   * per call, whose first-touch page faults dominate on some VMs. */
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+
+  imx_args a;
+  int pargc;
+  char **pargv = calloc((size_t)argc + 1, sizeof *pargv);
+  int rc = pargv ? split_args(argc, argv, &a, &pargc, pargv) : IMX_ERR_NOMEM;
+  if (rc) return rc;
+  if (a.version) {
+    printf("infomax %s\n", IMX_VERSION);
+    return 0;
+  }
+  if (!a.command || (a.help && !strcmp(a.command, "help"))) {
+    fputs(usage, a.command || a.help ? stdout : stderr);
+    return a.command || a.help ? 0 : IMX_ERR_USAGE;
+  }
+  if (a.help) {
+    const char *h = !strcmp(a.command, "train") ? train_help
+                    : !strcmp(a.command, "eval") ? eval_help : usage;
+    fputs(h, stdout);
+    return 0;
+  }
+  if (!strcmp(a.command, "config") && a.reference) {
+    imx_config_reference(stdout);
+    return 0;
+  }
+
+  MPI_Init(&argc, &argv);
+  imx_ctx ctx;
+  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) MPI_Abort(MPI_COMM_WORLD, IMX_ERR_MPI);
+  if (getenv("IMX_VERBOSE")) imx_log_set_level(IMX_DEBUG);
+  PetscErrorCode pe = PetscInitialize(&pargc, &pargv, NULL, NULL);
+  if (pe) {
+    fprintf(stderr, "infomax: PetscInitialize failed (%d)\n", (int)pe);
+    MPI_Abort(MPI_COMM_WORLD, IMX_ERR_PETSC);
+  }
+  if (ctx.rank != 0) PetscVFPrintf = quiet_vfprintf;
+  imx_timer_register_petsc();
+  imx_timer_start(IMX_T_TOTAL);
+
+  if (!strcmp(a.command, "train")) rc = imx_cmd_train(&ctx, &a);
+  else if (!strcmp(a.command, "eval")) rc = imx_cmd_eval(&ctx, &a);
+  else if (!strcmp(a.command, "info")) rc = imx_cmd_info(&ctx, &a);
+  else if (!strcmp(a.command, "config")) {
+    imx_config cfg;
+    if (a.npos != 1) {
+      if (ctx.rank == 0) fputs("usage: infomax config --reference | --check CONFIG.yaml\n", stderr);
+      rc = IMX_ERR_USAGE;
+    } else {
+      rc = imx_config_setup(&ctx, &cfg, a.pos[0], a.nset, a.set);
+      if (rc) imx_report(&ctx);
+      else imx_log(&ctx, IMX_INFO, "%s: valid", a.pos[0]);
+    }
+  } else {
+    if (ctx.rank == 0) fprintf(stderr, "infomax: unknown command \"%s\"\n\n%s", a.command, usage);
+    rc = IMX_ERR_USAGE;
+  }
+
+  PetscFinalize();
+  imx_ctx_finalize(&ctx);
+  MPI_Finalize();
+  free(a.pos), free(a.set), free(pargv);
+  return rc;
+}

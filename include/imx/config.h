@@ -42,7 +42,7 @@ typedef struct imx_config {
     imx_source source;           /* data.source: synthetic-ica | gmm | npy | idx */
     char path[IMX_PATH_LEN];     /* data.path: .npy or IDX images file */
     char labels[IMX_PATH_LEN];   /* data.labels: IDX labels file or .npy vector ("" = none) */
-    long long samples;           /* data.samples: N for synthetic sources; for files, 0 = all rows, else the first N */
+    long long samples;           /* data.samples: rows; files: first N (0 = all); generators: N (0 = 10000) */
     int dim;                     /* data.dim: n for synthetic sources */
     int components;              /* data.components: mixture components (gmm) */
     double separation;           /* data.separation: distance between mixture means, in units of their std (gmm) */
@@ -92,8 +92,9 @@ typedef struct imx_config {
 /* Fill every field with its default. Local. */
 void imx_config_defaults(imx_config *cfg);
 
-/* Read a YAML file into cfg (which must hold defaults or earlier values) and
- * validate. Errors name file:line:column. Local (call on rank 0). */
+/* Read a YAML file into cfg (which must hold defaults or earlier values) with
+ * per-key type and range checks; cross-field checks are imx_config_validate's
+ * (after overrides). Errors name file:line:column. Local (call on rank 0). */
 imx_err imx_config_load(imx_ctx *ctx, imx_config *cfg, const char *path);
 
 /* Apply one override "section.key=value" (the value is parsed as YAML scalar

@@ -26,6 +26,9 @@ typedef struct imx_data {
   double *means;    /* gmm: components x n true means, replicated, owned; else NULL */
 } imx_data;
 
+/* Rows a generator makes when data.samples is 0. */
+#define IMX_SYNTH_DEFAULT_SAMPLES 10000
+
 /* The shard of rank `rank` of `size`: first row and row count. Local. */
 void imx_shard(int64_t N, int block, int rank, int size, int64_t *row0, int64_t *nloc);
 

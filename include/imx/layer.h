@@ -1,0 +1,69 @@
+/* layer: one InfoMax layer, z = W x + b, a = phi(z), and the objective's value
+ * and gradient with respect to its parameters over the whole (sharded) data set.
+ *
+ * Parameters theta = [V (K x n, row-major), b (K)], replicated on every rank.
+ * With weight normalization w_j = v_j / ||v_j||; without it W = V.
+ *
+ * Two evaluation paths give the same result up to rounding:
+ *  - data: forward over the local rows, block-wise moments, reduction,
+ *    objective, backward, reduction of the gradient;
+ *  - moments (identity activation and moment terms only): C = W S_x W^T and
+ *    dL/dW = 2 G W S_x from the input covariance S_x, reduced once; an
+ *    evaluation then never touches the data.
+ */
+#ifndef IMX_LAYER_H
+#define IMX_LAYER_H
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+#include "imx/data.h"
+#include "imx/objective.h"
+
+typedef struct imx_layer imx_layer;
+
+/* Results of the last evaluation (all replicated). */
+typedef struct imx_eval {
+  double loss;                /* weighted objective */
+  double terms[IMX_NTERMS];   /* unweighted value of each term with nonzero weight, else NAN */
+  int dead_units;             /* units with variance <= 1e-12 of the mean variance */
+  double max_abs_bias;        /* max |b_j| */
+  double min_var, max_var;    /* extreme diagonal entries of C */
+  double max_abs_corr;        /* max_{j!=k} |C_jk| / sqrt(C_jj C_kk) (0 for dead units) */
+} imx_eval;
+
+/* Create the layer for cfg->model on the (preprocessed) data d, which must
+ * stay valid while the layer lives. Resolves the objective and chooses the
+ * evaluation path (the log says which and why). Collective. */
+imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
+                         imx_layer **out);
+void imx_layer_free(imx_layer **l);
+
+/* Number of parameters K n + K. Local. */
+int imx_layer_nparams(const imx_layer *l);
+int imx_layer_units(const imx_layer *l);
+int imx_layer_inputs(const imx_layer *l);
+/* "data" or "moments". Local. */
+const char *imx_layer_path(const imx_layer *l);
+/* The resolved objective. Local. */
+const imx_objective *imx_layer_objective(const imx_layer *l);
+
+/* Initial parameters from cfg->model (seeded random, P-independent, or a .npy
+ * file of K x n weights). theta: nparams doubles. Collective (file read on
+ * rank 0, broadcast). */
+imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
+                              double *theta);
+
+/* Objective value and gradient at theta (grad may be NULL: value only).
+ * Collective; every rank gets the same bits. ev (may be NULL) receives the
+ * per-term values and collapse indicators. */
+imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *f, double *grad,
+                       imx_eval *ev);
+
+/* The effective weights W (K x n) and biases b (K) of theta. Local. */
+void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b);
+
+/* Force an evaluation path ("data" or "moments"); for tests. Returns
+ * IMX_ERR_CONFIG if the moments path does not apply. Collective. */
+imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments);
+
+#endif

@@ -1,0 +1,33 @@
+/* moments: sums over the rows of row-sharded matrices, block by block.
+ *
+ * Local rows start at a block boundary (see imx_shard), so the local blocks are
+ * consecutive chunks of B rows. In reproducible mode each block is one partial
+ * of an imx_rsum (bitwise identical for any P); in fast mode all local rows
+ * form one partial. All functions are Collective over ctx->comm and return the
+ * same bits on every rank.
+ */
+#ifndef IMX_MOMENTS_H
+#define IMX_MOMENTS_H
+
+#include <stdint.h>
+
+#include "imx/ctx.h"
+#include "imx/rsum.h"
+
+/* Global column maxima of |A| (m x k, row-major, leading dimension lda) into out[k]. */
+imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out);
+
+/* out[k] = sum over all global rows of A (m x k, ld lda). s: a 1 x k imx_rsum. */
+imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
+                           const double *A, int lda, double *out);
+
+/* out (ka x kb) = sum over all global rows of A^T Bm (A: m x ka, Bm: m x kb,
+ * row-major). If Bm == A (and ka == kb) the product is formed with syrk and s
+ * must have been created with lower = 1. s: a ka x kb imx_rsum. bmax: the
+ * global column maxima of |Bm| if the caller has them (kept across calls for
+ * fixed data), else NULL. */
+imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                        const double *A, int lda, int kb, const double *Bm, int ldb,
+                        const double *bmax, double *out);
+
+#endif

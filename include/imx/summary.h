@@ -1,0 +1,24 @@
+/* summary: summary.json of a run (DESIGN.md section 4). */
+#ifndef IMX_SUMMARY_H
+#define IMX_SUMMARY_H
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+#include "imx/data.h"
+#include "imx/layer.h"
+#include "imx/train.h"
+
+typedef struct imx_summary {
+  const imx_config *cfg;
+  const imx_data *data;        /* NULL if loading failed */
+  const imx_layer *layer;      /* NULL if not created */
+  const imx_train_result *train; /* NULL if training did not run */
+  imx_err status;              /* IMX_OK or the error that ended the run */
+  const char *message;         /* the error message ("" if none) */
+} imx_summary;
+
+/* Gather timers (min/max/mean across ranks) and peak memory per rank and write
+ * DIR/summary.json atomically (rank 0). Collective. */
+imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir);
+
+#endif

@@ -1,0 +1,411 @@
+/* layer: forward, moments, objective and backward of one InfoMax layer over
+ * the sharded data (see include/imx/layer.h and docs/architecture.md). */
+#include "imx/layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imx/blas.h"
+#include "imx/linalg.h"
+#include "imx/log.h"
+#include "imx/moments.h"
+#include "imx/rng.h"
+#include "imx/rsum.h"
+#include "imx/timer.h"
+
+struct imx_layer {
+  int K, n;              /* units, inputs */
+  int64_t N, nloc;       /* global and local rows */
+  int block;             /* B */
+  imx_activation act;
+  double tau;            /* softmax temperature */
+  int wn;                /* weight normalization */
+  imx_reduction mode;
+  imx_objective obj;
+  const double *X;       /* nloc x n, borrowed from the data set */
+  double *xmax;          /* n: global column maxima of |X| */
+  int moments_path;      /* evaluate from S_x instead of the data */
+  int moments_ok;        /* the moments path applies */
+  double *Sx;            /* n x n input covariance (moments path) */
+  double *W, *norms, *b; /* effective weights, ||v_j||, biases */
+  double *A;             /* nloc x K outputs */
+  double *D;             /* nloc x K: centered outputs, then dL/dZ */
+  double *T;             /* chunk x K (data path) or K x n (moments path) scratch */
+  double *m, *C, *G;     /* K, K x K, K x K */
+  double *work;          /* 2 K^2 scratch */
+  double *gW, *gb;       /* K x n, K */
+  double *rowv;          /* nloc per-sample values */
+  imx_rsum *rK, *rKK, *rKn, *r1;
+};
+
+/* Rows per BLAS call in the data path. Reproducible mode must use whole
+ * blocks so that every row's result has the same bits for any P. */
+static int64_t chunk(const imx_layer *l) {
+  if (l->mode == IMX_RED_REPRODUCIBLE) return l->block;
+  return l->nloc < 4096 ? (l->nloc > 0 ? l->nloc : 1) : 4096;
+}
+
+int imx_layer_nparams(const imx_layer *l) { return l->K * l->n + l->K; }
+int imx_layer_units(const imx_layer *l) { return l->K; }
+int imx_layer_inputs(const imx_layer *l) { return l->n; }
+const char *imx_layer_path(const imx_layer *l) { return l->moments_path ? "moments" : "data"; }
+const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
+
+void imx_layer_free(imx_layer **lp) {
+  if (!lp || !*lp) return;
+  imx_layer *l = *lp;
+  free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
+  free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
+  free(l->rowv);
+  imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
+  free(l);
+  *lp = NULL;
+}
+
+static void *alloc(size_t count, int *bad) {
+  void *p = malloc((count ? count : 1) * sizeof(double));
+  if (!p) *bad = 1;
+  return p;
+}
+
+/* Input covariance S_x = (1/N) sum (x - mu)(x - mu)^T, reduced like C. */
+static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
+  int n = l->n, bad = 0;
+  double *mu = alloc((size_t)n, &bad);
+  double *Xc = alloc((size_t)l->nloc * n, &bad);
+  imx_rsum *rn = NULL, *rnn = NULL;
+  l->Sx = alloc((size_t)n * n, &bad);
+  imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "input covariance %d x %d", n, n) : IMX_OK;
+  if (!e) e = imx_rsum_create(ctx, l->mode, 1, n, 0, &rn);
+  if (!e) e = imx_rsum_create(ctx, l->mode, n, n, 1, &rnn);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_moments_colsum(ctx, rn, l->block, l->nloc, n, l->X, n, mu);
+  if (!e) {
+    for (int j = 0; j < n; j++) mu[j] /= (double)l->N;
+    for (int64_t i = 0; i < l->nloc; i++)
+      for (int j = 0; j < n; j++) Xc[i * n + j] = l->X[i * n + j] - mu[j];
+    e = imx_moments_atb(ctx, rnn, l->block, l->nloc, n, Xc, n, n, Xc, n, NULL, l->Sx);
+  }
+  if (!e)
+    for (size_t i = 0; i < (size_t)n * n; i++) l->Sx[i] /= (double)l->N;
+  imx_rsum_free(&rn), imx_rsum_free(&rnn);
+  free(mu), free(Xc);
+  return e;
+}
+
+/* The per-row buffers of the data path (nloc x K twice, nloc). */
+static imx_err data_buffers(imx_ctx *ctx, imx_layer *l) {
+  if (l->A) return IMX_OK;
+  int bad = 0;
+  size_t rows = (size_t)l->nloc, K = (size_t)l->K;
+  l->A = alloc(rows * K, &bad), l->D = alloc(rows * K, &bad), l->rowv = alloc(rows, &bad);
+  if (bad)
+    return imx_fail(ctx, IMX_ERR_NOMEM,
+                    "data-path buffers: 2 x %lld local rows x K=%d need %.1f MiB on this rank",
+                    (long long)l->nloc, l->K, (2.0 * rows * K + rows) * 8 / 1048576);
+  return IMX_OK;
+}
+
+imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
+  imx_err e = IMX_OK;
+  if (moments && !l->moments_ok)
+    e = imx_fail(ctx, IMX_ERR_CONFIG,
+                 "parallel.path: moments needs identity activation and moment terms only "
+                 "(no lse)");
+  else if (!moments)
+    e = data_buffers(ctx, l);
+  IMX_TRY(imx_agree(ctx, e));
+  if (moments && !l->Sx) IMX_TRY(input_covariance(ctx, l));
+  l->moments_path = moments;
+  return IMX_OK;
+}
+
+imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
+                         imx_layer **out) {
+  *out = NULL;
+  imx_layer *l = calloc(1, sizeof *l);
+  if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
+  l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
+  l->act = cfg->model.activation, l->tau = cfg->model.temperature;
+  l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
+  l->X = d->X;
+  imx_err e = imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj);
+  e = imx_agree(ctx, e);
+  if (e) {
+    imx_layer_free(&l);
+    return e;
+  }
+  int K = l->K, n = l->n, bad = 0;
+  size_t KK = (size_t)K * K;
+  l->xmax = alloc((size_t)n, &bad);
+  l->W = alloc((size_t)K * n, &bad), l->norms = alloc((size_t)K, &bad), l->b = alloc((size_t)K, &bad);
+  l->m = alloc((size_t)K, &bad), l->C = alloc(KK, &bad), l->G = alloc(KK, &bad);
+  l->work = alloc(2 * KK + (size_t)K, &bad);
+  l->gW = alloc((size_t)K * n, &bad), l->gb = alloc((size_t)K, &bad);
+  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
+  int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
+                     (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
+  l->T = alloc((size_t)(chunk(l) > n ? chunk(l) : n) * K, &bad);
+  if (bad)
+    e = imx_fail(ctx, IMX_ERR_NOMEM, "layer buffers: K=%d, n=%d need about %.1f MiB on this rank",
+                 K, n, (4.0 * KK + 3.0 * K * n) * 8 / 1048576);
+  if (!e) e = imx_rsum_create(ctx, l->mode, 1, K, 0, &l->rK);
+  if (!e) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
+  if (!e) e = imx_rsum_create(ctx, l->mode, K, n, 0, &l->rKn);
+  if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_colmax(ctx, l->nloc, n, l->X, n, l->xmax);
+  if (!e) e = imx_layer_set_path(ctx, l, want_moments);
+  e = imx_agree(ctx, e);
+  if (e) {
+    imx_layer_free(&l);
+    return e;
+  }
+  *out = l;
+  return IMX_OK;
+}
+
+imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
+                              double *theta) {
+  int K = l->K, n = l->n;
+  double *V = theta, *b = theta + (size_t)K * n;
+  uint64_t seed = cfg->model.seed;
+  for (int j = 0; j < K; j++) b[j] = cfg->model.init_bias * imx_rng_normal(seed, 2, (uint64_t)j);
+  if (!strcmp(cfg->model.init, "random")) {
+    for (size_t i = 0; i < (size_t)K * n; i++) V[i] = imx_rng_normal(seed, 1, i);
+    return IMX_OK;
+  }
+  /* Weights from a .npy file: read on rank 0, agree, broadcast. */
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0) {
+    double *a = NULL;
+    int64_t r = 0, c = 0;
+    e = imx_npy_read_all(ctx, cfg->model.init, &a, &r, &c);
+    if (!e && (r != K || c != n))
+      e = imx_fail(ctx, IMX_ERR_DATA, "model.init: %s holds a %lld x %lld array, need K x n = %d x %d",
+                   cfg->model.init, (long long)r, (long long)c, K, n);
+    if (!e) memcpy(V, a, (size_t)K * n * sizeof *V);
+    free(a);
+  }
+  IMX_TRY(imx_agree(ctx, e));
+  IMX_MPI(ctx, MPI_Bcast(V, K * n, MPI_DOUBLE, 0, ctx->comm));
+  for (int j = 0; j < K; j++) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += V[(size_t)j * n + i] * V[(size_t)j * n + i];
+    if (!(s > 0) && l->wn)
+      return imx_fail(ctx, IMX_ERR_DATA, "model.init: row %d of %s is zero (weight "
+                      "normalization needs nonzero rows)", j, cfg->model.init);
+  }
+  return IMX_OK;
+}
+
+void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b) {
+  int K = l->K, n = l->n;
+  for (int j = 0; j < K; j++) {
+    const double *v = theta + (size_t)j * n;
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i] * v[i];
+    double nrm = sqrt(s), inv = l->wn ? 1.0 / nrm : 1.0;
+    l->norms[j] = nrm;
+    for (int i = 0; i < n; i++) W[(size_t)j * n + i] = v[i] * inv;
+    b[j] = theta[(size_t)K * n + j];
+  }
+}
+
+/* a = phi(z) in place on rows x K. */
+static void activate(const imx_layer *l, int64_t rows, double *Z) {
+  int K = l->K;
+  if (l->act == IMX_ACT_RELU) {
+    for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
+  } else if (l->act == IMX_ACT_SOFTMAX) {
+    for (int64_t i = 0; i < rows; i++) {
+      double *z = Z + i * K, zmin = z[0], s = 0;
+      for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
+      for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / l->tau));
+      for (int k = 0; k < K; k++) z[k] /= s;
+    }
+  }
+}
+
+/* dL/dz from g = dL/da in place, for rows x K; A holds phi(z). */
+static void activate_backward(const imx_layer *l, int64_t rows, const double *A, double *g) {
+  int K = l->K;
+  if (l->act == IMX_ACT_RELU) {
+    for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
+  } else if (l->act == IMX_ACT_SOFTMAX) {
+    /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). */
+    for (int64_t i = 0; i < rows; i++) {
+      const double *r = A + i * K;
+      double *gi = g + i * K, rg = 0;
+      for (int k = 0; k < K; k++) rg += r[k] * gi[k];
+      for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / l->tau;
+    }
+  }
+}
+
+static void fill_eval(const imx_layer *l, const double *terms, double loss, imx_eval *ev) {
+  if (!ev) return;
+  int K = l->K;
+  ev->loss = loss;
+  memcpy(ev->terms, terms, sizeof ev->terms);
+  double mean = 0, mn = INFINITY, mx = 0, bmax = 0;
+  for (int j = 0; j < K; j++) {
+    double c = l->C[(size_t)j * K + j];
+    mean += c / K;
+    mn = c < mn ? c : mn, mx = c > mx ? c : mx;
+    bmax = fabs(l->b[j]) > bmax ? fabs(l->b[j]) : bmax;
+  }
+  ev->dead_units = 0;
+  for (int j = 0; j < K; j++) ev->dead_units += l->C[(size_t)j * K + j] <= 1e-12 * mean;
+  ev->min_var = mn, ev->max_var = mx, ev->max_abs_bias = bmax;
+  double rmax = 0;
+  for (int j = 0; j < K; j++)
+    for (int k = 0; k < j; k++) {
+      double d = l->C[(size_t)j * K + j] * l->C[(size_t)k * K + k];
+      double r = d > 0 ? fabs(l->C[(size_t)j * K + k]) / sqrt(d) : 0;
+      rmax = r > rmax ? r : rmax;
+    }
+  ev->max_abs_corr = rmax;
+}
+
+/* Weight-normalization chain rule: dL/dv_j = (g_j - w_j <w_j, g_j>) / ||v_j||. */
+static void chain_weight_norm(const imx_layer *l, double *gV) {
+  int K = l->K, n = l->n;
+  for (int j = 0; j < K; j++) {
+    const double *w = l->W + (size_t)j * n;
+    double *g = gV + (size_t)j * n, wg = 0;
+    for (int i = 0; i < n; i++) wg += w[i] * g[i];
+    for (int i = 0; i < n; i++) g[i] = (g[i] - w[i] * wg) / l->norms[j];
+  }
+}
+
+static imx_err eval_moments_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                                 double *value, int want_grad) {
+  int K = l->K, n = l->n;
+  const double one = 1, zero = 0, two = 2;
+  imx_timer_start(IMX_T_FORWARD);
+  /* T = W S_x (column-major T^T = S_x W^T); C = T W^T. */
+  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, l->T, &n);
+  dgemm_("T", "N", &K, &K, &n, &one, l->W, &n, l->T, &n, &zero, l->C, &K);
+  imx_linalg_symmetrize_lower(K, l->C);
+  imx_timer_stop(IMX_T_FORWARD);
+  imx_timer_start(IMX_T_LINALG);
+  imx_err e = imx_objective_moments(ctx, &l->obj, K, l->C, l->G, l->work, terms, value);
+  imx_timer_stop(IMX_T_LINALG);
+  if (e || !want_grad) return e;
+  imx_timer_start(IMX_T_BACKWARD);
+  /* dL/dW = 2 G W S_x = 2 G T; C does not depend on b. */
+  dgemm_("N", "N", &n, &K, &K, &two, l->T, &n, l->G, &K, &zero, l->gW, &n);
+  for (int j = 0; j < K; j++) l->gb[j] = 0;
+  imx_timer_stop(IMX_T_BACKWARD);
+  return IMX_OK;
+}
+
+static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                              double *value, int want_grad) {
+  int K = l->K, n = l->n;
+  int64_t rows = l->nloc, step = chunk(l);
+  double invN = 1.0 / (double)l->N;
+  const double one = 1, zero = 0;
+  imx_err e = IMX_OK;
+
+  imx_timer_start(IMX_T_FORWARD);
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    int c = (int)(r0 + step < rows ? step : rows - r0);
+    double *Z = l->A + r0 * K;
+    /* Row-major Z (c x K) = X_c W^T: column-major Z^T = W X_c^T. */
+    dgemm_("T", "N", &K, &c, &n, &one, l->W, &n, l->X + r0 * n, &n, &zero, Z, &K);
+    for (int64_t i = 0; i < (int64_t)c * K; i++) Z[i] += l->b[i % K];
+    activate(l, c, Z);
+  }
+  imx_timer_stop(IMX_T_FORWARD);
+
+  double moment_value = 0;
+  int cov = imx_objective_needs_cov(&l->obj);
+  imx_timer_start(IMX_T_MOMENTS);
+  e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+  if (!e) {
+    for (int k = 0; k < K; k++) l->m[k] *= invN;
+    for (int64_t i = 0; i < rows * K; i++) l->D[i] = l->A[i] - l->m[i % K];
+    e = imx_moments_atb(ctx, l->rKK, l->block, rows, K, l->D, K, K, l->D, K, NULL, l->C);
+    for (size_t i = 0; i < (size_t)K * K; i++) l->C[i] *= invN;
+  }
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (e) return e;
+  if (cov) {
+    imx_timer_start(IMX_T_LINALG);
+    e = imx_objective_moments(ctx, &l->obj, K, l->C, l->G, l->work, terms, &moment_value);
+    imx_timer_stop(IMX_T_LINALG);
+    if (e) return e;
+  } else {
+    for (size_t i = 0; i < (size_t)K * K; i++) l->G[i] = 0;
+  }
+  double wl = l->obj.w[IMX_TERM_LSE];
+  if (wl != 0) {
+    imx_timer_start(IMX_T_MOMENTS);
+    for (int64_t i = 0; i < rows; i++) l->rowv[i] = imx_objective_lse_row(K, l->A + i * K, NULL, 0);
+    double s = 0;
+    e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, &s);
+    imx_timer_stop(IMX_T_MOMENTS);
+    if (e) return e;
+    terms[IMX_TERM_LSE] = s * invN;
+    moment_value += wl * terms[IMX_TERM_LSE];
+  }
+  *value = moment_value;
+  if (!want_grad) return IMX_OK;
+
+  imx_timer_start(IMX_T_BACKWARD);
+  /* dL/dA = (2/N) (A - m) G + per-sample terms, then through phi, into D. */
+  double twoN = 2 * invN;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    int c = (int)(r0 + step < rows ? step : rows - r0);
+    double *Dc = l->D + r0 * K;
+    if (cov)
+      dgemm_("N", "N", &K, &c, &K, &twoN, l->G, &K, Dc, &K, &zero, l->T, &K);
+    else
+      memset(l->T, 0, (size_t)c * K * sizeof *l->T);
+    if (wl != 0)
+      for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
+    activate_backward(l, c, l->A + r0 * K, l->T);
+    memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
+  }
+  imx_timer_stop(IMX_T_BACKWARD);
+  imx_timer_start(IMX_T_REDUCE);
+  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->D, K, n, l->X, n, l->xmax, l->gW);
+  if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
+  imx_timer_stop(IMX_T_REDUCE);
+  return e;
+}
+
+imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *f, double *grad,
+                       imx_eval *ev) {
+  int K = l->K, n = l->n;
+  double terms[IMX_NTERMS], value = 0;
+  for (int t = 0; t < IMX_NTERMS; t++) terms[t] = NAN;
+  imx_layer_weights(l, theta, l->W, l->b);
+  if (l->wn)
+    for (int j = 0; j < K; j++)
+      if (!(l->norms[j] > 0))
+        return imx_fail(ctx, IMX_ERR_NUMERIC, "weight row %d has norm %g", j, l->norms[j]);
+  imx_err e = l->moments_path ? eval_moments_path(ctx, l, terms, &value, grad != NULL)
+                              : eval_data_path(ctx, l, terms, &value, grad != NULL);
+  e = imx_agree(ctx, e);
+  if (e) return e;
+  if (l->obj.w[IMX_TERM_WEIGHT_REDUNDANCY] != 0) {
+    if (!grad) memset(l->gW, 0, (size_t)K * n * sizeof *l->gW); /* value only: gW is scratch */
+    terms[IMX_TERM_WEIGHT_REDUNDANCY] = imx_objective_weight_redundancy(&l->obj, K, n, l->W, l->gW, l->work);
+    value += l->obj.w[IMX_TERM_WEIGHT_REDUNDANCY] * terms[IMX_TERM_WEIGHT_REDUNDANCY];
+  }
+  if (!isfinite(value))
+    return imx_fail(ctx, IMX_ERR_NUMERIC, "objective is %g (terms: logdet %g, offdiag %g, "
+                    "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g)",
+                    value, terms[0], terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]);
+  *f = value;
+  fill_eval(l, terms, value, ev);
+  if (!grad) return IMX_OK;
+  if (l->wn) chain_weight_norm(l, l->gW);
+  memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
+  memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
+  return IMX_OK;
+}

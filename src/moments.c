@@ -1,0 +1,86 @@
+/* moments: block-wise sums over row-sharded matrices (see include/imx/moments.h). */
+#include "imx/moments.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+#include "imx/blas.h"
+
+imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out) {
+  for (int j = 0; j < k; j++) out[j] = 0;
+  for (int64_t i = 0; i < m; i++) {
+    const double *a = A + i * lda;
+    for (int j = 0; j < k; j++) {
+      double v = fabs(a[j]);
+      if (v > out[j]) out[j] = v;
+    }
+  }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, out, k, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  return IMX_OK;
+}
+
+/* Rows per partial: one block (reproducible) or all local rows (fast). */
+static int64_t chunk_rows(int block, int64_t m, int reproducible) {
+  return reproducible ? block : (m > 0 ? m : 1);
+}
+
+imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
+                           const double *A, int lda, double *out) {
+  double *amax = malloc((size_t)k * sizeof *amax);
+  if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", k);
+  imx_err e = imx_rsum_reproducible(s) ? imx_colmax(ctx, m, k, A, lda, amax) : IMX_OK;
+  if (e) {
+    free(amax);
+    return e;
+  }
+  imx_rsum_begin(s, (double)block, NULL, amax);
+  free(amax);
+  double *w = imx_rsum_work(s);
+  int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
+  for (int64_t r0 = 0; r0 < m; r0 += step) {
+    int64_t r1 = r0 + step < m ? r0 + step : m;
+    for (int j = 0; j < k; j++) w[j] = 0;
+    for (int64_t i = r0; i < r1; i++) {
+      const double *a = A + i * lda;
+      for (int j = 0; j < k; j++) w[j] += a[j];
+    }
+    imx_rsum_add(s, w, k);
+  }
+  return imx_rsum_end(ctx, s, out);
+}
+
+imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                        const double *A, int lda, int kb, const double *Bm, int ldb,
+                        const double *bmax, double *out) {
+  int sym = (Bm == A);
+  double *amax = malloc((size_t)(ka + kb) * sizeof *amax);
+  if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", ka + kb);
+  double *bm = amax + ka;
+  imx_err e = IMX_OK;
+  if (imx_rsum_reproducible(s)) { /* bounds are only needed for exact accumulation */
+    e = imx_colmax(ctx, m, ka, A, lda, amax);
+    if (!e && !sym && !bmax) e = imx_colmax(ctx, m, kb, Bm, ldb, bm);
+    if (e) {
+      free(amax);
+      return e;
+    }
+  }
+  imx_rsum_begin(s, (double)block, amax, sym ? amax : bmax ? bmax : bm);
+  free(amax);
+  double *w = imx_rsum_work(s);
+  const double one = 1, zero = 0;
+  int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
+  for (int64_t r0 = 0; r0 < m; r0 += step) {
+    int rows = (int)((r0 + step < m ? r0 + step : m) - r0);
+    /* Row-major W (ka x kb) = A_b^T B_b is column-major W^T = B_b^T A_b. */
+    if (sym) {
+      /* Column-major upper of A_b^T A_b is the row-major lower triangle. */
+      dsyrk_("U", "N", &ka, &rows, &one, A + r0 * lda, &lda, &zero, w, &ka);
+    } else {
+      dgemm_("N", "T", &kb, &ka, &rows, &one, Bm + r0 * ldb, &ldb, A + r0 * lda, &lda, &zero, w,
+             &kb);
+    }
+    imx_rsum_add(s, w, kb);
+  }
+  return imx_rsum_end(ctx, s, out);
+}

@@ -1,0 +1,205 @@
+/* objective: InfoMax terms and presets (see include/imx/objective.h and
+ * docs/objectives.md for the formulas). */
+#include "imx/objective.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "imx/blas.h"
+#include "imx/linalg.h"
+
+const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
+                                        "implicit-em", NULL};
+
+/* Default weights of a preset; lambda is the preset's redundancy weight. */
+static int preset_weights(const char *preset, double lambda, double w[IMX_NTERMS]) {
+  for (int t = 0; t < IMX_NTERMS; t++) w[t] = 0;
+  if (!strcmp(preset, "none")) return 0;
+  if (!strcmp(preset, "gaussian")) { /* -log det C + lambda sum_{j!=k} C_jk^2 */
+    w[IMX_TERM_LOGDET] = 1, w[IMX_TERM_OFFDIAG] = lambda;
+    return 0;
+  }
+  if (!strcmp(preset, "gaussian-tc")) {
+    w[IMX_TERM_GAUSSIAN_TC] = 1;
+    return 0;
+  }
+  if (!strcmp(preset, "decorrelation")) {
+    w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_DECORRELATION] = lambda;
+    return 0;
+  }
+  if (!strcmp(preset, "implicit-em")) {
+    w[IMX_TERM_LSE] = 1, w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_DECORRELATION] = lambda;
+    return 0;
+  }
+  return -1;
+}
+
+imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long long N,
+                              imx_objective *obj) {
+  memset(obj, 0, sizeof *obj);
+  if (preset_weights(cfg->objective.preset, cfg->objective.lambda, obj->w))
+    return imx_fail(ctx, IMX_ERR_CONFIG, "objective.preset: unknown preset \"%s\"",
+                    cfg->objective.preset);
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (!isnan(cfg->objective.weight[t])) obj->w[t] = cfg->objective.weight[t];
+  obj->eps = cfg->objective.eps;
+  obj->null_vector = cfg->model.activation == IMX_ACT_SOFTMAX;
+  int any = 0;
+  for (int t = 0; t < IMX_NTERMS; t++) any |= obj->w[t] != 0;
+  if (!any)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "objective: every term has weight 0 (preset \"%s\"): nothing to optimize",
+                    cfg->objective.preset);
+  if (obj->w[IMX_TERM_LSE] != 0 && cfg->model.activation == IMX_ACT_IDENTITY)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "objective: lse with identity activation is unbounded below (a = z goes to "
+                    "-infinity with the biases); use model.activation: relu (distances >= 0, "
+                    "lse >= -log K) or softmax");
+  int K = cfg->model.units;
+  int uses_logdet = obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0;
+  long long rank_bound = n < N - 1 ? n : N - 1;
+  if (uses_logdet && cfg->model.activation == IMX_ACT_IDENTITY && obj->eps == 0 &&
+      K > rank_bound)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "objective: log det of identity outputs with K=%d units but rank(C) <= "
+                    "min(n, N-1) = %lld: C = W S_x W^T is singular and -log det C is +infinity. "
+                    "Use model.activation: softmax (the post-softmax statistic), set "
+                    "objective.eps > 0 (e.g. 1e-3), or use K <= %lld",
+                    K, rank_bound, rank_bound);
+  return IMX_OK;
+}
+
+int imx_objective_needs_cov(const imx_objective *obj) {
+  return obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_OFFDIAG] != 0 ||
+         obj->w[IMX_TERM_VARIANCE] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0 ||
+         obj->w[IMX_TERM_DECORRELATION] != 0;
+}
+
+/* M = C + eps I (+ 1 1^T / K); log det M and M^{-1} (into M). */
+static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
+                              double *M, double *logdet) {
+  double nv = obj->null_vector ? 1.0 / K : 0.0;
+  for (size_t i = 0; i < (size_t)K * K; i++) M[i] = C[i] + nv;
+  for (int i = 0; i < K; i++) M[(size_t)i * K + i] += obj->eps;
+  return imx_linalg_logdet_inverse(ctx, K, M,
+                                   obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)"
+                                                    : "C + eps I",
+                                   logdet);
+}
+
+imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
+                              double *G, double *work, double terms[IMX_NTERMS], double *value) {
+  const double *w = obj->w;
+  size_t KK = (size_t)K * K;
+  double total = 0;
+  for (size_t i = 0; i < KK; i++) G[i] = 0;
+  for (int j = 0; j < K; j++)
+    if (!(C[(size_t)j * K + j] >= 0))
+      return imx_fail(ctx, IMX_ERR_NUMERIC, "covariance: C[%d][%d] = %g is not a variance", j, j,
+                      C[(size_t)j * K + j]);
+
+  if (w[IMX_TERM_LOGDET] != 0 || w[IMX_TERM_GAUSSIAN_TC] != 0) {
+    double *Minv = work, ld;
+    IMX_TRY(logdet_inverse(ctx, obj, K, C, Minv, &ld));
+    if (w[IMX_TERM_LOGDET] != 0) { /* -log det M, dL/dC = -M^{-1} */
+      terms[IMX_TERM_LOGDET] = -ld;
+      total += w[IMX_TERM_LOGDET] * -ld;
+      for (size_t i = 0; i < KK; i++) G[i] -= w[IMX_TERM_LOGDET] * Minv[i];
+    }
+    if (w[IMX_TERM_GAUSSIAN_TC] != 0) { /* 1/2 (sum log d_j - log det M) */
+      double s = 0, wt = w[IMX_TERM_GAUSSIAN_TC];
+      for (int j = 0; j < K; j++) {
+        double d = C[(size_t)j * K + j] + obj->eps;
+        if (!(d > 0))
+          return imx_fail(ctx, IMX_ERR_NUMERIC,
+                          "gaussian_tc: unit %d has zero variance (dead unit); set objective.eps "
+                          "> 0", j);
+        s += log(d);
+        G[(size_t)j * K + j] += wt * 0.5 / d;
+      }
+      terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ld);
+      total += wt * terms[IMX_TERM_GAUSSIAN_TC];
+      for (size_t i = 0; i < KK; i++) G[i] -= wt * 0.5 * Minv[i];
+    }
+  }
+  if (w[IMX_TERM_OFFDIAG] != 0) { /* sum_{j!=k} C_jk^2, dL/dC_jk = 2 C_jk */
+    double s = 0, wt = w[IMX_TERM_OFFDIAG];
+    for (int j = 0; j < K; j++)
+      for (int k = 0; k < K; k++) {
+        if (j == k) continue;
+        double c = C[(size_t)j * K + k];
+        s += c * c;
+        G[(size_t)j * K + k] += wt * 2 * c;
+      }
+    terms[IMX_TERM_OFFDIAG] = s;
+    total += wt * s;
+  }
+  if (w[IMX_TERM_VARIANCE] != 0) { /* -sum log(C_jj + eps) */
+    double s = 0, wt = w[IMX_TERM_VARIANCE];
+    for (int j = 0; j < K; j++) {
+      double d = C[(size_t)j * K + j] + obj->eps;
+      if (!(d > 0))
+        return imx_fail(ctx, IMX_ERR_NUMERIC,
+                        "variance: unit %d has zero variance (dead unit); set objective.eps > 0 "
+                        "or change the initialization", j);
+      s -= log(d);
+      G[(size_t)j * K + j] -= wt / d;
+    }
+    terms[IMX_TERM_VARIANCE] = s;
+    total += wt * s;
+  }
+  if (w[IMX_TERM_DECORRELATION] != 0) {
+    /* sum_{j!=k} C_jk^2 / (d_j d_k), d_j = C_jj + eps:
+     * dL/dC_jk = 2 C_jk / (d_j d_k) (j != k), dL/dC_jj = -2 sum_{k!=j} C_jk^2 / (d_j^2 d_k). */
+    double s = 0, wt = w[IMX_TERM_DECORRELATION];
+    double *d = work + KK;
+    for (int j = 0; j < K; j++) {
+      d[j] = C[(size_t)j * K + j] + obj->eps;
+      if (!(d[j] > 0))
+        return imx_fail(ctx, IMX_ERR_NUMERIC,
+                        "decorrelation: unit %d has zero variance (dead unit), its correlations "
+                        "are undefined; set objective.eps > 0", j);
+    }
+    for (int j = 0; j < K; j++) {
+      double gjj = 0;
+      for (int k = 0; k < K; k++) {
+        if (j == k) continue;
+        double c = C[(size_t)j * K + k], q = c * c / (d[j] * d[k]);
+        s += q;
+        G[(size_t)j * K + k] += wt * 2 * c / (d[j] * d[k]);
+        gjj -= 2 * q / d[j];
+      }
+      G[(size_t)j * K + j] += wt * gjj;
+    }
+    terms[IMX_TERM_DECORRELATION] = s;
+    total += wt * s;
+  }
+  *value = total;
+  return IMX_OK;
+}
+
+double imx_objective_weight_redundancy(const imx_objective *obj, int K, int n, const double *W,
+                                       double *gW, double *work) {
+  /* E = W W^T - I (row-major K x K = column-major (W^T)^T W^T). */
+  const double one = 1, zero = 0;
+  dgemm_("T", "N", &K, &K, &n, &one, W, &n, W, &n, &zero, work, &K);
+  double s = 0;
+  for (int i = 0; i < K; i++) work[(size_t)i * K + i] -= 1;
+  for (size_t i = 0; i < (size_t)K * K; i++) s += work[i] * work[i];
+  /* dL/dW = 4 E W: row-major gW (K x n) += 4 w E W, column-major gW^T += 4 w W^T E^T. */
+  double a = 4 * obj->w[IMX_TERM_WEIGHT_REDUNDANCY];
+  dgemm_("N", "T", &n, &K, &K, &a, W, &n, work, &K, &one, gW, &n);
+  return s;
+}
+
+double imx_objective_lse_row(int K, const double *a, double *g, double scale) {
+  /* -log sum_k exp(-a_k) = amin - log sum_k exp(-(a_k - amin)), without overflow. */
+  double amin = a[0];
+  for (int k = 1; k < K; k++)
+    if (a[k] < amin) amin = a[k];
+  double s = 0;
+  for (int k = 0; k < K; k++) s += exp(-(a[k] - amin));
+  if (g)
+    for (int k = 0; k < K; k++) g[k] += scale * exp(-(a[k] - amin)) / s;
+  return amin - log(s);
+}

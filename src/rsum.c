@@ -1,0 +1,163 @@
+/* rsum: order-independent exact accumulation for reproducible reductions
+ * (see include/imx/rsum.h for the method and its limits). */
+#include "imx/rsum.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#define FOLD 3    /* pieces per value */
+#define WIDTH 30  /* bits per piece: 2^(52 - WIDTH - 1) = 2^21 exact deposits */
+#define EMIN (-900)
+#define EMAX 960
+
+struct imx_rsum {
+  imx_reduction mode;
+  int rows, cols, lower;
+  int64_t count;     /* rows * cols */
+  double *bins;      /* FOLD x count piece sums (fast mode: 1 x count plain sums) */
+  double *work;      /* rows x cols scratch for one partial */
+  int *eu, *ev, es;  /* bound exponents: |partial(i,j)| <= 2^(eu[i] + ev[j] + es) */
+  int64_t deposits;  /* partials added since begin */
+  int violated;      /* a partial exceeded its bound */
+};
+
+imx_err imx_rsum_create(imx_ctx *ctx, imx_reduction mode, int rows, int cols, int lower,
+                        imx_rsum **out) {
+  *out = NULL;
+  imx_rsum *s = calloc(1, sizeof *s);
+  if (!s) return imx_fail(ctx, IMX_ERR_NOMEM, "reduction buffer struct");
+  s->mode = mode, s->rows = rows, s->cols = cols, s->lower = lower;
+  s->count = (int64_t)rows * cols;
+  int nbins = mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
+  s->bins = malloc((size_t)nbins * (size_t)(s->count ? s->count : 1) * sizeof *s->bins);
+  s->work = malloc((size_t)(s->count ? s->count : 1) * sizeof *s->work);
+  s->eu = malloc((size_t)(rows ? rows : 1) * sizeof *s->eu);
+  s->ev = malloc((size_t)(cols ? cols : 1) * sizeof *s->ev);
+  if (!s->bins || !s->work || !s->eu || !s->ev) {
+    imx_rsum_free(&s);
+    return imx_fail(ctx, IMX_ERR_NOMEM, "reduction buffers for %d x %d values (%s mode)", rows,
+                    cols, imx_reduction_name(mode));
+  }
+  *out = s;
+  return IMX_OK;
+}
+
+void imx_rsum_free(imx_rsum **s) {
+  if (!s || !*s) return;
+  free((*s)->bins);
+  free((*s)->work);
+  free((*s)->eu);
+  free((*s)->ev);
+  free(*s);
+  *s = NULL;
+}
+
+double *imx_rsum_work(imx_rsum *s) { return s->work; }
+
+int imx_rsum_reproducible(const imx_rsum *s) { return s->mode == IMX_RED_REPRODUCIBLE; }
+
+/* Exponent e with |x| <= 2^e (x finite); clamped so that the quanta stay normal. */
+static int bound_exponent(double x) {
+  if (!(x > 0)) return EMIN; /* 0 (or NaN, caught later as a non-finite result) */
+  if (isinf(x)) return EMAX;
+  int e;
+  frexp(x, &e); /* x = f 2^e, f in [0.5, 1) */
+  return e < EMIN ? EMIN : e > EMAX ? EMAX : e;
+}
+
+void imx_rsum_begin(imx_rsum *s, double scale, const double *u, const double *v) {
+  int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
+  memset(s->bins, 0, (size_t)nbins * (size_t)s->count * sizeof *s->bins);
+  s->deposits = 0;
+  s->violated = 0;
+  if (s->mode != IMX_RED_REPRODUCIBLE) return;
+  s->es = bound_exponent(scale);
+  for (int i = 0; i < s->rows; i++) s->eu[i] = u ? bound_exponent(u[i]) : 0;
+  for (int j = 0; j < s->cols; j++) s->ev[j] = v ? bound_exponent(v[j]) : 0;
+}
+
+/* 2^e as a double (e within the normal range). */
+static inline double pow2(int e) {
+  uint64_t bits = (uint64_t)(e + 1023) << 52;
+  double d;
+  memcpy(&d, &bits, sizeof d);
+  return d;
+}
+
+void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
+  s->deposits++;
+  if (s->mode != IMX_RED_REPRODUCIBLE) {
+    for (int i = 0; i < s->rows; i++) {
+      double *b = s->bins + (int64_t)i * s->cols;
+      const double *x = p + (int64_t)i * ld;
+      int jend = s->lower ? i + 1 : s->cols;
+      for (int j = 0; j < jend; j++) b[j] += x[j];
+    }
+    return;
+  }
+  double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
+  for (int i = 0; i < s->rows; i++) {
+    const double *x = p + (int64_t)i * ld;
+    int64_t off = (int64_t)i * s->cols;
+    int jend = s->lower ? i + 1 : s->cols;
+    for (int j = 0; j < jend; j++) {
+      int e = s->eu[i] + s->ev[j] + s->es;
+      e = e < EMIN ? EMIN : e > EMAX ? EMAX : e;
+      double r = x[j];
+      if (fabs(r) > pow2(e)) {
+        if (!s->violated && getenv("IMX_DEBUG"))
+          fprintf(stderr, "rsum: |x(%d,%d)| = %.17g > 2^%d (eu %d ev %d es %d)\n", i, j, r, e,
+                  s->eu[i], s->ev[j], s->es);
+        s->violated = 1;
+      }
+      /* Adding M = 1.5 * 2^(q + 52) rounds r to a multiple of the quantum 2^q
+       * (|r| < 2^(q + 51) holds since WIDTH < 51); the subtraction is exact. */
+      double m0 = 1.5 * pow2(e - WIDTH + 52);
+      double p0 = (r + m0) - m0;
+      r -= p0;
+      double m1 = 1.5 * pow2(e - 2 * WIDTH + 52);
+      double p1 = (r + m1) - m1;
+      r -= p1;
+      double m2 = 1.5 * pow2(e - 3 * WIDTH + 52);
+      double p2 = (r + m2) - m2;
+      b0[off + j] += p0;
+      b1[off + j] += p1;
+      b2[off + j] += p2;
+    }
+  }
+}
+
+imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
+  int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
+  int64_t n = nbins * s->count;
+  int64_t tot[2] = {s->deposits, s->violated}, all[2];
+  IMX_MPI(ctx, MPI_Allreduce(tot, all, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
+  if (s->mode == IMX_RED_REPRODUCIBLE && all[1])
+    return imx_fail(ctx, IMX_ERR_INTERNAL,
+                    "reproducible sum: a partial exceeded its magnitude bound (a bug: please report)");
+  if (s->mode == IMX_RED_REPRODUCIBLE && all[0] > IMX_RSUM_MAX_DEPOSITS)
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "reproducible sum of %lld blocks exceeds the exact limit of %lld: raise "
+                    "parallel.block or use parallel.reduction: fast",
+                    (long long)all[0], (long long)IMX_RSUM_MAX_DEPOSITS);
+  /* MPI counts are int: reduce in chunks. Piece sums are exact, so any
+   * reduction order gives the same bits. */
+  const int64_t chunk = INT64_C(1) << 26;
+  for (int64_t off = 0; off < n; off += chunk) {
+    int len = (int)(n - off < chunk ? n - off : chunk);
+    IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, s->bins + off, len, MPI_DOUBLE, MPI_SUM, ctx->comm));
+  }
+  for (int i = 0; i < s->rows; i++) {
+    int jend = s->lower ? i + 1 : s->cols;
+    for (int j = 0; j < jend; j++) {
+      int64_t k = (int64_t)i * s->cols + j;
+      double v = s->bins[k];
+      if (nbins == FOLD) v = (s->bins[k] + s->bins[s->count + k]) + s->bins[2 * s->count + k];
+      out[k] = v;
+      if (s->lower) out[(int64_t)j * s->cols + i] = v;
+    }
+  }
+  return IMX_OK;
+}

@@ -1,0 +1,103 @@
+/* summary: summary.json of a run (see include/imx/summary.h). */
+#include "imx/summary.h"
+
+#include <stdlib.h>
+
+#include "imx/json.h"
+#include "imx/objective.h"
+#include "imx/rundir.h"
+#include "imx/timer.h"
+
+imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
+  imx_timer_stat st[IMX_NTIMERS];
+  IMX_TRY(imx_timer_stats(ctx, st));
+  double mem = imx_peak_rss_mib();
+  double *mems = ctx->rank == 0 ? malloc((size_t)ctx->size * sizeof *mems) : NULL;
+  IMX_MPI(ctx, MPI_Gather(&mem, 1, MPI_DOUBLE, mems, 1, MPI_DOUBLE, 0, ctx->comm));
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0) {
+    FILE *f = NULL;
+    e = imx_file_begin(ctx, dir, "summary.json", &f);
+    if (!e) {
+      const imx_config *c = s->cfg;
+      imx_json j;
+      imx_json_init(&j, f, 1);
+      imx_json_object(&j, NULL);
+      imx_json_str(&j, "program", "infomax " IMX_VERSION);
+      imx_json_str(&j, "status", s->status ? "failed" : "ok");
+      imx_json_int(&j, "exit_code", s->status);
+      imx_json_str(&j, "error", s->message);
+      imx_json_str(&j, "config", c->file);
+      imx_json_int(&j, "ranks", ctx->size);
+      imx_json_object(&j, "data");
+      imx_json_str(&j, "source", imx_source_name(c->data.source));
+      if (s->data) {
+        imx_json_int(&j, "N", s->data->N);
+        imx_json_int(&j, "n", s->data->n);
+      }
+      imx_json_str(&j, "preprocess", imx_preprocess_name(c->data.preprocess));
+      imx_json_end(&j);
+      imx_json_object(&j, "model");
+      imx_json_int(&j, "K", c->model.units);
+      imx_json_str(&j, "activation", imx_activation_name(c->model.activation));
+      imx_json_num(&j, "temperature", c->model.temperature);
+      imx_json_bool(&j, "weight_norm", c->model.weight_norm);
+      imx_json_end(&j);
+      if (s->layer) {
+        const imx_objective *o = imx_layer_objective(s->layer);
+        imx_json_object(&j, "objective");
+        imx_json_str(&j, "preset", c->objective.preset);
+        imx_json_num(&j, "eps", o->eps);
+        imx_json_object(&j, "weights");
+        for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], o->w[t]);
+        imx_json_end(&j);
+        imx_json_str(&j, "path", imx_layer_path(s->layer));
+        imx_json_end(&j);
+      }
+      imx_json_str(&j, "reduction", imx_reduction_name(c->parallel.reduction));
+      imx_json_int(&j, "block", c->parallel.block);
+      if (s->train) {
+        const imx_train_result *r = s->train;
+        imx_json_object(&j, "optimizer");
+        imx_json_str(&j, "type", r->tao_type);
+        imx_json_str(&j, "reason", r->reason);
+        imx_json_int(&j, "iterations", r->iterations);
+        imx_json_int(&j, "evaluations", r->evaluations);
+        imx_json_num(&j, "grad_norm", r->grad_norm);
+        imx_json_num(&j, "seconds", r->seconds);
+        imx_json_end(&j);
+        if (!s->status) {
+          imx_json_object(&j, "final");
+          imx_json_num(&j, "loss", r->final.loss);
+          imx_json_object(&j, "terms");
+          for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], r->final.terms[t]);
+          imx_json_end(&j);
+          imx_json_int(&j, "dead_units", r->final.dead_units);
+          imx_json_num(&j, "max_abs_bias", r->final.max_abs_bias);
+          imx_json_num(&j, "min_variance", r->final.min_var);
+          imx_json_num(&j, "max_variance", r->final.max_var);
+          imx_json_num(&j, "max_abs_corr", r->final.max_abs_corr);
+          imx_json_end(&j);
+        }
+      }
+      imx_json_object(&j, "timers");
+      for (int t = 0; t < IMX_NTIMERS; t++) {
+        imx_json_object(&j, imx_timer_names[t]);
+        imx_json_num(&j, "min", st[t].min);
+        imx_json_int(&j, "min_rank", st[t].min_rank);
+        imx_json_num(&j, "max", st[t].max);
+        imx_json_int(&j, "max_rank", st[t].max_rank);
+        imx_json_num(&j, "mean", st[t].mean);
+        imx_json_end(&j);
+      }
+      imx_json_end(&j);
+      imx_json_array(&j, "peak_memory_mib");
+      for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[r]);
+      imx_json_end(&j);
+      imx_json_end(&j);
+      e = imx_file_commit(ctx, dir, "summary.json", f);
+    }
+  }
+  free(mems);
+  return imx_agree(ctx, e);
+}

@@ -1,0 +1,268 @@
+/* train: TAO glue, progress line and metrics (see include/imx/train.h). */
+#include "imx/train.h"
+
+#include <math.h>
+#include <petsctao.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imx/json.h"
+#include "imx/log.h"
+#include "imx/timer.h"
+
+typedef struct state {
+  imx_ctx *ctx;
+  const imx_config *cfg;
+  imx_layer *layer;
+  FILE *metrics;
+  int n;                 /* parameters */
+  double *accepted;      /* last accepted iterate (what we keep on error) */
+  imx_eval last;         /* indicators of the last evaluation */
+  double *last_x;        /* point of the last evaluation */
+  int evals;
+  double t0, t_eval;     /* start, seconds spent inside evaluations */
+  int warned_dead, warned_bias;
+  imx_err err;           /* error that stopped TAO */
+} state;
+
+/* Objective and gradient for TAO. Collective: every rank's TAO calls it at the
+ * same point, in the same order. */
+static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
+  state *s = p;
+  const PetscScalar *xa;
+  PetscScalar *ga;
+  (void)tao;
+  PetscFunctionBeginUser;
+  double t = imx_now();
+  imx_timer_stop(IMX_T_OPTIMIZER); /* the optimizer phase is TAO's own work */
+  PetscCall(VecGetArrayRead(x, &xa));
+  PetscCall(VecGetArray(g, &ga));
+  imx_err e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
+  if (!e) memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+  PetscCall(VecRestoreArray(g, &ga));
+  PetscCall(VecRestoreArrayRead(x, &xa));
+  s->evals++;
+  s->t_eval += imx_now() - t;
+  imx_timer_start(IMX_T_OPTIMIZER);
+  if (e) {
+    s->err = e;
+    /* All ranks agreed on e inside imx_layer_eval, so all stop here together. */
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "objective evaluation failed");
+  }
+  PetscFunctionReturn(0);
+}
+
+static void print_terms(char *buf, size_t len, const imx_eval *ev) {
+  size_t off = 0;
+  buf[0] = 0;
+  for (int t = 0; t < IMX_NTERMS && off < len; t++)
+    if (!isnan(ev->terms[t]))
+      off += (size_t)snprintf(buf + off, len - off, "  %s %.6g", imx_term_names[t], ev->terms[t]);
+}
+
+/* After every accepted step: progress line, metrics line, collapse checks. */
+static PetscErrorCode monitor(Tao tao, void *p) {
+  state *s = p;
+  PetscInt its;
+  PetscReal f, gnorm, cnorm, step;
+  TaoConvergedReason reason;
+  Vec x;
+  const PetscScalar *xa;
+  PetscFunctionBeginUser;
+  PetscCall(TaoGetSolutionStatus(tao, &its, &f, &gnorm, &cnorm, &step, &reason));
+  PetscCall(TaoGetSolution(tao, &x));
+  PetscCall(VecGetArrayRead(x, &xa));
+  memcpy(s->accepted, xa, (size_t)s->n * sizeof *xa);
+  /* The indicators belong to the accepted point if it was the last one
+   * evaluated (the usual case); otherwise evaluate it (collective; all ranks
+   * see the same x). */
+  imx_eval ev = s->last;
+  if (memcmp(s->last_x, xa, (size_t)s->n * sizeof *xa)) {
+    double fx;
+    imx_err e = imx_layer_eval(s->ctx, s->layer, xa, &fx, NULL, &ev);
+    if (e) {
+      PetscCall(VecRestoreArrayRead(x, &xa));
+      s->err = e;
+      SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "objective evaluation failed");
+    }
+  }
+  PetscCall(VecRestoreArrayRead(x, &xa));
+  double now = imx_now() - s->t0;
+  char terms[512];
+  print_terms(terms, sizeof terms, &ev);
+  if (its % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
+    imx_log(s->ctx, IMX_INFO, "iter %5d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s",
+            (int)its, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now);
+  if (s->metrics) {
+    imx_json j;
+    imx_json_init(&j, s->metrics, 0);
+    imx_json_object(&j, NULL);
+    imx_json_int(&j, "iter", its);
+    imx_json_num(&j, "loss", f);
+    imx_json_object(&j, "terms");
+    for (int t = 0; t < IMX_NTERMS; t++)
+      if (!isnan(ev.terms[t])) imx_json_num(&j, imx_term_names[t], ev.terms[t]);
+    imx_json_end(&j);
+    imx_json_num(&j, "grad_norm", gnorm);
+    imx_json_num(&j, "step", step);
+    imx_json_int(&j, "evaluations", s->evals);
+    imx_json_int(&j, "dead_units", ev.dead_units);
+    imx_json_num(&j, "max_abs_bias", ev.max_abs_bias);
+    imx_json_num(&j, "time", now);
+    imx_json_object(&j, "phase_seconds");
+    for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
+      imx_json_num(&j, imx_timer_names[t], imx_timer_get((imx_timer_id)t));
+    imx_json_end(&j);
+    imx_json_end(&j);
+    fputc('\n', s->metrics);
+    fflush(s->metrics);
+  }
+  /* Collapse: dead units or runaway biases (DESIGN.md section 1). Warn once. */
+  if (ev.dead_units > 0 && !s->warned_dead) {
+    s->warned_dead = 1;
+    imx_log(s->ctx, IMX_WARN,
+            "iteration %d: %d of %d units are dead (variance <= 1e-12 of the mean). Remedies: "
+            "a higher model.temperature, objective.eps > 0, or a variance/decorrelation preset",
+            (int)its, ev.dead_units, imx_layer_units(s->layer));
+  }
+  if (ev.max_abs_bias > 1e3 && !s->warned_bias) {
+    s->warned_bias = 1;
+    imx_log(s->ctx, IMX_WARN,
+            "iteration %d: max |b| = %.3g: the biases are running away (nothing bounds them "
+            "with statistics taken after the softmax). Remedies: objective.eps > 0, a higher "
+            "model.temperature, or fewer iterations",
+            (int)its, ev.max_abs_bias);
+  }
+  PetscFunctionReturn(0);
+}
+
+/* Split "-opt value -flag ..." and set each option not already given. */
+imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
+  char buf[IMX_OPTS_LEN + IMX_NAME_LEN + 16];
+  snprintf(buf, sizeof buf, "-tao_type %s %s", cfg->optimizer.type, cfg->optimizer.options);
+  char *save = NULL, *tok = strtok_r(buf, " \t\n", &save);
+  while (tok) {
+    if (tok[0] != '-' || tok[1] == 0 || (tok[1] >= '0' && tok[1] <= '9'))
+      return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.options: expected an option name starting "
+                      "with '-', got \"%s\"", tok);
+    char *val = strtok_r(NULL, " \t\n", &save);
+    char *next = val;
+    /* A following token that is not an option (or is a negative number) is the value. */
+    if (val && val[0] == '-' && !(val[1] >= '0' && val[1] <= '9') && val[1] != '.') val = NULL;
+    else next = strtok_r(NULL, " \t\n", &save);
+    PetscBool set;
+    if (PetscOptionsHasName(NULL, NULL, tok, &set))
+      return imx_fail(ctx, IMX_ERR_PETSC, "PetscOptionsHasName(%s) failed", tok);
+    if (!set && PetscOptionsSetValue(NULL, tok, val))
+      return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.options: PETSc rejected %s %s", tok,
+                      val ? val : "");
+    tok = next;
+  }
+  return IMX_OK;
+}
+
+/* TAO types that need a Hessian, which we do not provide. */
+static int needs_hessian(const char *type) {
+  static const char *const h[] = {"nls", "ntr", "ntl", "bnls", "bntr", "bntl", "tron", "gpcg",
+                                  "bqpip", "ipm", "pdipm", "brgn", "lcl", "almm", "admm", NULL};
+  for (int i = 0; h[i]; i++)
+    if (!strcmp(type, h[i])) return 1;
+  return 0;
+}
+
+static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
+  const char *text = NULL;
+  PetscErrorMessage(pe, &text, NULL);
+  return imx_fail(ctx, IMX_ERR_PETSC, "%s failed: PETSc error %d (%s)", what, (int)pe,
+                  text ? text : "?");
+}
+
+imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
+                  FILE *metrics, imx_train_result *res) {
+  memset(res, 0, sizeof *res);
+  state s = {.ctx = ctx, .cfg = cfg, .layer = layer, .metrics = metrics};
+  s.n = imx_layer_nparams(layer);
+  s.accepted = malloc((size_t)s.n * sizeof *s.accepted);
+  s.last_x = malloc((size_t)s.n * sizeof *s.last_x);
+  if (!s.accepted || !s.last_x) {
+    free(s.accepted), free(s.last_x);
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "optimizer state (%d parameters)", s.n));
+  }
+  memcpy(s.accepted, theta, (size_t)s.n * sizeof *theta);
+  memset(s.last_x, 0xff, (size_t)s.n * sizeof *s.last_x);
+
+  Vec x = NULL;
+  Tao tao = NULL;
+  imx_err e = IMX_OK;
+  PetscErrorCode pe;
+  /* Errors inside TAO are ours (already agreed); keep PETSc from printing a
+   * traceback for them. */
+  PetscPushErrorHandler(PetscReturnErrorHandler, NULL);
+  if ((pe = VecCreateSeq(PETSC_COMM_SELF, s.n, &x))) e = petsc_fail(ctx, pe, "VecCreateSeq");
+  if (!e) {
+    PetscScalar *xa;
+    VecGetArray(x, &xa);
+    memcpy(xa, theta, (size_t)s.n * sizeof *xa);
+    VecRestoreArray(x, &xa);
+  }
+  if (!e && (pe = TaoCreate(PETSC_COMM_SELF, &tao))) e = petsc_fail(ctx, pe, "TaoCreate");
+  if (!e && (pe = TaoSetType(tao, cfg->optimizer.type)))
+    e = imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.type: \"%s\" is not a TAO type (try lmvm, "
+                 "blmvm, bncg, cg, nm, owlqn, bqnls)", cfg->optimizer.type);
+  if (!e) {
+    TaoSetSolution(tao, x);
+    TaoSetObjectiveAndGradient(tao, NULL, form_fg, &s);
+    TaoSetTolerances(tao, cfg->optimizer.gatol, cfg->optimizer.grtol, 0);
+    TaoSetMaximumIterations(tao, cfg->optimizer.max_it);
+    TaoSetMaximumFunctionEvaluations(tao, 100 * (cfg->optimizer.max_it + 10));
+    TaoSetMonitor(tao, monitor, &s, NULL);
+    if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
+  }
+  if (!e) {
+    TaoType type;
+    TaoGetType(tao, &type);
+    snprintf(res->tao_type, sizeof res->tao_type, "%s", type);
+    if (needs_hessian(type))
+      e = imx_fail(ctx, IMX_ERR_CONFIG, "TAO type %s needs a Hessian, which infomax does not "
+                   "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
+                   "bqnls, owlqn) or nm", type);
+  }
+  e = imx_agree(ctx, e);
+  if (!e) {
+    imx_log(ctx, IMX_INFO, "optimizer: TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
+            cfg->optimizer.max_it, cfg->optimizer.gatol, cfg->optimizer.grtol);
+    s.t0 = imx_now();
+    imx_timer_start(IMX_T_OPTIMIZER);
+    pe = TaoSolve(tao);
+    imx_timer_stop(IMX_T_OPTIMIZER);
+    res->seconds = imx_now() - s.t0;
+    if (s.err) e = s.err; /* our own error, already agreed and recorded */
+    else if (pe) e = petsc_fail(ctx, pe, "TaoSolve");
+    e = imx_agree(ctx, e);
+  }
+  if (tao) {
+    PetscInt its;
+    PetscReal f, gnorm;
+    TaoConvergedReason reason;
+    TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
+    res->iterations = (int)its;
+    res->grad_norm = gnorm;
+    snprintf(res->reason, sizeof res->reason, "%s", e ? "ERROR" : TaoConvergedReasons[reason]);
+  }
+  res->evaluations = s.evals;
+  PetscPopErrorHandler();
+  if (!e) {
+    const PetscScalar *xa;
+    VecGetArrayRead(x, &xa);
+    memcpy(theta, xa, (size_t)s.n * sizeof *xa);
+    VecRestoreArrayRead(x, &xa);
+    double f;
+    e = imx_layer_eval(ctx, layer, theta, &f, NULL, &res->final);
+  } else {
+    memcpy(theta, s.accepted, (size_t)s.n * sizeof *theta);
+  }
+  TaoDestroy(&tao);
+  VecDestroy(&x);
+  free(s.accepted), free(s.last_x);
+  return e;
+}

@@ -1,0 +1,94 @@
+/* test_invariance: the same configuration trained on 1, 2, ..., P ranks (sub-
+ * communicators of the world) gives bitwise identical weights and losses in
+ * reproducible mode: data, preprocessing, every evaluation and the optimizer
+ * included. Collective. */
+#include <petscsys.h>
+
+#include "imx/layer.h"
+#include "imx/log.h"
+#include "imx/preprocess.h"
+#include "imx/train.h"
+
+#include "testing.h"
+
+/* Train on the first p ranks of the world; world rank 0 gets theta and loss. */
+static int run(int p, const imx_config *c, double **theta, int *np, double *loss, int *iters) {
+  int wrank;
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  MPI_Comm sub;
+  MPI_Comm_split(MPI_COMM_WORLD, wrank < p ? 0 : MPI_UNDEFINED, wrank, &sub);
+  if (sub == MPI_COMM_NULL) return 0;
+  imx_ctx ctx;
+  imx_ctx_init(&ctx, sub);
+  imx_data *d = NULL;
+  imx_layer *l = NULL;
+  imx_train_result res;
+  imx_err e = imx_data_load(&ctx, c, &d);
+  if (!e) e = imx_preprocess_apply(&ctx, c, d, NULL, NULL);
+  if (!e) e = imx_layer_create(&ctx, c, d, &l);
+  if (!e) {
+    *np = imx_layer_nparams(l);
+    *theta = malloc((size_t)*np * sizeof **theta);
+    e = imx_layer_init_params(&ctx, l, c, *theta);
+  }
+  if (!e) e = imx_train(&ctx, c, l, *theta, NULL, &res);
+  if (e) t_check(0, "training on %d ranks: %s", p, ctx.msg);
+  *loss = res.final.loss;
+  *iters = res.iterations;
+  imx_layer_free(&l);
+  imx_data_free(&d);
+  imx_ctx_finalize(&ctx);
+  MPI_Comm_free(&sub);
+  return e;
+}
+
+static void case_(const char *name, const imx_config *c) {
+  int P, wrank;
+  MPI_Comm_size(MPI_COMM_WORLD, &P);
+  MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+  double *ref = NULL, ref_loss = 0;
+  int np = 0, ref_it = 0;
+  for (int p = 1; p <= P; p++) {
+    double *theta = NULL, loss = 0;
+    int it = 0;
+    run(p, c, &theta, &np, &loss, &it);
+    if (wrank == 0) {
+      if (p == 1) {
+        ref = theta, ref_loss = loss, ref_it = it;
+        continue;
+      }
+      int same = !memcmp(ref, theta, (size_t)np * sizeof *ref) &&
+                 !memcmp(&ref_loss, &loss, sizeof loss) && it == ref_it;
+      t_check(same, "%s: %d ranks vs 1 rank: %d iterations, loss %.17g vs %.17g, weights %s",
+              name, p, it, loss, ref_loss, same ? "bitwise identical" : "DIFFER");
+      free(theta);
+    } else {
+      free(theta);
+    }
+  }
+  if (wrank == 0 && P == 1)
+    t_check(ref_it > 0, "%s: 1 rank trained %d iterations (run at P > 1 to compare)", name, ref_it);
+  free(ref);
+}
+
+int main(int argc, char **argv) {
+  PetscInitialize(&argc, &argv, NULL, NULL);
+  imx_log_set_level(IMX_WARN);
+  imx_config c;
+  t_small_config(&c, 1000, 6, 6, 32);
+  c.optimizer.max_it = 15;
+  c.model.activation = IMX_ACT_SOFTMAX;
+  c.model.init_bias = 0.1;
+  case_("softmax, gaussian preset, data path", &c);
+  c.model.activation = IMX_ACT_IDENTITY;
+  snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
+  c.data.preprocess = IMX_PRE_WHITEN;
+  case_("identity, decorrelation preset, whitened, moments path", &c);
+  snprintf(c.objective.preset, sizeof c.objective.preset, "implicit-em");
+  c.model.activation = IMX_ACT_RELU;
+  c.data.preprocess = IMX_PRE_STANDARDIZE;
+  case_("relu, implicit-em preset, standardized, data path", &c);
+  int rc = t_finish();
+  PetscFinalize();
+  return rc;
+}

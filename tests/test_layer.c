@@ -1,0 +1,172 @@
+/* test_layer: the gradient of every term x activation x weight normalization
+ * against central finite differences (the full pipeline: forward, block
+ * moments, reduction, objective, backward, reduction); the data and moments
+ * paths agree; fast and reproducible reductions agree. Collective. */
+#include "imx/layer.h"
+#include "imx/preprocess.h"
+#include "imx/rng.h"
+
+#include "testing.h"
+
+static imx_ctx ctx;
+
+/* Directional derivative check along 3 random directions; returns max rel err. */
+static double fd_check(imx_layer *l, const double *theta, int np) {
+  double *g = malloc((size_t)np * sizeof *g), *x = malloc((size_t)np * sizeof *x), f, worst = 0;
+  if (imx_layer_eval(&ctx, l, theta, &f, g, NULL)) return INFINITY;
+  for (int dir = 0; dir < 3; dir++) {
+    double gd = 0, fd[2];
+    double *d = malloc((size_t)np * sizeof *d);
+    for (int i = 0; i < np; i++) d[i] = imx_rng_normal(99, (uint64_t)dir, (uint64_t)i), gd += g[i] * d[i];
+    imx_err e = IMX_OK;
+    /* Central differences at h and h/2, Richardson-extrapolated: O(h^4). */
+    for (int k = 0; k < 2; k++) {
+      double h = 1e-4 / (1 << k), fp, fm;
+      for (int i = 0; i < np; i++) x[i] = theta[i] + h * d[i];
+      e |= imx_layer_eval(&ctx, l, x, &fp, NULL, NULL);
+      for (int i = 0; i < np; i++) x[i] = theta[i] - h * d[i];
+      e |= imx_layer_eval(&ctx, l, x, &fm, NULL, NULL);
+      fd[k] = (fp - fm) / (2 * h);
+    }
+    free(d);
+    if (e) return INFINITY;
+    double err = t_relerr(gd, (4 * fd[1] - fd[0]) / 3, 1e-6);
+    worst = err > worst ? err : worst;
+  }
+  free(g), free(x);
+  return worst;
+}
+
+static imx_data *load(imx_config *c) {
+  imx_data *d = NULL;
+  if (imx_data_load(&ctx, c, &d) || imx_preprocess_apply(&ctx, c, d, NULL, NULL)) {
+    t_check(0, "load data: %s", ctx.msg);
+    return NULL;
+  }
+  return d;
+}
+
+int main(int argc, char **argv) {
+  MPI_Init(&argc, &argv);
+  imx_ctx_init(&ctx, MPI_COMM_WORLD);
+  imx_config c;
+  t_small_config(&c, 400, 6, 5, 16);
+  imx_data *d = load(&c);
+  if (!d) return t_finish();
+
+  /* 1. Gradient checks. */
+  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX};
+  for (int ai = 0; ai < 3; ai++)
+    for (int wn = 0; wn < 2; wn++)
+      for (int t = 0; t < IMX_NTERMS; t++) {
+        imx_config cc = c;
+        cc.model.activation = acts[ai];
+        cc.model.weight_norm = wn;
+        cc.model.temperature = 0.7;
+        cc.model.init_bias = 0.3;
+        cc.objective.eps = 1e-3;
+        cc.parallel.path = IMX_PATH_DATA;
+        snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
+        for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = u == t ? 1.3 : 0;
+        imx_layer *l = NULL;
+        double worst = INFINITY;
+        if (t == IMX_TERM_LSE && acts[ai] == IMX_ACT_IDENTITY) {
+          imx_err e = imx_layer_create(&ctx, &cc, d, &l);
+          t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "unbounded"),
+                  "lse with identity activation refused: \"%s\"", ctx.msg);
+          ctx.code = IMX_OK;
+          continue;
+        }
+        if (!imx_layer_create(&ctx, &cc, d, &l)) {
+          int np = imx_layer_nparams(l);
+          double *theta = malloc((size_t)np * sizeof *theta);
+          imx_layer_init_params(&ctx, l, &cc, theta);
+          worst = fd_check(l, theta, np);
+          free(theta);
+        }
+        t_check(worst < 1e-7, "gradient %-17s %-8s weight_norm %-3s: max rel err %.2e (tol 1e-7)%s%s",
+                imx_term_names[t], imx_activation_name(acts[ai]), wn ? "on" : "off", worst,
+                l ? "" : " error: ", l ? "" : ctx.msg);
+        imx_layer_free(&l);
+      }
+
+  /* 2. The moments path (C = W S_x W^T) against the data path. */
+  {
+    imx_config cc = c;
+    snprintf(cc.objective.preset, sizeof cc.objective.preset, "gaussian");
+    cc.objective.weight[IMX_TERM_WEIGHT_REDUNDANCY] = 0.2;
+    cc.objective.weight[IMX_TERM_GAUSSIAN_TC] = 0.5;
+    cc.objective.weight[IMX_TERM_DECORRELATION] = 0.5;
+    cc.objective.weight[IMX_TERM_VARIANCE] = 0.5;
+    cc.model.init_bias = 0.5;
+    imx_layer *l = NULL;
+    imx_layer_create(&ctx, &cc, d, &l);
+    t_check(l && !strcmp(imx_layer_path(l), "moments"), "identity + moment terms choose the moments path automatically");
+    int np = imx_layer_nparams(l);
+    double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
+           *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
+    imx_layer_init_params(&ctx, l, &cc, theta);
+    imx_layer_eval(&ctx, l, theta, &f1, g1, NULL);
+    imx_layer_set_path(&ctx, l, 0);
+    imx_layer_eval(&ctx, l, theta, &f2, g2, NULL);
+    double gerr = 0, gmax = 0;
+    for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+    t_check(t_relerr(f1, f2, 1e-300) < 1e-11 && gerr / gmax < 1e-10,
+            "moments path vs data path: loss rel err %.2e (tol 1e-11), gradient %.2e (tol 1e-10)",
+            t_relerr(f1, f2, 1e-300), gerr / gmax);
+    imx_config bad = cc;
+    bad.model.activation = IMX_ACT_SOFTMAX;
+    imx_layer *lb = NULL;
+    imx_layer_create(&ctx, &bad, d, &lb);
+    imx_err e = imx_layer_set_path(&ctx, lb, 1);
+    t_check(e == IMX_ERR_CONFIG, "moments path refused for softmax: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&lb);
+    free(theta), free(g1), free(g2);
+    imx_layer_free(&l);
+  }
+
+  /* 3. fast (MPI_Allreduce) and reproducible reductions agree at the same point. */
+  {
+    imx_config cr = c, cf;
+    cr.model.activation = IMX_ACT_SOFTMAX;
+    cr.objective.lambda = 0.3;
+    cf = cr;
+    cf.parallel.reduction = IMX_RED_FAST;
+    imx_data *df = load(&cf);
+    imx_layer *lr = NULL, *lf = NULL;
+    imx_layer_create(&ctx, &cr, d, &lr);
+    imx_layer_create(&ctx, &cf, df, &lf);
+    int np = imx_layer_nparams(lr);
+    double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
+           *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
+    imx_layer_init_params(&ctx, lr, &cr, theta);
+    imx_layer_eval(&ctx, lr, theta, &f1, g1, NULL);
+    imx_layer_eval(&ctx, lf, theta, &f2, g2, NULL);
+    double gerr = 0, gmax = 0;
+    for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+    t_check(t_relerr(f1, f2, 1e-300) < 1e-12 && gerr / gmax < 1e-12,
+            "fast vs reproducible reduction: loss rel err %.2e, gradient %.2e (tol 1e-12)",
+            t_relerr(f1, f2, 1e-300), gerr / gmax);
+    free(theta), free(g1), free(g2);
+    imx_layer_free(&lr), imx_layer_free(&lf);
+    imx_data_free(&df);
+  }
+
+  /* 4. The rank-deficiency pitfall is refused before training. */
+  {
+    imx_config cc = c;
+    cc.model.units = 9; /* > n = 6 */
+    imx_layer *l = NULL;
+    imx_err e = imx_layer_create(&ctx, &cc, d, &l);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "softmax") && strstr(ctx.msg, "objective.eps"),
+            "log det with identity and K > n refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+  }
+  imx_data_free(&d);
+  imx_ctx_finalize(&ctx);
+  int rc = t_finish();
+  MPI_Finalize();
+  return rc;
+}
