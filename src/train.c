@@ -229,7 +229,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   }
   e = imx_agree(ctx, e);
   if (!e) {
-    imx_log(ctx, IMX_INFO, "optimizer: TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
+    imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
             cfg->optimizer.max_it, cfg->optimizer.gatol, cfg->optimizer.grtol);
     s.t0 = imx_now();
     imx_timer_start(IMX_T_OPTIMIZER);
