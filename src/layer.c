@@ -378,6 +378,29 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   return e;
 }
 
+/* Every rank runs the same optimizer on the reduced (f, grad), so they must be
+ * the same bits everywhere. MPI does not promise that MPI_Allreduce gives
+ * every rank the same rounding; if a hash of the bits differs anywhere, take
+ * rank 0's values. Collective. */
+static imx_err same_on_all_ranks(imx_ctx *ctx, double *f, double *grad, int np) {
+  uint64_t h = 1469598103934665603ULL, bits;
+  memcpy(&bits, f, sizeof bits);
+  h = (h ^ bits) * 1099511628211ULL;
+  for (int i = 0; i < np; i++) {
+    memcpy(&bits, grad + i, sizeof bits);
+    h = (h ^ bits) * 1099511628211ULL;
+  }
+  uint64_t v[2] = {h, ~h};
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_BAND, ctx->comm));
+  /* A bit that differs anywhere is 0 in the AND of h or in the AND of ~h, so
+   * every rank sees the difference and all of them take the broadcast. */
+  if (v[0] != h || v[1] != ~h) {
+    IMX_MPI(ctx, MPI_Bcast(f, 1, MPI_DOUBLE, 0, ctx->comm));
+    IMX_MPI(ctx, MPI_Bcast(grad, np, MPI_DOUBLE, 0, ctx->comm));
+  }
+  return IMX_OK;
+}
+
 imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *f, double *grad,
                        imx_eval *ev) {
   int K = l->K, n = l->n;
@@ -407,5 +430,6 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   if (l->wn) chain_weight_norm(l, l->gW);
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
+  if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, K * n + K));
   return IMX_OK;
 }

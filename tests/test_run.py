@@ -123,6 +123,15 @@ s = load_json(os.path.join(d, "decor", "summary.json")) if code == 0 else {"fina
 check(code == 0 and s["final"]["max_abs_corr"] < 1e-3,
       "decorrelation preset on synthetic ICA: max |off-diagonal corr| = %.2e (< 1e-3)" % s["final"]["max_abs_corr"])
 
+# 4b. fast reductions: the same run on 3 ranks ends close to the reproducible one.
+cf = config(name="fastred", max_it=15)
+code1, out, err = run(["train", cf, "--out", os.path.join(d, "rep")], ranks=3)
+code2, out, err = run(["train", cf, "--out", os.path.join(d, "fast"), "--set", "parallel.reduction=fast"], ranks=3)
+l1 = load_json(os.path.join(d, "rep", "summary.json"))["final"]["loss"] if code1 == 0 else 0
+l2 = load_json(os.path.join(d, "fast", "summary.json"))["final"]["loss"] if code2 == 0 else 1
+check(code1 == 0 and code2 == 0 and abs(l1 - l2) <= 1e-8 * abs(l1),
+      "fast reduction on 3 ranks: loss %.15g vs reproducible %.15g" % (l2, l1))
+
 # 5. Never overwrite: the same --out twice gives a new directory.
 code, out, err = run(["train", config(name="soft", max_it=2), "--out", run_dir], ranks=1)
 check(code == 0 and os.path.exists(run_dir + "-2/summary.json")
