@@ -97,6 +97,20 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
     if (!(C[(size_t)j * K + j] >= 0))
       return imx_fail(ctx, IMX_ERR_NUMERIC, "covariance: C[%d][%d] = %g is not a variance", j, j,
                       C[(size_t)j * K + j]);
+  /* d_j = C_jj + eps, shared by the terms on the variances. */
+  double *d = work + KK;
+  const char *diag_term = w[IMX_TERM_GAUSSIAN_TC] != 0   ? "gaussian_tc"
+                          : w[IMX_TERM_VARIANCE] != 0     ? "variance"
+                          : w[IMX_TERM_DECORRELATION] != 0 ? "decorrelation"
+                                                           : NULL;
+  for (int j = 0; diag_term && j < K; j++) {
+    d[j] = C[(size_t)j * K + j] + obj->eps;
+    if (!(d[j] > 0))
+      return imx_fail(ctx, IMX_ERR_NUMERIC,
+                      "%s: unit %d has zero variance (a dead unit: its log variance and "
+                      "correlations are undefined); set objective.eps > 0 or change the "
+                      "initialization", diag_term, j);
+  }
 
   if (w[IMX_TERM_LOGDET] != 0 || w[IMX_TERM_GAUSSIAN_TC] != 0) {
     double *Minv = work, ld;
@@ -109,13 +123,8 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
     if (w[IMX_TERM_GAUSSIAN_TC] != 0) { /* 1/2 (sum log d_j - log det M) */
       double s = 0, wt = w[IMX_TERM_GAUSSIAN_TC];
       for (int j = 0; j < K; j++) {
-        double d = C[(size_t)j * K + j] + obj->eps;
-        if (!(d > 0))
-          return imx_fail(ctx, IMX_ERR_NUMERIC,
-                          "gaussian_tc: unit %d has zero variance (dead unit); set objective.eps "
-                          "> 0", j);
-        s += log(d);
-        G[(size_t)j * K + j] += wt * 0.5 / d;
+        s += log(d[j]);
+        G[(size_t)j * K + j] += wt * 0.5 / d[j];
       }
       terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ld);
       total += wt * terms[IMX_TERM_GAUSSIAN_TC];
@@ -137,13 +146,8 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
   if (w[IMX_TERM_VARIANCE] != 0) { /* -sum log(C_jj + eps) */
     double s = 0, wt = w[IMX_TERM_VARIANCE];
     for (int j = 0; j < K; j++) {
-      double d = C[(size_t)j * K + j] + obj->eps;
-      if (!(d > 0))
-        return imx_fail(ctx, IMX_ERR_NUMERIC,
-                        "variance: unit %d has zero variance (dead unit); set objective.eps > 0 "
-                        "or change the initialization", j);
-      s -= log(d);
-      G[(size_t)j * K + j] -= wt / d;
+      s -= log(d[j]);
+      G[(size_t)j * K + j] -= wt / d[j];
     }
     terms[IMX_TERM_VARIANCE] = s;
     total += wt * s;
@@ -152,14 +156,6 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
     /* sum_{j!=k} C_jk^2 / (d_j d_k), d_j = C_jj + eps:
      * dL/dC_jk = 2 C_jk / (d_j d_k) (j != k), dL/dC_jj = -2 sum_{k!=j} C_jk^2 / (d_j^2 d_k). */
     double s = 0, wt = w[IMX_TERM_DECORRELATION];
-    double *d = work + KK;
-    for (int j = 0; j < K; j++) {
-      d[j] = C[(size_t)j * K + j] + obj->eps;
-      if (!(d[j] > 0))
-        return imx_fail(ctx, IMX_ERR_NUMERIC,
-                        "decorrelation: unit %d has zero variance (dead unit), its correlations "
-                        "are undefined; set objective.eps > 0", j);
-    }
     for (int j = 0; j < K; j++) {
       double gjj = 0;
       for (int k = 0; k < K; k++) {
