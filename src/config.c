@@ -32,9 +32,9 @@ _Static_assert(sizeof(imx_path_kind) == sizeof(int), "enum size");
 /* ---- the schema ---------------------------------------------------------- */
 
 /* Sections, in the order they are written. */
-enum { SEC_DATA, SEC_MODEL, SEC_OBJECTIVE, SEC_OPTIMIZER, SEC_PARALLEL, SEC_OUTPUT, NSECTIONS };
-static const char *const section_names[NSECTIONS + 1] = {"data",      "model",    "objective",
-                                                         "optimizer", "parallel", "output", NULL};
+enum { SEC_DATA, SEC_MODEL, SEC_OBJECTIVE, SEC_OPTIMIZER, SEC_PARALLEL, SEC_EVAL, SEC_OUTPUT, NSECTIONS };
+static const char *const section_names[NSECTIONS + 1] = {
+    "data", "model", "objective", "optimizer", "parallel", "eval", "output", NULL};
 
 typedef enum {
   K_INT,    /* int */
@@ -79,7 +79,8 @@ static const char *const activation_names[] = {"identity", "relu", "softmax", NU
 static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
                                            "implicit-em", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
-static const char *const linalg_names[] = {"auto", "replicated", NULL};
+static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
+static const char *const features_names[] = {"activation", "z", "input", NULL};
 static const char *const path_names[] = {"auto", "data", "moments", NULL};
 
 /* A term weight: NAN (null) means "whatever the preset says". The key text
@@ -160,10 +161,36 @@ static const key_row keys[] = {
     {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, path_names,
      "data: pass over the samples each iteration; moments: input-moment fast path"},
 
+    {SEC_PARALLEL, "grid_rows", K_INT, FIELD(parallel.grid_rows), "0", 0, 0, F_MIN, NULL,
+     "rows of the BLACS process grid (scalapack; 0 = auto)"},
+    {SEC_PARALLEL, "grid_cols", K_INT, FIELD(parallel.grid_cols), "0", 0, 0, F_MIN, NULL,
+     "columns of the BLACS process grid (scalapack; 0 = auto)"},
+    {SEC_PARALLEL, "scalapack_block", K_INT, FIELD(parallel.scalapack_block), "64", 1, 4096,
+     F_MIN | F_MAX, NULL, "block size nb of the block-cyclic layout (scalapack)"},
+    {SEC_PARALLEL, "memory_mib", K_DOUBLE, FIELD(parallel.memory_mib), "0", 0, 0, F_MIN, NULL,
+     "memory per rank that linalg: auto may plan with, MiB (0 = detect)"},
+
+    {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NULL,
+     "test split, same format as data.path (\"\" = none)"},
+    {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NULL,
+     "labels of the test split"},
+    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, features_names,
+     "what the linear probe sees: phi(z), z, or the raw input"},
+    {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NULL,
+     "train a linear probe when labels exist"},
+    {SEC_EVAL, "probe_max_it", K_INT, FIELD(eval.probe_max_it), "200", 0, 0, F_MIN, NULL,
+     "iterations of the probe's optimizer"},
+    {SEC_EVAL, "probe_l2", K_DOUBLE, FIELD(eval.probe_l2), "1e-4", 0, 0, F_MIN, NULL,
+     "L2 penalty of the probe's weights"},
+    {SEC_EVAL, "baselines", K_BOOL, FIELD(eval.baselines), "false", 0, 0, 0, NULL,
+     "also score raw input, PCA with K components and random hyperplanes"},
+
     {SEC_OUTPUT, "dir", K_STRING, FIELD(output.dir), "", 0, 0, 0, NULL,
      "run directory (\"\" = runs/ and the config file's base name)"},
     {SEC_OUTPUT, "every", K_INT, FIELD(output.every), "1", 1, 0, F_MIN, NULL,
      "print a progress line every this many iterations"},
+    {SEC_OUTPUT, "checkpoint_every", K_INT, FIELD(output.checkpoint_every), "10", 0, 0, F_MIN,
+     NULL, "write a checkpoint every N iterations (0 = at the end only)"},
 };
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
 
@@ -183,6 +210,8 @@ const char *imx_activation_name(imx_activation a) { return name_of(activation_na
 const char *imx_source_name(imx_source s) { return name_of(source_names, (int)s); }
 const char *imx_preprocess_name(imx_preprocess p) { return name_of(preprocess_names, (int)p); }
 const char *imx_reduction_name(imx_reduction r) { return name_of(reduction_names, (int)r); }
+const char *imx_linalg_name(imx_linalg_kind k) { return name_of(linalg_names, (int)k); }
+const char *imx_features_name(imx_features f) { return name_of(features_names, (int)f); }
 
 /* ---- small helpers ------------------------------------------------------- */
 

@@ -32,7 +32,8 @@ typedef enum { IMX_ACT_IDENTITY = 0, IMX_ACT_RELU, IMX_ACT_SOFTMAX } imx_activat
 typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
 typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
 typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
-typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED } imx_linalg_kind;
+typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
+typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
 typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
 
 typedef struct imx_config {
@@ -81,11 +82,25 @@ typedef struct imx_config {
     int block;                   /* parallel.block: B, rows per reduction block */
     imx_linalg_kind linalg;      /* parallel.linalg: auto | replicated */
     imx_path_kind path;          /* parallel.path: auto | data | moments (input-moment fast path) */
+    int grid_rows, grid_cols;    /* parallel.grid_rows/grid_cols: BLACS process grid (0 = auto) */
+    int scalapack_block;         /* parallel.scalapack_block: block-cyclic block size nb */
+    double memory_mib;           /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
   } parallel;
+
+  struct {
+    char test_path[IMX_PATH_LEN];   /* eval.test_path: test split (same format as data.path; "" = none) */
+    char test_labels[IMX_PATH_LEN]; /* eval.test_labels: its labels */
+    imx_features features;          /* eval.features: activation | z | input (what the probe sees) */
+    int probe;                      /* eval.probe: train a linear probe when labels exist (bool) */
+    int probe_max_it;               /* eval.probe_max_it */
+    double probe_l2;                /* eval.probe_l2: L2 penalty of the probe */
+    int baselines;                  /* eval.baselines: also score raw input, PCA-K, random hyperplanes (bool) */
+  } eval;
 
   struct {
     char dir[IMX_PATH_LEN];      /* output.dir: run directory ("" = runs/<config name>) */
     int every;                   /* output.every: progress line every this many iterations */
+    int checkpoint_every;        /* output.checkpoint_every: checkpoint every N iterations (0 = at the end only) */
   } output;
 } imx_config;
 
@@ -121,5 +136,7 @@ const char *imx_activation_name(imx_activation a);
 const char *imx_source_name(imx_source s);
 const char *imx_preprocess_name(imx_preprocess p);
 const char *imx_reduction_name(imx_reduction r);
+const char *imx_linalg_name(imx_linalg_kind k);
+const char *imx_features_name(imx_features f);
 
 #endif
