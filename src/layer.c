@@ -244,6 +244,31 @@ static void activate_backward(const imx_layer *l, int64_t rows, const double *A,
   }
 }
 
+/* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if asked. */
+static void forward(const imx_layer *l, double *out, int apply_phi) {
+  int K = l->K, n = l->n;
+  int64_t rows = l->nloc, step = chunk(l);
+  const double one = 1, zero = 0;
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    int c = (int)(r0 + step < rows ? step : rows - r0);
+    double *Z = out + r0 * K;
+    /* Row-major Z (c x K) = X_c W^T: column-major Z^T = W X_c^T. */
+    dgemm_("T", "N", &K, &c, &n, &one, l->W, &n, l->X + r0 * n, &n, &zero, Z, &K);
+    for (int i = 0; i < c; i++)
+      for (int k = 0; k < K; k++) Z[(size_t)i * K + k] += l->b[k];
+    if (apply_phi) activate(l, c, Z);
+  }
+}
+
+imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_features which,
+                          double *out) {
+  imx_layer_weights(l, theta, l->W, l->b);
+  if (which == IMX_FEAT_INPUT)
+    return imx_fail(ctx, IMX_ERR_INTERNAL, "imx_layer_forward: the input is not an output");
+  forward(l, out, which == IMX_FEAT_ACTIVATION);
+  return IMX_OK;
+}
+
 static void fill_eval(const imx_layer *l, const double *terms, double loss, imx_eval *ev) {
   if (!ev) return;
   int K = l->K;
@@ -307,18 +332,11 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   int K = l->K, n = l->n;
   int64_t rows = l->nloc, step = chunk(l);
   double invN = 1.0 / (double)l->N;
-  const double one = 1, zero = 0;
+  const double zero = 0;
   imx_err e = IMX_OK;
 
   imx_timer_start(IMX_T_FORWARD);
-  for (int64_t r0 = 0; r0 < rows; r0 += step) {
-    int c = (int)(r0 + step < rows ? step : rows - r0);
-    double *Z = l->A + r0 * K;
-    /* Row-major Z (c x K) = X_c W^T: column-major Z^T = W X_c^T. */
-    dgemm_("T", "N", &K, &c, &n, &one, l->W, &n, l->X + r0 * n, &n, &zero, Z, &K);
-    for (int64_t i = 0; i < (int64_t)c * K; i++) Z[i] += l->b[i % K];
-    activate(l, c, Z);
-  }
+  forward(l, l->A, 1);
   imx_timer_stop(IMX_T_FORWARD);
 
   double moment_value = 0;

@@ -59,6 +59,12 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
 imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *f, double *grad,
                        imx_eval *ev);
 
+/* Forward pass only: z = W x + b (which = IMX_FEAT_Z) or phi(z)
+ * (IMX_FEAT_ACTIVATION) for the local rows at theta, into out (nloc x K,
+ * row-major, caller-allocated). Local: no communication. */
+imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_features which,
+                          double *out);
+
 /* The effective weights W (K x n) and biases b (K) of theta. Local. */
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b);
 
