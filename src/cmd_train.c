@@ -3,14 +3,18 @@
 #include <petscsys.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "imx/checkpoint.h"
 #include "imx/cli.h"
 #include "imx/config.h"
 #include "imx/data.h"
 #include "imx/layer.h"
 #include "imx/log.h"
+#include "imx/optlog.h"
 #include "imx/preprocess.h"
 #include "imx/rundir.h"
+#include "imx/signals.h"
 #include "imx/summary.h"
 #include "imx/timer.h"
 #include "imx/train.h"
@@ -90,9 +94,94 @@ static imx_err write_truth(imx_ctx *ctx, const imx_data *d, const imx_config *cf
   return imx_agree(ctx, e);
 }
 
+/* The final lines: what was trained, how it converged, where it is. */
+static void report_success(imx_ctx *ctx, const imx_config *cfg, const imx_layer *l,
+                           const imx_data *d, const imx_train_result *res, const char *dir) {
+  imx_log(ctx, IMX_INFO, "\ntrained K=%d %s units on N=%lld x n=%d with TAO %s: %s after %d "
+          "iterations (%d evaluations, %.2f s)", imx_layer_units(l),
+          imx_activation_name(cfg->model.activation), (long long)d->N, d->n, res->tao_type,
+          res->reason, res->iterations, res->evaluations, res->seconds);
+  char terms[512];
+  size_t off = 0;
+  terms[0] = 0;
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (!isnan(res->final.terms[t]))
+      off += (size_t)snprintf(terms + off, sizeof terms - off, "  %s %.6g", imx_term_names[t],
+                              res->final.terms[t]);
+  imx_log(ctx, IMX_INFO, "final loss %.10g  |grad| %.3e%s  dead units %d", res->final.loss,
+          res->grad_norm, terms, res->final.dead_units);
+  imx_log(ctx, IMX_INFO, "results in %s/ (layer1_W.npy, layer1_b.npy, metrics.jsonl, "
+          "summary.json, checkpoint.bin)", dir);
+}
+
+/* Parameters from the run directory's checkpoint (resume). Collective. */
+static imx_err resume_params(imx_ctx *ctx, const imx_config *cfg, const imx_layer *l,
+                             const imx_data *d, const char *dir, double *theta,
+                             imx_checkpoint *ck) {
+  double *x = NULL;
+  IMX_TRY(imx_checkpoint_read(ctx, dir, ck, &x));
+  imx_err e = IMX_OK;
+  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l))
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s/checkpoint.bin holds a layer of K=%d x n=%d, but the "
+                 "configuration and data give K=%d x n=%d", dir, ck->K, ck->n,
+                 imx_layer_units(l), imx_layer_inputs(l));
+  if (!e) {
+    memcpy(theta, x, (size_t)ck->nparams * sizeof *theta);
+    imx_log(ctx, IMX_INFO, "  resume     %s/checkpoint.bin: iteration %d, loss %.10g (TAO %s)",
+            dir, ck->iteration, ck->loss, ck->tao_type);
+    if (ck->reduction != (int)cfg->parallel.reduction || ck->block != cfg->parallel.block ||
+        ck->data_rows != d->N)
+      imx_log(ctx, IMX_WARN, "the checkpoint was written with reduction %s, block %d, N=%lld; "
+              "this run uses %s, %d, N=%lld: it continues, but not bit for bit",
+              ck->reduction == IMX_RED_FAST ? "fast" : "reproducible", ck->block,
+              (long long)ck->data_rows, imx_reduction_name(cfg->parallel.reduction),
+              cfg->parallel.block, (long long)d->N);
+  }
+  free(x);
+  return e;
+}
+
+/* How the optimizer continues: by retracing the logged run from the initial
+ * parameters (exact), or from the checkpoint's weights with a fresh TAO
+ * state when there is no usable log. Collective. */
+static imx_err resume_optimizer(imx_ctx *ctx, const imx_config *cfg, const imx_layer *l,
+                                const char *dir, const imx_checkpoint *ck, double *theta,
+                                imx_train_io *io, imx_optlog **log) {
+  int have = 0;
+  if (ctx->rank == 0) {
+    char path[IMX_PATH_LEN + 32];
+    snprintf(path, sizeof path, "%s/optimizer_log.bin", dir);
+    have = access(path, R_OK) == 0;
+  }
+  IMX_MPI(ctx, MPI_Bcast(&have, 1, MPI_INT, 0, ctx->comm));
+  if (have && cfg->output.optimizer_log && !strcmp(ck->tao_type, cfg->optimizer.type)) {
+    IMX_TRY(imx_optlog_open(ctx, dir, imx_layer_nparams(l), ck->evaluations, log));
+    IMX_TRY(imx_layer_init_params(ctx, l, cfg, theta));
+    io->log = *log;
+    io->replay_evaluations = ck->evaluations;
+    io->replay_iterations = ck->iteration;
+    imx_log(ctx, IMX_INFO, "  resume     exact: TAO retraces %d logged evaluations to iteration %d",
+            ck->evaluations, ck->iteration);
+    return IMX_OK;
+  }
+  imx_log(ctx, IMX_WARN, "resume: %s; continuing from the checkpoint's weights with a fresh %s "
+          "state (L-BFGS history and line search start over), so the path differs from an "
+          "uninterrupted run",
+          !have ? "no optimizer_log.bin in the run directory"
+          : !cfg->output.optimizer_log ? "output.optimizer_log is false"
+                                       : "the optimizer type changed",
+          cfg->optimizer.type);
+  io->start_iteration = ck->iteration;
+  io->start_evaluations = ck->evaluations;
+  return IMX_OK;
+}
+
 int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
-  if (a->npos != 1) {
-    if (ctx->rank == 0) fputs("usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n", stderr);
+  const char *resume = a->resume;
+  if (resume ? (a->npos != 0 || a->out) : a->npos != 1) {
+    if (ctx->rank == 0)
+      fputs(resume ? "usage: infomax train --resume RUN_DIR [--set K=V]... (no CONFIG, no --out)\n"
+                   : "usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n", stderr);
     return IMX_ERR_USAGE;
   }
   imx_config cfg;
@@ -100,9 +189,12 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   imx_layer *l = NULL;
   double *theta = NULL;
   FILE *metrics = NULL;
-  char dir[IMX_PATH_LEN] = "";
+  imx_optlog *log = NULL;
+  char dir[IMX_PATH_LEN] = "", cfgpath[IMX_PATH_LEN + 16];
   imx_train_result res;
+  imx_checkpoint ck;
   memset(&res, 0, sizeof res);
+  memset(&ck, 0, sizeof ck);
   int trained = 0;
 
   /* Prolog: configuration (validated before any compute), data, layer. */
@@ -114,7 +206,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     snprintf(outset, sizeof outset, "output.dir=%s", a->out);
     set[nset++] = outset;
   }
-  imx_err e = set ? imx_config_setup(ctx, &cfg, a->pos[0], nset, set)
+  snprintf(cfgpath, sizeof cfgpath, resume ? "%s/config.yaml" : "%s", resume ? resume : a->pos[0]);
+  imx_err e = set ? imx_config_setup(ctx, &cfg, cfgpath, nset, set)
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
   if (!e) e = imx_agree(ctx, imx_train_options(ctx, &cfg));
@@ -134,58 +227,62 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   log_objective(ctx, l);
   theta = malloc((size_t)imx_layer_nparams(l) * sizeof *theta);
   if ((e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters")))) goto out;
-  if ((e = imx_layer_init_params(ctx, l, &cfg, theta))) goto out;
-  if ((e = imx_rundir_create(ctx, &cfg, dir))) goto out;
-  if ((e = write_truth(ctx, d, &cfg, dir))) goto out;
+  imx_train_io io = {.dir = dir};
+  if (resume) {
+    if ((e = resume_params(ctx, &cfg, l, d, resume, theta, &ck))) goto out;
+    if ((e = imx_rundir_reuse(ctx, &cfg, resume, dir))) goto out;
+    if ((e = resume_optimizer(ctx, &cfg, l, dir, &ck, theta, &io, &log))) goto out;
+  } else {
+    if ((e = imx_layer_init_params(ctx, l, &cfg, theta))) goto out;
+    if ((e = imx_rundir_create(ctx, &cfg, dir))) goto out;
+    if ((e = write_truth(ctx, d, &cfg, dir))) goto out;
+    if (cfg.output.optimizer_log &&
+        (e = imx_optlog_open(ctx, dir, imx_layer_nparams(l), -1, &log)))
+      goto out;
+    io.log = log;
+  }
   imx_log(ctx, IMX_INFO, "  run dir    %s", dir);
   if (ctx->rank == 0) {
     char path[2 * IMX_PATH_LEN];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
-    metrics = fopen(path, "w");
+    metrics = fopen(path, resume ? "a" : "w");
     if (!metrics) e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s", path);
   }
   if ((e = imx_agree(ctx, e))) goto out;
 
   /* Training. */
-  e = imx_train(ctx, &cfg, l, theta, metrics, &res);
+  io.metrics = metrics;
+  e = imx_train(ctx, &cfg, l, theta, &io, &res);
   trained = 1;
 
 out:
   /* Epilog: whatever happened, keep what was computed and say where it is. */
   if (metrics) fclose(metrics);
-  if (e) imx_report(ctx);
+  if (e && e != IMX_STOPPED) imx_report(ctx);
   if (dir[0]) {
     imx_timer_start(IMX_T_OUTPUT);
     imx_err we = trained ? write_layer(ctx, l, theta, dir) : IMX_OK;
     imx_timer_stop(IMX_T_OUTPUT);
     imx_timer_stop(IMX_T_TOTAL);
     imx_summary s = {.cfg = &cfg, .data = d, .layer = l, .train = trained ? &res : NULL,
-                     .status = e ? e : we, .message = e || we ? ctx->msg : ""};
+                     .status = e ? e : we, .message = (e && e != IMX_STOPPED) || we ? ctx->msg : ""};
     imx_err se = imx_summary_write(ctx, &s, dir);
-    if (!e && !we && !se) {
-      imx_log(ctx, IMX_INFO, "\ntrained K=%d %s units on N=%lld x n=%d with TAO %s: %s after %d "
-              "iterations (%d evaluations, %.2f s)", imx_layer_units(l),
-              imx_activation_name(cfg.model.activation), (long long)d->N, d->n, res.tao_type,
-              res.reason, res.iterations, res.evaluations, res.seconds);
-      char terms[512];
-      size_t off = 0;
-      for (int t = 0; t < IMX_NTERMS; t++)
-        if (!isnan(res.final.terms[t]))
-          off += (size_t)snprintf(terms + off, sizeof terms - off, "  %s %.6g", imx_term_names[t],
-                                  res.final.terms[t]);
-      imx_log(ctx, IMX_INFO, "final loss %.10g  |grad| %.3e%s  dead units %d", res.final.loss,
-              res.grad_norm, terms, res.final.dead_units);
-      imx_log(ctx, IMX_INFO, "results in %s/ (layer1_W.npy, layer1_b.npy, metrics.jsonl, "
-              "summary.json)", dir);
-    } else if (e) {
+    if (we || se) {
+      imx_report(ctx);
+      e = e && e != IMX_STOPPED ? e : we ? we : se;
+    } else if (!e) {
+      report_success(ctx, &cfg, l, d, &res, dir);
+    } else if (e == IMX_STOPPED) {
+      imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations; checkpoint in %s/checkpoint.bin."
+              "\ncontinue with: mpiexec -n P infomax train --resume %s", imx_signal_name(res.stopped_by),
+              res.iterations, dir, dir);
+    } else {
       imx_log(ctx, IMX_ERROR, "run directory %s keeps what was done: %s", dir,
               trained ? "the last accepted weights and summary.json (status: failed)"
                       : "config.yaml and summary.json (status: failed)");
-    } else {
-      imx_report(ctx);
-      e = we ? we : se;
     }
   }
+  imx_optlog_close(&log);
   free(theta);
   imx_layer_free(&l);
   imx_data_free(&d);

@@ -191,6 +191,8 @@ static const key_row keys[] = {
      "print a progress line every this many iterations"},
     {SEC_OUTPUT, "checkpoint_every", K_INT, FIELD(output.checkpoint_every), "10", 0, 0, F_MIN,
      NULL, "write a checkpoint every N iterations (0 = at the end only)"},
+    {SEC_OUTPUT, "optimizer_log", K_BOOL, FIELD(output.optimizer_log), "true", 0, 0, 0, NULL,
+     "log every evaluation (nparams + 3 doubles) so --resume continues exactly"},
 };
 #define NKEYS ((int)(sizeof keys / sizeof keys[0]))
 

@@ -49,6 +49,7 @@ static int64_t chunk(const imx_layer *l) {
 int imx_layer_nparams(const imx_layer *l) { return l->K * l->n + l->K; }
 int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
+long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
 const char *imx_layer_path(const imx_layer *l) { return l->moments_path ? "moments" : "data"; }
 const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
 
@@ -141,7 +142,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->xmax = alloc((size_t)n, &bad);
   l->W = alloc((size_t)K * n, &bad), l->norms = alloc((size_t)K, &bad), l->b = alloc((size_t)K, &bad);
   l->m = alloc((size_t)K, &bad), l->C = alloc(KK, &bad), l->G = alloc(KK, &bad);
-  l->work = alloc(2 * KK + (size_t)K, &bad);
+  l->work = alloc(2 * KK + 3 * (size_t)K, &bad);
   l->gW = alloc((size_t)K * n, &bad), l->gb = alloc((size_t)K, &bad);
   l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||

@@ -12,6 +12,7 @@
 #include "imx/cli.h"
 #include "imx/config.h"
 #include "imx/log.h"
+#include "imx/signals.h"
 #include "imx/timer.h"
 
 static const char *usage =
@@ -35,20 +36,27 @@ static const char *usage =
 static const char *train_help =
     "usage: mpiexec -n P infomax train CONFIG.yaml [--set SECTION.KEY=VALUE]... [--out DIR]\n"
     "                                  [PETSc/TAO options]\n"
+    "       mpiexec -n P infomax train --resume RUN_DIR [--set SECTION.KEY=VALUE]...\n"
     "\n"
     "Trains one InfoMax layer z = W x + b, a = phi(z) on the data of CONFIG.yaml,\n"
     "distributed over P MPI ranks, with PETSc TAO as the optimizer. Rank 0 prints one\n"
     "line per iteration; results go to a new run directory (output.dir, default\n"
     "runs/<config name>, never overwriting an earlier run):\n"
-    "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json\n"
+    "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
+    "\n"
+    "A checkpoint is written every output.checkpoint_every iterations and at the end.\n"
+    "SIGUSR1, SIGTERM or ^C stop every rank at the next iteration boundary with a\n"
+    "checkpoint (exit code 75); --resume RUN_DIR continues it, with any number of ranks.\n"
     "\n"
     "  --set SECTION.KEY=VALUE  override one key (see `infomax config --reference`)\n"
     "  --out DIR                same as --set output.dir=DIR\n"
+    "  --resume RUN_DIR         continue from RUN_DIR/checkpoint.bin (its config.yaml)\n"
     "  -tao_type TYPE           lmvm (default), blmvm, bncg, cg, bqnls, owlqn, nm, ...\n"
     "  -tao_monitor, -tao_max_it N, -tao_gatol X, -tao_test_gradient, -log_view, ...\n"
     "\n"
     "Exit codes: 0 ok, 2 usage, 3 config, 4 I/O, 5 data, 6 numerical (not SPD, NaN),\n"
-    "7 out of memory, 8 MPI, 9 PETSc, 10 internal error.\n";
+    "7 out of memory, 8 MPI, 9 PETSc, 10 internal error, 75 stopped by a signal\n"
+    "(checkpoint written: resume).\n";
 
 static const char *eval_help =
     "usage: mpiexec -n P infomax eval RUN_DIR [--weights W.npy] [--bias b.npy]\n"
@@ -85,7 +93,7 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
       else if (!strcmp(t, "--reference")) a->reference = 1;
       else if (!strcmp(t, "--check")) a->reference = 0;
       else if (!strcmp(t, "--set") || !strcmp(t, "--out") || !strcmp(t, "--data") ||
-               !strcmp(t, "--weights") || !strcmp(t, "--bias")) need = t;
+               !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume")) need = t;
       else if (!strncmp(t, "--set=", 6)) a->set[a->nset++] = argv[i] + 6;
       else {
         fprintf(stderr, "infomax: unknown option %s (see infomax --help)\n", t);
@@ -101,6 +109,7 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
         else if (!strcmp(need, "--out")) a->out = v;
         else if (!strcmp(need, "--data")) a->data = v;
         else if (!strcmp(need, "--weights")) a->weights = v;
+        else if (!strcmp(need, "--resume")) a->resume = v;
         else a->bias = v;
       }
     } else if (petsc_option(t)) {
@@ -168,6 +177,7 @@ int main(int argc, char **argv) {
     MPI_Abort(MPI_COMM_WORLD, IMX_ERR_PETSC);
   }
   if (ctx.rank != 0) PetscVFPrintf = quiet_vfprintf;
+  imx_signals_install();
   imx_timer_register_petsc();
   imx_timer_start(IMX_T_TOTAL);
 

@@ -75,16 +75,15 @@ int imx_objective_needs_cov(const imx_objective *obj) {
          obj->w[IMX_TERM_DECORRELATION] != 0;
 }
 
-/* M = C + eps I (+ 1 1^T / K); log det M and M^{-1} (into M). */
+/* M = C + eps I + u u^T (u = NULL: no rank-one term); log det M and M^{-1}
+ * (into M). */
 static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
-                              double *M, double *logdet) {
-  double nv = obj->null_vector ? 1.0 / K : 0.0;
-  for (size_t i = 0; i < (size_t)K * K; i++) M[i] = C[i] + nv;
+                              const double *u, double *M, const char *what, double *logdet) {
+  for (int i = 0; i < K; i++)
+    for (int j = 0; j < K; j++)
+      M[(size_t)i * K + j] = C[(size_t)i * K + j] + (u ? u[i] * u[j] : 0.0);
   for (int i = 0; i < K; i++) M[(size_t)i * K + i] += obj->eps;
-  return imx_linalg_logdet_inverse(ctx, K, M,
-                                   obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)"
-                                                    : "C + eps I",
-                                   logdet);
+  return imx_linalg_logdet_inverse(ctx, K, M, what, logdet);
 }
 
 imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
@@ -112,24 +111,51 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
                       "initialization", diag_term, j);
   }
 
-  if (w[IMX_TERM_LOGDET] != 0 || w[IMX_TERM_GAUSSIAN_TC] != 0) {
+  /* Softmax responsibilities sum to 1, so C has the null vector 1: the log
+   * dets below are exact pseudo-log-dets, with a rank-one term along it. */
+  double *u = work + KK + K, *q = work + KK + 2 * (size_t)K; /* K entries each */
+  if (w[IMX_TERM_LOGDET] != 0) { /* -log det(C + eps I [+ 1 1^T/K]), dL/dC = -M^{-1} */
     double *Minv = work, ld;
-    IMX_TRY(logdet_inverse(ctx, obj, K, C, Minv, &ld));
-    if (w[IMX_TERM_LOGDET] != 0) { /* -log det M, dL/dC = -M^{-1} */
-      terms[IMX_TERM_LOGDET] = -ld;
-      total += w[IMX_TERM_LOGDET] * -ld;
-      for (size_t i = 0; i < KK; i++) G[i] -= w[IMX_TERM_LOGDET] * Minv[i];
+    for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
+    IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
+                           obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)" : "C + eps I",
+                           &ld));
+    terms[IMX_TERM_LOGDET] = -ld;
+    total += w[IMX_TERM_LOGDET] * -ld;
+    for (size_t i = 0; i < KK; i++) G[i] -= w[IMX_TERM_LOGDET] * Minv[i];
+  }
+  if (w[IMX_TERM_GAUSSIAN_TC] != 0) {
+    /* 1/2 (sum log d_j - log det M) = -1/2 log det R for the correlation matrix
+     * R. For softmax outputs R has the null vector D^{1/2} 1; its exact
+     * pseudo-log-det is log det(C + eps I + v v^T) - sum log d_j with
+     * v = d / sqrt(sum d), which keeps the term bounded (>= -1/2 log e). */
+    double *Minv = work, ld, S = 0, wt = w[IMX_TERM_GAUSSIAN_TC];
+    for (int j = 0; j < K; j++) S += d[j];
+    for (int j = 0; j < K; j++) u[j] = d[j] / sqrt(S);
+    IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
+                           obj->null_vector ? "C + eps I + v v^T (softmax outputs, gaussian_tc)"
+                                            : "C + eps I",
+                           &ld));
+    double s = 0;
+    for (int j = 0; j < K; j++) {
+      s += log(d[j]);
+      G[(size_t)j * K + j] += wt * 0.5 / d[j];
     }
-    if (w[IMX_TERM_GAUSSIAN_TC] != 0) { /* 1/2 (sum log d_j - log det M) */
-      double s = 0, wt = w[IMX_TERM_GAUSSIAN_TC];
+    for (size_t i = 0; i < KK; i++) G[i] -= wt * 0.5 * Minv[i];
+    if (obj->null_vector) {
+      /* v depends on diag C: d(log det M) = tr(M^-1 dC) + 2 q^T dv, q = M^-1 v,
+       * dv_j = dd_j / sqrt(S) - d_j sum_k dd_k / (2 S^{3/2}). */
+      double qd = 0;
       for (int j = 0; j < K; j++) {
-        s += log(d[j]);
-        G[(size_t)j * K + j] += wt * 0.5 / d[j];
+        q[j] = 0;
+        for (int k = 0; k < K; k++) q[j] += Minv[(size_t)j * K + k] * u[k];
+        qd += q[j] * d[j];
       }
-      terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ld);
-      total += wt * terms[IMX_TERM_GAUSSIAN_TC];
-      for (size_t i = 0; i < KK; i++) G[i] -= wt * 0.5 * Minv[i];
+      for (int j = 0; j < K; j++)
+        G[(size_t)j * K + j] -= wt * (q[j] / sqrt(S) - qd / (2 * S * sqrt(S)));
     }
+    terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ld);
+    total += wt * terms[IMX_TERM_GAUSSIAN_TC];
   }
   if (w[IMX_TERM_OFFDIAG] != 0) { /* sum_{j!=k} C_jk^2, dL/dC_jk = 2 C_jk */
     double s = 0, wt = w[IMX_TERM_OFFDIAG];

@@ -67,15 +67,30 @@ static imx_err create_on_root(imx_ctx *ctx, const imx_config *cfg, char dir[IMX_
   return imx_fail(ctx, IMX_ERR_IO, "output.dir: %s-2 ... %s-9999 all exist", base, base);
 }
 
+/* config.yaml of the run, atomically (rank 0). */
+static imx_err write_config(imx_ctx *ctx, const imx_config *cfg, const char *dir) {
+  FILE *f = NULL;
+  imx_err e = imx_file_begin(ctx, dir, "config.yaml", &f);
+  if (!e) e = imx_config_write(ctx, cfg, f);
+  if (!e) e = imx_file_commit(ctx, dir, "config.yaml", f);
+  else if (f) fclose(f);
+  return e;
+}
+
+imx_err imx_rundir_reuse(imx_ctx *ctx, const imx_config *cfg, const char *existing,
+                         char dir[IMX_PATH_LEN]) {
+  snprintf(dir, IMX_PATH_LEN, "%s", existing);
+  imx_err e = ctx->rank == 0 ? write_config(ctx, cfg, dir) : IMX_OK;
+  e = imx_agree(ctx, e);
+  if (e) dir[0] = 0;
+  return e;
+}
+
 imx_err imx_rundir_create(imx_ctx *ctx, const imx_config *cfg, char dir[IMX_PATH_LEN]) {
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     e = create_on_root(ctx, cfg, dir);
-    FILE *f = NULL;
-    if (!e) e = imx_file_begin(ctx, dir, "config.yaml", &f);
-    if (!e) e = imx_config_write(ctx, cfg, f);
-    if (!e) e = imx_file_commit(ctx, dir, "config.yaml", f);
-    else if (f) fclose(f);
+    if (!e) e = write_config(ctx, cfg, dir);
   }
   e = imx_agree(ctx, e);
   if (e) {

@@ -24,7 +24,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       imx_json_init(&j, f, 1);
       imx_json_object(&j, NULL);
       imx_json_str(&j, "program", "infomax " IMX_VERSION);
-      imx_json_str(&j, "status", s->status ? "failed" : "ok");
+      imx_json_str(&j, "status", s->status == IMX_STOPPED ? "stopped" : s->status ? "failed" : "ok");
       imx_json_int(&j, "exit_code", s->status);
       imx_json_str(&j, "error", s->message);
       imx_json_str(&j, "config", c->file);
@@ -66,6 +66,8 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         imx_json_num(&j, "grad_norm", r->grad_norm);
         imx_json_num(&j, "seconds", r->seconds);
         imx_json_end(&j);
+        imx_json_int(&j, "stopped_by_signal", r->stopped_by);
+        imx_json_int(&j, "checkpoints", r->checkpoints);
         if (!s->status) {
           imx_json_object(&j, "final");
           imx_json_num(&j, "loss", r->final.loss);

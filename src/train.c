@@ -6,15 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/checkpoint.h"
 #include "imx/json.h"
 #include "imx/log.h"
+#include "imx/signals.h"
 #include "imx/timer.h"
 
 typedef struct state {
   imx_ctx *ctx;
   const imx_config *cfg;
   imx_layer *layer;
-  FILE *metrics;
+  const imx_train_io *io;
+  char tao_type[32];
   int n;                 /* parameters */
   double *accepted;      /* last accepted iterate (what we keep on error) */
   imx_eval last;         /* indicators of the last evaluation */
@@ -22,8 +25,30 @@ typedef struct state {
   int evals;
   double t0, t_eval;     /* start, seconds spent inside evaluations */
   int warned_dead, warned_bias;
+  int stopped_by;        /* stop signal agreed by all ranks */
+  int64_t replayed;      /* evaluations served from the optimizer log */
+  int checkpoints;       /* checkpoints written */
+  int last_checkpoint;   /* iteration of the last checkpoint written */
   imx_err err;           /* error that stopped TAO */
 } state;
+
+/* Write a checkpoint of x at global iteration it. Collective. */
+static imx_err checkpoint(state *s, const double *x, int it, double loss) {
+  if (!s->io->dir) return IMX_OK;
+  imx_checkpoint h = {.K = imx_layer_units(s->layer), .n = imx_layer_inputs(s->layer),
+                      .nparams = s->n, .iteration = it,
+                      .evaluations = s->io->start_evaluations + s->evals,
+                      .reduction = (int)s->cfg->parallel.reduction,
+                      .block = s->cfg->parallel.block, .loss = loss,
+                      .data_rows = imx_layer_samples(s->layer)};
+  snprintf(h.tao_type, sizeof h.tao_type, "%s", s->tao_type);
+  imx_timer_start(IMX_T_OUTPUT);
+  imx_err e = s->io->log ? imx_optlog_sync(s->ctx, s->io->log) : IMX_OK;
+  if (!e) e = imx_checkpoint_write(s->ctx, s->io->dir, &h, x);
+  imx_timer_stop(IMX_T_OUTPUT);
+  if (!e) s->checkpoints++, s->last_checkpoint = it;
+  return e;
+}
 
 /* Objective and gradient for TAO. Collective: every rank's TAO calls it at the
  * same point, in the same order. */
@@ -37,8 +62,14 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
   imx_timer_stop(IMX_T_OPTIMIZER); /* the optimizer phase is TAO's own work */
   PetscCall(VecGetArrayRead(x, &xa));
   PetscCall(VecGetArray(g, &ga));
-  imx_err e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
-  if (!e) memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+  imx_err e;
+  if (s->replayed < s->io->replay_evaluations) { /* retracing the logged run */
+    e = imx_optlog_replay(s->ctx, s->io->log, s->replayed++, xa, f, ga);
+  } else {
+    e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
+    if (!e) memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+    if (!e && s->io->log) e = imx_agree(s->ctx, imx_optlog_append(s->ctx, s->io->log, xa, *f, ga));
+  }
   PetscCall(VecRestoreArray(g, &ga));
   PetscCall(VecRestoreArrayRead(x, &xa));
   s->evals++;
@@ -73,6 +104,16 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   PetscCall(TaoGetSolution(tao, &x));
   PetscCall(VecGetArrayRead(x, &xa));
   memcpy(s->accepted, xa, (size_t)s->n * sizeof *xa);
+  int git = s->io->start_iteration + (int)its; /* iteration over all resumes */
+  if (s->io->replay_evaluations > 0 && its <= s->io->replay_iterations) {
+    /* Retraced iterations were reported by the original run. */
+    if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations)
+      imx_log(s->ctx, IMX_INFO, "resumed at iteration %d  loss %- .10g  |grad| %.3e  (TAO state "
+              "rebuilt from %lld logged evaluations)", git, (double)f, (double)gnorm,
+              (long long)s->replayed);
+    PetscCall(VecRestoreArrayRead(x, &xa));
+    PetscFunctionReturn(0);
+  }
   /* The indicators belong to the accepted point if it was the last one
    * evaluated (the usual case); otherwise evaluate it (collective; all ranks
    * see the same x). */
@@ -86,18 +127,22 @@ static PetscErrorCode monitor(Tao tao, void *p) {
       SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "objective evaluation failed");
     }
   }
-  PetscCall(VecRestoreArrayRead(x, &xa));
   double now = imx_now() - s->t0;
   char terms[512];
   print_terms(terms, sizeof terms, &ev);
-  if (its % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
+  int resumed_start = its == 0 && s->io->start_iteration > 0;
+  if (resumed_start)
+    imx_log(s->ctx, IMX_INFO, "resumed at iteration %d  loss %- .10g  |grad| %.3e", git, (double)f,
+            (double)gnorm);
+  else if (git % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
     imx_log(s->ctx, IMX_INFO, "iter %5d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s",
-            (int)its, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now);
-  if (s->metrics) {
+            git, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now);
+  FILE *mf = resumed_start ? NULL : s->io->metrics; /* the checkpoint's line is there already */
+  if (mf) {
     imx_json j;
-    imx_json_init(&j, s->metrics, 0);
+    imx_json_init(&j, mf, 0);
     imx_json_object(&j, NULL);
-    imx_json_int(&j, "iter", its);
+    imx_json_int(&j, "iter", git);
     imx_json_num(&j, "loss", f);
     imx_json_object(&j, "terms");
     for (int t = 0; t < IMX_NTERMS; t++)
@@ -105,7 +150,7 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     imx_json_end(&j);
     imx_json_num(&j, "grad_norm", gnorm);
     imx_json_num(&j, "step", step);
-    imx_json_int(&j, "evaluations", s->evals);
+    imx_json_int(&j, "evaluations", s->io->start_evaluations + s->evals);
     imx_json_int(&j, "dead_units", ev.dead_units);
     imx_json_num(&j, "max_abs_bias", ev.max_abs_bias);
     imx_json_num(&j, "time", now);
@@ -114,8 +159,30 @@ static PetscErrorCode monitor(Tao tao, void *p) {
       imx_json_num(&j, imx_timer_names[t], imx_timer_get((imx_timer_id)t));
     imx_json_end(&j);
     imx_json_end(&j);
-    fputc('\n', s->metrics);
-    fflush(s->metrics);
+    fputc('\n', mf);
+    fflush(mf);
+  }
+  /* Checkpoints: every checkpoint_every iterations, and when any rank got a
+   * stop signal (all ranks agree here, at the same iteration). */
+  int sig = imx_signals_pending();
+  if (MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, s->ctx->comm) != MPI_SUCCESS) {
+    PetscCall(VecRestoreArrayRead(x, &xa));
+    s->err = imx_fail(s->ctx, IMX_ERR_MPI, "agreeing on stop signals failed");
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "MPI failure");
+  }
+  int every = s->cfg->output.checkpoint_every;
+  int due = !resumed_start && ((every > 0 && its > 0 && git % every == 0) || sig);
+  imx_err ce = due && git != s->last_checkpoint ? checkpoint(s, xa, git, f) : IMX_OK;
+  PetscCall(VecRestoreArrayRead(x, &xa));
+  if (ce) {
+    s->err = ce;
+    SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "checkpoint failed");
+  }
+  if (sig && !s->stopped_by) {
+    s->stopped_by = sig;
+    imx_log(s->ctx, IMX_INFO, "%s: stopping at iteration %d; checkpoint written",
+            imx_signal_name(sig), git);
+    PetscCall(TaoSetConvergedReason(tao, TAO_CONVERGED_USER));
   }
   /* Collapse: dead units or runaway biases (DESIGN.md section 1). Warn once. */
   if (ev.dead_units > 0 && !s->warned_dead) {
@@ -178,9 +245,10 @@ static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
 }
 
 imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
-                  FILE *metrics, imx_train_result *res) {
+                  const imx_train_io *io, imx_train_result *res) {
   memset(res, 0, sizeof *res);
-  state s = {.ctx = ctx, .cfg = cfg, .layer = layer, .metrics = metrics};
+  state s = {.ctx = ctx, .cfg = cfg, .layer = layer, .io = io,
+             .last_checkpoint = io->start_iteration};
   s.n = imx_layer_nparams(layer);
   s.accepted = malloc((size_t)s.n * sizeof *s.accepted);
   s.last_x = malloc((size_t)s.n * sizeof *s.last_x);
@@ -213,7 +281,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     TaoSetSolution(tao, x);
     TaoSetObjectiveAndGradient(tao, NULL, form_fg, &s);
     TaoSetTolerances(tao, cfg->optimizer.gatol, cfg->optimizer.grtol, 0);
-    TaoSetMaximumIterations(tao, cfg->optimizer.max_it);
+    int remaining = cfg->optimizer.max_it - io->start_iteration;
+    TaoSetMaximumIterations(tao, remaining > 0 ? remaining : 0);
     TaoSetMaximumFunctionEvaluations(tao, 100 * (cfg->optimizer.max_it + 10));
     TaoSetMonitor(tao, monitor, &s, NULL);
     if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
@@ -222,6 +291,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     TaoType type;
     TaoGetType(tao, &type);
     snprintf(res->tao_type, sizeof res->tao_type, "%s", type);
+    snprintf(s.tao_type, sizeof s.tao_type, "%s", type);
     if (needs_hessian(type))
       e = imx_fail(ctx, IMX_ERR_CONFIG, "TAO type %s needs a Hessian, which infomax does not "
                    "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
@@ -245,11 +315,23 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     PetscReal f, gnorm;
     TaoConvergedReason reason;
     TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
-    res->iterations = (int)its;
+    res->iterations = io->start_iteration + (int)its;
     res->grad_norm = gnorm;
-    snprintf(res->reason, sizeof res->reason, "%s", e ? "ERROR" : TaoConvergedReasons[reason]);
+    snprintf(res->reason, sizeof res->reason, "%s",
+             e ? "ERROR" : s.stopped_by ? "STOPPED_BY_SIGNAL" : TaoConvergedReasons[reason]);
+    /* The final state is a checkpoint too (unless the last iteration wrote one). */
+    if (!e && res->iterations != s.last_checkpoint) {
+      Vec xs;
+      const PetscScalar *xa;
+      TaoGetSolution(tao, &xs);
+      VecGetArrayRead(xs, &xa);
+      e = checkpoint(&s, xa, res->iterations, f);
+      VecRestoreArrayRead(xs, &xa);
+    }
   }
-  res->evaluations = s.evals;
+  res->evaluations = io->start_evaluations + s.evals;
+  res->stopped_by = s.stopped_by;
+  res->checkpoints = s.checkpoints;
   PetscPopErrorHandler();
   if (!e) {
     const PetscScalar *xa;
@@ -264,5 +346,5 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   TaoDestroy(&tao);
   VecDestroy(&x);
   free(s.accepted), free(s.last_x);
-  return e;
+  return e ? e : s.stopped_by ? IMX_STOPPED : IMX_OK;
 }

@@ -31,7 +31,8 @@ static int run(int p, const imx_config *c, double **theta, int *np, double *loss
     *theta = malloc((size_t)*np * sizeof **theta);
     e = imx_layer_init_params(&ctx, l, c, *theta);
   }
-  if (!e) e = imx_train(&ctx, c, l, *theta, NULL, &res);
+  imx_train_io io = {0};
+  if (!e) e = imx_train(&ctx, c, l, *theta, &io, &res);
   if (e) t_check(0, "training on %d ranks: %s", p, ctx.msg);
   *loss = res.final.loss;
   *iters = res.iterations;

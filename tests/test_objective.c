@@ -70,6 +70,30 @@ int main(int argc, char **argv) {
             "closed-form values of all moment terms on a 2 x 2 C");
   }
 
+  /* gaussian_tc of softmax-like outputs (C 1 = 0) is -1/2 log pdet R, bounded
+   * below by -(K-1)/2 log(K/(K-1)) > -1/2 however small the variances. */
+  {
+    double worst = INFINITY, P[K * K], Cs[K * K];
+    for (int i = 0; i < K; i++)
+      for (int j = 0; j < K; j++) P[i * K + j] = (i == j) - 1.0 / K;
+    for (int trial = 0; trial < 20; trial++) {
+      double scale = pow(10.0, -(trial % 10)); /* variances down to 1e-9 */
+      for (int i = 0; i < K; i++)
+        for (int j = 0; j < K; j++) {
+          double s = 0;
+          for (int a = 0; a < K; a++)
+            for (int b = 0; b < K; b++) s += P[i * K + a] * C[a * K + b] * P[b * K + j];
+          Cs[i * K + j] = scale * s;
+        }
+      imx_objective o = {.eps = 0, .null_vector = 1};
+      o.w[IMX_TERM_GAUSSIAN_TC] = 1;
+      double v = value(&ctx, &o, Cs);
+      worst = v < worst ? v : worst;
+    }
+    double bound = -(K - 1) / 2.0 * log((double)K / (K - 1));
+    t_check(worst >= bound - 1e-9, "gaussian_tc of outputs with C 1 = 0: min %.6f >= %.6f", worst, bound);
+  }
+
   /* Not SPD: clear message with the pivot, never a NaN. */
   {
     double S[9] = {1, 1, 0, 1, 1, 0, 0, 0, 1}, G[9], work[27], terms[IMX_NTERMS], v;

@@ -56,8 +56,13 @@ def terms_numpy(W, b, X, act, tau, eps):
     E = W @ W.T - np.eye(K)
     m = Aa.min(axis=1)
     lse = np.mean(m - np.log(np.exp(-(Aa - m[:, None])).sum(axis=1)))
+    # gaussian_tc = -1/2 log det R; for softmax outputs the pseudo-log-det along
+    # R's null vector D^1/2 1, i.e. log det(C + eps I + v v^T), v = d / sqrt(sum d).
+    v = dvar / np.sqrt(dvar.sum())
+    Mtc = C + eps * np.eye(K) + (np.outer(v, v) if act == "softmax" else 0)
+    ldtc = np.linalg.slogdet(Mtc)[1]
     return {"logdet": -ld, "offdiag": (off ** 2).sum(), "variance": -np.log(dvar).sum(),
-            "gaussian_tc": 0.5 * (np.log(dvar).sum() - ld), "decorrelation": (R ** 2).sum(),
+            "gaussian_tc": 0.5 * (np.log(dvar).sum() - ldtc), "decorrelation": (R ** 2).sum(),
             "weight_redundancy": (E ** 2).sum(), "lse": lse}
 
 

@@ -16,6 +16,7 @@ typedef struct imx_args {
   const char *data;         /* --data PATH (eval) */
   const char *weights;      /* --weights W.npy (eval) */
   const char *bias;         /* --bias b.npy (eval) */
+  const char *resume;       /* --resume RUN_DIR (train) */
   int help, version, reference;
 } imx_args;
 

@@ -101,6 +101,7 @@ typedef struct imx_config {
     char dir[IMX_PATH_LEN];      /* output.dir: run directory ("" = runs/<config name>) */
     int every;                   /* output.every: progress line every this many iterations */
     int checkpoint_every;        /* output.checkpoint_every: checkpoint every N iterations (0 = at the end only) */
+    int optimizer_log;           /* output.optimizer_log: log every evaluation for exact resume (bool) */
   } output;
 } imx_config;
 

@@ -22,7 +22,9 @@ typedef enum {
   IMX_ERR_NOMEM = 7,    /* allocation failed */
   IMX_ERR_MPI = 8,      /* an MPI call failed */
   IMX_ERR_PETSC = 9,    /* a PETSc call failed */
-  IMX_ERR_INTERNAL = 10 /* a bug: please report */
+  IMX_ERR_INTERNAL = 10, /* a bug: please report */
+  IMX_STOPPED = 75       /* stopped by a signal at an iteration boundary, checkpoint written
+                          * (not an error: resume with --resume; EX_TEMPFAIL) */
 } imx_err;
 
 #define IMX_MSG_LEN 1024
@@ -53,12 +55,13 @@ imx_err imx_ctx_init(imx_ctx *ctx, MPI_Comm comm);
 void imx_ctx_finalize(imx_ctx *ctx);
 
 /* Agree on an error: every rank passes its local status; all ranks return the
- * same code, and the error record of the lowest failing rank is copied to every
- * rank. Collective. */
+ * highest code, and the error record of the lowest rank with that code is
+ * copied to every rank. Collective. */
 imx_err imx_agree(imx_ctx *ctx, imx_err local);
 
-/* Print the recorded error once (rank 0), as "infomax: error: MSG" plus, if
- * IMX_DEBUG is set in the environment, the failing rank and site. Local. */
+/* Print the recorded error once (rank 0), as "infomax: error: MSG" (with the
+ * failing rank when P > 1) plus, if IMX_DEBUG is set in the environment, the
+ * function and file:line that recorded it. Local. */
 void imx_report(const imx_ctx *ctx);
 
 /* Check an MPI return code; on failure record IMX_ERR_MPI with the MPI error

@@ -42,6 +42,8 @@ void imx_layer_free(imx_layer **l);
 int imx_layer_nparams(const imx_layer *l);
 int imx_layer_units(const imx_layer *l);
 int imx_layer_inputs(const imx_layer *l);
+/* Global number of samples N. Local. */
+long long imx_layer_samples(const imx_layer *l);
 /* "data" or "moments". Local. */
 const char *imx_layer_path(const imx_layer *l);
 /* The resolved objective. Local. */

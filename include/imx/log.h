@@ -7,8 +7,8 @@
 
 typedef enum { IMX_ERROR = 0, IMX_WARN = 1, IMX_INFO = 2, IMX_DEBUG = 3 } imx_log_level;
 
-/* Messages above this level are dropped (default IMX_INFO; IMX_VERBOSE=3 in the
- * environment raises it). */
+/* Messages above this level are dropped (default IMX_INFO; IMX_VERBOSE set in
+ * the environment, to any value, raises it to IMX_DEBUG). */
 void imx_log_set_level(imx_log_level level);
 void imx_log(const imx_ctx *ctx, imx_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -29,7 +29,7 @@ int imx_objective_needs_cov(const imx_objective *obj);
 
 /* Moment terms: terms[t] receives the unweighted value of every moment term t
  * with a nonzero weight (others untouched); *value the weighted sum; G (K x K)
- * the weighted dL/dC. work: 2 K^2 doubles of scratch. Errors: not SPD
+ * the weighted dL/dC. work: K^2 + 3 K doubles of scratch. Errors: not SPD
  * (IMX_ERR_NUMERIC, with pivot and hint), zero variance in decorrelation. */
 imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
                               double *G, double *work, double terms[IMX_NTERMS], double *value);

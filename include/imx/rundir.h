@@ -19,6 +19,11 @@
  * Collective. */
 imx_err imx_rundir_create(imx_ctx *ctx, const imx_config *cfg, char dir[IMX_PATH_LEN]);
 
+/* Continue in the existing run directory `existing` (resume): rewrite its
+ * config.yaml with cfg and copy the path into dir. Collective. */
+imx_err imx_rundir_reuse(imx_ctx *ctx, const imx_config *cfg, const char *existing,
+                         char dir[IMX_PATH_LEN]);
+
 /* Open DIR/NAME.tmp for writing; imx_file_commit flushes, fsyncs, closes and
  * renames it to DIR/NAME so a reader never sees a partial file. Local. */
 imx_err imx_file_begin(imx_ctx *ctx, const char *dir, const char *name, FILE **f);

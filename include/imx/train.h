@@ -13,23 +13,42 @@
 #include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/layer.h"
+#include "imx/optlog.h"
 
 typedef struct imx_train_result {
-  int iterations;         /* TAO iterations done */
-  int evaluations;        /* objective-and-gradient evaluations */
+  int iterations;         /* iterations done in total (including those before a resume) */
+  int evaluations;        /* objective-and-gradient evaluations in total */
   char reason[64];        /* TAO convergence reason, e.g. CONVERGED_GATOL */
   char tao_type[32];      /* TAO type used */
   double grad_norm;       /* final gradient norm */
   imx_eval final;         /* terms and indicators at the final parameters */
-  double seconds;         /* wall time of TaoSolve */
+  double seconds;         /* wall time of TaoSolve (this process) */
+  int stopped_by;         /* signal that stopped the run at an iteration boundary, or 0 */
+  int checkpoints;        /* checkpoints written */
 } imx_train_result;
 
+/* Where training writes, and where it starts. */
+typedef struct imx_train_io {
+  FILE *metrics;          /* rank 0: one JSON line per iteration (NULL: none) */
+  const char *dir;        /* run directory for checkpoints (NULL: none) */
+  imx_optlog *log;        /* optimizer log to append to (NULL: none) */
+  int start_iteration;    /* iterations done before (resume without replay), else 0 */
+  int start_evaluations;  /* evaluations done before (resume without replay), else 0 */
+  int64_t replay_evaluations; /* resume with replay: evaluations to serve from log */
+  int replay_iterations;  /* ... and the iteration they end at (the checkpoint's) */
+} imx_train_io;
+
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted
- * iterate, also when an error stops the run) and log progress on rank 0; if
- * metrics is not NULL (rank 0), write one JSON line per iteration to it.
+ * iterate, also when an error stops the run) and log progress on rank 0.
+ * Checkpoints go to io->dir every output.checkpoint_every iterations, at the
+ * end, and when a stop signal arrives (then res->stopped_by is set and the
+ * return value is IMX_STOPPED). optimizer.max_it counts iterations in total,
+ * so a resumed run does max_it - start_iteration more. With replay, theta must
+ * be the run's initial parameters: TAO retraces the logged run (no data
+ * passes, no output) up to the checkpoint and continues from there exactly.
  * Collective. */
 imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
-                  FILE *metrics, imx_train_result *res);
+                  const imx_train_io *io, imx_train_result *res);
 
 /* Apply config-level PETSc options ("-tao_ls_type armijo ...") unless the
  * same option was given on the command line. Call after PetscInitialize.

@@ -1,0 +1,47 @@
+/* optlog: the optimizer log, which makes a resumed run continue exactly as
+ * the uninterrupted run would have.
+ *
+ * Every objective evaluation appends (hash of x, f, gradient) to
+ * RUN_DIR/optimizer_log.bin. On resume, TAO restarts from the initial
+ * parameters and every evaluation up to the checkpoint is served from the log
+ * instead of the data (after checking that TAO asks for the same x, bit for
+ * bit). TAO's whole internal state (L-BFGS pairs and scaling, line-search
+ * bracket, CG direction) is thereby rebuilt exactly, for any TAO type, at the
+ * cost of (nparams + 3) doubles per evaluation on disk and of TAO's own vector
+ * work to replay. Rank 0 reads and writes the file; entries are broadcast.
+ */
+#ifndef IMX_OPTLOG_H
+#define IMX_OPTLOG_H
+
+#include <stdint.h>
+
+#include "imx/ctx.h"
+
+typedef struct imx_optlog imx_optlog;
+
+/* Open DIR/optimizer_log.bin for nparams parameters. keep < 0: start a new
+ * log; keep >= 0: an existing log must hold at least keep entries and is cut
+ * to exactly keep (entries after the checkpoint are dropped). Collective. */
+imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t keep,
+                        imx_optlog **out);
+/* Close (and free); accepts NULL. Collective. */
+void imx_optlog_close(imx_optlog **log);
+
+/* Append one evaluation (rank 0 writes; every rank passes the same values).
+ * Collective only in the error agreement. */
+imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *log, const double *x, double f,
+                          const double *g);
+
+/* Entry i into f and g on every rank, after checking that its hash matches
+ * x; a mismatch means the optimizer's path changed (other TAO type or
+ * options) and is an error. Collective. */
+imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *log, int64_t i, const double *x, double *f,
+                          double *g);
+
+/* Make every appended entry durable (before a checkpoint names them). Collective. */
+imx_err imx_optlog_sync(imx_ctx *ctx, imx_optlog *log);
+
+/* Bit hash of a vector (FNV-1a over the bytes). Local. */
+uint64_t imx_hash_doubles(const double *x, int64_t n);
+
+#endif

@@ -1,0 +1,32 @@
+/* signals: stop requests polled at iteration boundaries (see include/imx/signals.h). */
+#include "imx/signals.h"
+
+#include <signal.h>
+#include <string.h>
+
+static volatile sig_atomic_t pending = 0;
+
+static void on_signal(int sig) {
+  if (sig == SIGINT && pending == SIGINT) { /* second ^C: stop now */
+    signal(SIGINT, SIG_DFL);
+    raise(SIGINT);
+  }
+  pending = sig;
+}
+
+void imx_signals_install(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = SA_RESTART; /* MPI and I/O calls continue; we poll the flag */
+  sigaction(SIGUSR1, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+}
+
+int imx_signals_pending(void) { return pending; }
+
+const char *imx_signal_name(int sig) {
+  return sig == SIGUSR1 ? "SIGUSR1" : sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal";
+}

@@ -1,0 +1,127 @@
+"""test_ops: long jobs. Checkpoints and exact resume (bitwise, with another
+rank count, for several TAO types); a stop signal at an iteration boundary
+(exit 75, checkpoint, resume to the same result); a rank killed with -9 ends
+the job quickly without damaging the checkpoint; corrupt checkpoints and
+optimizer logs are refused with a clear message."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import numpy as np
+
+from clitest import ENV, INFOMAX, check, finish, load_json, run, tmpdir
+
+d = tmpdir()
+CFG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "synthetic-ica.yaml")
+COMMON = ["--set", "model.activation=softmax", "--set", "objective.preset=gaussian",
+          "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0",
+          "--set", "output.checkpoint_every=5"]
+
+
+def weights(rd):
+    return np.load(os.path.join(rd, "layer1_W.npy")), np.load(os.path.join(rd, "layer1_b.npy"))
+
+
+def same(a, b):
+    (wa, ba), (wb, bb) = weights(a), weights(b)
+    return bool((wa == wb).all() and (ba == bb).all())
+
+
+# 1. Exact resume: 20 iterations in one go vs 10 + 10 with other rank counts.
+for tao in ("lmvm", "bncg", "nm"):
+    full, part = os.path.join(d, "full_" + tao), os.path.join(d, "part_" + tao)
+    opt = ["--set", "optimizer.type=" + tao]
+    c1 = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=20"] + COMMON + opt, ranks=1)[0]
+    c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=10"] + COMMON + opt, ranks=2)[0]
+    c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=20"], ranks=3)
+    s = load_json(os.path.join(part, "summary.json")) if c3 == 0 else {"optimizer": {}}
+    check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part)
+          and s["optimizer"].get("iterations") == 20,
+          "%s: 20 iterations on 1 rank == 10 on 2 ranks + resume to 20 on 3 ranks, bit for bit" % tao)
+lines = [json.loads(l) for l in open(os.path.join(d, "part_lmvm", "metrics.jsonl"))]
+check([l["iter"] for l in lines] == list(range(21)), "metrics.jsonl of the resumed run: iterations 0..20 once each")
+
+# 2. A stop signal: SIGUSR1 to mpiexec (Open MPI forwards it to the ranks).
+sig_dir = os.path.join(d, "sig")
+cmd = [shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", sig_dir,
+       "--set", "optimizer.max_it=100000", "--set", "data.samples=200000"] + COMMON
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+ck = os.path.join(sig_dir, "checkpoint.bin")
+t0 = time.time()
+while not os.path.exists(ck) and time.time() - t0 < 60:
+    time.sleep(0.1)
+time.sleep(0.5)
+p.send_signal(signal.SIGUSR1)
+try:
+    out, err = p.communicate(timeout=60)
+except subprocess.TimeoutExpired:
+    p.kill()
+    out, err = p.communicate()
+s = load_json(os.path.join(sig_dir, "summary.json"))
+check(p.returncode == 75 and s["status"] == "stopped" and "--resume" in out,
+      "SIGUSR1: exit %d (want 75), summary status %s, resume hint printed" % (p.returncode, s["status"]))
+stopped_at = s["optimizer"]["iterations"]
+code, out, err = run(["train", "--resume", sig_dir, "--set", "optimizer.max_it=%d" % (stopped_at + 3)], ranks=1)
+ref = os.path.join(d, "sig_ref")
+code2, _, _ = run(["train", CFG, "--out", ref, "--set", "optimizer.max_it=%d" % (stopped_at + 3),
+                   "--set", "data.samples=200000"] + COMMON, ranks=2)
+check(code == 0 and code2 == 0 and same(sig_dir, ref),
+      "run stopped at iteration %d and resumed on 1 rank == uninterrupted run, bit for bit" % stopped_at)
+
+# 3. A rank killed with -9: the job ends quickly, non-zero; the checkpoint survives.
+kdir = os.path.join(d, "kill")
+cmd = [shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", kdir,
+       "--set", "optimizer.max_it=100000", "--set", "data.samples=200000"] + COMMON
+p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+ck = os.path.join(kdir, "checkpoint.bin")
+t0 = time.time()
+while not os.path.exists(ck) and time.time() - t0 < 60:
+    time.sleep(0.1)
+time.sleep(0.3)
+ranks = subprocess.run(["pgrep", "-f", "--", "--out " + kdir], capture_output=True, text=True).stdout.split()
+victim = [int(r) for r in ranks if int(r) != p.pid]
+t_kill = time.time()
+if victim:
+    os.kill(victim[-1], signal.SIGKILL)
+try:
+    p.communicate(timeout=60)
+    dt = time.time() - t_kill
+except subprocess.TimeoutExpired:
+    p.kill()
+    p.communicate()
+    dt = float("inf")
+check(victim and p.returncode != 0 and dt < 15,
+      "kill -9 of a rank: mpiexec exits %s after %.1f s (want non-zero, < 15 s)" % (p.returncode, dt))
+# The checkpoint must be complete and loadable: resume it (max_it below its
+# iteration: nothing left to do but load, retrace and finish).
+code, out, err = run(["train", "--resume", kdir, "--set", "optimizer.max_it=1"], ranks=2)
+check(code == 0 and "resume" in out, "the checkpoint left by the killed job resumes: exit %d" % code)
+
+# 4. Corruption is detected, never silently used.
+bad = os.path.join(d, "bad")
+shutil.copytree(os.path.join(d, "part_lmvm"), bad)
+with open(os.path.join(bad, "checkpoint.bin"), "r+b") as f:
+    f.seek(200)
+    byte = f.read(1)
+    f.seek(200)
+    f.write(bytes([byte[0] ^ 0x10]))
+code, out, err = run(["train", "--resume", bad], ranks=2)
+check(code == 5 and "checksum mismatch" in err, "flipped bit in checkpoint.bin: exit 5, " + err.strip()[:120])
+shutil.rmtree(bad)
+shutil.copytree(os.path.join(d, "part_lmvm"), bad)
+with open(os.path.join(bad, "optimizer_log.bin"), "r+b") as f:
+    f.seek(100)
+    f.write(b"\xff\xff")
+code, out, err = run(["train", "--resume", bad, "--set", "optimizer.max_it=25"], ranks=2)
+check(code == 5 and "corrupt" in err, "damaged optimizer log: exit 5, " + err.strip()[:120])
+code, out, err = run(["train", "--resume", os.path.join(d, "part_bncg"), "--set", "optimizer.type=lmvm",
+                      "--set", "optimizer.max_it=22"], ranks=2)
+check(code == 0 and "fresh lmvm state" in err, "resume with another optimizer: warned, continues from the weights")
+with open(os.path.join(d, "part_nm", "checkpoint.bin.tmp"), "wb") as f:
+    f.write(b"half-written garbage")
+code, out, err = run(["train", "--resume", os.path.join(d, "part_nm"), "--set", "optimizer.max_it=21"], ranks=1)
+check(code == 0, "a half-written checkpoint.bin.tmp (crash while writing) leaves the previous checkpoint usable")
+finish()
