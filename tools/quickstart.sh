@@ -4,6 +4,8 @@
 #
 #   bash tools/quickstart.sh          # train on Fashion-MNIST (2 ranks)
 #   bash tools/quickstart.sh test     # run the whole test suite
+#                                     # (CI=true or IMX_SLURM=1 as root: also
+#                                     # under a local Slurm, tools/slurm-local.sh)
 #
 # Environment: RANKS (default 2) for the training job; BUILD (default build).
 set -euo pipefail
@@ -49,7 +51,14 @@ case "$what" in
     shift || true
     exec mpiexec -n "$RANKS" "$BUILD/infomax" train configs/fashion-mnist.yaml "$@" ;;
   test)
-    exec meson test -C "$BUILD" --print-errorlogs ;;
+    # The jobs/ scripts are tested under a real single-node Slurm when asked
+    # (CI=true or IMX_SLURM=1, as root): tools/slurm-local.sh starts one and
+    # it is stopped afterwards. Otherwise that test skips.
+    if [ "$(id -u)" -eq 0 ] && { [ "${CI:-}" = true ] || [ "${IMX_SLURM:-0}" = 1 ]; }; then
+      bash tools/slurm-local.sh start
+      trap 'bash tools/slurm-local.sh stop' EXIT
+    fi
+    meson test -C "$BUILD" --print-errorlogs ;;
   *)
     echo "usage: bash tools/quickstart.sh [train|test]" >&2; exit 2 ;;
 esac

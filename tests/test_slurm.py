@@ -1,0 +1,94 @@
+"""test_slurm: the jobs/ scripts under a real Slurm (tools/slurm-local.sh
+brings one up on this machine; the test is skipped when no cluster answers).
+A training job runs to the end; a job told to stop (SIGUSR1 to the batch
+shell, as --signal does before a time limit) checkpoints, requeues itself,
+resumes and ends bit for bit where an uninterrupted run ends; strong- and
+weak-scaling submissions produce one CSV each."""
+import csv
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from clitest import ENV, INFOMAX, check, finish, run, tmpdir
+
+if subprocess.run(["sinfo", "-h"], capture_output=True).returncode != 0:
+    print("SKIP: no Slurm cluster answers (start one with: bash tools/slurm-local.sh start)")
+    sys.exit(77)
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+CFG = os.path.join(ROOT, "configs", "synthetic-ica.yaml")
+JOBS = os.path.join(ROOT, "jobs")
+env = dict(ENV, INFOMAX=INFOMAX)
+d = tmpdir()
+
+
+def sbatch(args):
+    p = subprocess.run(["sbatch", "--parsable"] + args, capture_output=True, text=True, env=env, cwd=d)
+    return p.stdout.strip().split(";")[0] if p.returncode == 0 else None
+
+
+def state(jid):
+    out = subprocess.run(["scontrol", "show", "job", jid], capture_output=True, text=True).stdout
+    for tok in out.split():
+        if tok.startswith("JobState="):
+            return tok[len("JobState="):]
+    return "GONE"
+
+
+def wait_done(jid, limit):
+    t0 = time.time()
+    while time.time() - t0 < limit:
+        st = state(jid)
+        if st in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "GONE"):
+            return st
+        time.sleep(1)
+    subprocess.run(["scancel", jid])
+    return "TIMEOUT(test)"
+
+
+# 1. A plain training job.
+jid = sbatch(["-n", "2", "-O", "--output=%s/train-%%j.out" % d, os.path.join(JOBS, "train.sbatch"), CFG,
+              os.path.join(d, "train"), "--set", "optimizer.max_it=20"])
+st = wait_done(jid, 120) if jid else "not submitted"
+check(st == "COMPLETED" and os.path.exists(os.path.join(d, "train", "summary.json")),
+      "jobs/train.sbatch runs to the end: %s" % st)
+
+# 2. Stop, checkpoint, requeue, resume: same bits as an uninterrupted run.
+common = ["--set", "data.samples=400000", "--set", "optimizer.max_it=40", "--set", "output.checkpoint_every=5",
+          "--set", "model.activation=softmax", "--set", "objective.preset=gaussian", "--set", "optimizer.gatol=0"]
+rq = os.path.join(d, "rq")
+jid = sbatch(["-n", "2", "-O", "--output=%s/rq-%%j.out" % d, os.path.join(JOBS, "train.sbatch"), CFG, rq] + common)
+t0 = time.time()
+while jid and not os.path.exists(os.path.join(rq, "checkpoint.bin")) and time.time() - t0 < 60:
+    time.sleep(0.2)
+time.sleep(1)
+subprocess.run(["scancel", "--signal=USR1", "--batch", jid or "0"])
+st = wait_done(jid, 240) if jid else "not submitted"
+log = open(os.path.join(d, "rq-%s.out" % jid)).read() if jid else ""
+code, _, _ = run(["train", CFG, "--out", os.path.join(d, "ref")] + common, ranks=2)
+same = False
+if st == "COMPLETED" and code == 0:
+    a, b = np.load(os.path.join(rq, "layer1_W.npy")), np.load(os.path.join(d, "ref", "layer1_W.npy"))
+    same = bool((a == b).all())
+check(st == "COMPLETED" and "requeueing" in log and "resuming" in log and same,
+      "SIGUSR1 -> checkpoint -> scontrol requeue -> --resume: %s, identical to an uninterrupted run: %s"
+      % (st, same))
+
+# 3. Scaling studies: one CSV each.
+for mode in ("strong", "weak"):
+    out = os.path.join(d, mode)
+    fixed = ["--set", "data.samples=20000"] if mode == "strong" else []  # weak: the script sets N
+    p = subprocess.run(["bash", os.path.join(JOBS, "submit-scaling.sh"), mode, CFG, out, "1", "2", "--",
+                        "--set", "optimizer.max_it=5"] + fixed,
+                       capture_output=True, text=True, env=dict(env, WAIT="1", OVERCOMMIT="1",
+                                                                 SAMPLES_PER_RANK="10000"), timeout=300)
+    rows = list(csv.DictReader(open(os.path.join(out, "scaling.csv")))) if p.returncode == 0 and \
+        os.path.exists(os.path.join(out, "scaling.csv")) else []
+    ns = [int(r["N"]) for r in rows]
+    want = [20000, 20000] if mode == "strong" else [10000, 20000]
+    check(len(rows) == 2 and [int(r["ranks"]) for r in rows] == [1, 2] and ns == want,
+          "%s scaling on 1 and 2 ranks: scaling.csv with N = %s (want %s)" % (mode, ns, want))
+finish()
