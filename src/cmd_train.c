@@ -278,8 +278,9 @@ out:
               res.iterations, dir, dir);
     } else {
       imx_log(ctx, IMX_ERROR, "run directory %s keeps what was done: %s", dir,
-              trained ? "the last accepted weights and summary.json (status: failed)"
-                      : "config.yaml and summary.json (status: failed)");
+              trained && res.evaluations > 0
+                  ? "the last accepted weights and summary.json (status: failed)"
+                  : "config.yaml and summary.json (status: failed); no iteration was done");
     }
   }
   imx_optlog_close(&log);

@@ -126,6 +126,8 @@ static const key_row keys[] = {
      "seed of the random initial weights"},
     {SEC_MODEL, "init_bias", K_DOUBLE, FIELD(model.init_bias), "0.0", 0, 0, F_MIN, NULL,
      "std of the random initial biases (0 = zeros)"},
+    {SEC_MODEL, "bias_bound", K_DOUBLE, FIELD(model.bias_bound), "0.0", 0, 0, F_MIN, NULL,
+     "keep |b_j| <= this (0 = unbounded); needs a bounded TAO type: blmvm, bncg, bqnls"},
 
     {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0, preset_names,
      "named combination of terms; explicit weights below override it"},

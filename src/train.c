@@ -196,8 +196,8 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     s->warned_bias = 1;
     imx_log(s->ctx, IMX_WARN,
             "iteration %d: max |b| = %.3g: the biases are running away (nothing bounds them "
-            "with statistics taken after the softmax). Remedies: objective.eps > 0, a higher "
-            "model.temperature, or fewer iterations",
+            "with statistics taken after the softmax). Remedies: model.bias_bound with "
+            "optimizer.type blmvm, objective.eps > 0, or a higher model.temperature",
             (int)its, ev.max_abs_bias);
   }
   PetscFunctionReturn(0);
@@ -237,6 +237,35 @@ static int needs_hessian(const char *type) {
   return 0;
 }
 
+/* model.bias_bound: -B <= b_j <= B, the weights free. Statistics taken after
+ * the softmax do not bound the biases (DESIGN.md section 1); this is one of
+ * the remedies. Only TAO's bound-constrained types honour bounds. Local. */
+static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B, const char *type,
+                            Vec *xl, Vec *xu) {
+  static const char *const bounded[] = {"blmvm", "bncg", "bqnls", "bqnkls", "bqnktr", "bqnktl",
+                                        NULL};
+  int ok = 0;
+  for (int i = 0; bounded[i]; i++) ok |= !strcmp(type, bounded[i]);
+  if (!ok)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "model.bias_bound = %g needs a bound-constrained TAO "
+                    "type (blmvm, bncg, bqnls); optimizer.type is %s", B, type);
+  int n = imx_layer_nparams(l), kn = imx_layer_units(l) * imx_layer_inputs(l);
+  PetscScalar *lo, *hi;
+  if (VecCreateSeq(PETSC_COMM_SELF, n, xl) || VecDuplicate(*xl, xu))
+    return imx_fail(ctx, IMX_ERR_PETSC, "bound vectors (%d)", n);
+  VecGetArray(*xl, &lo);
+  VecGetArray(*xu, &hi);
+  for (int i = 0; i < n; i++) {
+    lo[i] = i < kn ? PETSC_NINFINITY : -B;
+    hi[i] = i < kn ? PETSC_INFINITY : B;
+  }
+  VecRestoreArray(*xl, &lo);
+  VecRestoreArray(*xu, &hi);
+  TaoSetVariableBounds(tao, *xl, *xu);
+  imx_log(ctx, IMX_INFO, "  bounds     |b_j| <= %g (model.bias_bound)", B);
+  return IMX_OK;
+}
+
 static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
   const char *text = NULL;
   PetscErrorMessage(pe, &text, NULL);
@@ -259,7 +288,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   memcpy(s.accepted, theta, (size_t)s.n * sizeof *theta);
   memset(s.last_x, 0xff, (size_t)s.n * sizeof *s.last_x);
 
-  Vec x = NULL;
+  Vec x = NULL, xl = NULL, xu = NULL;
   Tao tao = NULL;
   imx_err e = IMX_OK;
   PetscErrorCode pe;
@@ -297,6 +326,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
                    "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
                    "bqnls, owlqn) or nm", type);
   }
+  if (!e && cfg->model.bias_bound > 0) e = bound_biases(ctx, tao, layer, cfg->model.bias_bound, res->tao_type, &xl, &xu);
   e = imx_agree(ctx, e);
   if (!e) {
     imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
@@ -345,6 +375,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   }
   TaoDestroy(&tao);
   VecDestroy(&x);
+  VecDestroy(&xl);
+  VecDestroy(&xu);
   free(s.accepted), free(s.last_x);
   return e ? e : s.stopped_by ? IMX_STOPPED : IMX_OK;
 }

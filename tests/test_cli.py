@@ -61,6 +61,8 @@ code, out, err = run(["train", cfg, "--set", "data.samples=40", "--set", "parall
 check(code == 5 and "block" in err, "fewer blocks than ranks: exit 5: " + err.strip()[:200])
 code, out, err = run(["train", cfg, "--out", os.path.join(d, "r"), "-tao_type", "nls"], ranks=2)
 check(code == 3 and "Hessian" in err, "TAO type needing a Hessian refused: " + err.strip()[:160])
+code, out, err = run(["train", cfg, "--set", "model.bias_bound=1", "--out", os.path.join(d, "r")], ranks=2)
+check(code == 3 and "bound-constrained" in err, "bias_bound with an unbounded TAO type: exit 3: " + err.strip()[:160])
 code, out, err = run(["train", cfg, "--set", "optimizer.type=nosuch", "--out", os.path.join(d, "r")], ranks=2)
 check(code == 3 and "nosuch" in err, "unknown TAO type: exit 3: " + err.strip()[:160])
 code, out, err = run(["train", cfg, "--set", "model.units=9", "--out", os.path.join(d, "r")], ranks=2)

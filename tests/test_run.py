@@ -137,6 +137,13 @@ l2 = load_json(os.path.join(d, "fast", "summary.json"))["final"]["loss"] if code
 check(code1 == 0 and code2 == 0 and abs(l1 - l2) <= 1e-8 * abs(l1),
       "fast reduction on 3 ranks: loss %.15g vs reproducible %.15g" % (l2, l1))
 
+# 4c. model.bias_bound keeps the biases in the box (a bounded TAO type).
+cb = config(name="bound", max_it=40)
+code, out, err = run(["train", cb, "--out", os.path.join(d, "bound"), "--set", "model.bias_bound=0.05",
+                      "--set", "optimizer.type=blmvm", "--set", "model.init_bias=1"], ranks=2)
+bmax = abs(np.load(os.path.join(d, "bound", "layer1_b.npy"))).max() if code == 0 else 1
+check(code == 0 and bmax <= 0.05, "model.bias_bound=0.05 with blmvm: max |b| = %.3g" % bmax)
+
 # 5. Never overwrite: the same --out twice gives a new directory.
 code, out, err = run(["train", config(name="soft", max_it=2), "--out", run_dir], ranks=1)
 check(code == 0 and os.path.exists(run_dir + "-2/summary.json")

@@ -61,6 +61,7 @@ typedef struct imx_config {
     char init[IMX_PATH_LEN];     /* model.init: "random" or a .npy file with K x n weights */
     unsigned long long seed;     /* model.seed: seed of the random initial weights */
     double init_bias;            /* model.init_bias: std of random initial biases (0 = zeros) */
+    double bias_bound;           /* model.bias_bound: |b_j| <= this (0 = unbounded; needs a bounded TAO type) */
   } model;
 
   struct {
