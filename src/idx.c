@@ -142,18 +142,19 @@ imx_err imx_idx_read_header(imx_ctx *ctx, const char *path, imx_idx_header *h) {
                    (long long)h->data_offset, (long long)(4 + (got > 0 ? got : 0)));
     goto out_close;
   }
-  h->n = 1;
+  uint64_t n = 1; /* two uint32 factors at most: < 2^64, but not always < 2^63 */
   for (int k = 0; k < h->ndim; k++) {
     const unsigned char *p = b + 4 + 4 * k;
     h->dims[k] = ((int64_t)p[0] << 24) | ((int64_t)p[1] << 16) | ((int64_t)p[2] << 8) | p[3];
-    if (k > 0) h->n *= h->dims[k]; /* < 2^64: two uint32 factors */
+    if (k > 0) n *= (uint64_t)h->dims[k];
   }
   h->N = h->dims[0];
-  if (h->n > INT_MAX) {
-    err = imx_fail(ctx, IMX_ERR_DATA, "%s: rows of %lld items are too long (at most %d)", path,
-                   (long long)h->n, INT_MAX);
+  if (n > INT_MAX) {
+    err = imx_fail(ctx, IMX_ERR_DATA, "%s: rows of %llu items are too long (at most %d)", path,
+                   (unsigned long long)n, INT_MAX);
     goto out_close;
   }
+  h->n = (int64_t)n;
   if (!gz) {
     /* A plain file must hold exactly what the header says; a gzip'd one is
      * checked while streaming (premature end, trailing data). */

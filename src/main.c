@@ -80,6 +80,10 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
   memset(a, 0, sizeof *a);
   a->pos = calloc((size_t)argc, sizeof *a->pos);
   a->set = calloc((size_t)argc, sizeof *a->set);
+  if (!a->pos || !a->set) {
+    fprintf(stderr, "infomax: out of memory parsing the command line\n");
+    return IMX_ERR_NOMEM;
+  }
   *pargc = 0;
   pargv[(*pargc)++] = argv[0];
   int in_petsc = 0;
@@ -144,27 +148,30 @@ int main(int argc, char **argv) {
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   imx_args a;
+  memset(&a, 0, sizeof a);
   int pargc;
   char **pargv = calloc((size_t)argc + 1, sizeof *pargv);
   int rc = pargv ? split_args(argc, argv, &a, &pargc, pargv) : IMX_ERR_NOMEM;
-  if (rc) return rc;
-  if (a.version) {
+  /* Usage errors, --version, help and the reference need neither MPI nor PETSc. */
+  int done = 1;
+  if (rc) {
+  } else if (a.version) {
     printf("infomax %s\n", IMX_VERSION);
-    return 0;
-  }
-  if (!a.command || (a.help && !strcmp(a.command, "help"))) {
+  } else if (!a.command || (a.help && !strcmp(a.command, "help"))) {
     fputs(usage, a.command || a.help ? stdout : stderr);
-    return a.command || a.help ? 0 : IMX_ERR_USAGE;
-  }
-  if (a.help) {
+    rc = a.command || a.help ? 0 : IMX_ERR_USAGE;
+  } else if (a.help) {
     const char *h = !strcmp(a.command, "train") ? train_help
                     : !strcmp(a.command, "eval") ? eval_help : usage;
     fputs(h, stdout);
-    return 0;
-  }
-  if (!strcmp(a.command, "config") && a.reference) {
+  } else if (!strcmp(a.command, "config") && a.reference) {
     imx_config_reference(stdout);
-    return 0;
+  } else {
+    done = 0;
+  }
+  if (done) {
+    free(a.pos), free(a.set), free(pargv);
+    return rc;
   }
 
   MPI_Init(&argc, &argv);

@@ -16,7 +16,8 @@ RANKS=${RANKS:-2}
 
 packages=(gcc pkg-config meson ninja-build libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
           petsc-dev libblas-dev liblapack-dev libyaml-dev zlib1g-dev libopenblas0-pthread
-          dataset-fashion-mnist python3-numpy)
+          dataset-fashion-mnist python3-numpy
+          clang-14 libclang-rt-14-dev llvm-14)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
