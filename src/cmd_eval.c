@@ -1,17 +1,66 @@
-/* cmd_eval: `infomax eval`, every objective term for given weights on given
- * data, as JSON (for checks against an independent implementation). */
+/* cmd_eval: `infomax eval`, judge a trained layer.
+ *
+ * For the layer of a run directory (or given weights) on the data of its
+ * config (the train split, or --data PATH):
+ *   1. every objective term alone and the weighted loss (for checks against
+ *      an independent implementation);
+ *   2. the measures of include/imx/metrics.h on the train split and, with
+ *      eval.test_path, on the test split (preprocessed with the train split's
+ *      statistics, see include/imx/split.h);
+ *   3. with labels and eval.probe, a linear probe (include/imx/probe.h) on
+ *      eval.features, trained on the train split and scored on the test split;
+ *   4. with eval.baselines, the same measures and probe for the raw input,
+ *      PCA with K components and K random hyperplanes (include/imx/baseline.h).
+ * Standard output gets one JSON document; standard error gets progress notes
+ * and the tables. --out DIR also writes DIR/eval.json, the model's
+ * correlation matrix, winner counts and covariance eigenvalues (.npy) for
+ * tools/plot_run.py.
+ */
+#include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "imx/baseline.h"
 #include "imx/cli.h"
 #include "imx/config.h"
 #include "imx/data.h"
 #include "imx/json.h"
 #include "imx/layer.h"
-#include "imx/log.h"
+#include "imx/metrics.h"
 #include "imx/preprocess.h"
+#include "imx/probe.h"
+#include "imx/rundir.h"
+#include "imx/split.h"
+#include "imx/timer.h"
+
+/* One column of the comparison: the trained layer or a baseline. */
+typedef struct column {
+  char name[32];           /* heading: "model", "raw", "pca-64", "random-64" */
+  const char *key;         /* JSON key: "model", "raw", "pca", "random" */
+  imx_fixed layer;         /* its parameters (the model's are borrowed, see free_column) */
+  imx_metrics train, test; /* measures on the train split and on the test split */
+  int has_test;
+  int probed;
+  const char *features;    /* what the probe saw: "activation", "z" or "input" */
+  imx_probe_result probe;
+  double seconds;          /* wall time of the whole column */
+} column;
+
+/* A progress note on standard error (rank 0): standard output is the JSON. */
+static void note(const imx_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const imx_ctx *ctx, const char *fmt, ...) {
+  if (ctx->rank != 0) return;
+  va_list ap;
+  va_start(ap, fmt);
+  fputs("eval: ", stderr);
+  vfprintf(stderr, fmt, ap);
+  fputc('\n', stderr);
+  fflush(stderr);
+  va_end(ap);
+}
 
 /* Evaluate one objective (cfg's) at [W, b] on d. */
 static imx_err evaluate(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, const double *W,
@@ -49,11 +98,261 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
   return IMX_OK;
 }
 
+/* Measures of col's outputs (Z, A) on one split. Collective. */
+static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const imx_data *d,
+                       const double *Z, const double *A, const double *mixing, imx_metrics *m) {
+  imx_outputs o = {.N = d->N, .nloc = d->nloc, .block = d->block, .K = col->layer.K,
+                   .act = col->layer.act, .Z = Z, .A = A};
+  IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
+  if (!col->layer.W) return IMX_OK;
+  return imx_agree(ctx, imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing, m));
+}
+
+/* The features the probe of a column sees: the input, z or phi(z). */
+static const char *probe_features(const imx_config *cfg, const column *col, int is_model) {
+  if (!col->layer.W) return "input";
+  if (is_model && cfg->eval.features == IMX_FEAT_INPUT) return "input";
+  if (col->layer.act == IMX_ACT_IDENTITY) return "z";
+  return cfg->eval.features == IMX_FEAT_Z ? "z" : "activation";
+}
+
+/* Pick the probe's features among the outputs and free the others: *keep
+ * receives the buffer to use (X copy, Z or A). Collective only for the input copy. */
+static imx_err choose(imx_ctx *ctx, const char *features, const imx_data *d, double **Z, double **A,
+                      double **keep) {
+  *keep = NULL;
+  if (!strcmp(features, "input")) {
+    free(*Z), free(*A);
+    *Z = *A = NULL;
+    *keep = malloc((size_t)(d->nloc ? d->nloc : 1) * d->n * sizeof **keep);
+    IMX_TRY(imx_agree(ctx, *keep ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "probe: input copy")));
+    memcpy(*keep, d->X, (size_t)d->nloc * d->n * sizeof **keep);
+    return IMX_OK;
+  }
+  int use_z = !strcmp(features, "z") && *Z;
+  *keep = use_z ? *Z : *A;
+  free(use_z ? *A : *Z);
+  *Z = *A = NULL;
+  return IMX_OK;
+}
+
+/* Measures and probe of one column on the train split d and the test split
+ * dt (may be NULL). Collective. */
+static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_model,
+                     const imx_data *d, const imx_data *dt, const double *mixing) {
+  double t0 = imx_now();
+  double *Z = NULL, *A = NULL, *Zt = NULL, *At = NULL, *F = NULL, *Ft = NULL;
+  imx_err e = imx_fixed_outputs(ctx, cfg, &col->layer, d, &Z, &A);
+  if (!e) e = measure(ctx, cfg, col, d, Z, A, mixing, &col->train);
+  if (!e && dt) {
+    e = imx_fixed_outputs(ctx, cfg, &col->layer, dt, &Zt, &At);
+    if (!e) e = measure(ctx, cfg, col, dt, Zt, At, mixing, &col->test);
+    col->has_test = !e;
+  }
+  if (!e)
+    note(ctx, "%-10s measures done (%.2f s): dead %d, max |corr| %.4g, effective rank %.4g, "
+         "regions %lld", col->name, imx_now() - t0, col->train.dead_units, col->train.max_abs_corr,
+         col->train.effective_rank, col->train.regions);
+  int test_classes = dt ? dt->nclasses : 0;
+  int classes = d->nclasses > test_classes ? d->nclasses : test_classes;
+  int probe = !e && cfg->eval.probe && d->labels && classes >= 2;
+  if (probe) {
+    col->features = probe_features(cfg, col, is_model);
+    e = choose(ctx, col->features, d, &Z, &A, &F);
+    if (!e && dt && dt->labels) e = choose(ctx, col->features, dt, &Zt, &At, &Ft);
+  }
+  if (probe && !e) {
+    int dim = !strcmp(col->features, "input") ? d->n : col->layer.K;
+    imx_probe_data tr = {.N = d->N, .nloc = d->nloc, .block = d->block, .F = F, .labels = d->labels};
+    imx_probe_data te = {0};
+    if (Ft) te = (imx_probe_data){.N = dt->N, .nloc = dt->nloc, .block = dt->block, .F = Ft,
+                                  .labels = dt->labels};
+    e = imx_probe_run(ctx, cfg, dim, classes, &tr, Ft ? &te : NULL, &col->probe);
+    col->probed = !e;
+    if (!e)
+      note(ctx, "%-10s probe on %s (%d features, %d classes): train accuracy %.4f, test accuracy "
+           "%.4f, TAO %s %s after %d iterations (%.2f s)", col->name, col->features, dim, classes,
+           col->probe.train_accuracy, col->probe.test_accuracy, col->probe.tao_type,
+           col->probe.reason, col->probe.iterations, col->probe.seconds);
+  }
+  free(Z), free(A), free(Zt), free(At), free(F), free(Ft);
+  col->seconds = imx_now() - t0;
+  return e;
+}
+
+static void probe_json(imx_json *j, const imx_config *cfg, const column *col) {
+  const imx_probe_result *p = &col->probe;
+  imx_json_object(j, "probe");
+  imx_json_str(j, "features", col->features);
+  imx_json_int(j, "dim", p->dim);
+  imx_json_int(j, "classes", p->classes);
+  imx_json_int(j, "n_train", p->n_train);
+  imx_json_int(j, "n_test", p->n_test);
+  imx_json_num(j, "train_accuracy", p->train_accuracy);
+  imx_json_num(j, "test_accuracy", p->test_accuracy);
+  imx_json_num(j, "loss", p->loss);
+  imx_json_num(j, "l2", cfg->eval.probe_l2);
+  imx_json_str(j, "tao_type", p->tao_type);
+  imx_json_str(j, "reason", p->reason);
+  imx_json_int(j, "iterations", p->iterations);
+  imx_json_int(j, "evaluations", p->evaluations);
+  imx_json_num(j, "seconds", p->seconds);
+  imx_json_end(j);
+}
+
+/* Measures and probe of a column as members of the current JSON object. */
+static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
+  imx_metrics_json(j, "measures", &col->train);
+  if (col->has_test) imx_metrics_json(j, "measures_test", &col->test);
+  if (col->probed) probe_json(j, cfg, col);
+}
+
+/* What the evaluation found, besides the terms. */
+typedef struct report {
+  const char *cfgpath, *wpath, *bpath;
+  const imx_config *cfg;
+  const imx_data *d, *dt;
+  const imx_eval *total;
+  const imx_eval *single;            /* IMX_NTERMS */
+  char (*why)[IMX_MSG_LEN];          /* IMX_NTERMS reasons a term is unavailable */
+  const column *cols;
+  int ncols;
+  double seconds;
+} report;
+
+static void write_json(FILE *f, const report *r) {
+  const imx_config *cfg = r->cfg;
+  imx_json j;
+  imx_json_init(&j, f, 1);
+  imx_json_object(&j, NULL);
+  imx_json_str(&j, "config", r->cfgpath);
+  imx_json_str(&j, "weights", r->wpath);
+  imx_json_str(&j, "bias", r->bpath);
+  imx_json_str(&j, "data", cfg->data.path[0] ? cfg->data.path : imx_source_name(cfg->data.source));
+  imx_json_int(&j, "N", r->d->N);
+  imx_json_int(&j, "n", r->d->n);
+  imx_json_int(&j, "K", cfg->model.units);
+  imx_json_str(&j, "activation", imx_activation_name(cfg->model.activation));
+  imx_json_num(&j, "loss", r->total->loss);
+  imx_json_object(&j, "terms");
+  for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], r->single[t].terms[t]);
+  imx_json_end(&j);
+  imx_json_object(&j, "unavailable");
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (r->why[t][0]) imx_json_str(&j, imx_term_names[t], r->why[t]);
+  imx_json_end(&j);
+  imx_json_int(&j, "dead_units", r->total->dead_units);
+  imx_json_num(&j, "max_abs_bias", r->total->max_abs_bias);
+  imx_json_num(&j, "min_variance", r->total->min_var);
+  imx_json_num(&j, "max_variance", r->total->max_var);
+  imx_json_num(&j, "max_abs_corr", r->total->max_abs_corr);
+  if (r->dt) {
+    imx_json_str(&j, "test_data", cfg->eval.test_path);
+    imx_json_int(&j, "N_test", r->dt->N);
+  }
+  column_json(&j, cfg, &r->cols[0]);
+  if (r->ncols > 1) {
+    imx_json_object(&j, "baselines");
+    for (int c = 1; c < r->ncols; c++) {
+      imx_json_object(&j, r->cols[c].key);
+      imx_json_str(&j, "name", r->cols[c].name);
+      imx_json_int(&j, "K", r->cols[c].layer.K);
+      imx_json_str(&j, "activation", imx_activation_name(r->cols[c].layer.act));
+      column_json(&j, cfg, &r->cols[c]);
+      imx_json_num(&j, "seconds", r->cols[c].seconds);
+      imx_json_end(&j);
+    }
+    imx_json_end(&j);
+  }
+  imx_json_num(&j, "seconds", r->seconds);
+  imx_json_end(&j);
+  fflush(f);
+}
+
+/* The tables on standard error (rank 0): measures per split, then the probe. */
+static void print_tables(const imx_ctx *ctx, const report *r) {
+  if (ctx->rank != 0) return;
+  const char *names[1 + IMX_NBASELINES];
+  const imx_metrics *m[1 + IMX_NBASELINES];
+  int n = r->ncols;
+  for (int c = 0; c < n; c++) names[c] = r->cols[c].name, m[c] = &r->cols[c].train;
+  fprintf(stderr, "\nmeasures on the train split (%s, N=%lld):\n",
+          r->cfg->data.path[0] ? r->cfg->data.path : imx_source_name(r->cfg->data.source),
+          (long long)r->d->N);
+  imx_metrics_table(ctx, stderr, n, names, m);
+  int probed = 0;
+  for (int c = 0; c < n; c++) probed |= r->cols[c].probed;
+  if (probed) {
+    const char *row[2] = {"probe train accuracy", "probe test accuracy"};
+    for (int k = 0; k < 2; k++) {
+      fprintf(stderr, "%-*s", IMX_METRICS_LABEL_WIDTH, row[k]);
+      for (int c = 0; c < n; c++) {
+        double v = k ? r->cols[c].probe.test_accuracy : r->cols[c].probe.train_accuracy;
+        if (r->cols[c].probed && !isnan(v)) fprintf(stderr, "%*.4f", IMX_METRICS_COL_WIDTH, v);
+        else fprintf(stderr, "%*s", IMX_METRICS_COL_WIDTH, "-");
+      }
+      fputc('\n', stderr);
+    }
+  }
+  if (r->dt) {
+    for (int c = 0; c < n; c++) m[c] = &r->cols[c].test;
+    fprintf(stderr, "\nmeasures on the test split (%s, N=%lld):\n", r->cfg->eval.test_path,
+            (long long)r->dt->N);
+    imx_metrics_table(ctx, stderr, n, names, m);
+  }
+  fputc('\n', stderr);
+  fflush(stderr);
+}
+
+/* --out DIR: eval.json and the model's arrays for tools/plot_run.py. Rank 0
+ * writes; the result is agreed. Collective. */
+static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0) {
+    if (mkdir(dir, 0777) && errno != EEXIST)
+      e = imx_fail(ctx, IMX_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+    FILE *f = NULL;
+    if (!e) e = imx_file_begin(ctx, dir, "eval.json", &f);
+    if (!e) {
+      write_json(f, r);
+      e = imx_file_commit(ctx, dir, "eval.json", f);
+    }
+    const imx_metrics *m = &r->cols[0].train;
+    int K = m->K;
+    char path[IMX_PATH_LEN + 32];
+    double *w = malloc((size_t)K * sizeof *w);
+    if (!e && !w) e = imx_fail(ctx, IMX_ERR_NOMEM, "winner counts");
+    if (!e) {
+      snprintf(path, sizeof path, "%s/correlation.npy", dir);
+      e = imx_npy_write(ctx, path, m->corr, K, K);
+    }
+    if (!e) {
+      for (int k = 0; k < K; k++) w[k] = (double)m->winners[k];
+      snprintf(path, sizeof path, "%s/winners.npy", dir);
+      e = imx_npy_write(ctx, path, w, K, 1);
+    }
+    if (!e) {
+      snprintf(path, sizeof path, "%s/eigenvalues.npy", dir);
+      e = imx_npy_write(ctx, path, m->eigenvalues, K, 1);
+    }
+    free(w);
+  }
+  return imx_agree(ctx, e);
+}
+
+static void free_column(column *col, int is_model) {
+  if (is_model) memset(&col->layer, 0, sizeof col->layer); /* W, b belong to the caller */
+  else imx_fixed_clear(&col->layer);
+  imx_metrics_clear(&col->train);
+  imx_metrics_clear(&col->test);
+}
+
 int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   if (a->npos != 1) {
     if (ctx->rank == 0) fputs("usage: infomax eval RUN_DIR [--weights W.npy] ... (see --help)\n", stderr);
     return IMX_ERR_USAGE;
   }
+  double t0 = imx_now();
   struct stat sb;
   int isdir = stat(a->pos[0], &sb) == 0 && S_ISDIR(sb.st_mode);
   char cfgpath[IMX_PATH_LEN + 16], wpath[IMX_PATH_LEN + 16], bpath[IMX_PATH_LEN + 16];
@@ -79,13 +378,22 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   }
   for (int i = 0; set && i < a->nset; i++) set[nset++] = a->set[i];
   imx_config cfg;
-  imx_data *d = NULL;
-  double *W = NULL, *b = NULL;
+  imx_data *d = NULL, *dt = NULL;
+  double *W = NULL, *b = NULL, *mean = NULL, *transform = NULL, *mixing = NULL;
+  column cols[1 + IMX_NBASELINES];
+  int ncols = 0;
+  memset(cols, 0, sizeof cols);
   imx_err e = set ? imx_config_setup(ctx, &cfg, cfgpath, nset, set)
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
   if (!e) e = imx_data_load(ctx, &cfg, &d);
-  if (!e) e = imx_preprocess_apply(ctx, &cfg, d, NULL, NULL);
+  if (!e) {
+    size_t n = (size_t)d->n;
+    mean = malloc(n * sizeof *mean), transform = malloc(n * n * sizeof *transform);
+    e = imx_agree(ctx, mean && transform ? IMX_OK
+                                         : imx_fail(ctx, IMX_ERR_NOMEM, "preprocessing statistics"));
+  }
+  if (!e) e = imx_preprocess_apply(ctx, &cfg, d, mean, transform);
   int K = cfg.model.units;
   if (!e) {
     W = malloc((size_t)K * d->n * sizeof *W), b = calloc((size_t)K, sizeof *b);
@@ -110,36 +418,53 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
       ctx->code = IMX_OK;
     }
   }
-  if (!e && ctx->rank == 0) {
-    imx_json j;
-    imx_json_init(&j, stdout, 1);
-    imx_json_object(&j, NULL);
-    imx_json_str(&j, "config", cfgpath);
-    imx_json_str(&j, "weights", wpath);
-    imx_json_str(&j, "bias", bpath);
-    imx_json_str(&j, "data", cfg.data.path[0] ? cfg.data.path : imx_source_name(cfg.data.source));
-    imx_json_int(&j, "N", d->N);
-    imx_json_int(&j, "n", d->n);
-    imx_json_int(&j, "K", K);
-    imx_json_str(&j, "activation", imx_activation_name(cfg.model.activation));
-    imx_json_num(&j, "loss", total.loss);
-    imx_json_object(&j, "terms");
-    for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], single[t].terms[t]);
-    imx_json_end(&j);
-    imx_json_object(&j, "unavailable");
-    for (int t = 0; t < IMX_NTERMS; t++)
-      if (why[t][0]) imx_json_str(&j, imx_term_names[t], why[t]);
-    imx_json_end(&j);
-    imx_json_int(&j, "dead_units", total.dead_units);
-    imx_json_num(&j, "max_abs_bias", total.max_abs_bias);
-    imx_json_num(&j, "min_variance", total.min_var);
-    imx_json_num(&j, "max_variance", total.max_var);
-    imx_json_num(&j, "max_abs_corr", total.max_abs_corr);
-    imx_json_end(&j);
-    fflush(stdout);
+
+  /* The test split, seen through the train split's preprocessing. */
+  if (!e && cfg.eval.test_path[0]) {
+    e = imx_split_load_test(ctx, &cfg, d->n, mean, transform, &dt);
+    if (!e) note(ctx, "test split %s: N=%lld%s", cfg.eval.test_path, (long long)dt->N,
+                 dt->labels ? " with labels" : "");
+  }
+  /* The true mixing in the coordinates the layer sees (synthetic ICA). */
+  if (!e && d->truth) {
+    mixing = malloc((size_t)d->n * d->n * sizeof *mixing);
+    e = imx_agree(ctx, mixing ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "mixing matrix"));
+    if (!e) imx_metrics_mixing(d->n, transform, d->truth, mixing);
+  }
+
+  /* The model, then the baselines. */
+  if (!e) {
+    column *m = &cols[ncols++];
+    snprintf(m->name, sizeof m->name, "model");
+    m->key = "model";
+    m->layer = (imx_fixed){.K = K, .n = d->n, .act = cfg.model.activation,
+                           .tau = cfg.model.temperature, .W = W, .b = b};
+    e = judge(ctx, &cfg, m, 1, d, dt, mixing);
+  }
+  for (int k = 0; !e && cfg.eval.baselines && k < IMX_NBASELINES; k++) {
+    column *c = &cols[ncols++];
+    c->key = imx_baseline_names[k];
+    e = imx_baseline_make(ctx, &cfg, (imx_baseline_kind)k, d, &c->layer);
+    if (k == IMX_BASE_RAW) snprintf(c->name, sizeof c->name, "raw input");
+    else snprintf(c->name, sizeof c->name, "%s-%d", c->key, c->layer.K);
+    if (!e) e = judge(ctx, &cfg, c, 0, d, dt, mixing);
+  }
+
+  if (!e) {
+    report r = {.cfgpath = cfgpath, .wpath = wpath, .bpath = bpath, .cfg = &cfg, .d = d, .dt = dt,
+                .total = &total, .single = single, .why = why, .cols = cols, .ncols = ncols,
+                .seconds = imx_now() - t0};
+    if (ctx->rank == 0) write_json(stdout, &r);
+    print_tables(ctx, &r);
+    if (a->out) {
+      e = save(ctx, a->out, &r);
+      if (!e) note(ctx, "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy)", a->out);
+    }
   }
   if (e) imx_report(ctx);
-  free(W), free(b);
+  for (int c = 0; c < ncols; c++) free_column(&cols[c], c == 0);
+  free(W), free(b), free(mean), free(transform), free(mixing);
+  imx_data_free(&dt);
   imx_data_free(&d);
   return e;
 }

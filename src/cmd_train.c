@@ -11,6 +11,7 @@
 #include "imx/data.h"
 #include "imx/layer.h"
 #include "imx/log.h"
+#include "imx/metrics.h"
 #include "imx/optlog.h"
 #include "imx/preprocess.h"
 #include "imx/rundir.h"
@@ -190,6 +191,10 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   double *theta = NULL;
   FILE *metrics = NULL;
   imx_optlog *log = NULL;
+  double *transform = NULL; /* preprocessing matrix, for the measures */
+  imx_metrics measures;
+  imx_metrics_init(&measures);
+  int measured = 0;
   char dir[IMX_PATH_LEN] = "", cfgpath[IMX_PATH_LEN + 16];
   imx_train_result res;
   imx_checkpoint ck;
@@ -222,7 +227,10 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
           "%lld blocks of %d)", (long long)d->N, d->n, imx_timer_get(IMX_T_LOAD),
           (long long)(d->N / ctx->size), (long long)((d->N + ctx->size - 1) / ctx->size),
           (long long)((d->N + d->block - 1) / d->block), d->block);
-  if ((e = imx_preprocess_apply(ctx, &cfg, d, NULL, NULL))) goto out;
+  transform = malloc((size_t)d->n * d->n * sizeof *transform);
+  if ((e = imx_agree(ctx, transform ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "transform"))))
+    goto out;
+  if ((e = imx_preprocess_apply(ctx, &cfg, d, NULL, transform))) goto out;
   if ((e = imx_layer_create(ctx, &cfg, d, &l))) goto out;
   log_objective(ctx, l);
   theta = malloc((size_t)imx_layer_nparams(l) * sizeof *theta);
@@ -254,6 +262,13 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   io.metrics = metrics;
   e = imx_train(ctx, &cfg, l, theta, &io, &res);
   trained = 1;
+  /* Measures of the trained layer (docs/results-fashion-mnist.md explains them). */
+  if (!e) {
+    imx_timer_start(IMX_T_OUTPUT);
+    e = imx_metrics_compute(ctx, &cfg, l, theta, d, transform, &measures);
+    imx_timer_stop(IMX_T_OUTPUT);
+    measured = !e;
+  }
 
 out:
   /* Epilog: whatever happened, keep what was computed and say where it is. */
@@ -265,12 +280,15 @@ out:
     imx_timer_stop(IMX_T_OUTPUT);
     imx_timer_stop(IMX_T_TOTAL);
     imx_summary s = {.cfg = &cfg, .data = d, .layer = l, .train = trained ? &res : NULL,
+                     .measures = measured ? &measures : NULL,
                      .status = e ? e : we, .message = (e && e != IMX_STOPPED) || we ? ctx->msg : ""};
     imx_err se = imx_summary_write(ctx, &s, dir);
     if (we || se) {
       imx_report(ctx);
       e = e && e != IMX_STOPPED ? e : we ? we : se;
     } else if (!e) {
+      if (ctx->rank == 0) fputc('\n', stdout);
+      imx_metrics_print(ctx, stdout, &measures);
       report_success(ctx, &cfg, l, d, &res, dir);
     } else if (e == IMX_STOPPED) {
       imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations; checkpoint in %s/checkpoint.bin."
@@ -284,6 +302,8 @@ out:
     }
   }
   imx_optlog_close(&log);
+  imx_metrics_clear(&measures);
+  free(transform);
   free(theta);
   imx_layer_free(&l);
   imx_data_free(&d);

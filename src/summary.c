@@ -82,6 +82,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
           imx_json_end(&j);
         }
       }
+      if (s->measures) imx_metrics_json(&j, "measures", s->measures);
       imx_json_object(&j, "timers");
       for (int t = 0; t < IMX_NTIMERS; t++) {
         imx_json_object(&j, imx_timer_names[t]);

@@ -6,6 +6,7 @@
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/layer.h"
+#include "imx/metrics.h"
 #include "imx/train.h"
 
 typedef struct imx_summary {
@@ -13,6 +14,7 @@ typedef struct imx_summary {
   const imx_data *data;        /* NULL if loading failed */
   const imx_layer *layer;      /* NULL if not created */
   const imx_train_result *train; /* NULL if training did not run */
+  const imx_metrics *measures; /* measures of the trained layer, NULL if not computed */
   imx_err status;              /* IMX_OK or the error that ended the run */
   const char *message;         /* the error message ("" if none) */
 } imx_summary;

@@ -1,0 +1,472 @@
+/* metrics: measures of a trained layer (see include/imx/metrics.h). */
+#include "imx/metrics.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imx/blas.h"
+#include "imx/linalg.h"
+#include "imx/moments.h"
+#include "imx/rsum.h"
+
+void imx_metrics_init(imx_metrics *m) {
+  memset(m, 0, sizeof *m);
+  m->winner_entropy_bits = m->max_abs_corr = m->mean_abs_corr = NAN;
+  m->gaussian_tc = m->effective_rank = m->weight_redundancy = m->amari = NAN;
+}
+
+void imx_metrics_clear(imx_metrics *m) {
+  if (!m) return;
+  free(m->winners), free(m->corr), free(m->eigenvalues);
+  imx_metrics_init(m);
+}
+
+/* ---- moments: dead units, correlations, total correlation, effective rank ---- */
+
+/* m = colsum(A)/N and C = (A - m)^T (A - m) / N through the block-wise
+ * reductions. Collective. */
+static imx_err covariance(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o, double *C) {
+  int K = o->K;
+  double *mean = malloc((size_t)K * sizeof *mean);
+  double *D = malloc((size_t)(o->nloc ? o->nloc : 1) * K * sizeof *D);
+  imx_rsum *rK = NULL, *rKK = NULL;
+  imx_err e = mean && D ? IMX_OK
+                        : imx_fail(ctx, IMX_ERR_NOMEM, "measures: %lld x %d centered outputs",
+                                   (long long)o->nloc, K);
+  if (!e) e = imx_rsum_create(ctx, mode, 1, K, 0, &rK);
+  if (!e) e = imx_rsum_create(ctx, mode, K, K, 1, &rKK);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_moments_colsum(ctx, rK, o->block, o->nloc, K, o->A, K, mean);
+  if (!e) {
+    for (int k = 0; k < K; k++) mean[k] /= (double)o->N;
+    for (int64_t i = 0; i < o->nloc; i++)
+      for (int k = 0; k < K; k++) D[i * K + k] = o->A[i * K + k] - mean[k];
+    e = imx_moments_atb(ctx, rKK, o->block, o->nloc, K, D, K, K, D, K, NULL, C);
+  }
+  if (!e)
+    for (size_t i = 0; i < (size_t)K * K; i++) C[i] /= (double)o->N;
+  imx_rsum_free(&rK), imx_rsum_free(&rKK);
+  free(mean), free(D);
+  return e;
+}
+
+/* Dead units, correlations of the live ones, their total correlation, and
+ * the effective rank, from the replicated C. Local (the same bits on every
+ * rank). */
+static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const double *C,
+                               imx_metrics *m) {
+  double mean = 0;
+  for (int j = 0; j < K; j++) mean += C[(size_t)j * K + j] / K;
+  int *live = malloc((size_t)K * sizeof *live);
+  double *M = malloc((size_t)K * K * sizeof *M), *w = malloc((size_t)K * sizeof *w);
+  m->corr = calloc((size_t)K * K, sizeof *m->corr);
+  m->eigenvalues = malloc((size_t)K * sizeof *m->eigenvalues);
+  if (!live || !M || !w || !m->corr || !m->eigenvalues) {
+    free(live), free(M), free(w);
+    return imx_fail(ctx, IMX_ERR_NOMEM, "measures: correlations of K=%d units", K);
+  }
+  int L = 0;
+  for (int j = 0; j < K; j++)
+    if (C[(size_t)j * K + j] > 1e-12 * mean && C[(size_t)j * K + j] > 0) live[L++] = j;
+  m->dead_units = K - L;
+
+  /* Correlations of the live units; M holds R restricted to them (L x L). */
+  double rmax = 0, rsum = 0;
+  for (int a = 0; a < L; a++) {
+    int j = live[a];
+    for (int c = 0; c < L; c++) {
+      int k = live[c];
+      double r = C[(size_t)j * K + k] / sqrt(C[(size_t)j * K + j] * C[(size_t)k * K + k]);
+      if (j == k) r = 1;
+      m->corr[(size_t)j * K + k] = r;
+      M[(size_t)a * L + c] = r;
+      if (c < a) {
+        rmax = fabs(r) > rmax ? fabs(r) : rmax;
+        rsum += fabs(r);
+      }
+    }
+  }
+  double pairs = 0.5 * L * (L - 1.0);
+  m->max_abs_corr = L >= 2 ? rmax : NAN;
+  m->mean_abs_corr = L >= 2 ? rsum / pairs : NAN;
+
+  imx_err e = IMX_OK;
+  m->gaussian_tc = L >= 2 ? 0 : NAN;
+  if (L >= 2) {
+    e = imx_linalg_eigh(ctx, L, M, w);
+    /* Softmax rows sum to 1: leave out the null direction (the smallest). */
+    int first = act == IMX_ACT_SOFTMAX ? 1 : 0;
+    double tc = 0;
+    for (int a = first; !e && a < L; a++) tc += log(w[a]);
+    m->gaussian_tc = !e && first < L && w[first] > 1e-12 ? -0.5 * tc : INFINITY;
+  }
+  /* Effective rank from the eigenvalues of C (tiny negative ones are rounding). */
+  if (!e) {
+    memcpy(M, C, (size_t)K * K * sizeof *M);
+    e = imx_linalg_eigh(ctx, K, M, w);
+  }
+  if (!e) {
+    double tr = 0, h = 0;
+    for (int k = 0; k < K; k++) m->eigenvalues[k] = w[K - 1 - k], tr += w[k] > 0 ? w[k] : 0;
+    for (int k = 0; k < K; k++)
+      if (w[k] > 0 && tr > 0) h -= w[k] / tr * log(w[k] / tr);
+    m->effective_rank = tr > 0 ? exp(h) : NAN;
+  }
+  free(live), free(M), free(w);
+  return e;
+}
+
+/* ---- winners ---- */
+
+/* The winner of a row: argmax r with r = a (softmax) or r = softmax(-a), i.e.
+ * the largest a or the smallest a; ties go to the lowest index. */
+static int winner(imx_activation act, int K, const double *a) {
+  int best = 0;
+  for (int k = 1; k < K; k++)
+    if (act == IMX_ACT_SOFTMAX ? a[k] > a[best] : a[k] < a[best]) best = k;
+  return best;
+}
+
+static imx_err winners(imx_ctx *ctx, const imx_outputs *o, imx_metrics *m) {
+  int K = o->K;
+  m->winners = calloc((size_t)K, sizeof *m->winners);
+  IMX_TRY(imx_agree(ctx, m->winners ? IMX_OK
+                                    : imx_fail(ctx, IMX_ERR_NOMEM, "winner counts (%d)", K)));
+  for (int64_t i = 0; i < o->nloc; i++) m->winners[winner(o->act, K, o->A + i * K)]++;
+  /* Integer sums: exact in any order. */
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, m->winners, K, MPI_LONG_LONG, MPI_SUM, ctx->comm));
+  double h = 0;
+  m->winning_units = 0;
+  for (int k = 0; k < K; k++)
+    if (m->winners[k] > 0) {
+      double p = (double)m->winners[k] / (double)o->N;
+      h -= p * log2(p);
+      m->winning_units++;
+    }
+  m->winner_entropy_bits = h;
+  return IMX_OK;
+}
+
+/* ---- regions: distinct sign patterns ----
+ *
+ * A record is a pattern of w = ceil(K/64) words followed by one word with the
+ * number of samples that have it. */
+
+/* Compare the patterns of two records (w words). */
+static int pattern_cmp(const uint64_t *a, const uint64_t *b, int w) {
+  for (int i = 0; i < w; i++)
+    if (a[i] != b[i]) return a[i] < b[i] ? -1 : 1;
+  return 0;
+}
+
+/* Sort n records of rw words by pattern: bottom-up merge sort (stable, no
+ * global state), tmp holds n * rw words. */
+static void sort_records(uint64_t *rec, size_t n, int w, int rw, uint64_t *tmp) {
+  uint64_t *src = rec, *dst = tmp;
+  for (size_t width = 1; width < n; width *= 2) {
+    for (size_t lo = 0; lo < n; lo += 2 * width) {
+      size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
+      size_t a = lo, b = mid, out = lo;
+      while (a < mid || b < hi) {
+        int take_a = b >= hi || (a < mid && pattern_cmp(src + a * rw, src + b * rw, w) <= 0);
+        size_t from = take_a ? a++ : b++;
+        memcpy(dst + out++ * rw, src + from * rw, (size_t)rw * sizeof *dst);
+      }
+    }
+    uint64_t *t = src;
+    src = dst, dst = t;
+  }
+  if (src != rec) memcpy(rec, src, n * (size_t)rw * sizeof *rec);
+}
+
+/* Merge sorted records with equal patterns, adding their counts; returns the
+ * number of distinct records left at the start of rec. */
+static size_t merge_records(uint64_t *rec, size_t n, int w, int rw) {
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (u > 0 && !pattern_cmp(rec + (u - 1) * rw, rec + i * rw, w)) {
+      rec[(u - 1) * rw + w] += rec[i * rw + w];
+    } else {
+      if (u != i) memcpy(rec + u * rw, rec + i * rw, (size_t)rw * sizeof *rec);
+      u++;
+    }
+  }
+  return u;
+}
+
+/* The rank that counts a pattern: a mix of its words (splitmix64 finalizer). */
+static int owner(const uint64_t *p, int w, int size) {
+  uint64_t h = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < w; i++) {
+    h ^= p[i];
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    h ^= h >> 31;
+  }
+  return (int)(h % (uint64_t)size);
+}
+
+imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
+                            long long *regions, long long *largest) {
+  int w = (K + 63) / 64, rw = w + 1, P = ctx->size;
+  size_t n = (size_t)nloc;
+  uint64_t *rec = calloc((n ? n : 1) * rw, sizeof *rec);
+  uint64_t *tmp = malloc((n ? n : 1) * rw * sizeof *tmp);
+  int *scount = calloc((size_t)P, sizeof *scount), *rcount = malloc((size_t)P * sizeof *rcount);
+  int *sdispl = malloc((size_t)P * sizeof *sdispl), *rdispl = malloc((size_t)P * sizeof *rdispl);
+  int *fill = malloc((size_t)P * sizeof *fill);
+  uint64_t *recv = NULL;
+  imx_err e = rec && tmp && scount && rcount && sdispl && rdispl && fill
+                  ? IMX_OK
+                  : imx_fail(ctx, IMX_ERR_NOMEM, "regions: %lld sign patterns of %d words",
+                             (long long)nloc, rw);
+  /* MPI counts are ints. */
+  if (!e && (double)n * rw > (double)INT32_MAX)
+    e = imx_fail(ctx, IMX_ERR_DATA, "regions: %lld local patterns of %d words exceed the MPI count "
+                 "limit; use more ranks", (long long)nloc, rw);
+  e = imx_agree(ctx, e);
+  size_t u = 0, total = 0;
+  if (!e) {
+    for (size_t i = 0; i < n; i++) {
+      uint64_t *r = rec + i * rw;
+      for (int k = 0; k < K; k++)
+        if (Z[i * (size_t)K + k] > 0) r[k / 64] |= (uint64_t)1 << (k % 64);
+      r[w] = 1;
+    }
+    /* Local duplicates first: less to send. */
+    sort_records(rec, n, w, rw, tmp);
+    u = merge_records(rec, n, w, rw);
+    for (size_t i = 0; i < u; i++) scount[owner(rec + i * rw, w, P)] += rw;
+    for (int p = 0, off = 0; p < P; p++) sdispl[p] = off, off += scount[p], fill[p] = sdispl[p];
+    for (size_t i = 0; i < u; i++) {
+      int p = owner(rec + i * rw, w, P);
+      memcpy(tmp + fill[p], rec + i * rw, (size_t)rw * sizeof *tmp);
+      fill[p] += rw;
+    }
+    int rc = MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ctx->comm);
+    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Alltoall(pattern counts)", __func__, __FILE__, __LINE__);
+    for (int p = 0; !e && p < P; p++) rdispl[p] = (int)total, total += (size_t)rcount[p];
+    if (!e && total > (size_t)INT32_MAX)
+      e = imx_fail(ctx, IMX_ERR_DATA, "regions: %zu pattern words for one rank exceed the MPI "
+                   "count limit; use more ranks", total);
+    if (!e && !(recv = malloc((total ? total : 1) * sizeof *recv)))
+      e = imx_fail(ctx, IMX_ERR_NOMEM, "regions: %zu received pattern words", total);
+  }
+  e = imx_agree(ctx, e);
+  long long v[2] = {0, 0}; /* distinct patterns owned here, largest group */
+  if (!e) {
+    int rc = MPI_Alltoallv(tmp, scount, sdispl, MPI_UINT64_T, recv, rcount, rdispl, MPI_UINT64_T,
+                           ctx->comm);
+    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Alltoallv(patterns)", __func__, __FILE__, __LINE__);
+  }
+  e = imx_agree(ctx, e);
+  if (!e) {
+    size_t nr = total / rw;
+    uint64_t *scratch = nr <= (n ? n : 1) ? tmp : malloc(nr * rw * sizeof *scratch);
+    if (!scratch) e = imx_fail(ctx, IMX_ERR_NOMEM, "regions: sort scratch");
+    if (!e) {
+      sort_records(recv, nr, w, rw, scratch);
+      size_t d = merge_records(recv, nr, w, rw);
+      v[0] = (long long)d;
+      for (size_t i = 0; i < d; i++)
+        if ((long long)recv[i * rw + w] > v[1]) v[1] = (long long)recv[i * rw + w];
+    }
+    if (scratch && scratch != tmp) free(scratch);
+  }
+  e = imx_agree(ctx, e);
+  if (!e) {
+    long long s = v[0], mx = v[1];
+    int rc = MPI_Allreduce(&v[0], &s, 1, MPI_LONG_LONG, MPI_SUM, ctx->comm);
+    if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&v[1], &mx, 1, MPI_LONG_LONG, MPI_MAX, ctx->comm);
+    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Allreduce(regions)", __func__, __FILE__, __LINE__);
+    *regions = s, *largest = mx;
+  }
+  free(rec), free(tmp), free(recv);
+  free(scount), free(rcount), free(sdispl), free(rdispl), free(fill);
+  return imx_agree(ctx, e);
+}
+
+/* ---- the outputs ---- */
+
+imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o,
+                            imx_metrics *out) {
+  imx_metrics_init(out);
+  int K = o->K;
+  out->K = K, out->N = (long long)o->N;
+  double *C = malloc((size_t)K * K * sizeof *C);
+  imx_err e = imx_agree(ctx, C ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "covariance %d x %d", K, K));
+  if (!e) e = covariance(ctx, mode, o, C);
+  /* Every rank has the same C: no agreement needed until the next collective. */
+  if (!e) e = imx_agree(ctx, from_covariance(ctx, o->act, K, C, out));
+  if (!e) e = winners(ctx, o, out);
+  if (!e) e = imx_metrics_regions(ctx, o->nloc, K, o->Z ? o->Z : o->A, &out->regions,
+                                  &out->largest_region);
+  free(C);
+  return e;
+}
+
+/* ---- the weights ---- */
+
+double imx_metrics_amari(int n, const double *P) {
+  if (n < 2) return n == 1 && P[0] != 0 ? 0 : NAN;
+  double s = 0;
+  for (int i = 0; i < n; i++) {
+    double mx = 0, sum = 0, cmx = 0, csum = 0;
+    for (int j = 0; j < n; j++) {
+      double a = fabs(P[(size_t)i * n + j]), c = fabs(P[(size_t)j * n + i]);
+      sum += a, mx = a > mx ? a : mx;
+      csum += c, cmx = c > cmx ? c : cmx;
+    }
+    if (!(mx > 0) || !(cmx > 0)) return NAN;
+    s += sum / mx - 1 + csum / cmx - 1;
+  }
+  return s / (2.0 * n * (n - 1.0));
+}
+
+void imx_metrics_mixing(int n, const double *transform, const double *A, double *out) {
+  for (int i = 0; i < n; i++)
+    for (int j = 0; j < n; j++) {
+      double s = 0;
+      if (!transform) s = A[(size_t)i * n + j];
+      else
+        for (int k = 0; k < n; k++) s += transform[(size_t)k * n + i] * A[(size_t)k * n + j];
+      out[(size_t)i * n + j] = s;
+    }
+}
+
+imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const double *mixing,
+                            imx_metrics *out) {
+  double *G = malloc((size_t)K * K * sizeof *G);
+  if (!G) return imx_fail(ctx, IMX_ERR_NOMEM, "weight redundancy: %d x %d Gram matrix", K, K);
+  /* Row-major G = W W^T is column-major W^T^T W^T: syrk of the n x K column-major W^T. */
+  const double one = 1, zero = 0;
+  dsyrk_("U", "T", &K, &n, &one, W, &n, &zero, G, &K);
+  double s = 0;
+  for (int j = 0; j < K; j++)
+    for (int k = 0; k <= j; k++) {
+      /* Column-major upper = row-major lower triangle. */
+      double g = G[(size_t)j * K + k] - (j == k);
+      s += (j == k ? 1 : 2) * g * g;
+    }
+  out->weight_redundancy = sqrt(s);
+  free(G);
+  if (mixing && K == n) {
+    double *P = malloc((size_t)n * n * sizeof *P);
+    if (!P) return imx_fail(ctx, IMX_ERR_NOMEM, "Amari distance: %d x %d", n, n);
+    const int nn = n;
+    /* Row-major P = W M: column-major P^T = M^T W^T. */
+    dgemm_("N", "N", &nn, &nn, &nn, &one, mixing, &nn, W, &nn, &zero, P, &nn);
+    out->amari = imx_metrics_amari(n, P);
+    free(P);
+  }
+  return IMX_OK;
+}
+
+imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer,
+                            const double *theta, const imx_data *d, const double *transform,
+                            imx_metrics *out) {
+  imx_metrics_init(out);
+  int K = imx_layer_units(layer), n = imx_layer_inputs(layer);
+  size_t rows = (size_t)(d->nloc ? d->nloc : 1);
+  double *Z = malloc(rows * K * sizeof *Z), *A = malloc(rows * K * sizeof *A);
+  double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
+  double *mix = d->truth ? malloc((size_t)n * n * sizeof *mix) : NULL;
+  imx_err e = Z && A && W && b && (mix || !d->truth)
+                  ? IMX_OK
+                  : imx_fail(ctx, IMX_ERR_NOMEM, "measures: outputs of %lld rows x K=%d",
+                             (long long)d->nloc, K);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_Z, Z);
+  if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
+  e = imx_agree(ctx, e);
+  if (!e) {
+    imx_outputs o = {.N = d->N, .nloc = d->nloc, .block = d->block, .K = K,
+                     .act = cfg->model.activation, .Z = Z, .A = A};
+    e = imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, out);
+  }
+  if (!e) {
+    imx_layer_weights(layer, theta, W, b);
+    if (mix) imx_metrics_mixing(n, transform, d->truth, mix);
+    e = imx_agree(ctx, imx_metrics_weights(ctx, K, n, W, mix, out));
+  }
+  free(Z), free(A), free(W), free(b), free(mix);
+  return e;
+}
+
+/* ---- output ---- */
+
+void imx_metrics_json(imx_json *j, const char *key, const imx_metrics *m) {
+  imx_json_object(j, key);
+  imx_json_int(j, "K", m->K);
+  imx_json_int(j, "N", m->N);
+  imx_json_int(j, "dead_units", m->dead_units);
+  imx_json_num(j, "max_abs_corr", m->max_abs_corr);
+  imx_json_num(j, "mean_abs_corr", m->mean_abs_corr);
+  imx_json_num(j, "gaussian_tc", m->gaussian_tc);
+  imx_json_bool(j, "gaussian_tc_singular", isinf(m->gaussian_tc));
+  imx_json_num(j, "effective_rank", m->effective_rank);
+  imx_json_int(j, "regions", m->regions);
+  imx_json_int(j, "largest_region", m->largest_region);
+  imx_json_num(j, "winner_entropy_bits", m->winner_entropy_bits);
+  imx_json_int(j, "winning_units", m->winning_units);
+  imx_json_num(j, "weight_redundancy", m->weight_redundancy);
+  imx_json_num(j, "amari_distance", m->amari);
+  imx_json_array(j, "winner_counts");
+  for (int k = 0; m->winners && k < m->K; k++) imx_json_int(j, NULL, m->winners[k]);
+  imx_json_end(j);
+  imx_json_end(j);
+}
+
+/* One cell: a number with up to 6 significant digits, "inf", or "-". */
+static void cell_num(FILE *f, double v) {
+  if (isnan(v)) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, "-");
+  else if (isinf(v)) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, v > 0 ? "inf" : "-inf");
+  else fprintf(f, "%*.6g", IMX_METRICS_COL_WIDTH, v);
+}
+
+void imx_metrics_table(const imx_ctx *ctx, FILE *f, int ncols, const char *const *names,
+                       const imx_metrics *const *cols) {
+  if (ctx->rank != 0) return;
+  enum { R_UNITS, R_N, R_DEAD, R_MAXC, R_MEANC, R_TC, R_ERANK, R_REG, R_LREG, R_WENT, R_WUSED,
+         R_WRED, R_AMARI, R_COUNT };
+  static const char *const label[R_COUNT] = {
+      "units", "samples", "dead units", "max |corr|", "mean |corr|", "Gaussian TC (nats)",
+      "effective rank", "regions (sign patterns)", "largest region", "winner entropy (bits)",
+      "winning units", "||W W^T - I||_F", "Amari distance"};
+  fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, "");
+  for (int c = 0; c < ncols; c++) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, names[c]);
+  fputc('\n', f);
+  for (int r = 0; r < R_COUNT; r++) {
+    /* The Amari distance only exists with a known mixing. */
+    int any = r != R_AMARI;
+    for (int c = 0; c < ncols && !any; c++) any = !isnan(cols[c]->amari);
+    if (!any) continue;
+    fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, label[r]);
+    for (int c = 0; c < ncols; c++) {
+      const imx_metrics *m = cols[c];
+      switch (r) {
+        case R_UNITS: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->K); break;
+        case R_N: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->N); break;
+        case R_DEAD: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->dead_units); break;
+        case R_MAXC: cell_num(f, m->max_abs_corr); break;
+        case R_MEANC: cell_num(f, m->mean_abs_corr); break;
+        case R_TC: cell_num(f, m->gaussian_tc); break;
+        case R_ERANK: cell_num(f, m->effective_rank); break;
+        case R_REG: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->regions); break;
+        case R_LREG: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->largest_region); break;
+        case R_WENT: cell_num(f, m->winner_entropy_bits); break;
+        case R_WUSED: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->winning_units); break;
+        case R_WRED: cell_num(f, m->weight_redundancy); break;
+        case R_AMARI: cell_num(f, m->amari); break;
+      }
+    }
+    fputc('\n', f);
+  }
+  fflush(f);
+}
+
+void imx_metrics_print(const imx_ctx *ctx, FILE *f, const imx_metrics *m) {
+  const char *name = "layer";
+  imx_metrics_table(ctx, f, 1, &name, &m);
+}
