@@ -23,5 +23,6 @@ typedef struct imx_args {
 int imx_cmd_train(imx_ctx *ctx, const imx_args *a);
 int imx_cmd_eval(imx_ctx *ctx, const imx_args *a);
 int imx_cmd_info(imx_ctx *ctx, const imx_args *a);
+int imx_cmd_bench(imx_ctx *ctx, const imx_args *a);
 
 #endif

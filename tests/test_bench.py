@@ -1,0 +1,67 @@
+"""test_bench: `infomax bench` on a tiny synthetic size prints the table and
+writes a CSV with the documented columns and positive timings, at 1 and 2
+ranks, and rejects a bad setting with exit 2. Timings are not checked against
+targets: benchmarks are not tests (bench/, docs/performance.md)."""
+import csv
+import os
+
+from clitest import check, finish, run, tmpdir
+
+COLUMNS = ["P", "N", "n", "K", "activation", "reduction", "path", "linalg", "eval_best_s",
+           "eval_mean_s", "forward_s", "moments_s", "reduce_s", "linalg_s", "backward_s",
+           "optimizer_s_per_it", "gflops", "blas3_gflops_phases", "dgemm_gflops",
+           "blas3_frac_peak", "deposit_s", "colmax_s", "allreduce_rep_s", "allreduce_fast_s",
+           "repro_overhead_frac", "load1", "foreign_cores", "loss"]
+POSITIVE = ["eval_best_s", "eval_mean_s", "forward_s", "moments_s", "reduce_s", "backward_s",
+            "optimizer_s_per_it", "gflops", "dgemm_gflops", "deposit_s", "allreduce_rep_s"]
+
+d = tmpdir()
+base = ["bench", "--set", "data.source=gmm", "--set", "data.samples=1024", "--set", "data.dim=8",
+        "--set", "model.activation=softmax", "--set", "objective.preset=gaussian",
+        "--set", "objective.eps=1e-3", "--set", "parallel.block=64",
+        "evals=2", "iterations=2", "dgemm=100", "allreduce=1"]
+for ranks in (1, 2):
+    out_csv = os.path.join(d, "b%d.csv" % ranks)
+    code, out, err = run(base + ["model.units=4,8", "parallel.reduction=reproducible,fast",
+                                 "--out", out_csv], ranks=ranks, timeout=120)
+    check(code == 0, "bench on %d rank(s) exits 0: %s" % (ranks, err.strip()[-300:]))
+    check("eval_s" in out and "forward" in out and "backward" in out and "optim/it" in out,
+          "the table has the phase columns")
+    check(out.count(" softmax ") == 4, "one table line per run (2 K x 2 reductions)")
+    rows = list(csv.DictReader(open(out_csv))) if os.path.exists(out_csv) else []
+    check(len(rows) == 4, "%d CSV rows (want 4)" % len(rows))
+    missing = [c for c in COLUMNS if rows and c not in rows[0]]
+    check(not missing, "CSV has every column (missing: %s)" % missing)
+    for r in rows:
+        bad = [c for c in POSITIVE if not float(r.get(c, "nan")) > 0]
+        check(not bad, "P=%s K=%s %s: positive %s (bad: %s)"
+              % (r["P"], r["K"], r["reduction"], ", ".join(POSITIVE), bad))
+        check(int(r["P"]) == ranks and int(r["N"]) == 1024 and r["path"] == "data",
+              "P, N and path recorded")
+    # Both reductions give the same loss up to rounding; the same K, the same data.
+    for k in ("4", "8"):
+        ls = [float(r["loss"]) for r in rows if r["K"] == k]
+        check(len(ls) == 2 and abs(ls[0] - ls[1]) <= 1e-9 * abs(ls[0]),
+              "K=%s: reproducible and fast losses agree: %s" % (k, ls))
+    ar = out_csv + ".allreduce.csv"
+    arows = list(csv.DictReader(open(ar))) if os.path.exists(ar) else []
+    check(len(arows) > 3 and all(float(r["seconds"]) > 0 for r in arows),
+          "allreduce calibration CSV with positive times (%d rows)" % len(arows))
+
+# Without --out the CSV follows the table on standard output.
+code, out, err = run(base + ["iterations=0", "allreduce=0"], ranks=1)
+check(code == 0 and "P,N,n,K," in out, "without --out the CSV is printed after the table")
+code, out, err = run(["bench", "evals=x"], ranks=2)
+check(code == 2 and err.count("evals") >= 1, "a bad setting exits 2 with a message: %s" % err.strip())
+code, out, err = run(["bench", "--help"])
+check(code == 0 and "usage:" in out and "model.units=" in out, "bench --help")
+
+# The PyTorch peer is optional: check it agrees on the loss where torch exists.
+try:
+    import torch  # noqa: F401
+    have_torch = True
+except ImportError:
+    have_torch = False
+print("SKIPPED: PyTorch peer (python3-torch not installed)" if not have_torch else
+      "PyTorch available: peer agreement is checked by bench/torch_peer.py --check")
+finish()
