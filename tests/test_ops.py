@@ -44,16 +44,21 @@ for tao in ("lmvm", "bncg", "nm"):
 lines = [json.loads(l) for l in open(os.path.join(d, "part_lmvm", "metrics.jsonl"))]
 check([l["iter"] for l in lines] == list(range(21)), "metrics.jsonl of the resumed run: iterations 0..20 once each")
 
+def start_long_run(rundir, settle):
+    """A 2-rank run that would take hours, once it has written a checkpoint."""
+    cmd = [shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", rundir,
+           "--set", "optimizer.max_it=100000", "--set", "data.samples=200000"] + COMMON
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    t0 = time.time()
+    while not os.path.exists(os.path.join(rundir, "checkpoint.bin")) and time.time() - t0 < 60:
+        time.sleep(0.1)
+    time.sleep(settle)
+    return proc
+
+
 # 2. A stop signal: SIGUSR1 to mpiexec (Open MPI forwards it to the ranks).
 sig_dir = os.path.join(d, "sig")
-cmd = [shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", sig_dir,
-       "--set", "optimizer.max_it=100000", "--set", "data.samples=200000"] + COMMON
-p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-ck = os.path.join(sig_dir, "checkpoint.bin")
-t0 = time.time()
-while not os.path.exists(ck) and time.time() - t0 < 60:
-    time.sleep(0.1)
-time.sleep(0.5)
+p = start_long_run(sig_dir, 0.5)
 p.send_signal(signal.SIGUSR1)
 try:
     out, err = p.communicate(timeout=60)
@@ -73,14 +78,7 @@ check(code == 0 and code2 == 0 and same(sig_dir, ref),
 
 # 3. A rank killed with -9: the job ends quickly, non-zero; the checkpoint survives.
 kdir = os.path.join(d, "kill")
-cmd = [shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", kdir,
-       "--set", "optimizer.max_it=100000", "--set", "data.samples=200000"] + COMMON
-p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-ck = os.path.join(kdir, "checkpoint.bin")
-t0 = time.time()
-while not os.path.exists(ck) and time.time() - t0 < 60:
-    time.sleep(0.1)
-time.sleep(0.3)
+p = start_long_run(kdir, 0.3)
 ranks = subprocess.run(["pgrep", "-f", "--", "--out " + kdir], capture_output=True, text=True).stdout.split()
 victim = [int(r) for r in ranks if int(r) != p.pid]
 t_kill = time.time()
