@@ -334,7 +334,7 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   snprintf(rw->preset, sizeof rw->preset, "%s", cfg->objective.preset);
   snprintf(rw->red, sizeof rw->red, "%s", imx_reduction_name(cfg->parallel.reduction));
   snprintf(rw->path, sizeof rw->path, "%s", imx_layer_path(l));
-  snprintf(rw->linalg, sizeof rw->linalg, "%s", "replicated");
+  snprintf(rw->linalg, sizeof rw->linalg, "%s", imx_layer_linalg(l));
   rw->opt = rw->blas3_s = rw->peak = NAN;
   rw->dep_s = rw->colmax_s = rw->ar_rep_s = rw->ar_fast_s = NAN;
   double f = 0, peak0 = NAN;

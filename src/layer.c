@@ -7,6 +7,8 @@
 #include <string.h>
 
 #include "imx/blas.h"
+#include "imx/dmat.h"
+#include "imx/dmoments.h"
 #include "imx/linalg.h"
 #include "imx/log.h"
 #include "imx/moments.h"
@@ -32,12 +34,28 @@ struct imx_layer {
   double *A;             /* nloc x K outputs */
   double *D;             /* nloc x K: centered outputs, then dL/dZ */
   double *T;             /* chunk x K (data path) or K x n (moments path) scratch */
-  double *m, *C, *G;     /* K, K x K, K x K */
-  double *work;          /* 2 K^2 scratch */
+  double *m, *C, *G;     /* K, K x K, K x K (C, G: replicated backend only) */
+  double *work;          /* replicated: 2 K^2 + K scratch; scalapack: WR_ROWS x K */
   double *gW, *gb;       /* K x n, K */
   double *rowv;          /* nloc per-sample values */
-  imx_rsum *rK, *rKK, *rKn, *r1;
+  imx_rsum *rK, *rKK, *rKn, *r1; /* rKK: replicated backend only */
+  /* The linear-algebra backend (include/imx/linalg.h). */
+  imx_linalg_kind linalg;  /* IMX_LINALG_REPLICATED or IMX_LINALG_SCALAPACK */
+  char linalg_why[400];    /* why it was chosen, for the log */
+  imx_grid *grid;          /* scalapack: the BLACS grid */
+  imx_dmat *dC, *dG;       /* scalapack: C and G, lower tiles */
+  imx_dmat *dM;            /* scalapack: gaussian_tc's matrix when logdet also needs one */
+  imx_dmoments *dm;        /* scalapack: panel plan and scratch */
+  imx_dinv *inv;           /* scalapack: scratch of M^{-1} (logdet, gaussian_tc) */
+  double *diag, *dmax;     /* scalapack: diag C; column maxima of |D| (K each) */
+  double *Tb;              /* scalapack data path: nloc x K, dL/dA then dL/dZ */
+  double corr;             /* scalapack: max |correlation| of the last evaluation */
+  size_t bytes;            /* bytes of the buffers above on this rank */
+  double bytes_max;        /* the largest bytes over the ranks (at creation) */
 };
+
+/* Rows of W W^T formed at a time by weight_redundancy in the scalapack backend. */
+#define WR_ROWS 64
 
 /* Rows per BLAS call in the data path. Reproducible mode must use whole
  * blocks so that every row's result has the same bits for any P. */
@@ -51,6 +69,12 @@ int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
 long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
 const char *imx_layer_path(const imx_layer *l) { return l->moments_path ? "moments" : "data"; }
+const char *imx_layer_linalg(const imx_layer *l) { return imx_linalg_name(l->linalg); }
+const char *imx_layer_linalg_reason(const imx_layer *l) { return l->linalg_why; }
+double imx_layer_bytes(const imx_layer *l) { return (double)l->bytes; }
+void imx_layer_grid(const imx_layer *l, int *pr, int *pc, int *nb) {
+  *pr = l->grid ? l->grid->pr : 0, *pc = l->grid ? l->grid->pc : 0, *nb = l->dC ? l->dC->nb : 0;
+}
 const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
 
 void imx_layer_free(imx_layer **lp) {
@@ -58,8 +82,12 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
-  free(l->rowv);
+  free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
+  imx_dmoments_free(&l->dm);
+  imx_dinv_free(&l->inv);
+  imx_dmat_free(&l->dC), imx_dmat_free(&l->dG), imx_dmat_free(&l->dM);
+  imx_grid_free(&l->grid);
   free(l);
   *lp = NULL;
 }
@@ -70,13 +98,19 @@ static void *alloc(size_t count, int *bad) {
   return p;
 }
 
+/* The same, counted in l->bytes. */
+static void *lalloc(imx_layer *l, size_t count, int *bad) {
+  l->bytes += count * sizeof(double);
+  return alloc(count, bad);
+}
+
 /* Input covariance S_x = (1/N) sum (x - mu)(x - mu)^T, reduced like C. */
 static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
   int n = l->n, bad = 0;
   double *mu = alloc((size_t)n, &bad);
   double *Xc = alloc((size_t)l->nloc * n, &bad);
   imx_rsum *rn = NULL, *rnn = NULL;
-  l->Sx = alloc((size_t)n * n, &bad);
+  l->Sx = lalloc(l, (size_t)n * n, &bad);
   imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "input covariance %d x %d", n, n) : IMX_OK;
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, n, 0, &rn);
   if (!e) e = imx_rsum_create(ctx, l->mode, n, n, 1, &rnn);
@@ -98,13 +132,15 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
 /* The per-row buffers of the data path (nloc x K twice, nloc). */
 static imx_err data_buffers(imx_ctx *ctx, imx_layer *l) {
   if (l->A) return IMX_OK;
-  int bad = 0;
+  int bad = 0, nbuf = l->linalg == IMX_LINALG_SCALAPACK ? 3 : 2;
   size_t rows = (size_t)l->nloc, K = (size_t)l->K;
-  l->A = alloc(rows * K, &bad), l->D = alloc(rows * K, &bad), l->rowv = alloc(rows, &bad);
+  l->A = lalloc(l, rows * K, &bad), l->D = lalloc(l, rows * K, &bad);
+  l->rowv = lalloc(l, rows, &bad);
+  if (nbuf == 3) l->Tb = lalloc(l, rows * K, &bad);
   if (bad)
     return imx_fail(ctx, IMX_ERR_NOMEM,
-                    "data-path buffers: 2 x %lld local rows x K=%d need %.1f MiB on this rank",
-                    (long long)l->nloc, l->K, (2.0 * rows * K + rows) * 8 / 1048576);
+                    "data-path buffers: %d x %lld local rows x K=%d need %.1f MiB on this rank",
+                    nbuf, (long long)l->nloc, l->K, ((double)nbuf * rows * K + rows) * 8 / 1048576);
   return IMX_OK;
 }
 
@@ -120,6 +156,122 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   if (moments && !l->Sx) IMX_TRY(input_covariance(ctx, l));
   l->moments_path = moments;
   return IMX_OK;
+}
+
+/* Bytes of an imx_rsum of rows x cols (bins and its scratch). */
+static double rsum_bytes(imx_reduction mode, double rows, double cols) {
+  return ((mode == IMX_RED_REPRODUCIBLE ? 3 : 1) + 1) * rows * cols * sizeof(double);
+}
+
+/* Largest local block of a K x K matrix with nb tiles on a pr x pc grid. */
+static double local_bytes(int K, int nb, int pr, int pc) {
+  double kt = ceil((double)K / nb);
+  return ceil(kt / pr) * nb * ceil(kt / pc) * nb * sizeof(double);
+}
+
+/* The tile size of the scalapack backend: parallel.scalapack_block, doubled
+ * while the lower tiles are more than an exact sum can take (one partial per
+ * tile, include/imx/exact.h). */
+static int tile_size(const imx_config *cfg, int K) {
+  int nb = cfg->parallel.scalapack_block;
+  if (cfg->parallel.reduction == IMX_RED_REPRODUCIBLE)
+    for (;;) {
+      int64_t kt = (K + nb - 1) / nb;
+      if (kt * (kt + 1) / 2 <= IMX_RSUM_MAX_DEPOSITS) break;
+      nb *= 2;
+    }
+  return nb;
+}
+
+/* Does the objective factor a K x K matrix (logdet, gaussian_tc)? */
+static int uses_inverse(const imx_objective *obj) {
+  return obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0;
+}
+
+/* Choose the backend from K, P and the memory per rank (the log says which
+ * and why). Collective (memory detection); every rank chooses the same. */
+static imx_err choose_linalg(imx_ctx *ctx, const imx_config *cfg, imx_layer *l, int want_moments) {
+  int K = l->K, n = l->n, P = ctx->size, pr = 1, pc = P;
+  double Kd = K, nd = n, rows = (double)l->nloc;
+  /* Both backends: weights, gradients, K- and K x n-sums, chunk scratch and
+   * the per-row (data) or input-moment (moments) buffers. */
+  double chunkK = (double)(chunk(l) > n ? chunk(l) : n) * Kd * 8, nK = nd * Kd * 8;
+  double common = (2 * Kd * nd + 5 * Kd + nd) * 8 + rsum_bytes(l->mode, 1, Kd) +
+                  rsum_bytes(l->mode, Kd, nd) +
+                  (want_moments ? nd * nd * 8 : (2 * rows * Kd + rows) * 8);
+  /* replicated: C, G, LAPACK scratch and the K x K sum. */
+  double rep = common + chunkK + (4 * Kd * Kd + 3 * Kd) * 8 + rsum_bytes(l->mode, Kd, Kd);
+  /* scalapack: two local blocks (three for logdet + gaussian_tc of softmax
+   * outputs), panel scratch, the backward rows and WR_ROWS x K. */
+  int nb = tile_size(cfg, K);
+  if (imx_grid_shape(P, cfg->parallel.grid_rows, cfg->parallel.grid_cols, &pr, &pc))
+    imx_grid_shape(P, 0, 0, &pr, &pc);
+  double sl = common + nK + (2 + imx_objective_dist_needs_work(&l->obj)) * local_bytes(K, nb, pr, pc) +
+              (double)imx_dmoments_estimate(K, nb, l->mode, n, P) + (WR_ROWS + 2) * Kd * 8 +
+              (uses_inverse(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE
+                   ? (double)imx_dinv_estimate(K, nb, P)
+                   : 0) +
+              (want_moments ? 0 : rows * Kd * 8);
+  double avail = 0;
+  IMX_TRY(imx_linalg_memory_per_rank(ctx, cfg->parallel.memory_mib, &avail));
+  l->linalg = imx_linalg_choose(cfg->parallel.linalg, K, P, rep, sl, avail, l->linalg_why,
+                                sizeof l->linalg_why);
+  return IMX_OK;
+}
+
+/* The scalapack backend's grid, matrices and scratch. Collective (agreed). */
+static imx_err scalapack_create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
+  int K = l->K, nb = tile_size(cfg, K), bad = 0;
+  IMX_TRY(imx_grid_create(ctx, cfg->parallel.grid_rows, cfg->parallel.grid_cols, &l->grid));
+  IMX_TRY(imx_dmat_create(ctx, l->grid, K, nb, &l->dC));
+  IMX_TRY(imx_dmat_create(ctx, l->grid, K, nb, &l->dG));
+  if (imx_objective_dist_needs_work(&l->obj)) IMX_TRY(imx_dmat_create(ctx, l->grid, K, nb, &l->dM));
+  if (uses_inverse(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE) {
+    IMX_TRY(imx_dinv_create(ctx, l->dC, 0, 0, &l->inv));
+    l->bytes += imx_dinv_bytes(l->inv);
+  }
+  IMX_TRY(imx_dmoments_create(ctx, l->dC, l->mode, l->n, 0, 0, &l->dm));
+  l->bytes += imx_dmat_bytes(l->dC) + imx_dmat_bytes(l->dG) + imx_dmoments_bytes(l->dm);
+  if (l->dM) l->bytes += imx_dmat_bytes(l->dM);
+  l->diag = lalloc(l, (size_t)K, &bad), l->dmax = lalloc(l, (size_t)K, &bad);
+  l->work = lalloc(l, (size_t)WR_ROWS * K, &bad);
+  imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "scalapack backend buffers (K=%d)", K) : IMX_OK;
+  return imx_agree(ctx, e);
+}
+
+imx_err imx_layer_set_panels(imx_ctx *ctx, imx_layer *l, int panel_tiles, int group_tiles) {
+  if (!l->dm) return IMX_OK;
+  l->bytes -= imx_dmoments_bytes(l->dm);
+  imx_dmoments_free(&l->dm);
+  IMX_TRY(imx_dmoments_create(ctx, l->dC, l->mode, l->n, panel_tiles, group_tiles, &l->dm));
+  l->bytes += imx_dmoments_bytes(l->dm);
+  if (l->inv) {
+    l->bytes -= imx_dinv_bytes(l->inv);
+    imx_dinv_free(&l->inv);
+    IMX_TRY(imx_dinv_create(ctx, l->dC, panel_tiles, group_tiles, &l->inv));
+    l->bytes += imx_dinv_bytes(l->inv);
+  }
+  return IMX_OK;
+}
+
+/* The largest l->bytes over the ranks, for the log line. Collective. */
+static imx_err max_bytes(imx_ctx *ctx, imx_layer *l) {
+  double mx = (double)l->bytes;
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  l->bytes_max = mx;
+  return IMX_OK;
+}
+
+void imx_layer_describe_linalg(const imx_layer *l, char *buf, size_t len) {
+  if (l->linalg == IMX_LINALG_SCALAPACK)
+    snprintf(buf, len,
+             "scalapack on a %d x %d BLACS grid, %d x %d tiles (%s); layer buffers at most %.1f "
+             "MiB per rank (local C and G %.1f MiB each)",
+             l->grid->pr, l->grid->pc, l->dC->nb, l->dC->nb, l->linalg_why, l->bytes_max / 1048576,
+             (double)imx_dmat_bytes(l->dC) / 1048576);
+  else
+    snprintf(buf, len, "replicated (%s); layer buffers %.1f MiB per rank", l->linalg_why,
+             l->bytes_max / 1048576);
 }
 
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
@@ -139,26 +291,40 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   }
   int K = l->K, n = l->n, bad = 0;
   size_t KK = (size_t)K * K;
-  l->xmax = alloc((size_t)n, &bad);
-  l->W = alloc((size_t)K * n, &bad), l->norms = alloc((size_t)K, &bad), l->b = alloc((size_t)K, &bad);
-  l->m = alloc((size_t)K, &bad), l->C = alloc(KK, &bad), l->G = alloc(KK, &bad);
-  l->work = alloc(2 * KK + 3 * (size_t)K, &bad);
-  l->gW = alloc((size_t)K * n, &bad), l->gb = alloc((size_t)K, &bad);
   l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
-  l->T = alloc((size_t)(chunk(l) > n ? chunk(l) : n) * K, &bad);
+  e = imx_agree(ctx, choose_linalg(ctx, cfg, l, want_moments && l->moments_ok));
+  if (e) {
+    imx_layer_free(&l);
+    return e;
+  }
+  l->xmax = lalloc(l, (size_t)n, &bad);
+  l->W = lalloc(l, (size_t)K * n, &bad), l->norms = lalloc(l, (size_t)K, &bad);
+  l->b = lalloc(l, (size_t)K, &bad), l->m = lalloc(l, (size_t)K, &bad);
+  l->gW = lalloc(l, (size_t)K * n, &bad), l->gb = lalloc(l, (size_t)K, &bad);
+  /* T: chunk x K (replicated data path) or K x n (moments paths, W S_x). */
+  int64_t trows = l->linalg == IMX_LINALG_SCALAPACK || chunk(l) < n ? n : chunk(l);
+  l->T = lalloc(l, (size_t)trows * K, &bad);
+  if (l->linalg == IMX_LINALG_REPLICATED) {
+    l->C = lalloc(l, KK, &bad), l->G = lalloc(l, KK, &bad);
+    l->work = lalloc(l, 2 * KK + 3 * (size_t)K, &bad);
+  }
   if (bad)
     e = imx_fail(ctx, IMX_ERR_NOMEM, "layer buffers: K=%d, n=%d need about %.1f MiB on this rank",
-                 K, n, (4.0 * KK + 3.0 * K * n) * 8 / 1048576);
+                 K, n, (double)l->bytes / 1048576);
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, K, 0, &l->rK);
-  if (!e) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
+  if (!e && l->linalg == IMX_LINALG_REPLICATED) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
   if (!e) e = imx_rsum_create(ctx, l->mode, K, n, 0, &l->rKn);
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
+  l->bytes += (size_t)(rsum_bytes(l->mode, 1, K) + rsum_bytes(l->mode, K, n) +
+                       (l->rKK ? rsum_bytes(l->mode, K, K) : 0));
   e = imx_agree(ctx, e);
+  if (!e && l->linalg == IMX_LINALG_SCALAPACK) e = scalapack_create(ctx, cfg, l);
   if (!e) e = imx_colmax(ctx, l->nloc, n, l->X, n, l->xmax);
   if (!e) e = imx_layer_set_path(ctx, l, want_moments);
   e = imx_agree(ctx, e);
+  if (!e) e = max_bytes(ctx, l);
   if (e) {
     imx_layer_free(&l);
     return e;
@@ -273,18 +439,25 @@ imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_f
 static void fill_eval(const imx_layer *l, const double *terms, double loss, imx_eval *ev) {
   if (!ev) return;
   int K = l->K;
+  /* Diagonal entries of C: strided in the replicated C, gathered in diag. */
+  const double *dg = l->linalg == IMX_LINALG_SCALAPACK ? l->diag : l->C;
+  size_t stride = l->linalg == IMX_LINALG_SCALAPACK ? 1 : (size_t)K + 1;
   ev->loss = loss;
   memcpy(ev->terms, terms, sizeof ev->terms);
   double mean = 0, mn = INFINITY, mx = 0, bmax = 0;
   for (int j = 0; j < K; j++) {
-    double c = l->C[(size_t)j * K + j];
+    double c = dg[j * stride];
     mean += c / K;
     mn = c < mn ? c : mn, mx = c > mx ? c : mx;
     bmax = fabs(l->b[j]) > bmax ? fabs(l->b[j]) : bmax;
   }
   ev->dead_units = 0;
-  for (int j = 0; j < K; j++) ev->dead_units += l->C[(size_t)j * K + j] <= 1e-12 * mean;
+  for (int j = 0; j < K; j++) ev->dead_units += dg[j * stride] <= 1e-12 * mean;
   ev->min_var = mn, ev->max_var = mx, ev->max_abs_bias = bmax;
+  if (l->linalg == IMX_LINALG_SCALAPACK) {
+    ev->max_abs_corr = l->corr;
+    return;
+  }
   double rmax = 0;
   for (int j = 0; j < K; j++)
     for (int k = 0; k < j; k++) {
@@ -328,6 +501,21 @@ static imx_err eval_moments_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NT
   return IMX_OK;
 }
 
+/* The lse term: one value per local row, summed like a moment. */
+static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
+                         double terms[IMX_NTERMS], double *value) {
+  imx_timer_start(IMX_T_MOMENTS);
+  for (int64_t i = 0; i < rows; i++)
+    l->rowv[i] = imx_objective_lse_row(l->K, l->A + i * l->K, NULL, 0);
+  double s = 0;
+  imx_err e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, &s);
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (e) return e;
+  terms[IMX_TERM_LSE] = s * invN;
+  *value += l->obj.w[IMX_TERM_LSE] * terms[IMX_TERM_LSE];
+  return IMX_OK;
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K, n = l->n;
@@ -361,16 +549,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
     for (size_t i = 0; i < (size_t)K * K; i++) l->G[i] = 0;
   }
   double wl = l->obj.w[IMX_TERM_LSE];
-  if (wl != 0) {
-    imx_timer_start(IMX_T_MOMENTS);
-    for (int64_t i = 0; i < rows; i++) l->rowv[i] = imx_objective_lse_row(K, l->A + i * K, NULL, 0);
-    double s = 0;
-    e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, &s);
-    imx_timer_stop(IMX_T_MOMENTS);
-    if (e) return e;
-    terms[IMX_TERM_LSE] = s * invN;
-    moment_value += wl * terms[IMX_TERM_LSE];
-  }
+  if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -393,6 +572,99 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   imx_timer_start(IMX_T_REDUCE);
   e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->D, K, n, l->X, n, l->xmax, l->gW);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
+  imx_timer_stop(IMX_T_REDUCE);
+  return e;
+}
+
+/* The moment terms on the distributed C (scalapack backend): diag C, the
+ * largest correlation, then L and G. Collective. */
+static imx_err objective_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                              double *value) {
+  IMX_TRY(imx_dmat_diag(ctx, l->dC, l->diag));
+  IMX_TRY(imx_objective_dist_max_corr(ctx, l->dC, l->diag, &l->corr));
+  return imx_objective_moments_dist(ctx, &l->obj, l->mode, l->dC, l->diag, l->dG, l->dM, l->inv,
+                                    terms, value);
+}
+
+/* The moments path with C and G block-cyclic: each rank forms its own tiles
+ * of C = (W S_x) W^T and sums its tiles' share of dL/dW = 2 G (W S_x). */
+static imx_err eval_moments_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                                 double *value, int want_grad) {
+  int K = l->K, n = l->n;
+  const double one = 1, zero = 0;
+  imx_timer_start(IMX_T_FORWARD);
+  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, l->T, &n);
+  imx_dmoments_outer(l->dm, l->dC, l->T, l->W);
+  imx_timer_stop(IMX_T_FORWARD);
+  imx_timer_start(IMX_T_LINALG);
+  imx_err e = objective_dist(ctx, l, terms, value);
+  imx_timer_stop(IMX_T_LINALG);
+  if (e || !want_grad) return e;
+  imx_timer_start(IMX_T_BACKWARD);
+  e = imx_dmoments_apply_replicated(ctx, l->dm, l->dG, l->T, 2, l->gW);
+  for (int j = 0; j < K; j++) l->gb[j] = 0;
+  imx_timer_stop(IMX_T_BACKWARD);
+  return e;
+}
+
+/* The data path with C and G block-cyclic: partial sums of D^T D go from the
+ * local rows straight to the owners of C's tiles; the backward pass applies
+ * G to the local rows group by group of its columns. */
+static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                              double *value, int want_grad) {
+  int K = l->K, n = l->n;
+  int64_t rows = l->nloc, step = chunk(l);
+  double invN = 1.0 / (double)l->N;
+  imx_err e = IMX_OK;
+
+  imx_timer_start(IMX_T_FORWARD);
+  forward(l, l->A, 1);
+  imx_timer_stop(IMX_T_FORWARD);
+
+  double moment_value = 0;
+  int cov = imx_objective_needs_cov(&l->obj);
+  imx_timer_start(IMX_T_MOMENTS);
+  e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+  if (!e) {
+    for (int k = 0; k < K; k++) l->m[k] *= invN;
+    for (int64_t i = 0; i < rows * K; i++) l->D[i] = l->A[i] - l->m[i % K];
+    if (l->mode == IMX_RED_REPRODUCIBLE) e = imx_colmax(ctx, rows, K, l->D, K, l->dmax);
+  }
+  if (!e) e = imx_dmoments_gram(ctx, l->dm, l->block, rows, l->D, l->dmax, invN, l->dC);
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (e) return e;
+  imx_timer_start(IMX_T_LINALG);
+  if (cov) {
+    e = objective_dist(ctx, l, terms, &moment_value);
+  } else { /* C still gives the collapse indicators */
+    e = imx_dmat_diag(ctx, l->dC, l->diag);
+    if (!e) e = imx_objective_dist_max_corr(ctx, l->dC, l->diag, &l->corr);
+  }
+  imx_timer_stop(IMX_T_LINALG);
+  if (e) return e;
+  double wl = l->obj.w[IMX_TERM_LSE];
+  if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  *value = moment_value;
+  if (!want_grad) return IMX_OK;
+
+  imx_timer_start(IMX_T_BACKWARD);
+  /* dL/dA = (2/N) (A - m) G + per-sample terms, then through phi, into Tb. */
+  if (cov)
+    e = imx_dmoments_apply_rows(ctx, l->dm, l->dG, step, rows, l->D, 2 * invN, l->Tb);
+  else
+    memset(l->Tb, 0, (size_t)rows * K * sizeof *l->Tb);
+  for (int64_t r0 = 0; !e && r0 < rows; r0 += step) {
+    int c = (int)(r0 + step < rows ? step : rows - r0);
+    double *Tc = l->Tb + r0 * K;
+    if (wl != 0)
+      for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
+    activate_backward(l, c, l->A + r0 * K, Tc);
+  }
+  imx_timer_stop(IMX_T_BACKWARD);
+  if (e) return e;
+  imx_timer_start(IMX_T_REDUCE);
+  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->Tb, K, n, l->X, n, l->xmax, l->gW);
+  if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->Tb, K, l->gb);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
@@ -430,13 +702,22 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
     for (int j = 0; j < K; j++)
       if (!(l->norms[j] > 0))
         return imx_fail(ctx, IMX_ERR_NUMERIC, "weight row %d has norm %g", j, l->norms[j]);
-  imx_err e = l->moments_path ? eval_moments_path(ctx, l, terms, &value, grad != NULL)
-                              : eval_data_path(ctx, l, terms, &value, grad != NULL);
+  int g = grad != NULL;
+  imx_err e;
+  if (l->linalg == IMX_LINALG_SCALAPACK)
+    e = l->moments_path ? eval_moments_dist(ctx, l, terms, &value, g)
+                        : eval_data_dist(ctx, l, terms, &value, g);
+  else
+    e = l->moments_path ? eval_moments_path(ctx, l, terms, &value, g)
+                        : eval_data_path(ctx, l, terms, &value, g);
   e = imx_agree(ctx, e);
   if (e) return e;
   if (l->obj.w[IMX_TERM_WEIGHT_REDUNDANCY] != 0) {
     if (!grad) memset(l->gW, 0, (size_t)K * n * sizeof *l->gW); /* value only: gW is scratch */
-    terms[IMX_TERM_WEIGHT_REDUNDANCY] = imx_objective_weight_redundancy(&l->obj, K, n, l->W, l->gW, l->work);
+    terms[IMX_TERM_WEIGHT_REDUNDANCY] =
+        l->linalg == IMX_LINALG_SCALAPACK
+            ? imx_objective_weight_redundancy_rows(&l->obj, K, n, l->W, l->gW, l->work, WR_ROWS)
+            : imx_objective_weight_redundancy(&l->obj, K, n, l->W, l->gW, l->work);
     value += l->obj.w[IMX_TERM_WEIGHT_REDUNDANCY] * terms[IMX_TERM_WEIGHT_REDUNDANCY];
   }
   if (!isfinite(value))

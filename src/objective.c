@@ -214,6 +214,22 @@ double imx_objective_weight_redundancy(const imx_objective *obj, int K, int n, c
   return s;
 }
 
+double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n,
+                                            const double *W, double *gW, double *work, int rows) {
+  const double one = 1, zero = 0;
+  double s = 0, a = 4 * obj->w[IMX_TERM_WEIGHT_REDUNDANCY];
+  for (int r0 = 0; r0 < K; r0 += rows) {
+    int r = r0 + rows < K ? rows : K - r0;
+    /* E_r = W_r W^T - I_r (row-major r x K = column-major K x r = W W_r^T). */
+    dgemm_("T", "N", &K, &r, &n, &one, W, &n, W + (size_t)r0 * n, &n, &zero, work, &K);
+    for (int i = 0; i < r; i++) work[(size_t)i * K + r0 + i] -= 1;
+    for (size_t i = 0; i < (size_t)r * K; i++) s += work[i] * work[i];
+    /* Rows r0.. of gW (row-major r x n = column-major n x r) += a W^T E_r^T. */
+    dgemm_("N", "N", &n, &r, &K, &a, W, &n, work, &K, &one, gW + (size_t)r0 * n, &n);
+  }
+  return s;
+}
+
 double imx_objective_lse_row(int K, const double *a, double *g, double scale) {
   /* -log sum_k exp(-a_k) = amin - log sum_k exp(-(a_k - amin)), without overflow. */
   double amin = a[0];

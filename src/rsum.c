@@ -2,6 +2,8 @@
  * (see include/imx/rsum.h for the method and its limits). */
 #include "imx/rsum.h"
 
+#include "imx/exact.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,31 +99,14 @@ void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
     }
     return;
   }
-  /* Adding M = 1.5 * 2^(q + 52) rounds r to a multiple of the quantum 2^q
-   * (exact while |r| < 2^(q + 51), which WIDTH < 51 guarantees); the
-   * subtraction is exact. With U the bound, the quanta are U 2^-30, U 2^-60,
-   * U 2^-90. The loop has no branch, so the compiler vectorizes it. */
-  const double c0 = 1.5 * 0x1p22, c1 = 1.5 * 0x1p-8, c2 = 1.5 * 0x1p-38;
+  /* The exact split into three pieces (include/imx/exact.h). */
   double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
   int bad = 0;
   for (int i = 0; i < s->rows; i++) {
-    const double *x = p + (int64_t)i * ld;
-    const double *pv = s->pv;
-    double pu = s->pu[i];
     int64_t off = (int64_t)i * s->cols;
     int jend = s->lower ? i + 1 : s->cols;
-    for (int j = 0; j < jend; j++) {
-      double U = pu * pv[j], r = x[j];
-      bad |= fabs(r) > U;
-      double m0 = U * c0, p0 = (r + m0) - m0;
-      r -= p0;
-      double m1 = U * c1, p1 = (r + m1) - m1;
-      r -= p1;
-      double m2 = U * c2, p2 = (r + m2) - m2;
-      b0[off + j] += p0;
-      b1[off + j] += p1;
-      b2[off + j] += p2;
-    }
+    bad |= imx_exact_deposit(jend, p + (int64_t)i * ld, s->pv, s->pu[i], b0 + off, b1 + off,
+                             b2 + off);
   }
   s->violated |= bad;
 }

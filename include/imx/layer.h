@@ -14,6 +14,8 @@
 #ifndef IMX_LAYER_H
 #define IMX_LAYER_H
 
+#include <stddef.h>
+
 #include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
@@ -32,8 +34,10 @@ typedef struct imx_eval {
 } imx_eval;
 
 /* Create the layer for cfg->model on the (preprocessed) data d, which must
- * stay valid while the layer lives. Resolves the objective and chooses the
- * evaluation path (the log says which and why). Collective. */
+ * stay valid while the layer lives. Resolves the objective, chooses the
+ * linear-algebra backend (parallel.linalg; auto decides from K, P and the
+ * memory per rank) and the evaluation path; the log says which and why.
+ * Collective. */
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
                          imx_layer **out);
 void imx_layer_free(imx_layer **l);
@@ -46,6 +50,21 @@ int imx_layer_inputs(const imx_layer *l);
 long long imx_layer_samples(const imx_layer *l);
 /* "data" or "moments". Local. */
 const char *imx_layer_path(const imx_layer *l);
+/* The linear-algebra backend, "replicated" or "scalapack", and one line on
+ * why it was chosen (for logs and summaries; valid while the layer lives). Local. */
+const char *imx_layer_linalg(const imx_layer *l);
+const char *imx_layer_linalg_reason(const imx_layer *l);
+/* One line for the run log: the backend, why, the grid and the memory of
+ * the layer's buffers, e.g. "scalapack on a 1 x 2 BLACS grid, 64 x 64 tiles
+ * (auto: K=8192 >= 4096, where scalapack is faster on 2 ranks ...); layer
+ * buffers at most 1234.5 MiB per rank (...)". Local. */
+void imx_layer_describe_linalg(const imx_layer *l, char *buf, size_t len);
+/* The BLACS grid and tile size of the scalapack backend (0, 0, 0 for
+ * replicated). Local. */
+void imx_layer_grid(const imx_layer *l, int *pr, int *pc, int *nb);
+/* Bytes of this layer's buffers on this rank (excluding the data set and
+ * the libraries' own scratch). Local. */
+double imx_layer_bytes(const imx_layer *l);
 /* The resolved objective. Local. */
 const imx_objective *imx_layer_objective(const imx_layer *l);
 
@@ -73,5 +92,11 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
 /* Force an evaluation path ("data" or "moments"); for tests. Returns
  * IMX_ERR_CONFIG if the moments path does not apply. Collective. */
 imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments);
+
+/* Widths of the scalapack backend's compute panels (and Cholesky panel
+ * groups) and exchange groups, in tiles (0 = automatic); for tests, which
+ * exercise many panels with small K.
+ * No effect with the replicated backend. Collective. */
+imx_err imx_layer_set_panels(imx_ctx *ctx, imx_layer *l, int panel_tiles, int group_tiles);
 
 #endif

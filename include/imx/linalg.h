@@ -1,10 +1,21 @@
-/* linalg: K x K dense linear algebra on replicated matrices (LAPACK). Every
- * rank holds the same input bits and computes the same output bits, so no
- * broadcast is needed. All functions are Local. */
+/* linalg: K x K dense linear algebra, in two backends, and the choice between
+ * them.
+ *
+ * replicated (src/linalg.c): LAPACK on matrices every rank holds; every rank
+ * holds the same input bits and computes the same output bits, so no
+ * broadcast is needed. These functions are Local.
+ *
+ * scalapack (src/linalg_scalapack.c): ScaLAPACK on block-cyclic matrices
+ * (include/imx/dmat.h); no rank holds a K x K array. Collective.
+ */
 #ifndef IMX_LINALG_H
 #define IMX_LINALG_H
 
+#include <stddef.h>
+
+#include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/dmat.h"
 
 /* Cholesky of the symmetric positive definite M (K x K, row-major, full), then
  * log det M into *logdet and M^{-1} (full, symmetric) into M. `what` names the
@@ -18,7 +29,71 @@ imx_err imx_linalg_logdet_inverse(imx_ctx *ctx, int K, double *M, const char *wh
  * eigenvector of w[i]. */
 imx_err imx_linalg_eigh(imx_ctx *ctx, int K, double *M, double *w);
 
+/* Record the not-SPD error of a Cholesky factorization (`routine` "dpotrf"
+ * or "pdpotrf" returned INFO = info > 0 for the K x K matrix `what`): the same
+ * message, pivot and hint in both backends. Returns IMX_ERR_NUMERIC. Local. */
+imx_err imx_linalg_fail_not_spd(imx_ctx *ctx, const char *routine, const char *what, int info,
+                                int K);
+
 /* Copy the lower triangle of the row-major K x K matrix M to its upper triangle. */
 void imx_linalg_symmetrize_lower(int K, double *M);
+
+/* ---- scalapack backend ---- */
+
+/* Scratch of the reproducible distributed factorization and inverse
+ * (below): the columns of M^{-1} this rank solves for (about K^2 / 2P
+ * doubles) and one group of L's panels. */
+typedef struct imx_dinv imx_dinv;
+
+/* Create the scratch for matrices laid out like M. panel_tiles: panels per
+ * trailing update of the Cholesky; group_tiles: tile columns per exchange of
+ * the inverse (0 = automatic; tests set small values). Collective (agreed). */
+imx_err imx_dinv_create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int group_tiles,
+                        imx_dinv **out);
+void imx_dinv_free(imx_dinv **w);
+/* Bytes held on this rank. Local. */
+size_t imx_dinv_bytes(const imx_dinv *w);
+/* About the bytes imx_dinv_create takes per rank (for planning). Local. */
+size_t imx_dinv_estimate(int K, int nb, int P);
+
+/* Cholesky M = L L^T of the SPD M (lower tiles), log det M into *logdet (the
+ * diagonal of L gathered, its logs summed in index order: the same bits on
+ * every rank), then M^{-1} into M's lower tiles. work: K doubles.
+ *
+ * w != NULL (reproducible): our tile algorithms, whose every BLAS call has a
+ * shape fixed by K and nb, so that L, log det M and M^{-1} are the same bits
+ * for any grid and any P: a right-looking tile Cholesky (LAPACK dpotrf on
+ * the diagonal tiles, one DGEMM per trailing tile), then M^{-1} = L^{-T}
+ * L^{-1} solved column tile by column tile with L streamed panel by panel.
+ * w == NULL (fast): ScaLAPACK's pdpotrf and pdpotri (their bits depend on
+ * the grid).
+ *
+ * Errors as imx_linalg_logdet_inverse: a non-finite entry (the first in
+ * row-major order), or not SPD (the same message, naming dpotrf, or pdpotrf
+ * in fast mode). Collective; all ranks return the same status. */
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what,
+                                       double *logdet, double *work, imx_dinv *w);
+
+/* ---- choice of backend ---- */
+
+/* Memory per rank the choice may plan with, in bytes: memory_mib if > 0, else
+ * MemAvailable of the node (/proc/meminfo) divided by the ranks on that node,
+ * the minimum over all ranks. Collective. */
+imx_err imx_linalg_memory_per_rank(imx_ctx *ctx, double memory_mib, double *bytes);
+
+/* Pick the backend for `requested` (auto | replicated | scalapack) for K
+ * units on P = ctx->size ranks, given the bytes per rank each backend would
+ * allocate (the layer's estimates) and the memory per rank `avail` (bytes).
+ * auto: replicated when it fits in 3/4 of avail and K is below the measured
+ * crossover for P (docs/performance.md), else scalapack. why receives one
+ * line for the log. Local (same result on every rank for the same inputs). */
+imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P,
+                                  double replicated_bytes, double scalapack_bytes, double avail,
+                                  char *why, size_t len);
+
+/* The K from which auto prefers scalapack on P ranks when both fit
+ * (measured, docs/performance.md: 4096 for every P; 0 would mean never on
+ * time alone). Local. */
+int imx_linalg_crossover(int P);
 
 #endif

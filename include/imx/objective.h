@@ -11,6 +11,8 @@
 
 #include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/dmat.h"
+#include "imx/linalg.h"
 
 typedef struct imx_objective {
   double w[IMX_NTERMS]; /* resolved weight of each term (0 = off) */
@@ -34,10 +36,40 @@ int imx_objective_needs_cov(const imx_objective *obj);
 imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
                               double *G, double *work, double terms[IMX_NTERMS], double *value);
 
+/* The moment terms on a block-cyclic C (the scalapack backend;
+ * src/objective_dist.c): the same terms and errors as imx_objective_moments,
+ * from C's lower tiles and its diagonal diagC (K, replicated, as from
+ * imx_dmat_diag). G (lower tiles, same layout as C) receives the weighted
+ * dL/dC. work: a third matrix of the same layout, needed (else NULL) only
+ * when logdet and gaussian_tc are both on with softmax outputs (they factor
+ * different matrices; imx_objective_dist_needs_work). inv: the scratch of
+ * the reproducible factorization and inverse (imx_linalg_dist_logdet_inverse;
+ * NULL: ScaLAPACK's pdpotrf and pdpotri). Scalar and per-unit
+ * sums are exact in reproducible `mode` (one partial per tile), so *value
+ * and terms are the same bits on every rank and for any grid. Collective;
+ * all ranks return the same status. */
+imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
+                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
+                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
+                                   double *value);
+
+/* Does imx_objective_moments_dist need its work matrix for obj? Local. */
+int imx_objective_dist_needs_work(const imx_objective *obj);
+
+/* max_{j != k} |C_jk| / sqrt(C_jj C_kk) (0 where a variance is 0) of a
+ * block-cyclic C with diagonal diagC. Collective. */
+imx_err imx_objective_dist_max_corr(imx_ctx *ctx, const imx_dmat *C, const double *diagC,
+                                    double *rmax);
+
 /* weight_redundancy = ||W W^T - I||_F^2 for W (K x n); adds weight * dL/dW to
  * gW and returns the unweighted value. work: K^2 doubles. */
 double imx_objective_weight_redundancy(const imx_objective *obj, int K, int n, const double *W,
                                        double *gW, double *work);
+
+/* The same, forming W W^T - I `rows` rows at a time: work is rows x K
+ * doubles instead of K^2 (the scalapack backend never holds K x K). Local. */
+double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n,
+                                            const double *W, double *gW, double *work, int rows);
 
 /* lse of one sample: -log sum_k exp(-a_k), the negative log-likelihood of a
  * mixture with energies a_k (bounded below by -log K for a >= 0); if g != NULL,

@@ -1,0 +1,191 @@
+/* bench_linalg: time per evaluation (loss and gradient) and memory per rank
+ * of the two linear-algebra backends on a synthetic data set.
+ *
+ *   mpiexec -n P build/bench/bench_linalg --K 4096 --linalg scalapack [options]
+ *
+ * Options: --K units, --N samples (8192), --n inputs (64), --linalg
+ * replicated|scalapack|auto, --evals timed evaluations after one warm-up (2),
+ * --activation softmax|relu|identity, --preset gaussian|..., --eps (1e-3),
+ * --nb tile size (64), --grid RxC (0x0 = automatic), --reduction
+ * reproducible|fast, --path data|moments|auto.
+ *
+ * Prints one JSON line on rank 0: the configuration, the backend and grid,
+ * the seconds of the warm-up and of each timed evaluation, the phases of
+ * the timed evaluations (mean over them, max over ranks), the layer's own
+ * buffers and the peak resident set (getrusage) of every rank, the load
+ * average before and after, and "foreign_cpu": CPU-seconds per second of
+ * wall time used by other processes during the timed evaluations (from
+ * /proc/stat minus our ranks' own CPU time), the measure of noise on a
+ * shared machine. The heap is set up as in src/main.c.
+ */
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "imx/config.h"
+#include "imx/data.h"
+#include "imx/layer.h"
+#include "imx/log.h"
+#include "imx/preprocess.h"
+#include "imx/timer.h"
+
+static double cpu_busy_seconds(void) {
+  FILE *f = fopen("/proc/stat", "r");
+  if (!f) return 0;
+  unsigned long long v[10] = {0};
+  int got = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7], &v[8], &v[9]);
+  fclose(f);
+  if (got < 8) return 0;
+  /* user nice system (idle iowait) irq softirq steal */
+  double busy = (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+  return busy / (double)sysconf(_SC_CLK_TCK);
+}
+
+static double own_cpu_seconds(void) {
+  struct rusage r;
+  getrusage(RUSAGE_SELF, &r);
+  return r.ru_utime.tv_sec + 1e-6 * r.ru_utime.tv_usec + r.ru_stime.tv_sec + 1e-6 * r.ru_stime.tv_usec;
+}
+
+static void loadavg(char *buf, size_t len) {
+  FILE *f = fopen("/proc/loadavg", "r");
+  buf[0] = 0;
+  if (f) {
+    if (fgets(buf, (int)len, f)) buf[strcspn(buf, " ")] = 0; /* the 1-minute value */
+    fclose(f);
+  }
+}
+
+static int parse_enum(const char *v, const char *const *names) {
+  for (int i = 0; names[i]; i++)
+    if (!strcmp(v, names[i])) return i;
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  MPI_Init(&argc, &argv);
+  imx_ctx ctx;
+  imx_ctx_init(&ctx, MPI_COMM_WORLD);
+  imx_log_set_level(IMX_WARN);
+  imx_config c;
+  imx_config_defaults(&c);
+  c.data.source = IMX_SRC_GMM;
+  c.data.samples = 8192;
+  c.data.dim = 64;
+  c.data.components = 16;
+  c.model.units = 1024;
+  c.model.activation = IMX_ACT_SOFTMAX;
+  c.model.init_bias = 0.1;
+  c.objective.eps = 1e-3;
+  c.parallel.scalapack_block = 64;
+  int evals = 2;
+  const char *const linalgs[] = {"auto", "replicated", "scalapack", NULL};
+  const char *const acts[] = {"identity", "relu", "softmax", NULL};
+  const char *const reds[] = {"reproducible", "fast", NULL};
+  const char *const paths[] = {"auto", "data", "moments", NULL};
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const char *k = argv[i], *v = argv[i + 1];
+    int bad = 0;
+    if (!strcmp(k, "--K")) c.model.units = atoi(v);
+    else if (!strcmp(k, "--N")) c.data.samples = atoll(v);
+    else if (!strcmp(k, "--n")) c.data.dim = atoi(v);
+    else if (!strcmp(k, "--evals")) evals = atoi(v);
+    else if (!strcmp(k, "--eps")) c.objective.eps = atof(v);
+    else if (!strcmp(k, "--nb")) c.parallel.scalapack_block = atoi(v);
+    else if (!strcmp(k, "--preset")) snprintf(c.objective.preset, sizeof c.objective.preset, "%s", v);
+    else if (!strcmp(k, "--grid")) bad = sscanf(v, "%dx%d", &c.parallel.grid_rows, &c.parallel.grid_cols) != 2;
+    else if (!strcmp(k, "--linalg")) bad = (int)(c.parallel.linalg = parse_enum(v, linalgs)) < 0;
+    else if (!strcmp(k, "--activation")) bad = (int)(c.model.activation = parse_enum(v, acts)) < 0;
+    else if (!strcmp(k, "--reduction")) bad = (int)(c.parallel.reduction = parse_enum(v, reds)) < 0;
+    else if (!strcmp(k, "--path")) bad = (int)(c.parallel.path = parse_enum(v, paths)) < 0;
+    else bad = 1;
+    if (bad) {
+      if (ctx.rank == 0) fprintf(stderr, "bench_linalg: bad option %s %s\n", k, v);
+      MPI_Finalize();
+      return 2;
+    }
+  }
+  imx_data *d = NULL;
+  imx_layer *l = NULL;
+  double *theta = NULL, *grad = NULL, f = 0;
+  imx_err e = imx_data_load(&ctx, &c, &d);
+  if (!e) e = imx_preprocess_apply(&ctx, &c, d, NULL, NULL);
+  if (!e) e = imx_layer_create(&ctx, &c, d, &l);
+  int np = l ? imx_layer_nparams(l) : 0;
+  if (!e) {
+    theta = malloc((size_t)np * sizeof *theta), grad = malloc((size_t)np * sizeof *grad);
+    e = imx_layer_init_params(&ctx, l, &c, theta);
+  }
+  char la0[32], la1[32];
+  double first = 0, *secs = calloc((size_t)evals, sizeof *secs), busy0 = 0, own0 = 0, t0 = 0;
+  if (!e) {
+    MPI_Barrier(ctx.comm);
+    double t = imx_now();
+    e = imx_layer_eval(&ctx, l, theta, &f, grad, NULL);
+    first = imx_now() - t;
+  }
+  imx_timer_reset();
+  loadavg(la0, sizeof la0);
+  MPI_Barrier(ctx.comm);
+  busy0 = cpu_busy_seconds(), own0 = own_cpu_seconds(), t0 = imx_now();
+  for (int k = 0; !e && k < evals; k++) {
+    MPI_Barrier(ctx.comm);
+    double t = imx_now();
+    e = imx_layer_eval(&ctx, l, theta, &f, grad, NULL);
+    MPI_Barrier(ctx.comm);
+    secs[k] = imx_now() - t;
+  }
+  double wall = imx_now() - t0, own = own_cpu_seconds() - own0, busy = cpu_busy_seconds() - busy0;
+  loadavg(la1, sizeof la1);
+  MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, ctx.comm);
+  double phases[IMX_NTIMERS];
+  for (int t = 0; t < IMX_NTIMERS; t++) phases[t] = imx_timer_get((imx_timer_id)t) / (evals > 0 ? evals : 1);
+  MPI_Allreduce(MPI_IN_PLACE, phases, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx.comm);
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  double rss = ru.ru_maxrss / 1024.0, lbytes = l ? imx_layer_bytes(l) / 1048576 : 0;
+  double *rsss = malloc((size_t)ctx.size * sizeof *rsss), *lbs = malloc((size_t)ctx.size * sizeof *lbs);
+  MPI_Gather(&rss, 1, MPI_DOUBLE, rsss, 1, MPI_DOUBLE, 0, ctx.comm);
+  MPI_Gather(&lbytes, 1, MPI_DOUBLE, lbs, 1, MPI_DOUBLE, 0, ctx.comm);
+  if (ctx.rank == 0) {
+    int pr = 0, pc = 0, nb = 0;
+    if (l) imx_layer_grid(l, &pr, &pc, &nb);
+    printf("{\"K\": %d, \"N\": %lld, \"n\": %d, \"P\": %d, \"activation\": \"%s\", \"preset\": \"%s\", "
+           "\"reduction\": \"%s\", \"requested\": \"%s\"",
+           c.model.units, c.data.samples, c.data.dim, ctx.size, acts[c.model.activation],
+           c.objective.preset, reds[c.parallel.reduction], linalgs[c.parallel.linalg]);
+    if (e) {
+      char *q = ctx.msg;
+      for (; *q; q++)
+        if (*q == '"') *q = '\'';
+      printf(", \"error\": \"%s\"}\n", ctx.msg);
+    } else {
+      printf(", \"linalg\": \"%s\", \"path\": \"%s\", \"grid\": [%d, %d], \"nb\": %d, \"why\": \"%s\"",
+             imx_layer_linalg(l), imx_layer_path(l), pr, pc, nb, imx_layer_linalg_reason(l));
+      printf(", \"loss\": %.17g, \"first_s\": %.4f, \"eval_s\": [", f, first);
+      for (int k = 0; k < evals; k++) printf("%s%.4f", k ? ", " : "", secs[k]);
+      printf("], \"phases_s\": {");
+      for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
+        printf("%s\"%s\": %.4f", t > IMX_T_FORWARD ? ", " : "", imx_timer_names[t], phases[t]);
+      printf("}, \"layer_mib\": [");
+      for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", lbs[r]);
+      printf("], \"peak_rss_mib\": [");
+      for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", rsss[r]);
+      printf("], \"loadavg\": [%s, %s], \"foreign_cpu\": %.2f}\n", la0, la1,
+             wall > 0 ? (busy - own) / wall : 0);
+    }
+    fflush(stdout);
+  }
+  free(rsss), free(lbs), free(secs), free(theta), free(grad);
+  imx_layer_free(&l);
+  imx_data_free(&d);
+  imx_ctx_finalize(&ctx);
+  MPI_Finalize();
+  return e ? (int)e : 0;
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Time per evaluation and memory per rank of the replicated and scalapack
+# backends over K and P (docs/performance.md).
+#
+#   bash bench/run_linalg.sh [BUILD_DIR] [OUT.jsonl]
+#
+# Environment: KS (K values, default "2048 4096 8192 16384"), PS ("1 2"),
+# BACKENDS ("replicated scalapack"), N (8192), NIN (inputs n, 64), EXTRA
+# (more bench_linalg options), IDLE_LOAD (wait until the 1-minute load
+# average is below this before each run, default 0.7; 0 = do not wait),
+# IDLE_WAIT (give up waiting after this many seconds, default 900).
+#
+# A run whose estimated memory (all ranks) exceeds 80% of MemAvailable is
+# skipped with a "skipped" line instead of risking the OOM killer on a
+# shared machine. Prints one JSON line per run (bench_linalg's, or a skip),
+# appended to OUT.jsonl (default bench/results.jsonl), then a markdown table.
+set -u
+build=${1:-build}
+out=${2:-bench/results.jsonl}
+exe=$build/bench/bench_linalg
+[ -x "$exe" ] || { echo "no $exe: run ninja -C $build first" >&2; exit 2; }
+KS=${KS:-"2048 4096 8192 16384"}
+PS=${PS:-"1 2"}
+BACKENDS=${BACKENDS:-"replicated scalapack"}
+N=${N:-8192}
+NIN=${NIN:-64}
+IDLE_LOAD=${IDLE_LOAD:-0.7}
+IDLE_WAIT=${IDLE_WAIT:-900}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
+
+wait_idle() {
+  [ "$IDLE_LOAD" = 0 ] && return
+  local t=0
+  while awk -v l="$IDLE_LOAD" '{exit !($1 >= l)}' /proc/loadavg && [ $t -lt "$IDLE_WAIT" ]; do
+    sleep 15; t=$((t + 15))
+  done
+}
+
+evals_for() { # fewer timed evaluations where one takes minutes
+  if [ "$1" -le 2048 ]; then echo 3; elif [ "$1" -le 8192 ]; then echo 2; else echo 1; fi
+}
+
+for K in $KS; do
+  for P in $PS; do
+    for B in $BACKENDS; do
+      # Bytes per rank: replicated ~8 K^2 doubles (C, G, LAPACK scratch, the
+      # K x K sum), scalapack ~6 K^2/P; both 3 N/P K for the rows, 2x margin on the data.
+      need=$(awk -v K="$K" -v P="$P" -v N="$N" -v b="$B" 'BEGIN {
+        kk = (b == "replicated") ? 8 * K * K : 6 * K * K / P
+        printf "%.0f", P * 8 * (kk + 4 * N / P * K) }')
+      avail=$(awk '/MemAvailable/ {printf "%.0f", $2 * 1024}' /proc/meminfo)
+      if awk -v n="$need" -v a="$avail" 'BEGIN {exit !(n > 0.8 * a)}'; then
+        line=$(printf '{"K": %d, "N": %d, "n": %d, "P": %d, "requested": "%s", "skipped": "needs about %.1f GiB on all ranks, %.1f GiB available"}' \
+               "$K" "$N" "$NIN" "$P" "$B" "$(awk -v n="$need" 'BEGIN{print n/2^30}')" "$(awk -v a="$avail" 'BEGIN{print a/2^30}')")
+      else
+        wait_idle
+        line=$(mpiexec -n "$P" "$exe" --K "$K" --N "$N" --n "$NIN" --linalg "$B" \
+               --evals "$(evals_for "$K")" ${EXTRA:-} | tail -1)
+      fi
+      echo "$line"
+      echo "$line" >> "$out"
+    done
+  done
+done
+
+python3 - "$out" <<'EOF'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print("\n| K | P | backend | grid | s per evaluation | linalg s | moments s | backward s | layer MiB per rank | peak RSS MiB per rank | load | foreign CPU |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+for r in rows:
+    if "skipped" in r:
+        print(f"| {r['K']} | {r['P']} | {r['requested']} | | {r['skipped']} | | | | | | | |")
+        continue
+    if "error" in r:
+        print(f"| {r['K']} | {r['P']} | {r['requested']} | | error: {r['error']} | | | | | | | |")
+        continue
+    ph = r["phases_s"]
+    grid = f"{r['grid'][0]}x{r['grid'][1]}" if r["linalg"] == "scalapack" else "-"
+    print(f"| {r['K']} | {r['P']} | {r['linalg']} | {grid} | {min(r['eval_s']):.2f} | {ph['linalg']:.2f} | "
+          f"{ph['moments']:.2f} | {ph['backward']:.2f} | {max(r['layer_mib']):.0f} | "
+          f"{max(r['peak_rss_mib']):.0f} | {r['loadavg'][0]}-{r['loadavg'][1]} | {r['foreign_cpu']:.2f} |")
+EOF

@@ -1,0 +1,330 @@
+/* objective_dist: the moment terms on a block-cyclic C (the scalapack
+ * backend). The formulas are those of src/objective.c (docs/objectives.md);
+ * here every term reads only this rank's lower tiles of C and the replicated
+ * diagonal, writes this rank's tiles of G, and combines its scalar and
+ * per-unit sums across ranks exactly (include/imx/exact.h): one partial per
+ * tile, so the values are the same bits on every rank and for any grid. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "imx/exact.h"
+#include "imx/linalg.h"
+#include "imx/objective.h"
+
+/* Slots of the exact sums: two scalars, then one value per unit. */
+enum { S_OFFDIAG = 0, S_DECOR = 1, S_ROWS = 2 };
+
+/* max |C_jk| and max C_jk^2 / (d_j d_k) over j != k (global, exact). */
+static imx_err off_maxima(imx_ctx *ctx, const imx_dmat *C, const double *d, double mx[2]) {
+  mx[0] = mx[1] = 0;
+  for (int J = 0; J < C->kt; J++)
+    for (int I = J; I < C->kt; I++) {
+      if (!imx_dmat_mine(C, I, J)) continue;
+      const double *t = imx_dmat_tile(C, I, J);
+      int tr = imx_dmat_tile_rows(C, I), tc = imx_dmat_tile_rows(C, J);
+      for (int j = 0; j < tc; j++) {
+        int gj = J * C->nb + j;
+        for (int i = (I == J ? j + 1 : 0); i < tr; i++) {
+          int gi = I * C->nb + i;
+          double c = t[i + (size_t)j * C->lld];
+          mx[0] = fmax(mx[0], fabs(c));
+          if (d) mx[1] = fmax(mx[1], c * c / (d[gi] * d[gj]));
+        }
+      }
+    }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  return IMX_OK;
+}
+
+int imx_objective_dist_needs_work(const imx_objective *obj) {
+  return obj->w[IMX_TERM_LOGDET] != 0 && obj->w[IMX_TERM_GAUSSIAN_TC] != 0 && obj->null_vector;
+}
+
+/* M = C + eps I + u u^T (u = NULL: no rank-one term) into M's lower tiles,
+ * then log det M and M^{-1} (lower tiles). work: K doubles. Collective. */
+static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, const imx_dmat *C,
+                              const double *u, imx_dmat *M, const char *what, double *logdet,
+                              double *work, imx_dinv *inv) {
+  int nb = C->nb;
+  for (int J = 0; J < C->kt; J++)
+    for (int I = J; I < C->kt; I++) {
+      if (!imx_dmat_mine(M, I, J)) continue;
+      const double *c = imx_dmat_tile(C, I, J);
+      double *m = imx_dmat_tile(M, I, J);
+      int tr = imx_dmat_tile_rows(M, I), tc = imx_dmat_tile_rows(M, J);
+      for (int j = 0; j < tc; j++)
+        for (int i = 0; i < tr; i++) {
+          int gi = I * nb + i, gj = J * nb + j;
+          double v = c[i + (size_t)j * C->lld] + (u ? u[gi] * u[gj] : 0.0);
+          m[i + (size_t)j * M->lld] = gi == gj ? v + obj->eps : v;
+        }
+    }
+  return imx_linalg_dist_logdet_inverse(ctx, M, what, logdet, work, inv);
+}
+
+/* q = M v for the symmetric M (lower tiles) and replicated v (K), exactly
+ * summed over tiles (the same bits on every rank). Collective. */
+static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const double *v,
+                          double *q) {
+  int K = M->K, nb = M->nb;
+  double mx[1] = {0}, vmax = 0;
+  for (int J = 0; J < M->kt; J++)
+    for (int I = J; I < M->kt; I++) {
+      if (!imx_dmat_mine(M, I, J)) continue;
+      const double *t = imx_dmat_tile(M, I, J);
+      int tr = imx_dmat_tile_rows(M, I), tc = imx_dmat_tile_rows(M, J);
+      for (int j = 0; j < tc; j++)
+        for (int i = (I == J ? j : 0); i < tr; i++) mx[0] = fmax(mx[0], fabs(t[i + (size_t)j * M->lld]));
+    }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  for (int k = 0; k < K; k++) vmax = fmax(vmax, fabs(v[k]));
+  /* One tile's partial of q_i: at most nb products |m_ij v_j|. */
+  double U = imx_exact_pow2((double)nb) * imx_exact_pow2(mx[0]) * imx_exact_pow2(vmax);
+  double *bins = calloc((size_t)nbins * K, sizeof *bins), *pr = malloc(2 * (size_t)nb * sizeof *pr);
+  if (!bins || !pr) {
+    free(bins), free(pr);
+    return imx_fail(ctx, IMX_ERR_NOMEM, "matrix-vector product (K=%d)", K);
+  }
+  double *pc = pr + nb;
+  int bad = 0;
+  int64_t tiles = 0;
+  for (int J = 0; J < M->kt; J++)
+    for (int I = J; I < M->kt; I++) {
+      if (!imx_dmat_mine(M, I, J)) continue;
+      tiles++;
+      const double *t = imx_dmat_tile(M, I, J);
+      int tr = imx_dmat_tile_rows(M, I), tc = imx_dmat_tile_rows(M, J);
+      const double *vi = v + (size_t)I * nb, *vj = v + (size_t)J * nb;
+      for (int i = 0; i < tr; i++) pr[i] = 0;
+      for (int j = 0; j < tc; j++) pc[j] = 0;
+      for (int j = 0; j < tc; j++)
+        for (int i = (I == J ? j : 0); i < tr; i++) {
+          double mij = t[i + (size_t)j * M->lld];
+          pr[i] += mij * vj[j];
+          if (I != J || i != j) pc[j] += mij * vi[i]; /* the mirrored element (j, i) */
+        }
+      if (I == J)
+        for (int i = 0; i < tr; i++) pr[i] += pc[i];
+      double *r0 = bins + (size_t)I * nb, *c0 = bins + (size_t)J * nb;
+      if (nbins == 1) {
+        for (int i = 0; i < tr; i++) r0[i] += pr[i];
+        if (I != J)
+          for (int j = 0; j < tc; j++) c0[j] += pc[j];
+        continue;
+      }
+      bad |= imx_exact_deposit1(tr, pr, U, r0, r0 + K, r0 + 2 * (size_t)K);
+      if (I != J) bad |= imx_exact_deposit1(tc, pc, U, c0, c0 + K, c0 + 2 * (size_t)K);
+    }
+  imx_err e = imx_exact_allreduce(ctx, nbins, K, bins, bad, tiles, "M^-1 v", q);
+  free(bins), free(pr);
+  return e;
+}
+
+imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
+                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
+                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
+                                   double *value) {
+  const double *w = obj->w;
+  int K = C->K, nb = C->nb, kt = C->kt;
+  int nbins = mode == IMX_RED_REPRODUCIBLE ? IMX_EXACT_FOLD : 1;
+  double total = 0;
+  for (int j = 0; j < K; j++)
+    if (!(diagC[j] >= 0))
+      return imx_fail(ctx, IMX_ERR_NUMERIC, "covariance: C[%d][%d] = %g is not a variance", j, j,
+                      diagC[j]);
+  double wld = w[IMX_TERM_LOGDET], wtc = w[IMX_TERM_GAUSSIAN_TC], woff = w[IMX_TERM_OFFDIAG];
+  double wvar = w[IMX_TERM_VARIANCE], wdec = w[IMX_TERM_DECORRELATION];
+  /* With softmax outputs logdet and gaussian_tc factor different matrices. */
+  int two = wld != 0 && wtc != 0 && obj->null_vector;
+  double *d = malloc((size_t)K * sizeof *d), *sums = malloc((size_t)(K + 2) * sizeof *sums);
+  double *u = malloc((size_t)K * sizeof *u), *q = calloc((size_t)K, sizeof *q);
+  double *bins = calloc((size_t)nbins * (K + 2), sizeof *bins);
+  double *rp = malloc(2 * (size_t)nb * sizeof *rp), *cq = rp ? rp + nb : NULL;
+  imx_err e = IMX_OK;
+  if (!d || !sums || !u || !q || !bins || !rp)
+    e = imx_fail(ctx, IMX_ERR_NOMEM, "objective sums (K=%d)", K);
+  if (!e && two && !work)
+    e = imx_fail(ctx, IMX_ERR_INTERNAL, "distributed objective: second matrix missing");
+  /* d_j = C_jj + eps, shared by the terms on the variances. */
+  const char *diag_term = wtc != 0     ? "gaussian_tc"
+                          : wvar != 0  ? "variance"
+                          : wdec != 0  ? "decorrelation"
+                                       : NULL;
+  for (int j = 0; !e && j < K; j++) {
+    d[j] = diagC[j] + obj->eps;
+    if (diag_term && !(d[j] > 0))
+      e = imx_fail(ctx, IMX_ERR_NUMERIC,
+                   "%s: unit %d has zero variance (a dead unit: its log variance and "
+                   "correlations are undefined); set objective.eps > 0 or change the "
+                   "initialization", diag_term, j);
+  }
+  /* Everything so far is replicated except the allocations: agree before
+   * the collective part. */
+  e = imx_agree(ctx, e);
+  if (e) goto out;
+
+  /* Softmax responsibilities sum to 1, so C has the null vector 1: the log
+   * dets are exact pseudo-log-dets, with a rank-one term along it (see
+   * src/objective.c). G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
+  double ld = 0, ldtc = 0, S = 0, qd = 0;
+  const imx_dmat *Mtc = G;
+  if (wld != 0) {
+    for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
+    e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, G,
+                       obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)" : "C + eps I",
+                       &ld, sums, inv);
+    if (e) goto out;
+  }
+  if (wtc != 0) {
+    for (int j = 0; j < K; j++) S += d[j];
+    for (int j = 0; j < K; j++) u[j] = d[j] / sqrt(S);
+    if (wld != 0 && !two) { /* the same M as logdet's */
+      ldtc = ld;
+    } else {
+      imx_dmat *M = two ? work : G;
+      e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, M,
+                         obj->null_vector ? "C + eps I + v v^T (softmax outputs, gaussian_tc)"
+                                          : "C + eps I",
+                         &ldtc, sums, inv);
+      if (e) goto out;
+      Mtc = M;
+    }
+    if (obj->null_vector) {
+      /* v depends on diag C: d(log det M) = tr(M^-1 dC) + 2 q^T dv, q = M^-1 v. */
+      e = sym_matvec(ctx, nbins, Mtc, u, q);
+      if (e) goto out;
+      for (int j = 0; j < K; j++) qd += q[j] * d[j];
+    }
+  }
+  double mx[2] = {0, 0};
+  if (woff != 0 || wdec != 0) {
+    e = off_maxima(ctx, C, wdec != 0 ? d : NULL, mx);
+    if (e) goto out;
+  }
+  /* Bounds of one tile's partials: nb^2 values of at most max c^2 (max q),
+   * and per row at most nb values. */
+  double pc = imx_exact_pow2(mx[0]), Uoff = imx_exact_pow2((double)nb * nb) * pc * pc;
+  double pq = imx_exact_pow2(mx[1]), Udec = imx_exact_pow2((double)nb * nb) * pq;
+  double Urow = imx_exact_pow2((double)nb) * pq;
+  double *b0 = bins, *b1 = bins + (K + 2), *b2 = bins + 2 * (K + 2);
+  int bad = 0;
+  int64_t tiles = 0;
+  /* One pass over the lower tiles: G's elements (in the order of the
+   * replicated code: logdet, gaussian_tc, offdiag, variance, decorrelation)
+   * and the per-tile partial sums. */
+  for (int J = 0; J < kt; J++)
+    for (int I = J; I < kt; I++) {
+      if (!imx_dmat_mine(G, I, J)) continue;
+      tiles++;
+      const double *c = imx_dmat_tile(C, I, J), *mt = imx_dmat_tile(Mtc, I, J);
+      double *g = imx_dmat_tile(G, I, J);
+      int tr = imx_dmat_tile_rows(G, I), tc = imx_dmat_tile_rows(G, J);
+      double soff = 0, sdec = 0;
+      for (int i = 0; i < tr; i++) rp[i] = 0;
+      for (int j = 0; j < tc; j++) cq[j] = 0;
+      for (int j = 0; j < tc; j++) {
+        int gj = J * nb + j;
+        for (int i = (I == J ? j : 0); i < tr; i++) {
+          int gi = I * nb + i, diag = gi == gj;
+          double cij = c[i + (size_t)j * C->lld], v = 0;
+          if (wld != 0) v -= wld * g[i + (size_t)j * G->lld];
+          if (wtc != 0) {
+            if (diag) v += wtc * 0.5 / d[gj];
+            v -= wtc * 0.5 * mt[i + (size_t)j * Mtc->lld];
+            if (diag && obj->null_vector) v -= wtc * (q[gj] / sqrt(S) - qd / (2 * S * sqrt(S)));
+          }
+          if (woff != 0 && !diag) {
+            soff += cij * cij;
+            v += woff * 2 * cij;
+          }
+          if (wvar != 0 && diag) v -= wvar / d[gj];
+          if (wdec != 0 && !diag) {
+            double qq = cij * cij / (d[gi] * d[gj]);
+            sdec += qq;
+            rp[i] += qq, cq[j] += qq;
+            v += wdec * 2 * cij / (d[gi] * d[gj]);
+          }
+          g[i + (size_t)j * G->lld] = v; /* (where Mtc is G, its element was read above) */
+        }
+      }
+      if (woff == 0 && wdec == 0) continue;
+      if (I == J)
+        for (int i = 0; i < tr; i++) rp[i] += cq[i];
+      if (nbins == 1) {
+        b0[S_OFFDIAG] += soff, b0[S_DECOR] += sdec;
+        for (int i = 0; i < tr; i++) b0[S_ROWS + I * nb + i] += rp[i];
+        if (I != J)
+          for (int j = 0; j < tc; j++) b0[S_ROWS + J * nb + j] += cq[j];
+        continue;
+      }
+      bad |= imx_exact_deposit1(1, &soff, Uoff, b0 + S_OFFDIAG, b1 + S_OFFDIAG, b2 + S_OFFDIAG);
+      bad |= imx_exact_deposit1(1, &sdec, Udec, b0 + S_DECOR, b1 + S_DECOR, b2 + S_DECOR);
+      int r0 = S_ROWS + I * nb, c0 = S_ROWS + J * nb;
+      bad |= imx_exact_deposit1(tr, rp, Urow, b0 + r0, b1 + r0, b2 + r0);
+      if (I != J) bad |= imx_exact_deposit1(tc, cq, Urow, b0 + c0, b1 + c0, b2 + c0);
+    }
+  if (woff != 0 || wdec != 0) {
+    e = imx_exact_allreduce(ctx, nbins, K + 2, bins, bad, tiles, "objective sums", sums);
+    if (e) goto out;
+  }
+
+  /* Values, in the order of the replicated code. sum_{j != k} = 2 sum_{j > k}. */
+  if (wld != 0) {
+    terms[IMX_TERM_LOGDET] = -ld;
+    total += wld * -ld;
+  }
+  if (wtc != 0) {
+    double s = 0;
+    for (int j = 0; j < K; j++) s += log(d[j]);
+    terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ldtc);
+    total += wtc * terms[IMX_TERM_GAUSSIAN_TC];
+  }
+  if (woff != 0) {
+    terms[IMX_TERM_OFFDIAG] = 2 * sums[S_OFFDIAG];
+    total += woff * terms[IMX_TERM_OFFDIAG];
+  }
+  if (wvar != 0) {
+    double s = 0;
+    for (int j = 0; j < K; j++) s -= log(d[j]);
+    terms[IMX_TERM_VARIANCE] = s;
+    total += wvar * s;
+  }
+  if (wdec != 0) {
+    /* dL/dC_jj = -2 sum_{k != j} C_jk^2 / (d_j^2 d_k) = -2 rowsum_j / d_j. */
+    for (int I = 0; I < kt; I++) {
+      if (!imx_dmat_mine(G, I, I)) continue;
+      double *g = imx_dmat_tile(G, I, I);
+      for (int i = 0; i < imx_dmat_tile_rows(G, I); i++) {
+        int gi = I * nb + i;
+        g[i + (size_t)i * G->lld] += wdec * (-2 * sums[S_ROWS + gi] / d[gi]);
+      }
+    }
+    terms[IMX_TERM_DECORRELATION] = 2 * sums[S_DECOR];
+    total += wdec * terms[IMX_TERM_DECORRELATION];
+  }
+  *value = total;
+out:
+  free(d), free(sums), free(u), free(q), free(bins), free(rp);
+  return e;
+}
+
+imx_err imx_objective_dist_max_corr(imx_ctx *ctx, const imx_dmat *C, const double *diagC,
+                                    double *rmax) {
+  double r = 0;
+  for (int J = 0; J < C->kt; J++)
+    for (int I = J; I < C->kt; I++) {
+      if (!imx_dmat_mine(C, I, J)) continue;
+      const double *t = imx_dmat_tile(C, I, J);
+      int tr = imx_dmat_tile_rows(C, I), tc = imx_dmat_tile_rows(C, J);
+      for (int j = 0; j < tc; j++)
+        for (int i = (I == J ? j + 1 : 0); i < tr; i++) {
+          double dd = diagC[I * C->nb + i] * diagC[J * C->nb + j];
+          double v = dd > 0 ? fabs(t[i + (size_t)j * C->lld]) / sqrt(dd) : 0;
+          r = v > r ? v : r;
+        }
+    }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  *rmax = r;
+  return IMX_OK;
+}
