@@ -56,6 +56,9 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
           !strcmp(imx_layer_path(l), "moments")
               ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
               : " (forward, block moments, reduction, backward over the local rows)");
+  char la[1024];
+  imx_layer_describe_linalg(l, la, sizeof la);
+  imx_log(ctx, IMX_INFO, "  linalg     %s", la);
 }
 
 /* Write W, b (rank 0). */

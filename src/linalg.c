@@ -134,41 +134,48 @@ int imx_linalg_crossover(int P) {
   return IMX_LINALG_CROSSOVER_K;
 }
 
+/* "12.3 MiB", "4.5 GiB", "320 KiB": bytes for a reader. */
+static const char *human(double bytes, char buf[32]) {
+  if (bytes >= 1024.0 * 1048576) snprintf(buf, 32, "%.1f GiB", bytes / (1024.0 * 1048576));
+  else if (bytes >= 1048576) snprintf(buf, 32, "%.1f MiB", bytes / 1048576);
+  else snprintf(buf, 32, "%.0f KiB", bytes / 1024);
+  return buf;
+}
+
 imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P,
                                   double replicated_bytes, double scalapack_bytes, double avail,
                                   char *why, size_t len) {
-  const double MiB = 1048576;
+  char rep[32], sl[32], av[32];
+  human(replicated_bytes, rep), human(scalapack_bytes, sl), human(avail, av);
   if (requested == IMX_LINALG_REPLICATED) {
-    snprintf(why, len, "parallel.linalg: replicated (%.0f MiB per rank%s)", replicated_bytes / MiB,
+    snprintf(why, len, "parallel.linalg: replicated (%s per rank%s)", rep,
              avail > 0 && replicated_bytes > avail ? ", MORE than the memory available" : "");
     return IMX_LINALG_REPLICATED;
   }
   if (requested == IMX_LINALG_SCALAPACK) {
-    snprintf(why, len, "parallel.linalg: scalapack (%.0f MiB per rank)", scalapack_bytes / MiB);
+    snprintf(why, len, "parallel.linalg: scalapack (%s per rank)", sl);
     return IMX_LINALG_SCALAPACK;
   }
   int cross = imx_linalg_crossover(P);
   if (avail > 0 && replicated_bytes > 0.75 * avail) {
     snprintf(why, len,
-             "auto: replicated K x K matrices need %.0f MiB per rank, more than 3/4 of the %.0f "
-             "MiB available (scalapack: %.0f MiB per rank)",
-             replicated_bytes / MiB, avail / MiB, scalapack_bytes / MiB);
+             "auto: replicated K x K matrices need %s per rank, more than 3/4 of the %s "
+             "available (scalapack: %s per rank)", rep, av, sl);
     return IMX_LINALG_SCALAPACK;
   }
   if (cross > 0 && K >= cross) {
     snprintf(why, len,
-             "auto: K=%d >= %d, from where scalapack is faster (%.0f MiB per rank; replicated "
-             "%.0f MiB)",
-             K, cross, scalapack_bytes / MiB, replicated_bytes / MiB);
+             "auto: K=%d >= %d, from where scalapack is faster on %d rank%s (%s per rank; "
+             "replicated %s)", K, cross, P, P > 1 ? "s" : "", sl, rep);
     return IMX_LINALG_SCALAPACK;
   }
   char avs[64] = "memory not known";
-  if (avail > 0) snprintf(avs, sizeof avs, "%.0f MiB available", avail / MiB);
+  if (avail > 0) snprintf(avs, sizeof avs, "%s available", av);
   if (cross > 0)
-    snprintf(why, len, "auto: fits (%.0f MiB per rank, %s) and K=%d < %d, below which "
-             "replicated is faster", replicated_bytes / MiB, avs, K, cross);
+    snprintf(why, len, "auto: fits (%s per rank, %s) and K=%d < %d, below which "
+             "replicated is faster", rep, avs, K, cross);
   else
-    snprintf(why, len, "auto: fits (%.0f MiB per rank, %s); replicated is faster on %d rank%s",
-             replicated_bytes / MiB, avs, P, P > 1 ? "s" : "");
+    snprintf(why, len, "auto: fits (%s per rank, %s); replicated is faster on %d rank%s", rep,
+             avs, P, P > 1 ? "s" : "");
   return IMX_LINALG_REPLICATED;
 }

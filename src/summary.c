@@ -11,9 +11,10 @@
 imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
   imx_timer_stat st[IMX_NTIMERS];
   IMX_TRY(imx_timer_stats(ctx, st));
-  double mem = imx_peak_rss_mib();
-  double *mems = ctx->rank == 0 ? malloc((size_t)ctx->size * sizeof *mems) : NULL;
-  IMX_MPI(ctx, MPI_Gather(&mem, 1, MPI_DOUBLE, mems, 1, MPI_DOUBLE, 0, ctx->comm));
+  /* Per rank: peak resident set, and the layer's own buffers. */
+  double mem[2] = {imx_peak_rss_mib(), s->layer ? imx_layer_bytes(s->layer) / 1048576 : 0};
+  double *mems = ctx->rank == 0 ? malloc(2 * (size_t)ctx->size * sizeof *mems) : NULL;
+  IMX_MPI(ctx, MPI_Gather(mem, 2, MPI_DOUBLE, mems, 2, MPI_DOUBLE, 0, ctx->comm));
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     FILE *f = NULL;
@@ -52,6 +53,18 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], o->w[t]);
         imx_json_end(&j);
         imx_json_str(&j, "path", imx_layer_path(s->layer));
+        imx_json_end(&j);
+        int pr, pc, nb;
+        imx_layer_grid(s->layer, &pr, &pc, &nb);
+        imx_json_object(&j, "linalg");
+        imx_json_str(&j, "backend", imx_layer_linalg(s->layer));
+        imx_json_str(&j, "reason", imx_layer_linalg_reason(s->layer));
+        imx_json_int(&j, "grid_rows", pr);
+        imx_json_int(&j, "grid_cols", pc);
+        imx_json_int(&j, "tile", nb);
+        imx_json_array(&j, "layer_buffers_mib");
+        for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[2 * r + 1]);
+        imx_json_end(&j);
         imx_json_end(&j);
       }
       imx_json_str(&j, "reduction", imx_reduction_name(c->parallel.reduction));
@@ -95,7 +108,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       }
       imx_json_end(&j);
       imx_json_array(&j, "peak_memory_mib");
-      for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[r]);
+      for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[2 * r]);
       imx_json_end(&j);
       imx_json_end(&j);
       e = imx_file_commit(ctx, dir, "summary.json", f);

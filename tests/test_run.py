@@ -144,6 +144,38 @@ code, out, err = run(["train", cb, "--out", os.path.join(d, "bound"), "--set", "
 bmax = abs(np.load(os.path.join(d, "bound", "layer1_b.npy"))).max() if code == 0 else 1
 check(code == 0 and bmax <= 0.05, "model.bias_bound=0.05 with blmvm: max |b| = %.3g" % bmax)
 
+# 4d. The scalapack backend: the log and summary.json say which backend and why;
+# the run is bitwise the same on 1..4 ranks (every grid shape its own) and
+# close to the replicated backend.
+cs = config(name="scalapack", K=12, max_it=10, eps=1e-6)
+tiles = ["--set", "parallel.scalapack_block=4"]
+Ws = {}
+for P in (1, 2, 3, 4):
+    out_dir = os.path.join(d, "sl%d" % P)
+    code, out, err = run(["train", cs, "--out", out_dir, "--set", "parallel.linalg=scalapack"] + tiles, ranks=P)
+    if check(code == 0, "scalapack backend trains on %d rank%s (stderr: %s)" % (P, "s" * (P > 1), err.strip()[:200])):
+        Ws[P] = np.load(os.path.join(out_dir, "layer1_W.npy"))
+        la = load_json(os.path.join(out_dir, "summary.json"))["linalg"]
+        check(la["backend"] == "scalapack" and la["grid_rows"] * la["grid_cols"] == P and la["tile"] == 4
+              and len(la["layer_buffers_mib"]) == P and "linalg     scalapack on a" in out,
+              "P=%d: log and summary.json name the backend, a %dx%d grid, 4x4 tiles" % (P, la["grid_rows"], la["grid_cols"]))
+check(len(Ws) == 4 and all(np.array_equal(Ws[1], Ws[P]) for P in Ws),
+      "scalapack backend: layer1_W.npy bitwise identical on 1, 2, 3, 4 ranks")
+code, out, err = run(["train", cs, "--out", os.path.join(d, "rep12"), "--set", "parallel.linalg=replicated"], ranks=2)
+if code == 0 and 1 in Ws:
+    s_rep = load_json(os.path.join(d, "rep12", "summary.json"))
+    s_sl = load_json(os.path.join(d, "sl1", "summary.json"))
+    lr, ls = s_rep["final"]["loss"], s_sl["final"]["loss"]
+    check(abs(lr - ls) <= 1e-9 * abs(lr) and s_rep["linalg"]["backend"] == "replicated",
+          "scalapack vs replicated after 10 iterations: loss %.15g vs %.15g" % (ls, lr))
+else:
+    check(False, "replicated K=12 run (stderr: %s)" % err.strip()[:200])
+code, out, err = run(["train", cs, "--out", os.path.join(d, "auto12"), "--set", "parallel.memory_mib=0.001"], ranks=2)
+la = load_json(os.path.join(d, "auto12", "summary.json"))["linalg"] if code == 0 else {}
+check(code == 0 and la.get("backend") == "scalapack" and la["reason"].startswith("auto: replicated")
+      and "linalg     scalapack on a 1 x 2 BLACS grid" in out,
+      "parallel.memory_mib=0.001: auto takes scalapack and says why: %s" % la.get("reason"))
+
 # 5. Never overwrite: the same --out twice gives a new directory.
 code, out, err = run(["train", config(name="soft", max_it=2), "--out", run_dir], ranks=1)
 check(code == 0 and os.path.exists(run_dir + "-2/summary.json")
