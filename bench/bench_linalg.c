@@ -16,7 +16,8 @@
  * average before and after, and "foreign_cpu": CPU-seconds per second of
  * wall time used by other processes during the timed evaluations (from
  * /proc/stat minus our ranks' own CPU time), the measure of noise on a
- * shared machine. The heap is set up as in src/main.c.
+ * shared machine, and "cpu_s": the CPU-seconds of all our ranks per timed
+ * evaluation, less sensitive than wall time to other processes. The heap is set up as in src/main.c.
  */
 #include <malloc.h>
 #include <stdio.h>
@@ -177,8 +178,8 @@ int main(int argc, char **argv) {
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", lbs[r]);
       printf("], \"peak_rss_mib\": [");
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", rsss[r]);
-      printf("], \"loadavg\": [%s, %s], \"foreign_cpu\": %.2f}\n", la0, la1,
-             wall > 0 ? (busy - own) / wall : 0);
+      printf("], \"cpu_s\": %.4f, \"loadavg\": [%s, %s], \"foreign_cpu\": %.2f}\n",
+             evals > 0 ? own / evals : 0, la0, la1, wall > 0 ? (busy - own) / wall : 0);
     }
     fflush(stdout);
   }

@@ -10,6 +10,7 @@
 #include "imx/config.h"
 #include "imx/data.h"
 #include "imx/layer.h"
+#include "imx/linalg.h"
 #include "imx/log.h"
 #include "imx/metrics.h"
 #include "imx/optlog.h"
@@ -40,6 +41,21 @@ static void echo_config(imx_ctx *ctx, const imx_config *c) {
           c->objective.lambda, c->objective.eps);
   imx_log(ctx, IMX_INFO, "  parallel   reduction %s, block %d", imx_reduction_name(c->parallel.reduction),
           c->parallel.block);
+}
+
+/* The measures at the end of training work on replicated K x K matrices:
+ * skip them, with a note, when those would not fit beside the layer (very
+ * wide layers on the scalapack backend). Collective. */
+static imx_err measures_fit(imx_ctx *ctx, const imx_config *c, const imx_layer *l, int *fit) {
+  double avail = 0, need = imx_metrics_bytes(imx_layer_units(l)) + imx_layer_bytes(l);
+  IMX_TRY(imx_linalg_memory_per_rank(ctx, c->parallel.memory_mib, &avail));
+  *fit = !(avail > 0 && need > 0.75 * avail);
+  if (!*fit)
+    imx_log(ctx, IMX_WARN, "measures skipped: they need replicated K x K matrices (%.1f GiB per rank "
+            "with the layer), more than 3/4 of the %.1f GiB available; the weights are saved, "
+            "run `infomax eval` where more memory is available", need / 1073741824,
+            avail / 1073741824);
+  return IMX_OK;
 }
 
 static void log_objective(imx_ctx *ctx, const imx_layer *l) {
@@ -266,7 +282,9 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   e = imx_train(ctx, &cfg, l, theta, &io, &res);
   trained = 1;
   /* Measures of the trained layer (docs/results-fashion-mnist.md explains them). */
-  if (!e) {
+  int fit = 0;
+  if (!e) e = measures_fit(ctx, &cfg, l, &fit);
+  if (!e && fit) {
     imx_timer_start(IMX_T_OUTPUT);
     e = imx_metrics_compute(ctx, &cfg, l, theta, d, transform, &measures);
     imx_timer_stop(IMX_T_OUTPUT);
@@ -291,7 +309,7 @@ out:
       e = e && e != IMX_STOPPED ? e : we ? we : se;
     } else if (!e) {
       if (ctx->rank == 0) fputc('\n', stdout);
-      imx_metrics_print(ctx, stdout, &measures);
+      if (measured) imx_metrics_print(ctx, stdout, &measures);
       report_success(ctx, &cfg, l, d, &res, dir);
     } else if (e == IMX_STOPPED) {
       imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations; checkpoint in %s/checkpoint.bin."

@@ -363,6 +363,8 @@ imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const d
   return IMX_OK;
 }
 
+double imx_metrics_bytes(int K) { return 7.0 * K * K * sizeof(double); }
+
 imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer,
                             const double *theta, const imx_data *d, const double *transform,
                             imx_metrics *out) {

@@ -79,6 +79,12 @@ void imx_metrics_init(imx_metrics *m);
 /* Free the arrays m owns and re-initialize it; accepts NULL. Local. */
 void imx_metrics_clear(imx_metrics *m);
 
+/* Bytes per rank imx_metrics_compute needs for K units: the correlation and
+ * spectrum measures work on replicated K x K matrices (the reproducible sum,
+ * C, the correlation and a copy for the eigensolver: about 7 K^2 doubles),
+ * whatever the layer's linear-algebra backend. Local. */
+double imx_metrics_bytes(int K);
+
 /* Every measure of the layer at theta on the data d it was created on.
  * Collective.
  *   cfg (in, global): parallel.reduction picks the reduction mode.
