@@ -3,7 +3,12 @@
 (a) docs/config.md is exactly the output of `infomax config --reference`;
 (b) every configs/*.yaml validates with `infomax config --check FILE`;
 (c) every `section.key` mentioned in docs/*.md and README.md is a key of the
-    reference table.
+    reference table;
+(d) every command the usage lists has its own `infomax COMMAND --help` (exit 0,
+    the same as `infomax help COMMAND`); every --option a help text lists is one
+    the command line accepts; every --option the docs write after
+    `infomax COMMAND` is listed by that command's --help; and the section of
+    docs/guide.md on each command mentions exactly the --options of its --help.
 
 Standard library only. Usage (from tests/): python3 test_docs.py PATH/TO/infomax
 Prints PASSED/FAILED lines; exits 0 (pass) or 1 (fail).
@@ -104,6 +109,69 @@ for path in docs:
 check(seen > 0, "found %d section.key mentions in %s" % (seen, ", ".join(os.path.relpath(p, ROOT) for p in docs)))
 check(not unknown, "every section.key mentioned in the docs is in the reference table"
       + ("" if not unknown else "; unknown:\n  " + "\n  ".join(unknown)))
+
+
+# (d) --help for every command, and the docs name the options it lists.
+OPTION = re.compile(r"(?<![\w-])--[a-z][a-z-]*")
+code, usage, err = run(["--help"])
+check(code == 0 and usage.startswith("usage:"), "infomax --help exits 0 with the usage (exit %d)" % code)
+commands = []
+in_commands = False
+for line in usage.splitlines():
+    if line.rstrip().endswith(":"):
+        in_commands = line.strip() == "commands:"
+        continue
+    m = re.match(r"^  ([a-z]+)\b", line)
+    if in_commands and m and m.group(1) not in commands:
+        commands.append(m.group(1))
+check(len(commands) >= 5, "the usage lists the commands: " + ", ".join(commands))
+
+
+def listed(text):
+    """The --options a help text lists: in its usage lines (up to the first blank
+    line) and on lines that start with the option (its option table)."""
+    head = text.split("\n\n")[0]
+    table = [l for l in text.splitlines() if re.match(r"^\s+--[a-z]", l)]
+    return set(OPTION.findall(head)) | {OPTION.findall(l)[0] for l in table}
+
+
+general = listed(usage)
+helps = {}
+for c in commands:
+    code, text, err = run([c, "--help"])
+    helps[c] = text
+    check(code == 0 and text.startswith("usage:") and ("infomax " + c) in text and text != usage,
+          "infomax %s --help exits 0 with its own usage (exit %d%s)" % (c, code, err.strip()[:200]))
+    code2, text2, _ = run(["help", c])
+    check(code2 == 0 and text2 == text, "infomax help %s prints the same as infomax %s --help" % (c, c))
+    for opt in sorted(listed(text) - {"--help"}):
+        code3, _, err3 = run([c, opt, "x", "--help"])
+        check(code3 == 0, "infomax %s --help lists %s, and the command line accepts it (exit %d%s)"
+              % (c, opt, code3, (": " + err3.strip()) if code3 else ""))
+code, _, err = run(["nosuch", "--help"])
+check(code == 2 and "unknown command" in err, "infomax nosuch --help: exit 2, unknown command")
+
+# Options written after `infomax COMMAND` anywhere in the docs (code blocks with
+# their continuation lines, and inline code) must be options of that command.
+invocation = re.compile(r"infomax (%s)\b(.*)" % "|".join(commands))
+wrong = []
+for path in docs:
+    with open(path) as f:
+        lines = f.read().split("\n")
+    for i, line in enumerate(lines):
+        for m in invocation.finditer(line):
+            rest = m.group(2)
+            j = i
+            while rest.rstrip().endswith("\\") and j + 1 < len(lines):
+                j += 1
+                rest += " " + lines[j]
+            rest = rest.split("`")[0] if "`" in line[:m.start()] else rest.split("#")[0]
+            for opt in OPTION.findall(rest):
+                if opt not in listed(helps.get(m.group(1), "")) and opt not in general:
+                    wrong.append("%s:%d: infomax %s ... %s" % (os.path.relpath(path, ROOT), i + 1,
+                                                                 m.group(1), opt))
+check(not wrong, "every --option the docs give a command is in its --help"
+      + ("" if not wrong else "; not listed:\n  " + "\n  ".join(wrong)))
 
 print("FAILED" if failed else "PASSED")
 sys.exit(1 if failed else 0)
