@@ -98,7 +98,12 @@ if os.path.exists(readme):
 seen, unknown = 0, []
 for path in docs:
     with open(path) as f:
+        json_keys = False  # the guide's tables of summary.json and metrics.jsonl keys
         for lineno, line in enumerate(f, 1):
+            if line.startswith("#"):
+                json_keys = "summary.json" in line or "metrics.jsonl" in line
+            if json_keys:
+                continue
             for m in mention.finditer(line):
                 if m.group(2) in FILE_SUFFIXES:
                     continue
@@ -158,7 +163,13 @@ wrong = []
 for path in docs:
     with open(path) as f:
         lines = f.read().split("\n")
+    bad_usage = False  # inside a block of a usage-error example (<!-- example: exit 2 -->)
     for i, line in enumerate(lines):
+        if line.startswith("```"):
+            bad_usage = not bad_usage and i > 0 and "example: exit 2" in lines[i - 1]
+            continue
+        if bad_usage:
+            continue
         for m in invocation.finditer(line):
             rest = m.group(2)
             j = i
@@ -172,6 +183,25 @@ for path in docs:
                                                                  m.group(1), opt))
 check(not wrong, "every --option the docs give a command is in its --help"
       + ("" if not wrong else "; not listed:\n  " + "\n  ".join(wrong)))
+
+# The guide's section on each command names exactly the options of its --help.
+guide = os.path.join(ROOT, "docs", "guide.md")
+sections_text, current = {}, None
+with open(guide) as f:
+    for line in f:
+        h = re.match(r"^#+ `infomax (\w+)`", line)
+        if h or line.startswith("#"):
+            current = h.group(1) if h else None
+            continue
+        if current:
+            sections_text[current] = sections_text.get(current, "") + line
+for c in commands:
+    named = set(OPTION.findall(sections_text.get(c, "")))
+    want = listed(helps[c]) - {"--help"}
+    check(c in sections_text and named == want,
+          "docs/guide.md's section on infomax %s names the options of its --help (%s)%s"
+          % (c, " ".join(sorted(want)) or "none",
+             "" if named == want else "; the section names: %s" % (" ".join(sorted(named)) or "none")))
 
 print("FAILED" if failed else "PASSED")
 sys.exit(1 if failed else 0)

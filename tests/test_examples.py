@@ -12,7 +12,8 @@ on the line right above a fence says what to do with the block:
   (none)                          run it
   <!-- example: exit N -->        run it as is (no small settings, below); it must
                                   exit with N: the error examples
-  <!-- example: slow -->          run only with --slow (meson test --suite slow)
+  <!-- example: slow -->          run only with --slow (meson test --suite slow),
+                                  which runs only these
   <!-- example: cluster-only -->  not run: needs a batch system or more nodes than a
                                   workstation (the jobs/ scripts are run under a real
                                   single-node Slurm by tests/test_slurm.py)
@@ -193,12 +194,14 @@ for page in pages:
     rel = os.path.relpath(page, ROOT)
     bs = blocks(page)
     workdir = None
-    last = None  # (where, output) of the previous sh block that ran
+    last = None  # (where, output) of the previous sh block, or "skipped"
     for lineno, tag, marker, text in bs:
         where = "%s:%d" % (rel, lineno)
         if tag != "sh":
             if marker == "output":
-                if last is None:
+                if last == "skipped":
+                    pass
+                elif last is None:
                     check(False, "%s: an output block follows no sh block that ran" % where)
                 else:
                     missing = find_quoted(text, last[1])
@@ -213,7 +216,7 @@ for page in pages:
                 check(False, "%s: a block starting with the command %r is not tagged sh"
                       % (where, first_word(text)))
             continue
-        last = None
+        last = "skipped"  # until it has run
         m = re.fullmatch(r"exit (\d+)", marker or "")
         expect = int(m.group(1)) if m else 0
         if marker in ("cluster-only",) or (marker or "").startswith("not-run: "):
@@ -221,9 +224,11 @@ for page in pages:
             counts[kind] += 1
             print("skipped: %s (%s)" % (where, marker), flush=True)
             continue
-        if marker == "slow" and not SLOW:
-            counts["slow"] += 1
-            print("skipped: %s (slow: run with --slow)" % where, flush=True)
+        if (marker == "slow") != SLOW:  # --slow runs the slow blocks only
+            if not SLOW:
+                counts["slow"] += 1
+            print("skipped: %s (%s)" % (where, "slow: run with --slow" if not SLOW else "not slow"),
+                  flush=True)
             continue
         if marker not in (None, "slow") and not m:
             check(False, "%s: unknown marker %r (exit N, slow, cluster-only, not-run: WHY)"
@@ -238,19 +243,19 @@ for page in pages:
         if not ok:  # the messages, without PETSc's -log_view tables and mpiexec's boxes
             print("\n".join(l for l in out.split("\n") if "infomax" in l or "error" in l.lower())[-3000:])
         last = (where, out)
-check(counts["run"] > 0, "examples: %(run)d run, %(slow)d slow, %(cluster-only)d cluster-only, "
+check(counts["run"] > 0 or SLOW, "examples: %(run)d run, %(slow)d slow, %(cluster-only)d cluster-only, "
       "%(not-run)d not run" % counts)
 
 
 # The run directories left by the examples against the guide's tables.
 def key_paths(obj, prefix=""):
-    """Dotted paths of every key of a JSON object (arrays are leaves)."""
+    """Dotted paths of the leaves of a JSON object (arrays are leaves)."""
     out = set()
     for k, v in obj.items():
-        p = prefix + k
-        out.add(p)
         if isinstance(v, dict):
-            out |= key_paths(v, p + ".")
+            out |= key_paths(v, prefix + k + ".")
+        else:
+            out.add(prefix + k)
     return out
 
 
