@@ -8,7 +8,9 @@
     the same as `infomax help COMMAND`); every --option a help text lists is one
     the command line accepts; every --option the docs write after
     `infomax COMMAND` is listed by that command's --help; and the section of
-    docs/guide.md on each command mentions exactly the --options of its --help.
+    docs/guide.md on each command mentions exactly the --options of its --help;
+(e) every relative link in the docs names a file that exists, and a heading of
+    it when it has a #fragment.
 
 Standard library only. Usage (from tests/): python3 test_docs.py PATH/TO/infomax
 Prints PASSED/FAILED lines; exits 0 (pass) or 1 (fail).
@@ -202,6 +204,41 @@ for c in commands:
           "docs/guide.md's section on infomax %s names the options of its --help (%s)%s"
           % (c, " ".join(sorted(want)) or "none",
              "" if named == want else "; the section names: %s" % (" ".join(sorted(named)) or "none")))
+
+# (e) Relative links and their #fragments (GitHub's heading slugs).
+def slug(heading):
+    h = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return h.replace(" ", "-")
+
+
+anchors = {}
+
+
+def anchors_of(path):
+    if path not in anchors:
+        with open(path) as f:
+            anchors[path] = {slug(m.group(1)) for m in re.finditer(r"^#+\s+(.*)$", f.read(), re.M)}
+    return anchors[path]
+
+
+broken, nlinks = [], 0
+for path in docs:
+    with open(path) as f:
+        text = f.read()
+    for m in re.finditer(r"\]\(([^)\s]+)\)", text):
+        target = m.group(1)
+        if re.match(r"^[a-z]+:", target):
+            continue
+        nlinks += 1
+        file, _, frag = target.partition("#")
+        dest = os.path.normpath(os.path.join(os.path.dirname(path), file)) if file else path
+        where = "%s:%d: %s" % (os.path.relpath(path, ROOT), text[:m.start()].count("\n") + 1, target)
+        if not os.path.exists(dest):
+            broken.append(where + " (no such file)")
+        elif frag and dest.endswith(".md") and frag not in anchors_of(dest):
+            broken.append(where + " (no such heading)")
+check(nlinks > 0 and not broken, "%d relative links in the docs lead to existing files and headings%s"
+      % (nlinks, "" if not broken else "; broken:\n  " + "\n  ".join(broken)))
 
 print("FAILED" if failed else "PASSED")
 sys.exit(1 if failed else 0)
