@@ -46,6 +46,7 @@ static const char train_help[] =
     "line per iteration; results go to a new run directory (output.dir, default\n"
     "runs/<config name>, never overwriting an earlier run):\n"
     "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
+    "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md)\n"
     "\n"
     "A checkpoint is written every output.checkpoint_every iterations and at the end.\n"
     "SIGUSR1, SIGTERM or ^C stop every rank at the next iteration boundary with a\n"

@@ -204,6 +204,13 @@ for c in commands:
           "docs/guide.md's section on infomax %s names the options of its --help (%s)%s"
           % (c, " ".join(sorted(want)) or "none",
              "" if named == want else "; the section names: %s" % (" ".join(sorted(named)) or "none")))
+    # Settings a help lists as "  word=VALUE" lines (bench: evals=5, ...).
+    settings = set(re.findall(r"^  ([a-z]+)=", helps[c], re.M))
+    missing = sorted(w for w in settings if (w + "=") not in sections_text.get(c, ""))
+    if settings:
+        check(not missing, "docs/guide.md's section on infomax %s names its settings %s%s"
+              % (c, " ".join(sorted(w + "=" for w in settings)),
+                 "" if not missing else "; missing: " + " ".join(missing)))
 
 # (e) Relative links and their #fragments (GitHub's heading slugs).
 def slug(heading):
