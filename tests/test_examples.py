@@ -12,8 +12,9 @@ on the line right above a fence says what to do with the block:
   (none)                          run it
   <!-- example: exit N -->        run it as is (no small settings, below); it must
                                   exit with N: the error examples
-  <!-- example: slow -->          run only with --slow (meson test --suite slow),
-                                  which runs only these
+  <!-- example: slow -->          run only with --slow, which runs only these (by
+                                  hand: they take minutes, and no meson suite runs
+                                  them, to keep the whole suite near 10 minutes)
   <!-- example: cluster-only -->  not run: needs a batch system or more nodes than a
                                   workstation (the jobs/ scripts are run under a real
                                   single-node Slurm by tests/test_slurm.py)
