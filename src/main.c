@@ -15,7 +15,7 @@
 #include "imx/signals.h"
 #include "imx/timer.h"
 
-static const char *usage =
+static const char usage[] =
     "usage: infomax <command> [arguments] [PETSc options]\n"
     "\n"
     "commands:\n"
@@ -30,12 +30,13 @@ static const char *usage =
     "  --set SECTION.KEY=VALUE  override one config key (repeatable)\n"
     "  --out DIR                train: the run directory (output.dir); eval: where to save\n"
     "                           eval.json and arrays\n"
-    "  --help, --version\n"
+    "  --help, --version        this text; `infomax COMMAND --help` (or `infomax help\n"
+    "                           COMMAND`) describes one command\n"
     "\n"
     "Options with one dash go to PETSc: -tao_type lmvm|bncg|cg|nm|..., -tao_monitor,\n"
-    "-tao_test_gradient, -log_view. Run `infomax <command> --help` for details.\n";
+    "-tao_test_gradient, -log_view.\n";
 
-static const char *train_help =
+static const char train_help[] =
     "usage: mpiexec -n P infomax train CONFIG.yaml [--set SECTION.KEY=VALUE]... [--out DIR]\n"
     "                                  [PETSc/TAO options]\n"
     "       mpiexec -n P infomax train --resume RUN_DIR [--set SECTION.KEY=VALUE]...\n"
@@ -45,6 +46,7 @@ static const char *train_help =
     "line per iteration; results go to a new run directory (output.dir, default\n"
     "runs/<config name>, never overwriting an earlier run):\n"
     "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
+    "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md)\n"
     "\n"
     "A checkpoint is written every output.checkpoint_every iterations and at the end.\n"
     "SIGUSR1, SIGTERM or ^C stop every rank at the next iteration boundary with a\n"
@@ -60,7 +62,7 @@ static const char *train_help =
     "7 out of memory, 8 MPI, 9 PETSc, 10 internal error, 75 stopped by a signal\n"
     "(checkpoint written: resume).\n";
 
-static const char *eval_help =
+static const char eval_help[] =
     "usage: mpiexec -n P infomax eval RUN_DIR [--weights W.npy] [--bias b.npy] [--data PATH]\n"
     "                                 [--out DIR] [--set SECTION.KEY=VALUE]... [-probe_tao_* ...]\n"
     "       mpiexec -n P infomax eval CONFIG.yaml --weights W.npy [--bias b.npy] ...\n"
@@ -87,7 +89,7 @@ static const char *eval_help =
     "  -probe_tao_type TYPE, -probe_tao_max_it N, ...    the probe's TAO (its monitors print\n"
     "                   on standard output, before the JSON)\n";
 
-static const char *bench_help =
+static const char bench_help[] =
     "usage: mpiexec -n P infomax bench [CONFIG.yaml] [SECTION.KEY=V1,V2,...]... [SETTING=N]...\n"
     "                                  [--set SECTION.KEY=VALUE]... [--out FILE.csv]\n"
     "\n"
@@ -106,6 +108,39 @@ static const char *bench_help =
     "  weights=PREFIX  write the first run's W and b to PREFIX_W.npy, PREFIX_b.npy\n"
     "Example (a scaling study: run with P = 1, 2, 4, ... and concatenate the CSVs):\n"
     "  mpiexec -n 4 infomax bench configs/fashion-mnist.yaml model.units=64,256,1024 --out b.csv\n";
+
+static const char info_help[] =
+    "usage: mpiexec -n P infomax info\n"
+    "\n"
+    "Prints the build and runtime environment on rank 0: the infomax version, the MPI\n"
+    "library and the number of ranks, the PETSc version and index size, libyaml, the\n"
+    "BLAS library actually loaded (resolved through symlinks and alternatives) and, for\n"
+    "OpenBLAS, its build, core and threads per rank (OPENBLAS_NUM_THREADS). Run it\n"
+    "under the same launcher and environment as a job to see what the job will use.\n";
+
+static const char config_help[] =
+    "usage: infomax config --reference\n"
+    "       mpiexec -n P infomax config --check CONFIG.yaml [--set SECTION.KEY=VALUE]...\n"
+    "\n"
+    "  --reference  print every configuration key with its type, default, allowed\n"
+    "               values and meaning, as Markdown (docs/config.md is this output)\n"
+    "  --check      load and validate CONFIG.yaml and the --set overrides exactly as\n"
+    "               train does, without reading data: prints \"CONFIG.yaml: valid\" and\n"
+    "               exits 0, or the error (file:line:column) and exits 3\n"
+    "  --set SECTION.KEY=VALUE  override one key after the file is read (repeatable)\n";
+
+/* Each command's --help text (also `infomax help COMMAND`); the general usage
+ * without a command; NULL for an unknown command. */
+static const char *help_of(const char *command) {
+  static const struct {
+    const char *command, *text;
+  } helps[] = {{"train", train_help}, {"eval", eval_help},     {"info", info_help},
+               {"bench", bench_help}, {"config", config_help}};
+  if (!command) return usage;
+  for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++)
+    if (!strcmp(command, helps[i].command)) return helps[i].text;
+  return NULL;
+}
 
 /* Is tok an option for PETSc (one dash, then a letter)? */
 static int petsc_option(const char *tok) {
@@ -196,14 +231,15 @@ int main(int argc, char **argv) {
   if (rc) {
   } else if (a.version) {
     printf("infomax %s\n", IMX_VERSION);
-  } else if (!a.command || (a.help && !strcmp(a.command, "help"))) {
-    fputs(usage, a.command || a.help ? stdout : stderr);
-    rc = a.command || a.help ? 0 : IMX_ERR_USAGE;
-  } else if (a.help) {
-    const char *h = !strcmp(a.command, "train") ? train_help
-                    : !strcmp(a.command, "eval") ? eval_help
-                    : !strcmp(a.command, "bench") ? bench_help : usage;
-    fputs(h, stdout);
+  } else if (!a.command) {
+    fputs(usage, a.help ? stdout : stderr);
+    rc = a.help ? 0 : IMX_ERR_USAGE;
+  } else if (a.help || !strcmp(a.command, "help")) {
+    const char *which = strcmp(a.command, "help") ? a.command : a.npos ? a.pos[0] : NULL;
+    const char *h = help_of(which);
+    if (h) fputs(h, stdout);
+    else fprintf(stderr, "infomax: unknown command \"%s\"\n\n%s", which, usage);
+    rc = h ? 0 : IMX_ERR_USAGE;
   } else if (!strcmp(a.command, "config") && a.reference) {
     imx_config_reference(stdout);
   } else {
