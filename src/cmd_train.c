@@ -32,9 +32,13 @@ static void echo_config(imx_ctx *ctx, const imx_config *c) {
     imx_log(ctx, IMX_INFO, "  data       %s: N=%lld, n=%d, seed %llu (preprocess %s)",
             imx_source_name(c->data.source), c->data.samples, c->data.dim, c->data.seed,
             imx_preprocess_name(c->data.preprocess));
+  char what[64] = "";
+  if (c->model.activation == IMX_ACT_SOFTMAX) snprintf(what, sizeof what, " (softmax(-z/tau))");
+  if (c->model.activation == IMX_ACT_TOPK)
+    snprintf(what, sizeof what, " (softmax(-z/tau) over the %d smallest z)", c->model.topk);
+  if (c->model.activation == IMX_ACT_SPARSEMAX) snprintf(what, sizeof what, " (sparsemax(-z/tau))");
   imx_log(ctx, IMX_INFO, "  model      K=%d units, activation %s%s, weight_norm %s",
-          c->model.units, imx_activation_name(c->model.activation),
-          c->model.activation == IMX_ACT_SOFTMAX ? " (softmax(-z/tau))" : "",
+          c->model.units, imx_activation_name(c->model.activation), what,
           c->model.weight_norm ? "on" : "off");
   imx_log(ctx, IMX_INFO, "  objective  preset %s, lambda %g, eps %g", c->objective.preset,
           c->objective.lambda, c->objective.eps);

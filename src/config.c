@@ -75,7 +75,8 @@ typedef struct {
 
 static const char *const source_names[] = {"synthetic-ica", "gmm", "npy", "idx", NULL};
 static const char *const preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
-static const char *const activation_names[] = {"identity", "relu", "softmax", NULL};
+static const char *const activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax",
+                                               NULL};
 static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
                                            "implicit-em", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
@@ -117,7 +118,9 @@ static const key_row keys[] = {
     {SEC_MODEL, "activation", K_ENUM, FIELD(model.activation), "identity", 0, 0, 0,
      activation_names, "phi applied to z = W x + b"},
     {SEC_MODEL, "temperature", K_DOUBLE, FIELD(model.temperature), "1.0", 0, 0, F_MIN | F_MIN_EXCL,
-     NULL, "tau in softmax(-z/tau)"},
+     NULL, "tau in softmax(-z/tau) (and in topk, sparsemax(-z/tau))"},
+    {SEC_MODEL, "topk", K_INT, FIELD(model.topk), "0", 0, 1000000, F_MIN | F_MAX, NULL,
+     "k of activation topk: the k largest responsibilities of a row are kept (1..K)"},
     {SEC_MODEL, "weight_norm", K_BOOL, FIELD(model.weight_norm), "true", 0, 0, 0, NULL,
      "train w_j = v_j / ||v_j|| instead of w_j"},
     {SEC_MODEL, "init", K_STRING, FIELD(model.init), "random", 0, 0, F_NONEMPTY, NULL,
@@ -1042,6 +1045,12 @@ imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
   if (from_file && !cfg->data.path[0])
     return imx_fail(ctx, IMX_ERR_CONFIG, "%sdata.source is %s but data.path is empty (which file?)",
                     where, src);
+  if (cfg->model.activation == IMX_ACT_TOPK &&
+      (cfg->model.topk < 1 || cfg->model.topk > cfg->model.units))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%smodel.activation is topk but model.topk is %d: it needs 1 <= k <= "
+                    "model.units = %d",
+                    where, cfg->model.topk, cfg->model.units);
   if (cfg->data.source == IMX_SRC_GMM && cfg->data.components < 1)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sdata.components is %d but data.source gmm needs at least 1", where,

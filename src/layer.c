@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/activation.h"
 #include "imx/blas.h"
 #include "imx/dmat.h"
 #include "imx/dmoments.h"
@@ -22,6 +23,8 @@ struct imx_layer {
   int block;             /* B */
   imx_activation act;
   double tau;            /* softmax temperature */
+  imx_act phi;           /* the activation (kind, tau, topk's k) */
+  double *actwork;       /* its scratch (imx_act_work doubles) */
   int wn;                /* weight normalization */
   imx_reduction mode;
   imx_objective obj;
@@ -82,7 +85,7 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
-  free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
+  free(l->rowv), free(l->actwork), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
   imx_dinv_free(&l->inv);
@@ -281,6 +284,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
   l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
   l->act = cfg->model.activation, l->tau = cfg->model.temperature;
+  l->phi = (imx_act){.kind = l->act, .tau = l->tau, .k = cfg->model.topk, .K = l->K};
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = d->X;
   imx_err e = imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj);
@@ -306,6 +310,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   /* T: chunk x K (replicated data path) or K x n (moments paths, W S_x). */
   int64_t trows = l->linalg == IMX_LINALG_SCALAPACK || chunk(l) < n ? n : chunk(l);
   l->T = lalloc(l, (size_t)trows * K, &bad);
+  l->actwork = lalloc(l, (size_t)imx_act_work(&l->phi), &bad);
   if (l->linalg == IMX_LINALG_REPLICATED) {
     l->C = lalloc(l, KK, &bad), l->G = lalloc(l, KK, &bad);
     l->work = lalloc(l, 2 * KK + 3 * (size_t)K, &bad);
@@ -380,35 +385,14 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
   }
 }
 
-/* a = phi(z) in place on rows x K. */
+/* a = phi(z) in place on rows x K (include/imx/activation.h). */
 static void activate(const imx_layer *l, int64_t rows, double *Z) {
-  int K = l->K;
-  if (l->act == IMX_ACT_RELU) {
-    for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
-  } else if (l->act == IMX_ACT_SOFTMAX) {
-    for (int64_t i = 0; i < rows; i++) {
-      double *z = Z + i * K, zmin = z[0], s = 0;
-      for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
-      for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / l->tau));
-      for (int k = 0; k < K; k++) z[k] /= s;
-    }
-  }
+  imx_act_forward(&l->phi, rows, Z, l->actwork);
 }
 
 /* dL/dz from g = dL/da in place, for rows x K; A holds phi(z). */
 static void activate_backward(const imx_layer *l, int64_t rows, const double *A, double *g) {
-  int K = l->K;
-  if (l->act == IMX_ACT_RELU) {
-    for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
-  } else if (l->act == IMX_ACT_SOFTMAX) {
-    /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). */
-    for (int64_t i = 0; i < rows; i++) {
-      const double *r = A + i * K;
-      double *gi = g + i * K, rg = 0;
-      for (int k = 0; k < K; k++) rg += r[k] * gi[k];
-      for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / l->tau;
-    }
-  }
+  imx_act_backward(&l->phi, rows, A, g);
 }
 
 /* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if asked. */

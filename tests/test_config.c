@@ -131,7 +131,7 @@ static void test_bad_files(void) {
        "configs/bad_range.yaml:2:10: model.units: 0 is out of range (must be >= 1)"},
       {"configs/bad_enum.yaml", IMX_ERR_CONFIG,
        "configs/bad_enum.yaml:2:15: model.activation: \"softmx\" is not one of identity, relu, "
-       "softmax (did you mean \"softmax\"?)"},
+       "softmax, topk, sparsemax (did you mean \"softmax\"?)"},
       {"configs/bad_duplicate.yaml", IMX_ERR_CONFIG,
        "configs/bad_duplicate.yaml:4:3: duplicate key objective.lambda (first given at line 2)"},
       {"configs/bad_duplicate_section.yaml", IMX_ERR_CONFIG,
@@ -289,7 +289,7 @@ static void test_set(void) {
        "--set model.weight_norm=2: model.weight_norm: expected true or false, got \"2\""},
       {"model.activation=softmx",
        "--set model.activation=softmx: model.activation: \"softmx\" is not one of identity, "
-       "relu, softmax (did you mean \"softmax\"?)"},
+       "relu, softmax, topk, sparsemax (did you mean \"softmax\"?)"},
       {"objective.preset=foo",
        "--set objective.preset=foo: objective.preset: \"foo\" is not one of none, gaussian, "
        "gaussian-tc, decorrelation, implicit-em"},
@@ -329,6 +329,15 @@ static void test_validate(void) {
   strcpy(c.file, "my.yaml");
   expect("validate: gmm with samples 0 (the generator's default)", imx_config_validate(&ctx, &c),
          IMX_OK, NULL);
+  imx_config_defaults(&c);
+  c.model.activation = IMX_ACT_TOPK;
+  expect("validate: topk without model.topk", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
+         "model.activation is topk but model.topk is 0: it needs 1 <= k <= model.units = 8");
+  c.model.topk = 9;
+  expect("validate: topk with k > K", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
+         "model.activation is topk but model.topk is 9: it needs 1 <= k <= model.units = 8");
+  c.model.topk = 8;
+  expect("validate: topk with k = K", imx_config_validate(&ctx, &c), IMX_OK, NULL);
   /* Values put into the struct by code get the same checks as parsed ones. */
   imx_config_defaults(&c);
   c.model.units = 0;
@@ -498,7 +507,7 @@ static void test_reference(void) {
   check(strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
             strstr(ref, "| `logdet` | number or ~ | preset |") &&
             strstr(ref, "| `units` | integer | `8` | >= 1 and <= 1000000 |") &&
-            strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax` |"),
+            strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax`, `topk`, `sparsemax` |"),
         "reference rows show type, default and allowed values");
   free(ref);
   free(ref2);

@@ -81,6 +81,11 @@ int main(int argc, char **argv) {
   c.model.activation = IMX_ACT_SOFTMAX;
   c.model.init_bias = 0.1;
   case_("softmax, gaussian preset, data path", &c);
+  c.model.activation = IMX_ACT_TOPK, c.model.topk = 2, c.objective.eps = 1e-3;
+  case_("topk (k = 2), gaussian preset, data path", &c);
+  c.model.activation = IMX_ACT_SPARSEMAX, c.model.temperature = 5;
+  case_("sparsemax (tau = 5), gaussian preset, data path", &c);
+  c.model.temperature = 1, c.objective.eps = 0;
   c.model.activation = IMX_ACT_IDENTITY;
   snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
   c.data.preprocess = IMX_PRE_WHITEN;

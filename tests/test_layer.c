@@ -55,14 +55,16 @@ int main(int argc, char **argv) {
   if (!d) return t_finish();
 
   /* 1. Gradient checks. */
-  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX};
-  for (int ai = 0; ai < 3; ai++)
+  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
+                                 IMX_ACT_SPARSEMAX};
+  for (int ai = 0; ai < 5; ai++)
     for (int wn = 0; wn < 2; wn++)
       for (int t = 0; t < IMX_NTERMS; t++) {
         imx_config cc = c;
         cc.model.activation = acts[ai];
         cc.model.weight_norm = wn;
         cc.model.temperature = 0.7;
+        cc.model.topk = 3; /* of K = 5 */
         cc.model.init_bias = 0.3;
         cc.objective.eps = 1e-3;
         cc.parallel.path = IMX_PATH_DATA;

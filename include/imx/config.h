@@ -28,7 +28,13 @@ typedef enum {
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
 
-typedef enum { IMX_ACT_IDENTITY = 0, IMX_ACT_RELU, IMX_ACT_SOFTMAX } imx_activation;
+typedef enum {
+  IMX_ACT_IDENTITY = 0,
+  IMX_ACT_RELU,
+  IMX_ACT_SOFTMAX,
+  IMX_ACT_TOPK,      /* softmax over the k smallest z of each row, renormalized */
+  IMX_ACT_SPARSEMAX  /* Euclidean projection of -z/tau onto the simplex */
+} imx_activation;
 typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
 typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
 typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
@@ -55,8 +61,9 @@ typedef struct imx_config {
 
   struct {
     int units;                   /* model.units: K */
-    imx_activation activation;   /* model.activation: identity | relu | softmax */
-    double temperature;          /* model.temperature: tau in softmax(-z/tau) */
+    imx_activation activation;   /* model.activation: identity | relu | softmax | topk | sparsemax */
+    double temperature;          /* model.temperature: tau in softmax(-z/tau) (also topk, sparsemax) */
+    int topk;                    /* model.topk: k, responsibilities kept per row (activation topk) */
     int weight_norm;             /* model.weight_norm: w_j = v_j / ||v_j|| (bool) */
     char init[IMX_PATH_LEN];     /* model.init: "random" or a .npy file with K x n weights */
     unsigned long long seed;     /* model.seed: seed of the random initial weights */
