@@ -66,7 +66,10 @@ static void note(const imx_ctx *ctx, const char *fmt, ...) {
 static imx_err evaluate(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, const double *W,
                         const double *b, imx_eval *ev) {
   imx_layer *l = NULL;
-  IMX_TRY(imx_layer_create(ctx, cfg, d, &l));
+  /* The supervised term needs the trained head; the probe judges the features. */
+  imx_config c = *cfg;
+  c.objective.weight[IMX_TERM_SUPERVISED] = 0;
+  IMX_TRY(imx_layer_create(ctx, &c, d, &l));
   int K = cfg->model.units, n = d->n;
   double *theta = malloc((size_t)(K * n + K) * sizeof *theta), f;
   imx_err e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters"));
@@ -412,6 +415,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     snprintf(one.objective.preset, sizeof one.objective.preset, "none");
     for (int u = 0; u < IMX_NTERMS; u++) one.objective.weight[u] = u == t;
     why[t][0] = 0;
+    if (t == IMX_TERM_SUPERVISED) {
+      single[t].terms[t] = NAN;
+      snprintf(why[t], sizeof why[t], "needs the trained head of the supervised term (eval "
+               "judges the layer's features with the linear probe instead)");
+      continue;
+    }
     if (evaluate(ctx, &one, d, W, b, &single[t])) {
       single[t].terms[t] = NAN;
       snprintf(why[t], sizeof why[t], "%s", ctx->msg);

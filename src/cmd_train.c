@@ -56,6 +56,10 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
                               imx_term_names[t]);
   imx_log(ctx, IMX_INFO, "  loss       %s%s", buf,
           o->null_vector ? "   (log det uses C + 1 1^T/K: softmax rows sum to 1)" : "");
+  if (imx_layer_head_classes(l))
+    imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
+            "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),
+            imx_layer_units(l), imx_layer_nparams(l));
   imx_log(ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
           !strcmp(imx_layer_path(l), "moments")
               ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
@@ -80,6 +84,17 @@ static imx_err write_layer(imx_ctx *ctx, const imx_layer *l, const double *theta
       e = imx_npy_write(ctx, path, b, K, 1);
     }
     free(W), free(b);
+    /* The supervised term's head [U (C x K), c (C)] follows W and b in theta. */
+    int C = imx_layer_head_classes(l);
+    const double *head = theta + (size_t)K * n + K;
+    if (!e && C) {
+      snprintf(path, sizeof path, "%s/layer1_head_W.npy", dir);
+      e = imx_npy_write(ctx, path, head, C, K);
+    }
+    if (!e && C) {
+      snprintf(path, sizeof path, "%s/layer1_head_b.npy", dir);
+      e = imx_npy_write(ctx, path, head + (size_t)C * K, C, 1);
+    }
   }
   return imx_agree(ctx, e);
 }
@@ -126,10 +141,12 @@ static imx_err resume_params(imx_ctx *ctx, const imx_config *cfg, const imx_laye
   double *x = NULL;
   IMX_TRY(imx_checkpoint_read(ctx, dir, ck, &x));
   imx_err e = IMX_OK;
-  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l))
-    e = imx_fail(ctx, IMX_ERR_DATA, "%s/checkpoint.bin holds a layer of K=%d x n=%d, but the "
-                 "configuration and data give K=%d x n=%d", dir, ck->K, ck->n,
-                 imx_layer_units(l), imx_layer_inputs(l));
+  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l) ||
+      ck->nparams != imx_layer_nparams(l))
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s/checkpoint.bin holds a layer of K=%d x n=%d (%lld "
+                 "parameters), but the configuration and data give K=%d x n=%d (%d parameters, "
+                 "with the supervised head's)", dir, ck->K, ck->n, (long long)ck->nparams,
+                 imx_layer_units(l), imx_layer_inputs(l), imx_layer_nparams(l));
   if (!e) {
     memcpy(theta, x, (size_t)ck->nparams * sizeof *theta);
     imx_log(ctx, IMX_INFO, "  resume     %s/checkpoint.bin: iteration %d, loss %.10g (TAO %s)",

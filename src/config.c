@@ -19,7 +19,8 @@
 #include <yaml.h>
 
 const char *const imx_term_names[IMX_NTERMS] = {
-    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse"};
+    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
+    "supervised"};
 
 /* Enum keys are stored through an int pointer: make sure the enums are int-sized. */
 _Static_assert(sizeof(imx_source) == sizeof(int), "enum size");
@@ -145,6 +146,11 @@ static const key_row keys[] = {
     WEIGHT(IMX_TERM_DECORRELATION, "decorrelation", "sum of squared off-diagonal correlations"),
     WEIGHT(IMX_TERM_WEIGHT_REDUNDANCY, "weight_redundancy", "weight redundancy"),
     WEIGHT(IMX_TERM_LSE, "lse", "log-sum-exp"),
+    WEIGHT(IMX_TERM_SUPERVISED, "supervised",
+           "cross-entropy of a linear softmax head on the outputs (alpha; needs data.labels)"),
+    {SEC_OBJECTIVE, "label_fraction", K_DOUBLE, FIELD(objective.label_fraction), "1.0", 0, 1,
+     F_MIN | F_MIN_EXCL | F_MAX, NULL,
+     "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NULL,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},

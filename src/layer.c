@@ -15,6 +15,7 @@
 #include "imx/moments.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
+#include "imx/supervised.h"
 #include "imx/timer.h"
 
 struct imx_layer {
@@ -25,6 +26,9 @@ struct imx_layer {
   double tau;            /* softmax temperature */
   imx_act phi;           /* the activation (kind, tau, topk's k) */
   double *actwork;       /* its scratch (imx_act_work doubles) */
+  imx_supervised *sup;   /* the supervised term's head (NULL when its weight is 0) */
+  const double *head;    /* its parameters in the theta being evaluated */
+  double *ghead;         /* its gradient */
   int wn;                /* weight normalization */
   imx_reduction mode;
   imx_objective obj;
@@ -67,7 +71,10 @@ static int64_t chunk(const imx_layer *l) {
   return l->nloc < 4096 ? (l->nloc > 0 ? l->nloc : 1) : 4096;
 }
 
-int imx_layer_nparams(const imx_layer *l) { return l->K * l->n + l->K; }
+int imx_layer_nparams(const imx_layer *l) {
+  return l->K * l->n + l->K + (l->sup ? imx_supervised_nparams(l->sup) : 0);
+}
+int imx_layer_head_classes(const imx_layer *l) { return l->sup ? imx_supervised_classes(l->sup) : 0; }
 int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
 long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
@@ -85,9 +92,10 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
-  free(l->rowv), free(l->actwork), free(l->diag), free(l->dmax), free(l->Tb);
+  free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
+  imx_supervised_free(&l->sup);
   imx_dinv_free(&l->inv);
   imx_dmat_free(&l->dC), imx_dmat_free(&l->dG), imx_dmat_free(&l->dM);
   imx_grid_free(&l->grid);
@@ -295,7 +303,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   }
   int K = l->K, n = l->n, bad = 0;
   size_t KK = (size_t)K * K;
-  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
+  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0 &&
+                  l->obj.w[IMX_TERM_SUPERVISED] == 0;
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   e = imx_agree(ctx, choose_linalg(ctx, cfg, l, want_moments && l->moments_ok));
@@ -311,6 +320,14 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   int64_t trows = l->linalg == IMX_LINALG_SCALAPACK || chunk(l) < n ? n : chunk(l);
   l->T = lalloc(l, (size_t)trows * K, &bad);
   l->actwork = lalloc(l, (size_t)imx_act_work(&l->phi), &bad);
+  if (l->obj.w[IMX_TERM_SUPERVISED] != 0) {
+    e = imx_supervised_create(ctx, cfg, d, K, &l->sup);
+    if (e) {
+      imx_layer_free(&l);
+      return e;
+    }
+    l->ghead = lalloc(l, (size_t)imx_supervised_nparams(l->sup), &bad);
+  }
   if (l->linalg == IMX_LINALG_REPLICATED) {
     l->C = lalloc(l, KK, &bad), l->G = lalloc(l, KK, &bad);
     l->work = lalloc(l, 2 * KK + 3 * (size_t)K, &bad);
@@ -344,6 +361,8 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
   for (int j = 0; j < K; j++) b[j] = cfg->model.init_bias * imx_rng_normal(seed, 2, (uint64_t)j);
+  /* The supervised head starts at 0: uniform class probabilities. */
+  if (l->sup) memset(b + K, 0, (size_t)imx_supervised_nparams(l->sup) * sizeof *b);
   if (!strcmp(cfg->model.init, "random")) {
     for (size_t i = 0; i < (size_t)K * n; i++) V[i] = imx_rng_normal(seed, 1, i);
     return IMX_OK;
@@ -500,6 +519,16 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   return IMX_OK;
 }
 
+/* The supervised term on the outputs A (include/imx/supervised.h). */
+static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                                double *value) {
+  imx_timer_start(IMX_T_MOMENTS);
+  imx_err e = imx_supervised_value(ctx, l->sup, l->head, l->A, &terms[IMX_TERM_SUPERVISED]);
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (!e) *value += l->obj.w[IMX_TERM_SUPERVISED] * terms[IMX_TERM_SUPERVISED];
+  return e;
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K, n = l->n;
@@ -534,6 +563,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   }
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -549,6 +579,8 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
       memset(l->T, 0, (size_t)c * K * sizeof *l->T);
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
+    if (l->sup)
+      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], l->T);
     activate_backward(l, c, l->A + r0 * K, l->T);
     memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
   }
@@ -556,6 +588,8 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   imx_timer_start(IMX_T_REDUCE);
   e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->D, K, n, l->X, n, l->xmax, l->gW);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
+  if (!e && l->sup)
+    e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
@@ -628,6 +662,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   if (e) return e;
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -642,6 +677,8 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
     double *Tc = l->Tb + r0 * K;
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
+    if (l->sup)
+      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
     activate_backward(l, c, l->A + r0 * K, Tc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
@@ -649,6 +686,8 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   imx_timer_start(IMX_T_REDUCE);
   e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->Tb, K, n, l->X, n, l->xmax, l->gW);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->Tb, K, l->gb);
+  if (!e && l->sup)
+    e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
@@ -682,6 +721,7 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   double terms[IMX_NTERMS], value = 0;
   for (int t = 0; t < IMX_NTERMS; t++) terms[t] = NAN;
   imx_layer_weights(l, theta, l->W, l->b);
+  l->head = theta + (size_t)K * n + K;
   if (l->wn)
     for (int j = 0; j < K; j++)
       if (!(l->norms[j] > 0))
@@ -714,6 +754,8 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   if (l->wn) chain_weight_norm(l, l->gW);
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
-  if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, K * n + K));
+  if (l->sup)
+    memcpy(grad + (size_t)K * n + K, l->ghead, (size_t)imx_supervised_nparams(l->sup) * sizeof *grad);
+  if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, imx_layer_nparams(l)));
   return IMX_OK;
 }

@@ -53,6 +53,11 @@ int main(int argc, char **argv) {
   t_small_config(&c, 400, 6, 5, 16);
   imx_data *d = load(&c);
   if (!d) return t_finish();
+  /* The supervised term needs labels: a Gaussian mixture of 3 classes. */
+  imx_config cg = c;
+  cg.data.source = IMX_SRC_GMM, cg.data.components = 3, cg.data.separation = 1.5;
+  imx_data *dg = load(&cg);
+  if (!dg) return t_finish();
 
   /* 1. Gradient checks. */
   const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
@@ -67,6 +72,7 @@ int main(int argc, char **argv) {
         cc.model.topk = 3; /* of K = 5 */
         cc.model.init_bias = 0.3;
         cc.objective.eps = 1e-3;
+        cc.objective.label_fraction = 0.4;
         cc.parallel.path = IMX_PATH_DATA;
         snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
         for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = u == t ? 1.3 : 0;
@@ -79,10 +85,14 @@ int main(int argc, char **argv) {
           ctx.code = IMX_OK;
           continue;
         }
-        if (!imx_layer_create(&ctx, &cc, d, &l)) {
+        if (t == IMX_TERM_SUPERVISED) cc.data = cg.data;
+        if (!imx_layer_create(&ctx, &cc, t == IMX_TERM_SUPERVISED ? dg : d, &l)) {
           int np = imx_layer_nparams(l);
           double *theta = malloc((size_t)np * sizeof *theta);
           imx_layer_init_params(&ctx, l, &cc, theta);
+          /* a head away from 0, so that its own gradient is not the only one */
+          for (int i = cc.model.units * (cc.data.dim + 1); i < np; i++)
+            theta[i] = 0.5 * imx_rng_normal(5, 5, (uint64_t)i);
           worst = fd_check(l, theta, np);
           free(theta);
         }
@@ -91,6 +101,33 @@ int main(int argc, char **argv) {
                 l ? "" : " error: ", l ? "" : ctx.msg);
         imx_layer_free(&l);
       }
+
+  /* 1b. The supervised term: refused without labels; its labeled rows. */
+  {
+    imx_config cc = c;
+    cc.objective.weight[IMX_TERM_SUPERVISED] = 1;
+    imx_layer *l = NULL;
+    imx_err e = imx_layer_create(&ctx, &cc, d, &l);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "objective.supervised needs labels"),
+            "supervised without labels refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+    cc = cg;
+    cc.model.activation = IMX_ACT_SOFTMAX;
+    cc.objective.weight[IMX_TERM_SUPERVISED] = 1;
+    cc.objective.label_fraction = 1e-9;
+    e = imx_layer_create(&ctx, &cc, dg, &l);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "labels none of the N = 400 rows"),
+            "a label fraction that labels no row refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+    cc.objective.label_fraction = 0.1;
+    e = imx_layer_create(&ctx, &cc, dg, &l);
+    t_check(!e && imx_layer_nparams(l) == 5 * 6 + 5 + 3 * 5 + 3 && imx_layer_head_classes(l) == 3,
+            "supervised head: C = 3 classes, %d parameters (K n + K + C K + C = 53)",
+            l ? imx_layer_nparams(l) : -1);
+    imx_layer_free(&l);
+  }
 
   /* 2. The moments path (C = W S_x W^T) against the data path. */
   {
@@ -167,6 +204,7 @@ int main(int argc, char **argv) {
     imx_layer_free(&l);
   }
   imx_data_free(&d);
+  imx_data_free(&dg);
   imx_ctx_finalize(&ctx);
   int rc = t_finish();
   MPI_Finalize();

@@ -167,4 +167,42 @@ import re  # noqa: E402
 m = re.search(r"\|\|G - Gfd\|\|/\|\|G\|\| = ([0-9.e+-]+)", out)
 check(code == 0 and m and float(m.group(1)) < 1e-5,
       "-tao_test_gradient: ||G - Gfd||/||G|| = %s" % (m.group(1) if m else "?"))
+
+# 7. The supervised term: the head is written; its cross-entropy matches numpy;
+# with 30% of the labels, resume on 1 rank ends bitwise where 2 ranks end.
+y = (S[:, 0] > 0).astype(np.int32) + 2 * (S[:, 1] > 0).astype(np.int32)
+np.save(os.path.join(d, "y.npy"), y)
+sup = ["--set", "data.labels=" + os.path.join(d, "y.npy"), "--set", "objective.supervised=1"]
+code, out, err = run(["train", config(name="sup", max_it=20), "--out", os.path.join(d, "sup")] + sup,
+                     ranks=2)
+ok = code == 0
+if ok:
+    rd = os.path.join(d, "sup")
+    W, b = np.load(rd + "/layer1_W.npy"), np.load(rd + "/layer1_b.npy")[:, 0]
+    U, c = np.load(rd + "/layer1_head_W.npy"), np.load(rd + "/layer1_head_b.npy")[:, 0]
+    Z = (X - X.mean(axis=0)) @ W.T + b
+    R = np.exp(-(Z - Z.min(axis=1, keepdims=True)))
+    R /= R.sum(axis=1, keepdims=True)
+    Sg = R @ U.T + c
+    lse = Sg.max(axis=1) + np.log(np.exp(Sg - Sg.max(axis=1, keepdims=True)).sum(axis=1))
+    ce = np.mean(lse - Sg[np.arange(N), y])
+    got = load_json(rd + "/summary.json")["final"]["terms"]["supervised"]
+    acc = np.mean(Sg.argmax(axis=1) == y)
+    check(U.shape == (4, 4) and c.shape == (4,) and abs(ce - got) < 1e-9 * abs(ce) and acc > 0.4,
+          "supervised: head 4 classes x 4 units written; cross-entropy %.10f (numpy %.10f); head "
+          "train accuracy %.3f (chance 0.25)" % (got, ce, acc))
+else:
+    check(False, "supervised run: exit %d: %s" % (code, err[-300:]))
+frac = sup + ["--set", "objective.label_fraction=0.3"]
+code1, _, _ = run(["train", config(name="supf", max_it=12), "--out", os.path.join(d, "supf")] + frac,
+                  ranks=2)
+code2, _, _ = run(["train", config(name="supr", max_it=6), "--out", os.path.join(d, "supr")] + frac,
+                  ranks=2)
+code3, _, err3 = run(["train", "--resume", os.path.join(d, "supr"), "--set", "optimizer.max_it=12"],
+                     ranks=1)
+same = all(code == 0 for code in (code1, code2, code3)) and all(
+    np.array_equal(np.load(os.path.join(d, "supf", f)), np.load(os.path.join(d, "supr", f)))
+    for f in ("layer1_W.npy", "layer1_b.npy", "layer1_head_W.npy", "layer1_head_b.npy"))
+check(same, "supervised, label_fraction 0.3: 6 iterations on 2 ranks + resume on 1 rank to 12 = "
+      "12 on 2 ranks, bitwise (W, b and the head)")
 finish()

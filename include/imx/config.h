@@ -24,6 +24,7 @@ typedef enum {
   IMX_TERM_DECORRELATION,
   IMX_TERM_WEIGHT_REDUNDANCY,
   IMX_TERM_LSE,
+  IMX_TERM_SUPERVISED, /* cross-entropy of a linear softmax head (include/imx/supervised.h) */
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
@@ -76,6 +77,7 @@ typedef struct imx_config {
     double lambda;               /* objective.lambda: the preset's redundancy weight */
     double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
+    double label_fraction;       /* objective.label_fraction: share of rows whose labels the supervised term uses */
   } objective;
 
   struct {
