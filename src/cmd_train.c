@@ -16,6 +16,7 @@
 #include "imx/preprocess.h"
 #include "imx/rundir.h"
 #include "imx/signals.h"
+#include "imx/stack.h"
 #include "imx/summary.h"
 #include "imx/timer.h"
 #include "imx/train.h"
@@ -64,39 +65,6 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
           !strcmp(imx_layer_path(l), "moments")
               ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
               : " (forward, block moments, reduction, backward over the local rows)");
-}
-
-/* Write W, b (rank 0). */
-static imx_err write_layer(imx_ctx *ctx, const imx_layer *l, const double *theta, const char *dir) {
-  imx_err e = IMX_OK;
-  if (ctx->rank == 0) {
-    int K = imx_layer_units(l), n = imx_layer_inputs(l);
-    double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
-    char path[2 * IMX_PATH_LEN];
-    if (!W || !b) e = imx_fail(ctx, IMX_ERR_NOMEM, "weights for output");
-    if (!e) {
-      imx_layer_weights(l, theta, W, b);
-      snprintf(path, sizeof path, "%s/layer1_W.npy", dir);
-      e = imx_npy_write(ctx, path, W, K, n);
-    }
-    if (!e) {
-      snprintf(path, sizeof path, "%s/layer1_b.npy", dir);
-      e = imx_npy_write(ctx, path, b, K, 1);
-    }
-    free(W), free(b);
-    /* The supervised term's head [U (C x K), c (C)] follows W and b in theta. */
-    int C = imx_layer_head_classes(l);
-    const double *head = theta + (size_t)K * n + K;
-    if (!e && C) {
-      snprintf(path, sizeof path, "%s/layer1_head_W.npy", dir);
-      e = imx_npy_write(ctx, path, head, C, K);
-    }
-    if (!e && C) {
-      snprintf(path, sizeof path, "%s/layer1_head_b.npy", dir);
-      e = imx_npy_write(ctx, path, head + (size_t)C * K, C, 1);
-    }
-  }
-  return imx_agree(ctx, e);
 }
 
 /* Ground truth of synthetic data beside the run (rank 0). */
@@ -206,7 +174,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
                    : "usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n", stderr);
     return IMX_ERR_USAGE;
   }
-  imx_config cfg;
+  imx_config cfg, top; /* layer 1's configuration; the file's (with model.layers) */
   imx_data *d = NULL;
   imx_layer *l = NULL;
   double *theta = NULL;
@@ -236,6 +204,9 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   imx_err e = set ? imx_config_setup(ctx, &cfg, cfgpath, nset, set)
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
+  /* With model.layers, layer 1 is trained with its entry's settings. */
+  top = cfg;
+  if (!e) e = imx_agree(ctx, imx_config_layer(ctx, &top, 0, &cfg));
   if (!e) e = imx_agree(ctx, imx_train_options(ctx, &cfg));
   if (e) goto out;
   echo_config(ctx, &cfg);
@@ -263,7 +234,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     if ((e = resume_optimizer(ctx, &cfg, l, dir, &ck, theta, &io, &log))) goto out;
   } else {
     if ((e = imx_layer_init_params(ctx, l, &cfg, theta))) goto out;
-    if ((e = imx_rundir_create(ctx, &cfg, dir))) goto out;
+    if ((e = imx_rundir_create(ctx, &top, dir))) goto out;
     if ((e = write_truth(ctx, d, &cfg, dir))) goto out;
     if (cfg.output.optimizer_log &&
         (e = imx_optlog_open(ctx, dir, imx_layer_nparams(l), -1, &log)))
@@ -297,7 +268,7 @@ out:
   if (e && e != IMX_STOPPED) imx_report(ctx);
   if (dir[0]) {
     imx_timer_start(IMX_T_OUTPUT);
-    imx_err we = trained ? write_layer(ctx, l, theta, dir) : IMX_OK;
+    imx_err we = trained ? imx_stack_write_layer(ctx, l, theta, dir, 1) : IMX_OK;
     imx_timer_stop(IMX_T_OUTPUT);
     imx_timer_stop(IMX_T_TOTAL);
     imx_summary s = {.cfg = &cfg, .data = d, .layer = l, .train = trained ? &res : NULL,
@@ -311,6 +282,7 @@ out:
       if (ctx->rank == 0) fputc('\n', stdout);
       imx_metrics_print(ctx, stdout, &measures);
       report_success(ctx, &cfg, l, d, &res, dir);
+      if (top.model.nlayers > 1) e = imx_stack_train(ctx, &top, d, l, theta, dir);
     } else if (e == IMX_STOPPED) {
       imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations; checkpoint in %s/checkpoint.bin."
               "\ncontinue with: mpiexec -n P infomax train --resume %s", imx_signal_name(res.stopped_by),

@@ -14,6 +14,7 @@
 #define IMX_PATH_LEN 512
 #define IMX_NAME_LEN 32
 #define IMX_OPTS_LEN 1024
+#define IMX_MAX_LAYERS 8  /* entries of model.layers */
 
 /* Objective terms, in this order everywhere (weights, metrics, summary). */
 typedef enum {
@@ -42,6 +43,7 @@ typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
 typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
 typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
 typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
+typedef enum { IMX_FEED_ACTIVATION = 0, IMX_FEED_Z, IMX_FEED_R } imx_feed;
 
 typedef struct imx_config {
   char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
@@ -70,6 +72,9 @@ typedef struct imx_config {
     unsigned long long seed;     /* model.seed: seed of the random initial weights */
     double init_bias;            /* model.init_bias: std of random initial biases (0 = zeros) */
     double bias_bound;           /* model.bias_bound: |b_j| <= this (0 = unbounded; needs a bounded TAO type) */
+    imx_feed feed;               /* model.feed: what a layer passes to the next of model.layers: activation | z | r */
+    int nlayers;                 /* model.layers: entries (0 = one layer, the classic form) */
+    char layer_set[IMX_MAX_LAYERS][IMX_OPTS_LEN]; /* per entry: "section.key=value" lines (model, objective, optimizer) */
   } model;
 
   struct {
@@ -105,6 +110,7 @@ typedef struct imx_config {
     int probe_max_it;               /* eval.probe_max_it */
     double probe_l2;                /* eval.probe_l2: L2 penalty of the probe */
     int baselines;                  /* eval.baselines: also score raw input, PCA-K, random hyperplanes (bool) */
+    int layer;                      /* eval.layer: which layer of model.layers to judge (1 = the first) */
   } eval;
 
   struct {
@@ -142,6 +148,11 @@ imx_err imx_config_write(imx_ctx *ctx, const imx_config *cfg, FILE *f);
  * meaning), generated from the schema table. Local. */
 void imx_config_reference(FILE *f);
 
+/* The configuration of layer `index` (0-based) of model.layers: base with
+ * that entry's settings applied, validated (messages name model.layers[i]).
+ * out keeps base's list. With no list, index 0 gives base. Local. */
+imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_config *out);
+
 /* Names of enum values, for messages and output. Local. */
 const char *imx_activation_name(imx_activation a);
 const char *imx_source_name(imx_source s);
@@ -149,5 +160,6 @@ const char *imx_preprocess_name(imx_preprocess p);
 const char *imx_reduction_name(imx_reduction r);
 const char *imx_linalg_name(imx_linalg_kind k);
 const char *imx_features_name(imx_features f);
+const char *imx_feed_name(imx_feed f);
 
 #endif
