@@ -184,6 +184,8 @@ static const key_row keys[] = {
      F_MIN | F_MAX, NULL, "block size nb of the block-cyclic layout (scalapack)"},
     {SEC_PARALLEL, "memory_mib", K_DOUBLE, FIELD(parallel.memory_mib), "0", 0, 0, F_MIN, NULL,
      "memory per rank that linalg: auto may plan with, MiB (0 = detect)"},
+    {SEC_PARALLEL, "sparse", K_BOOL, FIELD(parallel.sparse), "true", 0, 0, 0, NULL,
+     "topk, sparsemax: form dL/dW = dZ^T X from the nonzeros of dZ where a block has <= 1/8"},
 
     {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NULL,
      "test split, same format as data.path (\"\" = none)"},

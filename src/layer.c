@@ -29,6 +29,7 @@ struct imx_layer {
   imx_supervised *sup;   /* the supervised term's head (NULL when its weight is 0) */
   const double *head;    /* its parameters in the theta being evaluated */
   double *ghead;         /* its gradient */
+  int sparse;            /* use the zeros of dZ in dL/dW (topk, sparsemax; parallel.sparse) */
   int wn;                /* weight normalization */
   imx_reduction mode;
   imx_objective obj;
@@ -293,6 +294,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
   l->act = cfg->model.activation, l->tau = cfg->model.temperature;
   l->phi = (imx_act){.kind = l->act, .tau = l->tau, .k = cfg->model.topk, .K = l->K};
+  l->sparse = cfg->parallel.sparse && imx_activation_sparse(l->act);
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = d->X;
   imx_err e = imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj);
@@ -519,6 +521,18 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   return IMX_OK;
 }
 
+/* dL/dW = dZ^T X over the local rows, reduced. topk and sparsemax give a dZ
+ * with the zeros of their outputs: partials with at most SPARSE_DENSITY
+ * nonzeros skip them (parallel.sparse). */
+#define SPARSE_DENSITY 0.125
+static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double *dZ) {
+  if (l->sparse)
+    return imx_moments_atb_sparse(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n,
+                                  l->xmax, SPARSE_DENSITY, l->gW);
+  return imx_moments_atb(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n, l->xmax,
+                         l->gW);
+}
+
 /* The supervised term on the outputs A (include/imx/supervised.h). */
 static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                                 double *value) {
@@ -531,7 +545,7 @@ static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTE
 
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
-  int K = l->K, n = l->n;
+  int K = l->K;
   int64_t rows = l->nloc, step = chunk(l);
   double invN = 1.0 / (double)l->N;
   const double zero = 0;
@@ -586,7 +600,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   }
   imx_timer_stop(IMX_T_BACKWARD);
   imx_timer_start(IMX_T_REDUCE);
-  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->D, K, n, l->X, n, l->xmax, l->gW);
+  e = reduce_gW(ctx, l, rows, l->D);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
   if (!e && l->sup)
     e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
@@ -630,7 +644,7 @@ static imx_err eval_moments_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NT
  * G to the local rows group by group of its columns. */
 static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
-  int K = l->K, n = l->n;
+  int K = l->K;
   int64_t rows = l->nloc, step = chunk(l);
   double invN = 1.0 / (double)l->N;
   imx_err e = IMX_OK;
@@ -684,7 +698,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   imx_timer_stop(IMX_T_BACKWARD);
   if (e) return e;
   imx_timer_start(IMX_T_REDUCE);
-  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->Tb, K, n, l->X, n, l->xmax, l->gW);
+  e = reduce_gW(ctx, l, rows, l->Tb);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->Tb, K, l->gb);
   if (!e && l->sup)
     e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);

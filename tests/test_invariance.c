@@ -83,6 +83,9 @@ int main(int argc, char **argv) {
   case_("softmax, gaussian preset, data path", &c);
   c.model.activation = IMX_ACT_TOPK, c.model.topk = 2, c.objective.eps = 1e-3;
   case_("topk (k = 2), gaussian preset, data path", &c);
+  c.model.units = 16; /* k/K = 1/8: dL/dW from the nonzeros of dZ */
+  case_("topk (k = 2 of K = 16), gaussian preset, data path, sparse dL/dW", &c);
+  c.model.units = 6;
   c.model.activation = IMX_ACT_SPARSEMAX, c.model.temperature = 5;
   case_("sparsemax (tau = 5), gaussian preset, data path", &c);
   c.model.temperature = 1, c.objective.eps = 0;

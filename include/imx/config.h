@@ -100,6 +100,7 @@ typedef struct imx_config {
     int grid_rows, grid_cols;    /* parallel.grid_rows/grid_cols: BLACS process grid (0 = auto) */
     int scalapack_block;         /* parallel.scalapack_block: block-cyclic block size nb */
     double memory_mib;           /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
+    int sparse;                  /* parallel.sparse: skip the zeros of topk/sparsemax outputs in dL/dW (bool) */
   } parallel;
 
   struct {
