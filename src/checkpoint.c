@@ -99,7 +99,7 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, imx_checkpoint *h, doubl
   else if (d.version != VERSION)
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: checkpoint version %u, this infomax reads %d", path,
                  d.version, VERSION);
-  else if (d.K < 1 || d.n < 1 || d.nparams != (int64_t)d.K * d.n + d.K)
+  else if (d.K < 1 || d.n < 1 || d.nparams < (int64_t)d.K * d.n + d.K)
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: inconsistent sizes (K=%d, n=%d, %lld parameters)", path,
                  d.K, d.n, (long long)d.nparams);
   double *x = NULL;

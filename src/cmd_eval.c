@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "imx/activation.h"
 #include "imx/baseline.h"
 #include "imx/cli.h"
 #include "imx/config.h"
@@ -66,7 +67,10 @@ static void note(const imx_ctx *ctx, const char *fmt, ...) {
 static imx_err evaluate(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, const double *W,
                         const double *b, imx_eval *ev) {
   imx_layer *l = NULL;
-  IMX_TRY(imx_layer_create(ctx, cfg, d, &l));
+  /* The supervised term needs the trained head; the probe judges the features. */
+  imx_config c = *cfg;
+  c.objective.weight[IMX_TERM_SUPERVISED] = 0;
+  IMX_TRY(imx_layer_create(ctx, &c, d, &l));
   int K = cfg->model.units, n = d->n;
   double *theta = malloc((size_t)(K * n + K) * sizeof *theta), f;
   imx_err e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters"));
@@ -78,6 +82,63 @@ static imx_err evaluate(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, 
   free(theta);
   imx_layer_free(&l);
   return e;
+}
+
+static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, double *out);
+
+/* The features layer j (1-based, config cj, weights W, b) passes on for the
+ * rows of x, which become x's columns. */
+static imx_err pass_on(imx_ctx *ctx, const imx_config *cj, double *W, double *b, int n,
+                       imx_data *x) {
+  if (!x) return IMX_OK;
+  imx_fixed f = {.K = cj->model.units, .n = n, .act = cj->model.activation,
+                 .tau = cj->model.temperature, .W = W, .b = b};
+  double *Z = NULL, *A = NULL;
+  IMX_TRY(imx_fixed_outputs(ctx, cj, &f, x, &Z, &A));
+  if (cj->model.feed != IMX_FEED_ACTIVATION && Z) free(A), A = Z, Z = NULL;
+  if (cj->model.feed == IMX_FEED_R) {
+    imx_act r = {.kind = IMX_ACT_SOFTMAX, .tau = cj->model.temperature, .k = 0, .K = f.K};
+    imx_act_forward(&r, x->nloc, A, NULL);
+  }
+  free(Z), free(x->X);
+  x->X = A, x->n = f.K;
+  free(x->truth), x->truth = NULL;
+  return IMX_OK;
+}
+
+/* eval.layer L > 1: the train split d and the test split (loaded here) become
+ * the features layer L-1 of the stack in dir passes on; cfg becomes layer
+ * L's configuration and wpath/bpath its files (unless given). Collective. */
+static imx_err descend(imx_ctx *ctx, const char *dir, imx_config *cfg, imx_data *d,
+                       const double *mean, const double *transform, imx_data **dt, char *wpath,
+                       char *bpath, size_t len, int own_w, int own_b) {
+  int L = cfg->eval.layer;
+  if (L > cfg->model.nlayers)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "eval.layer = %d but the run has %d layer%s (model.layers)",
+                    L, cfg->model.nlayers ? cfg->model.nlayers : 1, cfg->model.nlayers > 1 ? "s" : "");
+  if (cfg->eval.test_path[0]) IMX_TRY(imx_split_load_test(ctx, cfg, d->n, mean, transform, dt));
+  imx_config top = *cfg;
+  for (int j = 1; j < L; j++) {
+    imx_config cj;
+    IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, &top, j - 1, &cj)));
+    int K = cj.model.units, n = d->n;
+    double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
+    char wp[IMX_PATH_LEN + 32], bp[IMX_PATH_LEN + 32];
+    snprintf(wp, sizeof wp, "%s/layer%d_W.npy", dir, j);
+    snprintf(bp, sizeof bp, "%s/layer%d_b.npy", dir, j);
+    imx_err e = imx_agree(ctx, W && b ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "weights of layer %d", j));
+    if (!e) e = read_bcast(ctx, wp, K, n, W);
+    if (!e) e = read_bcast(ctx, bp, K, 1, b);
+    if (!e) e = pass_on(ctx, &cj, W, b, n, d);
+    if (!e) e = pass_on(ctx, &cj, W, b, n, *dt);
+    free(W), free(b);
+    IMX_TRY(e);
+    note(ctx, "layer %d: %d features (%s) for layer %d", j, K, imx_feed_name(cj.model.feed), j + 1);
+  }
+  IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, &top, L - 1, cfg)));
+  if (own_w) snprintf(wpath, len, "%s/layer%d_W.npy", dir, L);
+  if (own_b) snprintf(bpath, len, "%s/layer%d_b.npy", dir, L);
+  return IMX_OK;
 }
 
 /* Read a K x cols .npy on rank 0 and broadcast it. */
@@ -394,6 +455,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
                                          : imx_fail(ctx, IMX_ERR_NOMEM, "preprocessing statistics"));
   }
   if (!e) e = imx_preprocess_apply(ctx, &cfg, d, mean, transform);
+  if (!e && cfg.eval.layer > 1) {
+    e = isdir ? IMX_OK : imx_fail(ctx, IMX_ERR_USAGE, "eval.layer > 1 needs a run directory");
+    if (!e) e = descend(ctx, a->pos[0], &cfg, d, mean, transform, &dt, wpath, bpath, sizeof wpath,
+                        !a->weights, !a->bias);
+    e = imx_agree(ctx, e);
+  }
   int K = cfg.model.units;
   if (!e) {
     W = malloc((size_t)K * d->n * sizeof *W), b = calloc((size_t)K, sizeof *b);
@@ -412,6 +479,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     snprintf(one.objective.preset, sizeof one.objective.preset, "none");
     for (int u = 0; u < IMX_NTERMS; u++) one.objective.weight[u] = u == t;
     why[t][0] = 0;
+    if (t == IMX_TERM_SUPERVISED) {
+      single[t].terms[t] = NAN;
+      snprintf(why[t], sizeof why[t], "needs the trained head of the supervised term (eval "
+               "judges the layer's features with the linear probe instead)");
+      continue;
+    }
     if (evaluate(ctx, &one, d, W, b, &single[t])) {
       single[t].terms[t] = NAN;
       snprintf(why[t], sizeof why[t], "%s", ctx->msg);
@@ -420,7 +493,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   }
 
   /* The test split, seen through the train split's preprocessing. */
-  if (!e && cfg.eval.test_path[0]) {
+  if (!e && cfg.eval.test_path[0] && !dt) {
     e = imx_split_load_test(ctx, &cfg, d->n, mean, transform, &dt);
     if (!e) note(ctx, "test split %s: N=%lld%s", cfg.eval.test_path, (long long)dt->N,
                  dt->labels ? " with labels" : "");

@@ -17,6 +17,7 @@
 #include "imx/preprocess.h"
 #include "imx/rundir.h"
 #include "imx/signals.h"
+#include "imx/stack.h"
 #include "imx/summary.h"
 #include "imx/timer.h"
 #include "imx/train.h"
@@ -33,9 +34,13 @@ static void echo_config(imx_ctx *ctx, const imx_config *c) {
     imx_log(ctx, IMX_INFO, "  data       %s: N=%lld, n=%d, seed %llu (preprocess %s)",
             imx_source_name(c->data.source), c->data.samples, c->data.dim, c->data.seed,
             imx_preprocess_name(c->data.preprocess));
+  char what[64] = "";
+  if (c->model.activation == IMX_ACT_SOFTMAX) snprintf(what, sizeof what, " (softmax(-z/tau))");
+  if (c->model.activation == IMX_ACT_TOPK)
+    snprintf(what, sizeof what, " (softmax(-z/tau) over the %d smallest z)", c->model.topk);
+  if (c->model.activation == IMX_ACT_SPARSEMAX) snprintf(what, sizeof what, " (sparsemax(-z/tau))");
   imx_log(ctx, IMX_INFO, "  model      K=%d units, activation %s%s, weight_norm %s",
-          c->model.units, imx_activation_name(c->model.activation),
-          c->model.activation == IMX_ACT_SOFTMAX ? " (softmax(-z/tau))" : "",
+          c->model.units, imx_activation_name(c->model.activation), what,
           c->model.weight_norm ? "on" : "off");
   imx_log(ctx, IMX_INFO, "  objective  preset %s, lambda %g, eps %g", c->objective.preset,
           c->objective.lambda, c->objective.eps);
@@ -68,6 +73,10 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
                               imx_term_names[t]);
   imx_log(ctx, IMX_INFO, "  loss       %s%s", buf,
           o->null_vector ? "   (log det uses C + 1 1^T/K: softmax rows sum to 1)" : "");
+  if (imx_layer_head_classes(l))
+    imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
+            "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),
+            imx_layer_units(l), imx_layer_nparams(l));
   imx_log(ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
           !strcmp(imx_layer_path(l), "moments")
               ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
@@ -75,28 +84,6 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
   char la[1024];
   imx_layer_describe_linalg(l, la, sizeof la);
   imx_log(ctx, IMX_INFO, "  linalg     %s", la);
-}
-
-/* Write W, b (rank 0). */
-static imx_err write_layer(imx_ctx *ctx, const imx_layer *l, const double *theta, const char *dir) {
-  imx_err e = IMX_OK;
-  if (ctx->rank == 0) {
-    int K = imx_layer_units(l), n = imx_layer_inputs(l);
-    double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
-    char path[2 * IMX_PATH_LEN];
-    if (!W || !b) e = imx_fail(ctx, IMX_ERR_NOMEM, "weights for output");
-    if (!e) {
-      imx_layer_weights(l, theta, W, b);
-      snprintf(path, sizeof path, "%s/layer1_W.npy", dir);
-      e = imx_npy_write(ctx, path, W, K, n);
-    }
-    if (!e) {
-      snprintf(path, sizeof path, "%s/layer1_b.npy", dir);
-      e = imx_npy_write(ctx, path, b, K, 1);
-    }
-    free(W), free(b);
-  }
-  return imx_agree(ctx, e);
 }
 
 /* Ground truth of synthetic data beside the run (rank 0). */
@@ -141,10 +128,12 @@ static imx_err resume_params(imx_ctx *ctx, const imx_config *cfg, const imx_laye
   double *x = NULL;
   IMX_TRY(imx_checkpoint_read(ctx, dir, ck, &x));
   imx_err e = IMX_OK;
-  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l))
-    e = imx_fail(ctx, IMX_ERR_DATA, "%s/checkpoint.bin holds a layer of K=%d x n=%d, but the "
-                 "configuration and data give K=%d x n=%d", dir, ck->K, ck->n,
-                 imx_layer_units(l), imx_layer_inputs(l));
+  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l) ||
+      ck->nparams != imx_layer_nparams(l))
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s/checkpoint.bin holds a layer of K=%d x n=%d (%lld "
+                 "parameters), but the configuration and data give K=%d x n=%d (%d parameters, "
+                 "with the supervised head's)", dir, ck->K, ck->n, (long long)ck->nparams,
+                 imx_layer_units(l), imx_layer_inputs(l), imx_layer_nparams(l));
   if (!e) {
     memcpy(theta, x, (size_t)ck->nparams * sizeof *theta);
     imx_log(ctx, IMX_INFO, "  resume     %s/checkpoint.bin: iteration %d, loss %.10g (TAO %s)",
@@ -204,7 +193,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
                    : "usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n", stderr);
     return IMX_ERR_USAGE;
   }
-  imx_config cfg;
+  imx_config cfg, top; /* layer 1's configuration; the file's (with model.layers) */
   imx_data *d = NULL;
   imx_layer *l = NULL;
   double *theta = NULL;
@@ -234,6 +223,9 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   imx_err e = set ? imx_config_setup(ctx, &cfg, cfgpath, nset, set)
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
+  /* With model.layers, layer 1 is trained with its entry's settings. */
+  top = cfg;
+  if (!e) e = imx_agree(ctx, imx_config_layer(ctx, &top, 0, &cfg));
   if (!e) e = imx_agree(ctx, imx_train_options(ctx, &cfg));
   if (e) goto out;
   echo_config(ctx, &cfg);
@@ -261,7 +253,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     if ((e = resume_optimizer(ctx, &cfg, l, dir, &ck, theta, &io, &log))) goto out;
   } else {
     if ((e = imx_layer_init_params(ctx, l, &cfg, theta))) goto out;
-    if ((e = imx_rundir_create(ctx, &cfg, dir))) goto out;
+    if ((e = imx_rundir_create(ctx, &top, dir))) goto out;
     if ((e = write_truth(ctx, d, &cfg, dir))) goto out;
     if (cfg.output.optimizer_log &&
         (e = imx_optlog_open(ctx, dir, imx_layer_nparams(l), -1, &log)))
@@ -297,7 +289,7 @@ out:
   if (e && e != IMX_STOPPED) imx_report(ctx);
   if (dir[0]) {
     imx_timer_start(IMX_T_OUTPUT);
-    imx_err we = trained ? write_layer(ctx, l, theta, dir) : IMX_OK;
+    imx_err we = trained ? imx_stack_write_layer(ctx, l, theta, dir, 1) : IMX_OK;
     imx_timer_stop(IMX_T_OUTPUT);
     imx_timer_stop(IMX_T_TOTAL);
     imx_summary s = {.cfg = &cfg, .data = d, .layer = l, .train = trained ? &res : NULL,
@@ -311,6 +303,7 @@ out:
       if (ctx->rank == 0) fputc('\n', stdout);
       if (measured) imx_metrics_print(ctx, stdout, &measures);
       report_success(ctx, &cfg, l, d, &res, dir);
+      if (top.model.nlayers > 1) e = imx_stack_train(ctx, &top, d, l, theta, dir);
     } else if (e == IMX_STOPPED) {
       imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations; checkpoint in %s/checkpoint.bin."
               "\ncontinue with: mpiexec -n P infomax train --resume %s", imx_signal_name(res.stopped_by),

@@ -19,7 +19,8 @@
 #include <yaml.h>
 
 const char *const imx_term_names[IMX_NTERMS] = {
-    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse"};
+    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
+    "supervised"};
 
 /* Enum keys are stored through an int pointer: make sure the enums are int-sized. */
 _Static_assert(sizeof(imx_source) == sizeof(int), "enum size");
@@ -28,6 +29,7 @@ _Static_assert(sizeof(imx_preprocess) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_reduction) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_linalg_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_path_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_feed) == sizeof(int), "enum size");
 
 /* ---- the schema ---------------------------------------------------------- */
 
@@ -75,13 +77,15 @@ typedef struct {
 
 static const char *const source_names[] = {"synthetic-ica", "gmm", "npy", "idx", NULL};
 static const char *const preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
-static const char *const activation_names[] = {"identity", "relu", "softmax", NULL};
+static const char *const activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax",
+                                               NULL};
 static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
                                            "implicit-em", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
 static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
 static const char *const features_names[] = {"activation", "z", "input", NULL};
 static const char *const path_names[] = {"auto", "data", "moments", NULL};
+static const char *const feed_names[] = {"activation", "z", "r", NULL};
 
 /* A term weight: NAN (null) means "whatever the preset says". The key text
  * must equal imx_term_names[term]; test_config checks that. */
@@ -117,7 +121,9 @@ static const key_row keys[] = {
     {SEC_MODEL, "activation", K_ENUM, FIELD(model.activation), "identity", 0, 0, 0,
      activation_names, "phi applied to z = W x + b"},
     {SEC_MODEL, "temperature", K_DOUBLE, FIELD(model.temperature), "1.0", 0, 0, F_MIN | F_MIN_EXCL,
-     NULL, "tau in softmax(-z/tau)"},
+     NULL, "tau in softmax(-z/tau) (and in topk, sparsemax(-z/tau))"},
+    {SEC_MODEL, "topk", K_INT, FIELD(model.topk), "0", 0, 1000000, F_MIN | F_MAX, NULL,
+     "k of activation topk: the k largest responsibilities of a row are kept (1..K)"},
     {SEC_MODEL, "weight_norm", K_BOOL, FIELD(model.weight_norm), "true", 0, 0, 0, NULL,
      "train w_j = v_j / ||v_j|| instead of w_j"},
     {SEC_MODEL, "init", K_STRING, FIELD(model.init), "random", 0, 0, F_NONEMPTY, NULL,
@@ -128,6 +134,8 @@ static const key_row keys[] = {
      "std of the random initial biases (0 = zeros)"},
     {SEC_MODEL, "bias_bound", K_DOUBLE, FIELD(model.bias_bound), "0.0", 0, 0, F_MIN, NULL,
      "keep |b_j| <= this (0 = unbounded); needs a bounded TAO type: blmvm, bncg, bqnls"},
+    {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, feed_names,
+     "what this layer passes to the next of model.layers: phi(z), z, or r = softmax(-z/tau)"},
 
     {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0, preset_names,
      "named combination of terms; explicit weights below override it"},
@@ -142,6 +150,11 @@ static const key_row keys[] = {
     WEIGHT(IMX_TERM_DECORRELATION, "decorrelation", "sum of squared off-diagonal correlations"),
     WEIGHT(IMX_TERM_WEIGHT_REDUNDANCY, "weight_redundancy", "weight redundancy"),
     WEIGHT(IMX_TERM_LSE, "lse", "log-sum-exp"),
+    WEIGHT(IMX_TERM_SUPERVISED, "supervised",
+           "cross-entropy of a linear softmax head on the outputs (alpha; needs data.labels)"),
+    {SEC_OBJECTIVE, "label_fraction", K_DOUBLE, FIELD(objective.label_fraction), "1.0", 0, 1,
+     F_MIN | F_MIN_EXCL | F_MAX, NULL,
+     "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NULL,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},
@@ -171,6 +184,8 @@ static const key_row keys[] = {
      F_MIN | F_MAX, NULL, "block size nb of the block-cyclic layout (scalapack)"},
     {SEC_PARALLEL, "memory_mib", K_DOUBLE, FIELD(parallel.memory_mib), "0", 0, 0, F_MIN, NULL,
      "memory per rank that linalg: auto may plan with, MiB (0 = detect)"},
+    {SEC_PARALLEL, "sparse", K_BOOL, FIELD(parallel.sparse), "true", 0, 0, 0, NULL,
+     "topk, sparsemax: form dL/dW = dZ^T X from the nonzeros of dZ where a block has <= 1/8"},
 
     {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NULL,
      "test split, same format as data.path (\"\" = none)"},
@@ -186,6 +201,8 @@ static const key_row keys[] = {
      "L2 penalty of the probe's weights"},
     {SEC_EVAL, "baselines", K_BOOL, FIELD(eval.baselines), "false", 0, 0, 0, NULL,
      "also score raw input, PCA with K components and random hyperplanes"},
+    {SEC_EVAL, "layer", K_INT, FIELD(eval.layer), "1", 1, IMX_MAX_LAYERS, F_MIN | F_MAX, NULL,
+     "the layer of model.layers to judge, on the features of the layers below it"},
 
     {SEC_OUTPUT, "dir", K_STRING, FIELD(output.dir), "", 0, 0, 0, NULL,
      "run directory (\"\" = runs/ and the config file's base name)"},
@@ -216,6 +233,7 @@ const char *imx_preprocess_name(imx_preprocess p) { return name_of(preprocess_na
 const char *imx_reduction_name(imx_reduction r) { return name_of(reduction_names, (int)r); }
 const char *imx_linalg_name(imx_linalg_kind k) { return name_of(linalg_names, (int)k); }
 const char *imx_features_name(imx_features f) { return name_of(features_names, (int)f); }
+const char *imx_feed_name(imx_feed f) { return name_of(feed_names, (int)f); }
 
 /* ---- small helpers ------------------------------------------------------- */
 
@@ -689,6 +707,7 @@ typedef struct {
   int have_ev;
   int key_line[NKEYS]; /* line where each key was set (0 = not yet), for duplicates */
   int section_line[NSECTIONS];
+  int layers_line;     /* line of model.layers (0 = not yet) */
 } reader;
 
 /* Record IMX_ERR_CONFIG at a parser mark (0-based in libyaml, 1-based for people). */
@@ -791,6 +810,128 @@ static imx_err scalar_text(reader *rd, const char **text) {
   return IMX_OK;
 }
 
+static imx_err validate_one(imx_ctx *ctx, const imx_config *cfg);
+
+/* ---- model.layers ---------------------------------------------------------
+ * A list of mappings, one per layer, of settings that differ from the rest of
+ * the file for that layer: `section.key: value` for the model, objective and
+ * optimizer sections, or a bare model key (`units: 32`). Stored as the
+ * assignment lines of imx_config_set, which checks each value. */
+
+/* The sections an entry of model.layers may set. */
+static int layer_section_ok(int s) { return s == SEC_MODEL || s == SEC_OBJECTIVE || s == SEC_OPTIMIZER; }
+
+/* One assignment "section.key=value" of entry i into cfg, checked like --set
+ * (the error names model.layers[i+1] at mark). */
+static imx_err layer_assign(reader *rd, yaml_mark_t key_mark, yaml_mark_t mark, int i,
+                            const char *name, const char *text, imx_config *cfg) {
+  char full[96];
+  const char *dot = strchr(name, '.');
+  snprintf(full, sizeof full, "%s%.80s", dot ? "" : "model.", name);
+  int s = -1;
+  if (strchr(full, '.')) {
+    char sec[96];
+    snprintf(sec, sizeof sec, "%.*s", (int)(strchr(full, '.') - full), full);
+    s = find_section(sec);
+  }
+  if (s < 0 || !layer_section_ok(s) || !strcmp(full, "model.layers"))
+    return fail_mark(rd, key_mark, "model.layers[%d]: \"%.80s\": a layer sets keys of model, "
+                     "objective and optimizer only (data, parallel, eval and output are the run's)",
+                     i + 1, name);
+  char line[IMX_OPTS_LEN];
+  int len = snprintf(line, sizeof line, "%s=%s\n", full, text);
+  size_t used = strlen(cfg->model.layer_set[i]);
+  if (len >= (int)sizeof line || used + (size_t)len >= IMX_OPTS_LEN)
+    return fail_mark(rd, mark, "model.layers[%d]: more than %d characters of settings", i + 1,
+                     IMX_OPTS_LEN - 1);
+  imx_config scratch = *cfg;
+  line[len - 1] = '\0';
+  if (imx_config_set(rd->ctx, &scratch, line)) {
+    const char *why = rd->ctx->msg + strlen("--set ") + strlen(line);
+    return fail_mark(rd, mark, "model.layers[%d]: %s", i + 1, *why == ':' ? why + 2 : rd->ctx->msg);
+  }
+  line[len - 1] = '\n';
+  memcpy(cfg->model.layer_set[i] + used, line, (size_t)len + 1);
+  return IMX_OK;
+}
+
+/* model.layers: the key has been read. */
+static imx_err parse_layers(reader *rd, imx_config *cfg) {
+  yaml_mark_t key_mark = rd->ev.start_mark;
+  if (rd->layers_line)
+    return fail_mark(rd, key_mark, "duplicate key model.layers (first given at line %d)",
+                     rd->layers_line);
+  rd->layers_line = (int)key_mark.line + 1;
+  IMX_TRY(next_event(rd));
+  cfg->model.nlayers = 0;
+  memset(cfg->model.layer_set, 0, sizeof cfg->model.layer_set);
+  if (event_is_null(&rd->ev)) return IMX_OK;
+  if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
+    return fail_mark(rd, rd->ev.start_mark, "model.layers: expected a list of layers (- {...}), "
+                     "got %s", node_kind(rd->ev.type));
+  for (int i = 0;; i++) {
+    IMX_TRY(next_event(rd));
+    if (rd->ev.type == YAML_SEQUENCE_END_EVENT) return IMX_OK;
+    if (i == IMX_MAX_LAYERS)
+      return fail_mark(rd, rd->ev.start_mark, "model.layers: at most %d layers", IMX_MAX_LAYERS);
+    cfg->model.nlayers = i + 1;
+    if (event_is_null(&rd->ev)) continue; /* "- ~": the file's settings */
+    if (rd->ev.type != YAML_MAPPING_START_EVENT)
+      return fail_mark(rd, rd->ev.start_mark, "model.layers[%d]: expected a mapping of key: "
+                       "value, got %s", i + 1, node_kind(rd->ev.type));
+    for (;;) {
+      IMX_TRY(next_event(rd));
+      if (rd->ev.type == YAML_MAPPING_END_EVENT) break;
+      yaml_mark_t mark = rd->ev.start_mark;
+      if (rd->ev.type != YAML_SCALAR_EVENT)
+        return fail_mark(rd, mark, "model.layers[%d]: keys must be names, got %s", i + 1,
+                         node_kind(rd->ev.type));
+      const char *name;
+      IMX_TRY(scalar_text(rd, &name));
+      char key[96];
+      snprintf(key, sizeof key, "%s", name);
+      IMX_TRY(next_event(rd));
+      if (rd->ev.type != YAML_SCALAR_EVENT)
+        return fail_mark(rd, rd->ev.start_mark, "model.layers[%d].%s: expected a single value, "
+                         "got %s", i + 1, key, node_kind(rd->ev.type));
+      const char *text;
+      IMX_TRY(scalar_text(rd, &text));
+      IMX_TRY(layer_assign(rd, mark, rd->ev.start_mark, i, key, text, cfg));
+    }
+  }
+}
+
+imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_config *out) {
+  *out = *base;
+  if (index >= base->model.nlayers) {
+    if (index == 0) return IMX_OK;
+    return imx_fail(ctx, IMX_ERR_INTERNAL, "model.layers has %d entries, asked for %d",
+                    base->model.nlayers, index + 1);
+  }
+  char lines[IMX_OPTS_LEN];
+  snprintf(lines, sizeof lines, "%s", base->model.layer_set[index]);
+  for (char *p = lines, *nl; *p; p = nl + 1) {
+    nl = strchr(p, '\n');
+    if (!nl) break;
+    *nl = '\0';
+    if (imx_config_set(ctx, out, p)) {
+      char msg[IMX_MSG_LEN];
+      snprintf(msg, sizeof msg, "%s", ctx->msg);
+      return imx_fail(ctx, IMX_ERR_CONFIG, "model.layers[%d]: %s", index + 1, msg);
+    }
+  }
+  /* the entry, not the file, is what failed: no file name in the message */
+  out->file[0] = '\0';
+  imx_err e = validate_one(ctx, out);
+  memcpy(out->file, base->file, sizeof out->file);
+  if (e) {
+    char msg[IMX_MSG_LEN];
+    snprintf(msg, sizeof msg, "%s", ctx->msg);
+    return imx_fail(ctx, e, "model.layers[%d]: %s", index + 1, msg);
+  }
+  return IMX_OK;
+}
+
 /* One section's mapping: the MAPPING_START has been read. */
 static imx_err parse_section(reader *rd, int s, imx_config *cfg) {
   for (;;) {
@@ -801,6 +942,10 @@ static imx_err parse_section(reader *rd, int s, imx_config *cfg) {
                        node_kind(rd->ev.type));
     const char *name;
     IMX_TRY(scalar_text(rd, &name));
+    if (s == SEC_MODEL && !strcmp(name, "layers")) {
+      IMX_TRY(parse_layers(rd, cfg));
+      continue;
+    }
     int k = find_key(s, name);
     yaml_mark_t key_mark = rd->ev.start_mark;
     if (k < 0) {
@@ -984,6 +1129,17 @@ imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment) {
                    name, hint);
     goto out_free;
   }
+  if (s == SEC_MODEL && !strcmp(key, "layers")) {
+    /* A list is set in the file; --set can only remove it (back to one layer). */
+    if (is_null(text) || !strcmp(text, "[]")) {
+      cfg->model.nlayers = 0;
+      memset(cfg->model.layer_set, 0, sizeof cfg->model.layer_set);
+    } else {
+      err = imx_fail(ctx, IMX_ERR_CONFIG, "--set %.200s: model.layers is a list: give it in the "
+                     "config file (--set model.layers=[] removes it)", assignment);
+    }
+    goto out_free;
+  }
   int k = find_key(s, key);
   if (k < 0) {
     char hint[96];
@@ -1029,6 +1185,17 @@ static imx_err check_fields(imx_ctx *ctx, const imx_config *cfg, const char *pre
  * Local. Messages start with the config file, if any, and name the keys.
  * Errors: IMX_ERR_CONFIG. */
 imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
+  IMX_TRY(validate_one(ctx, cfg));
+  for (int i = 0; i < cfg->model.nlayers; i++) {
+    imx_config c;
+    IMX_TRY(imx_config_layer(ctx, cfg, i, &c));
+  }
+  return IMX_OK;
+}
+
+/* The checks of one layer's configuration (imx_config_validate without the
+ * list of layers). */
+static imx_err validate_one(imx_ctx *ctx, const imx_config *cfg) {
   /* "FILE: " or "" (defaults and overrides only). */
   char where[IMX_PATH_LEN + 2] = "";
   if (memchr(cfg->file, '\0', sizeof cfg->file) && cfg->file[0])
@@ -1042,6 +1209,12 @@ imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
   if (from_file && !cfg->data.path[0])
     return imx_fail(ctx, IMX_ERR_CONFIG, "%sdata.source is %s but data.path is empty (which file?)",
                     where, src);
+  if (cfg->model.activation == IMX_ACT_TOPK &&
+      (cfg->model.topk < 1 || cfg->model.topk > cfg->model.units))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%smodel.activation is topk but model.topk is %d: it needs 1 <= k <= "
+                    "model.units = %d",
+                    where, cfg->model.topk, cfg->model.units);
   if (cfg->data.source == IMX_SRC_GMM && cfg->data.components < 1)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sdata.components is %d but data.source gmm needs at least 1", where,
@@ -1099,6 +1272,35 @@ static int emit_mapping_end(yaml_emitter_t *em) {
 }
 
 /* All events of the resolved config; 0 on the first failure. */
+/* model.layers, when given: one flow mapping per layer of its assignments. */
+static int emit_layers(yaml_emitter_t *em, const imx_config *cfg) {
+  yaml_event_t ev;
+  if (!cfg->model.nlayers) return 1;
+  if (!emit_scalar(em, "layers", YAML_PLAIN_SCALAR_STYLE) ||
+      !yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
+      !yaml_emitter_emit(em, &ev))
+    return 0;
+  for (int i = 0; i < cfg->model.nlayers; i++) {
+    if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_MAPPING_STYLE) ||
+        !yaml_emitter_emit(em, &ev))
+      return 0;
+    char lines[IMX_OPTS_LEN];
+    snprintf(lines, sizeof lines, "%s", cfg->model.layer_set[i]);
+    for (char *p = lines, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
+      *nl = '\0';
+      char *eq = strchr(p, '=');
+      if (!eq) return 0;
+      *eq = '\0';
+      if (!emit_scalar(em, p, YAML_PLAIN_SCALAR_STYLE) ||
+          !emit_scalar(em, eq + 1, is_null(eq + 1) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                                                   : YAML_ANY_SCALAR_STYLE))
+        return 0;
+    }
+    if (!emit_mapping_end(em)) return 0;
+  }
+  return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
+}
+
 static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
   yaml_event_t ev;
   if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(em, &ev))
@@ -1126,6 +1328,7 @@ static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
       if (!emit_scalar(em, r->key, YAML_PLAIN_SCALAR_STYLE) || !emit_scalar(em, text, style))
         return 0;
     }
+    if (s == SEC_MODEL && !emit_layers(em, cfg)) return 0;
     if (!emit_mapping_end(em)) return 0;
   }
   if (!emit_mapping_end(em)) return 0;
@@ -1243,5 +1446,10 @@ void imx_config_reference(FILE *f) {
       put_cell(f, r->meaning);
       fputs(" |\n", f);
     }
+    if (s == SEC_MODEL)
+      fprintf(f, "| `layers` | list | `[]` | up to %d mappings of `key: value` | stacked layers, "
+              "trained greedily: one entry per layer, each the settings of model, objective and "
+              "optimizer that differ from the rest of the file (`units: 32`, `objective.preset: "
+              "decorrelation`, `optimizer.max_it: 50`); [] = one layer |\n", IMX_MAX_LAYERS);
   }
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/activation.h"
 #include "imx/blas.h"
 #include "imx/dmat.h"
 #include "imx/dmoments.h"
@@ -14,6 +15,7 @@
 #include "imx/moments.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
+#include "imx/supervised.h"
 #include "imx/timer.h"
 
 struct imx_layer {
@@ -22,6 +24,12 @@ struct imx_layer {
   int block;             /* B */
   imx_activation act;
   double tau;            /* softmax temperature */
+  imx_act phi;           /* the activation (kind, tau, topk's k) */
+  double *actwork;       /* its scratch (imx_act_work doubles) */
+  imx_supervised *sup;   /* the supervised term's head (NULL when its weight is 0) */
+  const double *head;    /* its parameters in the theta being evaluated */
+  double *ghead;         /* its gradient */
+  int sparse;            /* use the zeros of dZ in dL/dW (topk, sparsemax; parallel.sparse) */
   int wn;                /* weight normalization */
   imx_reduction mode;
   imx_objective obj;
@@ -64,7 +72,10 @@ static int64_t chunk(const imx_layer *l) {
   return l->nloc < 4096 ? (l->nloc > 0 ? l->nloc : 1) : 4096;
 }
 
-int imx_layer_nparams(const imx_layer *l) { return l->K * l->n + l->K; }
+int imx_layer_nparams(const imx_layer *l) {
+  return l->K * l->n + l->K + (l->sup ? imx_supervised_nparams(l->sup) : 0);
+}
+int imx_layer_head_classes(const imx_layer *l) { return l->sup ? imx_supervised_classes(l->sup) : 0; }
 int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
 long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
@@ -82,9 +93,10 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
-  free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
+  free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
+  imx_supervised_free(&l->sup);
   imx_dinv_free(&l->inv);
   imx_dmat_free(&l->dC), imx_dmat_free(&l->dG), imx_dmat_free(&l->dM);
   imx_grid_free(&l->grid);
@@ -281,6 +293,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
   l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
   l->act = cfg->model.activation, l->tau = cfg->model.temperature;
+  l->phi = (imx_act){.kind = l->act, .tau = l->tau, .k = cfg->model.topk, .K = l->K};
+  l->sparse = cfg->parallel.sparse && imx_activation_sparse(l->act);
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = d->X;
   imx_err e = imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj);
@@ -291,7 +305,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   }
   int K = l->K, n = l->n, bad = 0;
   size_t KK = (size_t)K * K;
-  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
+  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0 &&
+                  l->obj.w[IMX_TERM_SUPERVISED] == 0;
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   e = imx_agree(ctx, choose_linalg(ctx, cfg, l, want_moments && l->moments_ok));
@@ -306,6 +321,15 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   /* T: chunk x K (replicated data path) or K x n (moments paths, W S_x). */
   int64_t trows = l->linalg == IMX_LINALG_SCALAPACK || chunk(l) < n ? n : chunk(l);
   l->T = lalloc(l, (size_t)trows * K, &bad);
+  l->actwork = lalloc(l, (size_t)imx_act_work(&l->phi), &bad);
+  if (l->obj.w[IMX_TERM_SUPERVISED] != 0) {
+    e = imx_supervised_create(ctx, cfg, d, K, &l->sup);
+    if (e) {
+      imx_layer_free(&l);
+      return e;
+    }
+    l->ghead = lalloc(l, (size_t)imx_supervised_nparams(l->sup), &bad);
+  }
   if (l->linalg == IMX_LINALG_REPLICATED) {
     l->C = lalloc(l, KK, &bad), l->G = lalloc(l, KK, &bad);
     l->work = lalloc(l, 2 * KK + 3 * (size_t)K, &bad);
@@ -339,6 +363,8 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
   for (int j = 0; j < K; j++) b[j] = cfg->model.init_bias * imx_rng_normal(seed, 2, (uint64_t)j);
+  /* The supervised head starts at 0: uniform class probabilities. */
+  if (l->sup) memset(b + K, 0, (size_t)imx_supervised_nparams(l->sup) * sizeof *b);
   if (!strcmp(cfg->model.init, "random")) {
     for (size_t i = 0; i < (size_t)K * n; i++) V[i] = imx_rng_normal(seed, 1, i);
     return IMX_OK;
@@ -380,35 +406,14 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
   }
 }
 
-/* a = phi(z) in place on rows x K. */
+/* a = phi(z) in place on rows x K (include/imx/activation.h). */
 static void activate(const imx_layer *l, int64_t rows, double *Z) {
-  int K = l->K;
-  if (l->act == IMX_ACT_RELU) {
-    for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
-  } else if (l->act == IMX_ACT_SOFTMAX) {
-    for (int64_t i = 0; i < rows; i++) {
-      double *z = Z + i * K, zmin = z[0], s = 0;
-      for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
-      for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / l->tau));
-      for (int k = 0; k < K; k++) z[k] /= s;
-    }
-  }
+  imx_act_forward(&l->phi, rows, Z, l->actwork);
 }
 
 /* dL/dz from g = dL/da in place, for rows x K; A holds phi(z). */
 static void activate_backward(const imx_layer *l, int64_t rows, const double *A, double *g) {
-  int K = l->K;
-  if (l->act == IMX_ACT_RELU) {
-    for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
-  } else if (l->act == IMX_ACT_SOFTMAX) {
-    /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). */
-    for (int64_t i = 0; i < rows; i++) {
-      const double *r = A + i * K;
-      double *gi = g + i * K, rg = 0;
-      for (int k = 0; k < K; k++) rg += r[k] * gi[k];
-      for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / l->tau;
-    }
-  }
+  imx_act_backward(&l->phi, rows, A, g);
 }
 
 /* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if asked. */
@@ -516,9 +521,31 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   return IMX_OK;
 }
 
+/* dL/dW = dZ^T X over the local rows, reduced. topk and sparsemax give a dZ
+ * with the zeros of their outputs: partials with at most SPARSE_DENSITY
+ * nonzeros skip them (parallel.sparse). */
+#define SPARSE_DENSITY 0.125
+static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double *dZ) {
+  if (l->sparse)
+    return imx_moments_atb_sparse(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n,
+                                  l->xmax, SPARSE_DENSITY, l->gW);
+  return imx_moments_atb(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n, l->xmax,
+                         l->gW);
+}
+
+/* The supervised term on the outputs A (include/imx/supervised.h). */
+static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
+                                double *value) {
+  imx_timer_start(IMX_T_MOMENTS);
+  imx_err e = imx_supervised_value(ctx, l->sup, l->head, l->A, &terms[IMX_TERM_SUPERVISED]);
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (!e) *value += l->obj.w[IMX_TERM_SUPERVISED] * terms[IMX_TERM_SUPERVISED];
+  return e;
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
-  int K = l->K, n = l->n;
+  int K = l->K;
   int64_t rows = l->nloc, step = chunk(l);
   double invN = 1.0 / (double)l->N;
   const double zero = 0;
@@ -550,6 +577,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   }
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -565,13 +593,17 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
       memset(l->T, 0, (size_t)c * K * sizeof *l->T);
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
+    if (l->sup)
+      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], l->T);
     activate_backward(l, c, l->A + r0 * K, l->T);
     memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
   imx_timer_start(IMX_T_REDUCE);
-  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->D, K, n, l->X, n, l->xmax, l->gW);
+  e = reduce_gW(ctx, l, rows, l->D);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
+  if (!e && l->sup)
+    e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
@@ -612,7 +644,7 @@ static imx_err eval_moments_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NT
  * G to the local rows group by group of its columns. */
 static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
-  int K = l->K, n = l->n;
+  int K = l->K;
   int64_t rows = l->nloc, step = chunk(l);
   double invN = 1.0 / (double)l->N;
   imx_err e = IMX_OK;
@@ -644,6 +676,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   if (e) return e;
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -658,13 +691,17 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
     double *Tc = l->Tb + r0 * K;
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
+    if (l->sup)
+      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
     activate_backward(l, c, l->A + r0 * K, Tc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
   if (e) return e;
   imx_timer_start(IMX_T_REDUCE);
-  e = imx_moments_atb(ctx, l->rKn, l->block, rows, K, l->Tb, K, n, l->X, n, l->xmax, l->gW);
+  e = reduce_gW(ctx, l, rows, l->Tb);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->Tb, K, l->gb);
+  if (!e && l->sup)
+    e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
@@ -698,6 +735,7 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   double terms[IMX_NTERMS], value = 0;
   for (int t = 0; t < IMX_NTERMS; t++) terms[t] = NAN;
   imx_layer_weights(l, theta, l->W, l->b);
+  l->head = theta + (size_t)K * n + K;
   if (l->wn)
     for (int j = 0; j < K; j++)
       if (!(l->norms[j] > 0))
@@ -730,6 +768,8 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   if (l->wn) chain_weight_norm(l, l->gW);
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
-  if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, K * n + K));
+  if (l->sup)
+    memcpy(grad + (size_t)K * n + K, l->ghead, (size_t)imx_supervised_nparams(l->sup) * sizeof *grad);
+  if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, imx_layer_nparams(l)));
   return IMX_OK;
 }

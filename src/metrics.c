@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/activation.h"
 #include "imx/blas.h"
 #include "imx/linalg.h"
 #include "imx/moments.h"
@@ -95,8 +96,8 @@ static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const do
   m->gaussian_tc = L >= 2 ? 0 : NAN;
   if (L >= 2) {
     e = imx_linalg_eigh(ctx, L, M, w);
-    /* Softmax rows sum to 1: leave out the null direction (the smallest). */
-    int first = act == IMX_ACT_SOFTMAX ? 1 : 0;
+    /* Softmax, topk and sparsemax rows sum to 1: leave out the null direction (the smallest). */
+    int first = imx_activation_simplex(act) ? 1 : 0;
     double tc = 0;
     for (int a = first; !e && a < L; a++) tc += log(w[a]);
     m->gaussian_tc = !e && first < L && w[first] > 1e-12 ? -0.5 * tc : INFINITY;
@@ -119,12 +120,12 @@ static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const do
 
 /* ---- winners ---- */
 
-/* The winner of a row: argmax r with r = a (softmax) or r = softmax(-a), i.e.
+/* The winner of a row: argmax r with r = a (softmax, topk, sparsemax) or r = softmax(-a), i.e.
  * the largest a or the smallest a; ties go to the lowest index. */
 static int winner(imx_activation act, int K, const double *a) {
   int best = 0;
   for (int k = 1; k < K; k++)
-    if (act == IMX_ACT_SOFTMAX ? a[k] > a[best] : a[k] < a[best]) best = k;
+    if (imx_activation_simplex(act) ? a[k] > a[best] : a[k] < a[best]) best = k;
   return best;
 }
 

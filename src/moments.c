@@ -24,17 +24,21 @@ static int64_t chunk_rows(int block, int64_t m, int reproducible) {
   return reproducible ? block : (m > 0 ? m : 1);
 }
 
-imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
-                           const double *A, int lda, double *out) {
+/* Begin s with the bound B * max|A| (the column maxima of A, as the rows' u
+ * with as_rows, else as the columns' v) times v (as_rows only). Collective. */
+static imx_err begin_bounded(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
+                             const double *A, int lda, const double *v, int as_rows) {
   double *amax = malloc((size_t)k * sizeof *amax);
   if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", k);
   imx_err e = imx_rsum_reproducible(s) ? imx_colmax(ctx, m, k, A, lda, amax) : IMX_OK;
-  if (e) {
-    free(amax);
-    return e;
-  }
-  imx_rsum_begin(s, (double)block, NULL, amax);
+  if (!e) imx_rsum_begin(s, (double)block, as_rows ? amax : NULL, as_rows ? v : amax);
   free(amax);
+  return e;
+}
+
+imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
+                           const double *A, int lda, double *out) {
+  IMX_TRY(begin_bounded(ctx, s, block, m, k, A, lda, NULL, 0));
   double *w = imx_rsum_work(s);
   int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
   for (int64_t r0 = 0; r0 < m; r0 += step) {
@@ -79,6 +83,39 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
     } else {
       dgemm_("N", "T", &kb, &ka, &rows, &one, Bm + r0 * ldb, &ldb, A + r0 * lda, &lda, &zero, w,
              &kb);
+    }
+    imx_rsum_add(s, w, kb);
+  }
+  return imx_rsum_end(ctx, s, out);
+}
+
+imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                               const double *A, int lda, int kb, const double *Bm, int ldb,
+                               const double *bmax, double density, double *out) {
+  IMX_TRY(begin_bounded(ctx, s, block, m, ka, A, lda, bmax, 1));
+  double *w = imx_rsum_work(s);
+  const double one = 1, zero = 0;
+  int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
+  for (int64_t r0 = 0; r0 < m; r0 += step) {
+    int rows = (int)((r0 + step < m ? r0 + step : m) - r0);
+    /* The choice depends only on the partial's own rows, so a block gives
+     * the same bits on any rank. */
+    int64_t nnz = 0;
+    for (int64_t i = r0; i < r0 + rows; i++)
+      for (int j = 0; j < ka; j++) nnz += A[i * lda + j] != 0;
+    if ((double)nnz > density * (double)rows * ka) {
+      dgemm_("N", "T", &kb, &ka, &rows, &one, Bm + r0 * ldb, &ldb, A + r0 * lda, &lda, &zero, w,
+             &kb);
+    } else {
+      for (size_t t = 0; t < (size_t)ka * kb; t++) w[t] = 0;
+      for (int64_t i = r0; i < r0 + rows; i++) {
+        const double *a = A + i * lda, *b = Bm + i * ldb;
+        for (int j = 0; j < ka; j++) {
+          if (a[j] == 0) continue;
+          double *wj = w + (size_t)j * kb, aj = a[j];
+          for (int c = 0; c < kb; c++) wj[c] += aj * b[c];
+        }
+      }
     }
     imx_rsum_add(s, w, kb);
   }

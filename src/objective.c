@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "imx/activation.h"
 #include "imx/blas.h"
 #include "imx/linalg.h"
 
@@ -43,7 +44,7 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
   for (int t = 0; t < IMX_NTERMS; t++)
     if (!isnan(cfg->objective.weight[t])) obj->w[t] = cfg->objective.weight[t];
   obj->eps = cfg->objective.eps;
-  obj->null_vector = cfg->model.activation == IMX_ACT_SOFTMAX;
+  obj->null_vector = imx_activation_simplex(cfg->model.activation);
   int any = 0;
   for (int t = 0; t < IMX_NTERMS; t++) any |= obj->w[t] != 0;
   if (!any)

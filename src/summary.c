@@ -18,7 +18,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     FILE *f = NULL;
-    e = imx_file_begin(ctx, dir, "summary.json", &f);
+    e = imx_file_begin(ctx, dir, s->file ? s->file : "summary.json", &f);
     if (!e) {
       const imx_config *c = s->cfg;
       imx_json j;
@@ -111,7 +111,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[2 * r]);
       imx_json_end(&j);
       imx_json_end(&j);
-      e = imx_file_commit(ctx, dir, "summary.json", f);
+      e = imx_file_commit(ctx, dir, s->file ? s->file : "summary.json", f);
     }
   }
   free(mems);

@@ -256,8 +256,9 @@ static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B,
   VecGetArray(*xl, &lo);
   VecGetArray(*xu, &hi);
   for (int i = 0; i < n; i++) {
-    lo[i] = i < kn ? PETSC_NINFINITY : -B;
-    hi[i] = i < kn ? PETSC_INFINITY : B;
+    int bias = i >= kn && i < kn + imx_layer_units(l); /* not the supervised head */
+    lo[i] = bias ? -B : PETSC_NINFINITY;
+    hi[i] = bias ? B : PETSC_INFINITY;
   }
   VecRestoreArray(*xl, &lo);
   VecRestoreArray(*xu, &hi);

@@ -131,7 +131,7 @@ static void test_bad_files(void) {
        "configs/bad_range.yaml:2:10: model.units: 0 is out of range (must be >= 1)"},
       {"configs/bad_enum.yaml", IMX_ERR_CONFIG,
        "configs/bad_enum.yaml:2:15: model.activation: \"softmx\" is not one of identity, relu, "
-       "softmax (did you mean \"softmax\"?)"},
+       "softmax, topk, sparsemax (did you mean \"softmax\"?)"},
       {"configs/bad_duplicate.yaml", IMX_ERR_CONFIG,
        "configs/bad_duplicate.yaml:4:3: duplicate key objective.lambda (first given at line 2)"},
       {"configs/bad_duplicate_section.yaml", IMX_ERR_CONFIG,
@@ -289,7 +289,7 @@ static void test_set(void) {
        "--set model.weight_norm=2: model.weight_norm: expected true or false, got \"2\""},
       {"model.activation=softmx",
        "--set model.activation=softmx: model.activation: \"softmx\" is not one of identity, "
-       "relu, softmax (did you mean \"softmax\"?)"},
+       "relu, softmax, topk, sparsemax (did you mean \"softmax\"?)"},
       {"objective.preset=foo",
        "--set objective.preset=foo: objective.preset: \"foo\" is not one of none, gaussian, "
        "gaussian-tc, decorrelation, implicit-em"},
@@ -329,6 +329,15 @@ static void test_validate(void) {
   strcpy(c.file, "my.yaml");
   expect("validate: gmm with samples 0 (the generator's default)", imx_config_validate(&ctx, &c),
          IMX_OK, NULL);
+  imx_config_defaults(&c);
+  c.model.activation = IMX_ACT_TOPK;
+  expect("validate: topk without model.topk", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
+         "model.activation is topk but model.topk is 0: it needs 1 <= k <= model.units = 8");
+  c.model.topk = 9;
+  expect("validate: topk with k > K", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
+         "model.activation is topk but model.topk is 9: it needs 1 <= k <= model.units = 8");
+  c.model.topk = 8;
+  expect("validate: topk with k = K", imx_config_validate(&ctx, &c), IMX_OK, NULL);
   /* Values put into the struct by code get the same checks as parsed ones. */
   imx_config_defaults(&c);
   c.model.units = 0;
@@ -498,11 +507,62 @@ static void test_reference(void) {
   check(strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
             strstr(ref, "| `logdet` | number or ~ | preset |") &&
             strstr(ref, "| `units` | integer | `8` | >= 1 and <= 1000000 |") &&
-            strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax` |"),
+            strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax`, `topk`, `sparsemax` |"),
         "reference rows show type, default and allowed values");
   free(ref);
   free(ref2);
   free(yaml);
+}
+
+/* model.layers: a list of per-layer settings; errors name the entry; the
+ * resolved file loads back to the same bytes; a layer's configuration. */
+static imx_config load_text(const char *what, const char *text, imx_err want, const char *want_msg) {
+  char path[] = "/tmp/imx_test_layers_XXXXXX";
+  int fd = mkstemp(path);
+  FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+  imx_config c;
+  imx_config_defaults(&c);
+  if (!f) {
+    check(0, "%s: cannot create a temporary file", what);
+    return c;
+  }
+  fputs(text, f);
+  fclose(f);
+  imx_err e = imx_config_load(&ctx, &c, path);
+  if (!e) e = imx_config_validate(&ctx, &c);
+  /* messages start with the temporary path: compare what follows it */
+  const char *msg = strncmp(ctx.msg, path, strlen(path)) ? ctx.msg : ctx.msg + strlen(path);
+  check(e == want && (!want_msg || strstr(msg, want_msg)), "%s -> %d \"%s\"", what, e, msg);
+  ctx.code = IMX_OK;
+  unlink(path);
+  return c;
+}
+
+static void test_layers(void) {
+  imx_config c = load_text("layers: three entries",
+                           "model:\n  units: 6\n  layers:\n    - ~\n"
+                           "    - {units: 4, activation: relu, objective.preset: decorrelation}\n"
+                           "    - units: 3\n      feed: z\n      optimizer.max_it: 7\n",
+                           IMX_OK, NULL);
+  imx_config l3;
+  imx_err e = imx_config_layer(&ctx, &c, 2, &l3);
+  check(c.model.nlayers == 3 && !e && l3.model.units == 3 && l3.model.feed == IMX_FEED_Z &&
+            l3.optimizer.max_it == 7 && l3.model.activation == IMX_ACT_IDENTITY,
+        "layers: 3 entries; layer 3 has units 3, feed z, max_it 7 and the file's activation");
+  round_trip("layers", &c);
+  load_text("layers: a data key in an entry", "model:\n  layers:\n    - {data.samples: 5}\n",
+            IMX_ERR_CONFIG, ":3:8: model.layers[1]: \"data.samples\": a layer sets keys of model, "
+            "objective and optimizer only");
+  load_text("layers: a bad value", "model:\n  layers:\n    - {}\n    - {units: many}\n",
+            IMX_ERR_CONFIG, ":4:15: model.layers[2]: model.units: expected an integer, got \"many\"");
+  load_text("layers: topk without k in an entry", "model:\n  layers:\n    - {activation: topk}\n",
+            IMX_ERR_CONFIG, "model.layers[1]: model.activation is topk but model.topk is 0");
+  load_text("layers: not a list", "model:\n  layers: 3\n", IMX_ERR_CONFIG,
+            ":2:11: model.layers: expected a list of layers");
+  imx_config_defaults(&c);
+  expect("--set model.layers=[2]", imx_config_set(&ctx, &c, "model.layers=[2]"), IMX_ERR_CONFIG,
+         "--set model.layers=[2]: model.layers is a list: give it in the config file (--set "
+         "model.layers=[] removes it)");
 }
 
 int main(int argc, char **argv) {
@@ -517,6 +577,7 @@ int main(int argc, char **argv) {
   test_set();
   test_validate();
   test_round_trip();
+  test_layers();
   test_reference();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();

@@ -81,6 +81,23 @@ int main(int argc, char **argv) {
   c.model.activation = IMX_ACT_SOFTMAX;
   c.model.init_bias = 0.1;
   case_("softmax, gaussian preset, data path", &c);
+  c.model.activation = IMX_ACT_TOPK, c.model.topk = 2, c.objective.eps = 1e-3;
+  case_("topk (k = 2), gaussian preset, data path", &c);
+  c.model.units = 16; /* k/K = 1/8: dL/dW from the nonzeros of dZ */
+  case_("topk (k = 2 of K = 16), gaussian preset, data path, sparse dL/dW", &c);
+  c.model.units = 6;
+  c.model.activation = IMX_ACT_SPARSEMAX, c.model.temperature = 5;
+  case_("sparsemax (tau = 5), gaussian preset, data path", &c);
+  c.model.temperature = 1, c.objective.eps = 0;
+  {
+    imx_config cs = c;
+    cs.model.activation = IMX_ACT_SOFTMAX;
+    cs.data.source = IMX_SRC_GMM, cs.data.components = 3;
+    cs.objective.weight[IMX_TERM_SUPERVISED] = 1, cs.objective.label_fraction = 0.3;
+    case_("softmax, gaussian + supervised (30% of the labels), data path", &cs);
+    cs.parallel.linalg = IMX_LINALG_SCALAPACK, cs.parallel.scalapack_block = 2;
+    case_("the same on the scalapack backend", &cs);
+  }
   c.model.activation = IMX_ACT_IDENTITY;
   snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
   c.data.preprocess = IMX_PRE_WHITEN;

@@ -53,18 +53,26 @@ int main(int argc, char **argv) {
   t_small_config(&c, 400, 6, 5, 16);
   imx_data *d = load(&c);
   if (!d) return t_finish();
+  /* The supervised term needs labels: a Gaussian mixture of 3 classes. */
+  imx_config cg = c;
+  cg.data.source = IMX_SRC_GMM, cg.data.components = 3, cg.data.separation = 1.5;
+  imx_data *dg = load(&cg);
+  if (!dg) return t_finish();
 
   /* 1. Gradient checks. */
-  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX};
-  for (int ai = 0; ai < 3; ai++)
+  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
+                                 IMX_ACT_SPARSEMAX};
+  for (int ai = 0; ai < 5; ai++)
     for (int wn = 0; wn < 2; wn++)
       for (int t = 0; t < IMX_NTERMS; t++) {
         imx_config cc = c;
         cc.model.activation = acts[ai];
         cc.model.weight_norm = wn;
         cc.model.temperature = 0.7;
+        cc.model.topk = 3; /* of K = 5 */
         cc.model.init_bias = 0.3;
         cc.objective.eps = 1e-3;
+        cc.objective.label_fraction = 0.4;
         cc.parallel.path = IMX_PATH_DATA;
         snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
         for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = u == t ? 1.3 : 0;
@@ -77,10 +85,14 @@ int main(int argc, char **argv) {
           ctx.code = IMX_OK;
           continue;
         }
-        if (!imx_layer_create(&ctx, &cc, d, &l)) {
+        if (t == IMX_TERM_SUPERVISED) cc.data = cg.data;
+        if (!imx_layer_create(&ctx, &cc, t == IMX_TERM_SUPERVISED ? dg : d, &l)) {
           int np = imx_layer_nparams(l);
           double *theta = malloc((size_t)np * sizeof *theta);
           imx_layer_init_params(&ctx, l, &cc, theta);
+          /* a head away from 0, so that its own gradient is not the only one */
+          for (int i = cc.model.units * (cc.data.dim + 1); i < np; i++)
+            theta[i] = 0.5 * imx_rng_normal(5, 5, (uint64_t)i);
           worst = fd_check(l, theta, np);
           free(theta);
         }
@@ -89,6 +101,76 @@ int main(int argc, char **argv) {
                 l ? "" : " error: ", l ? "" : ctx.msg);
         imx_layer_free(&l);
       }
+
+  /* 1b. The supervised term: refused without labels; its labeled rows. */
+  {
+    imx_config cc = c;
+    cc.objective.weight[IMX_TERM_SUPERVISED] = 1;
+    imx_layer *l = NULL;
+    imx_err e = imx_layer_create(&ctx, &cc, d, &l);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "objective.supervised needs labels"),
+            "supervised without labels refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+    cc = cg;
+    cc.model.activation = IMX_ACT_SOFTMAX;
+    cc.objective.weight[IMX_TERM_SUPERVISED] = 1;
+    cc.objective.label_fraction = 1e-9;
+    e = imx_layer_create(&ctx, &cc, dg, &l);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "labels none of the N = 400 rows"),
+            "a label fraction that labels no row refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+    cc.objective.label_fraction = 0.1;
+    e = imx_layer_create(&ctx, &cc, dg, &l);
+    t_check(!e && imx_layer_nparams(l) == 5 * 6 + 5 + 3 * 5 + 3 && imx_layer_head_classes(l) == 3,
+            "supervised head: C = 3 classes, %d parameters (K n + K + C K + C = 53)",
+            l ? imx_layer_nparams(l) : -1);
+    imx_layer_free(&l);
+  }
+
+  /* 1c. topk with k/K <= 1/8 and sparsemax: dL/dW from the nonzeros of dZ
+   * (parallel.sparse) against the dense product, and against finite
+   * differences. sparsemax is piecewise linear: at small tau many rows sit
+   * near a change of support (a kink) within the step, so its check uses
+   * tau = 20 (the sparse product is exercised by topk here and by
+   * test_invariance). */
+  {
+    imx_config cs;
+    t_small_config(&cs, 400, 6, 24, 16);
+    imx_data *ds = load(&cs);
+    for (int a = 0; ds && a < 2; a++) {
+      imx_config cc = cs;
+      cc.model.activation = a ? IMX_ACT_SPARSEMAX : IMX_ACT_TOPK;
+      cc.model.topk = 3, cc.model.temperature = a ? 20 : 0.5, cc.model.init_bias = 0.3;
+      cc.objective.eps = 1e-3;
+      imx_layer *l1 = NULL, *l2 = NULL;
+      cc.parallel.sparse = 1;
+      imx_layer_create(&ctx, &cc, ds, &l1);
+      cc.parallel.sparse = 0;
+      imx_layer_create(&ctx, &cc, ds, &l2);
+      if (!l1 || !l2) {
+        t_check(0, "sparse layers: %s", ctx.msg);
+        break;
+      }
+      int np = imx_layer_nparams(l1);
+      double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
+             *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
+      imx_layer_init_params(&ctx, l1, &cc, theta);
+      imx_layer_eval(&ctx, l1, theta, &f1, g1, NULL);
+      imx_layer_eval(&ctx, l2, theta, &f2, g2, NULL);
+      double gerr = 0, gmax = 0;
+      for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+      double fd = fd_check(l1, theta, np);
+      t_check(f1 == f2 && gerr / gmax < 1e-13 && fd < 1e-7,
+              "%s K=24 (k=3): dL/dW from the nonzeros of dZ vs dense: loss equal, gradient rel "
+              "err %.2e (tol 1e-13); vs finite differences %.2e (tol 1e-7)",
+              imx_activation_name(cc.model.activation), gerr / gmax, fd);
+      free(theta), free(g1), free(g2);
+      imx_layer_free(&l1), imx_layer_free(&l2);
+    }
+    imx_data_free(&ds);
+  }
 
   /* 2. The moments path (C = W S_x W^T) against the data path. */
   {
@@ -165,6 +247,7 @@ int main(int argc, char **argv) {
     imx_layer_free(&l);
   }
   imx_data_free(&d);
+  imx_data_free(&dg);
   imx_ctx_finalize(&ctx);
   int rc = t_finish();
   MPI_Finalize();

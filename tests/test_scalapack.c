@@ -70,7 +70,8 @@ static const char *terms_name(int which) { return which < IMX_NTERMS ? imx_term_
 /* 1. Both backends agree, over shapes, grids, activations, terms, paths. */
 static void agreement(void) {
   const int Ks[] = {5, 37, 64, 100}, nbs[] = {8, 16};
-  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX};
+  const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
+                                 IMX_ACT_SPARSEMAX};
   const int sets[] = {IMX_TERM_LOGDET, IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE, IMX_TERM_GAUSSIAN_TC,
                       IMX_TERM_DECORRELATION, IMX_NTERMS};
   int P = ctx.size, grids[8][2], ngrids = 0;
@@ -79,15 +80,18 @@ static void agreement(void) {
   double worst_f = 0, worst_g = 0;
   int cases = 0, failures = 0, grid_diffs = 0;
   for (int ki = 0; ki < 4; ki++)
-    for (int ai = 0; ai < 3; ai++)
+    for (int ai = 0; ai < 5; ai++)
       for (int si = 0; si < 6; si++)
         for (int path = 0; path < (acts[ai] == IMX_ACT_IDENTITY ? 2 : 1); path++)
           for (int mode = 0; mode < 2; mode++) {
             /* fast mode on a subset: every term set once per activation at K = 37 */
             if (mode == 1 && Ks[ki] != 37) continue;
+            /* topk and sparsemax share the data path with softmax: K = 37 and 64 */
+            if (acts[ai] >= IMX_ACT_TOPK && Ks[ki] != 37 && Ks[ki] != 64) continue;
             imx_config c;
             t_small_config(&c, 400, 6, Ks[ki], 16);
             c.model.activation = acts[ai];
+            c.model.topk = Ks[ki] / 8;
             c.model.temperature = 0.7;
             c.model.init_bias = 0.3;
             /* Identity outputs with K > n have a rank-n C: with eps = 1e-3 the
@@ -155,7 +159,7 @@ static void agreement(void) {
           }
   t_check(failures == 0 && cases > 0,
           "scalapack vs replicated, %d cases (K 5/37/64/100, nb 8/16, every %d-rank grid, "
-          "3 activations, 6 term sets, both paths, both reductions): max rel err loss %.2e, "
+          "5 activations, 6 term sets, both paths, both reductions): max rel err loss %.2e, "
           "gradient %.2e (tol 1e-10)",
           cases, P, worst_f, worst_g);
   t_check(grid_diffs == 0 && ngrids > 0,
@@ -261,6 +265,8 @@ static void invariance(void) {
       {"softmax, gaussian (logdet + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian", 0},
       {"softmax, gaussian-tc, data path", IMX_ACT_SOFTMAX, "gaussian-tc", 0},
       {"relu, implicit-em, data path", IMX_ACT_RELU, "implicit-em", 0},
+      {"topk (k = 5), gaussian, data path", IMX_ACT_TOPK, "gaussian", 0},
+      {"sparsemax, gaussian-tc, data path", IMX_ACT_SPARSEMAX, "gaussian-tc", 0},
       {"identity, decorrelation, moments path", IMX_ACT_IDENTITY, "decorrelation", 1},
       {"identity, gaussian, moments path", IMX_ACT_IDENTITY, "gaussian", 1},
   };
@@ -278,6 +284,7 @@ static void invariance(void) {
         imx_config c;
         t_small_config(&c, 1000, 6, 45, 32);
         c.model.activation = cases[ci].act;
+        c.model.topk = 5;
         c.model.init_bias = 0.2;
         c.objective.eps = 1e-3;
         snprintf(c.objective.preset, sizeof c.objective.preset, "%s", cases[ci].preset);

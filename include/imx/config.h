@@ -14,6 +14,7 @@
 #define IMX_PATH_LEN 512
 #define IMX_NAME_LEN 32
 #define IMX_OPTS_LEN 1024
+#define IMX_MAX_LAYERS 8  /* entries of model.layers */
 
 /* Objective terms, in this order everywhere (weights, metrics, summary). */
 typedef enum {
@@ -24,17 +25,25 @@ typedef enum {
   IMX_TERM_DECORRELATION,
   IMX_TERM_WEIGHT_REDUNDANCY,
   IMX_TERM_LSE,
+  IMX_TERM_SUPERVISED, /* cross-entropy of a linear softmax head (include/imx/supervised.h) */
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
 
-typedef enum { IMX_ACT_IDENTITY = 0, IMX_ACT_RELU, IMX_ACT_SOFTMAX } imx_activation;
+typedef enum {
+  IMX_ACT_IDENTITY = 0,
+  IMX_ACT_RELU,
+  IMX_ACT_SOFTMAX,
+  IMX_ACT_TOPK,      /* softmax over the k smallest z of each row, renormalized */
+  IMX_ACT_SPARSEMAX  /* Euclidean projection of -z/tau onto the simplex */
+} imx_activation;
 typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
 typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
 typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
 typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
 typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
 typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
+typedef enum { IMX_FEED_ACTIVATION = 0, IMX_FEED_Z, IMX_FEED_R } imx_feed;
 
 typedef struct imx_config {
   char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
@@ -55,13 +64,17 @@ typedef struct imx_config {
 
   struct {
     int units;                   /* model.units: K */
-    imx_activation activation;   /* model.activation: identity | relu | softmax */
-    double temperature;          /* model.temperature: tau in softmax(-z/tau) */
+    imx_activation activation;   /* model.activation: identity | relu | softmax | topk | sparsemax */
+    double temperature;          /* model.temperature: tau in softmax(-z/tau) (also topk, sparsemax) */
+    int topk;                    /* model.topk: k, responsibilities kept per row (activation topk) */
     int weight_norm;             /* model.weight_norm: w_j = v_j / ||v_j|| (bool) */
     char init[IMX_PATH_LEN];     /* model.init: "random" or a .npy file with K x n weights */
     unsigned long long seed;     /* model.seed: seed of the random initial weights */
     double init_bias;            /* model.init_bias: std of random initial biases (0 = zeros) */
     double bias_bound;           /* model.bias_bound: |b_j| <= this (0 = unbounded; needs a bounded TAO type) */
+    imx_feed feed;               /* model.feed: what a layer passes to the next of model.layers: activation | z | r */
+    int nlayers;                 /* model.layers: entries (0 = one layer, the classic form) */
+    char layer_set[IMX_MAX_LAYERS][IMX_OPTS_LEN]; /* per entry: "section.key=value" lines (model, objective, optimizer) */
   } model;
 
   struct {
@@ -69,6 +82,7 @@ typedef struct imx_config {
     double lambda;               /* objective.lambda: the preset's redundancy weight */
     double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
+    double label_fraction;       /* objective.label_fraction: share of rows whose labels the supervised term uses */
   } objective;
 
   struct {
@@ -86,6 +100,7 @@ typedef struct imx_config {
     int grid_rows, grid_cols;    /* parallel.grid_rows/grid_cols: BLACS process grid (0 = auto) */
     int scalapack_block;         /* parallel.scalapack_block: block-cyclic block size nb */
     double memory_mib;           /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
+    int sparse;                  /* parallel.sparse: skip the zeros of topk/sparsemax outputs in dL/dW (bool) */
   } parallel;
 
   struct {
@@ -96,6 +111,7 @@ typedef struct imx_config {
     int probe_max_it;               /* eval.probe_max_it */
     double probe_l2;                /* eval.probe_l2: L2 penalty of the probe */
     int baselines;                  /* eval.baselines: also score raw input, PCA-K, random hyperplanes (bool) */
+    int layer;                      /* eval.layer: which layer of model.layers to judge (1 = the first) */
   } eval;
 
   struct {
@@ -133,6 +149,11 @@ imx_err imx_config_write(imx_ctx *ctx, const imx_config *cfg, FILE *f);
  * meaning), generated from the schema table. Local. */
 void imx_config_reference(FILE *f);
 
+/* The configuration of layer `index` (0-based) of model.layers: base with
+ * that entry's settings applied, validated (messages name model.layers[i]).
+ * out keeps base's list. With no list, index 0 gives base. Local. */
+imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_config *out);
+
 /* Names of enum values, for messages and output. Local. */
 const char *imx_activation_name(imx_activation a);
 const char *imx_source_name(imx_source s);
@@ -140,5 +161,6 @@ const char *imx_preprocess_name(imx_preprocess p);
 const char *imx_reduction_name(imx_reduction r);
 const char *imx_linalg_name(imx_linalg_kind k);
 const char *imx_features_name(imx_features f);
+const char *imx_feed_name(imx_feed f);
 
 #endif

@@ -42,8 +42,11 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
                          imx_layer **out);
 void imx_layer_free(imx_layer **l);
 
-/* Number of parameters K n + K. Local. */
+/* Number of parameters K n + K, plus C K + C for the supervised term's head
+ * (theta = [V, b, U, c]; include/imx/supervised.h). Local. */
 int imx_layer_nparams(const imx_layer *l);
+/* Classes C of the supervised head (0 without the supervised term). Local. */
+int imx_layer_head_classes(const imx_layer *l);
 int imx_layer_units(const imx_layer *l);
 int imx_layer_inputs(const imx_layer *l);
 /* Global number of samples N. Local. */

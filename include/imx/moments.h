@@ -30,4 +30,13 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
                         const double *A, int lda, int kb, const double *Bm, int ldb,
                         const double *bmax, double *out);
 
+/* The same as imx_moments_atb (A != Bm, bmax required), for an A with many
+ * zeros (topk and sparsemax outputs): a partial whose rows of A have at most
+ * density * rows * ka nonzeros is formed by skipping them (cost nnz * kb
+ * instead of rows * ka * kb), else by dgemm. The choice is made per partial
+ * from its own rows, so reproducible sums keep their bits for any P. */
+imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                               const double *A, int lda, int kb, const double *Bm, int ldb,
+                               const double *bmax, double density, double *out);
+
 #endif

@@ -17,10 +17,11 @@ typedef struct imx_summary {
   const imx_metrics *measures; /* measures of the trained layer, NULL if not computed */
   imx_err status;              /* IMX_OK or the error that ended the run */
   const char *message;         /* the error message ("" if none) */
+  const char *file;            /* file name in dir (NULL: summary.json) */
 } imx_summary;
 
 /* Gather timers (min/max/mean across ranks) and peak memory per rank and write
- * DIR/summary.json atomically (rank 0). Collective. */
+ * DIR/summary.json (or DIR/s->file) atomically (rank 0). Collective. */
 imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir);
 
 #endif

@@ -1,0 +1,40 @@
+/* stack: layers trained greedily (model.layers).
+ *
+ * Layer 1 is trained by `infomax train` exactly as a one-layer run (so its
+ * weights are the same bits as those of a one-layer run with the same
+ * settings). Then, for l = 2..L, layer l is trained on what layer l-1 feeds
+ * forward (its model.feed: phi(z), z, or r = softmax(-z/tau)) over the same
+ * rows, which stays fixed; each layer has its own model, objective and
+ * optimizer settings (imx_config_layer). Layer l >= 2 sees the features as
+ * they are (no preprocessing: its biases absorb their mean) and keeps the
+ * labels of the data (for the supervised term). Its files go beside layer 1's:
+ * layerL_W.npy, layerL_b.npy (and layerL_head_*.npy), layerL_metrics.jsonl,
+ * layerL_summary.json.
+ */
+#ifndef IMX_STACK_H
+#define IMX_STACK_H
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+#include "imx/data.h"
+#include "imx/layer.h"
+
+/* Write layer `index`'s W (K x n), b (K x 1) and, with the supervised term,
+ * its head (layerINDEX_head_W.npy, C x K; layerINDEX_head_b.npy, C x 1) into
+ * dir (rank 0). Collective (the status is agreed). */
+imx_err imx_stack_write_layer(imx_ctx *ctx, const imx_layer *l, const double *theta,
+                              const char *dir, int index);
+
+/* The features a trained layer passes on (feed) for the nloc local rows of
+ * the data it was created on, into out (nloc x K, caller-allocated). Local. */
+imx_err imx_stack_features(imx_ctx *ctx, imx_layer *l, const double *theta, imx_feed feed,
+                           double tau, int64_t nloc, double *out);
+
+/* Train layers 2..top->model.nlayers on top of layer 1 (l1 at theta1, created
+ * on d1), writing every layer's files into dir. Returns IMX_STOPPED if a
+ * signal stopped a layer (no checkpoint: a stacked run's layers >= 2 are
+ * retrained by --resume). Collective. */
+imx_err imx_stack_train(imx_ctx *ctx, const imx_config *top, const imx_data *d1, imx_layer *l1,
+                        const double *theta1, const char *dir);
+
+#endif

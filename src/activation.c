@@ -1,0 +1,138 @@
+/* activation: phi and its backward pass (see include/imx/activation.h and
+ * docs/objectives.md, "Activations"). */
+#include "imx/activation.h"
+
+#include <math.h>
+#include <string.h>
+
+int imx_activation_simplex(imx_activation a) {
+  return a == IMX_ACT_SOFTMAX || a == IMX_ACT_TOPK || a == IMX_ACT_SPARSEMAX;
+}
+
+int imx_activation_sparse(imx_activation a) { return a == IMX_ACT_TOPK || a == IMX_ACT_SPARSEMAX; }
+
+int imx_act_work(const imx_act *a) { return a->kind == IMX_ACT_TOPK ? a->K : 0; }
+
+/* The k-th smallest (1-based) of v[0..n), reordering v (Hoare's selection
+ * with a median-of-three pivot: deterministic, expected O(n)). */
+static double kth_smallest(double *v, int n, int k) {
+  int lo = 0, hi = n - 1, want = k - 1;
+  while (lo < hi) {
+    int mid = lo + (hi - lo) / 2;
+    double a = v[lo], b = v[mid], c = v[hi];
+    double p = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+    int i = lo, j = hi;
+    while (i <= j) {
+      while (v[i] < p) i++;
+      while (v[j] > p) j--;
+      if (i <= j) {
+        double t = v[i];
+        v[i] = v[j], v[j] = t;
+        i++, j--;
+      }
+    }
+    if (want <= j) hi = j;
+    else if (want >= i) lo = i;
+    else return v[want];
+  }
+  return v[want];
+}
+
+/* softmax(-z/tau) over the k smallest z; ties at the k-th value go to the
+ * lower indices. The others are set to 0. */
+static void topk_row(int K, int k, double tau, double *z, double *work) {
+  memcpy(work, z, (size_t)K * sizeof *z);
+  double t = kth_smallest(work, K, k);
+  int below = 0;
+  for (int j = 0; j < K; j++) below += z[j] < t;
+  int ties = k - below; /* entries equal to t that are kept, lowest index first */
+  double zmin = z[0], s = 0;
+  for (int j = 1; j < K; j++) zmin = z[j] < zmin ? z[j] : zmin;
+  for (int j = 0; j < K; j++) {
+    int keep = z[j] < t || (z[j] == t && ties-- > 0);
+    s += (z[j] = keep ? exp(-(z[j] - zmin) / tau) : 0);
+  }
+  for (int j = 0; j < K; j++) z[j] /= s;
+}
+
+/* sparsemax(u), u = -z/tau: p = max(u - t, 0) with sum p = 1. t is found
+ * by Michelot's iteration: t = (sum_{u_j > t} u_j - 1) / |{u_j > t}|, starting
+ * from all entries; t only grows and the set only shrinks, so it ends after
+ * at most K rounds (a few in practice) at the exact threshold. Working on
+ * -z/tau keeps the sums in the row's own order: no sort, no scratch. */
+static void sparsemax_row(int K, double tau, double *z) {
+  double zmin = z[0];
+  for (int j = 1; j < K; j++) zmin = z[j] < zmin ? z[j] : zmin;
+  /* u_j = -(z_j - zmin)/tau <= 0 with max 0: shift-invariant, no overflow. */
+  for (int j = 0; j < K; j++) z[j] = -(z[j] - zmin) / tau;
+  double t = -INFINITY;
+  for (int round = 0; round <= K; round++) {
+    double s = 0;
+    int c = 0;
+    for (int j = 0; j < K; j++)
+      if (z[j] > t) s += z[j], c++;
+    double tn = (s - 1) / c;
+    if (!(tn > t)) break;
+    t = tn;
+  }
+  for (int j = 0; j < K; j++) z[j] = z[j] > t ? z[j] - t : 0;
+}
+
+void imx_act_forward(const imx_act *a, int64_t rows, double *Z, double *work) {
+  int K = a->K;
+  switch (a->kind) {
+  case IMX_ACT_IDENTITY: break;
+  case IMX_ACT_RELU:
+    for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
+    break;
+  case IMX_ACT_SOFTMAX:
+    for (int64_t i = 0; i < rows; i++) {
+      double *z = Z + i * K, zmin = z[0], s = 0;
+      for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
+      for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / a->tau));
+      for (int k = 0; k < K; k++) z[k] /= s;
+    }
+    break;
+  case IMX_ACT_TOPK:
+    for (int64_t i = 0; i < rows; i++) topk_row(K, a->k, a->tau, Z + i * K, work);
+    break;
+  case IMX_ACT_SPARSEMAX:
+    for (int64_t i = 0; i < rows; i++) sparsemax_row(K, a->tau, Z + i * K);
+    break;
+  }
+}
+
+void imx_act_backward(const imx_act *a, int64_t rows, const double *A, double *g) {
+  int K = a->K;
+  switch (a->kind) {
+  case IMX_ACT_IDENTITY: break;
+  case IMX_ACT_RELU:
+    for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
+    break;
+  case IMX_ACT_SOFTMAX:
+  case IMX_ACT_TOPK:
+    /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). For
+     * topk the same formula holds on the kept set S (a softmax over S) and
+     * gives 0 outside it, where r = 0. */
+    for (int64_t i = 0; i < rows; i++) {
+      const double *r = A + i * K;
+      double *gi = g + i * K, rg = 0;
+      for (int k = 0; k < K; k++) rg += r[k] * gi[k];
+      for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / a->tau;
+    }
+    break;
+  case IMX_ACT_SPARSEMAX:
+    /* dp/du = diag(s) - s s^T / |S| on the support S (s its indicator), and
+     * du/dz = -1/tau: dL/dz_k = -(1/tau) s_k (g_k - mean_{j in S} g_j). */
+    for (int64_t i = 0; i < rows; i++) {
+      const double *p = A + i * K;
+      double *gi = g + i * K, s = 0;
+      int c = 0;
+      for (int k = 0; k < K; k++)
+        if (p[k] > 0) s += gi[k], c++;
+      double mean = c ? s / c : 0;
+      for (int k = 0; k < K; k++) gi[k] = p[k] > 0 ? -(gi[k] - mean) / a->tau : 0;
+    }
+    break;
+  }
+}
