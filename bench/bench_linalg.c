@@ -4,10 +4,10 @@
  *   mpiexec -n P build/bench/bench_linalg --K 4096 --linalg scalapack [options]
  *
  * Options: --K units, --N samples (8192), --n inputs (64), --linalg
- * replicated|scalapack|auto, --evals timed evaluations after one warm-up (2),
- * --activation softmax|relu|identity, --preset gaussian|..., --eps (1e-3),
- * --nb tile size (64), --grid RxC (0x0 = automatic), --reduction
- * reproducible|fast, --path data|moments|auto.
+ * replicated|scalapack|auto, --evals timed evaluations after one warm-up
+ * (2; 0 = time the warm-up alone), --activation softmax|relu|identity,
+ * --preset gaussian|..., --eps (1e-3), --nb tile size (64), --grid RxC
+ * (0x0 = automatic), --reduction reproducible|fast, --path data|moments|auto.
  *
  * Prints one JSON line on rank 0: the configuration, the backend and grid,
  * the seconds of the warm-up and of each timed evaluation, the phases of
@@ -125,16 +125,20 @@ int main(int argc, char **argv) {
   }
   char la0[32], la1[32];
   double first = 0, *secs = calloc((size_t)evals, sizeof *secs), busy0 = 0, own0 = 0, t0 = 0;
-  if (!e) {
-    MPI_Barrier(ctx.comm);
-    double t = imx_now();
-    e = imx_layer_eval(&ctx, l, theta, &f, grad, NULL);
-    first = imx_now() - t;
-  }
-  imx_timer_reset();
+  /* The measured window: the timed evaluations, or the warm-up if none. */
   loadavg(la0, sizeof la0);
   MPI_Barrier(ctx.comm);
   busy0 = cpu_busy_seconds(), own0 = own_cpu_seconds(), t0 = imx_now();
+  if (!e) {
+    e = imx_layer_eval(&ctx, l, theta, &f, grad, NULL);
+    MPI_Barrier(ctx.comm);
+    first = imx_now() - t0;
+  }
+  if (evals > 0) {
+    imx_timer_reset();
+    loadavg(la0, sizeof la0);
+    busy0 = cpu_busy_seconds(), own0 = own_cpu_seconds(), t0 = imx_now();
+  }
   for (int k = 0; !e && k < evals; k++) {
     MPI_Barrier(ctx.comm);
     double t = imx_now();
@@ -179,7 +183,7 @@ int main(int argc, char **argv) {
       printf("], \"peak_rss_mib\": [");
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", rsss[r]);
       printf("], \"cpu_s\": %.4f, \"loadavg\": [%s, %s], \"foreign_cpu\": %.2f}\n",
-             evals > 0 ? own / evals : 0, la0, la1, wall > 0 ? (busy - own) / wall : 0);
+             own / (evals > 0 ? evals : 1), la0, la1, wall > 0 ? (busy - own) / wall : 0);
     }
     fflush(stdout);
   }

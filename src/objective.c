@@ -119,7 +119,7 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
     double *Minv = work, ld;
     for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
     IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
-                           obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)" : "C + eps I",
+                           obj->null_vector ? "C + eps I + 1 1^T/K (outputs sum to 1)" : "C + eps I",
                            &ld));
     terms[IMX_TERM_LOGDET] = -ld;
     total += w[IMX_TERM_LOGDET] * -ld;
@@ -134,7 +134,7 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
     for (int j = 0; j < K; j++) S += d[j];
     for (int j = 0; j < K; j++) u[j] = d[j] / sqrt(S);
     IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
-                           obj->null_vector ? "C + eps I + v v^T (softmax outputs, gaussian_tc)"
+                           obj->null_vector ? "C + eps I + v v^T (outputs sum to 1, gaussian_tc)"
                                             : "C + eps I",
                            &ld));
     double s = 0;

@@ -172,7 +172,7 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
   if (wld != 0) {
     for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
     e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, G,
-                       obj->null_vector ? "C + eps I + 1 1^T/K (softmax outputs)" : "C + eps I",
+                       obj->null_vector ? "C + eps I + 1 1^T/K (outputs sum to 1)" : "C + eps I",
                        &ld, sums, inv);
     if (e) goto out;
   }
@@ -184,7 +184,7 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
     } else {
       imx_dmat *M = two ? work : G;
       e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, M,
-                         obj->null_vector ? "C + eps I + v v^T (softmax outputs, gaussian_tc)"
+                         obj->null_vector ? "C + eps I + v v^T (outputs sum to 1, gaussian_tc)"
                                           : "C + eps I",
                          &ldtc, sums, inv);
       if (e) goto out;

@@ -5,7 +5,7 @@ targets: benchmarks are not tests (bench/, docs/performance.md)."""
 import csv
 import os
 
-from clitest import check, finish, run, tmpdir
+from clitest import ENV, INFOMAX, check, finish, run, tmpdir
 
 COLUMNS = ["P", "N", "n", "K", "activation", "reduction", "path", "linalg", "eval_best_s",
            "eval_mean_s", "forward_s", "moments_s", "reduce_s", "linalg_s", "backward_s",
@@ -55,6 +55,24 @@ code, out, err = run(["bench", "evals=x"], ranks=2)
 check(code == 2 and err.count("evals") >= 1, "a bad setting exits 2 with a message: %s" % err.strip())
 code, out, err = run(["bench", "--help"])
 check(code == 0 and "usage:" in out and "model.units=" in out, "bench --help")
+
+# bench/run_linalg.sh drives bench_linalg: both backends at 1 and 2 ranks on a
+# tiny size give the same loss (the rows of docs/performance.md's table).
+import json  # noqa: E402
+import subprocess  # noqa: E402
+root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+build = os.path.dirname(os.path.abspath(INFOMAX))
+jl = os.path.join(tmpdir(), "linalg.jsonl")
+p = subprocess.run(["bash", os.path.join(root, "bench", "run_linalg.sh"), build, jl], capture_output=True,
+                   text=True, timeout=300, cwd=root,
+                   env=dict(ENV, KS="40 100", PS="1 2", N="600", NIN="8", IDLE_LOAD="0", EXTRA="--nb 16"))
+rows = [json.loads(l) for l in open(jl)] if os.path.exists(jl) else []
+losses = [r.get("loss") for r in rows if r["K"] == 100]
+check(p.returncode == 0 and len(rows) == 8 and all("eval_s" in r for r in rows)
+      and len(losses) == 4 and max(losses) - min(losses) <= 1e-12 * abs(losses[0])
+      and "| 100 | 2 | scalapack | 1x2 |" in p.stdout,
+      "bench/run_linalg.sh: 8 runs, K=100 loss of both backends on 1 and 2 ranks %s, table printed (stderr: %s)"
+      % (losses, p.stderr.strip()[:200]))
 
 # The PyTorch peer is optional: check it agrees on the loss where torch exists.
 try:
