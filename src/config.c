@@ -19,7 +19,8 @@
 #include <yaml.h>
 
 const char *const imx_term_names[IMX_NTERMS] = {
-    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse"};
+    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
+    "entropy"};
 
 /* Enum keys are stored through an int pointer: make sure the enums are int-sized. */
 _Static_assert(sizeof(imx_source) == sizeof(int), "enum size");
@@ -77,7 +78,7 @@ static const char *const source_names[] = {"synthetic-ica", "gmm", "npy", "idx",
 static const char *const preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
 static const char *const activation_names[] = {"identity", "relu", "softmax", NULL};
 static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                           "implicit-em", NULL};
+                                           "implicit-em", "ica", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
 static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
 static const char *const features_names[] = {"activation", "z", "input", NULL};
@@ -142,6 +143,7 @@ static const key_row keys[] = {
     WEIGHT(IMX_TERM_DECORRELATION, "decorrelation", "sum of squared off-diagonal correlations"),
     WEIGHT(IMX_TERM_WEIGHT_REDUNDANCY, "weight_redundancy", "weight redundancy"),
     WEIGHT(IMX_TERM_LSE, "lse", "log-sum-exp"),
+    WEIGHT(IMX_TERM_ENTROPY, "entropy", "log-cosh marginal entropy"),
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NULL,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},

@@ -12,6 +12,7 @@
 #include "imx/linalg.h"
 #include "imx/log.h"
 #include "imx/moments.h"
+#include "imx/objective_entropy.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
 #include "imx/timer.h"
@@ -50,6 +51,7 @@ struct imx_layer {
   double *diag, *dmax;     /* scalapack: diag C; column maxima of |D| (K each) */
   double *Tb;              /* scalapack data path: nloc x K, dL/dA then dL/dZ */
   double corr;             /* scalapack: max |correlation| of the last evaluation */
+  imx_entropy *ent;        /* the entropy term's sums (NULL when its weight is 0) */
   size_t bytes;            /* bytes of the buffers above on this rank */
   double bytes_max;        /* the largest bytes over the ranks (at creation) */
 };
@@ -82,6 +84,7 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
+  imx_entropy_free(&l->ent);
   free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
@@ -149,7 +152,7 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   if (moments && !l->moments_ok)
     e = imx_fail(ctx, IMX_ERR_CONFIG,
                  "parallel.path: moments needs identity activation and moment terms only "
-                 "(no lse)");
+                 "(no lse or entropy)");
   else if (!moments)
     e = data_buffers(ctx, l);
   IMX_TRY(imx_agree(ctx, e));
@@ -291,7 +294,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   }
   int K = l->K, n = l->n, bad = 0;
   size_t KK = (size_t)K * K;
-  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0;
+  l->moments_ok = l->act == IMX_ACT_IDENTITY && !imx_objective_per_sample(&l->obj);
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   e = imx_agree(ctx, choose_linalg(ctx, cfg, l, want_moments && l->moments_ok));
@@ -317,6 +320,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!e && l->linalg == IMX_LINALG_REPLICATED) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
   if (!e) e = imx_rsum_create(ctx, l->mode, K, n, 0, &l->rKn);
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
+  if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0) e = imx_entropy_create(ctx, l->mode, K, l->nloc, &l->ent);
+  l->bytes += imx_entropy_bytes(l->ent);
   l->bytes += (size_t)(rsum_bytes(l->mode, 1, K) + rsum_bytes(l->mode, K, n) +
                        (l->rKK ? rsum_bytes(l->mode, K, K) : 0));
   e = imx_agree(ctx, e);
@@ -516,6 +521,22 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   return IMX_OK;
 }
 
+/* The per-sample terms of src/objective_*.c from the centered outputs D. */
+static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
+                               double terms[IMX_NTERMS], double *value) {
+  if (!l->ent) return IMX_OK;
+  imx_timer_start(IMX_T_MOMENTS);
+  imx_err e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
+  imx_timer_stop(IMX_T_MOMENTS);
+  if (!e) *value += l->obj.w[IMX_TERM_ENTROPY] * terms[IMX_TERM_ENTROPY];
+  return e;
+}
+
+/* Their dL/dA added to T (c rows x K) for the local rows r0 .. r0 + c - 1. */
+static void nonlinear_grad(const imx_layer *l, int64_t r0, int c, double *T, double invN) {
+  if (l->ent) imx_entropy_grad_rows(l->ent, r0, c, T, l->obj.w[IMX_TERM_ENTROPY] * invN);
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K, n = l->n;
@@ -550,6 +571,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   }
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  IMX_TRY(nonlinear_value(ctx, l, rows, invN, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -565,6 +587,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
       memset(l->T, 0, (size_t)c * K * sizeof *l->T);
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
+    nonlinear_grad(l, r0, c, l->T, invN);
     activate_backward(l, c, l->A + r0 * K, l->T);
     memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
   }
@@ -644,6 +667,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   if (e) return e;
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
+  IMX_TRY(nonlinear_value(ctx, l, rows, invN, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -658,6 +682,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
     double *Tc = l->Tb + r0 * K;
     if (wl != 0)
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
+    nonlinear_grad(l, r0, c, Tc, invN);
     activate_backward(l, c, l->A + r0 * K, Tc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
@@ -722,8 +747,9 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   }
   if (!isfinite(value))
     return imx_fail(ctx, IMX_ERR_NUMERIC, "objective is %g (terms: logdet %g, offdiag %g, "
-                    "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g)",
-                    value, terms[0], terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]);
+                    "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g, "
+                    "entropy %g)", value, terms[0], terms[1], terms[2], terms[3], terms[4],
+                    terms[5], terms[6], terms[7]);
   *f = value;
   fill_eval(l, terms, value, ev);
   if (!grad) return IMX_OK;

@@ -1,7 +1,10 @@
 /* test_objective: every term's dL/dC against central finite differences along
  * random symmetric directions, with and without the softmax null vector; the
- * lse and weight_redundancy gradients; the not-SPD message. */
+ * lse and weight_redundancy gradients; the not-SPD message; the entropy
+ * estimator on samples of its own density and of a Gaussian. */
 #include "imx/objective.h"
+#include "imx/objective_entropy.h"
+#include "imx/rng.h"
 
 #include "testing.h"
 
@@ -140,6 +143,34 @@ int main(int argc, char **argv) {
       worst = err > worst ? err : worst;
     }
     t_check(worst < 1e-7, "weight_redundancy gradient: max rel err %.2e (tol 1e-7)", worst);
+  }
+  /* entropy: on samples of p(u) = sech(u)^2 / 2 (logistic, scale 1/2) the
+   * cross-entropy is the entropy, 2 - log 2; on unit Gaussians it is an upper
+   * bound of 1/2 log(2 pi e). Tolerance: 5 standard errors of the mean of
+   * -log p(u) (its std is below 1 for both), 5 / sqrt(N). */
+  {
+    enum { NS = 200000, B = 256 };
+    double *D = malloc((size_t)NS * 2 * sizeof *D), v = NAN;
+    for (int i = 0; i < NS; i++) {
+      double u = imx_rng_uniform(7, 1, (uint64_t)i);
+      D[2 * i] = 0.5 * log(u / (1 - u));
+      D[2 * i + 1] = imx_rng_normal(7, 2, (uint64_t)i);
+    }
+    double m[2] = {0, 0};
+    for (int i = 0; i < NS; i++) m[0] += D[2 * i] / NS, m[1] += D[2 * i + 1] / NS;
+    for (int i = 0; i < NS; i++) D[2 * i] -= m[0], D[2 * i + 1] -= m[1];
+    imx_entropy *ent = NULL;
+    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, &ent);
+    if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &v);
+    /* the value is the sum over both units; the Gaussian's cross-entropy
+     * E[2 log cosh u] + log 2 is 1.44228 (trapezoid rule on [-12, 12]), above its
+     * entropy 1.4189 */
+    double h_logistic = 2 - log(2.0), ce_gauss = 1.44228, tol = 2 * 5 / sqrt((double)NS);
+    t_check(!e && fabs(v - h_logistic - ce_gauss) < tol,
+            "entropy of logistic(1/2) + cross-entropy of N(0,1): %.5f, expected %.5f (tol %.4f)", v,
+            h_logistic + ce_gauss, tol);
+    imx_entropy_free(&ent);
+    free(D);
   }
   imx_ctx_finalize(&ctx);
   int rc = t_finish();

@@ -24,6 +24,7 @@ typedef enum {
   IMX_TERM_DECORRELATION,
   IMX_TERM_WEIGHT_REDUNDANCY,
   IMX_TERM_LSE,
+  IMX_TERM_ENTROPY,
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
@@ -65,7 +66,7 @@ typedef struct imx_config {
   } model;
 
   struct {
-    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em */
+    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica */
     double lambda;               /* objective.lambda: the preset's redundancy weight */
     double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
