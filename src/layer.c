@@ -13,13 +13,14 @@
 #include "imx/log.h"
 #include "imx/moments.h"
 #include "imx/objective_entropy.h"
+#include "imx/objective_hsic.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
 #include "imx/timer.h"
 
 struct imx_layer {
   int K, n;              /* units, inputs */
-  int64_t N, nloc;       /* global and local rows */
+  int64_t N, nloc, row0; /* global and local rows, first global row here */
   int block;             /* B */
   imx_activation act;
   double tau;            /* softmax temperature */
@@ -52,6 +53,7 @@ struct imx_layer {
   double *Tb;              /* scalapack data path: nloc x K, dL/dA then dL/dZ */
   double corr;             /* scalapack: max |correlation| of the last evaluation */
   imx_entropy *ent;        /* the entropy term's sums (NULL when its weight is 0) */
+  imx_hsic *hsic;          /* the hsic term's features and sums (NULL when its weight is 0) */
   size_t bytes;            /* bytes of the buffers above on this rank */
   double bytes_max;        /* the largest bytes over the ranks (at creation) */
 };
@@ -84,7 +86,7 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
-  imx_entropy_free(&l->ent);
+  imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
   free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
@@ -152,7 +154,7 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   if (moments && !l->moments_ok)
     e = imx_fail(ctx, IMX_ERR_CONFIG,
                  "parallel.path: moments needs identity activation and moment terms only "
-                 "(no lse or entropy)");
+                 "(no lse, entropy or hsic)");
   else if (!moments)
     e = data_buffers(ctx, l);
   IMX_TRY(imx_agree(ctx, e));
@@ -277,12 +279,26 @@ void imx_layer_describe_linalg(const imx_layer *l, char *buf, size_t len) {
              l->bytes_max / 1048576);
 }
 
+/* The hsic term, refused when its (K D)^2 matrices do not fit. Collective
+ * (agreed). */
+static imx_err hsic_create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
+  double avail = 0;
+  IMX_TRY(imx_agree(ctx, imx_linalg_memory_per_rank(ctx, cfg->parallel.memory_mib, &avail)));
+  IMX_TRY(imx_hsic_create(ctx, cfg, l->K, l->N, l->row0, l->nloc, l->block, chunk(l), avail,
+                          &l->hsic));
+  l->bytes += imx_hsic_bytes(l->hsic);
+  return IMX_OK;
+}
+
+double imx_layer_hsic_bytes(const imx_layer *l) { return (double)imx_hsic_bytes(l->hsic); }
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
                          imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
   if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
   l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
+  l->row0 = d->row0;
   l->act = cfg->model.activation, l->tau = cfg->model.temperature;
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = d->X;
@@ -322,6 +338,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
   if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0) e = imx_entropy_create(ctx, l->mode, K, l->nloc, &l->ent);
   l->bytes += imx_entropy_bytes(l->ent);
+  e = imx_agree(ctx, e);
+  if (!e && l->obj.w[IMX_TERM_HSIC] != 0) e = hsic_create(ctx, cfg, l);
   l->bytes += (size_t)(rsum_bytes(l->mode, 1, K) + rsum_bytes(l->mode, K, n) +
                        (l->rKK ? rsum_bytes(l->mode, K, K) : 0));
   e = imx_agree(ctx, e);
@@ -521,20 +539,24 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   return IMX_OK;
 }
 
-/* The per-sample terms of src/objective_*.c from the centered outputs D. */
+/* The per-sample terms of src/objective_*.c from the outputs A and the
+ * centered outputs D. */
 static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
                                double terms[IMX_NTERMS], double *value) {
-  if (!l->ent) return IMX_OK;
+  imx_err e = IMX_OK;
   imx_timer_start(IMX_T_MOMENTS);
-  imx_err e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
+  if (l->ent) e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
+  if (!e && l->ent) *value += l->obj.w[IMX_TERM_ENTROPY] * terms[IMX_TERM_ENTROPY];
+  if (!e && l->hsic) e = imx_hsic_value(ctx, l->hsic, l->A, invN, &terms[IMX_TERM_HSIC]);
+  if (!e && l->hsic) *value += l->obj.w[IMX_TERM_HSIC] * terms[IMX_TERM_HSIC];
   imx_timer_stop(IMX_T_MOMENTS);
-  if (!e) *value += l->obj.w[IMX_TERM_ENTROPY] * terms[IMX_TERM_ENTROPY];
   return e;
 }
 
 /* Their dL/dA added to T (c rows x K) for the local rows r0 .. r0 + c - 1. */
-static void nonlinear_grad(const imx_layer *l, int64_t r0, int c, double *T, double invN) {
+static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double invN) {
   if (l->ent) imx_entropy_grad_rows(l->ent, r0, c, T, l->obj.w[IMX_TERM_ENTROPY] * invN);
+  if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
 }
 
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
@@ -748,8 +770,8 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   if (!isfinite(value))
     return imx_fail(ctx, IMX_ERR_NUMERIC, "objective is %g (terms: logdet %g, offdiag %g, "
                     "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g, "
-                    "entropy %g)", value, terms[0], terms[1], terms[2], terms[3], terms[4],
-                    terms[5], terms[6], terms[7]);
+                    "entropy %g, hsic %g)", value, terms[0], terms[1], terms[2], terms[3], terms[4],
+                    terms[5], terms[6], terms[7], terms[8]);
   *f = value;
   fill_eval(l, terms, value, ev);
   if (!grad) return IMX_OK;

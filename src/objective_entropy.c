@@ -55,13 +55,10 @@ size_t imx_entropy_bytes(const imx_entropy *e) {
   return e ? ((size_t)e->rows + 4 + 2 * 4) * e->K * 8 : 0;
 }
 
-/* log cosh(x) and tanh(x) from one exponential, without overflow:
- * log cosh x = |x| + log1p(exp(-2|x|)) - log 2. */
-static inline void logcosh_tanh(double x, double *lc, double *th) {
-  double ax = fabs(x), t = exp(-2 * ax);
-  *lc = ax + log1p(t) - 0.6931471805599453;
-  *th = copysign((1 - t) / (1 + t), x);
-}
+/* Rows whose factors 1 + exp(-2|d|) (each in (1, 2]) are multiplied before
+ * one log: the product stays below 2^32, far from overflow, and the log of
+ * the product differs from the sum of logs by a few ulps of the product. */
+#define PROD_ROWS 32
 
 imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows, const double *D,
                           double invN, double *value) {
@@ -71,18 +68,28 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
   if (repro) IMX_TRY(imx_colmax(ctx, rows, K, D, K, e->bound));
   for (int j = 0; repro && j < K; j++) e->bound[j] = e->bound[j] > 1 ? e->bound[j] : 1;
   imx_rsum_begin(e->sum, (double)block, NULL, repro ? e->bound : NULL);
-  double *w = imx_rsum_work(e->sum);
+  double *w = imx_rsum_work(e->sum), *prod = e->tot;
   int64_t step = repro ? block : (rows > 0 ? rows : 1);
+  /* log cosh x = |x| + log(1 + t) - log 2 and tanh x = sign(x) (1 - t) / (1 + t),
+   * t = exp(-2|x|): one exponential per entry, one log per PROD_ROWS rows. */
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int64_t r1 = r0 + step < rows ? r0 + step : rows;
     for (int j = 0; j < 2 * K; j++) w[j] = 0;
-    for (int64_t i = r0; i < r1; i++) {
-      const double *d = D + i * K;
-      double *th = e->th + i * K, lc;
-      for (int j = 0; j < K; j++) {
-        logcosh_tanh(d[j], &lc, &th[j]);
-        w[j] += lc, w[K + j] += th[j];
+    for (int64_t g0 = r0; g0 < r1; g0 += PROD_ROWS) {
+      int64_t g1 = g0 + PROD_ROWS < r1 ? g0 + PROD_ROWS : r1;
+      for (int j = 0; j < K; j++) prod[j] = 1;
+      for (int64_t i = g0; i < g1; i++) {
+        const double *d = D + i * K;
+        double *th = e->th + i * K;
+        for (int j = 0; j < K; j++) {
+          double ax = fabs(d[j]), t = exp(-2 * ax);
+          prod[j] *= 1 + t;
+          w[j] += ax;
+          th[j] = copysign((1 - t) / (1 + t), d[j]);
+          w[K + j] += th[j];
+        }
       }
+      for (int j = 0; j < K; j++) w[j] += log(prod[j]) - (double)(g1 - g0) * 0.6931471805599453;
     }
     imx_rsum_add(e->sum, w, K);
   }

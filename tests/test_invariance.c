@@ -87,6 +87,9 @@ int main(int argc, char **argv) {
   case_("identity, decorrelation preset, whitened, moments path", &c);
   snprintf(c.objective.preset, sizeof c.objective.preset, "ica");
   case_("identity, ica preset (entropy + logdet), whitened, data path", &c);
+  snprintf(c.objective.preset, sizeof c.objective.preset, "hsic");
+  c.objective.hsic_features = 8;
+  case_("identity, hsic preset (variance + hsic, D = 8), whitened, data path", &c);
   snprintf(c.objective.preset, sizeof c.objective.preset, "implicit-em");
   c.model.activation = IMX_ACT_RELU;
   c.data.preprocess = IMX_PRE_STANDARDIZE;

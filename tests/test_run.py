@@ -54,6 +54,7 @@ def terms_numpy(W, b, X, act, tau, eps):
     off = C - np.diag(np.diag(C))
     R = off / np.sqrt(np.outer(dvar, dvar))
     E = W @ W.T - np.eye(K)
+    Dc = Aa - Aa.mean(axis=0)
     m = Aa.min(axis=1)
     lse = np.mean(m - np.log(np.exp(-(Aa - m[:, None])).sum(axis=1)))
     # gaussian_tc = -1/2 log det R; for softmax outputs the pseudo-log-det along
@@ -63,7 +64,9 @@ def terms_numpy(W, b, X, act, tau, eps):
     ldtc = np.linalg.slogdet(Mtc)[1]
     return {"logdet": -ld, "offdiag": (off ** 2).sum(), "variance": -np.log(dvar).sum(),
             "gaussian_tc": 0.5 * (np.log(dvar).sum() - ldtc), "decorrelation": (R ** 2).sum(),
-            "weight_redundancy": (E ** 2).sum(), "lse": lse}
+            "weight_redundancy": (E ** 2).sum(), "lse": lse,
+            # log cosh x = logaddexp(x, -x) - log 2 on the centered outputs
+            "entropy": (np.log(2) + 2 * (np.logaddexp(Dc, -Dc) - np.log(2)).mean(axis=0)).sum()}
 
 
 # 1. A softmax run with the gaussian preset on 2 ranks.

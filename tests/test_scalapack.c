@@ -56,12 +56,13 @@ static double grad_err(const double *a, const double *b, int np) {
 static void set_terms(imx_config *c, int which) {
   snprintf(c->objective.preset, sizeof c->objective.preset, "none");
   for (int t = 0; t < IMX_NTERMS; t++) c->objective.weight[t] = 0;
+  c->objective.hsic_features = 2; /* (K D)^2 work stays small at K = 100 */
   if (which < IMX_NTERMS) {
     c->objective.weight[which] = 1.3;
     return;
   }
-  /* entropy stays 0 here: "all" is also checked on the moments path */
-  const double w[IMX_NTERMS] = {1.0, 0.3, 0.7, 0.5, 0.4, 0.2, 0.6, 0};
+  /* entropy and hsic stay 0 here: "all" is also checked on the moments path */
+  const double w[IMX_NTERMS] = {1.0, 0.3, 0.7, 0.5, 0.4, 0.2, 0.6, 0, 0};
   for (int t = 0; t < IMX_NTERMS; t++) c->objective.weight[t] = w[t];
   if (c->model.activation == IMX_ACT_IDENTITY) c->objective.weight[IMX_TERM_LSE] = 0;
 }
@@ -73,7 +74,8 @@ static void agreement(void) {
   const int Ks[] = {5, 37, 64, 100}, nbs[] = {8, 16};
   const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX};
   const int sets[] = {IMX_TERM_LOGDET, IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE, IMX_TERM_GAUSSIAN_TC,
-                      IMX_TERM_DECORRELATION, IMX_TERM_ENTROPY, IMX_NTERMS};
+                      IMX_TERM_DECORRELATION, IMX_TERM_ENTROPY, IMX_TERM_HSIC,
+                      IMX_NTERMS};
   const int nsets = (int)(sizeof sets / sizeof *sets);
   int P = ctx.size, grids[8][2], ngrids = 0;
   for (int r = 1; r <= P; r++)
@@ -84,7 +86,10 @@ static void agreement(void) {
     for (int ai = 0; ai < 3; ai++)
       for (int si = 0; si < nsets; si++)
         /* the moments path needs identity outputs and no per-sample term */
-        for (int path = 0; path < (acts[ai] == IMX_ACT_IDENTITY && sets[si] != IMX_TERM_ENTROPY ? 2 : 1);
+        for (int path = 0; path < (acts[ai] == IMX_ACT_IDENTITY && sets[si] != IMX_TERM_ENTROPY &&
+                                        sets[si] != IMX_TERM_HSIC
+                                    ? 2
+                                    : 1);
              path++)
           for (int mode = 0; mode < 2; mode++) {
             /* fast mode on a subset: every term set once per activation at K = 37 */
@@ -159,7 +164,7 @@ static void agreement(void) {
           }
   t_check(failures == 0 && cases > 0,
           "scalapack vs replicated, %d cases (K 5/37/64/100, nb 8/16, every %d-rank grid, "
-          "3 activations, 7 term sets (entropy on the data path), both paths, both reductions): max rel err loss %.2e, "
+          "3 activations, 8 term sets (entropy and hsic on the data path), both paths, both reductions): max rel err loss %.2e, "
           "gradient %.2e (tol 1e-10)",
           cases, P, worst_f, worst_g);
   t_check(grid_diffs == 0 && ngrids > 0,

@@ -25,6 +25,7 @@ typedef enum {
   IMX_TERM_WEIGHT_REDUNDANCY,
   IMX_TERM_LSE,
   IMX_TERM_ENTROPY,
+  IMX_TERM_HSIC,
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
@@ -66,10 +67,12 @@ typedef struct imx_config {
   } model;
 
   struct {
-    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica */
+    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica | hsic */
     double lambda;               /* objective.lambda: the preset's redundancy weight */
     double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
+    int hsic_features;           /* objective.hsic_features: D random Fourier features per unit */
+    double hsic_bandwidth;       /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
   } objective;
 
   struct {

@@ -65,6 +65,9 @@ void imx_layer_grid(const imx_layer *l, int *pr, int *pc, int *nb);
 /* Bytes of this layer's buffers on this rank (excluding the data set and
  * the libraries' own scratch). Local. */
 double imx_layer_bytes(const imx_layer *l);
+/* Bytes of the hsic term's (K D)^2 matrices and feature blocks on this rank
+ * (0 without hsic). Local. */
+double imx_layer_hsic_bytes(const imx_layer *l);
 /* The resolved objective. Local. */
 const imx_objective *imx_layer_objective(const imx_layer *l);
 

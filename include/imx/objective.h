@@ -26,7 +26,7 @@ typedef struct imx_objective {
 imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long long N,
                               imx_objective *obj);
 
-/* Does any term need the outputs row by row (lse, entropy), so that the
+/* Does any term need the outputs row by row (lse, entropy, hsic), so that the
  * moments path does not apply? Local. */
 int imx_objective_per_sample(const imx_objective *obj);
 
