@@ -356,8 +356,10 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   return IMX_OK;
 }
 
-imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
-                              double *theta) {
+static void forward(const imx_layer *l, double *out, int apply_phi);
+
+/* theta from model.init and model.seed. Collective. */
+static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg, double *theta) {
   int K = l->K, n = l->n;
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
@@ -388,6 +390,17 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
                       "normalization needs nonzero rows)", j, cfg->model.init);
   }
   return IMX_OK;
+}
+
+imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
+                              double *theta) {
+  IMX_TRY(init_theta(ctx, l, cfg, theta));
+  if (!l->hsic) return IMX_OK;
+  /* hsic's bandwidths from the initial outputs: one objective for the whole
+   * run, also after an exact resume, which recomputes these parameters. */
+  imx_layer_weights(l, theta, l->W, l->b);
+  forward(l, l->A, 1);
+  return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b) {

@@ -182,11 +182,14 @@ static void features(const imx_hsic *h, const double *A, int64_t r0, int c, doub
   }
 }
 
+imx_err imx_hsic_set_bandwidths(imx_ctx *ctx, imx_hsic *h, const double *A) {
+  IMX_TRY(bandwidths(ctx, h, A));
+  h->have_sigma = 1;
+  return IMX_OK;
+}
+
 imx_err imx_hsic_value(imx_ctx *ctx, imx_hsic *h, const double *A, double invN, double *value) {
-  if (!h->have_sigma) {
-    IMX_TRY(bandwidths(ctx, h, A));
-    h->have_sigma = 1;
-  }
+  if (!h->have_sigma) IMX_TRY(imx_hsic_set_bandwidths(ctx, h, A));
   int KD = h->KD;
   int repro = imx_rsum_reproducible(h->sS);
   const double one = 1;

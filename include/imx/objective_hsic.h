@@ -13,8 +13,9 @@
  * 0 on them): dL/dphi_i = (2/N) G (phi_i - mu), then through the features
  * to a. sigma_j is objective.hsic_bandwidth times the median of |a_ij - a_i'j|
  * over the pairs of a fixed subsample of at most 200 rows (global rows
- * spread evenly over the data set), taken at the first evaluation and then
- * kept (so the objective is a fixed function during a run); a bandwidth
+ * spread evenly over the data set), taken from the initial parameters'
+ * outputs and then kept (so the objective is one fixed function during a
+ * run, an exact resume included); a bandwidth
  * given as a negative number is used as sigma directly (-value).
  * See docs/objectives.md.
  */
@@ -47,8 +48,13 @@ size_t imx_hsic_bytes(const imx_hsic *h);
 /* The bandwidths sigma_j (K, valid after the first value). Local. */
 const double *imx_hsic_bandwidths(const imx_hsic *h);
 
+/* Set the bandwidths from the outputs A (rows x K local rows, row-major) by
+ * the median heuristic (or to -hsic_bandwidth); they are then kept. The layer
+ * calls it with the initial parameters' outputs. Collective. */
+imx_err imx_hsic_set_bandwidths(imx_ctx *ctx, imx_hsic *h, const double *A);
+
 /* The value from the outputs A (rows x K local rows, row-major); sets the
- * bandwidths at the first call. Keeps mu and G for imx_hsic_grad_rows.
+ * bandwidths at the first call if imx_hsic_set_bandwidths was not called. Keeps mu and G for imx_hsic_grad_rows.
  * invN = 1/N. Collective; every rank gets the same bits. */
 imx_err imx_hsic_value(imx_ctx *ctx, imx_hsic *h, const double *A, double invN, double *value);
 
