@@ -474,6 +474,10 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   /* Every term alone with weight 1, whatever its weight in the config. A term
    * that cannot be evaluated here (e.g. log det of a singular C) is null with
    * the reason. */
+  imx_objective run_obj;
+  int hsic_on = !e && !imx_objective_resolve(ctx, &cfg, d->n, (long long)d->N, &run_obj) &&
+                run_obj.w[IMX_TERM_HSIC] != 0;
+  ctx->code = IMX_OK;
   for (int t = 0; !e && t < IMX_NTERMS; t++) {
     imx_config one = cfg;
     snprintf(one.objective.preset, sizeof one.objective.preset, "none");
@@ -483,6 +487,16 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
       single[t].terms[t] = NAN;
       snprintf(why[t], sizeof why[t], "needs the trained head of the supervised term (eval "
                "judges the layer's features with the linear probe instead)");
+      continue;
+    }
+    if (t == IMX_TERM_HSIC && !hsic_on) { /* N (K D)^2 flops: only when the run used it */
+      single[t] = total;
+      single[t].terms[t] = NAN;
+      snprintf(why[t], sizeof why[t],
+               "hsic is evaluated only for runs whose objective has it (it costs about 3 N "
+               "(K D)^2 = %.3g flops here); set objective.hsic to evaluate it",
+               3.0 * (double)d->N * ((double)K * cfg.objective.hsic_features) *
+                   ((double)K * cfg.objective.hsic_features));
       continue;
     }
     if (evaluate(ctx, &one, d, W, b, &single[t])) {

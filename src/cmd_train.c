@@ -63,7 +63,7 @@ static imx_err measures_fit(imx_ctx *ctx, const imx_config *c, const imx_layer *
   return IMX_OK;
 }
 
-static void log_objective(imx_ctx *ctx, const imx_layer *l) {
+static void log_objective(imx_ctx *ctx, const imx_config *c, const imx_layer *l) {
   const imx_objective *o = imx_layer_objective(l);
   char buf[512];
   size_t off = 0;
@@ -77,6 +77,11 @@ static void log_objective(imx_ctx *ctx, const imx_layer *l) {
     imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
             "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),
             imx_layer_units(l), imx_layer_nparams(l));
+  if (o->w[IMX_TERM_HSIC] != 0)
+    imx_log(ctx, IMX_INFO,
+            "  hsic       K D = %d x %d random Fourier features: (K D)^2 matrices and feature "
+            "blocks %.1f MiB per rank (objective.hsic_features sets D)",
+            imx_layer_units(l), c->objective.hsic_features, imx_layer_hsic_bytes(l) / 1048576);
   imx_log(ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
           !strcmp(imx_layer_path(l), "moments")
               ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
@@ -243,7 +248,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     goto out;
   if ((e = imx_preprocess_apply(ctx, &cfg, d, NULL, transform))) goto out;
   if ((e = imx_layer_create(ctx, &cfg, d, &l))) goto out;
-  log_objective(ctx, l);
+  log_objective(ctx, &cfg, l);
   theta = malloc((size_t)imx_layer_nparams(l) * sizeof *theta);
   if ((e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters")))) goto out;
   imx_train_io io = {.dir = dir};

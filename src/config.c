@@ -20,7 +20,7 @@
 
 const char *const imx_term_names[IMX_NTERMS] = {
     "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
-    "supervised"};
+    "supervised", "entropy", "hsic"};
 
 /* Enum keys are stored through an int pointer: make sure the enums are int-sized. */
 _Static_assert(sizeof(imx_source) == sizeof(int), "enum size");
@@ -80,7 +80,7 @@ static const char *const preprocess_names[] = {"none", "center", "standardize", 
 static const char *const activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax",
                                                NULL};
 static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                           "implicit-em", NULL};
+                                           "implicit-em", "ica", "hsic", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
 static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
 static const char *const features_names[] = {"activation", "z", "input", NULL};
@@ -155,6 +155,14 @@ static const key_row keys[] = {
     {SEC_OBJECTIVE, "label_fraction", K_DOUBLE, FIELD(objective.label_fraction), "1.0", 0, 1,
      F_MIN | F_MIN_EXCL | F_MAX, NULL,
      "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
+    WEIGHT(IMX_TERM_ENTROPY, "entropy", "log-cosh marginal entropy"),
+    WEIGHT(IMX_TERM_HSIC, "hsic", "pairwise HSIC (random Fourier features)"),
+    {SEC_OBJECTIVE, "hsic_features", K_INT, FIELD(objective.hsic_features), "16", 1, 4096,
+     F_MIN | F_MAX, NULL, "D, random Fourier features per unit of the hsic term"},
+    {SEC_OBJECTIVE, "hsic_bandwidth", K_DOUBLE, FIELD(objective.hsic_bandwidth), "1.0", 0, 0,
+     F_NONZERO, NULL,
+     "hsic kernel bandwidth: this times the median |a_i - a_i'| of each unit on a fixed "
+     "subsample (< 0: the bandwidth -value itself)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NULL,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},

@@ -13,6 +13,8 @@
 #include "imx/linalg.h"
 #include "imx/log.h"
 #include "imx/moments.h"
+#include "imx/objective_entropy.h"
+#include "imx/objective_hsic.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
 #include "imx/supervised.h"
@@ -20,7 +22,7 @@
 
 struct imx_layer {
   int K, n;              /* units, inputs */
-  int64_t N, nloc;       /* global and local rows */
+  int64_t N, nloc, row0; /* global and local rows, first global row here */
   int block;             /* B */
   imx_activation act;
   double tau;            /* softmax temperature */
@@ -58,6 +60,8 @@ struct imx_layer {
   double *diag, *dmax;     /* scalapack: diag C; column maxima of |D| (K each) */
   double *Tb;              /* scalapack data path: nloc x K, dL/dA then dL/dZ */
   double corr;             /* scalapack: max |correlation| of the last evaluation */
+  imx_entropy *ent;        /* the entropy term's sums (NULL when its weight is 0) */
+  imx_hsic *hsic;          /* the hsic term's features and sums (NULL when its weight is 0) */
   size_t bytes;            /* bytes of the buffers above on this rank */
   double bytes_max;        /* the largest bytes over the ranks (at creation) */
 };
@@ -94,6 +98,8 @@ void imx_layer_free(imx_layer **lp) {
   free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
+  imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
+  free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
   imx_supervised_free(&l->sup);
@@ -161,7 +167,7 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   if (moments && !l->moments_ok)
     e = imx_fail(ctx, IMX_ERR_CONFIG,
                  "parallel.path: moments needs identity activation and moment terms only "
-                 "(no lse)");
+                 "(no lse, entropy or hsic)");
   else if (!moments)
     e = data_buffers(ctx, l);
   IMX_TRY(imx_agree(ctx, e));
@@ -286,12 +292,26 @@ void imx_layer_describe_linalg(const imx_layer *l, char *buf, size_t len) {
              l->bytes_max / 1048576);
 }
 
+/* The hsic term, refused when its (K D)^2 matrices do not fit. Collective
+ * (agreed). */
+static imx_err hsic_create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
+  double avail = 0;
+  IMX_TRY(imx_agree(ctx, imx_linalg_memory_per_rank(ctx, cfg->parallel.memory_mib, &avail)));
+  IMX_TRY(imx_hsic_create(ctx, cfg, l->K, l->N, l->row0, l->nloc, l->block, chunk(l), avail,
+                          &l->hsic));
+  l->bytes += imx_hsic_bytes(l->hsic);
+  return IMX_OK;
+}
+
+double imx_layer_hsic_bytes(const imx_layer *l) { return (double)imx_hsic_bytes(l->hsic); }
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
                          imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
   if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
   l->K = cfg->model.units, l->n = d->n, l->N = d->N, l->nloc = d->nloc, l->block = d->block;
+  l->row0 = d->row0;
   l->act = cfg->model.activation, l->tau = cfg->model.temperature;
   l->phi = (imx_act){.kind = l->act, .tau = l->tau, .k = cfg->model.topk, .K = l->K};
   l->sparse = cfg->parallel.sparse && imx_activation_sparse(l->act);
@@ -305,8 +325,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   }
   int K = l->K, n = l->n, bad = 0;
   size_t KK = (size_t)K * K;
-  l->moments_ok = l->act == IMX_ACT_IDENTITY && l->obj.w[IMX_TERM_LSE] == 0 &&
-                  l->obj.w[IMX_TERM_SUPERVISED] == 0;
+  l->moments_ok = l->act == IMX_ACT_IDENTITY && !imx_objective_per_sample(&l->obj);
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   e = imx_agree(ctx, choose_linalg(ctx, cfg, l, want_moments && l->moments_ok));
@@ -341,6 +360,10 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!e && l->linalg == IMX_LINALG_REPLICATED) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
   if (!e) e = imx_rsum_create(ctx, l->mode, K, n, 0, &l->rKn);
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
+  if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0) e = imx_entropy_create(ctx, l->mode, K, l->nloc, &l->ent);
+  l->bytes += imx_entropy_bytes(l->ent);
+  e = imx_agree(ctx, e);
+  if (!e && l->obj.w[IMX_TERM_HSIC] != 0) e = hsic_create(ctx, cfg, l);
   l->bytes += (size_t)(rsum_bytes(l->mode, 1, K) + rsum_bytes(l->mode, K, n) +
                        (l->rKK ? rsum_bytes(l->mode, K, K) : 0));
   e = imx_agree(ctx, e);
@@ -357,8 +380,10 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   return IMX_OK;
 }
 
-imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
-                              double *theta) {
+static void forward(const imx_layer *l, double *out, int apply_phi);
+
+/* theta from model.init and model.seed. Collective. */
+static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg, double *theta) {
   int K = l->K, n = l->n;
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
@@ -391,6 +416,17 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
                       "normalization needs nonzero rows)", j, cfg->model.init);
   }
   return IMX_OK;
+}
+
+imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
+                              double *theta) {
+  IMX_TRY(init_theta(ctx, l, cfg, theta));
+  if (!l->hsic) return IMX_OK;
+  /* hsic's bandwidths from the initial outputs: one objective for the whole
+   * run, also after an exact resume, which recomputes these parameters. */
+  imx_layer_weights(l, theta, l->W, l->b);
+  forward(l, l->A, 1);
+  return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b) {
@@ -543,6 +579,26 @@ static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTE
   return e;
 }
 
+/* The per-sample terms of src/objective_*.c from the outputs A and the
+ * centered outputs D. */
+static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
+                               double terms[IMX_NTERMS], double *value) {
+  imx_err e = IMX_OK;
+  imx_timer_start(IMX_T_MOMENTS);
+  if (l->ent) e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
+  if (!e && l->ent) *value += l->obj.w[IMX_TERM_ENTROPY] * terms[IMX_TERM_ENTROPY];
+  if (!e && l->hsic) e = imx_hsic_value(ctx, l->hsic, l->A, invN, &terms[IMX_TERM_HSIC]);
+  if (!e && l->hsic) *value += l->obj.w[IMX_TERM_HSIC] * terms[IMX_TERM_HSIC];
+  imx_timer_stop(IMX_T_MOMENTS);
+  return e;
+}
+
+/* Their dL/dA added to T (c rows x K) for the local rows r0 .. r0 + c - 1. */
+static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double invN) {
+  if (l->ent) imx_entropy_grad_rows(l->ent, r0, c, T, l->obj.w[IMX_TERM_ENTROPY] * invN);
+  if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K;
@@ -578,6 +634,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
   if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
+  IMX_TRY(nonlinear_value(ctx, l, rows, invN, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -595,6 +652,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
     if (l->sup)
       imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], l->T);
+    nonlinear_grad(l, r0, c, l->T, invN);
     activate_backward(l, c, l->A + r0 * K, l->T);
     memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
   }
@@ -677,6 +735,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   double wl = l->obj.w[IMX_TERM_LSE];
   if (wl != 0) IMX_TRY(lse_value(ctx, l, rows, invN, terms, &moment_value));
   if (l->sup) IMX_TRY(supervised_value(ctx, l, terms, &moment_value));
+  IMX_TRY(nonlinear_value(ctx, l, rows, invN, terms, &moment_value));
   *value = moment_value;
   if (!want_grad) return IMX_OK;
 
@@ -693,6 +752,7 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
       for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
     if (l->sup)
       imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
+    nonlinear_grad(l, r0, c, Tc, invN);
     activate_backward(l, c, l->A + r0 * K, Tc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
@@ -760,8 +820,9 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   }
   if (!isfinite(value))
     return imx_fail(ctx, IMX_ERR_NUMERIC, "objective is %g (terms: logdet %g, offdiag %g, "
-                    "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g)",
-                    value, terms[0], terms[1], terms[2], terms[3], terms[4], terms[5], terms[6]);
+                    "variance %g, gaussian_tc %g, decorrelation %g, weight_redundancy %g, lse %g, "
+                    "entropy %g, hsic %g)", value, terms[0], terms[1], terms[2], terms[3], terms[4],
+                    terms[5], terms[6], terms[7], terms[8]);
   *f = value;
   fill_eval(l, terms, value, ev);
   if (!grad) return IMX_OK;

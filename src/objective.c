@@ -10,7 +10,7 @@
 #include "imx/linalg.h"
 
 const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                        "implicit-em", NULL};
+                                        "implicit-em", "ica", "hsic", NULL};
 
 /* Default weights of a preset; lambda is the preset's redundancy weight. */
 static int preset_weights(const char *preset, double lambda, double w[IMX_NTERMS]) {
@@ -30,6 +30,14 @@ static int preset_weights(const char *preset, double lambda, double w[IMX_NTERMS
   }
   if (!strcmp(preset, "implicit-em")) {
     w[IMX_TERM_LSE] = 1, w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_DECORRELATION] = lambda;
+    return 0;
+  }
+  if (!strcmp(preset, "ica")) { /* sum_j H(a_j) - 1/2 log det C: ML ICA on whitened data */
+    w[IMX_TERM_ENTROPY] = 1, w[IMX_TERM_LOGDET] = 0.5;
+    return 0;
+  }
+  if (!strcmp(preset, "hsic")) { /* -sum log C_jj + lambda sum_{j<k} HSIC(a_j, a_k) */
+    w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_HSIC] = lambda;
     return 0;
   }
   return -1;
@@ -68,6 +76,11 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                     "objective.eps > 0 (e.g. 1e-3), or use K <= %lld",
                     K, rank_bound, rank_bound);
   return IMX_OK;
+}
+
+int imx_objective_per_sample(const imx_objective *obj) {
+  return obj->w[IMX_TERM_LSE] != 0 || obj->w[IMX_TERM_ENTROPY] != 0 || obj->w[IMX_TERM_HSIC] != 0 ||
+         obj->w[IMX_TERM_SUPERVISED] != 0;
 }
 
 int imx_objective_needs_cov(const imx_objective *obj) {

@@ -178,7 +178,7 @@ static void test_bad_files(void) {
        "configs/bad_two_docs.yaml:3:1: a config file holds one YAML document, found a second"},
       {"configs/bad_preset.yaml", IMX_ERR_CONFIG,
        "configs/bad_preset.yaml:2:11: objective.preset: \"gausian\" is not one of none, "
-       "gaussian, gaussian-tc, decorrelation, implicit-em (did you mean \"gaussian\"?)"},
+       "gaussian, gaussian-tc, decorrelation, implicit-em, ica, hsic (did you mean \"gaussian\"?)"},
       {"configs/bad_optimizer_type.yaml", IMX_ERR_CONFIG,
        "configs/bad_optimizer_type.yaml:2:9: optimizer.type: expected a name of [a-z0-9_], got "
        "\"L-BFGS\""},
@@ -292,7 +292,7 @@ static void test_set(void) {
        "relu, softmax, topk, sparsemax (did you mean \"softmax\"?)"},
       {"objective.preset=foo",
        "--set objective.preset=foo: objective.preset: \"foo\" is not one of none, gaussian, "
-       "gaussian-tc, decorrelation, implicit-em"},
+       "gaussian-tc, decorrelation, implicit-em, ica, hsic"},
       {"objective.offdiag=-1",
        "--set objective.offdiag=-1: objective.offdiag: -1 is out of range (must be >= 0)"},
       {"objective.offdiag=x",
@@ -347,7 +347,7 @@ static void test_validate(void) {
   strcpy(c.objective.preset, "bogus");
   expect("validate: unknown preset", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
          "objective.preset: \"bogus\" is not one of none, gaussian, gaussian-tc, decorrelation, "
-         "implicit-em");
+         "implicit-em, ica, hsic");
   imx_config_defaults(&c);
   c.model.activation = (imx_activation)7;
   expect("validate: activation 7", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,

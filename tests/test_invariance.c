@@ -102,6 +102,11 @@ int main(int argc, char **argv) {
   snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
   c.data.preprocess = IMX_PRE_WHITEN;
   case_("identity, decorrelation preset, whitened, moments path", &c);
+  snprintf(c.objective.preset, sizeof c.objective.preset, "ica");
+  case_("identity, ica preset (entropy + logdet), whitened, data path", &c);
+  snprintf(c.objective.preset, sizeof c.objective.preset, "hsic");
+  c.objective.hsic_features = 8;
+  case_("identity, hsic preset (variance + hsic, D = 8), whitened, data path", &c);
   snprintf(c.objective.preset, sizeof c.objective.preset, "implicit-em");
   c.model.activation = IMX_ACT_RELU;
   c.data.preprocess = IMX_PRE_STANDARDIZE;

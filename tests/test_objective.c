@@ -1,11 +1,21 @@
 /* test_objective: every term's dL/dC against central finite differences along
  * random symmetric directions, with and without the softmax null vector; the
- * lse and weight_redundancy gradients; the not-SPD message. */
+ * lse and weight_redundancy gradients; the not-SPD message; the entropy
+ * estimator on samples of its own density and of a Gaussian; the hsic
+ * random-feature estimate against the direct O(N^2) HSIC. */
 #include "imx/objective.h"
+#include "imx/objective_entropy.h"
+#include "imx/objective_hsic.h"
+#include "imx/rng.h"
 
 #include "testing.h"
 
 #define K 6
+
+static int cmp_dbl(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
 
 static double value(imx_ctx *ctx, const imx_objective *o, const double *C) {
   double G[K * K], work[2 * K * K + K], terms[IMX_NTERMS], v = NAN;
@@ -140,6 +150,131 @@ int main(int argc, char **argv) {
       worst = err > worst ? err : worst;
     }
     t_check(worst < 1e-7, "weight_redundancy gradient: max rel err %.2e (tol 1e-7)", worst);
+  }
+  /* entropy: on samples of p(u) = sech(u)^2 / 2 (logistic, scale 1/2) the
+   * cross-entropy is the entropy, 2 - log 2; on unit Gaussians it is an upper
+   * bound of 1/2 log(2 pi e). Tolerance: 5 standard errors of the mean of
+   * -log p(u) (its std is below 1 for both), 5 / sqrt(N). */
+  {
+    enum { NS = 200000, B = 256 };
+    double *D = malloc((size_t)NS * 2 * sizeof *D), v = NAN;
+    for (int i = 0; i < NS; i++) {
+      double u = imx_rng_uniform(7, 1, (uint64_t)i);
+      D[2 * i] = 0.5 * log(u / (1 - u));
+      D[2 * i + 1] = imx_rng_normal(7, 2, (uint64_t)i);
+    }
+    double m[2] = {0, 0};
+    for (int i = 0; i < NS; i++) m[0] += D[2 * i] / NS, m[1] += D[2 * i + 1] / NS;
+    for (int i = 0; i < NS; i++) D[2 * i] -= m[0], D[2 * i + 1] -= m[1];
+    imx_entropy *ent = NULL;
+    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, &ent);
+    if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &v);
+    /* the value is the sum over both units; the Gaussian's cross-entropy
+     * E[2 log cosh u] + log 2 is 1.44228 (trapezoid rule on [-12, 12]), above its
+     * entropy 1.4189 */
+    double h_logistic = 2 - log(2.0), ce_gauss = 1.44228, tol = 2 * 5 / sqrt((double)NS);
+    t_check(!e && fabs(v - h_logistic - ce_gauss) < tol,
+            "entropy of logistic(1/2) + cross-entropy of N(0,1): %.5f, expected %.5f (tol %.4f)", v,
+            h_logistic + ce_gauss, tol);
+    imx_entropy_free(&ent);
+    free(D);
+  }
+  /* hsic: the random-feature estimate against the direct V-statistic
+   * HSIC_b = (1/N^2) sum_{u<v} tr(Kc_u Kc_v) with the Gaussian kernel of
+   * bandwidth 1, for three units: a dependent pair (y = x^2 + noise) and an
+   * independent third. Units have independent features, so the estimate is
+   * unbiased over the feature draws; its error is a mean over D features,
+   * with a standard deviation s_D proportional to 1/sqrt(D). s_D is measured
+   * over R seeds: the mean must be within 4 s_D / sqrt(R) of the direct
+   * value, every draw within 4 s_D, and s_128 / s_512 near sqrt(4) = 2. */
+  {
+    enum { NS = 400, R = 8 };
+    double *A = malloc((size_t)NS * 3 * sizeof *A);
+    for (int i = 0; i < NS; i++) {
+      double x = imx_rng_normal(9, 1, (uint64_t)i);
+      A[3 * i] = x;
+      A[3 * i + 1] = x * x - 1 + 0.3 * imx_rng_normal(9, 2, (uint64_t)i);
+      A[3 * i + 2] = imx_rng_normal(9, 3, (uint64_t)i);
+    }
+    /* centered Gram matrices of the three units */
+    double *Kc = malloc((size_t)3 * NS * NS * sizeof *Kc);
+    for (int u = 0; u < 3; u++) {
+      double *Ku = Kc + (size_t)u * NS * NS, tot = 0, *row = calloc(NS, sizeof *row);
+      for (int i = 0; i < NS; i++)
+        for (int k = 0; k < NS; k++) {
+          double d = A[3 * i + u] - A[3 * k + u];
+          Ku[(size_t)i * NS + k] = exp(-d * d / 2);
+          row[i] += Ku[(size_t)i * NS + k] / NS;
+        }
+      for (int i = 0; i < NS; i++) tot += row[i] / NS;
+      for (int i = 0; i < NS; i++)
+        for (int k = 0; k < NS; k++) Ku[(size_t)i * NS + k] += tot - row[i] - row[k];
+      free(row);
+    }
+    double direct = 0;
+    for (int u = 0; u < 3; u++)
+      for (int v = 0; v < u; v++) {
+        double s = 0;
+        for (size_t i = 0; i < (size_t)NS * NS; i++)
+          s += Kc[u * (size_t)NS * NS + i] * Kc[v * (size_t)NS * NS + i];
+        direct += s / ((double)NS * NS);
+      }
+    imx_config c;
+    imx_config_defaults(&c);
+    c.objective.hsic_bandwidth = -1; /* sigma = 1 itself */
+    imx_hsic *h = NULL;
+    double sd[2] = {0, 0};
+    imx_err e = IMX_OK;
+    for (int di = 0; di < 2; di++) {
+      int D = di ? 512 : 128;
+      double v[R], mean = 0, worst = 0;
+      c.objective.hsic_features = D;
+      for (int r = 0; r < R; r++) {
+        c.model.seed = 100 + (unsigned)r;
+        v[r] = NAN;
+        e |= imx_hsic_create(&ctx, &c, 3, NS, 0, NS, 16, 16, 0, &h);
+        if (h) e |= imx_hsic_value(&ctx, h, A, 1.0 / NS, &v[r]);
+        imx_hsic_free(&h);
+        mean += v[r] / R;
+      }
+      for (int r = 0; r < R; r++) sd[di] += (v[r] - mean) * (v[r] - mean) / (R - 1);
+      sd[di] = sqrt(sd[di]);
+      for (int r = 0; r < R; r++) worst = fmax(worst, fabs(v[r] - direct));
+      t_check(!e && fabs(mean - direct) < 4 * sd[di] / sqrt((double)R) && worst < 4 * sd[di],
+              "hsic, D=%d random features vs direct O(N^2) HSIC %.5f on N=%d: mean of %d draws "
+              "%.5f (tol 4 s_D/sqrt(R) = %.2e), worst draw off by %.2e (tol 4 s_D = %.2e)",
+              D, direct, NS, R, mean, 4 * sd[di] / sqrt((double)R), worst, 4 * sd[di]);
+    }
+    t_check(sd[0] / sd[1] > 1.2 && sd[0] / sd[1] < 3.5,
+            "hsic random-feature error ~ 1/sqrt(D): s_128 / s_512 = %.2f (expected 2, range 1.2..3.5)",
+            sd[0] / sd[1]);
+    imx_hsic_free(&h);
+    /* the median heuristic: rows 2 s (s < 200) of N = 400, every pair, upper median */
+    {
+      c.objective.hsic_bandwidth = 1.5;
+      e = imx_hsic_create(&ctx, &c, 3, NS, 0, NS, 16, 16, 0, &h);
+      double v = NAN, worst = 0;
+      if (!e) e = imx_hsic_value(&ctx, h, A, 1.0 / NS, &v);
+      for (int u = 0; !e && u < 3; u++) {
+        enum { M = 200, NP = M * (M - 1) / 2 };
+        static double p[NP];
+        int q = 0;
+        for (int i = 0; i < M; i++)
+          for (int k = 0; k < i; k++) p[q++] = fabs(A[3 * (2 * i) + u] - A[3 * (2 * k) + u]);
+        qsort(p, NP, sizeof *p, cmp_dbl);
+        worst = fmax(worst, fabs(imx_hsic_bandwidths(h)[u] - 1.5 * p[NP / 2]));
+      }
+      t_check(!e && worst == 0, "hsic bandwidth = 1.5 x the median |a_i - a_i'| of 200 rows: "
+              "differs from sorting by %.1e", worst);
+      imx_hsic_free(&h);
+    }
+    /* the memory refusal names the knob */
+    c.objective.hsic_features = 4096;
+    e = imx_hsic_create(&ctx, &c, 1000, NS, 0, NS, 16, 16, 1e9, &h);
+    t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "objective.hsic_features"),
+            "hsic K=1000 x D=4096 with 1e9 bytes refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    free(Kc), free(A);
   }
   imx_ctx_finalize(&ctx);
   int rc = t_finish();

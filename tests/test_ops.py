@@ -41,6 +41,17 @@ for tao in ("lmvm", "bncg", "nm"):
     check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part)
           and s["optimizer"].get("iterations") == 20,
           "%s: 20 iterations on 1 rank == 10 on 2 ranks + resume to 20 on 3 ranks, bit for bit" % tao)
+# The hsic kernel bandwidths come from the initial outputs, which an exact resume
+# recomputes: 12 iterations in one go == 6 + resume to 12, bit for bit.
+HS = ["--set", "objective.preset=hsic", "--set", "objective.hsic_features=4", "--set", "data.samples=4000",
+      "--set", "data.preprocess=whiten", "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"]
+full, part = os.path.join(d, "full_hsic"), os.path.join(d, "part_hsic")
+c1 = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=12"] + HS, ranks=1)[0]
+c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=6"] + HS, ranks=2)[0]
+c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=12"], ranks=1)
+check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part),
+      "hsic: 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 1 rank, bit for bit "
+      "(exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
 lines = [json.loads(l) for l in open(os.path.join(d, "part_lmvm", "metrics.jsonl"))]
 check([l["iter"] for l in lines] == list(range(21)), "metrics.jsonl of the resumed run: iterations 0..20 once each")
 

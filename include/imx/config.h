@@ -26,6 +26,8 @@ typedef enum {
   IMX_TERM_WEIGHT_REDUNDANCY,
   IMX_TERM_LSE,
   IMX_TERM_SUPERVISED, /* cross-entropy of a linear softmax head (include/imx/supervised.h) */
+  IMX_TERM_ENTROPY,
+  IMX_TERM_HSIC,
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
@@ -78,11 +80,13 @@ typedef struct imx_config {
   } model;
 
   struct {
-    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em */
+    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica | hsic */
     double lambda;               /* objective.lambda: the preset's redundancy weight */
     double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
     double label_fraction;       /* objective.label_fraction: share of rows whose labels the supervised term uses */
+    int hsic_features;           /* objective.hsic_features: D random Fourier features per unit */
+    double hsic_bandwidth;       /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
   } objective;
 
   struct {

@@ -68,12 +68,16 @@ void imx_layer_grid(const imx_layer *l, int *pr, int *pc, int *nb);
 /* Bytes of this layer's buffers on this rank (excluding the data set and
  * the libraries' own scratch). Local. */
 double imx_layer_bytes(const imx_layer *l);
+/* Bytes of the hsic term's (K D)^2 matrices and feature blocks on this rank
+ * (0 without hsic). Local. */
+double imx_layer_hsic_bytes(const imx_layer *l);
 /* The resolved objective. Local. */
 const imx_objective *imx_layer_objective(const imx_layer *l);
 
 /* Initial parameters from cfg->model (seeded random, P-independent, or a .npy
- * file of K x n weights). theta: nparams doubles. Collective (file read on
- * rank 0, broadcast). */
+ * file of K x n weights). theta: nparams doubles. With the hsic term it also
+ * fixes the kernel bandwidths from the outputs at theta. Collective (file
+ * read on rank 0, broadcast). */
 imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
                               double *theta);
 

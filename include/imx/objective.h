@@ -26,6 +26,10 @@ typedef struct imx_objective {
 imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long long N,
                               imx_objective *obj);
 
+/* Does any term need the outputs row by row (lse, entropy, hsic, supervised), so that the
+ * moments path does not apply? Local. */
+int imx_objective_per_sample(const imx_objective *obj);
+
 /* Does any term need C? Local. */
 int imx_objective_needs_cov(const imx_objective *obj);
 

@@ -1,0 +1,53 @@
+/* objective_entropy: the `entropy` term, sum_j H(a_j), with a non-Gaussian
+ * estimate of each marginal entropy: the cross-entropy of unit j's centered
+ * outputs against the super-Gaussian density of Infomax ICA,
+ *
+ *   p(u) = sech(u)^2 / 2,   -log p(u) = 2 log cosh(u) + log 2,
+ *   H_j = log 2 + (2/N) sum_i log cosh(a_ij - m_j),   m_j = (1/N) sum_i a_ij,
+ *
+ * an upper bound on the differential entropy of a_j (cross-entropy >= entropy)
+ * that is tight when a_j has this density. It is a per-sample term like lse:
+ * one pass over the local rows gives per-unit partial sums of log cosh and of
+ * tanh, reduced across ranks like C (both reduction modes), and then
+ *
+ *   dL/da_ij = (2/N) (tanh(a_ij - m_j) - tbar_j),   tbar_j = (1/N) sum_i tanh(a_ij - m_j)
+ *
+ * (the centering makes the term independent of b for identity outputs).
+ * See docs/objectives.md.
+ */
+#ifndef IMX_OBJECTIVE_ENTROPY_H
+#define IMX_OBJECTIVE_ENTROPY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+
+typedef struct imx_entropy imx_entropy;
+
+/* Create the term's state for K units, `rows` local rows (it keeps tanh of
+ * the centered outputs, rows x K doubles, between value and gradient) and the
+ * reduction mode. Local. Free with imx_entropy_free (accepts NULL, nulls the
+ * pointer). */
+imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows,
+                           imx_entropy **out);
+void imx_entropy_free(imx_entropy **e);
+
+/* Bytes held by e. Local. */
+size_t imx_entropy_bytes(const imx_entropy *e);
+
+/* The value sum_j H_j from the centered outputs D (rows x K local rows,
+ * row-major, starting at a block boundary; blocks of `block` rows are the
+ * partials in reproducible mode). Keeps tbar for imx_entropy_grad_rows.
+ * invN = 1/N. Collective; every rank gets the same bits. */
+imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows, const double *D,
+                          double invN, double *value);
+
+/* g (rows x K) += scale * dL/da for local rows r0 .. r0 + rows - 1, from
+ * the last imx_entropy_value: g_ij += scale * 2 (tanh(d_ij) - tbar_j). scale
+ * is w / N for the weight w. Local. */
+void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, double *g,
+                           double scale);
+
+#endif
