@@ -477,7 +477,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   imx_objective run_obj;
   int hsic_on = !e && !imx_objective_resolve(ctx, &cfg, d->n, (long long)d->N, &run_obj) &&
                 run_obj.w[IMX_TERM_HSIC] != 0;
-  ctx->code = IMX_OK;
+  if (!e) ctx->code = IMX_OK; /* a failed resolve only means: no hsic */
   for (int t = 0; !e && t < IMX_NTERMS; t++) {
     imx_config one = cfg;
     snprintf(one.objective.preset, sizeof one.objective.preset, "none");

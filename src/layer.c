@@ -99,7 +99,6 @@ void imx_layer_free(imx_layer **lp) {
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
-  free(l->rowv), free(l->diag), free(l->dmax), free(l->Tb);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_dmoments_free(&l->dm);
   imx_supervised_free(&l->sup);
