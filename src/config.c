@@ -79,8 +79,8 @@ static const char *const source_names[] = {"synthetic-ica", "gmm", "npy", "idx",
 static const char *const preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
 static const char *const activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax",
                                                NULL};
-static const char *const preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                           "implicit-em", "ica", "hsic", NULL};
+const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
+                                        "implicit-em", "ica", "hsic", NULL};
 static const char *const reduction_names[] = {"reproducible", "fast", NULL};
 static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
 static const char *const features_names[] = {"activation", "z", "input", NULL};
@@ -137,8 +137,8 @@ static const key_row keys[] = {
     {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, feed_names,
      "what this layer passes to the next of model.layers: phi(z), z, or r = softmax(-z/tau)"},
 
-    {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0, preset_names,
-     "named combination of terms; explicit weights below override it"},
+    {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0,
+     imx_preset_names, "named combination of terms; explicit weights below override it"},
     {SEC_OBJECTIVE, "lambda", K_DOUBLE, FIELD(objective.lambda), "0.1", 0, 0, F_MIN, NULL,
      "the preset's redundancy weight"},
     {SEC_OBJECTIVE, "eps", K_DOUBLE, FIELD(objective.eps), "0.0", 0, 0, F_MIN, NULL,

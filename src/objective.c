@@ -9,9 +9,6 @@
 #include "imx/blas.h"
 #include "imx/linalg.h"
 
-const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                        "implicit-em", "ica", "hsic", NULL};
-
 /* Default weights of a preset; lambda is the preset's redundancy weight. */
 static int preset_weights(const char *preset, double lambda, double w[IMX_NTERMS]) {
   for (int t = 0; t < IMX_NTERMS; t++) w[t] = 0;

@@ -31,6 +31,8 @@ typedef enum {
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
+/* Names of the objective presets (src/objective.c gives their weights), NULL-terminated. */
+extern const char *const imx_preset_names[];
 
 typedef enum {
   IMX_ACT_IDENTITY = 0,

@@ -81,7 +81,5 @@ double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int
  * responsibilities: the implicit-EM gradient. */
 double imx_objective_lse_row(int K, const double *a, double *g, double scale);
 
-/* Names of the presets, NULL-terminated, for messages and docs. */
-extern const char *const imx_preset_names[];
 
 #endif
