@@ -23,6 +23,8 @@ typedef struct state {
   imx_eval last;         /* indicators of the last evaluation */
   double *last_x;        /* point of the last evaluation */
   int evals;
+  int rejected;          /* trial points where the objective is not defined (+Inf to TAO) */
+  char rejected_why[IMX_MSG_LEN]; /* the last one's message */
   double t0, t_eval;     /* start, seconds spent inside evaluations */
   int warned_dead, warned_bias;
   int stopped_by;        /* stop signal agreed by all ranks */
@@ -67,7 +69,18 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
     e = imx_optlog_replay(s->ctx, s->io->log, s->replayed++, xa, f, ga);
   } else {
     e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
-    if (!e) memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+    if (e == IMX_ERR_NUMERIC && s->evals > 0) {
+      /* A trial point of a line search where the objective is not defined
+       * (C + eps I not positive definite; agreed by all ranks): +Inf makes
+       * TAO's More-Thuente line search shorten the step. */
+      imx_log(s->ctx, IMX_DEBUG, "trial point rejected: %s", s->ctx->msg);
+      snprintf(s->rejected_why, sizeof s->rejected_why, "%s", s->ctx->msg);
+      s->ctx->code = IMX_OK, e = IMX_OK, *f = PETSC_INFINITY;
+      memset(ga, 0, (size_t)s->n * sizeof *ga);
+      s->rejected++;
+    } else if (!e) {
+      memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+    }
     if (!e && s->io->log) e = imx_agree(s->ctx, imx_optlog_append(s->ctx, s->io->log, xa, *f, ga));
   }
   PetscCall(VecRestoreArray(g, &ga));
@@ -350,6 +363,13 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     res->grad_norm = gnorm;
     snprintf(res->reason, sizeof res->reason, "%s",
              e ? "ERROR" : s.stopped_by ? "STOPPED_BY_SIGNAL" : TaoConvergedReasons[reason]);
+    if (!e && s.rejected)
+      imx_log(ctx, IMX_WARN, "%d trial point%s of TAO's line search had no objective (last: %s); "
+              "%s", s.rejected, s.rejected > 1 ? "s" : "", s.rejected_why,
+              reason == TAO_DIVERGED_LS_FAILURE
+                  ? "the line search could not step around them and stopped the run: set "
+                    "objective.eps (e.g. 1e-6), or use TAO lmvm, whose line search shortens the step"
+                  : "TAO took shorter steps instead");
     /* The final state is a checkpoint too (unless the last iteration wrote one). */
     if (!e && res->iterations != s.last_checkpoint) {
       Vec xs;
