@@ -361,6 +361,13 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
     res->iterations = io->start_iteration + (int)its;
     res->grad_norm = gnorm;
+    if (!e && s.rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
+      /* Not one step: the same outcome as before trial points got +Inf. */
+      e = imx_agree(ctx, imx_fail(ctx, IMX_ERR_NUMERIC,
+                                  "TAO %s made no iteration: its line search found no trial point "
+                                  "where the objective is defined (last: %s); set objective.eps "
+                                  "(e.g. 1e-6), or use TAO lmvm, whose line search shortens the step",
+                                  res->tao_type, s.rejected_why));
     snprintf(res->reason, sizeof res->reason, "%s",
              e ? "ERROR" : s.stopped_by ? "STOPPED_BY_SIGNAL" : TaoConvergedReasons[reason]);
     if (!e && s.rejected)

@@ -69,8 +69,9 @@ check(c1 == c2 == c3 == 0 and "trial point of TAO's line search had no objective
       "resume to 8 on 2, bit for bit; exits %d %d %d) %s" % (c1, c2, c3, (e1 + err).strip()[:300]))
 c, out, err = run(["train", FM, "--out", os.path.join(d, "bncg_inf"), "-tao_type", "bncg",
                    "--set", "data.samples=3000"], ranks=2)
-check(c == 0 and "DIVERGED_LS_FAILURE" in out and "set objective.eps (e.g. 1e-6), or use TAO lmvm" in err,
-      "bncg whose line search cannot step around such a point stops with the remedy: %s" % err.strip()[-160:])
+check(c == 6 and "TAO bncg made no iteration" in err and "set objective.eps (e.g. 1e-6), or use TAO lmvm" in err,
+      "bncg, whose line search cannot step around such points, makes no iteration: exit 6 with the remedy: %s"
+      % err.strip()[-160:])
 lines = [json.loads(l) for l in open(os.path.join(d, "part_lmvm", "metrics.jsonl"))]
 check([l["iter"] for l in lines] == list(range(21)), "metrics.jsonl of the resumed run: iterations 0..20 once each")
 
