@@ -73,6 +73,13 @@ static void log_objective(imx_ctx *ctx, const imx_config *c, const imx_layer *l)
                               imx_term_names[t]);
   imx_log(ctx, IMX_INFO, "  loss       %s%s", buf,
           o->null_vector ? "   (log det uses C + 1 1^T/K: softmax rows sum to 1)" : "");
+  /* entropy + 1/2 logdet is ML ICA only for whitened inputs and K = n. */
+  if (o->w[IMX_TERM_ENTROPY] != 0 && o->w[IMX_TERM_LOGDET] != 0 &&
+      (c->data.preprocess != IMX_PRE_WHITEN || imx_layer_units(l) != imx_layer_inputs(l)))
+    imx_log(ctx, IMX_WARN, "entropy + logdet is maximum-likelihood ICA for whitened inputs and "
+            "K = n; here data.preprocess is %s and K = %d, n = %d: set data.preprocess: whiten "
+            "and model.units: %d", imx_preprocess_name(c->data.preprocess), imx_layer_units(l),
+            imx_layer_inputs(l), imx_layer_inputs(l));
   if (imx_layer_head_classes(l))
     imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
             "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),

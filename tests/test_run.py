@@ -187,6 +187,15 @@ check(code == 0 and la.get("backend") == "scalapack" and la["reason"].startswith
       and "linalg     scalapack on a 1 x 2 BLACS grid" in out,
       "parallel.memory_mib=0.001: auto takes scalapack and says why: %s" % la.get("reason"))
 
+# 4e. The ica preset warns when the inputs are not whitened (it is ML ICA only then).
+W_ICA = "entropy + logdet is maximum-likelihood ICA for whitened inputs"
+ica = ["--set", "objective.preset=ica", "--set", "optimizer.max_it=2"]
+c1, o1, e1 = run(["train", cfgd, "--out", os.path.join(d, "ica_c")] + ica, ranks=2)
+c2, o2, e2 = run(["train", cfgd, "--out", os.path.join(d, "ica_w"), "--set", "data.preprocess=whiten"] + ica,
+                 ranks=2)
+check(c1 == 0 and c2 == 0 and W_ICA in e1 and "set data.preprocess: whiten" in e1 and W_ICA not in e2,
+      "ica preset: a warning with centered inputs, none with whitened ones (exits %d %d)" % (c1, c2))
+
 # 5. Never overwrite: the same --out twice gives a new directory.
 code, out, err = run(["train", config(name="soft", max_it=2), "--out", run_dir], ranks=1)
 check(code == 0 and os.path.exists(run_dir + "-2/summary.json")
