@@ -187,17 +187,7 @@ static void unpack_group(const imx_ctx *ctx, imx_dmoments *dm, double scale, imx
 static imx_err check_exact(imx_ctx *ctx, const imx_dmoments *dm, int bad, int64_t deposits,
                            const char *what) {
   if (dm->nbins != IMX_EXACT_FOLD) return IMX_OK;
-  int64_t v[2] = {bad, deposits};
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
-  if (v[0])
-    return imx_fail(ctx, IMX_ERR_INTERNAL,
-                    "%s: a partial exceeded its magnitude bound (a bug: please report)", what);
-  if (v[1] > IMX_RSUM_MAX_DEPOSITS)
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: reproducible sum of %lld partials exceeds the exact limit of %lld: raise "
-                    "parallel.block (or parallel.scalapack_block) or use parallel.reduction: fast",
-                    what, (long long)v[1], (long long)IMX_RSUM_MAX_DEPOSITS);
-  return IMX_OK;
+  return imx_exact_check(ctx, bad, deposits, what, "parallel.block (or parallel.scalapack_block)");
 }
 
 imx_err imx_dmoments_gram(imx_ctx *ctx, imx_dmoments *dm, int block, int64_t m, const double *D,

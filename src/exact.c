@@ -72,23 +72,30 @@ void imx_exact_total(int64_t n, const double *b0, const double *b1, const double
   for (int64_t i = 0; i < n; i++) out[i] = (b0[i] + b1[i]) + b2[i];
 }
 
-imx_err imx_exact_allreduce(imx_ctx *ctx, int nbins, int n, double *bins, int violated,
-                            int64_t deposits, const char *what, double *out) {
+imx_err imx_exact_check(imx_ctx *ctx, int violated, int64_t deposits, const char *what,
+                        const char *knob) {
   int64_t v[2] = {violated, deposits};
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
+  if (v[0])
+    return imx_fail(ctx, IMX_ERR_INTERNAL,
+                    "%s: a partial exceeded its magnitude bound (a bug: please report)", what);
+  if (v[1] > IMX_RSUM_MAX_DEPOSITS)
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: reproducible sum of %lld partials exceeds the exact limit of %lld: raise "
+                    "%s or use parallel.reduction: fast",
+                    what, (long long)v[1], (long long)IMX_RSUM_MAX_DEPOSITS, knob);
+  return IMX_OK;
+}
+
+imx_err imx_exact_allreduce(imx_ctx *ctx, int nbins, int n, double *bins, int violated,
+                            int64_t deposits, const char *what, double *out) {
+  if (nbins == IMX_EXACT_FOLD)
+    IMX_TRY(imx_exact_check(ctx, violated, deposits, what, "parallel.scalapack_block"));
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, bins, nbins * n, MPI_DOUBLE, MPI_SUM, ctx->comm));
   if (nbins == 1) {
     memcpy(out, bins, (size_t)n * sizeof *out);
     return IMX_OK;
   }
-  if (v[0])
-    return imx_fail(ctx, IMX_ERR_INTERNAL,
-                    "%s: a partial sum exceeded its magnitude bound (a bug: please report)", what);
-  if (v[1] > IMX_RSUM_MAX_DEPOSITS)
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: %lld partial sums exceed the exact limit of %lld: raise "
-                    "parallel.scalapack_block or use parallel.reduction: fast",
-                    what, (long long)v[1], (long long)IMX_RSUM_MAX_DEPOSITS);
   imx_exact_total(n, bins, bins + n, bins + 2 * (int64_t)n, out);
   return IMX_OK;
 }

@@ -598,6 +598,25 @@ static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double in
   if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
 }
 
+/* Both data paths begin here: A = phi(X W^T + b) for the local rows, the
+ * means m (reduced) and the centered outputs D = A - m. Collective. */
+static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
+  int K = l->K;
+  int64_t rows = l->nloc;
+  imx_timer_start(IMX_T_FORWARD);
+  forward(l, l->A, 1);
+  imx_timer_stop(IMX_T_FORWARD);
+  imx_timer_start(IMX_T_MOMENTS);
+  imx_err e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+  if (!e) {
+    for (int k = 0; k < K; k++) l->m[k] *= invN;
+    for (int64_t i = 0; i < rows; i++)
+      for (int k = 0; k < K; k++) l->D[i * K + k] = l->A[i * K + k] - l->m[k];
+  }
+  imx_timer_stop(IMX_T_MOMENTS);
+  return e;
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K;
@@ -606,17 +625,11 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   const double zero = 0;
   imx_err e = IMX_OK;
 
-  imx_timer_start(IMX_T_FORWARD);
-  forward(l, l->A, 1);
-  imx_timer_stop(IMX_T_FORWARD);
-
   double moment_value = 0;
   int cov = imx_objective_needs_cov(&l->obj);
+  e = outputs_centered(ctx, l, invN);
   imx_timer_start(IMX_T_MOMENTS);
-  e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
   if (!e) {
-    for (int k = 0; k < K; k++) l->m[k] *= invN;
-    for (int64_t i = 0; i < rows * K; i++) l->D[i] = l->A[i] - l->m[i % K];
     e = imx_moments_atb(ctx, l->rKK, l->block, rows, K, l->D, K, K, l->D, K, NULL, l->C);
     for (size_t i = 0; i < (size_t)K * K; i++) l->C[i] *= invN;
   }
@@ -706,17 +719,11 @@ static imx_err eval_data_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   double invN = 1.0 / (double)l->N;
   imx_err e = IMX_OK;
 
-  imx_timer_start(IMX_T_FORWARD);
-  forward(l, l->A, 1);
-  imx_timer_stop(IMX_T_FORWARD);
-
   double moment_value = 0;
   int cov = imx_objective_needs_cov(&l->obj);
+  e = outputs_centered(ctx, l, invN);
   imx_timer_start(IMX_T_MOMENTS);
-  e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
   if (!e) {
-    for (int k = 0; k < K; k++) l->m[k] *= invN;
-    for (int64_t i = 0; i < rows * K; i++) l->D[i] = l->A[i] - l->m[i % K];
     if (l->mode == IMX_RED_REPRODUCIBLE) e = imx_colmax(ctx, rows, K, l->D, K, l->dmax);
   }
   if (!e) e = imx_dmoments_gram(ctx, l->dm, l->block, rows, l->D, l->dmax, invN, l->dC);

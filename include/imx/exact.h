@@ -43,6 +43,13 @@ int imx_exact_deposit1(int n, const double *x, double U, double *b0, double *b1,
  * order. Local. */
 void imx_exact_total(int64_t n, const double *b0, const double *b1, const double *b2, double *out);
 
+/* Agree on an exact sum's preconditions: any rank's partial beyond its bound
+ * (violated != 0) is IMX_ERR_INTERNAL, more than IMX_RSUM_MAX_DEPOSITS
+ * deposits in all (summed over ranks) IMX_ERR_DATA naming `what` and the
+ * config key `knob` that lowers them. Collective. */
+imx_err imx_exact_check(imx_ctx *ctx, int violated, int64_t deposits, const char *what,
+                        const char *knob);
+
 /* Sum the bins bins[0 .. nbins*n) across ranks (MPI_Allreduce, exact for
  * nbins = IMX_EXACT_FOLD) and write the totals to out[n] (for nbins = 1 a
  * plain sum). Collective; every rank gets the same bits in exact mode.
