@@ -176,7 +176,8 @@ static imx_err resume_optimizer(imx_ctx *ctx, const imx_config *cfg, const imx_l
   }
   IMX_MPI(ctx, MPI_Bcast(&have, 1, MPI_INT, 0, ctx->comm));
   if (have && cfg->output.optimizer_log && !strcmp(ck->tao_type, cfg->optimizer.type)) {
-    IMX_TRY(imx_optlog_open(ctx, dir, imx_layer_nparams(l), ck->evaluations, log));
+    IMX_TRY(imx_optlog_open(ctx, dir, imx_layer_nparams(l), imx_train_precond_aux(cfg, l),
+                                    ck->evaluations, log));
     IMX_TRY(imx_layer_init_params(ctx, l, cfg, theta));
     io->log = *log;
     io->replay_evaluations = ck->evaluations;
@@ -268,7 +269,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     if ((e = imx_rundir_create(ctx, &top, dir))) goto out;
     if ((e = write_truth(ctx, d, &cfg, dir))) goto out;
     if (cfg.output.optimizer_log &&
-        (e = imx_optlog_open(ctx, dir, imx_layer_nparams(l), -1, &log)))
+        (e = imx_optlog_open(ctx, dir, imx_layer_nparams(l), imx_train_precond_aux(&cfg, l), -1,
+                             &log)))
       goto out;
     io.log = log;
   }

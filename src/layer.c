@@ -38,6 +38,8 @@ struct imx_layer {
   const double *X;       /* nloc x n, borrowed from the data set */
   double *xmax;          /* n: global column maxima of |X| */
   int moments_path;      /* evaluate from S_x instead of the data */
+  int cov_from_Sx;       /* data path, identity units: C = W S_x W^T, not from the rows */
+  double *WS;            /* K x n: W S_x (cov_from_Sx) */
   int moments_ok;        /* the moments path applies */
   double *Sx;            /* n x n input covariance (moments path) */
   double *W, *norms, *b; /* effective weights, ||v_j||, biases */
@@ -95,7 +97,7 @@ const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
 void imx_layer_free(imx_layer **lp) {
   if (!lp || !*lp) return;
   imx_layer *l = *lp;
-  free(l->xmax), free(l->Sx), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
+  free(l->xmax), free(l->Sx), free(l->WS), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
@@ -170,8 +172,19 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   else if (!moments)
     e = data_buffers(ctx, l);
   IMX_TRY(imx_agree(ctx, e));
-  if (moments && !l->Sx) IMX_TRY(input_covariance(ctx, l));
+  /* Identity units: C = W S_x W^T exactly, for a K x n x n product instead
+   * of two N K^2 ones (C's and dL/dC's) per evaluation. */
+  int from_Sx = !moments && l->act == IMX_ACT_IDENTITY && l->linalg == IMX_LINALG_REPLICATED &&
+                imx_objective_needs_cov(&l->obj);
+  if ((moments || from_Sx) && !l->Sx) IMX_TRY(input_covariance(ctx, l));
+  if (from_Sx && !l->WS) {
+    int bad = 0;
+    l->WS = lalloc(l, (size_t)l->K * l->n, &bad);
+    IMX_TRY(imx_agree(ctx, bad ? imx_fail(ctx, IMX_ERR_NOMEM, "W S_x (K=%d, n=%d)", l->K, l->n)
+                               : IMX_OK));
+  }
   l->moments_path = moments;
+  l->cov_from_Sx = from_Sx;
   return IMX_OK;
 }
 
@@ -508,6 +521,30 @@ static void fill_eval(const imx_layer *l, const double *terms, double loss, imx_
   ev->max_abs_corr = rmax;
 }
 
+int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len) {
+  const char *no = NULL;
+  for (int t = 0; t < IMX_NTERMS && !no; t++)
+    if (t != IMX_TERM_ENTROPY && t != IMX_TERM_LOGDET && l->obj.w[t] != 0)
+      no = "it is for entropy + logdet only (the ica preset)";
+  if (!no && !l->ent) no = "the objective has no entropy term";
+  if (!no && l->act != IMX_ACT_IDENTITY) no = "it needs identity units";
+  if (!no && l->K != l->n) no = "it needs as many units as inputs (K = n)";
+  if (!no && l->linalg != IMX_LINALG_REPLICATED) no = "it needs the replicated linalg backend";
+  if (no) {
+    snprintf(why, len, "%s", no);
+    return 0;
+  }
+  *p = (imx_precond){.K = l->K, .wn = l->wn, .we = l->obj.w[IMX_TERM_ENTROPY],
+                     .wl = l->obj.w[IMX_TERM_LOGDET]};
+  return 1;
+}
+
+void imx_layer_precond_aux(const imx_layer *l, double *aux) {
+  int K = l->K;
+  imx_entropy_curvature(l->ent, 1.0 / (double)l->N, aux, aux + K, aux + 2 * K);
+  for (int j = 0; j < K; j++) aux[3 * K + j] = l->C[(size_t)j * K + j] + l->obj.eps;
+}
+
 /* Weight-normalization chain rule: dL/dv_j = (g_j - w_j <w_j, g_j>) / ||v_j||. */
 static void chain_weight_norm(const imx_layer *l, double *gV) {
   int K = l->K, n = l->n;
@@ -617,6 +654,16 @@ static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   return e;
 }
 
+/* C = (W S_x) W^T for identity units on the data path (WS keeps W S_x for
+ * the gradient). Local. */
+static void cov_from_Sx(imx_layer *l) {
+  int K = l->K, n = l->n;
+  const double one = 1, zero = 0;
+  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, l->WS, &n);
+  dgemm_("T", "N", &K, &K, &n, &one, l->W, &n, l->WS, &n, &zero, l->C, &K);
+  imx_linalg_symmetrize_lower(K, l->C);
+}
+
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K;
@@ -629,7 +676,9 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   int cov = imx_objective_needs_cov(&l->obj);
   e = outputs_centered(ctx, l, invN);
   imx_timer_start(IMX_T_MOMENTS);
-  if (!e) {
+  if (!e && l->cov_from_Sx) {
+    cov_from_Sx(l);
+  } else if (!e) {
     e = imx_moments_atb(ctx, l->rKK, l->block, rows, K, l->D, K, K, l->D, K, NULL, l->C);
     for (size_t i = 0; i < (size_t)K * K; i++) l->C[i] *= invN;
   }
@@ -656,7 +705,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int c = (int)(r0 + step < rows ? step : rows - r0);
     double *Dc = l->D + r0 * K;
-    if (cov)
+    if (cov && !l->cov_from_Sx)
       dgemm_("N", "N", &K, &c, &K, &twoN, l->G, &K, Dc, &K, &zero, l->T, &K);
     else
       memset(l->T, 0, (size_t)c * K * sizeof *l->T);
@@ -674,6 +723,10 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
   if (!e && l->sup)
     e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
+  if (!e && cov && l->cov_from_Sx) { /* + 2 G W S_x; C does not depend on b */
+    const double two = 2, one = 1;
+    dgemm_("N", "N", &l->n, &K, &K, &two, l->WS, &l->n, l->G, &K, &one, l->gW, &l->n);
+  }
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }

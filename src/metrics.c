@@ -381,7 +381,9 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                              (long long)d->nloc, K);
   e = imx_agree(ctx, e);
   if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_Z, Z);
-  if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
+  /* Identity units: the outputs are z. */
+  if (!e && cfg->model.activation == IMX_ACT_IDENTITY) memcpy(A, Z, rows * K * sizeof *A);
+  else if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
   e = imx_agree(ctx, e);
   if (!e) {
     imx_outputs o = {.N = d->N, .nloc = d->nloc, .block = d->block, .K = K,

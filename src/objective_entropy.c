@@ -8,12 +8,23 @@
 #include "imx/moments.h"
 #include "imx/rsum.h"
 
+#ifdef IMX_HAVE_MVEC
+#include <emmintrin.h>
+/* glibc's libmvec, SSE calling convention; it dispatches to the machine's
+ * best variant (AVX2, FMA) itself. Within 3 ulp of exp(). */
+__m128d _ZGVbN2v_exp(__m128d);
+#endif
+
+/* Per-unit sums of one value pass: the value and gradient need the first
+ * two, the curvature (imx_entropy_curvature) the other three. */
+#define NSUMS 5
+
 struct imx_entropy {
   int K;
-  imx_rsum *sum; /* 2 x K: row 0 sums log cosh(d), row 1 sums tanh(d) */
+  imx_rsum *sum; /* NSUMS x K: log cosh d, tanh d, sech^2 d, d tanh d, d^2 sech^2 d */
   double *tbar;  /* K: mean tanh(d_j) of the last value */
   double *bound; /* K: max(1, global max |d_j|), the partials' bound per block row */
-  double *tot;   /* 2 K: the reduced sums */
+  double *tot;   /* NSUMS K: the reduced sums */
   double *th;    /* rows x K: tanh(d) of the last value, for the gradient */
   int64_t rows;  /* local rows */
 };
@@ -26,14 +37,14 @@ imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows
   e->K = K;
   e->tbar = malloc((size_t)K * sizeof *e->tbar);
   e->bound = malloc((size_t)K * sizeof *e->bound);
-  e->tot = malloc(2 * (size_t)K * sizeof *e->tot);
+  e->tot = malloc(NSUMS * (size_t)K * sizeof *e->tot);
   e->rows = rows;
   e->th = malloc((size_t)(rows > 0 ? rows : 1) * K * sizeof *e->th);
   imx_err err = (!e->tbar || !e->bound || !e->tot || !e->th)
                     ? imx_fail(ctx, IMX_ERR_NOMEM,
                                "entropy term: tanh of %lld local rows x K=%d needs %.1f MiB",
                                (long long)rows, K, (double)rows * K * 8 / 1048576)
-                    : imx_rsum_create(ctx, mode, 2, K, 0, &e->sum);
+                    : imx_rsum_create(ctx, mode, NSUMS, K, 0, &e->sum);
   if (err) {
     imx_entropy_free(&e);
     return err;
@@ -51,8 +62,8 @@ void imx_entropy_free(imx_entropy **ep) {
 }
 
 size_t imx_entropy_bytes(const imx_entropy *e) {
-  /* tanh(d), tbar, bound, tot, and the 2 x K sum (up to 3 bins and a scratch). */
-  return e ? ((size_t)e->rows + 4 + 2 * 4) * e->K * 8 : 0;
+  /* tanh(d), tbar, bound, tot, and the NSUMS x K sum (up to 3 bins and a scratch). */
+  return e ? ((size_t)e->rows + 2 + NSUMS + NSUMS * 4) * e->K * 8 : 0;
 }
 
 /* Rows whose factors 1 + exp(-2|d|) (each in (1, 2]) are multiplied before
@@ -60,11 +71,47 @@ size_t imx_entropy_bytes(const imx_entropy *e) {
  * the product differs from the sum of logs by a few ulps of the product. */
 #define PROD_ROWS 32
 
+/* t[q] = exp(-2 |d[q]|), q < n. With libmvec two at a time (an odd last
+ * entry in lane 0 of its own pair): every entry gets its value from the same
+ * function wherever it sits, so the bits do not depend on the rank count. */
+static void exp_neg2abs(const double *d, double *t, int64_t n) {
+#ifdef IMX_HAVE_MVEC
+  const __m128d m2 = _mm_set1_pd(-2.0), sign = _mm_set1_pd(-0.0);
+  int64_t q = 0;
+  for (; q + 2 <= n; q += 2)
+    _mm_storeu_pd(t + q, _ZGVbN2v_exp(_mm_mul_pd(m2, _mm_andnot_pd(sign, _mm_loadu_pd(d + q)))));
+  if (q < n) {
+    double out[2];
+    _mm_storeu_pd(out, _ZGVbN2v_exp(_mm_set_pd(0.0, -2 * fabs(d[q]))));
+    t[q] = out[0];
+  }
+#else
+  for (int64_t q = 0; q < n; q++) t[q] = exp(-2 * fabs(d[q]));
+#endif
+}
+
+/* One row: th holds t = exp(-2|d|) on entry and tanh d on return; the
+ * NSUMS partial sums (log cosh without its log, see below) go to w. */
+static void sums_row(int K, const double *restrict d, double *restrict th, double *restrict prod,
+                     double *restrict w) {
+  for (int j = 0; j < K; j++) {
+    double t = th[j], tj = copysign((1 - t) / (1 + t), d[j]), s2 = 1 - tj * tj;
+    prod[j] *= 1 + t;
+    th[j] = tj;
+    w[j] += fabs(d[j]);
+    w[K + j] += tj;
+    w[2 * K + j] += s2;
+    w[3 * K + j] += d[j] * tj;
+    w[4 * K + j] += d[j] * d[j] * s2;
+  }
+}
+
 imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows, const double *D,
                           double invN, double *value) {
   int K = e->K;
   int repro = imx_rsum_reproducible(e->sum);
-  /* log cosh d <= |d| and |tanh d| <= 1: max(1, max|d_j|) bounds both per row. */
+  /* log cosh d <= |d|, |tanh d| <= 1, sech^2 d <= 1, |d tanh d| <= |d| and
+   * d^2 sech^2 d < 0.44: max(1, max|d_j|) bounds all five per row. */
   if (repro) IMX_TRY(imx_colmax(ctx, rows, K, D, K, e->bound));
   for (int j = 0; repro && j < K; j++) e->bound[j] = e->bound[j] > 1 ? e->bound[j] : 1;
   imx_rsum_begin(e->sum, (double)block, NULL, repro ? e->bound : NULL);
@@ -74,21 +121,14 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
    * t = exp(-2|x|): one exponential per entry, one log per PROD_ROWS rows. */
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int64_t r1 = r0 + step < rows ? r0 + step : rows;
-    for (int j = 0; j < 2 * K; j++) w[j] = 0;
+    for (int j = 0; j < NSUMS * K; j++) w[j] = 0;
     for (int64_t g0 = r0; g0 < r1; g0 += PROD_ROWS) {
       int64_t g1 = g0 + PROD_ROWS < r1 ? g0 + PROD_ROWS : r1;
       for (int j = 0; j < K; j++) prod[j] = 1;
-      for (int64_t i = g0; i < g1; i++) {
-        const double *d = D + i * K;
-        double *th = e->th + i * K;
-        for (int j = 0; j < K; j++) {
-          double ax = fabs(d[j]), t = exp(-2 * ax);
-          prod[j] *= 1 + t;
-          w[j] += ax;
-          th[j] = copysign((1 - t) / (1 + t), d[j]);
-          w[K + j] += th[j];
-        }
-      }
+      /* The exponentials first, then arithmetic the compiler vectorizes. */
+      exp_neg2abs(D + g0 * K, e->th + g0 * K, (g1 - g0) * K);
+      for (int64_t i = g0; i < g1; i++)
+        sums_row(K, D + i * K, e->th + i * K, prod, w);
       for (int j = 0; j < K; j++) w[j] += log(prod[j]) - (double)(g1 - g0) * 0.6931471805599453;
     }
     imx_rsum_add(e->sum, w, K);
@@ -110,5 +150,15 @@ void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, doubl
     const double *th = e->th + (r0 + i) * K;
     double *gi = g + i * K;
     for (int j = 0; j < K; j++) gi[j] += 2 * scale * (th[j] - e->tbar[j]);
+  }
+}
+
+void imx_entropy_curvature(const imx_entropy *e, double invN, double *kappa, double *beta,
+                           double *gamma) {
+  int K = e->K;
+  for (int j = 0; j < K; j++) {
+    kappa[j] = 2 * e->tot[2 * K + j] * invN;
+    beta[j] = 2 * e->tot[3 * K + j] * invN;
+    gamma[j] = 2 * e->tot[4 * K + j] * invN;
   }
 }

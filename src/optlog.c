@@ -15,12 +15,14 @@ struct imx_optlog {
   FILE *f;           /* rank 0 only */
   char path[4096];
   int64_t nparams;
+  int64_t naux;      /* optimizer statistics logged after g (the ICA preconditioner's) */
   int64_t entries;   /* entries in the file */
 };
 
-/* Entry layout: uint64 hash of x, double f, nparams doubles g, uint32 crc of all before. */
-static size_t entry_bytes(int64_t np) { return 8 + 8 + (size_t)np * 8 + 4; }
-static const long header_bytes = 16; /* magic + int64 nparams */
+/* Entry layout: uint64 hash of x, double f, nvals = nparams + naux doubles
+ * (g, then aux), uint32 crc of all before. */
+static size_t entry_bytes(int64_t nvals) { return 8 + 8 + (size_t)nvals * 8 + 4; }
+static const long header_bytes = 16; /* magic + int64 nvals */
 
 uint64_t imx_hash_doubles(const double *x, int64_t n) {
   const unsigned char *p = (const unsigned char *)x;
@@ -31,10 +33,11 @@ uint64_t imx_hash_doubles(const double *x, int64_t n) {
 
 static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, int64_t keep) {
   snprintf(l->path, sizeof l->path, "%s/optimizer_log.bin", dir);
+  int64_t nvals = l->nparams + l->naux;
   if (keep < 0) {
     l->f = fopen(l->path, "w+b");
     if (!l->f) return imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", l->path, strerror(errno));
-    if (fwrite(MAGIC, 8, 1, l->f) != 1 || fwrite(&l->nparams, 8, 1, l->f) != 1)
+    if (fwrite(MAGIC, 8, 1, l->f) != 1 || fwrite(&nvals, 8, 1, l->f) != 1)
       return imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", l->path, strerror(errno));
     l->entries = 0;
     return IMX_OK;
@@ -44,16 +47,17 @@ static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, int64_t k
   char magic[8];
   int64_t np = 0;
   if (fread(magic, 8, 1, l->f) != 1 || memcmp(magic, MAGIC, 8) || fread(&np, 8, 1, l->f) != 1 ||
-      np != l->nparams)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: not an optimizer log for %lld parameters", l->path,
-                    (long long)l->nparams);
+      np != nvals)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: not an optimizer log for %lld parameters%s", l->path,
+                    (long long)l->nparams,
+                    l->naux ? " and the ICA preconditioner's statistics" : "");
   fseek(l->f, 0, SEEK_END);
   long size = ftell(l->f);
-  int64_t have = (size - header_bytes) / (int64_t)entry_bytes(np);
+  int64_t have = (size - header_bytes) / (int64_t)entry_bytes(nvals);
   if (have < keep)
     return imx_fail(ctx, IMX_ERR_DATA, "%s holds %lld evaluations, the checkpoint needs %lld",
                     l->path, (long long)have, (long long)keep);
-  off_t cut = header_bytes + (off_t)keep * (off_t)entry_bytes(np);
+  off_t cut = header_bytes + (off_t)keep * (off_t)entry_bytes(nvals);
   fflush(l->f);
   if (ftruncate(fileno(l->f), cut))
     return imx_fail(ctx, IMX_ERR_IO, "cannot truncate %s: %s", l->path, strerror(errno));
@@ -62,12 +66,12 @@ static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, int64_t k
   return IMX_OK;
 }
 
-imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t keep,
-                        imx_optlog **out) {
+imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t naux,
+                        int64_t keep, imx_optlog **out) {
   *out = NULL;
   imx_optlog *l = calloc(1, sizeof *l);
   imx_err e = l ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "optimizer log");
-  if (l) l->nparams = nparams;
+  if (l) l->nparams = nparams, l->naux = naux;
   if (!e && ctx->rank == 0) e = open_root(ctx, l, dir, keep);
   e = imx_agree(ctx, e);
   if (e) {
@@ -87,17 +91,20 @@ void imx_optlog_close(imx_optlog **l) {
 }
 
 imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *l, const double *x, double f,
-                          const double *g) {
+                          const double *g, const double *aux) {
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     uint64_t h = imx_hash_doubles(x, l->nparams);
+    size_t np = (size_t)l->nparams, na = (size_t)l->naux;
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, (const Bytef *)&h, 8);
     crc = crc32(crc, (const Bytef *)&f, 8);
-    crc = crc32(crc, (const Bytef *)g, (uInt)(l->nparams * 8));
+    crc = crc32(crc, (const Bytef *)g, (uInt)(np * 8));
+    if (na) crc = crc32(crc, (const Bytef *)aux, (uInt)(na * 8));
     uint32_t c = (uint32_t)crc;
     if (fwrite(&h, 8, 1, l->f) != 1 || fwrite(&f, 8, 1, l->f) != 1 ||
-        fwrite(g, 8, (size_t)l->nparams, l->f) != (size_t)l->nparams || fwrite(&c, 4, 1, l->f) != 1)
+        fwrite(g, 8, np, l->f) != np || (na && fwrite(aux, 8, na, l->f) != na) ||
+        fwrite(&c, 4, 1, l->f) != 1)
       e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", l->path, strerror(errno));
   }
   l->entries++;
@@ -105,20 +112,23 @@ imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *l, const double *x, double f
 }
 
 imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *l, int64_t i, const double *x, double *f,
-                          double *g) {
+                          double *g, double *aux) {
   uint64_t h = 0;
   imx_err e = IMX_OK;
+  size_t np = (size_t)l->nparams, na = (size_t)l->naux;
   if (ctx->rank == 0) {
     uint32_t c = 0;
-    long off = header_bytes + (long)i * (long)entry_bytes(l->nparams);
+    long off = header_bytes + (long)i * (long)entry_bytes(l->nparams + l->naux);
     if (fseek(l->f, off, SEEK_SET) || fread(&h, 8, 1, l->f) != 1 || fread(f, 8, 1, l->f) != 1 ||
-        fread(g, 8, (size_t)l->nparams, l->f) != (size_t)l->nparams || fread(&c, 4, 1, l->f) != 1)
+        fread(g, 8, np, l->f) != np || (na && fread(aux, 8, na, l->f) != na) ||
+        fread(&c, 4, 1, l->f) != 1)
       e = imx_fail(ctx, IMX_ERR_DATA, "%s: cannot read evaluation %lld", l->path, (long long)i);
     if (!e) {
       uLong crc = crc32(0L, Z_NULL, 0);
       crc = crc32(crc, (const Bytef *)&h, 8);
       crc = crc32(crc, (const Bytef *)f, 8);
-      crc = crc32(crc, (const Bytef *)g, (uInt)(l->nparams * 8));
+      crc = crc32(crc, (const Bytef *)g, (uInt)(np * 8));
+      if (na) crc = crc32(crc, (const Bytef *)aux, (uInt)(na * 8));
       if ((uint32_t)crc != c)
         e = imx_fail(ctx, IMX_ERR_DATA, "%s: evaluation %lld is corrupt (checksum)", l->path,
                      (long long)i);
@@ -130,7 +140,8 @@ imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *l, int64_t i, const double *
   memcpy(&hf[0], &h, 8);
   hf[1] = *f;
   IMX_MPI(ctx, MPI_Bcast(hf, 2, MPI_DOUBLE, 0, ctx->comm));
-  IMX_MPI(ctx, MPI_Bcast(g, (int)l->nparams, MPI_DOUBLE, 0, ctx->comm));
+  IMX_MPI(ctx, MPI_Bcast(g, (int)np, MPI_DOUBLE, 0, ctx->comm));
+  if (na) IMX_MPI(ctx, MPI_Bcast(aux, (int)na, MPI_DOUBLE, 0, ctx->comm));
   memcpy(&h, &hf[0], 8);
   *f = hf[1];
   if (h != imx_hash_doubles(x, l->nparams))

@@ -73,6 +73,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         const imx_train_result *r = s->train;
         imx_json_object(&j, "optimizer");
         imx_json_str(&j, "type", r->tao_type);
+        imx_json_str(&j, "precondition", r->precondition);
         imx_json_str(&j, "reason", r->reason);
         imx_json_int(&j, "iterations", r->iterations);
         imx_json_int(&j, "evaluations", r->evaluations);

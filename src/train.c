@@ -32,6 +32,14 @@ typedef struct state {
   int checkpoints;       /* checkpoints written */
   int last_checkpoint;   /* iteration of the last checkpoint written */
   imx_err err;           /* error that stopped TAO */
+  /* The ICA preconditioner (include/imx/precond.h), when it applies. */
+  int use_pc;
+  imx_precond pc;
+  double *pc_x;          /* point of the last evaluation (real or replayed) */
+  int naux;              /* imx_train_precond_aux: statistics per evaluation (logged) */
+  double *pc_aux;        /* those of the last evaluation */
+  double *pc_work;
+  Mat H0;                /* L-BFGS's initial Hessian: a shell whose MatSolve applies it */
 } state;
 
 /* Write a checkpoint of x at global iteration it. Collective. */
@@ -66,7 +74,8 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
   PetscCall(VecGetArray(g, &ga));
   imx_err e;
   if (s->replayed < s->io->replay_evaluations) { /* retracing the logged run */
-    e = imx_optlog_replay(s->ctx, s->io->log, s->replayed++, xa, f, ga);
+    e = imx_optlog_replay(s->ctx, s->io->log, s->replayed++, xa, f, ga, s->pc_aux);
+    if (!e && s->use_pc && isfinite(*f)) memcpy(s->pc_x, xa, (size_t)s->n * sizeof *xa);
   } else {
     e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
     if (e == IMX_ERR_NUMERIC && s->evals > 0) {
@@ -80,8 +89,11 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
       s->rejected++;
     } else if (!e) {
       memcpy(s->last_x, xa, (size_t)s->n * sizeof *xa);
+      if (s->naux) imx_layer_precond_aux(s->layer, s->pc_aux);
+      if (s->use_pc) memcpy(s->pc_x, xa, (size_t)s->n * sizeof *xa);
     }
-    if (!e && s->io->log) e = imx_agree(s->ctx, imx_optlog_append(s->ctx, s->io->log, xa, *f, ga));
+    if (!e && s->io->log)
+      e = imx_agree(s->ctx, imx_optlog_append(s->ctx, s->io->log, xa, *f, ga, s->pc_aux));
   }
   PetscCall(VecRestoreArray(g, &ga));
   PetscCall(VecRestoreArrayRead(x, &xa));
@@ -94,6 +106,61 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
     SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "objective evaluation failed");
   }
   PetscFunctionReturn(0);
+}
+
+int imx_train_precond_aux(const imx_config *cfg, const imx_layer *l) {
+  imx_precond p;
+  char why[160];
+  if (cfg->optimizer.precondition != IMX_PRECONDITION_AUTO || !imx_layer_precond(l, &p, why, sizeof why))
+    return 0;
+  return IMX_PRECOND_AUX(imx_layer_units(l));
+}
+
+/* J0^-1 of TAO's L-BFGS (the MatSolve of its H0): the ICA preconditioner at
+ * the last evaluated point. */
+static PetscErrorCode precond_solve(Mat H0, Vec g, Vec out) {
+  state *s;
+  const PetscScalar *ga;
+  PetscScalar *oa;
+  PetscFunctionBeginUser;
+  PetscCall(MatShellGetContext(H0, &s));
+  PetscCall(VecGetArrayRead(g, &ga));
+  PetscCall(VecGetArray(out, &oa));
+  imx_precond_apply(&s->pc, s->pc_x, s->pc_aux, ga, oa, s->n, s->pc_work);
+  PetscCall(VecRestoreArray(out, &oa));
+  PetscCall(VecRestoreArrayRead(g, &ga));
+  PetscFunctionReturn(0);
+}
+
+/* Set up the preconditioner for lmvm when it applies. Local. */
+static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) {
+  if (!s->naux) return IMX_OK;
+  if (strcmp(type, "lmvm")) {
+    imx_log(ctx, IMX_INFO, "  precond    none (the ICA preconditioner is for TAO lmvm; TAO %s "
+            "runs without it)", type);
+    return IMX_OK;
+  }
+  char why[160];
+  imx_layer_precond(s->layer, &s->pc, why, sizeof why);
+  s->pc.damp = IMX_PRECOND_DAMP_MAX;
+  int K = imx_layer_units(s->layer);
+  s->pc_x = calloc((size_t)s->n, sizeof *s->pc_x);
+  s->pc_work = malloc(IMX_PRECOND_WORK(K) * sizeof *s->pc_work);
+  if (!s->pc_x || !s->pc_work)
+    return imx_fail(ctx, IMX_ERR_NOMEM, "ICA preconditioner (K=%d)", K);
+  /* TAO's lmvm installs H0 as its L-BFGS J0 before every step and applies
+   * J0^-1 by MatSolve(H0). */
+  PetscErrorCode pe = MatCreateShell(PETSC_COMM_SELF, s->n, s->n, s->n, s->n, s, &s->H0);
+  if (!pe) pe = MatShellSetOperation(s->H0, MATOP_SOLVE, (void (*)(void))precond_solve);
+  if (!pe) pe = MatSetOption(s->H0, MAT_SYMMETRIC, PETSC_TRUE);
+  if (!pe) pe = MatSetOption(s->H0, MAT_SPD, PETSC_TRUE);
+  if (!pe) pe = TaoLMVMSetH0(tao, s->H0);
+  if (pe) return imx_fail(ctx, IMX_ERR_PETSC, "setting up the ICA preconditioner: PETSc error %d",
+                          (int)pe);
+  s->use_pc = 1;
+  imx_log(ctx, IMX_INFO, "  precond    ICA Hessian approximation (2 x 2 blocks per unit pair, "
+          "adaptive damping; optimizer.precondition: none turns it off)");
+  return IMX_OK;
 }
 
 static void print_terms(char *buf, size_t len, const imx_eval *ev) {
@@ -118,6 +185,8 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   PetscCall(VecGetArrayRead(x, &xa));
   memcpy(s->accepted, xa, (size_t)s->n * sizeof *xa);
   int git = s->io->start_iteration + (int)its; /* iteration over all resumes */
+  /* Also while retracing a logged run: the same steps give the same damping. */
+  if (s->use_pc && its > 0) imx_precond_adapt(&s->pc, step);
   if (s->io->replay_evaluations > 0 && its <= s->io->replay_iterations) {
     /* Retraced iterations were reported by the original run. */
     if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations)
@@ -293,13 +362,16 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   state s = {.ctx = ctx, .cfg = cfg, .layer = layer, .io = io,
              .last_checkpoint = io->start_iteration};
   s.n = imx_layer_nparams(layer);
+  s.naux = imx_train_precond_aux(cfg, layer);
   s.accepted = malloc((size_t)s.n * sizeof *s.accepted);
   s.last_x = malloc((size_t)s.n * sizeof *s.last_x);
-  if (!s.accepted || !s.last_x) {
-    free(s.accepted), free(s.last_x);
+  s.pc_aux = calloc((size_t)s.naux + 1, sizeof *s.pc_aux);
+  if (!s.accepted || !s.last_x || !s.pc_aux) {
+    free(s.accepted), free(s.last_x), free(s.pc_aux);
     return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "optimizer state (%d parameters)", s.n));
   }
   memcpy(s.accepted, theta, (size_t)s.n * sizeof *theta);
+  snprintf(res->precondition, sizeof res->precondition, "none");
   memset(s.last_x, 0xff, (size_t)s.n * sizeof *s.last_x);
 
   Vec x = NULL, xl = NULL, xu = NULL;
@@ -328,7 +400,14 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     TaoSetMaximumIterations(tao, remaining > 0 ? remaining : 0);
     TaoSetMaximumFunctionEvaluations(tao, 100 * (cfg->optimizer.max_it + 10));
     TaoSetMonitor(tao, monitor, &s, NULL);
+    /* With the ICA preconditioner, L-BFGS does best with one (s, y) pair
+     * (docs/study-approximation.md): older pairs belong to an older J0. */
+    const char *hist = "-tao_lmvm_mat_lmvm_hist_size";
+    PetscBool have_hist = PETSC_TRUE;
+    if (s.naux && !strcmp(cfg->optimizer.type, "lmvm")) PetscOptionsHasName(NULL, NULL, hist, &have_hist);
+    if (!have_hist) PetscOptionsSetValue(NULL, hist, "1");
     if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
+    if (!have_hist) PetscOptionsClearValue(NULL, hist);
   }
   if (!e) {
     TaoType type;
@@ -341,6 +420,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
                    "bqnls, owlqn) or nm", type);
   }
   if (!e && cfg->model.bias_bound > 0) e = bound_biases(ctx, tao, layer, cfg->model.bias_bound, res->tao_type, &xl, &xu);
+  if (!e) e = precond_setup(ctx, tao, &s, res->tao_type);
+  if (!e && s.use_pc) snprintf(res->precondition, sizeof res->precondition, "ica");
   e = imx_agree(ctx, e);
   if (!e) {
     imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
@@ -402,6 +483,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     memcpy(theta, s.accepted, (size_t)s.n * sizeof *theta);
   }
   TaoDestroy(&tao);
+  MatDestroy(&s.H0);
+  free(s.pc_x), free(s.pc_work), free(s.pc_aux);
   VecDestroy(&x);
   VecDestroy(&xl);
   VecDestroy(&xu);

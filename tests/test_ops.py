@@ -52,6 +52,19 @@ c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=12"], 
 check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part),
       "hsic: 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 1 rank, bit for bit "
       "(exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
+# The ica preset's preconditioner (include/imx/precond.h) depends on statistics
+# of each evaluation, which the optimizer log keeps: 12 iterations in one go ==
+# 6 + resume to 12 (on another rank count), bit for bit.
+IC = ["--set", "objective.preset=ica", "--set", "data.samples=4000", "--set", "data.preprocess=whiten",
+      "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"]
+full, part = os.path.join(d, "full_ica"), os.path.join(d, "part_ica")
+c1, out1, _ = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=12"] + IC, ranks=1)
+c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=6"] + IC, ranks=2)[0]
+c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=12"], ranks=3)
+check(c1 == c2 == c3 == 0 and "ICA Hessian approximation" in out1 and "TAO state rebuilt" in out
+      and same(full, part),
+      "ica (preconditioned): 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 3 ranks, "
+      "bit for bit (exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
 # A trial point of the line search where C + eps I is not positive definite
 # (K = 256 softmax units on 3000 Fashion-MNIST rows, eps = 0: one at iteration 4
 # or 5) gets +Inf: lmvm shortens the step and goes on, the optimizer log replays

@@ -20,6 +20,7 @@
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/objective.h"
+#include "imx/precond.h"
 
 typedef struct imx_layer imx_layer;
 
@@ -95,6 +96,16 @@ imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_f
 
 /* The effective weights W (K x n) and biases b (K) of theta. Local. */
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b);
+
+/* Does the ICA preconditioner (include/imx/precond.h) apply to this layer:
+ * only the entropy and logdet terms, identity units, K = n, the replicated
+ * backend? If so fill p and return 1; else return 0 and say why in why.
+ * Local. */
+int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len);
+
+/* Its statistics (IMX_PRECOND_AUX(K) doubles) from the last evaluation with
+ * imx_layer_precond true. Local. */
+void imx_layer_precond_aux(const imx_layer *l, double *aux);
 
 /* Force an evaluation path ("data" or "moments"); for tests. Returns
  * IMX_ERR_CONFIG if the moments path does not apply. Collective. */

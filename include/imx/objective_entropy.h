@@ -50,4 +50,11 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
 void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, double *g,
                            double scale);
 
+/* The curvature statistics of the last imx_entropy_value, per unit j, for
+ * G(u) = 2 log cosh u: kappa_j = mean G''(d_j) = 2 mean sech^2 d_j, beta_j =
+ * mean d_j G'(d_j) = 2 mean d_j tanh d_j, gamma_j = mean d_j^2 G''(d_j).
+ * They build the ICA preconditioner (include/imx/precond.h). Local. */
+void imx_entropy_curvature(const imx_entropy *e, double invN, double *kappa, double *beta,
+                           double *gamma);
+
 #endif

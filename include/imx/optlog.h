@@ -7,7 +7,7 @@
  * instead of the data (after checking that TAO asks for the same x, bit for
  * bit). TAO's whole internal state (L-BFGS pairs and scaling, line-search
  * bracket, CG direction) is thereby rebuilt exactly, for any TAO type, at the
- * cost of (nparams + 3) doubles per evaluation on disk and of TAO's own vector
+ * cost of (nparams + naux + 3) doubles per evaluation on disk and of TAO's own vector
  * work to replay. Rank 0 reads and writes the file; entries are broadcast.
  */
 #ifndef IMX_OPTLOG_H
@@ -19,24 +19,25 @@
 
 typedef struct imx_optlog imx_optlog;
 
-/* Open DIR/optimizer_log.bin for nparams parameters. keep < 0: start a new
+/* Open DIR/optimizer_log.bin for nparams parameters and naux optimizer
+ * statistics per evaluation (the ICA preconditioner's; 0 = none). keep < 0: start a new
  * log; keep >= 0: an existing log must hold at least keep entries and is cut
  * to exactly keep (entries after the checkpoint are dropped). Collective. */
-imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t keep,
-                        imx_optlog **out);
+imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t naux,
+                        int64_t keep, imx_optlog **out);
 /* Close (and free); accepts NULL. Collective. */
 void imx_optlog_close(imx_optlog **log);
 
-/* Append one evaluation (rank 0 writes; every rank passes the same values).
- * Collective only in the error agreement. */
+/* Append one evaluation and its naux statistics aux (rank 0 writes; every
+ * rank passes the same values). Collective only in the error agreement. */
 imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *log, const double *x, double f,
-                          const double *g);
+                          const double *g, const double *aux);
 
-/* Entry i into f and g on every rank, after checking that its hash matches
+/* Entry i into f, g and aux on every rank, after checking that its hash matches
  * x; a mismatch means the optimizer's path changed (other TAO type or
  * options) and is an error. Collective. */
 imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *log, int64_t i, const double *x, double *f,
-                          double *g);
+                          double *g, double *aux);
 
 /* Make every appended entry durable (before a checkpoint names them). Collective. */
 imx_err imx_optlog_sync(imx_ctx *ctx, imx_optlog *log);

@@ -20,6 +20,7 @@ typedef struct imx_train_result {
   int evaluations;        /* objective-and-gradient evaluations in total */
   char reason[64];        /* TAO convergence reason, e.g. CONVERGED_GATOL */
   char tao_type[32];      /* TAO type used */
+  char precondition[16];  /* "ica" (include/imx/precond.h) or "none" */
   double grad_norm;       /* final gradient norm */
   imx_eval final;         /* terms and indicators at the final parameters */
   double seconds;         /* wall time of TaoSolve (this process) */
@@ -54,5 +55,11 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
  * same option was given on the command line. Call after PetscInitialize.
  * Local (every rank does the same). */
 imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg);
+
+/* Statistics per evaluation the ICA preconditioner needs (include/imx/precond.h):
+ * IMX_PRECOND_AUX(K) when optimizer.precondition is auto and the layer's
+ * objective is the one it is for, else 0. The optimizer log keeps them, so
+ * that a resumed run retraces the preconditioned steps. Local. */
+int imx_train_precond_aux(const imx_config *cfg, const imx_layer *l);
 
 #endif
