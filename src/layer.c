@@ -40,6 +40,7 @@ struct imx_layer {
   int moments_path;      /* evaluate from S_x instead of the data */
   int cov_from_Sx;       /* data path, identity units: C = W S_x W^T, not from the rows */
   double *WS;            /* K x n: W S_x (cov_from_Sx) */
+  double *mux;           /* n: mean of the inputs (with S_x) */
   int moments_ok;        /* the moments path applies */
   double *Sx;            /* n x n input covariance (moments path) */
   double *W, *norms, *b; /* effective weights, ||v_j||, biases */
@@ -97,7 +98,7 @@ const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
 void imx_layer_free(imx_layer **lp) {
   if (!lp || !*lp) return;
   imx_layer *l = *lp;
-  free(l->xmax), free(l->Sx), free(l->WS), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
+  free(l->xmax), free(l->Sx), free(l->WS), free(l->mux), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
@@ -129,7 +130,7 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
   double *mu = alloc((size_t)n, &bad);
   double *Xc = alloc((size_t)l->nloc * n, &bad);
   imx_rsum *rn = NULL, *rnn = NULL;
-  l->Sx = lalloc(l, (size_t)n * n, &bad);
+  l->Sx = lalloc(l, (size_t)n * n, &bad), l->mux = lalloc(l, (size_t)n, &bad);
   imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "input covariance %d x %d", n, n) : IMX_OK;
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, n, 0, &rn);
   if (!e) e = imx_rsum_create(ctx, l->mode, n, n, 1, &rnn);
@@ -141,8 +142,10 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
       for (int j = 0; j < n; j++) Xc[i * n + j] = l->X[i * n + j] - mu[j];
     e = imx_moments_atb(ctx, rnn, l->block, l->nloc, n, Xc, n, n, Xc, n, NULL, l->Sx);
   }
-  if (!e)
+  if (!e) {
     for (size_t i = 0; i < (size_t)n * n; i++) l->Sx[i] /= (double)l->N;
+    memcpy(l->mux, mu, (size_t)n * sizeof *mu);
+  }
   imx_rsum_free(&rn), imx_rsum_free(&rnn);
   free(mu), free(Xc);
   return e;
@@ -644,9 +647,18 @@ static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   forward(l, l->A, 1);
   imx_timer_stop(IMX_T_FORWARD);
   imx_timer_start(IMX_T_MOMENTS);
-  imx_err e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+  imx_err e = IMX_OK;
+  if (l->cov_from_Sx) { /* identity units: m = W mu_x + b, no pass over the rows */
+    for (int k = 0; k < K; k++) {
+      double s = 0;
+      for (int i = 0; i < l->n; i++) s += l->W[(size_t)k * l->n + i] * l->mux[i];
+      l->m[k] = s + l->b[k];
+    }
+  } else {
+    e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+    for (int k = 0; !e && k < K; k++) l->m[k] *= invN;
+  }
   if (!e) {
-    for (int k = 0; k < K; k++) l->m[k] *= invN;
     for (int64_t i = 0; i < rows; i++)
       for (int k = 0; k < K; k++) l->D[i * K + k] = l->A[i * K + k] - l->m[k];
   }
@@ -705,17 +717,20 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int c = (int)(r0 + step < rows ? step : rows - r0);
     double *Dc = l->D + r0 * K;
-    if (cov && !l->cov_from_Sx)
-      dgemm_("N", "N", &K, &c, &K, &twoN, l->G, &K, Dc, &K, &zero, l->T, &K);
+    /* dL/dA goes to T while the product reads D, else straight into D. */
+    int gemm = cov && !l->cov_from_Sx;
+    double *Tc = gemm ? l->T : Dc;
+    if (gemm)
+      dgemm_("N", "N", &K, &c, &K, &twoN, l->G, &K, Dc, &K, &zero, Tc, &K);
     else
-      memset(l->T, 0, (size_t)c * K * sizeof *l->T);
+      memset(Tc, 0, (size_t)c * K * sizeof *Tc);
     if (wl != 0)
-      for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, l->T + (size_t)i * K, wl * invN);
+      for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
     if (l->sup)
-      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], l->T);
-    nonlinear_grad(l, r0, c, l->T, invN);
-    activate_backward(l, c, l->A + r0 * K, l->T);
-    memcpy(Dc, l->T, (size_t)c * K * sizeof *Dc);
+      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
+    nonlinear_grad(l, r0, c, Tc, invN);
+    activate_backward(l, c, l->A + r0 * K, Tc);
+    if (gemm) memcpy(Dc, Tc, (size_t)c * K * sizeof *Dc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
   imx_timer_start(IMX_T_REDUCE);
