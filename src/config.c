@@ -158,8 +158,10 @@ static const key_row keys[] = {
      "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
     WEIGHT(IMX_TERM_ENTROPY, "entropy", "log-cosh marginal entropy"),
     WEIGHT(IMX_TERM_HSIC, "hsic", "pairwise HSIC (random Fourier features)"),
-    {SEC_OBJECTIVE, "hsic_features", K_INT, FIELD(objective.hsic_features), "16", 1, 4096,
-     F_MIN | F_MAX, NULL, "D, random Fourier features per unit of the hsic term"},
+    {SEC_OBJECTIVE, "hsic_features", K_INT, FIELD(objective.hsic_features), "16", 2, 4096,
+     F_MIN | F_MAX, NULL,
+     "D, random Fourier features per unit of the hsic term (even: D/2 frequencies, a cos and a "
+     "sin each)"},
     {SEC_OBJECTIVE, "hsic_bandwidth", K_DOUBLE, FIELD(objective.hsic_bandwidth), "1.0", 0, 0,
      F_NONZERO, NULL,
      "hsic kernel bandwidth: this times the median |a_i - a_i'| of each unit on a fixed "
@@ -1228,6 +1230,11 @@ static imx_err validate_one(imx_ctx *ctx, const imx_config *cfg) {
                     "%smodel.activation is topk but model.topk is %d: it needs 1 <= k <= "
                     "model.units = %d",
                     where, cfg->model.topk, cfg->model.units);
+  if (cfg->objective.hsic_features % 2)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%sobjective.hsic_features is %d but the hsic features come in (cos, sin) "
+                    "pairs: it needs an even number",
+                    where, cfg->objective.hsic_features);
   if (cfg->data.source == IMX_SRC_GMM && cfg->data.components < 1)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sdata.components is %d but data.source gmm needs at least 1", where,

@@ -10,18 +10,18 @@
 #include "imx/rng.h"
 #include "imx/rsum.h"
 
-/* Streams of the random features (imx_rng), apart from data and weights. */
+/* Stream of the random frequencies (imx_rng), apart from data and weights.
+ * (Stream 42 held the phases of the former cos(omega u + beta) features.) */
 #define STREAM_OMEGA 41
-#define STREAM_BETA 42
 /* Rows of the fixed subsample of the median heuristic. */
 #define SUB_ROWS 200
 
 struct imx_hsic {
-  int K, D, KD, block;
+  int K, D, KD, block;    /* D features per unit: D/2 frequencies, a cos and a sin each */
   int64_t N, row0, rows, chunk;
   double factor;          /* objective.hsic_bandwidth */
   int have_sigma;         /* bandwidths set */
-  double *omega, *beta;   /* K D each: the features' frequencies and phases */
+  double *omega;          /* K D/2: the frequencies, unit j's at j D/2 .. */
   double *sigma;          /* K bandwidths */
   double *F, *G;          /* K D x K D: feature covariance, dL/dF */
   double *mu;             /* K D: feature means */
@@ -37,21 +37,18 @@ double imx_hsic_bytes_needed(int K, int D, int64_t chunk, imx_reduction mode) {
 }
 
 static imx_err fill(imx_ctx *ctx, imx_hsic *h, const imx_config *cfg) {
-  size_t kd = (size_t)h->KD;
-  h->omega = malloc(kd * sizeof *h->omega), h->beta = malloc(kd * sizeof *h->beta);
+  size_t kd = (size_t)h->KD, nf = kd / 2;
+  h->omega = malloc(nf * sizeof *h->omega);
   h->sigma = malloc((size_t)h->K * sizeof *h->sigma), h->mu = malloc(kd * sizeof *h->mu);
   h->F = malloc(kd * kd * sizeof *h->F), h->G = malloc(kd * kd * sizeof *h->G);
   h->Phi = malloc((size_t)h->chunk * kd * sizeof *h->Phi);
   h->dPhi = malloc((size_t)h->chunk * kd * sizeof *h->dPhi);
   h->Y = malloc((size_t)h->chunk * kd * sizeof *h->Y);
-  if (!h->omega || !h->beta || !h->sigma || !h->mu || !h->F || !h->G || !h->Phi || !h->dPhi ||
+  if (!h->omega || !h->sigma || !h->mu || !h->F || !h->G || !h->Phi || !h->dPhi ||
       !h->Y)
     return imx_fail(ctx, IMX_ERR_NOMEM, "hsic: K D = %d features need %.1f MiB", h->KD,
                     imx_hsic_bytes_needed(h->K, h->D, h->chunk, cfg->parallel.reduction) / 1048576);
-  for (size_t i = 0; i < kd; i++) {
-    h->omega[i] = imx_rng_normal(cfg->model.seed, STREAM_OMEGA, i);
-    h->beta[i] = 6.283185307179586 * imx_rng_uniform(cfg->model.seed, STREAM_BETA, i);
-  }
+  for (size_t i = 0; i < nf; i++) h->omega[i] = imx_rng_normal(cfg->model.seed, STREAM_OMEGA, i);
   IMX_TRY(imx_rsum_create(ctx, cfg->parallel.reduction, h->KD, h->KD, 1, &h->sS));
   return imx_rsum_create(ctx, cfg->parallel.reduction, 1, h->KD, 0, &h->sm);
 }
@@ -60,6 +57,11 @@ imx_err imx_hsic_create(imx_ctx *ctx, const imx_config *cfg, int K, int64_t N, i
                         int64_t rows, int block, int64_t chunk, double avail, imx_hsic **out) {
   *out = NULL;
   int D = cfg->objective.hsic_features;
+  if (D < 2 || D % 2)
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG,
+                                   "hsic: objective.hsic_features = %d, but the features come in "
+                                   "(cos, sin) pairs: it needs an even number >= 2",
+                                   D));
   double need = imx_hsic_bytes_needed(K, D, chunk, cfg->parallel.reduction);
   if (avail > 0 && need > 0.75 * avail)
     return imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG,
@@ -85,7 +87,7 @@ imx_err imx_hsic_create(imx_ctx *ctx, const imx_config *cfg, int K, int64_t N, i
 void imx_hsic_free(imx_hsic **hp) {
   if (!hp || !*hp) return;
   imx_hsic *h = *hp;
-  free(h->omega), free(h->beta), free(h->sigma), free(h->mu), free(h->F), free(h->G);
+  free(h->omega), free(h->sigma), free(h->mu), free(h->F), free(h->G);
   free(h->Phi), free(h->dPhi), free(h->Y);
   imx_rsum_free(&h->sS), imx_rsum_free(&h->sm);
   free(h);
@@ -161,22 +163,26 @@ static imx_err bandwidths(imx_ctx *ctx, imx_hsic *h, const double *A) {
   return IMX_OK;
 }
 
-/* Features of rows r0 .. r0 + c - 1 into Phi (c x K D); with dPhi != NULL
- * also their derivatives dphi_jd/da = -sqrt(2/D) omega_jd / sigma_j sin(.). */
+/* Features of rows r0 .. r0 + c - 1 into Phi (c x K D): for unit j and
+ * frequency m < D/2, phi_{j,2m} = sqrt(2/D) cos(omega_jm u) and phi_{j,2m+1}
+ * = sqrt(2/D) sin(omega_jm u), u = a_j / sigma_j. With dPhi != NULL also
+ * their derivatives d/da: -sqrt(2/D) omega_jm / sigma_j sin(.) and
+ * +sqrt(2/D) omega_jm / sigma_j cos(.). */
 static void features(const imx_hsic *h, const double *A, int64_t r0, int c, double *Phi,
                      double *dPhi) {
-  int K = h->K, D = h->D, KD = h->KD;
+  int K = h->K, D = h->D, KD = h->KD, M = D / 2;
   double amp = sqrt(2.0 / D);
   for (int i = 0; i < c; i++) {
     const double *a = A + (r0 + i) * K;
     double *f = Phi + (size_t)i * KD, *df = dPhi ? dPhi + (size_t)i * KD : NULL;
     for (int j = 0; j < K; j++) {
-      double u = a[j] / h->sigma[j];
-      for (int d = 0; d < D; d++) {
-        int q = j * D + d;
-        double arg = h->omega[q] * u + h->beta[q];
-        f[q] = amp * cos(arg);
-        if (df) df[q] = -amp * h->omega[q] / h->sigma[j] * sin(arg);
+      double u = a[j] / h->sigma[j], ds = amp / h->sigma[j];
+      const double *w = h->omega + (size_t)j * M;
+      for (int m = 0; m < M; m++) {
+        int q = j * D + 2 * m;
+        double arg = w[m] * u, co = cos(arg), si = sin(arg);
+        f[q] = amp * co, f[q + 1] = amp * si;
+        if (df) df[q] = -ds * w[m] * si, df[q + 1] = ds * w[m] * co;
       }
     }
   }

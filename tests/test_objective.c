@@ -182,9 +182,10 @@ int main(int argc, char **argv) {
   /* hsic: the random-feature estimate against the direct V-statistic
    * HSIC_b = (1/N^2) sum_{u<v} tr(Kc_u Kc_v) with the Gaussian kernel of
    * bandwidth 1, for three units: a dependent pair (y = x^2 + noise) and an
-   * independent third. Units have independent features, so the estimate is
-   * unbiased over the feature draws; its error is a mean over D features,
-   * with a standard deviation s_D proportional to 1/sqrt(D). s_D is measured
+   * independent third. Units have independent frequencies, so the estimate
+   * is unbiased over the draws; each kernel value is a mean over D/2
+   * frequencies of cos(omega (a - a')) (a (cos, sin) pair each), so the
+   * error has a standard deviation s_D proportional to 1/sqrt(D). s_D is measured
    * over R seeds: the mean must be within 4 s_D / sqrt(R) of the direct
    * value, every draw within 4 s_D, and s_128 / s_512 near sqrt(4) = 2. */
   {

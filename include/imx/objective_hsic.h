@@ -1,13 +1,16 @@
 /* objective_hsic: the `hsic` term, sum over unit pairs j < k of HSIC(a_j, a_k)
  * with a Gaussian kernel, estimated with random Fourier features:
  *
- *   phi_jd(a) = sqrt(2/D) cos(omega_jd a / sigma_j + beta_jd),  d = 1..D,
- *   omega ~ N(0, 1), beta ~ U(0, 2 pi)   (counter-based RNG: (model.seed, stream, j D + d)),
+ *   phi_j,2m(a) = sqrt(2/D) cos(omega_jm a / sigma_j),
+ *   phi_j,2m+1(a) = sqrt(2/D) sin(omega_jm a / sigma_j),   m = 0 .. D/2 - 1 (D even),
+ *   omega ~ N(0, 1)   (counter-based RNG: (model.seed, stream 41, j D/2 + m)),
  *   F = (1/N) sum_i phi_i phi_i^T - mu mu^T        (K D x K D, mu = (1/N) sum_i phi_i),
  *   hsic = sum_{j<k} ||F_jk||_F^2                   (F_jk: the D x D block of units j, k),
  *
  * the biased (V-statistic) HSIC of the kernel k(a, a') = phi(a)^T phi(a'),
- * an unbiased estimate of exp(-(a - a')^2 / (2 sigma_j^2)). The sums of phi
+ * an unbiased estimate of exp(-(a - a')^2 / (2 sigma_j^2)). Shifting a_j
+ * rotates each (cos, sin) pair of unit j, so the estimate is invariant to
+ * the bias (its gradient through hsic is zero). The sums of phi
  * and phi phi^T are partial sums over blocks of rows, reduced across ranks
  * like C (both modes). With G = dL/dF (G_jk = F_jk off the diagonal blocks,
  * 0 on them): dL/dphi_i = (2/N) G (phi_i - mu), then through the features
@@ -38,7 +41,7 @@ double imx_hsic_bytes_needed(int K, int D, int64_t chunk, imx_reduction mode);
 /* Create the term for K units, D features per unit (cfg->objective.
  * hsic_features), the bandwidth factor and seed of cfg, the local rows
  * [row0, row0 + rows) of N, blocks of `block` rows, and `chunk` rows per
- * feature block. Refuses (IMX_ERR_CONFIG) when the estimate of
+ * feature block. Refuses (IMX_ERR_CONFIG) an odd D, and when the estimate of
  * imx_hsic_bytes_needed exceeds avail bytes, naming objective.hsic_features.
  * Collective (the error is agreed). Free with imx_hsic_free. */
 imx_err imx_hsic_create(imx_ctx *ctx, const imx_config *cfg, int K, int64_t N, int64_t row0,
