@@ -85,7 +85,7 @@ static const char *const reduction_names[] = {"reproducible", "fast", NULL};
 static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
 static const char *const features_names[] = {"activation", "z", "input", NULL};
 static const char *const path_names[] = {"auto", "data", "moments", NULL};
-static const char *const precondition_names[] = {"auto", "none", NULL};
+static const char *const precondition_names[] = {"none", "ica", NULL};
 static const char *const feed_names[] = {"activation", "z", "r", NULL};
 
 /* A term weight: NAN (null) means "whatever the preset says". The key text
@@ -177,10 +177,11 @@ static const key_row keys[] = {
      "stop when the gradient norm relative to the objective is below this"},
     {SEC_OPTIMIZER, "options", K_STRING, FIELD(optimizer.options), "", 0, 0, 0, NULL,
      "extra PETSc options, e.g. \"-tao_ls_type armijo\""},
-    {SEC_OPTIMIZER, "precondition", K_ENUM, FIELD(optimizer.precondition), "auto", 0, 0, 0,
+    {SEC_OPTIMIZER, "precondition", K_ENUM, FIELD(optimizer.precondition), "none", 0, 0, 0,
      precondition_names,
-     "auto: L-BFGS (TAO lmvm) starts each step from the ICA Hessian approximation when the "
-     "objective is entropy + logdet on K = n identity units (the ica preset); none: never"},
+     "ica: L-BFGS (TAO lmvm) starts each step from the ICA Hessian approximation (entropy + "
+     "logdet on K = n identity units, the ica preset; 2-4x fewer evaluations on ICA data, "
+     "fewer is not promised elsewhere); none: plain L-BFGS"},
 
     {SEC_PARALLEL, "reduction", K_ENUM, FIELD(parallel.reduction), "reproducible", 0, 0, 0,
      reduction_names, "reproducible: same bits for any rank count; fast: MPI_Allreduce"},

@@ -55,7 +55,8 @@ check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part),
 # The ica preset's preconditioner (include/imx/precond.h) depends on statistics
 # of each evaluation, which the optimizer log keeps: 12 iterations in one go ==
 # 6 + resume to 12 (on another rank count), bit for bit.
-IC = ["--set", "objective.preset=ica", "--set", "data.samples=4000", "--set", "data.preprocess=whiten",
+IC = ["--set", "objective.preset=ica", "--set", "optimizer.precondition=ica", "--set", "data.samples=4000",
+      "--set", "data.preprocess=whiten",
       "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"]
 full, part = os.path.join(d, "full_ica"), os.path.join(d, "part_ica")
 c1, out1, _ = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=12"] + IC, ranks=1)

@@ -47,7 +47,7 @@ typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
 typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
 typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
 typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
-typedef enum { IMX_PRECONDITION_AUTO = 0, IMX_PRECONDITION_NONE } imx_precondition;
+typedef enum { IMX_PRECONDITION_NONE = 0, IMX_PRECONDITION_ICA } imx_precondition;
 typedef enum { IMX_FEED_ACTIVATION = 0, IMX_FEED_Z, IMX_FEED_R } imx_feed;
 
 typedef struct imx_config {

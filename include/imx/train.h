@@ -57,7 +57,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
 imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg);
 
 /* Statistics per evaluation the ICA preconditioner needs (include/imx/precond.h):
- * IMX_PRECOND_AUX(K) when optimizer.precondition is auto and the layer's
+ * IMX_PRECOND_AUX(K) when optimizer.precondition is ica and the layer's
  * objective is the one it is for, else 0. The optimizer log keeps them, so
  * that a resumed run retraces the preconditioned steps. Local. */
 int imx_train_precond_aux(const imx_config *cfg, const imx_layer *l);
