@@ -5,6 +5,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "imx/select.h"
+
 int imx_activation_simplex(imx_activation a) {
   return a == IMX_ACT_SOFTMAX || a == IMX_ACT_TOPK || a == IMX_ACT_SPARSEMAX;
 }
@@ -13,36 +15,11 @@ int imx_activation_sparse(imx_activation a) { return a == IMX_ACT_TOPK || a == I
 
 int imx_act_work(const imx_act *a) { return a->kind == IMX_ACT_TOPK ? a->K : 0; }
 
-/* The k-th smallest (1-based) of v[0..n), reordering v (Hoare's selection
- * with a median-of-three pivot: deterministic, expected O(n)). */
-static double kth_smallest(double *v, int n, int k) {
-  int lo = 0, hi = n - 1, want = k - 1;
-  while (lo < hi) {
-    int mid = lo + (hi - lo) / 2;
-    double a = v[lo], b = v[mid], c = v[hi];
-    double p = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
-    int i = lo, j = hi;
-    while (i <= j) {
-      while (v[i] < p) i++;
-      while (v[j] > p) j--;
-      if (i <= j) {
-        double t = v[i];
-        v[i] = v[j], v[j] = t;
-        i++, j--;
-      }
-    }
-    if (want <= j) hi = j;
-    else if (want >= i) lo = i;
-    else return v[want];
-  }
-  return v[want];
-}
-
 /* softmax(-z/tau) over the k smallest z; ties at the k-th value go to the
  * lower indices. The others are set to 0. */
 static void topk_row(int K, int k, double tau, double *z, double *work) {
   memcpy(work, z, (size_t)K * sizeof *z);
-  double t = kth_smallest(work, K, k);
+  double t = imx_select_kth(work, K, k - 1);
   int below = 0;
   for (int j = 0; j < K; j++) below += z[j] < t;
   int ties = k - below; /* entries equal to t that are kept, lowest index first */

@@ -375,7 +375,10 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!e && l->linalg == IMX_LINALG_REPLICATED) e = imx_rsum_create(ctx, l->mode, K, K, 1, &l->rKK);
   if (!e) e = imx_rsum_create(ctx, l->mode, K, n, 0, &l->rKn);
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
-  if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0) e = imx_entropy_create(ctx, l->mode, K, l->nloc, &l->ent);
+  /* The ICA preconditioner's statistics come from the entropy pass. */
+  int curvature = cfg->optimizer.precondition == IMX_PRECONDITION_ICA;
+  if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0)
+    e = imx_entropy_create(ctx, l->mode, K, l->nloc, curvature, &l->ent);
   l->bytes += imx_entropy_bytes(l->ent);
   e = imx_agree(ctx, e);
   if (!e && l->obj.w[IMX_TERM_HSIC] != 0) e = hsic_create(ctx, cfg, l);

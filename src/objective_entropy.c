@@ -21,7 +21,8 @@ __m128d _ZGVbN2v_exp(__m128d);
 
 struct imx_entropy {
   int K;
-  imx_rsum *sum; /* NSUMS x K: log cosh d, tanh d, sech^2 d, d tanh d, d^2 sech^2 d */
+  int nsums;     /* 2, or NSUMS with the curvature */
+  imx_rsum *sum; /* nsums x K: log cosh d, tanh d[, sech^2 d, d tanh d, d^2 sech^2 d] */
   double *tbar;  /* K: mean tanh(d_j) of the last value */
   double *bound; /* K: max(1, global max |d_j|), the partials' bound per block row */
   double *tot;   /* NSUMS K: the reduced sums */
@@ -29,12 +30,12 @@ struct imx_entropy {
   int64_t rows;  /* local rows */
 };
 
-imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows,
+imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows, int curvature,
                            imx_entropy **out) {
   *out = NULL;
   imx_entropy *e = calloc(1, sizeof *e);
   if (!e) return imx_fail(ctx, IMX_ERR_NOMEM, "entropy term (K=%d)", K);
-  e->K = K;
+  e->K = K, e->nsums = curvature ? NSUMS : 2;
   e->tbar = malloc((size_t)K * sizeof *e->tbar);
   e->bound = malloc((size_t)K * sizeof *e->bound);
   e->tot = malloc(NSUMS * (size_t)K * sizeof *e->tot);
@@ -44,7 +45,7 @@ imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows
                     ? imx_fail(ctx, IMX_ERR_NOMEM,
                                "entropy term: tanh of %lld local rows x K=%d needs %.1f MiB",
                                (long long)rows, K, (double)rows * K * 8 / 1048576)
-                    : imx_rsum_create(ctx, mode, NSUMS, K, 0, &e->sum);
+                    : imx_rsum_create(ctx, mode, e->nsums, K, 0, &e->sum);
   if (err) {
     imx_entropy_free(&e);
     return err;
@@ -62,8 +63,8 @@ void imx_entropy_free(imx_entropy **ep) {
 }
 
 size_t imx_entropy_bytes(const imx_entropy *e) {
-  /* tanh(d), tbar, bound, tot, and the NSUMS x K sum (up to 3 bins and a scratch). */
-  return e ? ((size_t)e->rows + 2 + NSUMS + NSUMS * 4) * e->K * 8 : 0;
+  /* tanh(d), tbar, bound, tot, and the nsums x K sum (up to 3 bins and a scratch). */
+  return e ? ((size_t)e->rows + 2 + NSUMS + (size_t)e->nsums * 4) * e->K * 8 : 0;
 }
 
 /* Rows whose factors 1 + exp(-2|d|) (each in (1, 2]) are multiplied before
@@ -91,15 +92,19 @@ static void exp_neg2abs(const double *d, double *t, int64_t n) {
 }
 
 /* One row: th holds t = exp(-2|d|) on entry and tanh d on return; the
- * NSUMS partial sums (log cosh without its log, see below) go to w. */
-static void sums_row(int K, const double *restrict d, double *restrict th, double *restrict prod,
-                     double *restrict w) {
+ * nsums partial sums (log cosh without its log, see below) go to w. */
+static void sums_row(int K, int nsums, const double *restrict d, double *restrict th,
+                     double *restrict prod, double *restrict w) {
   for (int j = 0; j < K; j++) {
-    double t = th[j], tj = copysign((1 - t) / (1 + t), d[j]), s2 = 1 - tj * tj;
+    double t = th[j];
     prod[j] *= 1 + t;
-    th[j] = tj;
+    th[j] = copysign((1 - t) / (1 + t), d[j]);
     w[j] += fabs(d[j]);
-    w[K + j] += tj;
+    w[K + j] += th[j];
+  }
+  if (nsums == 2) return;
+  for (int j = 0; j < K; j++) {
+    double tj = th[j], s2 = 1 - tj * tj;
     w[2 * K + j] += s2;
     w[3 * K + j] += d[j] * tj;
     w[4 * K + j] += d[j] * d[j] * s2;
@@ -121,14 +126,14 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
    * t = exp(-2|x|): one exponential per entry, one log per PROD_ROWS rows. */
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int64_t r1 = r0 + step < rows ? r0 + step : rows;
-    for (int j = 0; j < NSUMS * K; j++) w[j] = 0;
+    for (int j = 0; j < e->nsums * K; j++) w[j] = 0;
     for (int64_t g0 = r0; g0 < r1; g0 += PROD_ROWS) {
       int64_t g1 = g0 + PROD_ROWS < r1 ? g0 + PROD_ROWS : r1;
       for (int j = 0; j < K; j++) prod[j] = 1;
       /* The exponentials first, then arithmetic the compiler vectorizes. */
       exp_neg2abs(D + g0 * K, e->th + g0 * K, (g1 - g0) * K);
       for (int64_t i = g0; i < g1; i++)
-        sums_row(K, D + i * K, e->th + i * K, prod, w);
+        sums_row(K, e->nsums, D + i * K, e->th + i * K, prod, w);
       for (int j = 0; j < K; j++) w[j] += log(prod[j]) - (double)(g1 - g0) * 0.6931471805599453;
     }
     imx_rsum_add(e->sum, w, K);

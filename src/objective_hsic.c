@@ -9,6 +9,7 @@
 #include "imx/blas.h"
 #include "imx/rng.h"
 #include "imx/rsum.h"
+#include "imx/select.h"
 
 /* Stream of the random frequencies (imx_rng), apart from data and weights.
  * (Stream 42 held the phases of the former cos(omega u + beta) features.) */
@@ -103,31 +104,6 @@ size_t imx_hsic_bytes(const imx_hsic *h) {
 
 const double *imx_hsic_bandwidths(const imx_hsic *h) { return h->sigma; }
 
-/* The k-th smallest of p[0..n-1] (0-based; p is reordered): Hoare's
- * selection, linear time on average, deterministic pivots. */
-static double select_kth(double *p, size_t n, size_t k) {
-  size_t lo = 0, hi = n - 1;
-  while (lo < hi) {
-    double pivot = p[lo + (hi - lo) / 2];
-    size_t i = lo, j = hi;
-    while (i <= j) {
-      while (p[i] < pivot) i++;
-      while (p[j] > pivot) j--;
-      if (i <= j) {
-        double t = p[i];
-        p[i] = p[j], p[j] = t;
-        i++;
-        if (j == 0) break;
-        j--;
-      }
-    }
-    if (k <= j) hi = j;
-    else if (k >= i) lo = i;
-    else return p[k];
-  }
-  return p[k];
-}
-
 /* sigma_j = factor * median |a_ij - a_i'j| over the pairs of the subsample
  * rows floor(s N / M), s < M = min(N, SUB_ROWS). Each rank contributes the
  * rows it owns to a zero buffer; the sum is exact (one nonzero per entry).
@@ -154,7 +130,7 @@ static imx_err bandwidths(imx_ctx *ctx, imx_hsic *h, const double *A) {
     for (int s = 0; s < M; s++)
       for (int t = 0; t < s; t++) p[q++] = fabs(S[(size_t)s * K + j] - S[(size_t)t * K + j]);
     /* the upper median (np is even only for M = 4k or 4k + 1 rows; either is fine) */
-    double med = np ? select_kth(p, np, np / 2) : 0;
+    double med = np ? imx_select_kth(p, (int64_t)np, (int64_t)(np / 2)) : 0;
     /* A constant unit has no spread: any bandwidth gives it zero HSIC. */
     h->sigma[j] = h->factor * (med > 0 ? med : 1);
   }

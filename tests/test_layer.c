@@ -38,6 +38,24 @@ static double fd_check(imx_layer *l, const double *theta, int np, double h0) {
   return worst;
 }
 
+/* Evaluate layers a and b at a's initial parameters: the losses and the
+ * largest gradient difference relative to b's largest entry. Returns theta
+ * (malloc'd, imx_layer_nparams(a) entries) for further checks. */
+static double *eval_pair(imx_layer *a, imx_layer *b, const imx_config *c, double *fa, double *fb,
+                         double *grel) {
+  int np = imx_layer_nparams(a);
+  double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
+         *g2 = malloc((size_t)np * sizeof *g2);
+  imx_layer_init_params(&ctx, a, c, theta);
+  imx_layer_eval(&ctx, a, theta, fa, g1, NULL);
+  imx_layer_eval(&ctx, b, theta, fb, g2, NULL);
+  double gerr = 0, gmax = 0;
+  for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+  *grel = gerr / gmax;
+  free(g1), free(g2);
+  return theta;
+}
+
 static imx_data *load(imx_config *c) {
   imx_data *d = NULL;
   if (imx_data_load(&ctx, c, &d) || imx_preprocess_apply(&ctx, c, d, NULL, NULL)) {
@@ -162,20 +180,14 @@ int main(int argc, char **argv) {
         t_check(0, "sparse layers: %s", ctx.msg);
         break;
       }
-      int np = imx_layer_nparams(l1);
-      double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
-             *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
-      imx_layer_init_params(&ctx, l1, &cc, theta);
-      imx_layer_eval(&ctx, l1, theta, &f1, g1, NULL);
-      imx_layer_eval(&ctx, l2, theta, &f2, g2, NULL);
-      double gerr = 0, gmax = 0;
-      for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
-      double fd = fd_check(l1, theta, np, 1e-4);
-      t_check(f1 == f2 && gerr / gmax < 1e-13 && fd < 1e-7,
+      double f1, f2, grel;
+      double *theta = eval_pair(l1, l2, &cc, &f1, &f2, &grel);
+      double fd = fd_check(l1, theta, imx_layer_nparams(l1), 1e-4);
+      t_check(f1 == f2 && grel < 1e-13 && fd < 1e-7,
               "%s K=24 (k=3): dL/dW from the nonzeros of dZ vs dense: loss equal, gradient rel "
               "err %.2e (tol 1e-13); vs finite differences %.2e (tol 1e-7)",
-              imx_activation_name(cc.model.activation), gerr / gmax, fd);
-      free(theta), free(g1), free(g2);
+              imx_activation_name(cc.model.activation), grel, fd);
+      free(theta);
       imx_layer_free(&l1), imx_layer_free(&l2);
     }
     imx_data_free(&ds);
@@ -231,18 +243,11 @@ int main(int argc, char **argv) {
     imx_layer *lr = NULL, *lf = NULL;
     imx_layer_create(&ctx, &cr, d, &lr);
     imx_layer_create(&ctx, &cf, df, &lf);
-    int np = imx_layer_nparams(lr);
-    double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
-           *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
-    imx_layer_init_params(&ctx, lr, &cr, theta);
-    imx_layer_eval(&ctx, lr, theta, &f1, g1, NULL);
-    imx_layer_eval(&ctx, lf, theta, &f2, g2, NULL);
-    double gerr = 0, gmax = 0;
-    for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
-    t_check(t_relerr(f1, f2, 1e-300) < 1e-12 && gerr / gmax < 1e-12,
+    double f1, f2, grel;
+    free(eval_pair(lr, lf, &cr, &f1, &f2, &grel));
+    t_check(t_relerr(f1, f2, 1e-300) < 1e-12 && grel < 1e-12,
             "fast vs reproducible reduction, %s preset: loss rel err %.2e, gradient %.2e (tol 1e-12)",
-            presets[pi], t_relerr(f1, f2, 1e-300), gerr / gmax);
-    free(theta), free(g1), free(g2);
+            presets[pi], t_relerr(f1, f2, 1e-300), grel);
     imx_layer_free(&lr), imx_layer_free(&lf);
     imx_data_free(&df);
   }

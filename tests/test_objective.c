@@ -167,7 +167,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NS; i++) m[0] += D[2 * i] / NS, m[1] += D[2 * i + 1] / NS;
     for (int i = 0; i < NS; i++) D[2 * i] -= m[0], D[2 * i + 1] -= m[1];
     imx_entropy *ent = NULL;
-    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, &ent);
+    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, 0, &ent);
     if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &v);
     /* the value is the sum over both units; the Gaussian's cross-entropy
      * E[2 log cosh u] + log 2 is 1.44228 (trapezoid rule on [-12, 12]), above its

@@ -28,9 +28,10 @@ typedef struct imx_entropy imx_entropy;
 
 /* Create the term's state for K units, `rows` local rows (it keeps tanh of
  * the centered outputs, rows x K doubles, between value and gradient) and the
- * reduction mode. Local. Free with imx_entropy_free (accepts NULL, nulls the
- * pointer). */
-imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows,
+ * reduction mode; with curvature != 0 each value pass also sums what
+ * imx_entropy_curvature returns. Local. Free with imx_entropy_free (accepts
+ * NULL, nulls the pointer). */
+imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows, int curvature,
                            imx_entropy **out);
 void imx_entropy_free(imx_entropy **e);
 
@@ -50,7 +51,8 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
 void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, double *g,
                            double scale);
 
-/* The curvature statistics of the last imx_entropy_value, per unit j, for
+/* The curvature statistics of the last imx_entropy_value (created with
+ * curvature != 0), per unit j, for
  * G(u) = 2 log cosh u: kappa_j = mean G''(d_j) = 2 mean sech^2 d_j, beta_j =
  * mean d_j G'(d_j) = 2 mean d_j tanh d_j, gamma_j = mean d_j^2 G''(d_j).
  * They build the ICA preconditioner (include/imx/precond.h). Local. */
