@@ -38,8 +38,7 @@ struct imx_layer {
   const double *X;       /* nloc x n, borrowed from the data set */
   double *xmax;          /* n: global column maxima of |X| */
   int moments_path;      /* evaluate from S_x instead of the data */
-  int cov_from_Sx;       /* data path, identity units: C = W S_x W^T, not from the rows */
-  double *WS;            /* K x n: W S_x (cov_from_Sx) */
+  int cov_from_Sx;       /* data path, identity units: C = W S_x W^T (W S_x in T), not from the rows */
   double *mux;           /* n: mean of the inputs (with S_x) */
   int moments_ok;        /* the moments path applies */
   double *Sx;            /* n x n input covariance (moments path) */
@@ -98,7 +97,8 @@ const imx_objective *imx_layer_objective(const imx_layer *l) { return &l->obj; }
 void imx_layer_free(imx_layer **lp) {
   if (!lp || !*lp) return;
   imx_layer *l = *lp;
-  free(l->xmax), free(l->Sx), free(l->WS), free(l->mux), free(l->W), free(l->norms), free(l->b), free(l->A), free(l->D);
+  free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
+  free(l->A), free(l->D);
   free(l->T), free(l->m), free(l->C), free(l->G), free(l->work), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->diag), free(l->dmax), free(l->Tb);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
@@ -180,12 +180,6 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   int from_Sx = !moments && l->act == IMX_ACT_IDENTITY && l->linalg == IMX_LINALG_REPLICATED &&
                 imx_objective_needs_cov(&l->obj);
   if ((moments || from_Sx) && !l->Sx) IMX_TRY(input_covariance(ctx, l));
-  if (from_Sx && !l->WS) {
-    int bad = 0;
-    l->WS = lalloc(l, (size_t)l->K * l->n, &bad);
-    IMX_TRY(imx_agree(ctx, bad ? imx_fail(ctx, IMX_ERR_NOMEM, "W S_x (K=%d, n=%d)", l->K, l->n)
-                               : IMX_OK));
-  }
   l->moments_path = moments;
   l->cov_from_Sx = from_Sx;
   return IMX_OK;
@@ -352,7 +346,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->W = lalloc(l, (size_t)K * n, &bad), l->norms = lalloc(l, (size_t)K, &bad);
   l->b = lalloc(l, (size_t)K, &bad), l->m = lalloc(l, (size_t)K, &bad);
   l->gW = lalloc(l, (size_t)K * n, &bad), l->gb = lalloc(l, (size_t)K, &bad);
-  /* T: chunk x K (replicated data path) or K x n (moments paths, W S_x). */
+  /* T: chunk x K (replicated data path; W S_x there too for identity units) or K x n
+   * (moments paths, W S_x). */
   int64_t trows = l->linalg == IMX_LINALG_SCALAPACK || chunk(l) < n ? n : chunk(l);
   l->T = lalloc(l, (size_t)trows * K, &bad);
   l->actwork = lalloc(l, (size_t)imx_act_work(&l->phi), &bad);
@@ -562,23 +557,35 @@ static void chain_weight_norm(const imx_layer *l, double *gV) {
   }
 }
 
+/* Identity units: C = WS W^T with WS = W S_x (column-major WS^T = S_x W^T),
+ * kept for the gradient. Local. */
+static void cov_from_Sx(imx_layer *l, double *WS) {
+  int K = l->K, n = l->n;
+  const double one = 1, zero = 0;
+  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, WS, &n);
+  dgemm_("T", "N", &K, &K, &n, &one, l->W, &n, WS, &n, &zero, l->C, &K);
+  imx_linalg_symmetrize_lower(K, l->C);
+}
+
+/* gW = beta gW + dL/dW of the moment terms, 2 G W S_x (C does not depend on b). Local. */
+static void grad_from_Sx(imx_layer *l, const double *WS, double beta) {
+  int K = l->K, n = l->n;
+  const double two = 2;
+  dgemm_("N", "N", &n, &K, &K, &two, WS, &n, l->G, &K, &beta, l->gW, &n);
+}
+
 static imx_err eval_moments_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                                  double *value, int want_grad) {
-  int K = l->K, n = l->n;
-  const double one = 1, zero = 0, two = 2;
+  int K = l->K;
   imx_timer_start(IMX_T_FORWARD);
-  /* T = W S_x (column-major T^T = S_x W^T); C = T W^T. */
-  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, l->T, &n);
-  dgemm_("T", "N", &K, &K, &n, &one, l->W, &n, l->T, &n, &zero, l->C, &K);
-  imx_linalg_symmetrize_lower(K, l->C);
+  cov_from_Sx(l, l->T);
   imx_timer_stop(IMX_T_FORWARD);
   imx_timer_start(IMX_T_LINALG);
   imx_err e = imx_objective_moments(ctx, &l->obj, K, l->C, l->G, l->work, terms, value);
   imx_timer_stop(IMX_T_LINALG);
   if (e || !want_grad) return e;
   imx_timer_start(IMX_T_BACKWARD);
-  /* dL/dW = 2 G W S_x = 2 G T; C does not depend on b. */
-  dgemm_("N", "N", &n, &K, &K, &two, l->T, &n, l->G, &K, &zero, l->gW, &n);
+  grad_from_Sx(l, l->T, 0);
   for (int j = 0; j < K; j++) l->gb[j] = 0;
   imx_timer_stop(IMX_T_BACKWARD);
   return IMX_OK;
@@ -669,16 +676,6 @@ static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   return e;
 }
 
-/* C = (W S_x) W^T for identity units on the data path (WS keeps W S_x for
- * the gradient). Local. */
-static void cov_from_Sx(imx_layer *l) {
-  int K = l->K, n = l->n;
-  const double one = 1, zero = 0;
-  dgemm_("N", "N", &n, &K, &n, &one, l->Sx, &n, l->W, &n, &zero, l->WS, &n);
-  dgemm_("T", "N", &K, &K, &n, &one, l->W, &n, l->WS, &n, &zero, l->C, &K);
-  imx_linalg_symmetrize_lower(K, l->C);
-}
-
 static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                               double *value, int want_grad) {
   int K = l->K;
@@ -692,7 +689,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   e = outputs_centered(ctx, l, invN);
   imx_timer_start(IMX_T_MOMENTS);
   if (!e && l->cov_from_Sx) {
-    cov_from_Sx(l);
+    cov_from_Sx(l, l->T); /* T (>= n x K) is free: the backward pass below writes into D */
   } else if (!e) {
     e = imx_moments_atb(ctx, l->rKK, l->block, rows, K, l->D, K, K, l->D, K, NULL, l->C);
     for (size_t i = 0; i < (size_t)K * K; i++) l->C[i] *= invN;
@@ -741,10 +738,7 @@ static imx_err eval_data_path(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERM
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->D, K, l->gb);
   if (!e && l->sup)
     e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
-  if (!e && cov && l->cov_from_Sx) { /* + 2 G W S_x; C does not depend on b */
-    const double two = 2, one = 1;
-    dgemm_("N", "N", &l->n, &K, &K, &two, l->WS, &l->n, l->G, &K, &one, l->gW, &l->n);
-  }
+  if (!e && cov && l->cov_from_Sx) grad_from_Sx(l, l->T, 1);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
 }
