@@ -17,7 +17,7 @@
  * wall time used by other processes during the timed evaluations (from
  * /proc/stat minus our ranks' own CPU time), the measure of noise on a
  * shared machine, and "cpu_s": the CPU-seconds of all our ranks per timed
- * evaluation, less sensitive than wall time to other processes. The heap is set up as in src/main.c.
+ * evaluation, less sensitive than wall time to other processes. The heap is set up as in src/cli/main.c.
  */
 #include <malloc.h>
 #include <stdio.h>

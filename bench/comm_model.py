@@ -12,7 +12,7 @@ Model of one iteration (one evaluation + TAO's own work), P ranks:
        + linalg + optimizer                       (replicated: the same on every rank)
        + sum over the evaluation's MPI_Allreduce calls of
              ceil(log2 P) * alpha + 2 (P - 1) / P * bytes * beta
-The calls of one evaluation (src/layer.c, src/moments.c, src/rsum.c):
+The calls of one evaluation (src/model/layer.c, src/reduce/moments.c, src/reduce/rsum.c):
   reproducible: 4 sums (colsum A: 3K, A^T A: 3K^2, dZ^T X: 3Kn, colsum dZ: 3K doubles),
                 4 column-maxima MAX reductions (K doubles each), 4 two-int64 checks;
   fast:         4 sums (K, K^2, Kn, K doubles), 4 two-int64 checks, 1 two-uint64 hash.

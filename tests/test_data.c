@@ -16,7 +16,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "../src/data_impl.h"
+#include "../src/data/data_impl.h"
 #include "test_data_common.h"
 
 static double pat(int64_t i, int64_t j) { return (double)i + (double)j * 1e-3; }

@@ -15,7 +15,7 @@
 #include <stdint.h>
 #include <zlib.h>
 
-#include "../src/data_impl.h"
+#include "../src/data/data_impl.h"
 #include "test_data_common.h"
 
 enum { NIMG = 23, ROWS = 4, COLS = 3, NPIX = ROWS * COLS, NCLASS = 5 };

@@ -11,7 +11,7 @@
 #include <math.h>
 #include <stdint.h>
 
-#include "../src/data_impl.h"
+#include "../src/data/data_impl.h"
 #include "imx/rng.h"
 #include "test_data_common.h"
 

@@ -1,6 +1,6 @@
 /* config: the validated run configuration.
  *
- * One schema table (src/config.c) drives defaults, YAML parsing, validation,
+ * One schema table (src/config/config.c) drives defaults, YAML parsing, validation,
  * the resolved-config writer and the reference page (docs/config.md). Rank 0
  * parses; the plain struct is broadcast as bytes, so it holds no pointers.
  */
@@ -31,7 +31,7 @@ typedef enum {
   IMX_NTERMS
 } imx_term;
 extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
-/* Names of the objective presets (src/objective.c gives their weights), NULL-terminated. */
+/* Names of the objective presets (src/objective/objective.c gives their weights), NULL-terminated. */
 extern const char *const imx_preset_names[];
 
 typedef enum {

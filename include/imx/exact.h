@@ -10,7 +10,7 @@
  *
  * imx_rsum owns a whole rows x cols array and reduces it with MPI_Allreduce.
  * This module is for callers whose bins are laid out differently: the tiles
- * of a block-cyclic matrix reduce-scattered to their owners (src/dmoments.c),
+ * of a block-cyclic matrix reduce-scattered to their owners (src/linalg/dmoments.c),
  * or a handful of scalars and vectors of the distributed objective terms.
  */
 #ifndef IMX_EXACT_H

@@ -1,11 +1,11 @@
 /* linalg: K x K dense linear algebra, in two backends, and the choice between
  * them.
  *
- * replicated (src/linalg.c): LAPACK on matrices every rank holds; every rank
+ * replicated (src/linalg/linalg.c): LAPACK on matrices every rank holds; every rank
  * holds the same input bits and computes the same output bits, so no
  * broadcast is needed. These functions are Local.
  *
- * scalapack (src/linalg_scalapack.c): ScaLAPACK on block-cyclic matrices
+ * scalapack (src/linalg/linalg_scalapack.c): ScaLAPACK on block-cyclic matrices
  * (include/imx/dmat.h); no rank holds a K x K array. Collective.
  */
 #ifndef IMX_LINALG_H

@@ -41,7 +41,7 @@ imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, con
                               double *G, double *work, double terms[IMX_NTERMS], double *value);
 
 /* The moment terms on a block-cyclic C (the scalapack backend;
- * src/objective_dist.c): the same terms and errors as imx_objective_moments,
+ * src/objective/objective_dist.c): the same terms and errors as imx_objective_moments,
  * from C's lower tiles and its diagonal diagC (K, replicated, as from
  * imx_dmat_diag). G (lower tiles, same layout as C) receives the weighted
  * dL/dC. work: a third matrix of the same layout, needed (else NULL) only

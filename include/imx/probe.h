@@ -10,7 +10,7 @@
  *   dL/dV = (1/N) (S - Y)^T F + 2 l2 V,  dL/dc = (1/N) colsum(S - Y),
  *   S: row-wise softmax of the logits, Y: one-hot labels.
  *
- * As in training (src/train.c), the parameters theta = [V (row-major), c]
+ * As in training (src/train/train.c), the parameters theta = [V (row-major), c]
  * live in a sequential Vec replicated on every rank; every rank runs the same
  * TAO on the same reduced value and gradient; the sums over rows are the
  * block-wise reductions of rsum/moments, so in reproducible mode the probe's

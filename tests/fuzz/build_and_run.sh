@@ -11,7 +11,7 @@
 #               from the seeds every time)
 #     -b        build only
 #     -c        afterwards, report the line coverage of the file each harness targets
-#               (src/config.c, npy.c, idx.c) over the corpus (needs llvm-cov, llvm-profdata)
+#               (src/config/config.c, npy.c, idx.c) over the corpus (needs llvm-cov, llvm-profdata)
 #
 # Exit status: 0 clean, 1 a crash, a sanitizer report, a failed invariant or a
 # failed regression input (the input is saved under DIR/artifacts-NAME/), 77 if
@@ -84,8 +84,8 @@ read -r -a pc_cflags <<<"$(pkg-config --cflags ompi-c yaml-0.1 zlib)"
 read -r -a pc_libs <<<"$(pkg-config --libs ompi-c yaml-0.1 zlib)"
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -DIMX_VERSION='"fuzz"' -g -O1 -fno-omit-frame-pointer
         -fno-sanitize-recover=all -Wall -Wextra -I"$root/include" "${pc_cflags[@]}")
-sources=(ctx config npy idx)
-headers=("$root"/include/imx/*.h "$root/src/data_impl.h" "$here/fuzz_common.h")
+sources=(base/ctx config/config data/npy data/idx)  # under src/
+headers=("$root"/include/imx/*.h "$root/src/data/data_impl.h" "$here/fuzz_common.h")
 
 stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
   local o=$1 i
@@ -96,14 +96,15 @@ stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
 }
 pids=()
 for s in "${sources[@]}"; do
-  if stale "$out/$s.o" "$root/src/$s.c" "${headers[@]}" "$0"; then
-    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$root/src/$s.c" -o "$out/$s.o" &
+  o="$out/$(basename "$s").o"
+  if stale "$o" "$root/src/$s.c" "${headers[@]}" "$0"; then
+    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$root/src/$s.c" -o "$o" &
     pids+=($!)
   fi
 done
 for p in ${pids[@]+"${pids[@]}"}; do wait "$p"; done
 objs=()
-for s in "${sources[@]}"; do objs+=("$out/$s.o"); done
+for s in "${sources[@]}"; do objs+=("$out/$(basename "$s").o"); done
 for t in "${targets[@]}"; do
   if stale "$out/fuzz_$t" "$here/fuzz_$t.c" "${objs[@]}" "${headers[@]}" "$0"; then
     "$cc" "${cflags[@]}" -fsanitize=fuzzer,address,undefined "$here/fuzz_$t.c" "${objs[@]}" \
@@ -162,12 +163,12 @@ if [ "$cover" = 1 ]; then
   bindir=$(dirname "$(readlink -f "$cc")")
   profdata=$(command -v llvm-profdata || echo "$bindir/llvm-profdata")
   llvmcov=$(command -v llvm-cov || echo "$bindir/llvm-cov")
-  declare -A target_src=([config]=config [npy]=npy [idx]=idx)
+  declare -A target_src=([config]=config/config [npy]=data/npy [idx]=data/idx)
   cov="$out/cov"
   mkdir -p "$cov"
   covflags=(-fprofile-instr-generate -fcoverage-mapping)
   for s in "${sources[@]}"; do
-    "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer-no-link -c "$root/src/$s.c" -o "$cov/$s.o"
+    "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer-no-link -c "$root/src/$s.c" -o "$cov/$(basename "$s").o"
   done
   for t in "${targets[@]}"; do
     "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer "$here/fuzz_$t.c" "$cov"/*.o \

@@ -19,7 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../../src/data_impl.h"
+#include "../../src/data/data_impl.h"
 
 /* Rows are read only up to this many bytes: a gzip'd input of a few kB can
  * claim (and hold) megabytes. */

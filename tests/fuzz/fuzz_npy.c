@@ -17,7 +17,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "../../src/data_impl.h"
+#include "../../src/data/data_impl.h"
 
 static int itemsize_of(const char *descr) {
   static const struct {

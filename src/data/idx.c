@@ -1,5 +1,5 @@
 /* idx: the IDX format of MNIST and Fashion-MNIST, plain or gzip'd. See
- * src/data_impl.h. Layout:
+ * src/data/data_impl.h. Layout:
  *
  *   00 00 TYPE NDIM | NDIM big-endian uint32 dimensions | items, row-major
  *

@@ -1,4 +1,4 @@
-/* synth: synthetic data sets (see src/data_impl.h).
+/* synth: synthetic data sets (see src/data/data_impl.h).
  *
  * Every number is a pure function of (seed, stream, counter) through imx_rng,
  * with the global row index in the counter, so a row is the same whichever

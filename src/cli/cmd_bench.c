@@ -6,7 +6,7 @@
  *
  * Every KEY=V1,V2,... positional argument sweeps a configuration key
  * (model.units=64,256,1024); the runs are the cross product, in order. Words
- * without a dot set the benchmark itself (see bench_help in src/main.c):
+ * without a dot set the benchmark itself (see bench_help in src/cli/main.c):
  * evals, warmup, iterations, dgemm, blas, reduce, allreduce, weights.
  *
  * Per run: load (or generate) and preprocess the data (reused while the data

@@ -1,6 +1,6 @@
 /* npy: the NumPy .npy format (versions 1.0, 2.0, 3.0), 1-D and 2-D C-order
  * arrays of a few little-endian dtypes. See include/imx/data.h and
- * src/data_impl.h. Layout of a file:
+ * src/data/data_impl.h. Layout of a file:
  *
  *   "\x93NUMPY" major minor | header length (uint16 LE for 1.x, uint32 LE for
  *   2.x and 3.x) | header: a Python dict literal, space padded, ending in '\n' |

@@ -1,5 +1,5 @@
 /* objective_dist: the moment terms on a block-cyclic C (the scalapack
- * backend). The formulas are those of src/objective.c (docs/objectives.md);
+ * backend). The formulas are those of src/objective/objective.c (docs/objectives.md);
  * here every term reads only this rank's lower tiles of C and the replicated
  * diagonal, writes this rank's tiles of G, and combines its scalar and
  * per-unit sums across ranks exactly (include/imx/exact.h): one partial per
@@ -166,7 +166,7 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
 
   /* Softmax responsibilities sum to 1, so C has the null vector 1: the log
    * dets are exact pseudo-log-dets, with a rank-one term along it (see
-   * src/objective.c). G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
+   * src/objective/objective.c). G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
   double ld = 0, ldtc = 0, S = 0, qd = 0;
   const imx_dmat *Mtc = G;
   if (wld != 0) {
