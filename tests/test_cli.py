@@ -80,4 +80,14 @@ check(code == 6 and "not positive definite" in err and "objective.eps" in err,
       "singular C: exit 6 with pivot and hint: " + err.strip()[:240])
 s = os.path.join(d, "sing", "summary.json")
 check(os.path.exists(s) and '"status": "failed"' in open(s).read(), "failed run leaves summary.json with status failed")
+
+# The Slurm test skips (exit 77) on a machine without Slurm, instead of
+# crashing on the missing sinfo (the README's test command on a fresh machine).
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+noslurm = dict(ENV, PATH="/nonexistent")
+p = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "test_slurm.py"),
+                    INFOMAX], capture_output=True, text=True, env=noslurm, timeout=60)
+check(p.returncode == 77 and "SKIP" in p.stdout,
+      "test_slurm.py without Slurm on PATH skips with 77: exit %d %s" % (p.returncode, (p.stdout + p.stderr).strip()[-200:]))
 finish()
