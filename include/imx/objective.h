@@ -14,6 +14,48 @@
 #include "imx/dmat.h"
 #include "imx/linalg.h"
 
+/* What a term is computed from: decides the path, the buffers and the backend's
+ * entry point that evaluate it. */
+typedef enum {
+  IMX_KIND_MOMENT = 0, /* a function of the output covariance C: imx_objective_moments(_dist) */
+  IMX_KIND_PER_ROW,    /* needs the outputs row by row (the data path) */
+  IMX_KIND_WEIGHTS     /* a function of W alone */
+} imx_term_kind;
+
+/* What a moment term reads (bits of imx_term_info.needs). */
+enum {
+  IMX_NEEDS_C = 1u << 0,      /* off-diagonal entries of C */
+  IMX_NEEDS_DIAG = 1u << 1,   /* d_j = C_jj + eps (refuses a dead unit) */
+  IMX_NEEDS_FACTOR = 1u << 2  /* log det and inverse of a K x K matrix M */
+};
+
+/* One row of the terms table, in the order of imx_term. */
+typedef struct imx_term_info {
+  const char *name;   /* the weight key objective.<name>; equals imx_term_names[t] */
+  imx_term_kind kind;
+  unsigned needs;     /* IMX_NEEDS_* (moment terms) */
+  const char *doc;    /* one line */
+} imx_term_info;
+
+/* The terms table (src/objective/terms.c): imx_objective_terms[t] describes term t. */
+extern const imx_term_info imx_objective_terms[IMX_NTERMS];
+
+/* A weight of a preset row that means "objective.lambda". */
+#define IMX_PRESET_LAMBDA (-1.0)
+
+/* One row of the presets table. */
+typedef struct imx_preset {
+  const char *name;       /* objective.preset; imx_preset_names lists the rows in order */
+  const char *doc;        /* one line */
+  double w[IMX_NTERMS];   /* default weight of each term (IMX_PRESET_LAMBDA: objective.lambda) */
+} imx_preset;
+
+/* The presets table (src/objective/terms.c), terminated by a row with name NULL. */
+extern const imx_preset imx_objective_presets[];
+
+/* The preset row called name, or NULL. Local. */
+const imx_preset *imx_objective_preset(const char *name);
+
 typedef struct imx_objective {
   double w[IMX_NTERMS]; /* resolved weight of each term (0 = off) */
   double eps;           /* ridge added to C and to diag C */
@@ -30,8 +72,14 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
  * moments path does not apply? Local. */
 int imx_objective_per_sample(const imx_objective *obj);
 
-/* Does any term need C? Local. */
+/* Does any term need C (a moment term)? Local. */
 int imx_objective_needs_cov(const imx_objective *obj);
+
+/* Does any term factor a K x K matrix (IMX_NEEDS_FACTOR: logdet, gaussian_tc)? Local. */
+int imx_objective_needs_factor(const imx_objective *obj);
+
+/* Does any term with a nonzero weight have this kind? Local. */
+int imx_objective_has_kind(const imx_objective *obj, imx_term_kind kind);
 
 /* Moment terms: terms[t] receives the unweighted value of every moment term t
  * with a nonzero weight (others untouched); *value the weighted sum; G (K x K)

@@ -1,5 +1,8 @@
-/* objective: InfoMax terms and presets (see include/imx/objective.h and
- * docs/objectives.md for the formulas). */
+/* objective: the weights from a preset row and the explicit weights, the
+ * predicates on the terms table (both tables are in src/objective/terms.c),
+ * the moment terms on a replicated C (their formulas in
+ * src/objective/terms_impl.h), weight_redundancy and lse (see
+ * include/imx/objective.h and docs/objectives.md). */
 #include "imx/objective.h"
 
 #include <math.h>
@@ -8,46 +11,19 @@
 #include "imx/activation.h"
 #include "imx/blas.h"
 #include "imx/linalg.h"
-
-/* Default weights of a preset; lambda is the preset's redundancy weight. */
-static int preset_weights(const char *preset, double lambda, double w[IMX_NTERMS]) {
-  for (int t = 0; t < IMX_NTERMS; t++) w[t] = 0;
-  if (!strcmp(preset, "none")) return 0;
-  if (!strcmp(preset, "gaussian")) { /* -log det C + lambda sum_{j!=k} C_jk^2 */
-    w[IMX_TERM_LOGDET] = 1, w[IMX_TERM_OFFDIAG] = lambda;
-    return 0;
-  }
-  if (!strcmp(preset, "gaussian-tc")) {
-    w[IMX_TERM_GAUSSIAN_TC] = 1;
-    return 0;
-  }
-  if (!strcmp(preset, "decorrelation")) {
-    w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_DECORRELATION] = lambda;
-    return 0;
-  }
-  if (!strcmp(preset, "implicit-em")) {
-    w[IMX_TERM_LSE] = 1, w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_DECORRELATION] = lambda;
-    return 0;
-  }
-  if (!strcmp(preset, "ica")) { /* sum_j H(a_j) - 1/2 log det C: ML ICA on whitened data */
-    w[IMX_TERM_ENTROPY] = 1, w[IMX_TERM_LOGDET] = 0.5;
-    return 0;
-  }
-  if (!strcmp(preset, "hsic")) { /* -sum log C_jj + lambda sum_{j<k} HSIC(a_j, a_k) */
-    w[IMX_TERM_VARIANCE] = 1, w[IMX_TERM_HSIC] = lambda;
-    return 0;
-  }
-  return -1;
-}
+#include "terms_impl.h"
 
 imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long long N,
                               imx_objective *obj) {
   memset(obj, 0, sizeof *obj);
-  if (preset_weights(cfg->objective.preset, cfg->objective.lambda, obj->w))
+  const imx_preset *p = imx_objective_preset(cfg->objective.preset);
+  if (!p)
     return imx_fail(ctx, IMX_ERR_CONFIG, "objective.preset: unknown preset \"%s\"",
                     cfg->objective.preset);
   for (int t = 0; t < IMX_NTERMS; t++)
-    if (!isnan(cfg->objective.weight[t])) obj->w[t] = cfg->objective.weight[t];
+    obj->w[t] = !isnan(cfg->objective.weight[t]) ? cfg->objective.weight[t]
+                : p->w[t] == IMX_PRESET_LAMBDA  ? cfg->objective.lambda
+                                                : p->w[t];
   obj->eps = cfg->objective.eps;
   obj->null_vector = imx_activation_simplex(cfg->model.activation);
   int any = 0;
@@ -62,10 +38,9 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                     "-infinity with the biases); use model.activation: relu (distances >= 0, "
                     "lse >= -log K) or softmax");
   int K = cfg->model.units;
-  int uses_logdet = obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0;
   long long rank_bound = n < N - 1 ? n : N - 1;
-  if (uses_logdet && cfg->model.activation == IMX_ACT_IDENTITY && obj->eps == 0 &&
-      K > rank_bound)
+  if (imx_objective_needs_factor(obj) && cfg->model.activation == IMX_ACT_IDENTITY &&
+      obj->eps == 0 && K > rank_bound)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "objective: log det of identity outputs with K=%d units but rank(C) <= "
                     "min(n, N-1) = %lld: C = W S_x W^T is singular and -log det C is +infinity. "
@@ -75,15 +50,24 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
   return IMX_OK;
 }
 
+int imx_objective_has_kind(const imx_objective *obj, imx_term_kind kind) {
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (obj->w[t] != 0 && imx_objective_terms[t].kind == kind) return 1;
+  return 0;
+}
+
 int imx_objective_per_sample(const imx_objective *obj) {
-  return obj->w[IMX_TERM_LSE] != 0 || obj->w[IMX_TERM_ENTROPY] != 0 || obj->w[IMX_TERM_HSIC] != 0 ||
-         obj->w[IMX_TERM_SUPERVISED] != 0;
+  return imx_objective_has_kind(obj, IMX_KIND_PER_ROW);
 }
 
 int imx_objective_needs_cov(const imx_objective *obj) {
-  return obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_OFFDIAG] != 0 ||
-         obj->w[IMX_TERM_VARIANCE] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0 ||
-         obj->w[IMX_TERM_DECORRELATION] != 0;
+  return imx_objective_has_kind(obj, IMX_KIND_MOMENT);
+}
+
+int imx_objective_needs_factor(const imx_objective *obj) {
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (obj->w[t] != 0 && (imx_objective_terms[t].needs & IMX_NEEDS_FACTOR)) return 1;
+  return 0;
 }
 
 /* M = C + eps I + u u^T (u = NULL: no rank-one term); log det M and M^{-1}
@@ -92,122 +76,82 @@ static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, int K, con
                               const double *u, double *M, const char *what, double *logdet) {
   for (int i = 0; i < K; i++)
     for (int j = 0; j < K; j++)
-      M[(size_t)i * K + j] = C[(size_t)i * K + j] + (u ? u[i] * u[j] : 0.0);
-  for (int i = 0; i < K; i++) M[(size_t)i * K + i] += obj->eps;
+      M[(size_t)i * K + j] = shifted_entry(C[(size_t)i * K + j], u, i, j, obj->eps);
   return imx_linalg_logdet_inverse(ctx, K, M, what, logdet);
 }
 
+/* The formulas are in terms_impl.h; here each term walks the whole K x K C in
+ * order, one term after the other (moment_order). */
 imx_err imx_objective_moments(imx_ctx *ctx, const imx_objective *obj, int K, const double *C,
                               double *G, double *work, double terms[IMX_NTERMS], double *value) {
   const double *w = obj->w;
   size_t KK = (size_t)K * K;
-  double total = 0;
+  int nv = obj->null_vector;
+  double val[IMX_NTERMS] = {0};
   for (size_t i = 0; i < KK; i++) G[i] = 0;
-  for (int j = 0; j < K; j++)
-    if (!(C[(size_t)j * K + j] >= 0))
-      return imx_fail(ctx, IMX_ERR_NUMERIC, "covariance: C[%d][%d] = %g is not a variance", j, j,
-                      C[(size_t)j * K + j]);
-  /* d_j = C_jj + eps, shared by the terms on the variances. */
-  double *d = work + KK;
-  const char *diag_term = w[IMX_TERM_GAUSSIAN_TC] != 0   ? "gaussian_tc"
-                          : w[IMX_TERM_VARIANCE] != 0     ? "variance"
-                          : w[IMX_TERM_DECORRELATION] != 0 ? "decorrelation"
-                                                           : NULL;
-  for (int j = 0; diag_term && j < K; j++) {
-    d[j] = C[(size_t)j * K + j] + obj->eps;
-    if (!(d[j] > 0))
-      return imx_fail(ctx, IMX_ERR_NUMERIC,
-                      "%s: unit %d has zero variance (a dead unit: its log variance and "
-                      "correlations are undefined); set objective.eps > 0 or change the "
-                      "initialization", diag_term, j);
-  }
+  IMX_TRY(check_variances(ctx, K, C, (size_t)K + 1));
+  double *d = work + KK; /* d_j = C_jj + eps */
+  IMX_TRY(unit_variances(ctx, obj, K, C, (size_t)K + 1, d));
 
-  /* Softmax responsibilities sum to 1, so C has the null vector 1: the log
-   * dets below are exact pseudo-log-dets, with a rank-one term along it. */
   double *u = work + KK + K, *q = work + KK + 2 * (size_t)K; /* K entries each */
-  if (w[IMX_TERM_LOGDET] != 0) { /* -log det(C + eps I [+ 1 1^T/K]), dL/dC = -M^{-1} */
-    double *Minv = work, ld;
-    for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
-    IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
-                           obj->null_vector ? "C + eps I + 1 1^T/K (outputs sum to 1)" : "C + eps I",
-                           &ld));
-    terms[IMX_TERM_LOGDET] = -ld;
-    total += w[IMX_TERM_LOGDET] * -ld;
-    for (size_t i = 0; i < KK; i++) G[i] -= w[IMX_TERM_LOGDET] * Minv[i];
+  if (w[IMX_TERM_LOGDET] != 0) {
+    double *Minv = work, ld, wt = w[IMX_TERM_LOGDET];
+    logdet_null_vector(K, u);
+    IMX_TRY(logdet_inverse(ctx, obj, K, C, nv ? u : NULL, Minv, logdet_matrix(nv), &ld));
+    val[IMX_TERM_LOGDET] = logdet_value(ld);
+    for (size_t i = 0; i < KK; i++) G[i] = logdet_grad(G[i], wt, Minv[i]);
   }
   if (w[IMX_TERM_GAUSSIAN_TC] != 0) {
-    /* 1/2 (sum log d_j - log det M) = -1/2 log det R for the correlation matrix
-     * R. For softmax outputs R has the null vector D^{1/2} 1; its exact
-     * pseudo-log-det is log det(C + eps I + v v^T) - sum log d_j with
-     * v = d / sqrt(sum d), which keeps the term bounded (>= -1/2 log e). */
-    double *Minv = work, ld, S = 0, wt = w[IMX_TERM_GAUSSIAN_TC];
-    for (int j = 0; j < K; j++) S += d[j];
-    for (int j = 0; j < K; j++) u[j] = d[j] / sqrt(S);
-    IMX_TRY(logdet_inverse(ctx, obj, K, C, obj->null_vector ? u : NULL, Minv,
-                           obj->null_vector ? "C + eps I + v v^T (outputs sum to 1, gaussian_tc)"
-                                            : "C + eps I",
-                           &ld));
-    double s = 0;
-    for (int j = 0; j < K; j++) {
-      s += log(d[j]);
-      G[(size_t)j * K + j] += wt * 0.5 / d[j];
-    }
-    for (size_t i = 0; i < KK; i++) G[i] -= wt * 0.5 * Minv[i];
-    if (obj->null_vector) {
-      /* v depends on diag C: d(log det M) = tr(M^-1 dC) + 2 q^T dv, q = M^-1 v,
-       * dv_j = dd_j / sqrt(S) - d_j sum_k dd_k / (2 S^{3/2}). */
-      double qd = 0;
+    double *Minv = work, ld, wt = w[IMX_TERM_GAUSSIAN_TC];
+    double S = gaussian_tc_null_vector(K, d, u);
+    IMX_TRY(logdet_inverse(ctx, obj, K, C, nv ? u : NULL, Minv, gaussian_tc_matrix(nv), &ld));
+    for (int j = 0; j < K; j++)
+      for (int k = 0; k < K; k++)
+        G[(size_t)j * K + k] = gaussian_tc_grad(G[(size_t)j * K + k], wt, j == k, d[j],
+                                                Minv[(size_t)j * K + k]);
+    if (nv) {
       for (int j = 0; j < K; j++) {
         q[j] = 0;
         for (int k = 0; k < K; k++) q[j] += Minv[(size_t)j * K + k] * u[k];
-        qd += q[j] * d[j];
       }
+      double qd = gaussian_tc_qd(K, q, d);
       for (int j = 0; j < K; j++)
-        G[(size_t)j * K + j] -= wt * (q[j] / sqrt(S) - qd / (2 * S * sqrt(S)));
+        G[(size_t)j * K + j] = gaussian_tc_null_grad(G[(size_t)j * K + j], wt, q[j], S, qd);
     }
-    terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ld);
-    total += wt * terms[IMX_TERM_GAUSSIAN_TC];
+    val[IMX_TERM_GAUSSIAN_TC] = gaussian_tc_value(sum_log(K, d), ld);
   }
-  if (w[IMX_TERM_OFFDIAG] != 0) { /* sum_{j!=k} C_jk^2, dL/dC_jk = 2 C_jk */
+  if (w[IMX_TERM_OFFDIAG] != 0) {
     double s = 0, wt = w[IMX_TERM_OFFDIAG];
     for (int j = 0; j < K; j++)
       for (int k = 0; k < K; k++) {
         if (j == k) continue;
         double c = C[(size_t)j * K + k];
-        s += c * c;
-        G[(size_t)j * K + k] += wt * 2 * c;
+        s += offdiag_value(c);
+        G[(size_t)j * K + k] = offdiag_grad(G[(size_t)j * K + k], wt, c);
       }
-    terms[IMX_TERM_OFFDIAG] = s;
-    total += wt * s;
+    val[IMX_TERM_OFFDIAG] = s;
   }
-  if (w[IMX_TERM_VARIANCE] != 0) { /* -sum log(C_jj + eps) */
-    double s = 0, wt = w[IMX_TERM_VARIANCE];
-    for (int j = 0; j < K; j++) {
-      s -= log(d[j]);
-      G[(size_t)j * K + j] -= wt / d[j];
-    }
-    terms[IMX_TERM_VARIANCE] = s;
-    total += wt * s;
+  if (w[IMX_TERM_VARIANCE] != 0) {
+    for (int j = 0; j < K; j++)
+      G[(size_t)j * K + j] = variance_grad(G[(size_t)j * K + j], w[IMX_TERM_VARIANCE], d[j]);
+    val[IMX_TERM_VARIANCE] = variance_value(K, d);
   }
   if (w[IMX_TERM_DECORRELATION] != 0) {
-    /* sum_{j!=k} C_jk^2 / (d_j d_k), d_j = C_jj + eps:
-     * dL/dC_jk = 2 C_jk / (d_j d_k) (j != k), dL/dC_jj = -2 sum_{k!=j} C_jk^2 / (d_j^2 d_k). */
     double s = 0, wt = w[IMX_TERM_DECORRELATION];
     for (int j = 0; j < K; j++) {
       double gjj = 0;
       for (int k = 0; k < K; k++) {
         if (j == k) continue;
-        double c = C[(size_t)j * K + k], q = c * c / (d[j] * d[k]);
-        s += q;
-        G[(size_t)j * K + k] += wt * 2 * c / (d[j] * d[k]);
-        gjj -= 2 * q / d[j];
+        double c = C[(size_t)j * K + k], qjk = decorrelation_value(c, d[j], d[k]);
+        s += qjk;
+        G[(size_t)j * K + k] = decorrelation_grad(G[(size_t)j * K + k], wt, c, d[j], d[k]);
+        gjj += decorrelation_grad_diag(qjk, d[j]);
       }
       G[(size_t)j * K + j] += wt * gjj;
     }
-    terms[IMX_TERM_DECORRELATION] = s;
-    total += wt * s;
+    val[IMX_TERM_DECORRELATION] = s;
   }
-  *value = total;
+  *value = moment_total(obj, val, terms);
   return IMX_OK;
 }
 

@@ -1,7 +1,8 @@
 /* objective_dist: the moment terms on a block-cyclic C (the scalapack
- * backend). The formulas are those of src/objective/objective.c (docs/objectives.md);
- * here every term reads only this rank's lower tiles of C and the replicated
- * diagonal, writes this rank's tiles of G, and combines its scalar and
+ * backend). The formulas are those of src/objective/terms_impl.h, shared with
+ * the replicated src/objective/objective.c (docs/objectives.md); here every
+ * term reads only this rank's lower tiles of C and the replicated diagonal,
+ * writes this rank's tiles of G, and combines its scalar and
  * per-unit sums across ranks exactly (include/imx/exact.h): one partial per
  * tile, so the values are the same bits on every rank and for any grid. */
 #include <math.h>
@@ -11,6 +12,7 @@
 #include "imx/exact.h"
 #include "imx/linalg.h"
 #include "imx/objective.h"
+#include "terms_impl.h"
 
 /* Slots of the exact sums: two scalars, then one value per unit. */
 enum { S_OFFDIAG = 0, S_DECOR = 1, S_ROWS = 2 };
@@ -29,7 +31,7 @@ static imx_err off_maxima(imx_ctx *ctx, const imx_dmat *C, const double *d, doub
           int gi = I * C->nb + i;
           double c = t[i + (size_t)j * C->lld];
           mx[0] = fmax(mx[0], fabs(c));
-          if (d) mx[1] = fmax(mx[1], c * c / (d[gi] * d[gj]));
+          if (d) mx[1] = fmax(mx[1], decorrelation_value(c, d[gi], d[gj]));
         }
       }
     }
@@ -37,8 +39,13 @@ static imx_err off_maxima(imx_ctx *ctx, const imx_dmat *C, const double *d, doub
   return IMX_OK;
 }
 
+/* With softmax outputs, logdet and gaussian_tc factor different matrices
+ * (their rank-one terms differ); without, both factor C + eps I. */
 int imx_objective_dist_needs_work(const imx_objective *obj) {
-  return obj->w[IMX_TERM_LOGDET] != 0 && obj->w[IMX_TERM_GAUSSIAN_TC] != 0 && obj->null_vector;
+  int factors = 0;
+  for (int t = 0; t < IMX_NTERMS; t++)
+    factors += obj->w[t] != 0 && (imx_objective_terms[t].needs & IMX_NEEDS_FACTOR);
+  return factors > 1 && obj->null_vector;
 }
 
 /* M = C + eps I + u u^T (u = NULL: no rank-one term) into M's lower tiles,
@@ -56,8 +63,7 @@ static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, const imx_
       for (int j = 0; j < tc; j++)
         for (int i = 0; i < tr; i++) {
           int gi = I * nb + i, gj = J * nb + j;
-          double v = c[i + (size_t)j * C->lld] + (u ? u[gi] * u[gj] : 0.0);
-          m[i + (size_t)j * M->lld] = gi == gj ? v + obj->eps : v;
+          m[i + (size_t)j * M->lld] = shifted_entry(c[i + (size_t)j * C->lld], u, gi, gj, obj->eps);
         }
     }
   return imx_linalg_dist_logdet_inverse(ctx, M, what, logdet, work, inv);
@@ -128,15 +134,11 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
   const double *w = obj->w;
   int K = C->K, nb = C->nb, kt = C->kt;
   int nbins = mode == IMX_RED_REPRODUCIBLE ? IMX_EXACT_FOLD : 1;
-  double total = 0;
-  for (int j = 0; j < K; j++)
-    if (!(diagC[j] >= 0))
-      return imx_fail(ctx, IMX_ERR_NUMERIC, "covariance: C[%d][%d] = %g is not a variance", j, j,
-                      diagC[j]);
+  double val[IMX_NTERMS] = {0};
+  IMX_TRY(check_variances(ctx, K, diagC, 1)); /* diagC is replicated: every rank returns */
   double wld = w[IMX_TERM_LOGDET], wtc = w[IMX_TERM_GAUSSIAN_TC], woff = w[IMX_TERM_OFFDIAG];
   double wvar = w[IMX_TERM_VARIANCE], wdec = w[IMX_TERM_DECORRELATION];
-  /* With softmax outputs logdet and gaussian_tc factor different matrices. */
-  int two = wld != 0 && wtc != 0 && obj->null_vector;
+  int two = imx_objective_dist_needs_work(obj); /* logdet and gaussian_tc factor two matrices */
   double *d = malloc((size_t)K * sizeof *d), *sums = malloc((size_t)(K + 2) * sizeof *sums);
   double *u = malloc((size_t)K * sizeof *u), *q = calloc((size_t)K, sizeof *q);
   double *bins = calloc((size_t)nbins * (K + 2), sizeof *bins);
@@ -146,55 +148,35 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
     e = imx_fail(ctx, IMX_ERR_NOMEM, "objective sums (K=%d)", K);
   if (!e && two && !work)
     e = imx_fail(ctx, IMX_ERR_INTERNAL, "distributed objective: second matrix missing");
-  /* d_j = C_jj + eps, shared by the terms on the variances. */
-  const char *diag_term = wtc != 0     ? "gaussian_tc"
-                          : wvar != 0  ? "variance"
-                          : wdec != 0  ? "decorrelation"
-                                       : NULL;
-  for (int j = 0; !e && j < K; j++) {
-    d[j] = diagC[j] + obj->eps;
-    if (diag_term && !(d[j] > 0))
-      e = imx_fail(ctx, IMX_ERR_NUMERIC,
-                   "%s: unit %d has zero variance (a dead unit: its log variance and "
-                   "correlations are undefined); set objective.eps > 0 or change the "
-                   "initialization", diag_term, j);
-  }
+  if (!e) e = unit_variances(ctx, obj, K, diagC, 1, d); /* d_j = C_jj + eps */
   /* Everything so far is replicated except the allocations: agree before
    * the collective part. */
   e = imx_agree(ctx, e);
   if (e) goto out;
 
-  /* Softmax responsibilities sum to 1, so C has the null vector 1: the log
-   * dets are exact pseudo-log-dets, with a rank-one term along it (see
-   * src/objective/objective.c). G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
+  /* G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
+  int nv = obj->null_vector;
   double ld = 0, ldtc = 0, S = 0, qd = 0;
   const imx_dmat *Mtc = G;
   if (wld != 0) {
-    for (int j = 0; j < K; j++) u[j] = 1 / sqrt((double)K);
-    e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, G,
-                       obj->null_vector ? "C + eps I + 1 1^T/K (outputs sum to 1)" : "C + eps I",
-                       &ld, sums, inv);
+    logdet_null_vector(K, u);
+    e = logdet_inverse(ctx, obj, C, nv ? u : NULL, G, logdet_matrix(nv), &ld, sums, inv);
     if (e) goto out;
   }
   if (wtc != 0) {
-    for (int j = 0; j < K; j++) S += d[j];
-    for (int j = 0; j < K; j++) u[j] = d[j] / sqrt(S);
+    S = gaussian_tc_null_vector(K, d, u);
     if (wld != 0 && !two) { /* the same M as logdet's */
       ldtc = ld;
     } else {
       imx_dmat *M = two ? work : G;
-      e = logdet_inverse(ctx, obj, C, obj->null_vector ? u : NULL, M,
-                         obj->null_vector ? "C + eps I + v v^T (outputs sum to 1, gaussian_tc)"
-                                          : "C + eps I",
-                         &ldtc, sums, inv);
+      e = logdet_inverse(ctx, obj, C, nv ? u : NULL, M, gaussian_tc_matrix(nv), &ldtc, sums, inv);
       if (e) goto out;
       Mtc = M;
     }
-    if (obj->null_vector) {
-      /* v depends on diag C: d(log det M) = tr(M^-1 dC) + 2 q^T dv, q = M^-1 v. */
+    if (nv) { /* q = M^-1 v, summed exactly over tiles */
       e = sym_matvec(ctx, nbins, Mtc, u, q);
       if (e) goto out;
-      for (int j = 0; j < K; j++) qd += q[j] * d[j];
+      qd = gaussian_tc_qd(K, q, d);
     }
   }
   double mx[2] = {0, 0};
@@ -228,22 +210,21 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
         for (int i = (I == J ? j : 0); i < tr; i++) {
           int gi = I * nb + i, diag = gi == gj;
           double cij = c[i + (size_t)j * C->lld], v = 0;
-          if (wld != 0) v -= wld * g[i + (size_t)j * G->lld];
+          if (wld != 0) v = logdet_grad(v, wld, g[i + (size_t)j * G->lld]);
           if (wtc != 0) {
-            if (diag) v += wtc * 0.5 / d[gj];
-            v -= wtc * 0.5 * mt[i + (size_t)j * Mtc->lld];
-            if (diag && obj->null_vector) v -= wtc * (q[gj] / sqrt(S) - qd / (2 * S * sqrt(S)));
+            v = gaussian_tc_grad(v, wtc, diag, d[gj], mt[i + (size_t)j * Mtc->lld]);
+            if (diag && nv) v = gaussian_tc_null_grad(v, wtc, q[gj], S, qd);
           }
           if (woff != 0 && !diag) {
-            soff += cij * cij;
-            v += woff * 2 * cij;
+            soff += offdiag_value(cij);
+            v = offdiag_grad(v, woff, cij);
           }
-          if (wvar != 0 && diag) v -= wvar / d[gj];
+          if (wvar != 0 && diag) v = variance_grad(v, wvar, d[gj]);
           if (wdec != 0 && !diag) {
-            double qq = cij * cij / (d[gi] * d[gj]);
+            double qq = decorrelation_value(cij, d[gi], d[gj]);
             sdec += qq;
             rp[i] += qq, cq[j] += qq;
-            v += wdec * 2 * cij / (d[gi] * d[gj]);
+            v = decorrelation_grad(v, wdec, cij, d[gi], d[gj]);
           }
           g[i + (size_t)j * G->lld] = v; /* (where Mtc is G, its element was read above) */
         }
@@ -269,41 +250,24 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
     if (e) goto out;
   }
 
-  /* Values, in the order of the replicated code. sum_{j != k} = 2 sum_{j > k}. */
-  if (wld != 0) {
-    terms[IMX_TERM_LOGDET] = -ld;
-    total += wld * -ld;
-  }
-  if (wtc != 0) {
-    double s = 0;
-    for (int j = 0; j < K; j++) s += log(d[j]);
-    terms[IMX_TERM_GAUSSIAN_TC] = 0.5 * (s - ldtc);
-    total += wtc * terms[IMX_TERM_GAUSSIAN_TC];
-  }
-  if (woff != 0) {
-    terms[IMX_TERM_OFFDIAG] = 2 * sums[S_OFFDIAG];
-    total += woff * terms[IMX_TERM_OFFDIAG];
-  }
-  if (wvar != 0) {
-    double s = 0;
-    for (int j = 0; j < K; j++) s -= log(d[j]);
-    terms[IMX_TERM_VARIANCE] = s;
-    total += wvar * s;
-  }
+  /* Values; sum_{j != k} = 2 sum_{j > k}. */
+  if (wld != 0) val[IMX_TERM_LOGDET] = logdet_value(ld);
+  if (wtc != 0) val[IMX_TERM_GAUSSIAN_TC] = gaussian_tc_value(sum_log(K, d), ldtc);
+  if (woff != 0) val[IMX_TERM_OFFDIAG] = 2 * sums[S_OFFDIAG];
+  if (wvar != 0) val[IMX_TERM_VARIANCE] = variance_value(K, d);
   if (wdec != 0) {
-    /* dL/dC_jj = -2 sum_{k != j} C_jk^2 / (d_j^2 d_k) = -2 rowsum_j / d_j. */
+    /* G_jj of decorrelation from the row sums of q. */
     for (int I = 0; I < kt; I++) {
       if (!imx_dmat_mine(G, I, I)) continue;
       double *g = imx_dmat_tile(G, I, I);
       for (int i = 0; i < imx_dmat_tile_rows(G, I); i++) {
         int gi = I * nb + i;
-        g[i + (size_t)i * G->lld] += wdec * (-2 * sums[S_ROWS + gi] / d[gi]);
+        g[i + (size_t)i * G->lld] += wdec * decorrelation_grad_diag(sums[S_ROWS + gi], d[gi]);
       }
     }
-    terms[IMX_TERM_DECORRELATION] = 2 * sums[S_DECOR];
-    total += wdec * terms[IMX_TERM_DECORRELATION];
+    val[IMX_TERM_DECORRELATION] = 2 * sums[S_DECOR];
   }
-  *value = total;
+  *value = moment_total(obj, val, terms);
 out:
   free(d), free(sums), free(u), free(q), free(bins), free(rp);
   return e;
