@@ -105,14 +105,14 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
 /* The per-row buffers of the data path (nloc x K twice, nloc). */
 static imx_err data_buffers(imx_ctx *ctx, imx_layer *l) {
   if (l->A) return IMX_OK;
-  int bad = 0, nbuf = 2;
+  int bad = 0;
   size_t rows = (size_t)l->nloc, K = (size_t)l->K;
   l->A = imx_layer_alloc(l, rows * K, &bad), l->D = imx_layer_alloc(l, rows * K, &bad);
   l->rowv = imx_layer_alloc(l, rows, &bad);
   if (bad)
     return imx_fail(ctx, IMX_ERR_NOMEM,
-                    "data-path buffers: %d x %lld local rows x K=%d need %.1f MiB on this rank",
-                    nbuf, (long long)l->nloc, l->K, ((double)nbuf * rows * K + rows) * 8 / 1048576);
+                    "data-path buffers: 2 x %lld local rows x K=%d need %.1f MiB on this rank",
+                    (long long)l->nloc, l->K, ((double)2 * rows * K + rows) * 8 / 1048576);
   return IMX_OK;
 }
 
