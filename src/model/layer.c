@@ -439,7 +439,7 @@ static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTE
   return e;
 }
 
-/* The per-sample terms of src/objective_*.c from the outputs A and the
+/* The per-sample terms of src/objective/objective_*.c from the outputs A and the
  * centered outputs D. */
 static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
                                double terms[IMX_NTERMS], double *value) {
@@ -459,7 +459,7 @@ static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double in
   if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
 }
 
-/* Both data paths begin here: A = phi(X W^T + b) for the local rows, the
+/* The data path begins here: A = phi(X W^T + b) for the local rows, the
  * means m (reduced) and the centered outputs D = A - m. Collective. */
 static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   int K = l->K;
