@@ -56,6 +56,21 @@ static double *eval_pair(imx_layer *a, imx_layer *b, const imx_config *c, double
   return theta;
 }
 
+/* The value msg gives a term in "... (terms: name value, name value)": 1 if
+ * listed (*v its value), 0 if not. */
+static int listed_term(const char *msg, const char *name, double *v) {
+  char key[64];
+  const char *list = strstr(msg, "(terms: ");
+  for (const char *p = list; p; p = strstr(p + 1, key)) {
+    snprintf(key, sizeof key, "%s ", name);
+    if ((p[-1] == ' ' || p[-1] == '(') && !strncmp(p, key, strlen(key))) {
+      *v = strtod(p + strlen(key), NULL);
+      return 1;
+    }
+  }
+  return 0;
+}
+
 static imx_data *load(imx_config *c) {
   imx_data *d = NULL;
   if (imx_data_load(&ctx, c, &d) || imx_preprocess_apply(&ctx, c, d, NULL, NULL)) {
@@ -260,6 +275,39 @@ int main(int argc, char **argv) {
     imx_err e = imx_layer_create(&ctx, &cc, d, &l);
     t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "softmax") && strstr(ctx.msg, "objective.eps"),
             "log det with identity and K > n refused: \"%s\"", ctx.msg);
+    ctx.code = IMX_OK;
+    imx_layer_free(&l);
+  }
+  /* 5. A non-finite objective names its terms: a NaN in the supervised head
+   * makes only that term NaN; the message must list every term with a
+   * nonzero weight under its own name, and no other. */
+  {
+    imx_config cc = cg;
+    cc.model.activation = IMX_ACT_SOFTMAX;
+    cc.objective.label_fraction = 0.4;
+    snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
+    for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = 0;
+    const int on[] = {IMX_TERM_OFFDIAG, IMX_TERM_SUPERVISED, IMX_TERM_ENTROPY, IMX_TERM_HSIC};
+    for (int i = 0; i < 4; i++) cc.objective.weight[on[i]] = 1;
+    imx_layer *l = NULL;
+    double f = 0;
+    imx_err e = imx_layer_create(&ctx, &cc, dg, &l);
+    if (!e) {
+      int np = imx_layer_nparams(l);
+      double *theta = malloc((size_t)np * sizeof *theta);
+      imx_layer_init_params(&ctx, l, &cc, theta);
+      theta[np - 1] = NAN; /* the head's last bias */
+      e = imx_layer_eval(&ctx, l, theta, &f, NULL, NULL);
+      free(theta);
+    }
+    int named = e == IMX_ERR_NUMERIC && strstr(ctx.msg, "objective is ");
+    for (int t = 0; t < IMX_NTERMS; t++) {
+      double v = 0;
+      int want = cc.objective.weight[t] != 0, got = named && listed_term(ctx.msg, imx_term_names[t], &v);
+      named = named && got == want && (!got || (t == IMX_TERM_SUPERVISED ? isnan(v) : isfinite(v)));
+    }
+    t_check(named, "non-finite objective names its terms (supervised nan; offdiag, entropy, hsic "
+            "finite; no others): \"%s\"", ctx.msg);
     ctx.code = IMX_OK;
     imx_layer_free(&l);
   }
