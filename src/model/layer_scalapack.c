@@ -52,11 +52,6 @@ static int tile_size(const imx_config *cfg, int K) {
   return nb;
 }
 
-/* Does the objective factor a K x K matrix (logdet, gaussian_tc)? */
-static int uses_inverse(const imx_objective *obj) {
-  return obj->w[IMX_TERM_LOGDET] != 0 || obj->w[IMX_TERM_GAUSSIAN_TC] != 0;
-}
-
 /* Two local blocks (three for logdet + gaussian_tc of softmax outputs), panel
  * scratch, W S_x, the backward rows and WR_ROWS x K. */
 static double estimate(const imx_config *cfg, const imx_layer *l, int P, int moments,
@@ -68,7 +63,7 @@ static double estimate(const imx_config *cfg, const imx_layer *l, int P, int mom
     imx_grid_shape(P, 0, 0, &pr, &pc);
   return common + nK + (2 + imx_objective_dist_needs_work(&l->obj)) * local_bytes(K, nb, pr, pc) +
          (double)imx_dmoments_estimate(K, nb, l->mode, n, P) + (WR_ROWS + 2) * Kd * 8 +
-         (uses_inverse(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE
+         (imx_objective_needs_factor(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE
               ? (double)imx_dinv_estimate(K, nb, P)
               : 0) +
          (moments ? 0 : rows * Kd * 8);
@@ -84,7 +79,7 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
   IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dC));
   IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dG));
   if (imx_objective_dist_needs_work(&l->obj)) IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dM));
-  if (uses_inverse(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE) {
+  if (imx_objective_needs_factor(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE) {
     IMX_TRY(imx_dinv_create(ctx, s->dC, 0, 0, &s->inv));
     l->bytes += imx_dinv_bytes(s->inv);
   }
