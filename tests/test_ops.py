@@ -2,7 +2,9 @@
 rank count, for several TAO types); a stop signal at an iteration boundary
 (exit 75, checkpoint, resume to the same result); a rank killed with -9 ends
 the job quickly without damaging the checkpoint; corrupt checkpoints and
-optimizer logs are refused with a clear message."""
+optimizer logs are refused with a clear message. A stack of 3 layers stopped by
+SIGUSR1 in layer 2 exits 75 with layer 2's checkpoint and resumes to the same
+bits as an uninterrupted run."""
 import json
 import os
 import shutil
@@ -101,15 +103,20 @@ def start_long_run(rundir, settle):
     return proc
 
 
+def stop(proc):
+    """SIGUSR1 to mpiexec (Open MPI forwards it to the ranks); (stdout, stderr)."""
+    proc.send_signal(signal.SIGUSR1)
+    try:
+        return proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
 # 2. A stop signal: SIGUSR1 to mpiexec (Open MPI forwards it to the ranks).
 sig_dir = os.path.join(d, "sig")
 p = start_long_run(sig_dir, 0.5)
-p.send_signal(signal.SIGUSR1)
-try:
-    out, err = p.communicate(timeout=60)
-except subprocess.TimeoutExpired:
-    p.kill()
-    out, err = p.communicate()
+out, err = stop(p)
 s = load_json(os.path.join(sig_dir, "summary.json"))
 check(p.returncode == 75 and s["status"] == "stopped" and "--resume" in out,
       "SIGUSR1: exit %d (want 75), summary status %s, resume hint printed" % (p.returncode, s["status"]))
@@ -167,4 +174,48 @@ with open(os.path.join(d, "part_nm", "checkpoint.bin.tmp"), "wb") as f:
     f.write(b"half-written garbage")
 code, out, err = run(["train", "--resume", os.path.join(d, "part_nm"), "--set", "optimizer.max_it=21"], ranks=1)
 check(code == 0, "a half-written checkpoint.bin.tmp (crash while writing) leaves the previous checkpoint usable")
+
+# 5. Stacked layers: a signal in layer 2 stops the whole run (exit 75, summary.json
+# "stopped", layer2_checkpoint.bin named and present); --resume rebuilds layer 1
+# from checkpoint.bin, continues layer 2 from its own checkpoint and optimizer
+# log, trains layer 3, and ends with the bits of an uninterrupted run.
+STACK_CFG = os.path.join(os.path.dirname(CFG), "fashion-mnist-stack.yaml")
+stack_cfg = os.path.join(d, "stack.yaml")
+with open(STACK_CFG) as f:
+    text = f.read()
+with open(stack_cfg, "w") as f:
+    f.write(text.replace("    - {}\n    - {}\n    - {}\n",
+                         "    - {optimizer.max_it: 5}\n    - {}\n    - {optimizer.max_it: 4}\n"))
+STACK = ["--set", "data.samples=3000", "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0",
+         "--set", "output.checkpoint_every=2"]
+st_dir = os.path.join(d, "stack_sig")
+t0 = time.time()
+p = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", stack_cfg, "--out", st_dir,
+                      "--set", "optimizer.max_it=100000"] + STACK,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+ck2 = os.path.join(st_dir, "layer2_checkpoint.bin")
+while not os.path.exists(ck2) and time.time() - t0 < 60 and p.poll() is None:
+    time.sleep(0.1)
+time.sleep(0.3)
+out, err = stop(p)
+s = load_json(os.path.join(st_dir, "summary.json")) if os.path.exists(os.path.join(st_dir, "summary.json")) else {}
+s2 = load_json(os.path.join(st_dir, "layer2_summary.json")) if os.path.exists(os.path.join(st_dir, "layer2_summary.json")) else {}
+check(p.returncode == 75 and s.get("status") == "stopped" and s.get("exit_code") == 75
+      and s2.get("status") == "stopped" and os.path.exists(ck2)
+      and ("checkpoint in %s/layer2_checkpoint.bin" % st_dir) in out
+      and os.path.exists(os.path.join(st_dir, "layer2_optimizer_log.bin"))
+      and not os.path.exists(os.path.join(st_dir, "layer3_W.npy")),
+      "stack stopped by SIGUSR1 in layer 2: exit %d (want 75), summary.json %s, layer2_summary.json %s, "
+      "stdout names layer2_checkpoint.bin, which exists" % (p.returncode, s.get("status"), s2.get("status")))
+k = s2.get("optimizer", {}).get("iterations", 0) + 3
+code, out, err = run(["train", "--resume", st_dir, "--set", "optimizer.max_it=%d" % k], ranks=1)
+s = load_json(os.path.join(st_dir, "summary.json"))
+st_ref = os.path.join(d, "stack_ref")
+code2, _, _ = run(["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_it=%d" % k] + STACK, ranks=2)
+files = ["layer%d_%s.npy" % (i, f) for i in (1, 2, 3) for f in ("W", "b")]
+same_stack = code == 0 and code2 == 0 and all(
+    np.array_equal(np.load(os.path.join(st_dir, f)), np.load(os.path.join(st_ref, f))) for f in files)
+check(same_stack and s["status"] == "ok" and "TAO state rebuilt" in out and "layer 1 stays fixed" in out,
+      "stack resumed in layer 2 on 1 rank (to %d iterations) == uninterrupted run on 2 ranks, bit for bit "
+      "(layers 1-3, W and b; exits %d %d; %.0f s) %s" % (k, code, code2, time.time() - t0, err.strip()[-200:]))
 finish()

@@ -1,9 +1,10 @@
 /* checkpoint: the state needed to continue a training run, written atomically.
  *
- * RUN_DIR/checkpoint.bin holds a fixed header (magic, version, sizes, the
+ * RUN_DIR/checkpoint.bin (layer 1; layerL_checkpoint.bin for layer L >= 2 of a
+ * stack, include/imx/run_layer.h) holds a fixed header (magic, version, sizes, the
  * iteration and evaluation counts, the reduction mode and block size, the TAO
  * type, the loss) followed by the parameters theta, and a CRC-32 of all of it.
- * It is written to checkpoint.bin.tmp, fsync'd and renamed over the previous
+ * It is written to NAME.tmp, fsync'd and renamed over the previous
  * one, so a crash while writing leaves the previous checkpoint intact.
  *
  * What is not in it: the optimizer's internal memory (L-BFGS pairs and
@@ -29,14 +30,15 @@ typedef struct imx_checkpoint {
   int64_t data_rows;     /* N of the data it was trained on */
 } imx_checkpoint;
 
-/* Write header and theta to DIR/checkpoint.bin atomically (rank 0 writes; all
- * ranks agree on the result). Collective. */
-imx_err imx_checkpoint_write(imx_ctx *ctx, const char *dir, const imx_checkpoint *h,
-                             const double *theta);
+/* Write header and theta to DIR/NAME (checkpoint.bin, layer2_checkpoint.bin, ...)
+ * atomically (rank 0 writes; all ranks agree on the result). Collective. */
+imx_err imx_checkpoint_write(imx_ctx *ctx, const char *dir, const char *name,
+                             const imx_checkpoint *h, const double *theta);
 
-/* Read DIR/checkpoint.bin on rank 0, verify magic, version, size and CRC,
+/* Read DIR/NAME on rank 0, verify magic, version, size and CRC,
  * broadcast. theta is allocated here (nparams doubles; free with free()).
  * Collective. */
-imx_err imx_checkpoint_read(imx_ctx *ctx, const char *dir, imx_checkpoint *h, double **theta);
+imx_err imx_checkpoint_read(imx_ctx *ctx, const char *dir, const char *name, imx_checkpoint *h,
+                            double **theta);
 
 #endif

@@ -2,7 +2,8 @@
  * the uninterrupted run would have.
  *
  * Every objective evaluation appends (hash of x, f, gradient) to
- * RUN_DIR/optimizer_log.bin. On resume, TAO restarts from the initial
+ * RUN_DIR/optimizer_log.bin (layer 1; layerL_optimizer_log.bin for layer L >= 2
+ * of a stack). On resume, TAO restarts from the initial
  * parameters and every evaluation up to the checkpoint is served from the log
  * instead of the data (after checking that TAO asks for the same x, bit for
  * bit). TAO's whole internal state (L-BFGS pairs and scaling, line-search
@@ -19,12 +20,12 @@
 
 typedef struct imx_optlog imx_optlog;
 
-/* Open DIR/optimizer_log.bin for nparams parameters and naux optimizer
+/* Open DIR/NAME (optimizer_log.bin, layer2_optimizer_log.bin, ...) for nparams parameters and naux optimizer
  * statistics per evaluation (the ICA preconditioner's; 0 = none). keep < 0: start a new
  * log; keep >= 0: an existing log must hold at least keep entries and is cut
  * to exactly keep (entries after the checkpoint are dropped). Collective. */
-imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t naux,
-                        int64_t keep, imx_optlog **out);
+imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, const char *name, int64_t nparams,
+                        int64_t naux, int64_t keep, imx_optlog **out);
 /* Close (and free); accepts NULL. Collective. */
 void imx_optlog_close(imx_optlog **log);
 

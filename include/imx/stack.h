@@ -2,14 +2,14 @@
  *
  * Layer 1 is trained by `infomax train` exactly as a one-layer run (so its
  * weights are the same bits as those of a one-layer run with the same
- * settings). Then, for l = 2..L, layer l is trained on what layer l-1 feeds
+ * settings). Then, for l = 2..L, layer l is trained (include/imx/run_layer.h) on what layer l-1 feeds
  * forward (its model.feed: phi(z), z, or r = softmax(-z/tau)) over the same
  * rows, which stays fixed; each layer has its own model, objective and
  * optimizer settings (imx_config_layer). Layer l >= 2 sees the features as
  * they are (no preprocessing: its biases absorb their mean) and keeps the
  * labels of the data (for the supervised term). Its files go beside layer 1's:
  * layerL_W.npy, layerL_b.npy (and layerL_head_*.npy), layerL_metrics.jsonl,
- * layerL_summary.json.
+ * layerL_summary.json, layerL_checkpoint.bin, layerL_optimizer_log.bin.
  */
 #ifndef IMX_STACK_H
 #define IMX_STACK_H
@@ -30,11 +30,11 @@ imx_err imx_stack_write_layer(imx_ctx *ctx, const imx_layer *l, const double *th
 imx_err imx_stack_features(imx_ctx *ctx, imx_layer *l, const double *theta, imx_feed feed,
                            double tau, int64_t nloc, double *out);
 
-/* Train layers 2..top->model.nlayers on top of layer 1 (l1 at theta1, created
- * on d1), writing every layer's files into dir. Returns IMX_STOPPED if a
- * signal stopped a layer (no checkpoint: a stacked run's layers >= 2 are
- * retrained by --resume). Collective. */
-imx_err imx_stack_train(imx_ctx *ctx, const imx_config *top, const imx_data *d1, imx_layer *l1,
-                        const double *theta1, const char *dir);
+/* The rows of a layer L >= 2: the features (feed, with temperature tau for
+ * r) that layer L-1 (l at theta, created on `below`) passes on, for the same
+ * rows on the same ranks, with their labels. *out is allocated here (free
+ * with imx_data_free). Collective. */
+imx_err imx_stack_data(imx_ctx *ctx, imx_layer *l, const double *theta, const imx_data *below,
+                       imx_feed feed, double tau, imx_data **out);
 
 #endif

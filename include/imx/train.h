@@ -32,6 +32,7 @@ typedef struct imx_train_result {
 typedef struct imx_train_io {
   FILE *metrics;          /* rank 0: one JSON line per iteration (NULL: none) */
   const char *dir;        /* run directory for checkpoints (NULL: none) */
+  const char *checkpoint; /* the checkpoint's file name in dir (NULL: checkpoint.bin) */
   imx_optlog *log;        /* optimizer log to append to (NULL: none) */
   int start_iteration;    /* iterations done before (resume without replay), else 0 */
   int start_evaluations;  /* evaluations done before (resume without replay), else 0 */
@@ -41,7 +42,7 @@ typedef struct imx_train_io {
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted
  * iterate, also when an error stops the run) and log progress on rank 0.
- * Checkpoints go to io->dir every output.checkpoint_every iterations, at the
+ * Checkpoints go to io->dir/io->checkpoint every output.checkpoint_every iterations, at the
  * end, and when a stop signal arrives (then res->stopped_by is set and the
  * return value is IMX_STOPPED). optimizer.max_it counts iterations in total,
  * so a resumed run does max_it - start_iteration more. With replay, theta must

@@ -107,6 +107,15 @@ static double loadavg1(void) {
   return v;
 }
 
+/* The status of an MPI call, recorded as IMX_MPI records it (IMX_ERR_MPI,
+ * the call and MPI's message) but returned instead of returning, so that a
+ * timing loop can stop, free its buffers and agree: a failed call never
+ * becomes a silent wrong time. Local. */
+#define BENCH_MPI(ctx, call) mpi_status((ctx), (call), #call, __func__, __LINE__)
+static imx_err mpi_status(imx_ctx *ctx, int rc, const char *call, const char *func, int line) {
+  return rc == MPI_SUCCESS ? IMX_OK : imx_fail_mpi(ctx, rc, call, func, __FILE__, line);
+}
+
 /* Seconds of the best of reps square DGEMMs of size s on every rank at once;
  * returns the smallest rate over the ranks, GFLOP/s. Collective. */
 static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
@@ -115,22 +124,24 @@ static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
   size_t ss = (size_t)s * s;
   double *a = malloc(3 * ss * sizeof *a);
   int bad = !a;
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
-  if (bad) {
+  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
+  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "dgemm probe of %d x %d", s, s);
+  if (e) {
     free(a);
-    return imx_fail(ctx, IMX_ERR_NOMEM, "dgemm probe of %d x %d", s, s);
+    return e;
   }
   for (size_t i = 0; i < 3 * ss; i++) a[i] = (double)(i % 7) * 0.1 - 0.3;
   const double one = 1, zero = 0;
   double best = INFINITY;
-  for (int r = 0; r < 4; r++) { /* the first call is a warm-up */
-    MPI_Barrier(ctx->comm);
+  for (int r = 0; r < 4 && !e; r++) { /* the first call is a warm-up */
+    e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     double t = imx_now();
     dgemm_("N", "N", &s, &s, &s, &one, a, &s, a + ss, &s, &zero, a + 2 * ss, &s);
     t = imx_now() - t;
     if (r > 0 && t < best) best = t;
   }
   free(a);
+  IMX_TRY(imx_agree(ctx, e));
   double rate = 2.0 * s * s * (double)s / best / 1e9;
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, ctx->comm));
   *gflops = rate;
@@ -148,17 +159,16 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, dou
   double *Z = malloc(blk * sizeof *Z), *T = malloc(blk * sizeof *T);
   double *S = malloc(KK * sizeof *S), *gW = malloc((size_t)K * n * sizeof *gW);
   int bad = !W || !G || !Z || !T || !S || !gW;
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
-  imx_err e = IMX_OK;
-  if (bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "blas probe K=%d", K);
+  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
+  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "blas probe K=%d", K);
   if (!e) {
     for (size_t i = 0; i < (size_t)K * n; i++) W[i] = 1e-3 * (double)(i % 13);
     for (size_t i = 0; i < KK; i++) G[i] = 1e-3 * (double)(i % 11);
     for (size_t i = 0; i < blk; i++) Z[i] = T[i] = 1e-3 * (double)(i % 5);
     const double one = 1, zero = 0;
     double best = INFINITY;
-    for (int r = 0; r < 2; r++) {
-      MPI_Barrier(ctx->comm);
+    for (int r = 0; r < 2 && !e; r++) {
+      e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       double t = imx_now();
       for (int64_t r0 = 0; r0 < d->nloc; r0 += step) {
         int c = (int)(r0 + step < d->nloc ? step : d->nloc - r0);
@@ -172,10 +182,10 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, dou
       best = t < best ? t : best;
     }
     *secs = best;
-    IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   }
   free(W), free(G), free(Z), free(T), free(S), free(gW);
-  return e;
+  return imx_agree(ctx, e);
 }
 
 /* The parts of one data-path evaluation's reductions: the reproducible
@@ -229,9 +239,9 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
       t = imx_now() - t;
       cmx = t < cmx ? t : cmx;
       /* The reductions: three bins (reproducible) against one (fast). */
-      MPI_Barrier(ctx->comm);
+      e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       t = imx_now();
-      e = imx_rsum_end(ctx, sKK, out);
+      if (!e) e = imx_rsum_end(ctx, sKK, out);
       if (!e) e = imx_rsum_end(ctx, sKn, out);
       t = imx_now() - t;
       arr = t < arr ? t : arr;
@@ -239,7 +249,7 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
       imx_rsum_begin(fKn, 1.0, NULL, NULL);
       imx_rsum_add(fKK, pKK, K);
       imx_rsum_add(fKn, pKn, n);
-      MPI_Barrier(ctx->comm);
+      if (!e) e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       t = imx_now();
       if (!e) e = imx_rsum_end(ctx, fKK, out);
       if (!e) e = imx_rsum_end(ctx, fKn, out);
@@ -247,9 +257,10 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
       arf = t < arf ? t : arf;
     }
     double v[4] = {dep, cmx + 1e-300 * mx[0], arr, arf};
-    if (!e) e = imx_agree(ctx, IMX_OK);
+    e = imx_agree(ctx, e);
+    if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_DOUBLE, MPI_MAX,
+                                                            ctx->comm)));
     if (!e) {
-      MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_DOUBLE, MPI_MAX, ctx->comm);
       rw->dep_s = v[0], rw->colmax_s = v[1], rw->ar_rep_s = v[2], rw->ar_fast_s = v[3];
     }
   }
@@ -264,10 +275,11 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
 static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
   double *buf = calloc(max_doubles ? max_doubles : 1, sizeof *buf);
   int bad = !buf;
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
-  if (bad) {
+  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
+  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "allreduce probe of %zu doubles", max_doubles);
+  if (e) {
     free(buf);
-    return imx_fail(ctx, IMX_ERR_NOMEM, "allreduce probe of %zu doubles", max_doubles);
+    return e;
   }
   if (ctx->rank == 0) {
     imx_log(ctx, IMX_INFO, "\nMPI_Allreduce(MPI_SUM) of doubles, P=%d (best of reps after one warm-up)",
@@ -275,17 +287,20 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
     imx_log(ctx, IMX_INFO, "%14s %12s %12s", "bytes", "seconds", "GB/s");
     if (csv) fprintf(csv, "P,bytes,seconds,load1\n");
   }
-  for (size_t cnt = 1; cnt <= max_doubles; cnt *= 4) {
+  for (size_t cnt = 1; !e && cnt <= max_doubles; cnt *= 4) {
     int reps = cnt < 4096 ? 200 : cnt < (1u << 20) ? 20 : 5;
     double best = INFINITY;
-    for (int r = 0; r <= reps; r++) {
-      MPI_Barrier(ctx->comm);
+    for (int r = 0; r <= reps && !e; r++) {
+      e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       double t = imx_now();
-      IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, buf, (int)cnt, MPI_DOUBLE, MPI_SUM, ctx->comm));
+      if (!e)
+        e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, buf, (int)cnt, MPI_DOUBLE, MPI_SUM, ctx->comm));
       t = imx_now() - t;
       if (r > 0 && t < best) best = t;
     }
-    IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    e = imx_agree(ctx, e);
+    if (e) break;
     double bytes = 8.0 * (double)cnt;
     if (ctx->rank == 0) {
       imx_log(ctx, IMX_INFO, "%14.0f %12.3e %12.3f", bytes, best, bytes / best / 1e9);
@@ -293,7 +308,7 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
     }
   }
   free(buf);
-  return IMX_OK;
+  return e;
 }
 
 /* Flops of one evaluation (global): total and the BLAS-3 part. */
@@ -348,15 +363,17 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   rw->load1 = loadavg1();
   for (int k = 0; !e && k < o->evals; k++) {
     imx_timer_reset();
-    MPI_Barrier(ctx->comm);
+    e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     double t = imx_now();
-    e = imx_layer_eval(ctx, l, theta, &f, grad, NULL);
-    MPI_Barrier(ctx->comm);
+    if (!e) e = imx_layer_eval(ctx, l, theta, &f, grad, NULL);
+    if (!e) e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     t = imx_now() - t;
     double ph[IMX_NTIMERS];
     for (int i = 0; i < IMX_NTIMERS; i++) ph[i] = imx_timer_get((imx_timer_id)i);
-    MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx->comm);
-    MPI_Bcast(&t, 1, MPI_DOUBLE, 0, ctx->comm);
+    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e) e = BENCH_MPI(ctx, MPI_Bcast(&t, 1, MPI_DOUBLE, 0, ctx->comm));
+    e = imx_agree(ctx, e);
+    if (e) break;
     sum += t;
     if (t < rw->best) {
       rw->best = t;
@@ -364,7 +381,8 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     }
   }
   double wall = imx_now() - t0, own = own_cpu_seconds() - own0, busy = cpu_busy_seconds() - busy0;
-  MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, ctx->comm);
+  if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM,
+                                                          ctx->comm)));
   /* Ranks may share a host: foreign = busy - all ranks' own (one host). */
   rw->foreign = wall > 0 ? (busy - own) / wall : 0;
   if (rw->foreign < 0) rw->foreign = 0;
@@ -399,7 +417,8 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     e = imx_train(ctx, &tc, l, theta, &io, &res);
     imx_log_set_level(keep);
     double t = imx_timer_get(IMX_T_OPTIMIZER);
-    MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
+    if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX,
+                                                            ctx->comm)));
     rw->opt = res.iterations > 0 ? t / res.iterations : NAN;
   }
   int step = cfg->parallel.reduction == IMX_RED_REPRODUCIBLE

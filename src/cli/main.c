@@ -15,16 +15,12 @@
 #include "imx/signals.h"
 #include "imx/timer.h"
 
-static const char usage[] =
+/* The general usage around the table of commands (print_usage). */
+static const char usage_head[] =
     "usage: infomax <command> [arguments] [PETSc options]\n"
     "\n"
-    "commands:\n"
-    "  train CONFIG.yaml   train one layer; results go to a new run directory\n"
-    "  eval RUN_DIR        judge a trained layer: terms, measures, linear probe, baselines (JSON)\n"
-    "  info                build and runtime: MPI, PETSc, BLAS, threads\n"
-    "  bench [CONFIG.yaml] [KEY=V1,V2,...]  time evaluations by phase (table and CSV)\n"
-    "  config --reference  print every configuration key (docs/config.md)\n"
-    "  config --check CONFIG.yaml [--set K=V ...]  validate a configuration\n"
+    "commands:\n";
+static const char usage_tail[] =
     "\n"
     "options:\n"
     "  --set SECTION.KEY=VALUE  override one config key (repeatable)\n"
@@ -41,12 +37,14 @@ static const char train_help[] =
     "                                  [PETSc/TAO options]\n"
     "       mpiexec -n P infomax train --resume RUN_DIR [--set SECTION.KEY=VALUE]...\n"
     "\n"
-    "Trains one InfoMax layer z = W x + b, a = phi(z) on the data of CONFIG.yaml,\n"
+    "Trains one InfoMax layer z = W x + b, a = phi(z) on the data of CONFIG.yaml\n"
+    "(with model.layers, a stack: layer L on the features of layer L-1),\n"
     "distributed over P MPI ranks, with PETSc TAO as the optimizer. Rank 0 prints one\n"
     "line per iteration; results go to a new run directory (output.dir, default\n"
     "runs/<config name>, never overwriting an earlier run):\n"
     "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
-    "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md)\n"
+    "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md);\n"
+    "  layer L >= 2 of a stack: layerL_W.npy ... layerL_checkpoint.bin\n"
     "\n"
     "A checkpoint is written every output.checkpoint_every iterations and at the end.\n"
     "SIGUSR1, SIGTERM or ^C stop every rank at the next iteration boundary with a\n"
@@ -54,7 +52,8 @@ static const char train_help[] =
     "\n"
     "  --set SECTION.KEY=VALUE  override one key (see `infomax config --reference`)\n"
     "  --out DIR                same as --set output.dir=DIR\n"
-    "  --resume RUN_DIR         continue from RUN_DIR/checkpoint.bin (its config.yaml)\n"
+    "  --resume RUN_DIR         continue from RUN_DIR's checkpoint (its config.yaml; in a\n"
+    "                           stack, the layer in progress)\n"
     "  -tao_type TYPE           lmvm (default), blmvm, bncg, cg, bqnls, owlqn, nm, ...\n"
     "  -tao_monitor, -tao_max_it N, -tao_gatol X, -tao_test_gradient, -log_view, ...\n"
     "\n"
@@ -129,17 +128,57 @@ static const char config_help[] =
     "               exits 0, or the error (file:line:column) and exits 3\n"
     "  --set SECTION.KEY=VALUE  override one key after the file is read (repeatable)\n";
 
-/* Each command's --help text (also `infomax help COMMAND`); the general usage
- * without a command; NULL for an unknown command. */
-static const char *help_of(const char *command) {
-  static const struct {
-    const char *command, *text;
-  } helps[] = {{"train", train_help}, {"eval", eval_help},     {"info", info_help},
-               {"bench", bench_help}, {"config", config_help}};
-  if (!command) return usage;
-  for (size_t i = 0; i < sizeof helps / sizeof helps[0]; i++)
-    if (!strcmp(command, helps[i].command)) return helps[i].text;
+/* `infomax config --check CONFIG.yaml` (--reference needs no MPI: main). */
+static int cmd_config(imx_ctx *ctx, const imx_args *a) {
+  imx_config cfg;
+  if (a->npos != 1) {
+    if (ctx->rank == 0) fputs("usage: infomax config --reference | --check CONFIG.yaml\n", stderr);
+    return IMX_ERR_USAGE;
+  }
+  int rc = imx_config_setup(ctx, &cfg, a->pos[0], a->nset, a->set);
+  if (rc) imx_report(ctx);
+  else imx_log(ctx, IMX_INFO, "%s: valid", a->pos[0]);
+  return rc;
+}
+
+/* The commands: a new command is one row (and its function in src/cli/). */
+static const struct command {
+  const char *name;
+  int (*run)(imx_ctx *ctx, const imx_args *a);
+  const char *args;     /* its arguments in the usage */
+  const char *summary;  /* one line in the usage */
+  const char *help;     /* `infomax NAME --help` */
+} commands[] = {
+    {"train", imx_cmd_train, "CONFIG.yaml",
+     "train a layer, or a stack (model.layers); results go to a new run directory",
+     train_help},
+    {"eval", imx_cmd_eval, "RUN_DIR",
+     "judge a trained layer: terms, measures, linear probe, baselines (JSON)", eval_help},
+    {"info", imx_cmd_info, "", "build and runtime: MPI, PETSc, BLAS, threads", info_help},
+    {"bench", imx_cmd_bench, "[CONFIG.yaml] [KEY=V1,V2,...]",
+     "time evaluations by phase (table and CSV)", bench_help},
+    {"config", cmd_config, "--reference | --check CONFIG.yaml",
+     "every configuration key (docs/config.md); validate a configuration", config_help},
+};
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* The row of a command, or NULL. */
+static const struct command *find_command(const char *name) {
+  for (size_t i = 0; name && i < NCOMMANDS; i++)
+    if (!strcmp(name, commands[i].name)) return &commands[i];
   return NULL;
+}
+
+/* The general usage: one line per command, then the options. */
+static void print_usage(FILE *f) {
+  fputs(usage_head, f);
+  for (size_t i = 0; i < NCOMMANDS; i++) {
+    char left[96];
+    snprintf(left, sizeof left, "%s%s%s", commands[i].name, commands[i].args[0] ? " " : "",
+             commands[i].args);
+    fprintf(f, "  %-18s  %s\n", left, commands[i].summary);
+  }
+  fputs(usage_tail, f);
 }
 
 /* Is tok an option for PETSc (one dash, then a letter)? */
@@ -232,14 +271,21 @@ int main(int argc, char **argv) {
   } else if (a.version) {
     printf("infomax %s\n", IMX_VERSION);
   } else if (!a.command) {
-    fputs(usage, a.help ? stdout : stderr);
+    print_usage(a.help ? stdout : stderr);
     rc = a.help ? 0 : IMX_ERR_USAGE;
   } else if (a.help || !strcmp(a.command, "help")) {
     const char *which = strcmp(a.command, "help") ? a.command : a.npos ? a.pos[0] : NULL;
-    const char *h = help_of(which);
-    if (h) fputs(h, stdout);
-    else fprintf(stderr, "infomax: unknown command \"%s\"\n\n%s", which, usage);
-    rc = h ? 0 : IMX_ERR_USAGE;
+    const struct command *c = find_command(which);
+    if (c) {
+      fputs(c->help, stdout);
+    } else if (which) {
+      fprintf(stderr, "infomax: unknown command \"%s\"\n\n", which);
+      print_usage(stderr);
+    } else {
+      print_usage(stdout);
+    }
+    rc = c || !which ? 0 : IMX_ERR_USAGE;
+
   } else if (!strcmp(a.command, "config") && a.reference) {
     imx_config_reference(stdout);
   } else {
@@ -264,22 +310,14 @@ int main(int argc, char **argv) {
   imx_timer_register_petsc();
   imx_timer_start(IMX_T_TOTAL);
 
-  if (!strcmp(a.command, "train")) rc = imx_cmd_train(&ctx, &a);
-  else if (!strcmp(a.command, "eval")) rc = imx_cmd_eval(&ctx, &a);
-  else if (!strcmp(a.command, "info")) rc = imx_cmd_info(&ctx, &a);
-  else if (!strcmp(a.command, "bench")) rc = imx_cmd_bench(&ctx, &a);
-  else if (!strcmp(a.command, "config")) {
-    imx_config cfg;
-    if (a.npos != 1) {
-      if (ctx.rank == 0) fputs("usage: infomax config --reference | --check CONFIG.yaml\n", stderr);
-      rc = IMX_ERR_USAGE;
-    } else {
-      rc = imx_config_setup(&ctx, &cfg, a.pos[0], a.nset, a.set);
-      if (rc) imx_report(&ctx);
-      else imx_log(&ctx, IMX_INFO, "%s: valid", a.pos[0]);
+  const struct command *c = find_command(a.command);
+  if (c) {
+    rc = c->run(&ctx, &a);
+  } else { /* after MPI_Init, so that only rank 0 says it */
+    if (ctx.rank == 0) {
+      fprintf(stderr, "infomax: unknown command \"%s\"\n\n", a.command);
+      print_usage(stderr);
     }
-  } else {
-    if (ctx.rank == 0) fprintf(stderr, "infomax: unknown command \"%s\"\n\n%s", a.command, usage);
     rc = IMX_ERR_USAGE;
   }
 

@@ -37,11 +37,11 @@ static imx_err write_all(imx_ctx *ctx, int fd, const void *buf, size_t len, cons
   return IMX_OK;
 }
 
-static imx_err write_root(imx_ctx *ctx, const char *dir, const imx_checkpoint *h,
-                          const double *theta) {
+static imx_err write_root(imx_ctx *ctx, const char *dir, const char *name,
+                          const imx_checkpoint *h, const double *theta) {
   char tmp[4096], dst[4096];
-  snprintf(tmp, sizeof tmp, "%s/checkpoint.bin.tmp", dir);
-  snprintf(dst, sizeof dst, "%s/checkpoint.bin", dir);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+  snprintf(dst, sizeof dst, "%s/%s", dir, name);
   disk_header d;
   memset(&d, 0, sizeof d);
   memcpy(d.magic, MAGIC, 8);
@@ -79,15 +79,16 @@ static imx_err write_root(imx_ctx *ctx, const char *dir, const imx_checkpoint *h
   return e;
 }
 
-imx_err imx_checkpoint_write(imx_ctx *ctx, const char *dir, const imx_checkpoint *h,
-                             const double *theta) {
-  imx_err e = ctx->rank == 0 ? write_root(ctx, dir, h, theta) : IMX_OK;
+imx_err imx_checkpoint_write(imx_ctx *ctx, const char *dir, const char *name,
+                             const imx_checkpoint *h, const double *theta) {
+  imx_err e = ctx->rank == 0 ? write_root(ctx, dir, name, h, theta) : IMX_OK;
   return imx_agree(ctx, e);
 }
 
-static imx_err read_root(imx_ctx *ctx, const char *dir, imx_checkpoint *h, double **theta) {
+static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_checkpoint *h,
+                         double **theta) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "rb");
   if (!f)
     return imx_fail(ctx, IMX_ERR_IO, "cannot resume from %s: no checkpoint (%s)", dir,
@@ -140,10 +141,11 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, imx_checkpoint *h, doubl
   return IMX_OK;
 }
 
-imx_err imx_checkpoint_read(imx_ctx *ctx, const char *dir, imx_checkpoint *h, double **theta) {
+imx_err imx_checkpoint_read(imx_ctx *ctx, const char *dir, const char *name, imx_checkpoint *h,
+                            double **theta) {
   *theta = NULL;
   memset(h, 0, sizeof *h);
-  imx_err e = ctx->rank == 0 ? read_root(ctx, dir, h, theta) : IMX_OK;
+  imx_err e = ctx->rank == 0 ? read_root(ctx, dir, name, h, theta) : IMX_OK;
   IMX_TRY(imx_agree(ctx, e));
   IMX_MPI(ctx, MPI_Bcast(h, (int)sizeof *h, MPI_BYTE, 0, ctx->comm));
   if (ctx->rank != 0) {

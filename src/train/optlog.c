@@ -31,8 +31,9 @@ uint64_t imx_hash_doubles(const double *x, int64_t n) {
   return h;
 }
 
-static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, int64_t keep) {
-  snprintf(l->path, sizeof l->path, "%s/optimizer_log.bin", dir);
+static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, const char *name,
+                         int64_t keep) {
+  snprintf(l->path, sizeof l->path, "%s/%s", dir, name);
   int64_t nvals = l->nparams + l->naux;
   if (keep < 0) {
     l->f = fopen(l->path, "w+b");
@@ -66,13 +67,13 @@ static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, int64_t k
   return IMX_OK;
 }
 
-imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, int64_t nparams, int64_t naux,
-                        int64_t keep, imx_optlog **out) {
+imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, const char *name, int64_t nparams,
+                        int64_t naux, int64_t keep, imx_optlog **out) {
   *out = NULL;
   imx_optlog *l = calloc(1, sizeof *l);
   imx_err e = l ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "optimizer log");
   if (l) l->nparams = nparams, l->naux = naux;
-  if (!e && ctx->rank == 0) e = open_root(ctx, l, dir, keep);
+  if (!e && ctx->rank == 0) e = open_root(ctx, l, dir, name, keep);
   e = imx_agree(ctx, e);
   if (e) {
     imx_optlog_close(&l);

@@ -2,16 +2,10 @@
  * docs/architecture.md, "Stacked layers"). */
 #include "imx/stack.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "imx/activation.h"
-#include "imx/log.h"
-#include "imx/metrics.h"
-#include "imx/summary.h"
-#include "imx/timer.h"
-#include "imx/train.h"
 
 imx_err imx_stack_write_layer(imx_ctx *ctx, const imx_layer *l, const double *theta,
                               const char *dir, int index) {
@@ -75,93 +69,10 @@ static imx_err stacked_data(imx_ctx *ctx, const imx_data *below, int K, imx_data
   return imx_agree(ctx, e);
 }
 
-/* Train layer `index` (1-based, >= 2) with configuration c on d, the `fed`
- * features of the layer below; the layer and its theta out. */
-static imx_err train_one(imx_ctx *ctx, const imx_config *c, const imx_data *d, imx_feed fed,
-                         const char *dir, int index, imx_layer **lout, double **thetaout) {
-  imx_layer *l = NULL;
-  double *theta = NULL;
-  FILE *metrics = NULL;
-  imx_train_result res;
-  imx_metrics measures;
-  memset(&res, 0, sizeof res);
-  imx_metrics_init(&measures);
-  int trained = 0, measured = 0;
-  imx_log(ctx, IMX_INFO, "\nlayer %d: K=%d %s units on the %s of layer %d (n=%d), preset %s, "
-          "TAO %s, max_it %d", index, c->model.units, imx_activation_name(c->model.activation),
-          imx_feed_name(fed), index - 1, d->n, c->objective.preset, c->optimizer.type,
-          c->optimizer.max_it);
-  imx_err e = imx_layer_create(ctx, c, d, &l);
-  if (!e) {
-    theta = malloc((size_t)imx_layer_nparams(l) * sizeof *theta);
-    e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters of layer %d", index));
-  }
-  if (!e) e = imx_layer_init_params(ctx, l, c, theta);
-  if (!e && ctx->rank == 0) {
-    char path[2 * IMX_PATH_LEN];
-    snprintf(path, sizeof path, "%s/layer%d_metrics.jsonl", dir, index);
-    metrics = fopen(path, "w");
-    if (!metrics) e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s", path);
-  }
-  e = imx_agree(ctx, e);
-  if (!e) {
-    /* No checkpoints (they would replace layer 1's): --resume retrains it. */
-    imx_train_io io = {.metrics = metrics};
-    e = imx_train(ctx, c, l, theta, &io, &res);
-    trained = 1;
-  }
-  if (metrics) fclose(metrics);
-  if (!e) {
-    e = imx_metrics_compute(ctx, c, l, theta, d, NULL, &measures);
-    measured = !e;
-  }
-  if (e && e != IMX_STOPPED) imx_report(ctx);
-  imx_err we = trained ? imx_stack_write_layer(ctx, l, theta, dir, index) : IMX_OK;
-  char name[32];
-  snprintf(name, sizeof name, "layer%d_summary.json", index);
-  imx_summary s = {.cfg = c, .data = d, .layer = l, .train = trained ? &res : NULL,
-                   .measures = measured ? &measures : NULL, .status = e ? e : we,
-                   .message = (e && e != IMX_STOPPED) || we ? ctx->msg : "", .file = name};
-  imx_err se = imx_summary_write(ctx, &s, dir);
-  if (!e && !we && !se) {
-    if (ctx->rank == 0) fputc('\n', stdout);
-    imx_metrics_print(ctx, stdout, &measures);
-    imx_log(ctx, IMX_INFO, "layer %d: %s after %d iterations, final loss %.10g, dead units %d "
-            "(layer%d_W.npy, layer%d_b.npy, layer%d_metrics.jsonl, layer%d_summary.json)", index,
-            res.reason, res.iterations, res.final.loss, res.final.dead_units, index, index, index,
-            index);
-  }
-  imx_metrics_clear(&measures);
-  *lout = l, *thetaout = theta;
-  return e ? e : we ? we : se;
-}
-
-imx_err imx_stack_train(imx_ctx *ctx, const imx_config *top, const imx_data *d1, imx_layer *l1,
-                        const double *theta1, const char *dir) {
-  imx_config below_cfg, c;
-  IMX_TRY(imx_config_layer(ctx, top, 0, &below_cfg));
-  imx_layer *below = l1, *l = NULL;
-  const imx_data *dbelow = d1;
-  imx_data *d = NULL, *dprev = NULL;
-  const double *tbelow = theta1;
-  double *theta = NULL, *tprev = NULL;
-  imx_err e = IMX_OK;
-  for (int i = 1; !e && i < top->model.nlayers; i++) {
-    e = imx_config_layer(ctx, top, i, &c);
-    if (!e) e = stacked_data(ctx, dbelow, imx_layer_units(below), &d);
-    if (!e)
-      e = imx_agree(ctx, imx_stack_features(ctx, below, tbelow, below_cfg.model.feed,
-                                            below_cfg.model.temperature, dbelow->nloc, d->X));
-    if (!e) e = train_one(ctx, &c, d, below_cfg.model.feed, dir, i + 1, &l, &theta);
-    /* Layer i (and its data) is no longer needed once layer i+1 has its features. */
-    if (below != l1) imx_layer_free(&below);
-    imx_data_free(&dprev);
-    free(tprev);
-    below = l, dbelow = d, dprev = d, tbelow = theta, tprev = theta, below_cfg = c;
-    l = NULL, d = NULL, theta = NULL;
-  }
-  if (below != l1) imx_layer_free(&below);
-  imx_data_free(&dprev), imx_data_free(&d);
-  free(tprev);
+imx_err imx_stack_data(imx_ctx *ctx, imx_layer *l, const double *theta, const imx_data *below,
+                       imx_feed feed, double tau, imx_data **out) {
+  imx_err e = stacked_data(ctx, below, imx_layer_units(l), out);
+  if (!e) e = imx_agree(ctx, imx_stack_features(ctx, l, theta, feed, tau, below->nloc, (*out)->X));
+  if (e) imx_data_free(out);
   return e;
 }

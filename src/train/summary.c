@@ -82,7 +82,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         imx_json_end(&j);
         imx_json_int(&j, "stopped_by_signal", r->stopped_by);
         imx_json_int(&j, "checkpoints", r->checkpoints);
-        if (!s->status) {
+        if (!s->layer_status) {
           imx_json_object(&j, "final");
           imx_json_num(&j, "loss", r->final.loss);
           imx_json_object(&j, "terms");

@@ -54,7 +54,9 @@ static imx_err checkpoint(state *s, const double *x, int it, double loss) {
   snprintf(h.tao_type, sizeof h.tao_type, "%s", s->tao_type);
   imx_timer_start(IMX_T_OUTPUT);
   imx_err e = s->io->log ? imx_optlog_sync(s->ctx, s->io->log) : IMX_OK;
-  if (!e) e = imx_checkpoint_write(s->ctx, s->io->dir, &h, x);
+  if (!e)
+    e = imx_checkpoint_write(s->ctx, s->io->dir,
+                             s->io->checkpoint ? s->io->checkpoint : "checkpoint.bin", &h, x);
   imx_timer_stop(IMX_T_OUTPUT);
   if (!e) s->checkpoints++, s->last_checkpoint = it;
   return e;

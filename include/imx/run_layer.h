@@ -1,0 +1,84 @@
+/* run_layer: one layer of `infomax train`, from its creation to its files.
+ *
+ * `infomax train` runs imx_run_layer_train for layer 1 and then, in a loop,
+ * for layers 2..L of model.layers (include/imx/stack.h makes their rows):
+ * create the layer, initialize its parameters (model.seed) or continue from
+ * its checkpoint, train with checkpoints and the optimizer log, measure, write
+ * its weights and (layers >= 2) its summary. Every layer checkpoints, stops and
+ * resumes the same way; its files in the run directory are
+ *
+ *   layer 1        checkpoint.bin  optimizer_log.bin  metrics.jsonl
+ *   layer L >= 2   layerL_checkpoint.bin  layerL_optimizer_log.bin  layerL_metrics.jsonl
+ *
+ * and layerL_W.npy, layerL_b.npy (layerL_head_*.npy) for every L, and
+ * layerL_summary.json for L >= 2. summary.json is written by the command at
+ * the end: layer 1's summary with the status of the whole run.
+ */
+#ifndef IMX_RUN_LAYER_H
+#define IMX_RUN_LAYER_H
+
+#include "imx/config.h"
+#include "imx/ctx.h"
+#include "imx/data.h"
+#include "imx/layer.h"
+#include "imx/metrics.h"
+#include "imx/train.h"
+
+/* How a layer starts. */
+typedef enum {
+  IMX_LAYER_FRESH,   /* initial parameters (model.seed), new checkpoint and optimizer log */
+  IMX_LAYER_RESUME,  /* continue from its checkpoint (exactly, by replaying its optimizer log) */
+  IMX_LAYER_REBUILD  /* a finished layer below the one in progress: its checkpoint's
+                      * parameters, fixed (no training, no measures) */
+} imx_layer_start;
+
+typedef struct imx_run_layer {
+  /* In: set by the caller. */
+  imx_config cfg;            /* the layer's configuration (imx_config_layer) */
+  const imx_data *data;      /* its rows (layer 1: the preprocessed data; borrowed) */
+  imx_data *features;        /* layer L >= 2: its rows, the features of layer L-1 (owned) */
+  const double *transform;   /* layer 1: the preprocessing matrix, for the measures; else NULL */
+  const char *dir;           /* the run directory */
+  int index;                 /* 1-based */
+  int layers;                /* layers of the run (> 1: a stack) */
+  imx_feed fed;              /* index >= 2: what layer L-1 passes on */
+  /* Out. */
+  imx_layer *layer;          /* NULL if creation failed */
+  double *theta;             /* its parameters (trained, resumed or rebuilt) */
+  imx_train_result res;      /* valid if trained */
+  imx_metrics measures;      /* valid if measured */
+  int trained, measured;
+  imx_err status;            /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
+} imx_run_layer;
+
+/* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,
+ * metrics.jsonl: layer 1 keeps the one-layer names, layer L >= 2 gets
+ * layerL_NAME) into out. Local. */
+void imx_run_layer_file(char *out, size_t len, int index, const char *name);
+
+/* The layer a run directory was training when it stopped: the highest of
+ * 1..layers that has a checkpoint (1 if none has). Collective. */
+imx_err imx_run_layer_find(imx_ctx *ctx, const char *dir, int layers, int *index);
+
+/* Create layer r->index on r->data (or r->features, which then become
+ * r->data) and its parameter vector, and say what it is. Collective. */
+imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r);
+
+/* Start the created layer as `start` says, train, measure and write its
+ * files (also after a stop or an error: the last accepted weights and, for
+ * L >= 2, its layerL_summary.json). Errors are reported on rank 0 here; on
+ * success the measures and a closing report are printed. Returns r->status.
+ * Collective. */
+imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start start);
+
+/* Write the summary of r's layer to DIR/file with status (the layer's, or the
+ * run's: a stack's summary.json describes layer 1 with the run's status).
+ * Collective. */
+imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err status,
+                              const char *file);
+
+/* Free the layer, its parameters, measures and owned features; r keeps its
+ * inputs. Accepts a cleared r. Local. */
+void imx_run_layer_clear(imx_run_layer *r);
+
+#endif

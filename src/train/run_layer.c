@@ -1,0 +1,323 @@
+/* run_layer: one layer of `infomax train` (see include/imx/run_layer.h). */
+#include "imx/run_layer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "imx/checkpoint.h"
+#include "imx/linalg.h"
+#include "imx/log.h"
+#include "imx/optlog.h"
+#include "imx/stack.h"
+#include "imx/summary.h"
+#include "imx/timer.h"
+
+#define NAME_LEN 64 /* "layer2147483647_optimizer_log.bin" fits */
+
+void imx_run_layer_file(char *out, size_t len, int index, const char *name) {
+  if (index == 1) snprintf(out, len, "%s", name);
+  else snprintf(out, len, "layer%d_%s", index, name);
+}
+
+/* 1 if DIR/NAME is readable (rank 0), broadcast. Collective. */
+static imx_err file_exists(imx_ctx *ctx, const char *dir, const char *name, int *have) {
+  *have = 0;
+  if (ctx->rank == 0) {
+    char path[IMX_PATH_LEN + NAME_LEN];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    *have = access(path, R_OK) == 0;
+  }
+  IMX_MPI(ctx, MPI_Bcast(have, 1, MPI_INT, 0, ctx->comm));
+  return IMX_OK;
+}
+
+imx_err imx_run_layer_find(imx_ctx *ctx, const char *dir, int layers, int *index) {
+  *index = 1;
+  for (int i = layers; i > 1; i--) {
+    char name[NAME_LEN];
+    int have;
+    imx_run_layer_file(name, sizeof name, i, "checkpoint.bin");
+    IMX_TRY(file_exists(ctx, dir, name, &have));
+    if (have) {
+      *index = i;
+      break;
+    }
+  }
+  return IMX_OK;
+}
+
+/* What the layer is and how its loss is made, before training. */
+static void log_layer(imx_ctx *ctx, const imx_run_layer *r) {
+  const imx_config *c = &r->cfg;
+  const imx_layer *l = r->layer;
+  const imx_objective *o = imx_layer_objective(l);
+  char buf[512];
+  size_t off = 0;
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (o->w[t] != 0)
+      off += (size_t)snprintf(buf + off, sizeof buf - off, "%s%g*%s", off ? " + " : "", o->w[t],
+                              imx_term_names[t]);
+  imx_log(ctx, IMX_INFO, "  loss       %s%s", buf,
+          o->null_vector ? "   (log det uses C + 1 1^T/K: softmax rows sum to 1)" : "");
+  /* entropy + 1/2 logdet is ML ICA only for whitened inputs and K = n (layer 1
+   * is the one data.preprocess applies to). */
+  if (r->index == 1 && o->w[IMX_TERM_ENTROPY] != 0 && o->w[IMX_TERM_LOGDET] != 0 &&
+      (c->data.preprocess != IMX_PRE_WHITEN || imx_layer_units(l) != imx_layer_inputs(l)))
+    imx_log(ctx, IMX_WARN, "entropy + logdet is maximum-likelihood ICA for whitened inputs and "
+            "K = n; here data.preprocess is %s and K = %d, n = %d: set data.preprocess: whiten "
+            "and model.units: %d", imx_preprocess_name(c->data.preprocess), imx_layer_units(l),
+            imx_layer_inputs(l), imx_layer_inputs(l));
+  if (imx_layer_head_classes(l))
+    imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
+            "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),
+            imx_layer_units(l), imx_layer_nparams(l));
+  if (o->w[IMX_TERM_HSIC] != 0)
+    imx_log(ctx, IMX_INFO,
+            "  hsic       K D = %d x %d random Fourier features: (K D)^2 matrices and feature "
+            "blocks %.1f MiB per rank (objective.hsic_features sets D)",
+            imx_layer_units(l), c->objective.hsic_features, imx_layer_hsic_bytes(l) / 1048576);
+  imx_log(ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
+          !strcmp(imx_layer_path(l), "moments")
+              ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
+              : " (forward, block moments, reduction, backward over the local rows)");
+  char la[1024];
+  imx_layer_describe_linalg(l, la, sizeof la);
+  imx_log(ctx, IMX_INFO, "  linalg     %s", la);
+}
+
+/* The checkpoint DIR/NAME into r->theta, after checking that it holds this
+ * layer. Collective. */
+static imx_err read_checkpoint(imx_ctx *ctx, imx_run_layer *r, const char *name,
+                               imx_checkpoint *ck) {
+  double *x = NULL;
+  const imx_layer *l = r->layer;
+  IMX_TRY(imx_checkpoint_read(ctx, r->dir, name, ck, &x));
+  imx_err e = IMX_OK;
+  if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l) ||
+      ck->nparams != imx_layer_nparams(l))
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s/%s holds a layer of K=%d x n=%d (%lld "
+                 "parameters), but the configuration and data give K=%d x n=%d (%d parameters, "
+                 "with the supervised head's)", r->dir, name, ck->K, ck->n, (long long)ck->nparams,
+                 imx_layer_units(l), imx_layer_inputs(l), imx_layer_nparams(l));
+  if (!e) memcpy(r->theta, x, (size_t)ck->nparams * sizeof *r->theta);
+  free(x);
+  return e;
+}
+
+/* Parameters from the layer's checkpoint, and how the optimizer continues:
+ * by retracing the logged run from the initial parameters (exact), or from
+ * the checkpoint's weights with a fresh TAO state when there is no usable
+ * log. Collective. */
+static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const char *logname,
+                      imx_train_io *io, imx_optlog **log) {
+  const imx_config *cfg = &r->cfg;
+  imx_checkpoint ck;
+  IMX_TRY(read_checkpoint(ctx, r, ckname, &ck));
+  imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
+          ck.iteration, ck.loss, ck.tao_type);
+  if (ck.reduction != (int)cfg->parallel.reduction || ck.block != cfg->parallel.block ||
+      ck.data_rows != r->data->N)
+    imx_log(ctx, IMX_WARN, "the checkpoint was written with reduction %s, block %d, N=%lld; "
+            "this run uses %s, %d, N=%lld: it continues, but not bit for bit",
+            ck.reduction == IMX_RED_FAST ? "fast" : "reproducible", ck.block,
+            (long long)ck.data_rows, imx_reduction_name(cfg->parallel.reduction),
+            cfg->parallel.block, (long long)r->data->N);
+  int have = 0;
+  IMX_TRY(file_exists(ctx, r->dir, logname, &have));
+  if (have && cfg->output.optimizer_log && !strcmp(ck.tao_type, cfg->optimizer.type)) {
+    IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
+                            imx_train_precond_aux(cfg, r->layer), ck.evaluations, log));
+    IMX_TRY(imx_layer_init_params(ctx, r->layer, cfg, r->theta));
+    io->log = *log;
+    io->replay_evaluations = ck.evaluations;
+    io->replay_iterations = ck.iteration;
+    imx_log(ctx, IMX_INFO, "  resume     exact: TAO retraces %d logged evaluations to iteration %d",
+            ck.evaluations, ck.iteration);
+    return IMX_OK;
+  }
+  imx_log(ctx, IMX_WARN, "resume: %s; continuing from the checkpoint's weights with a fresh %s "
+          "state (L-BFGS history and line search start over), so the path differs from an "
+          "uninterrupted run",
+          !have ? (r->index == 1 ? "no optimizer_log.bin in the run directory"
+                                 : "no optimizer log of the layer in the run directory")
+          : !cfg->output.optimizer_log ? "output.optimizer_log is false"
+                                       : "the optimizer type changed",
+          cfg->optimizer.type);
+  io->start_iteration = ck.iteration;
+  io->start_evaluations = ck.evaluations;
+  return IMX_OK;
+}
+
+/* Initial parameters and a new optimizer log. Collective. */
+static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_train_io *io,
+                     imx_optlog **log) {
+  IMX_TRY(imx_layer_init_params(ctx, r->layer, &r->cfg, r->theta));
+  if (r->cfg.output.optimizer_log)
+    IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
+                            imx_train_precond_aux(&r->cfg, r->layer), -1, log));
+  io->log = *log;
+  return IMX_OK;
+}
+
+/* The layer's metrics.jsonl (rank 0; appended on resume). Collective. */
+static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FILE **f) {
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0) {
+    char name[NAME_LEN], path[IMX_PATH_LEN + NAME_LEN];
+    imx_run_layer_file(name, sizeof name, r->index, "metrics.jsonl");
+    snprintf(path, sizeof path, "%s/%s", r->dir, name);
+    *f = fopen(path, append ? "a" : "w");
+    if (!*f) e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s", path);
+  }
+  return imx_agree(ctx, e);
+}
+
+/* The measures at the end of training (docs/results-fashion-mnist.md explains
+ * them) work on replicated K x K matrices: skip them, with a note, when those
+ * would not fit beside the layer (very wide layers on the scalapack backend).
+ * Collective. */
+static imx_err measure(imx_ctx *ctx, imx_run_layer *r) {
+  double avail = 0, need = imx_metrics_bytes(imx_layer_units(r->layer)) + imx_layer_bytes(r->layer);
+  IMX_TRY(imx_linalg_memory_per_rank(ctx, r->cfg.parallel.memory_mib, &avail));
+  if (avail > 0 && need > 0.75 * avail) {
+    imx_log(ctx, IMX_WARN, "measures skipped: they need replicated K x K matrices (%.1f GiB per rank "
+            "with the layer), more than 3/4 of the %.1f GiB available; the weights are saved, "
+            "run `infomax eval` where more memory is available", need / 1073741824,
+            avail / 1073741824);
+    return IMX_OK;
+  }
+  imx_timer_start(IMX_T_OUTPUT);
+  imx_err e = imx_metrics_compute(ctx, &r->cfg, r->layer, r->theta, r->data, r->transform,
+                                  &r->measures);
+  imx_timer_stop(IMX_T_OUTPUT);
+  r->measured = !e;
+  return e;
+}
+
+/* The closing lines of a trained layer: what, how it converged, where it is. */
+static void report(imx_ctx *ctx, const imx_run_layer *r) {
+  const imx_train_result *res = &r->res;
+  char lead[32] = "", names[5][NAME_LEN];
+  if (r->index > 1) snprintf(lead, sizeof lead, "layer %d: ", r->index);
+  if (ctx->rank == 0) fputc('\n', stdout);
+  if (r->measured) imx_metrics_print(ctx, stdout, &r->measures);
+  imx_log(ctx, IMX_INFO, "\n%strained K=%d %s units on N=%lld x n=%d with TAO %s: %s after %d "
+          "iterations (%d evaluations, %.2f s)", lead, imx_layer_units(r->layer),
+          imx_activation_name(r->cfg.model.activation), (long long)r->data->N, r->data->n,
+          res->tao_type, res->reason, res->iterations, res->evaluations, res->seconds);
+  char terms[512];
+  size_t off = 0;
+  terms[0] = 0;
+  for (int t = 0; t < IMX_NTERMS; t++)
+    if (!isnan(res->final.terms[t]))
+      off += (size_t)snprintf(terms + off, sizeof terms - off, "  %s %.6g", imx_term_names[t],
+                              res->final.terms[t]);
+  imx_log(ctx, IMX_INFO, "%sfinal loss %.10g  |grad| %.3e%s  dead units %d", lead, res->final.loss,
+          res->grad_norm, terms, res->final.dead_units);
+  const char *base[5] = {"W.npy", "b.npy", "metrics.jsonl", "summary.json", "checkpoint.bin"};
+  for (int i = 0; i < 5; i++) imx_run_layer_file(names[i], sizeof names[i], r->index, base[i]);
+  snprintf(names[0], sizeof names[0], "layer%d_W.npy", r->index);
+  snprintf(names[1], sizeof names[1], "layer%d_b.npy", r->index);
+  imx_log(ctx, IMX_INFO, "%sresults in %s/ (%s, %s, %s, %s, %s)", lead, r->dir, names[0], names[1],
+          names[2], names[3], names[4]);
+}
+
+imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err status,
+                              const char *file) {
+  imx_summary s = {.cfg = &r->cfg, .data = r->data, .layer = r->layer,
+                   .train = r->trained ? &r->res : NULL,
+                   .measures = r->measured ? &r->measures : NULL, .status = status,
+                   .layer_status = r->status,
+                   .message = status && status != IMX_STOPPED ? ctx->msg : "", .file = file};
+  return imx_summary_write(ctx, &s, r->dir);
+}
+
+/* A finished layer below the one in progress: its checkpoint's parameters
+ * (the last iterate: its trained weights, bit for bit) and its weight files.
+ * Collective. */
+static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
+  char ckname[NAME_LEN];
+  imx_checkpoint ck;
+  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  IMX_TRY(read_checkpoint(ctx, r, ckname, &ck));
+  imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
+          r->dir, ckname, ck.iteration, ck.loss, r->index);
+  return imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index);
+}
+
+imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r) {
+  const imx_config *c = &r->cfg;
+  if (r->features) r->data = r->features;
+  imx_metrics_init(&r->measures);
+  memset(&r->res, 0, sizeof r->res);
+  r->trained = r->measured = 0;
+  if (r->index > 1)
+    imx_log(ctx, IMX_INFO, "\nlayer %d: K=%d %s units on the %s of layer %d (n=%d), preset %s, "
+            "TAO %s, max_it %d", r->index, c->model.units, imx_activation_name(c->model.activation),
+            imx_feed_name(r->fed), r->index - 1, r->data->n, c->objective.preset,
+            c->optimizer.type, c->optimizer.max_it);
+  IMX_TRY(r->status = imx_layer_create(ctx, c, r->data, &r->layer));
+  r->theta = malloc((size_t)imx_layer_nparams(r->layer) * sizeof *r->theta);
+  IMX_TRY(r->status = imx_agree(ctx, r->theta ? IMX_OK
+                                             : imx_fail(ctx, IMX_ERR_NOMEM, "parameters of layer %d",
+                                                        r->index)));
+  log_layer(ctx, r);
+  return IMX_OK;
+}
+
+imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start start) {
+  const imx_config *c = &r->cfg;
+  if (start == IMX_LAYER_REBUILD) {
+    r->status = rebuild(ctx, r);
+    if (r->status) imx_report(ctx);
+    return r->status;
+  }
+
+  /* Start, train with checkpoints and the optimizer log, measure. */
+  char ckname[NAME_LEN], logname[NAME_LEN];
+  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  imx_run_layer_file(logname, sizeof logname, r->index, "optimizer_log.bin");
+  imx_train_io io = {.dir = r->dir, .checkpoint = ckname};
+  imx_optlog *log = NULL;
+  FILE *metrics = NULL;
+  imx_err e = start == IMX_LAYER_RESUME ? resume(ctx, r, ckname, logname, &io, &log)
+                                : fresh(ctx, r, logname, &io, &log);
+  if (!e) e = open_metrics(ctx, r, start == IMX_LAYER_RESUME, &metrics);
+  if (!e) {
+    io.metrics = metrics;
+    e = imx_train(ctx, c, r->layer, r->theta, &io, &r->res);
+    r->trained = 1;
+  }
+  if (metrics) fclose(metrics);
+  imx_optlog_close(&log);
+  if (!e) e = measure(ctx, r);
+  if (e && e != IMX_STOPPED) imx_report(ctx);
+
+  /* Whatever happened, keep what was computed. */
+  imx_timer_start(IMX_T_OUTPUT);
+  imx_err we = r->trained ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index)
+                          : IMX_OK;
+  imx_timer_stop(IMX_T_OUTPUT);
+  r->status = e && e != IMX_STOPPED ? e : we ? we : e;
+  if (r->index > 1 && !we) {
+    char name[NAME_LEN];
+    snprintf(name, sizeof name, "layer%d_summary.json", r->index);
+    we = imx_run_layer_summary(ctx, r, r->status, name);
+    if (we && !r->status) r->status = we;
+  }
+  if (we) imx_report(ctx);
+  else if (!r->status) report(ctx, r);
+  return r->status;
+}
+
+void imx_run_layer_clear(imx_run_layer *r) {
+  imx_layer_free(&r->layer);
+  free(r->theta);
+  r->theta = NULL;
+  imx_metrics_clear(&r->measures);
+  imx_data_free(&r->features);
+  r->data = NULL;
+  r->trained = r->measured = 0;
+}
