@@ -38,12 +38,8 @@ static int refused(imx_ctx *ctx, const char *dir, const char *path, int io, char
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   imx_ctx ctx;
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   char dir[64], path[128], msg[IMX_MSG_LEN + 32];
   t_tmpdir(ctx.comm, dir);
   snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
@@ -139,8 +135,5 @@ int main(int argc, char **argv) {
 
   free(good);
   t_rmdir(ctx.comm, dir);
-  imx_ctx_finalize(&ctx);
-  int rc = t_finish();
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

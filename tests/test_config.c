@@ -555,11 +555,7 @@ static void test_layers(void) {
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   test_defaults();
   test_good_files();
   test_bad_files();
@@ -568,8 +564,5 @@ int main(int argc, char **argv) {
   test_round_trip();
   test_layers();
   test_reference();
-  imx_ctx_finalize(&ctx);
-  int rc = t_finish();
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

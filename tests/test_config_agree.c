@@ -44,11 +44,7 @@ static void expect_failure(const char *what, const char *path, int nov, char **o
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   if (ctx.rank != 0 && chdir("/") != 0) {
     t_check(0, "chdir /");
     MPI_Abort(MPI_COMM_WORLD, 1);
@@ -95,8 +91,5 @@ int main(int argc, char **argv) {
   check(err != IMX_OK || memcmp(&root, &cfg, sizeof cfg) != 0 || memcmp(&d, &cfg, sizeof cfg) != 0,
         "no file: the defaults, identical on every rank");
 
-  imx_ctx_finalize(&ctx);
-  int rc = t_finish();
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

@@ -32,12 +32,8 @@ static int replay_all(imx_ctx *ctx, imx_optlog *log, int upto, char *msg, size_t
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   imx_ctx ctx;
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   char dir[64], path[128], msg[IMX_MSG_LEN + 64];
   t_tmpdir(ctx.comm, dir);
   snprintf(path, sizeof path, "%s/optimizer_log.bin", dir);
@@ -138,8 +134,5 @@ int main(int argc, char **argv) {
 
   free(buf);
   t_rmdir(ctx.comm, dir);
-  imx_ctx_finalize(&ctx);
-  int rc = t_finish();
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

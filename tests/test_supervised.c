@@ -28,12 +28,8 @@ static double value(imx_ctx *ctx, imx_supervised *s, const double *head, const d
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   imx_ctx ctx;
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   imx_config cfg;
   imx_config_defaults(&cfg);
   cfg.parallel.block = 8;
@@ -148,8 +144,5 @@ int main(int argc, char **argv) {
   t_expect_err(&ctx, e, IMX_ERR_CONFIG, "needs labels", "data without labels");
   imx_supervised_free(&s);
 
-  imx_ctx_finalize(&ctx);
-  int rc = t_finish();
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

@@ -8,11 +8,11 @@
  * why and returns 77 (skip). Expected errors (t_expect_err) are checked for the
  * code, a piece of the message, and the same code on every rank.
  *
+ *   imx_ctx ctx;
+ *   t_init(&argc, &argv, &ctx);
  *   t_check(err < 1e-12, "gradient vs finite differences: max rel err %.2e (tol 1e-12)", err);
  *   ...
- *   int rc = t_finish();
- *   MPI_Finalize();
- *   return rc;
+ *   return t_end(&ctx);
  */
 #ifndef IMX_TESTING_H
 #define IMX_TESTING_H
@@ -147,6 +147,25 @@ static int t_finish(void) {
     fflush(stdout);
   }
   return total ? 1 : 0;
+}
+
+/* MPI_Init and a context on MPI_COMM_WORLD; aborts if the context cannot be
+ * made. Collective. */
+__attribute__((unused)) static void t_init(int *argc, char ***argv, imx_ctx *ctx) {
+  MPI_Init(argc, argv);
+  if (imx_ctx_init(ctx, MPI_COMM_WORLD)) {
+    printf("FAILED: imx_ctx_init\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+}
+
+/* Free the context of t_init, print the verdict, MPI_Finalize; returns the
+ * exit code. Collective. */
+__attribute__((unused)) static int t_end(imx_ctx *ctx) {
+  imx_ctx_finalize(ctx);
+  int rc = t_finish();
+  MPI_Finalize();
+  return rc;
 }
 
 /* Print why the test is skipped (rank 0) and return the exit code 77. */
