@@ -1,7 +1,7 @@
 /* test_config: defaults, loading, every error message (exact text and
  * line:col), --set, validation, write -> load round trip, reference page.
  * Single process; runs in tests/ so fixtures are configs/<name>.yaml.
- * Exit 0 pass, 1 fail. */
+ * Exit 0 pass, 1 fail (tests/testing.h). */
 #include <math.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -12,28 +12,17 @@
 
 #include "imx/config.h"
 #include "imx/ctx.h"
+#include "testing.h"
 
-static int nfail = 0;
 static imx_ctx ctx;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("%s: ", ok ? "PASSED" : "FAILED");
-  vprintf(fmt, ap);
-  printf("\n");
-  va_end(ap);
-  if (!ok) nfail++;
-}
 
 /* Compare an outcome with the expected code and exact message. */
 static void expect(const char *what, imx_err got, imx_err want, const char *want_msg) {
   int ok = (got == want) && (!want || strcmp(ctx.msg, want_msg) == 0);
   if (ok)
-    check(1, "%s -> %d \"%s\"", what, (int)got, got ? ctx.msg : "");
+    t_check(1, "%s -> %d \"%s\"", what, (int)got, got ? ctx.msg : "");
   else
-    check(0, "%s -> code %d \"%s\", expected code %d \"%s\"", what, (int)got, got ? ctx.msg : "",
+    t_check(0, "%s -> code %d \"%s\", expected code %d \"%s\"", what, (int)got, got ? ctx.msg : "",
           (int)want, want_msg ? want_msg : "");
   ctx.code = IMX_OK;
   ctx.msg[0] = '\0';
@@ -64,9 +53,9 @@ static void test_defaults(void) {
            c.parallel.block == 256 && c.parallel.linalg == IMX_LINALG_AUTO &&
            c.parallel.path == IMX_PATH_AUTO && !c.output.dir[0] && c.output.every == 1;
   for (int t = 0; t < IMX_NTERMS; t++) ok = ok && isnan(c.objective.weight[t]);
-  check(ok, "defaults have the documented values");
+  t_check(ok, "defaults have the documented values");
   expect("validate(defaults)", imx_config_validate(&ctx, &c), IMX_OK, NULL);
-  check(!strcmp(imx_activation_name(IMX_ACT_SOFTMAX), "softmax") &&
+  t_check(!strcmp(imx_activation_name(IMX_ACT_SOFTMAX), "softmax") &&
             !strcmp(imx_source_name(IMX_SRC_SYNTHETIC_ICA), "synthetic-ica") &&
             !strcmp(imx_preprocess_name(IMX_PRE_WHITEN), "whiten") &&
             !strcmp(imx_reduction_name(IMX_RED_FAST), "fast") &&
@@ -99,19 +88,19 @@ static void test_good_files(void) {
            c.parallel.reduction == IMX_RED_FAST && c.parallel.block == 64 &&
            c.parallel.linalg == IMX_LINALG_REPLICATED && c.parallel.path == IMX_PATH_MOMENTS &&
            !strcmp(c.output.dir, "runs/test") && c.output.every == 10;
-  check(ok, "good_full.yaml: every value as written");
+  t_check(ok, "good_full.yaml: every value as written");
   expect("validate(good_full)", imx_config_validate(&ctx, &c), IMX_OK, NULL);
 
   const char *empty[] = {"configs/good_empty.yaml", "configs/good_comments.yaml"};
   for (int i = 0; i < 2; i++) {
     imx_config_defaults(&c);
     expect(empty[i], imx_config_load(&ctx, &c, empty[i]), IMX_OK, NULL);
-    check(same_config(&c, &d) && !strcmp(c.file, empty[i]), "%s gives the defaults", empty[i]);
+    t_check(same_config(&c, &d) && !strcmp(c.file, empty[i]), "%s gives the defaults", empty[i]);
   }
   imx_config_defaults(&c);
   expect("configs/good_flow.yaml", imx_config_load(&ctx, &c, "configs/good_flow.yaml"), IMX_OK,
          NULL);
-  check(c.model.units == 3 && c.model.activation == IMX_ACT_RELU, "flow style mapping");
+  t_check(c.model.units == 3 && c.model.activation == IMX_ACT_RELU, "flow style mapping");
 }
 
 static void test_bad_files(void) {
@@ -200,7 +189,7 @@ static void test_bad_files(void) {
     if (err == IMX_OK) {
       err = imx_config_validate(&ctx, &c);
     } else {
-      check(!memcmp(&c, &d, sizeof c), "%s: failed load leaves cfg unchanged", cases[i].file);
+      t_check(!memcmp(&c, &d, sizeof c), "%s: failed load leaves cfg unchanged", cases[i].file);
     }
     expect(cases[i].file, err, cases[i].code, cases[i].msg);
   }
@@ -220,7 +209,7 @@ static void test_set(void) {
   expect("--set optimizer.options=...", imx_config_set(&ctx, &c, "optimizer.options=-a=b -c d"),
          IMX_OK, NULL);
   expect("--set data.source=npy", imx_config_set(&ctx, &c, "data.source=npy"), IMX_OK, NULL);
-  check(c.objective.lambda == 0.5 && c.model.units == 12 && c.model.weight_norm == 0 &&
+  t_check(c.objective.lambda == 0.5 && c.model.units == 12 && c.model.weight_norm == 0 &&
             c.data.whiten_eps == 1e-3 && !strcmp(c.optimizer.options, "-a=b -c d") &&
             c.data.source == IMX_SRC_NPY,
         "--set values applied");
@@ -233,11 +222,11 @@ static void test_set(void) {
     ok = ok && imx_config_set(&ctx, &c, a) == IMX_OK;
   }
   for (int t = 0; t < IMX_NTERMS; t++) ok = ok && c.objective.weight[t] == t + 1;
-  check(ok, "objective.<imx_term_names[t]> sets weight[t] for every term");
+  t_check(ok, "objective.<imx_term_names[t]> sets weight[t] for every term");
   expect("--set objective.offdiag=~", imx_config_set(&ctx, &c, "objective.offdiag=~"), IMX_OK,
          NULL);
   expect("--set objective.lse=null", imx_config_set(&ctx, &c, "objective.lse=null"), IMX_OK, NULL);
-  check(isnan(c.objective.weight[IMX_TERM_OFFDIAG]) && isnan(c.objective.weight[IMX_TERM_LSE]),
+  t_check(isnan(c.objective.weight[IMX_TERM_OFFDIAG]) && isnan(c.objective.weight[IMX_TERM_LSE]),
         "~ and null reset a weight to NAN (from the preset)");
 
   static const struct {
@@ -304,13 +293,13 @@ static void test_set(void) {
   before = c;
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     expect(bad[i].a, imx_config_set(&ctx, &c, bad[i].a), IMX_ERR_CONFIG, bad[i].msg);
-  check(!memcmp(&c, &before, sizeof c), "failed --set leaves cfg unchanged");
+  t_check(!memcmp(&c, &before, sizeof c), "failed --set leaves cfg unchanged");
 
   char longpath[IMX_PATH_LEN + 32] = "data.path=";
   memset(longpath + 10, 'x', IMX_PATH_LEN);
   longpath[10 + IMX_PATH_LEN] = '\0';
   imx_err err = imx_config_set(&ctx, &c, longpath);
-  check(err == IMX_ERR_CONFIG && strstr(ctx.msg, "data.path: too long (512 characters, at most "
+  t_check(err == IMX_ERR_CONFIG && strstr(ctx.msg, "data.path: too long (512 characters, at most "
                                                   "511)"),
         "--set data.path=<512 chars>: \"%s\"", ctx.msg);
   ctx.code = IMX_OK;
@@ -380,7 +369,7 @@ static void round_trip(const char *what, const imx_config *c) {
   int fd = mkstemp(path);
   FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
   if (!f) {
-    check(0, "%s: cannot create a temporary file", what);
+    t_check(0, "%s: cannot create a temporary file", what);
     return;
   }
   imx_err err = imx_config_write(&ctx, c, f);
@@ -389,7 +378,7 @@ static void round_trip(const char *what, const imx_config *c) {
   imx_config_defaults(&back);
   if (!err) err = imx_config_load(&ctx, &back, path);
   int ok = !err && same_config(c, &back) && !strcmp(back.file, path);
-  check(ok, "%s: write -> load gives the same bytes%s%s", what, err ? ": " : "", err ? ctx.msg : "");
+  t_check(ok, "%s: write -> load gives the same bytes%s%s", what, err ? ": " : "", err ? ctx.msg : "");
   if (!ok) { /* show what was written */
     fflush(stdout);
     char cmd[128];
@@ -472,8 +461,8 @@ static void test_reference(void) {
   f = open_memstream(&ref2, &nref2);
   imx_config_reference(f);
   fclose(f);
-  check(nref == nref2 && !memcmp(ref, ref2, nref), "reference output is deterministic");
-  check(!strncmp(ref, "# Configuration reference\n", 26) &&
+  t_check(nref == nref2 && !memcmp(ref, ref2, nref), "reference output is deterministic");
+  t_check(!strncmp(ref, "# Configuration reference\n", 26) &&
             strstr(ref, "infomax config --reference") &&
             strstr(ref, "| key | type | default | allowed | meaning |"),
         "reference has the title, intro and table header");
@@ -483,7 +472,7 @@ static void test_reference(void) {
   f = open_memstream(&yaml, &nyaml);
   imx_err err = imx_config_write(&ctx, &c, f);
   fclose(f);
-  check(!err, "write defaults to memory");
+  t_check(!err, "write defaults to memory");
   int nkeys = 0, missing = 0;
   const char *section = NULL;
   for (char *line = strtok(yaml, "\n"); line; line = strtok(NULL, "\n")) {
@@ -492,7 +481,7 @@ static void test_reference(void) {
       line[strcspn(line, ":")] = '\0';
       snprintf(want, sizeof want, "\n## %s\n", line);
       section = strstr(ref, want);
-      if (!section) printf("FAILED: reference lacks section %s\n", line), missing++;
+      if (!section) t_check_quiet(0, "reference lacks section %s", line), missing++;
       continue;
     }
     line += strspn(line, " ");
@@ -500,11 +489,11 @@ static void test_reference(void) {
     snprintf(want, sizeof want, "\n| `%s` |", line);
     const char *at = section ? strstr(section, want) : NULL;
     const char *next = section ? strstr(section + 1, "\n## ") : NULL;
-    if (!at || (next && at > next)) printf("FAILED: reference lacks key %s\n", line), missing++;
+    if (!at || (next && at > next)) t_check_quiet(0, "reference lacks key %s", line), missing++;
     nkeys++;
   }
-  check(!missing && nkeys >= 37, "reference lists all %d keys, each under its section", nkeys);
-  check(strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
+  t_check(!missing && nkeys >= 37, "reference lists all %d keys, each under its section", nkeys);
+  t_check(strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
             strstr(ref, "| `logdet` | number or ~ | preset |") &&
             strstr(ref, "| `units` | integer | `8` | >= 1 and <= 1000000 |") &&
             strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax`, `topk`, `sparsemax` |"),
@@ -523,7 +512,7 @@ static imx_config load_text(const char *what, const char *text, imx_err want, co
   imx_config c;
   imx_config_defaults(&c);
   if (!f) {
-    check(0, "%s: cannot create a temporary file", what);
+    t_check(0, "%s: cannot create a temporary file", what);
     return c;
   }
   fputs(text, f);
@@ -532,7 +521,7 @@ static imx_config load_text(const char *what, const char *text, imx_err want, co
   if (!e) e = imx_config_validate(&ctx, &c);
   /* messages start with the temporary path: compare what follows it */
   const char *msg = strncmp(ctx.msg, path, strlen(path)) ? ctx.msg : ctx.msg + strlen(path);
-  check(e == want && (!want_msg || strstr(msg, want_msg)), "%s -> %d \"%s\"", what, e, msg);
+  t_check(e == want && (!want_msg || strstr(msg, want_msg)), "%s -> %d \"%s\"", what, e, msg);
   ctx.code = IMX_OK;
   unlink(path);
   return c;
@@ -546,7 +535,7 @@ static void test_layers(void) {
                            IMX_OK, NULL);
   imx_config l3;
   imx_err e = imx_config_layer(&ctx, &c, 2, &l3);
-  check(c.model.nlayers == 3 && !e && l3.model.units == 3 && l3.model.feed == IMX_FEED_Z &&
+  t_check(c.model.nlayers == 3 && !e && l3.model.units == 3 && l3.model.feed == IMX_FEED_Z &&
             l3.optimizer.max_it == 7 && l3.model.activation == IMX_ACT_IDENTITY,
         "layers: 3 entries; layer 3 has units 3, feed z, max_it 7 and the file's activation");
   round_trip("layers", &c);
@@ -566,11 +555,7 @@ static void test_layers(void) {
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   test_defaults();
   test_good_files();
   test_bad_files();
@@ -579,9 +564,5 @@ int main(int argc, char **argv) {
   test_round_trip();
   test_layers();
   test_reference();
-  imx_ctx_finalize(&ctx);
-  MPI_Finalize();
-  if (nfail) printf("FAILED: %d check(s) failed\n", nfail);
-  else printf("PASSED: all config checks\n");
-  return nfail ? 1 : 0;
+  return t_end(&ctx);
 }

@@ -2,7 +2,8 @@
  * override) or a missing file fails with the same code and message on every
  * rank, without hanging; a good config gives the same bytes on every rank.
  * Ranks other than 0 work from "/" so that they could not open the relative
- * config path even if they tried. Runs in tests/. Exit 0 pass, 1 fail. */
+ * config path even if they tried. Runs in tests/. Exit 0 pass, 1 fail
+ * (tests/testing.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,8 +11,8 @@
 
 #include "imx/config.h"
 #include "imx/ctx.h"
+#include "testing.h"
 
-static int nfail = 0;
 static imx_ctx ctx;
 
 /* 1 on every rank if flag is set on any rank. Collective. */
@@ -20,12 +21,8 @@ static int any(int flag) {
   return flag;
 }
 
-/* Report one check on rank 0; bad is this rank's verdict. Collective. */
-static void check(int bad, const char *what) {
-  bad = any(bad);
-  if (ctx.rank == 0) printf("%s: %s (P=%d)\n", bad ? "FAILED" : "PASSED", what, ctx.size);
-  if (bad) nfail++;
-}
+/* One check agreed across ranks; bad is this rank's verdict. Collective. */
+static void check(int bad, const char *what) { t_check(!any(bad), "%s (P=%d)", what, ctx.size); }
 
 /* setup must fail on every rank with want_code and exactly want_msg. */
 static void expect_failure(const char *what, const char *path, int nov, char **ov,
@@ -34,9 +31,8 @@ static void expect_failure(const char *what, const char *path, int nov, char **o
   memset(&cfg, 0, sizeof cfg);
   imx_err err = imx_config_setup(&ctx, &cfg, path, nov, ov);
   int bad = (err != want_code) || (ctx.code != want_code) || strcmp(ctx.msg, want_msg) != 0;
-  if (bad)
-    printf("[%d/%d] %s: got code %d/%d \"%s\", expected %d \"%s\"\n", ctx.rank, ctx.size, what,
-           (int)err, (int)ctx.code, ctx.msg, (int)want_code, want_msg);
+  t_check_quiet(!bad, "%s: got code %d/%d \"%s\", expected %d \"%s\"", what, (int)err,
+                (int)ctx.code, ctx.msg, (int)want_code, want_msg);
   /* The same bytes of message everywhere: compare with rank 0's copy. */
   char root_msg[IMX_MSG_LEN];
   memcpy(root_msg, ctx.msg, sizeof root_msg);
@@ -48,13 +44,9 @@ static void expect_failure(const char *what, const char *path, int nov, char **o
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
-  if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) {
-    printf("FAILED: imx_ctx_init\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
+  t_init(&argc, &argv, &ctx);
   if (ctx.rank != 0 && chdir("/") != 0) {
-    printf("[%d/%d] FAILED: chdir /\n", ctx.rank, ctx.size);
+    t_check(0, "chdir /");
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
 
@@ -83,7 +75,7 @@ int main(int argc, char **argv) {
   int bad = err != IMX_OK || cfg.model.units != 5 || cfg.data.source != IMX_SRC_NPY ||
             cfg.data.components != 3 || cfg.objective.weight[IMX_TERM_LSE] != 2.0 ||
             strcmp(cfg.file, "configs/good_full.yaml") != 0;
-  if (bad) printf("[%d/%d] good config: err %d \"%s\"\n", ctx.rank, ctx.size, (int)err, ctx.msg);
+  t_check_quiet(!bad, "good config: err %d \"%s\"", (int)err, ctx.msg);
   check(bad, "good file + overrides resolve on all ranks");
   memcpy(&root, &cfg, sizeof root);
   MPI_Bcast(&root, (int)sizeof root, MPI_BYTE, 0, ctx.comm);
@@ -99,8 +91,5 @@ int main(int argc, char **argv) {
   check(err != IMX_OK || memcmp(&root, &cfg, sizeof cfg) != 0 || memcmp(&d, &cfg, sizeof cfg) != 0,
         "no file: the defaults, identical on every rank");
 
-  imx_ctx_finalize(&ctx);
-  MPI_Finalize();
-  if (ctx.rank == 0) printf(nfail ? "FAILED: %d check(s)\n" : "PASSED: all agreement checks\n", nfail);
-  return nfail ? 1 : 0;
+  return t_end(&ctx);
 }

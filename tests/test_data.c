@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "../src/data/data_impl.h"
-#include "test_data_common.h"
+#include "testing.h"
 
 static double pat(int64_t i, int64_t j) { return (double)i + (double)j * 1e-3; }
 
@@ -43,22 +43,22 @@ static void test_shard(void) {
         for (int p = 0; p < P; p++) {
           int64_t r0, nl;
           imx_shard(N, Bs[b], p, P, &r0, &nl);
-          CHECK(r0 == next && r0 % Bs[b] == 0 && nl >= 1, "shard N=%lld B=%d P=%d p=%d: row0 %lld nloc %lld",
+          t_check_quiet(r0 == next && r0 % Bs[b] == 0 && nl >= 1, "shard N=%lld B=%d P=%d p=%d: row0 %lld nloc %lld",
                 (long long)N, Bs[b], P, p, (long long)r0, (long long)nl);
           int64_t blocks = (nl + Bs[b] - 1) / Bs[b];
           lo = blocks < lo ? blocks : lo;
           hi = blocks > hi ? blocks : hi;
           next = r0 + nl;
         }
-        CHECK(next == N, "shard N=%lld B=%d P=%d covers %lld rows", (long long)N, Bs[b], P, (long long)next);
-        CHECK(hi - lo <= 1, "shard N=%lld B=%d P=%d: blocks per rank %lld..%lld", (long long)N, Bs[b], P,
+        t_check_quiet(next == N, "shard N=%lld B=%d P=%d covers %lld rows", (long long)N, Bs[b], P, (long long)next);
+        t_check_quiet(hi - lo <= 1, "shard N=%lld B=%d P=%d: blocks per rank %lld..%lld", (long long)N, Bs[b], P,
               (long long)lo, (long long)hi);
       }
   int64_t r0, nl;
   imx_shard(10, 3, 0, 1, &r0, &nl);
-  CHECK(r0 == 0 && nl == 10, "shard P=1");
+  t_check_quiet(r0 == 0 && nl == 10, "shard P=1");
   imx_shard(10, 3, 3, 4, &r0, &nl); /* nb = 4: rank 3 gets block 3 = row 9 */
-  CHECK(r0 == 9 && nl == 1, "shard last block short: %lld %lld", (long long)r0, (long long)nl);
+  t_check_quiet(r0 == 9 && nl == 1, "shard last block short: %lld %lld", (long long)r0, (long long)nl);
 }
 
 /* ---- sharded .npy ---- */
@@ -67,8 +67,9 @@ static void test_shard(void) {
 static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int block, int f4, double scale,
                        const char *label) {
   int64_t r0, nl;
+  int f0 = t_failed;
   imx_shard(N, block, ctx->rank, ctx->size, &r0, &nl);
-  CHECK(d->N == N && d->n == n && d->block == block && d->row0 == r0 && d->nloc == nl,
+  t_check_quiet(d->N == N && d->n == n && d->block == block && d->row0 == r0 && d->nloc == nl,
         "%s: N=%lld n=%d B=%d row0=%lld nloc=%lld (want %lld %d %d %lld %lld)", label, (long long)d->N, d->n,
         d->block, (long long)d->row0, (long long)d->nloc, (long long)N, n, block, (long long)r0, (long long)nl);
   double maxerr = 0;
@@ -81,9 +82,9 @@ static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int bl
   int64_t tot = d->nloc;
   MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
   MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  CHECK(tot == N, "%s: rows over all ranks %lld, want %lld", label, (long long)tot, (long long)N);
-  CHECK(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
-  if (ctx->rank == 0) printf("  ok   %-28s N=%lld n=%d B=%d max error %g\n", label, (long long)N, n, block, maxerr);
+  t_check_quiet(tot == N, "%s: rows over all ranks %lld, want %lld", label, (long long)tot, (long long)N);
+  t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
+  t_check(t_failed == f0, "%-28s N=%lld n=%d B=%d max error %g (tolerance 0)", label, (long long)N, n, block, maxerr);
 }
 
 static void write_matrix(imx_ctx *ctx, const char *path, int64_t R, int64_t C, int64_t badr, int64_t badc,
@@ -93,7 +94,7 @@ static void write_matrix(imx_ctx *ctx, const char *path, int64_t R, int64_t C, i
     for (int64_t i = 0; i < R; i++)
       for (int64_t j = 0; j < C; j++) a[i * C + j] = pat(i, j);
     if (badr >= 0) a[badr * C + badc] = badv;
-    CHECK(imx_npy_write(ctx, path, a, R, C) == IMX_OK, "write %s: %s", path, ctx->msg);
+    t_check_quiet(imx_npy_write(ctx, path, a, R, C) == IMX_OK, "write %s: %s", path, ctx->msg);
     free(a);
   }
   MPI_Barrier(ctx->comm);
@@ -110,16 +111,16 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   for (size_t b = 0; b < sizeof blocks / sizeof blocks[0]; b++) {
     base_cfg(&cfg, IMX_SRC_NPY, path, blocks[b]);
     imx_err e = imx_data_load(ctx, &cfg, &d);
-    CHECK(e == IMX_OK, "load B=%d: %s", blocks[b], ctx->msg);
+    t_check_quiet(e == IMX_OK, "load B=%d: %s", blocks[b], ctx->msg);
     if (!e) check_rows(ctx, d, 37, 5, blocks[b], 0, 1.0, "npy f8");
-    CHECK(!e && !d->labels && d->nclasses == 0 && !d->truth && !d->means, "npy: no labels/truth expected");
+    t_check_quiet(!e && !d->labels && d->nclasses == 0 && !d->truth && !d->means, "npy: no labels/truth expected");
     imx_data_free(&d);
-    CHECK(d == NULL, "imx_data_free did not null the pointer");
+    t_check_quiet(d == NULL, "imx_data_free did not null the pointer");
   }
   base_cfg(&cfg, IMX_SRC_NPY, path, 2);
   cfg.data.samples = 20;
   cfg.data.scale = 0.25;
-  CHECK(imx_data_load(ctx, &cfg, &d) == IMX_OK, "load samples=20: %s", ctx->msg);
+  t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK, "load samples=20: %s", ctx->msg);
   if (d) check_rows(ctx, d, 20, 5, 2, 0, 0.25, "npy samples=20 scale=0.25");
   imx_data_free(&d);
   imx_data_free(&d); /* NULL is fine */
@@ -130,12 +131,12 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   for (int f = 0; f < 2; f++) {
     base_cfg(&cfg, IMX_SRC_NPY, "data/np_f4.npy", 1);
     snprintf(cfg.data.labels, sizeof cfg.data.labels, "%s", labs[f]);
-    CHECK(imx_data_load(ctx, &cfg, &d) == IMX_OK, "load np_f4 + %s: %s", labs[f], ctx->msg);
+    t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK, "load np_f4 + %s: %s", labs[f], ctx->msg);
     if (!d) continue;
     check_rows(ctx, d, 7, 3, 1, 1, 1.0, f ? "numpy f4 + u1 labels" : "numpy f4 + i8 labels");
-    CHECK(d->labels && d->nclasses == 3, "nclasses %d", d->nclasses);
+    t_check_quiet(d->labels && d->nclasses == 3, "nclasses %d", d->nclasses);
     for (int64_t i = 0; d->labels && i < d->nloc; i++)
-      CHECK(d->labels[i] == (d->row0 + i) % 3, "label %lld = %d", (long long)(d->row0 + i), d->labels[i]);
+      t_check_quiet(d->labels[i] == (d->row0 + i) % 3, "label %lld = %d", (long long)(d->row0 + i), d->labels[i]);
     imx_data_free(&d);
   }
 
@@ -143,7 +144,7 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   snprintf(p2, sizeof p2, "%s/none.npy", dir);
   base_cfg(&cfg, IMX_SRC_NPY, p2, 1);
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_IO, "No such file", "missing npy");
-  CHECK(d == NULL, "d set after failure");
+  t_check_quiet(d == NULL, "d set after failure");
   base_cfg(&cfg, IMX_SRC_NPY, "data/np_fortran.npy", 1);
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "fortran_order arrays are not supported",
                "fortran npy");
@@ -167,7 +168,7 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     lab[5] = 2.5;
     lab[33] = -1;
     snprintf(p2, sizeof p2, "%s/badlab.npy", dir);
-    if (ctx->rank == 0) CHECK(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
+    if (ctx->rank == 0) t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
     MPI_Barrier(ctx->comm);
     base_cfg(&cfg, IMX_SRC_NPY, path, 1);
     snprintf(cfg.data.labels, sizeof cfg.data.labels, "%s", p2);
@@ -175,12 +176,12 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     cfg.data.samples = 30; /* row 33 unused, row 5 still bad */
     t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label 2.5 at row 5 is not", "fractional label 30");
     lab[5] = 1;
-    if (ctx->rank == 0) CHECK(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
+    if (ctx->rank == 0) t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
     MPI_Barrier(ctx->comm);
     cfg.data.samples = 0;
     t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label -1 at row 33", "negative label");
     cfg.data.samples = 30;
-    CHECK(imx_data_load(ctx, &cfg, &d) == IMX_OK && d->nclasses == 4, "f8 labels of 30 rows: %s", ctx->msg);
+    t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK && d->nclasses == 4, "f8 labels of 30 rows: %s", ctx->msg);
     imx_data_free(&d);
   }
 
@@ -200,7 +201,7 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "non-finite value nan at row 23, column 2",
                "NaN in npy");
   cfg.data.samples = 23;
-  CHECK(imx_data_load(ctx, &cfg, &d) == IMX_OK, "first 23 rows are finite: %s", ctx->msg);
+  t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK, "first 23 rows are finite: %s", ctx->msg);
   imx_data_free(&d);
   snprintf(p2, sizeof p2, "%s/inf.npy", dir);
   write_matrix(ctx, p2, 37, 5, 36, 4, -INFINITY);
@@ -211,7 +212,7 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   /* Truncated data file: rank 0's size check catches it for every rank. */
   snprintf(p2, sizeof p2, "%s/trunc.npy", dir);
   write_matrix(ctx, p2, 37, 5, -1, 0, 0);
-  if (ctx->rank == 0) CHECK(truncate(p2, 128 + 37 * 5 * 8 - 3) == 0, "truncate");
+  if (ctx->rank == 0) t_check_quiet(truncate(p2, 128 + 37 * 5 * 8 - 3) == 0, "truncate");
   MPI_Barrier(ctx->comm);
   base_cfg(&cfg, IMX_SRC_NPY, p2, 1);
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "expected 1608 bytes", "truncated npy");
@@ -260,7 +261,7 @@ static void hashes_on(imx_ctx *world, const imx_config *cfg, int k, uint64_t *al
   imx_ctx_init(&ctx, sub);
   imx_data *d = NULL;
   imx_err e = imx_data_load(&ctx, cfg, &d);
-  CHECK(e == IMX_OK, "synthetic load on %d ranks: %s", k, ctx.msg);
+  t_check_quiet(e == IMX_OK, "synthetic load on %d ranks: %s", k, ctx.msg);
   if (!e) {
     uint64_t *h = malloc((size_t)d->nloc * sizeof *h);
     for (int64_t i = 0; i < d->nloc; i++) h[i] = row_hash(d->X + i * d->n, d->n, d->labels ? d->labels + i : NULL);
@@ -270,7 +271,7 @@ static void hashes_on(imx_ctx *world, const imx_config *cfg, int k, uint64_t *al
       for (int p = 0; p < k; p++) offs[p] = p ? offs[p - 1] + cnts[p - 1] : 0;
     MPI_Gatherv(h, cnt, MPI_UINT64_T, all, cnts, offs, MPI_UINT64_T, 0, ctx.comm);
     const double *t = d->truth ? d->truth : d->means;
-    CHECK(t && memcmp(t, truth, tlen * sizeof *t) == 0, "truth/means differ from the generator's on %d ranks", k);
+    t_check_quiet(t && memcmp(t, truth, tlen * sizeof *t) == 0, "truth/means differ from the generator's on %d ranks", k);
     free(h);
     free(cnts);
     free(offs);
@@ -306,14 +307,14 @@ static void test_synth(imx_ctx *ctx, imx_source src) {
   for (int64_t i = 0; i < N; i++)
     ref[i] = row_hash(X + i * n, n, src == IMX_SRC_GMM ? lab + i : NULL);
 
-  int mism = 0;
+  int mism = 0, f0 = t_failed;
   for (int k = 1; k <= ctx->size; k++) {
     memset(got, 0, sizeof got);
     hashes_on(ctx, &cfg, k, got, truth, tlen);
     if (ctx->rank == 0)
       for (int64_t i = 0; i < N; i++) mism += got[i] != ref[i];
   }
-  CHECK(mism == 0, "%s: %d rows differ from the serial reference", src == IMX_SRC_GMM ? "gmm" : "ica", mism);
+  t_check_quiet(mism == 0, "%s: %d rows differ from the serial reference", src == IMX_SRC_GMM ? "gmm" : "ica", mism);
 
   /* Sanity of the generators themselves (rank 0). */
   if (ctx->rank == 0 && src == IMX_SRC_SYNTHETIC_ICA) {
@@ -332,15 +333,16 @@ static void test_synth(imx_ctx *ctx, imx_source src) {
         if (a == b) t2 += g;
       }
     double err = fmax(fabs(t2 - s2) / s2, fabs(t4 - s4) / s4);
-    CHECK(err < 1e-12, "ica: singular value moments off by %g (tolerance 1e-12)", err);
-    printf("  ok   synthetic-ica: %d ranks sets bitwise equal, sv moments rel. error %.2g\n", ctx->size, err);
+    t_check_quiet(err < 1e-12, "ica: singular value moments off by %g (tolerance 1e-12)", err);
+    t_check(t_failed == f0, "synthetic-ica: 1 .. %d ranks give the same bits; singular value moments rel. error %.2g (tolerance 1e-12)",
+            ctx->size, err);
   }
   if (ctx->rank == 0 && src == IMX_SRC_GMM) {
     int counts[4] = {0};
     for (int64_t i = 0; i < N; i++) counts[lab[i]]++;
-    CHECK(counts[0] && counts[1] && counts[2] && counts[3], "gmm: a component got no rows");
-    printf("  ok   gmm: %d rank sets bitwise equal, component counts %d %d %d %d\n", ctx->size, counts[0], counts[1],
-           counts[2], counts[3]);
+    t_check_quiet(counts[0] && counts[1] && counts[2] && counts[3], "gmm: a component got no rows");
+    t_check(t_failed == f0, "gmm: 1 .. %d ranks give the same bits, component counts %d %d %d %d", ctx->size,
+            counts[0], counts[1], counts[2], counts[3]);
   }
   free(truth);
   free(X);
@@ -351,6 +353,7 @@ static void test_synth(imx_ctx *ctx, imx_source src) {
  * and the sources of synthetic-ica have unit variance (sample of 4000 rows). */
 static void test_synth_stats(imx_ctx *ctx) {
   if (ctx->rank != 0) return;
+  int f0 = t_failed;
   const int n = 64, C = 20;
   double *mu = malloc((size_t)C * n * sizeof *mu), sum = 0;
   imx_synth_gmm_means(n, C, 5.0, 7, mu);
@@ -362,7 +365,7 @@ static void test_synth_stats(imx_ctx *ctx) {
       sum += sqrt(s);
     }
   double mean = sum / pairs;
-  CHECK(fabs(mean - 5.0) < 0.5, "gmm: mean distance between means %g, want 5 +- 0.5", mean);
+  t_check_quiet(fabs(mean - 5.0) < 0.5, "gmm: mean distance between means %g, want 5 +- 0.5", mean);
   free(mu);
   /* With A = I-free check: x = A s so E[x x^T] = A A^T; compare the trace. */
   const int m = 3;
@@ -372,8 +375,9 @@ static void test_synth_stats(imx_ctx *ctx) {
   imx_synth_ica_rows(m, 5, A, 0, N, X);
   for (int64_t i = 0; i < N * m; i++) tr += X[i] * X[i] / N;
   for (int i = 0; i < 9; i++) trA += A[i] * A[i];
-  CHECK(fabs(tr / trA - 1) < 0.05, "ica: E|x|^2 / |A|_F^2 = %g, want 1 +- 0.05", tr / trA);
-  printf("  ok   gmm mean distance %.3f (separation 5); ica E|x|^2/|A|_F^2 = %.4f\n", mean, tr / trA);
+  t_check_quiet(fabs(tr / trA - 1) < 0.05, "ica: E|x|^2 / |A|_F^2 = %g, want 1 +- 0.05", tr / trA);
+  t_check(t_failed == f0, "gmm mean distance %.3f (separation 5, tolerance 0.5); ica E|x|^2/|A|_F^2 = %.4f (1, tolerance 0.05)",
+          mean, tr / trA);
   free(X);
 }
 
@@ -391,7 +395,7 @@ int main(int argc, char **argv) {
   test_synth_stats(&ctx);
 
   t_rmdir(ctx.comm, dir);
-  int rc = t_finish("test_data", "npy shards exact (max error 0, tolerance 0); synthetic rows bitwise equal for P=1..size");
+  int rc = t_finish();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();
   return rc;

@@ -13,7 +13,7 @@
 #include <stdint.h>
 
 #include "imx/data.h"
-#include "test_data_common.h"
+#include "testing.h"
 
 #define IMAGES "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 #define LABELS "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
@@ -31,10 +31,10 @@ int main(int argc, char **argv) {
   int present = access(IMAGES, R_OK) == 0 && access(LABELS, R_OK) == 0;
   MPI_Allreduce(MPI_IN_PLACE, &present, 1, MPI_INT, MPI_MIN, ctx.comm);
   if (!present) {
-    if (ctx.rank == 0) printf("test_fmnist: SKIPPED (%s not installed)\n", IMAGES);
     imx_ctx_finalize(&ctx);
+    int rc = t_skip(IMAGES " not installed");
     MPI_Finalize();
-    return 77;
+    return rc;
   }
 
   imx_config cfg;
@@ -46,15 +46,15 @@ int main(int argc, char **argv) {
   cfg.parallel.block = 256;
 
   imx_data *d = NULL;
+  int f0 = t_failed;
   MPI_Barrier(ctx.comm);
   double t0 = MPI_Wtime();
   imx_err e = imx_data_load(&ctx, &cfg, &d);
   double t = MPI_Wtime() - t0;
   MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, ctx.comm);
-  CHECK(e == IMX_OK, "load: %s", ctx.msg);
-  char detail[300] = "load failed";
+  t_check_quiet(e == IMX_OK, "load: %s", ctx.msg);
   if (!e) {
-    CHECK(d->N == 60000 && d->n == 784 && d->nclasses == 10, "N=%lld n=%d nclasses=%d", (long long)d->N, d->n,
+    t_check_quiet(d->N == 60000 && d->n == 784 && d->nclasses == 10, "N=%lld n=%d nclasses=%d", (long long)d->N, d->n,
           d->nclasses);
     /* Sums of integers below 2^53 in doubles are exact; the pixel bytes are
      * recovered by rounding x * 255. */
@@ -79,19 +79,19 @@ int main(int argc, char **argv) {
     MPI_Allreduce(MPI_IN_PLACE, counts, 10, MPI_LONG_LONG, MPI_SUM, ctx.comm);
     MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_DOUBLE, MPI_MIN, ctx.comm);
     MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_DOUBLE, MPI_MAX, ctx.comm);
-    CHECK(s[0] == SUM_PIXELS, "pixel sum %lld, numpy %lld", s[0], SUM_PIXELS);
-    CHECK(s[1] == SUM_ROW_X_ROWSUM, "row-weighted sum %lld, numpy %lld", s[1], SUM_ROW_X_ROWSUM);
-    CHECK(s[2] == SUM_COL_X_PIXEL, "column-weighted sum %lld, numpy %lld", s[2], SUM_COL_X_PIXEL);
-    CHECK(s[3] == SUM_ROW_X_LABEL, "row-weighted label sum %lld, numpy %lld", s[3], SUM_ROW_X_LABEL);
-    for (int c = 0; c < 10; c++) CHECK(counts[c] == 6000, "class %d has %lld labels, want 6000", c, counts[c]);
-    CHECK(lo == 0.0 && hi == 1.0, "pixel range [%g, %g], want [0, 1]", lo, hi);
-    snprintf(detail, sizeof detail,
-             "N=%lld n=%d, 6000 labels per class, checksums equal numpy's (error 0, tolerance 0); load %.3f s "
-             "(slowest rank)",
-             (long long)d->N, d->n, t);
+    t_check_quiet(s[0] == SUM_PIXELS, "pixel sum %lld, numpy %lld", s[0], SUM_PIXELS);
+    t_check_quiet(s[1] == SUM_ROW_X_ROWSUM, "row-weighted sum %lld, numpy %lld", s[1], SUM_ROW_X_ROWSUM);
+    t_check_quiet(s[2] == SUM_COL_X_PIXEL, "column-weighted sum %lld, numpy %lld", s[2], SUM_COL_X_PIXEL);
+    t_check_quiet(s[3] == SUM_ROW_X_LABEL, "row-weighted label sum %lld, numpy %lld", s[3], SUM_ROW_X_LABEL);
+    for (int c = 0; c < 10; c++) t_check_quiet(counts[c] == 6000, "class %d has %lld labels, want 6000", c, counts[c]);
+    t_check_quiet(lo == 0.0 && hi == 1.0, "pixel range [%g, %g], want [0, 1]", lo, hi);
+    t_check(t_failed == f0,
+            "N=%lld n=%d, 6000 labels per class, checksums equal numpy's (error 0, tolerance 0); load %.3f s "
+            "(slowest rank)",
+            (long long)d->N, d->n, t);
   }
   imx_data_free(&d);
-  int rc = t_finish("test_fmnist", detail);
+  int rc = t_finish();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();
   return rc;

@@ -16,7 +16,7 @@
 #include <zlib.h>
 
 #include "../src/data/data_impl.h"
-#include "test_data_common.h"
+#include "testing.h"
 
 enum { NIMG = 23, ROWS = 4, COLS = 3, NPIX = ROWS * COLS, NCLASS = 5 };
 
@@ -52,12 +52,13 @@ static void base_cfg(imx_config *cfg, const char *images, const char *labels, in
 
 static void check_load(imx_ctx *ctx, const imx_config *cfg, int64_t N, const char *label) {
   imx_data *d = NULL;
+  int f0 = t_failed;
   imx_err e = imx_data_load(ctx, cfg, &d);
-  CHECK(e == IMX_OK, "%s: %s", label, ctx->msg);
+  t_check_quiet(e == IMX_OK, "%s: %s", label, ctx->msg);
   if (e) return;
   int64_t r0, nl;
   imx_shard(N, cfg->parallel.block, ctx->rank, ctx->size, &r0, &nl);
-  CHECK(d->N == N && d->n == NPIX && d->row0 == r0 && d->nloc == nl, "%s: N=%lld n=%d row0=%lld nloc=%lld", label,
+  t_check_quiet(d->N == N && d->n == NPIX && d->row0 == r0 && d->nloc == nl, "%s: N=%lld n=%d row0=%lld nloc=%lld", label,
         (long long)d->N, d->n, (long long)d->row0, (long long)d->nloc);
   double maxerr = 0;
   int badlab = 0;
@@ -69,16 +70,15 @@ static void check_load(imx_ctx *ctx, const imx_config *cfg, int64_t N, const cha
   int64_t tot = d->nloc;
   MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
   MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  CHECK(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot, (long long)N);
-  CHECK(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
-  CHECK(badlab == 0, "%s: %d wrong labels", label, badlab);
+  t_check_quiet(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot, (long long)N);
+  t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
+  t_check_quiet(badlab == 0, "%s: %d wrong labels", label, badlab);
   if (cfg->data.labels[0])
-    CHECK(d->labels && d->nclasses == (N < NCLASS ? N : NCLASS), "%s: nclasses %d", label, d->nclasses);
+    t_check_quiet(d->labels && d->nclasses == (N < NCLASS ? N : NCLASS), "%s: nclasses %d", label, d->nclasses);
   else
-    CHECK(!d->labels && d->nclasses == 0, "%s: labels without a labels file", label);
-  if (ctx->rank == 0)
-    printf("  ok   %-30s N=%lld B=%d max error %g, nclasses %d\n", label, (long long)N, cfg->parallel.block, maxerr,
-           d->nclasses);
+    t_check_quiet(!d->labels && d->nclasses == 0, "%s: labels without a labels file", label);
+  t_check(t_failed == f0, "%-30s N=%lld B=%d max error %g (tolerance 0), nclasses %d", label, (long long)N,
+          cfg->parallel.block, maxerr, d->nclasses);
   imx_data_free(&d);
 }
 
@@ -104,11 +104,11 @@ int main(int argc, char **argv) {
   if (ctx.rank == 0) {
     uint32_t d3[3] = {NIMG, ROWS, COLS}, d2[2] = {NIMG, NPIX}, d1[1] = {NIMG};
     size_t len = make_idx(buf, 0x08, 3, d3, payload, sizeof payload);
-    CHECK(t_write_file(img, buf, len) == 0 && write_gz(imgz, buf, len) == 0, "write images");
+    t_check_quiet(t_write_file(img, buf, len) == 0 && write_gz(imgz, buf, len) == 0, "write images");
     len = make_idx(buf, 0x08, 2, d2, payload, sizeof payload);
-    CHECK(write_gz(img2d, buf, len) == 0, "write 2-D images");
+    t_check_quiet(write_gz(img2d, buf, len) == 0, "write 2-D images");
     len = make_idx(buf, 0x08, 1, d1, labels, sizeof labels);
-    CHECK(t_write_file(lab, buf, len) == 0 && write_gz(labz, buf, len) == 0, "write labels");
+    t_check_quiet(t_write_file(lab, buf, len) == 0 && write_gz(labz, buf, len) == 0, "write labels");
   }
   MPI_Barrier(ctx.comm);
 
@@ -137,7 +137,7 @@ int main(int argc, char **argv) {
 
   /* Plain file one row short: rank 0's size check. */
   snprintf(p, sizeof p, "%s/short-idx3", dir);
-  if (ctx.rank == 0) CHECK(t_write_file(p, buf, len - NPIX) == 0, "write");
+  if (ctx.rank == 0) t_check_quiet(t_write_file(p, buf, len - NPIX) == 0, "write");
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "expected 292 bytes", "truncated plain IDX");
@@ -145,30 +145,32 @@ int main(int argc, char **argv) {
   /* gzip'd stream cut in the middle of the compressed data. */
   snprintf(p, sizeof p, "%s/cut.gz", dir);
   if (ctx.rank == 0) {
-    CHECK(write_gz(p, buf, len) == 0, "write");
+    t_check_quiet(write_gz(p, buf, len) == 0, "write");
     FILE *f = fopen(p, "rb");
     unsigned char z[4096];
     size_t zl = fread(z, 1, sizeof z, f);
     fclose(f);
     zfull = zl;
-    CHECK(t_write_file(p, z, zl / 2) == 0, "cut");
+    t_check_quiet(t_write_file(p, z, zl / 2) == 0, "cut");
   }
-  MPI_Barrier(ctx.comm);
+  MPI_Bcast(&zfull, sizeof zfull, MPI_BYTE, 0, ctx.comm);
+  char cutlabel[80];
+  snprintf(cutlabel, sizeof cutlabel, "cut gzip stream (%zu of %zu bytes kept)", zfull / 2, zfull);
   base_cfg(&cfg, p, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "premature end of gzip'd data", "cut gzip stream");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "premature end of gzip'd data", cutlabel);
 
   /* A flipped bit inside the compressed data: zlib's inflate or its CRC-32
    * check at the end of the stream (read by the rank holding the last row)
    * catches it. */
   snprintf(p, sizeof p, "%s/flipped.gz", dir);
   if (ctx.rank == 0) {
-    CHECK(write_gz(p, buf, len) == 0, "write");
+    t_check_quiet(write_gz(p, buf, len) == 0, "write");
     FILE *f = fopen(p, "rb");
     unsigned char z[4096];
     size_t zl = fread(z, 1, sizeof z, f);
     fclose(f);
     z[zl / 2] ^= 0x10;
-    CHECK(t_write_file(p, z, zl) == 0, "flip");
+    t_check_quiet(t_write_file(p, z, zl) == 0, "flip");
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
@@ -179,7 +181,7 @@ int main(int argc, char **argv) {
   uint32_t more[3] = {30, ROWS, COLS}, fewer[3] = {20, ROWS, COLS};
   if (ctx.rank == 0) {
     size_t l = make_idx(buf, 0x08, 3, more, payload, sizeof payload);
-    CHECK(write_gz(p, buf, l) == 0, "write");
+    t_check_quiet(write_gz(p, buf, l) == 0, "write");
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
@@ -190,7 +192,7 @@ int main(int argc, char **argv) {
   snprintf(p, sizeof p, "%s/lying-fewer.gz", dir);
   if (ctx.rank == 0) {
     size_t l = make_idx(buf, 0x08, 3, fewer, payload, sizeof payload);
-    CHECK(write_gz(p, buf, l) == 0, "write");
+    t_check_quiet(write_gz(p, buf, l) == 0, "write");
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
@@ -201,7 +203,7 @@ int main(int argc, char **argv) {
   snprintf(p, sizeof p, "%s/float-idx3.gz", dir);
   if (ctx.rank == 0) {
     size_t l = make_idx(buf, 0x0D, 3, d3, payload, sizeof payload);
-    CHECK(write_gz(p, buf, l) == 0, "write");
+    t_check_quiet(write_gz(p, buf, l) == 0, "write");
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
@@ -213,7 +215,7 @@ int main(int argc, char **argv) {
   if (ctx.rank == 0) {
     uint32_t d1[1] = {NIMG - 1};
     size_t l = make_idx(buf, 0x08, 1, d1, labels, NIMG - 1);
-    CHECK(write_gz(q, buf, l) == 0, "write");
+    t_check_quiet(write_gz(q, buf, l) == 0, "write");
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, imgz, q, 1);
@@ -235,14 +237,10 @@ int main(int argc, char **argv) {
     base_cfg(&cfg, imgz, "", 23);
     t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "make 1 blocks of B=23", "N < P blocks (IDX)");
   }
-  CHECK(d == NULL, "d set after failures");
+  t_check_quiet(d == NULL, "d set after failures");
 
   t_rmdir(ctx.comm, dir);
-  char detail[160];
-  MPI_Bcast(&zfull, sizeof zfull, MPI_BYTE, 0, ctx.comm);
-  snprintf(detail, sizeof detail, "IDX shards exact (max error 0, tolerance 0); cut gzip: %zu of %zu bytes kept",
-           zfull / 2, zfull);
-  int rc = t_finish("test_idx", detail);
+  int rc = t_finish();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();
   return rc;

@@ -13,7 +13,7 @@
 
 #include "../src/data/data_impl.h"
 #include "imx/rng.h"
-#include "test_data_common.h"
+#include "testing.h"
 
 /* A .npy prelude + dict padded to a 64-byte boundary, as numpy writes it;
  * hlen_override >= 0 lies about the header length. */
@@ -36,21 +36,22 @@ static void good(imx_ctx *ctx, int major, const char *dict, const char *descr, i
   unsigned char buf[512];
   size_t len = make_npy(buf, major, dict, -1);
   imx_npy_header h;
+  int f0 = t_failed;
   imx_err e = imx_npy_parse(ctx, "hand.npy", buf, len, &h);
-  CHECK(e == IMX_OK, "v%d %s: %s", major, dict, ctx->msg);
+  t_check_quiet(e == IMX_OK, "v%d %s: %s", major, dict, ctx->msg);
   if (e) return;
-  CHECK(strcmp(h.descr, descr) == 0 && h.ndim == ndim && h.shape[0] == r && h.shape[1] == c &&
+  t_check_quiet(strcmp(h.descr, descr) == 0 && h.ndim == ndim && h.shape[0] == r && h.shape[1] == c &&
             h.itemsize == itemsize && h.data_offset == (int64_t)len,
         "v%d %s: parsed %s ndim=%d (%lld,%lld) item %d offset %lld", major, dict, h.descr, h.ndim,
         (long long)h.shape[0], (long long)h.shape[1], h.itemsize, (long long)h.data_offset);
-  printf("  ok   v%d.0 %s\n", major, dict);
+  t_check(t_failed == f0, "v%d.0 %s", major, dict);
 }
 
 static void bad_buf(imx_ctx *ctx, const unsigned char *buf, size_t len, const char *needle, const char *label) {
   imx_npy_header h;
   imx_err e = imx_npy_parse(ctx, "data/x.npy", buf, len, &h);
-  CHECK(e == IMX_ERR_DATA, "%s: expected IMX_ERR_DATA, got %d", label, (int)e);
-  CHECK(strstr(ctx->msg, "data/x.npy") != NULL, "%s: message does not name the file: %s", label, ctx->msg);
+  t_check_quiet(e == IMX_ERR_DATA, "%s: expected IMX_ERR_DATA, got %d", label, (int)e);
+  t_check_quiet(strstr(ctx->msg, "data/x.npy") != NULL, "%s: message does not name the file: %s", label, ctx->msg);
   t_expect_err(ctx, e, IMX_ERR_DATA, needle, label);
 }
 
@@ -66,18 +67,19 @@ static double pat(int64_t i, int64_t j) { return (double)i + (double)j * 1e-3; }
 static void fixture(imx_ctx *ctx, const char *path, int f4) {
   double *a = NULL;
   int64_t r = 0, c = 0;
+  int f0 = t_failed;
   imx_err e = imx_npy_read_all(ctx, path, &a, &r, &c);
-  CHECK(e == IMX_OK, "%s: %s", path, ctx->msg);
+  t_check_quiet(e == IMX_OK, "%s: %s", path, ctx->msg);
   if (e) return;
   double maxerr = 0;
-  CHECK(r == 7 && c == 3, "%s: shape (%lld, %lld)", path, (long long)r, (long long)c);
+  t_check_quiet(r == 7 && c == 3, "%s: shape (%lld, %lld)", path, (long long)r, (long long)c);
   for (int64_t i = 0; i < r; i++)
     for (int64_t j = 0; j < c; j++) {
       double want = f4 ? (double)(float)pat(i, j) : pat(i, j);
       maxerr = fmax(maxerr, fabs(a[i * c + j] - want));
     }
-  CHECK(maxerr == 0, "%s: max error %g (tolerance 0)", path, maxerr);
-  printf("  ok   %s: 7 x 3, max error %g\n", path, maxerr);
+  t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", path, maxerr);
+  t_check(t_failed == f0, "%s: 7 x 3, max error %g (tolerance 0)", path, maxerr);
   free(a);
 }
 
@@ -99,29 +101,30 @@ int main(int argc, char **argv) {
     a[2] = DBL_MAX;
     a[3] = -1.0 / 3.0;
     snprintf(path, sizeof path, "%s/rt.npy", dir);
-    CHECK(imx_npy_write(&ctx, path, a, R, C) == IMX_OK, "write: %s", ctx.msg);
+    int f0 = t_failed;
+    t_check_quiet(imx_npy_write(&ctx, path, a, R, C) == IMX_OK, "write: %s", ctx.msg);
     imx_npy_header h;
-    CHECK(imx_npy_read_header(&ctx, path, &h) == IMX_OK, "header: %s", ctx.msg);
-    CHECK(h.data_offset % 64 == 0, "data offset %lld not a multiple of 64", (long long)h.data_offset);
+    t_check_quiet(imx_npy_read_header(&ctx, path, &h) == IMX_OK, "header: %s", ctx.msg);
+    t_check_quiet(h.data_offset % 64 == 0, "data offset %lld not a multiple of 64", (long long)h.data_offset);
     double *b = NULL;
     int64_t r = 0, c = 0;
-    CHECK(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK, "read_all: %s", ctx.msg);
-    CHECK(r == R && c == C && b && memcmp(a, b, sizeof a) == 0, "round trip differs");
+    t_check_quiet(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK, "read_all: %s", ctx.msg);
+    t_check_quiet(r == R && c == C && b && memcmp(a, b, sizeof a) == 0, "round trip differs");
     free(b);
     /* Overwrite in place (rename over an existing file), and leave no temp file. */
-    CHECK(imx_npy_write(&ctx, path, a, 1, C) == IMX_OK, "rewrite: %s", ctx.msg);
-    CHECK(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 1 && c == C, "rewrite read");
+    t_check_quiet(imx_npy_write(&ctx, path, a, 1, C) == IMX_OK, "rewrite: %s", ctx.msg);
+    t_check_quiet(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 1 && c == C, "rewrite read");
     free(b);
     char tmp[300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-    CHECK(access(tmp, F_OK) != 0, "temp file %s left behind", tmp);
+    t_check_quiet(access(tmp, F_OK) != 0, "temp file %s left behind", tmp);
     /* Empty arrays are legal .npy files. */
     snprintf(path, sizeof path, "%s/empty.npy", dir);
-    CHECK(imx_npy_write(&ctx, path, a, 0, 4) == IMX_OK, "write 0x4: %s", ctx.msg);
-    CHECK(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 0 && c == 4, "read 0x4: %s", ctx.msg);
+    t_check_quiet(imx_npy_write(&ctx, path, a, 0, 4) == IMX_OK, "write 0x4: %s", ctx.msg);
+    t_check_quiet(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 0 && c == 4, "read 0x4: %s", ctx.msg);
     free(b);
-    printf("  ok   round trip %lld x %lld bitwise, data at byte %lld\n", (long long)R, (long long)C,
-           (long long)h.data_offset);
+    t_check(t_failed == f0, "round trip %lld x %lld bitwise (error 0, tolerance 0), data at byte %lld",
+            (long long)R, (long long)C, (long long)h.data_offset);
   }
 
   /* ---- hand-made good headers ---- */
@@ -173,14 +176,14 @@ int main(int argc, char **argv) {
   {
     double a[12] = {0};
     snprintf(path, sizeof path, "%s/trunc.npy", dir);
-    CHECK(imx_npy_write(&ctx, path, a, 3, 4) == IMX_OK, "write: %s", ctx.msg);
-    CHECK(truncate(path, 128 + 90) == 0, "truncate");
+    t_check_quiet(imx_npy_write(&ctx, path, a, 3, 4) == IMX_OK, "write: %s", ctx.msg);
+    t_check_quiet(truncate(path, 128 + 90) == 0, "truncate");
     double *b = NULL;
     int64_t r, c;
     t_expect_err(&ctx, imx_npy_read_all(&ctx, path, &b, &r, &c), IMX_ERR_DATA,
                  "file is truncated: expected 224 bytes (128-byte header + 3 x 4 items of 8 bytes), found 218",
                  "truncated file");
-    CHECK(truncate(path, 128 + 96 + 5) == 0, "extend");
+    t_check_quiet(truncate(path, 128 + 96 + 5) == 0, "extend");
     t_expect_err(&ctx, imx_npy_read_all(&ctx, path, &b, &r, &c), IMX_ERR_DATA, "found 229", "over-long file");
     unsigned char buf[512];
     size_t len = make_npy(buf, 2, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }", 70000);
@@ -203,7 +206,7 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/bighdr.npy", dir);
     t_write_file(path, big, len + sizeof two);
     free(big);
-    CHECK(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 1 && c == 2 && b[0] == 1.5 && b[1] == -2.5,
+    t_check_quiet(imx_npy_read_all(&ctx, path, &b, &r, &c) == IMX_OK && r == 1 && c == 2 && b[0] == 1.5 && b[1] == -2.5,
           "5 KB header: %s", ctx.msg);
     free(b);
   }
@@ -221,16 +224,16 @@ int main(int argc, char **argv) {
                  "data/np_be.npy: unsupported dtype '>f8'", "numpy big-endian");
     const char *lab[] = {"data/np_labels_i8.npy", "data/np_labels_u1.npy"};
     for (int f = 0; f < 2; f++) {
-      CHECK(imx_npy_read_all(&ctx, lab[f], &b, &r, &c) == IMX_OK && r == 7 && c == 1, "%s: %s", lab[f],
+      t_check_quiet(imx_npy_read_all(&ctx, lab[f], &b, &r, &c) == IMX_OK && r == 7 && c == 1, "%s: %s", lab[f],
             ctx.msg);
-      for (int i = 0; b && i < 7; i++) CHECK(b[i] == i % 3, "%s[%d] = %g", lab[f], i, b[i]);
+      for (int i = 0; b && i < 7; i++) t_check_quiet(b[i] == i % 3, "%s[%d] = %g", lab[f], i, b[i]);
       free(b);
       b = NULL;
     }
   }
 
   /* ---- mutations ---- */
-  int accepted = 0, rejected = 0, trials = 50000;
+  int accepted = 0, rejected = 0, trials = 50000, fuzz_f0 = t_failed;
   {
     unsigned char base[512], buf[512];
     size_t len = make_npy(base, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (12, 34), }", -1);
@@ -246,22 +249,21 @@ int main(int argc, char **argv) {
       imx_err e = imx_npy_parse(&ctx, "fuzz.npy", buf, cut, &h);
       if (e == IMX_OK) {
         accepted++;
-        CHECK(h.ndim >= 1 && h.ndim <= 2 && h.data_offset <= (int64_t)cut && h.shape[0] >= 0 && h.shape[1] >= 0 &&
+        t_check_quiet(h.ndim >= 1 && h.ndim <= 2 && h.data_offset <= (int64_t)cut && h.shape[0] >= 0 && h.shape[1] >= 0 &&
                   (h.itemsize == 1 || h.itemsize == 4 || h.itemsize == 8),
               "mutation %d accepted an inconsistent header", t);
       } else {
         rejected++;
-        CHECK(e == IMX_ERR_DATA, "mutation %d: code %d", t, (int)e);
+        t_check_quiet(e == IMX_ERR_DATA, "mutation %d: code %d", t, (int)e);
       }
     }
     ctx.code = IMX_OK;
   }
 
   t_rmdir(ctx.comm, dir);
-  char detail[160];
-  snprintf(detail, sizeof detail, "round trip bitwise (error 0, tolerance 0); %d mutations: %d accepted, %d rejected",
-           trials, accepted, rejected);
-  int rc = t_finish("test_npy", detail);
+  t_check(t_failed == fuzz_f0, "%d mutations: %d accepted with a consistent header, %d rejected with IMX_ERR_DATA",
+          trials, accepted, rejected);
+  int rc = t_finish();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();
   return rc;

@@ -5,6 +5,40 @@
  * and file:line and returns the code. IMX_TRY propagates. At phase boundaries
  * ranks call imx_agree() so that all return the same error and rank 0 reports
  * it once. The numeric value of imx_err is the process exit code.
+ *
+ * House rules for errors: which idiom when, and why.
+ *
+ * 1. Inside a collective phase, after an agreement: IMX_TRY. Once imx_agree()
+ *    has run, every rank holds the same code, so all ranks return together:
+ *      IMX_TRY(imx_agree(ctx, e));
+ *      IMX_TRY(imx_checkpoint_write(ctx, dir, &h, theta));  // agrees before it returns
+ *
+ * 2. Local work that precedes an agreement: chain `if (!e) e = ...` and do
+ *    not return. A rank that returns early skips the next imx_agree(), and
+ *    the other ranks wait in it forever (a hang, not an error message):
+ *      imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "input covariance %d x %d", n, n) : IMX_OK;
+ *      if (!e) e = imx_rsum_create(ctx, l->mode, 1, n, 0, &rn);  // may fail on one rank
+ *      e = imx_agree(ctx, e);                                   // every rank gets here
+ *    An early return is safe only on a value every rank holds identically
+ *    (the config, the replicated theta): then all ranks take it together.
+ *    Where some rank cannot reach the next agreement at all, MPI_Abort is the
+ *    only exit that does not hang.
+ *
+ * 3. A function that owns resources unwinds through labels named after what
+ *    they release, in reverse order of acquisition, so every exit frees
+ *    exactly what was taken and nothing twice:
+ *      s->cov = calloc((size_t)d * d, sizeof *s->cov);
+ *      if (!s->cov) goto out_free_s;
+ *      ...
+ *    out_free_s:
+ *      free(s);
+ *      return imx_fail(ctx, IMX_ERR_NOMEM, "stats for d=%d", d);
+ *
+ * Messages state the fact with the numbers ("logdet: pdpotrf INFO=17 (not
+ * SPD), n=4096"). IMX_TRY and IMX_MPI are the only macros that hide a return.
+ * No assert on anything that depends on input, data or the number of ranks.
+ * In callbacks given to PETSc/TAO use PetscCall, so PETSc's traceback stays
+ * whole.
  */
 #ifndef IMX_CTX_H
 #define IMX_CTX_H

@@ -1,5 +1,5 @@
-/* metrics: the measures of a trained layer on a (sharded) data set
- * (DESIGN.md section 5), computed with the block-wise reductions of training:
+/* metrics: the measures of a trained layer on a (sharded) data set (what
+ * `infomax eval` and summary.json report), computed with the block-wise reductions of training:
  * in reproducible mode every measure has the same bits for any number of
  * ranks.
  *

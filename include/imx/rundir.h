@@ -1,7 +1,9 @@
-/* rundir: the run directory of DESIGN.md section 4 and atomic file writes.
+/* rundir: the run directory (one new directory per run, never overwritten)
+ * and atomic file writes.
  *
  * Layout: config.yaml (resolved config), metrics.jsonl (one line per
- * iteration), layer1_W.npy, layer1_b.npy, summary.json, and for synthetic data
+ * iteration), layer1_W.npy, layer1_b.npy, summary.json, checkpoint.bin and
+ * optimizer_log.bin (what --resume continues from), and for synthetic data
  * the ground truth (truth_mixing.npy or truth_means.npy).
  */
 #ifndef IMX_RUNDIR_H

@@ -1,4 +1,7 @@
-/* summary: summary.json of a run (DESIGN.md section 4). */
+/* summary: summary.json of a run: status and error message, the resolved
+ * config, the data, TAO's convergence reason, the objective and its terms, the
+ * measures of the trained layer, timers (min/max/mean across ranks) and peak
+ * memory. Written at the end of every run, also of a failed or stopped one. */
 #ifndef IMX_SUMMARY_H
 #define IMX_SUMMARY_H
 

@@ -275,7 +275,9 @@ static PetscErrorCode monitor(Tao tao, void *p) {
             imx_signal_name(sig), git);
     PetscCall(TaoSetConvergedReason(tao, TAO_CONVERGED_USER));
   }
-  /* Collapse: dead units or runaway biases (DESIGN.md section 1). Warn once. */
+  /* Collapse: units whose output variance vanishes (dead units), or biases that
+   * run away because statistics taken after the softmax do not pin their common
+   * level. Warn once per kind; the messages name the remedies. */
   if (ev.dead_units > 0 && !s->warned_dead) {
     s->warned_dead = 1;
     imx_log(s->ctx, IMX_WARN,
@@ -329,8 +331,9 @@ static int needs_hessian(const char *type) {
 }
 
 /* model.bias_bound: -B <= b_j <= B, the weights free. Statistics taken after
- * the softmax do not bound the biases (DESIGN.md section 1); this is one of
- * the remedies. Only TAO's bound-constrained types honour bounds. Local. */
+ * the softmax do not bound the biases (softmax is invariant to adding one
+ * constant to every z_j, so they can drift without limit); this bound is one
+ * of the remedies. Only TAO's bound-constrained types honour bounds. Local. */
 static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B, const char *type,
                             Vec *xl, Vec *xu) {
   static const char *const bounded[] = {"blmvm", "bncg", "bqnls", "bqnkls", "bqnktr", "bqnktl",
