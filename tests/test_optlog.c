@@ -47,14 +47,14 @@ int main(int argc, char **argv) {
 
   /* Write, sync, close; reopen keeping all entries and replay them. */
   imx_optlog *log = NULL;
-  imx_err e = imx_optlog_open(&ctx, dir, NP, NAUX, -1, &log);
+  imx_err e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, -1, &log);
   for (int i = 0; !e && i < NEV; i++) e = imx_optlog_append(&ctx, log, xs[i], fs[i], gs[i], as[i]);
   if (!e) e = imx_optlog_sync(&ctx, log);
   t_check(!e, "write %d evaluations of %d parameters and %d statistics: %s", NEV, NP, NAUX,
           e ? ctx.msg : "ok");
   imx_optlog_close(&log);
   t_check(log == NULL, "imx_optlog_close nulls the pointer");
-  e = imx_optlog_open(&ctx, dir, NP, NAUX, NEV, &log);
+  e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, NEV, &log);
   int differ = e ? NEV : replay_all(&ctx, log, NEV, msg, sizeof msg);
   t_check(!e && differ == 0, "replay of %d evaluations: %d differ in f, g or statistics in any bit "
           "(tolerance 0)%s%s", NEV, differ, differ ? ": " : "", e ? ctx.msg : msg);
@@ -71,7 +71,7 @@ int main(int argc, char **argv) {
   imx_optlog_close(&log);
 
   /* keep = 4 cuts the entries after the checkpoint; they are gone after. */
-  e = imx_optlog_open(&ctx, dir, NP, NAUX, 4, &log);
+  e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, 4, &log);
   differ = e ? 4 : replay_all(&ctx, log, 4, msg, sizeof msg);
   t_check(!e && differ == 0, "reopened keeping 4 of %d: the 4 replay bit for bit (%d differ)%s%s",
           NEV, differ, differ ? ": " : "", e ? ctx.msg : msg);
@@ -81,7 +81,7 @@ int main(int argc, char **argv) {
     t_expect_err(&ctx, e, IMX_ERR_DATA, path, "replay of entry 4 after the cut at 4");
   }
   imx_optlog_close(&log);
-  e = imx_optlog_open(&ctx, dir, NP, NAUX, 5, &log);
+  e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, 5, &log);
   t_expect_err(&ctx, e, IMX_ERR_DATA, "holds 4 evaluations", "a log shorter than the checkpoint");
   imx_optlog_close(&log);
 
@@ -107,7 +107,7 @@ int main(int argc, char **argv) {
       t_write_file(path, buf, len);
       buf[pos] ^= 0x01;
     }
-    e = imx_optlog_open(&ctx, dir, NP, NAUX, 4, &log);
+    e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, 4, &log);
     double f, g[NP], a[NAUX];
     if (!e) e = imx_optlog_replay(&ctx, log, entry, xs[entry], &f, g, a);
     tried++;
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
     memcpy(buf, "IMXCKPT\n", 8);
     t_write_file(path, buf, len);
   }
-  e = imx_optlog_open(&ctx, dir, NP, NAUX, 0, &log);
+  e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, 0, &log);
   t_expect_err(&ctx, e, IMX_ERR_DATA, "not an optimizer log", "wrong magic");
   imx_optlog_close(&log);
 

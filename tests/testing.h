@@ -103,7 +103,7 @@ __attribute__((unused)) static void t_tmpdir(MPI_Comm comm, char dir[64]) {
       MPI_Abort(comm, 1);
     }
   }
-  MPI_Bcast(dir, 64, MPI_CHAR, 0, comm);
+  if (MPI_Bcast(dir, 64, MPI_CHAR, 0, comm) != MPI_SUCCESS) MPI_Abort(comm, 1);
 }
 
 /* Rank 0 removes the directory and the plain files in it, after everyone is

@@ -103,6 +103,16 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
   else if (d.K < 1 || d.n < 1 || d.nparams < (int64_t)d.K * d.n + d.K)
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: inconsistent sizes (K=%d, n=%d, %lld parameters)", path,
                  d.K, d.n, (long long)d.nparams);
+  /* The header's count must match the file's size before it sizes an
+   * allocation: a corrupt count is a corrupt file, not an out-of-memory. */
+  long size = -1;
+  if (!e && fseek(f, 0, SEEK_END) == 0) size = ftell(f);
+  if (!e && (size < 0 || fseek(f, (long)sizeof d, SEEK_SET) != 0))
+    e = imx_fail(ctx, IMX_ERR_IO, "%s: cannot determine its size", path);
+  if (!e && (double)size != (double)sizeof d + 8.0 * (double)d.nparams + 4.0)
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s: %ld bytes, but its header promises %lld parameters "
+                 "(%.0f bytes): the file is truncated or corrupt", path, size,
+                 (long long)d.nparams, (double)sizeof d + 8.0 * (double)d.nparams + 4.0);
   double *x = NULL;
   if (!e) {
     x = malloc((size_t)d.nparams * sizeof *x);
