@@ -1,6 +1,6 @@
 /* config: the validated run configuration.
  *
- * One schema table (src/config/config.c) drives defaults, YAML parsing, validation,
+ * One schema table (src/config/keys.c) drives defaults, YAML parsing, validation,
  * the resolved-config writer and the reference page (docs/config.md). Rank 0
  * parses; the plain struct is broadcast as bytes, so it holds no pointers.
  */
