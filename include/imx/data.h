@@ -10,8 +10,20 @@
 
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/names.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
+
+/* data.source: where the samples come from. */
+typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
+/* The names of imx_source, in its order (config accepts and writes these). */
+static const char *const imx_source_names[] = {"synthetic-ica", "gmm", "npy", "idx", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_source_name(imx_source s) {
+  return imx_name_of(imx_source_names, (int)s);
+}
 
 typedef struct imx_data {
   int64_t N;        /* global rows */

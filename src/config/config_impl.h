@@ -74,8 +74,6 @@ typedef struct {
 /* Index of a section or of a key of section s by name, or -1. */
 int imx_section_find(const char *name);
 int imx_key_find(int section, const char *key);
-/* names[i] of a NULL-terminated list, or "?" outside it. */
-const char *imx_config_name_of(const char *const *names, int i);
 /* Write ` (did you mean "X"?)` into buf if some candidate is close to word,
  * else "". Candidates come from a NULL-terminated list, or, with section >= 0,
  * from the keys of that section. */

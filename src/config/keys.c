@@ -14,10 +14,6 @@
 
 #include "config_impl.h"
 
-const char *const imx_term_names[IMX_NTERMS] = {
-    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
-    "supervised", "entropy", "hsic"};
-
 /* Enum keys are stored through an int pointer: make sure the enums are int-sized. */
 _Static_assert(sizeof(imx_source) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_activation) == sizeof(int), "enum size");
@@ -26,19 +22,16 @@ _Static_assert(sizeof(imx_reduction) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_linalg_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_path_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_feed) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_features) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_precondition) == sizeof(int), "enum size");
 
-static const char *const source_names[] = {"synthetic-ica", "gmm", "npy", "idx", NULL};
-static const char *const preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
-static const char *const activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax",
-                                               NULL};
+/* Declared in imx/term.h, the objective module's; defined here until the
+ * objective module keeps its terms and presets as tables of its own. */
+const char *const imx_term_names[IMX_NTERMS] = {
+    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
+    "supervised", "entropy", "hsic"};
 const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
                                         "implicit-em", "ica", "hsic", NULL};
-static const char *const reduction_names[] = {"reproducible", "fast", NULL};
-static const char *const linalg_names[] = {"auto", "replicated", "scalapack", NULL};
-static const char *const features_names[] = {"activation", "z", "input", NULL};
-static const char *const path_names[] = {"auto", "data", "moments", NULL};
-static const char *const precondition_names[] = {"none", "ica", NULL};
-static const char *const feed_names[] = {"activation", "z", "r", NULL};
 
 /* A term weight: NAN (null) means "whatever the preset says". The key text
  * must equal imx_term_names[term]; test_config checks that. */
@@ -53,7 +46,7 @@ const char *const imx_config_sections[NSECTIONS + 1] = {
     "data", "model", "objective", "optimizer", "parallel", "eval", "output", NULL};
 
 const key_row imx_config_keys[] = {
-    {SEC_DATA, "source", K_ENUM, FIELD(data.source), "synthetic-ica", 0, 0, 0, source_names,
+    {SEC_DATA, "source", K_ENUM, FIELD(data.source), "synthetic-ica", 0, 0, 0, imx_source_names,
      "where the samples come from: a generator or a file"},
     {SEC_DATA, "path", K_STRING, FIELD(data.path), "", 0, 0, 0, NULL,
      "the .npy or IDX images file (npy, idx)"},
@@ -70,7 +63,7 @@ const key_row imx_config_keys[] = {
     {SEC_DATA, "seed", K_SEED, FIELD(data.seed), "1", 0, 0, 0, NULL, "seed of the generators"},
     {SEC_DATA, "scale", K_DOUBLE, FIELD(data.scale), "1.0", 0, 0, F_NONZERO, NULL,
      "multiply raw values by this (IDX bytes: 1/255 = 0.00392156862745098)"},
-    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0, preprocess_names,
+    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0, imx_preprocess_names,
      "transform applied to the inputs before training"},
     {SEC_DATA, "whiten_eps", K_DOUBLE, FIELD(data.whiten_eps), "1e-6", 0, 0, F_MIN, NULL,
      "added to the eigenvalues before whitening"},
@@ -78,7 +71,7 @@ const key_row imx_config_keys[] = {
     {SEC_MODEL, "units", K_INT, FIELD(model.units), "8", 1, 1000000, F_MIN | F_MAX, NULL,
      "K, the number of units"},
     {SEC_MODEL, "activation", K_ENUM, FIELD(model.activation), "identity", 0, 0, 0,
-     activation_names, "phi applied to z = W x + b"},
+     imx_activation_names, "phi applied to z = W x + b"},
     {SEC_MODEL, "temperature", K_DOUBLE, FIELD(model.temperature), "1.0", 0, 0, F_MIN | F_MIN_EXCL,
      NULL, "tau in softmax(-z/tau) (and in topk, sparsemax(-z/tau))"},
     {SEC_MODEL, "topk", K_INT, FIELD(model.topk), "0", 0, 1000000, F_MIN | F_MAX, NULL,
@@ -93,7 +86,7 @@ const key_row imx_config_keys[] = {
      "std of the random initial biases (0 = zeros)"},
     {SEC_MODEL, "bias_bound", K_DOUBLE, FIELD(model.bias_bound), "0.0", 0, 0, F_MIN, NULL,
      "keep |b_j| <= this (0 = unbounded); needs a bounded TAO type: blmvm, bncg, bqnls"},
-    {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, feed_names,
+    {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, imx_feed_names,
      "what this layer passes to the next of model.layers: phi(z), z, or r = softmax(-z/tau)"},
 
     {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0,
@@ -136,18 +129,18 @@ const key_row imx_config_keys[] = {
     {SEC_OPTIMIZER, "options", K_STRING, FIELD(optimizer.options), "", 0, 0, 0, NULL,
      "extra PETSc options, e.g. \"-tao_ls_type armijo\""},
     {SEC_OPTIMIZER, "precondition", K_ENUM, FIELD(optimizer.precondition), "none", 0, 0, 0,
-     precondition_names,
+     imx_precondition_names,
      "ica: L-BFGS (TAO lmvm) starts each step from the ICA Hessian approximation (entropy + "
      "logdet on K = n identity units, the ica preset; 2-4x fewer evaluations on ICA data, "
      "fewer is not promised elsewhere); none: plain L-BFGS"},
 
     {SEC_PARALLEL, "reduction", K_ENUM, FIELD(parallel.reduction), "reproducible", 0, 0, 0,
-     reduction_names, "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
+     imx_reduction_names, "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
     {SEC_PARALLEL, "block", K_INT, FIELD(parallel.block), "256", 1, 1048576, F_MIN | F_MAX, NULL,
      "B, rows per reduction block"},
-    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0, linalg_names,
+    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0, imx_linalg_names,
      "dense K x K linear algebra backend"},
-    {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, path_names,
+    {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, imx_path_names,
      "data: pass over the samples each iteration; moments: input-moment fast path"},
 
     {SEC_PARALLEL, "grid_rows", K_INT, FIELD(parallel.grid_rows), "0", 0, 0, F_MIN, NULL,
@@ -165,7 +158,7 @@ const key_row imx_config_keys[] = {
      "test split, same format as data.path (\"\" = none)"},
     {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NULL,
      "labels of the test split"},
-    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, features_names,
+    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, imx_features_names,
      "what the linear probe sees: phi(z), z, or the raw input"},
     {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NULL,
      "train a linear probe when labels exist"},
@@ -190,15 +183,6 @@ const key_row imx_config_keys[] = {
 const int imx_config_nkeys = (int)(sizeof imx_config_keys / sizeof imx_config_keys[0]);
 _Static_assert(sizeof imx_config_keys / sizeof imx_config_keys[0] <= IMX_CONFIG_MAX_KEYS,
                "raise IMX_CONFIG_MAX_KEYS (config_impl.h)");
-
-/* Names of enum values, from the same lists the parser accepts. Local. */
-const char *imx_activation_name(imx_activation a) { return imx_config_name_of(activation_names, (int)a); }
-const char *imx_source_name(imx_source s) { return imx_config_name_of(source_names, (int)s); }
-const char *imx_preprocess_name(imx_preprocess p) { return imx_config_name_of(preprocess_names, (int)p); }
-const char *imx_reduction_name(imx_reduction r) { return imx_config_name_of(reduction_names, (int)r); }
-const char *imx_linalg_name(imx_linalg_kind k) { return imx_config_name_of(linalg_names, (int)k); }
-const char *imx_features_name(imx_features f) { return imx_config_name_of(features_names, (int)f); }
-const char *imx_feed_name(imx_feed f) { return imx_config_name_of(feed_names, (int)f); }
 
 /* ---- defaults ------------------------------------------------------------ */
 

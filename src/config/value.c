@@ -19,11 +19,6 @@ static int count_names(const char *const *names) {
   return n;
 }
 
-/* names[i], or "?" for a value outside the enum. */
-const char *imx_config_name_of(const char *const *names, int i) {
-  return (i >= 0 && i < count_names(names)) ? names[i] : "?";
-}
-
 static void *field(imx_config *cfg, const key_row *r) { return (char *)cfg + r->offset; }
 static const void *cfield(const imx_config *cfg, const key_row *r) {
   return (const char *)cfg + r->offset;
@@ -455,7 +450,7 @@ const char *imx_key_format(const key_row *r, const key_value *v, char *buf, size
     case K_BOOL:
       return v->i ? "true" : "false";
     case K_ENUM:
-      return imx_config_name_of(r->names, (int)v->i);
+      return imx_name_of(r->names, (int)v->i);
     case K_STRING:
     case K_NAME:
       return v->s;

@@ -1,5 +1,6 @@
 /* split: the test split, read like the train split and preprocessed with its
  * statistics (see include/imx/split.h). */
+#include "imx/config.h"
 #include "imx/split.h"
 
 #include <stdlib.h>

@@ -1,5 +1,6 @@
 /* layer: forward, moments, objective and backward of one InfoMax layer over
  * the sharded data (see include/imx/layer.h and docs/architecture.md). */
+#include "imx/config.h"
 #include "imx/layer.h"
 
 #include <math.h>

@@ -1,5 +1,6 @@
 /* objective: InfoMax terms and presets (see include/imx/objective.h and
  * docs/objectives.md for the formulas). */
+#include "imx/config.h"
 #include "imx/objective.h"
 
 #include <math.h>
