@@ -47,7 +47,8 @@ typedef struct {
   const char *def;            /* default, as YAML scalar text ("" and "~" are null) */
   double min, max;            /* bounds, used as flagged */
   unsigned flags;             /* F_* */
-  const char *const *names;   /* allowed values of K_ENUM / K_NAME, NULL-terminated */
+  const void *choices;        /* K_ENUM / K_NAME: rows that start with a name, the last NULL */
+  size_t stride;              /* bytes from one row of choices to the next */
   const char *meaning;        /* one line for the reference page */
 } key_row;
 
@@ -71,6 +72,11 @@ typedef struct {
 
 /* ---- value.c: one key's value ---- */
 
+/* The most choices a K_ENUM / K_NAME key may have. */
+#define IMX_CONFIG_MAX_CHOICES 32
+
+/* The names of row r's choices as a NULL-terminated list, in buf. */
+const char *const *imx_key_names(const key_row *r, const char *buf[IMX_CONFIG_MAX_CHOICES + 1]);
 /* Index of a section or of a key of section s by name, or -1. */
 int imx_section_find(const char *name);
 int imx_key_find(int section, const char *key);

@@ -37,7 +37,13 @@ const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "deco
  * must equal imx_term_names[term]; test_config checks that. */
 #define WEIGHT(term, name, what)                                                          \
   {SEC_OBJECTIVE, name, K_DOUBLE, FIELD(objective.weight[term]), "~", 0, 0, F_MIN | F_NULLABLE, \
-   NULL, "weight of the " what " term (~ = from the preset)"}
+   NO_CHOICES, "weight of the " what " term (~ = from the preset)"}
+
+/* The choices of a K_ENUM / K_NAME key: a table whose rows start with the
+ * name (a list of names, or a table of kinds such as imx_sources), ended by
+ * a NULL name. */
+#define CHOICES(t) (const void *)(t), sizeof(t)[0]
+#define NO_CHOICES NULL, 0
 
 /* A field of imx_config: its offset and size, for a key_row. */
 #define FIELD(f) offsetof(imx_config, f), sizeof(((imx_config *)0)->f)
@@ -46,54 +52,54 @@ const char *const imx_config_sections[NSECTIONS + 1] = {
     "data", "model", "objective", "optimizer", "parallel", "eval", "output", NULL};
 
 const key_row imx_config_keys[] = {
-    {SEC_DATA, "source", K_ENUM, FIELD(data.source), "synthetic-ica", 0, 0, 0, imx_source_names,
+    {SEC_DATA, "source", K_ENUM, FIELD(data.source), "synthetic-ica", 0, 0, 0, CHOICES(imx_sources),
      "where the samples come from: a generator or a file"},
-    {SEC_DATA, "path", K_STRING, FIELD(data.path), "", 0, 0, 0, NULL,
+    {SEC_DATA, "path", K_STRING, FIELD(data.path), "", 0, 0, 0, NO_CHOICES,
      "the .npy or IDX images file (npy, idx)"},
-    {SEC_DATA, "labels", K_STRING, FIELD(data.labels), "", 0, 0, 0, NULL,
+    {SEC_DATA, "labels", K_STRING, FIELD(data.labels), "", 0, 0, 0, NO_CHOICES,
      "IDX labels file or .npy vector (\"\" = none)"},
-    {SEC_DATA, "samples", K_INT64, FIELD(data.samples), "0", 0, 0, F_MIN, NULL,
+    {SEC_DATA, "samples", K_INT64, FIELD(data.samples), "0", 0, 0, F_MIN, NO_CHOICES,
      "rows: for files the first N (0 = all); for generators N (0 = 10000)"},
-    {SEC_DATA, "dim", K_INT, FIELD(data.dim), "8", 1, 100000, F_MIN | F_MAX, NULL,
+    {SEC_DATA, "dim", K_INT, FIELD(data.dim), "8", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
      "input dimension n of the generators"},
-    {SEC_DATA, "components", K_INT, FIELD(data.components), "4", 1, 100000, F_MIN | F_MAX, NULL,
+    {SEC_DATA, "components", K_INT, FIELD(data.components), "4", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
      "mixture components (gmm)"},
-    {SEC_DATA, "separation", K_DOUBLE, FIELD(data.separation), "4.0", 0, 0, F_MIN, NULL,
+    {SEC_DATA, "separation", K_DOUBLE, FIELD(data.separation), "4.0", 0, 0, F_MIN, NO_CHOICES,
      "distance between mixture means in units of their std (gmm)"},
-    {SEC_DATA, "seed", K_SEED, FIELD(data.seed), "1", 0, 0, 0, NULL, "seed of the generators"},
-    {SEC_DATA, "scale", K_DOUBLE, FIELD(data.scale), "1.0", 0, 0, F_NONZERO, NULL,
+    {SEC_DATA, "seed", K_SEED, FIELD(data.seed), "1", 0, 0, 0, NO_CHOICES, "seed of the generators"},
+    {SEC_DATA, "scale", K_DOUBLE, FIELD(data.scale), "1.0", 0, 0, F_NONZERO, NO_CHOICES,
      "multiply raw values by this (IDX bytes: 1/255 = 0.00392156862745098)"},
-    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0, imx_preprocess_names,
+    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0, CHOICES(imx_preprocess_names),
      "transform applied to the inputs before training"},
-    {SEC_DATA, "whiten_eps", K_DOUBLE, FIELD(data.whiten_eps), "1e-6", 0, 0, F_MIN, NULL,
+    {SEC_DATA, "whiten_eps", K_DOUBLE, FIELD(data.whiten_eps), "1e-6", 0, 0, F_MIN, NO_CHOICES,
      "added to the eigenvalues before whitening"},
 
-    {SEC_MODEL, "units", K_INT, FIELD(model.units), "8", 1, 1000000, F_MIN | F_MAX, NULL,
+    {SEC_MODEL, "units", K_INT, FIELD(model.units), "8", 1, 1000000, F_MIN | F_MAX, NO_CHOICES,
      "K, the number of units"},
     {SEC_MODEL, "activation", K_ENUM, FIELD(model.activation), "identity", 0, 0, 0,
-     imx_activation_names, "phi applied to z = W x + b"},
+     CHOICES(imx_activation_names), "phi applied to z = W x + b"},
     {SEC_MODEL, "temperature", K_DOUBLE, FIELD(model.temperature), "1.0", 0, 0, F_MIN | F_MIN_EXCL,
-     NULL, "tau in softmax(-z/tau) (and in topk, sparsemax(-z/tau))"},
-    {SEC_MODEL, "topk", K_INT, FIELD(model.topk), "0", 0, 1000000, F_MIN | F_MAX, NULL,
+     NO_CHOICES, "tau in softmax(-z/tau) (and in topk, sparsemax(-z/tau))"},
+    {SEC_MODEL, "topk", K_INT, FIELD(model.topk), "0", 0, 1000000, F_MIN | F_MAX, NO_CHOICES,
      "k of activation topk: the k largest responsibilities of a row are kept (1..K)"},
-    {SEC_MODEL, "weight_norm", K_BOOL, FIELD(model.weight_norm), "true", 0, 0, 0, NULL,
+    {SEC_MODEL, "weight_norm", K_BOOL, FIELD(model.weight_norm), "true", 0, 0, 0, NO_CHOICES,
      "train w_j = v_j / ||v_j|| instead of w_j"},
-    {SEC_MODEL, "init", K_STRING, FIELD(model.init), "random", 0, 0, F_NONEMPTY, NULL,
+    {SEC_MODEL, "init", K_STRING, FIELD(model.init), "random", 0, 0, F_NONEMPTY, NO_CHOICES,
      "\"random\" or a .npy file with K x n initial weights"},
-    {SEC_MODEL, "seed", K_SEED, FIELD(model.seed), "2", 0, 0, 0, NULL,
+    {SEC_MODEL, "seed", K_SEED, FIELD(model.seed), "2", 0, 0, 0, NO_CHOICES,
      "seed of the random initial weights"},
-    {SEC_MODEL, "init_bias", K_DOUBLE, FIELD(model.init_bias), "0.0", 0, 0, F_MIN, NULL,
+    {SEC_MODEL, "init_bias", K_DOUBLE, FIELD(model.init_bias), "0.0", 0, 0, F_MIN, NO_CHOICES,
      "std of the random initial biases (0 = zeros)"},
-    {SEC_MODEL, "bias_bound", K_DOUBLE, FIELD(model.bias_bound), "0.0", 0, 0, F_MIN, NULL,
+    {SEC_MODEL, "bias_bound", K_DOUBLE, FIELD(model.bias_bound), "0.0", 0, 0, F_MIN, NO_CHOICES,
      "keep |b_j| <= this (0 = unbounded); needs a bounded TAO type: blmvm, bncg, bqnls"},
-    {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, imx_feed_names,
+    {SEC_MODEL, "feed", K_ENUM, FIELD(model.feed), "activation", 0, 0, 0, CHOICES(imx_feed_names),
      "what this layer passes to the next of model.layers: phi(z), z, or r = softmax(-z/tau)"},
 
     {SEC_OBJECTIVE, "preset", K_NAME, FIELD(objective.preset), "gaussian", 0, 0, 0,
-     imx_preset_names, "named combination of terms; explicit weights below override it"},
-    {SEC_OBJECTIVE, "lambda", K_DOUBLE, FIELD(objective.lambda), "0.1", 0, 0, F_MIN, NULL,
+     CHOICES(imx_preset_names), "named combination of terms; explicit weights below override it"},
+    {SEC_OBJECTIVE, "lambda", K_DOUBLE, FIELD(objective.lambda), "0.1", 0, 0, F_MIN, NO_CHOICES,
      "the preset's redundancy weight"},
-    {SEC_OBJECTIVE, "eps", K_DOUBLE, FIELD(objective.eps), "0.0", 0, 0, F_MIN, NULL,
+    {SEC_OBJECTIVE, "eps", K_DOUBLE, FIELD(objective.eps), "0.0", 0, 0, F_MIN, NO_CHOICES,
      "ridge added to C (and to diag C in the variance terms)"},
     WEIGHT(IMX_TERM_LOGDET, "logdet", "-log det(C + eps I)"),
     WEIGHT(IMX_TERM_OFFDIAG, "offdiag", "sum of squared off-diagonal covariances"),
@@ -105,79 +111,79 @@ const key_row imx_config_keys[] = {
     WEIGHT(IMX_TERM_SUPERVISED, "supervised",
            "cross-entropy of a linear softmax head on the outputs (alpha; needs data.labels)"),
     {SEC_OBJECTIVE, "label_fraction", K_DOUBLE, FIELD(objective.label_fraction), "1.0", 0, 1,
-     F_MIN | F_MIN_EXCL | F_MAX, NULL,
+     F_MIN | F_MIN_EXCL | F_MAX, NO_CHOICES,
      "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
     WEIGHT(IMX_TERM_ENTROPY, "entropy", "log-cosh marginal entropy"),
     WEIGHT(IMX_TERM_HSIC, "hsic", "pairwise HSIC (random Fourier features)"),
     {SEC_OBJECTIVE, "hsic_features", K_INT, FIELD(objective.hsic_features), "16", 2, 4096,
-     F_MIN | F_MAX, NULL,
+     F_MIN | F_MAX, NO_CHOICES,
      "D, random Fourier features per unit of the hsic term (even: D/2 frequencies, a cos and a "
      "sin each)"},
     {SEC_OBJECTIVE, "hsic_bandwidth", K_DOUBLE, FIELD(objective.hsic_bandwidth), "1.0", 0, 0,
-     F_NONZERO, NULL,
+     F_NONZERO, NO_CHOICES,
      "hsic kernel bandwidth: this times the median |a_i - a_i'| of each unit on a fixed "
      "subsample (< 0: the bandwidth -value itself)"},
 
-    {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NULL,
+    {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NO_CHOICES,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},
-    {SEC_OPTIMIZER, "max_it", K_INT, FIELD(optimizer.max_it), "200", 0, 0, F_MIN, NULL,
+    {SEC_OPTIMIZER, "max_it", K_INT, FIELD(optimizer.max_it), "200", 0, 0, F_MIN, NO_CHOICES,
      "maximum number of iterations"},
-    {SEC_OPTIMIZER, "gatol", K_DOUBLE, FIELD(optimizer.gatol), "1e-8", 0, 0, F_MIN, NULL,
+    {SEC_OPTIMIZER, "gatol", K_DOUBLE, FIELD(optimizer.gatol), "1e-8", 0, 0, F_MIN, NO_CHOICES,
      "stop when the gradient norm is below this"},
-    {SEC_OPTIMIZER, "grtol", K_DOUBLE, FIELD(optimizer.grtol), "1e-8", 0, 0, F_MIN, NULL,
+    {SEC_OPTIMIZER, "grtol", K_DOUBLE, FIELD(optimizer.grtol), "1e-8", 0, 0, F_MIN, NO_CHOICES,
      "stop when the gradient norm relative to the objective is below this"},
-    {SEC_OPTIMIZER, "options", K_STRING, FIELD(optimizer.options), "", 0, 0, 0, NULL,
+    {SEC_OPTIMIZER, "options", K_STRING, FIELD(optimizer.options), "", 0, 0, 0, NO_CHOICES,
      "extra PETSc options, e.g. \"-tao_ls_type armijo\""},
     {SEC_OPTIMIZER, "precondition", K_ENUM, FIELD(optimizer.precondition), "none", 0, 0, 0,
-     imx_precondition_names,
+     CHOICES(imx_precondition_names),
      "ica: L-BFGS (TAO lmvm) starts each step from the ICA Hessian approximation (entropy + "
      "logdet on K = n identity units, the ica preset; 2-4x fewer evaluations on ICA data, "
      "fewer is not promised elsewhere); none: plain L-BFGS"},
 
     {SEC_PARALLEL, "reduction", K_ENUM, FIELD(parallel.reduction), "reproducible", 0, 0, 0,
-     imx_reduction_names, "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
-    {SEC_PARALLEL, "block", K_INT, FIELD(parallel.block), "256", 1, 1048576, F_MIN | F_MAX, NULL,
+     CHOICES(imx_reduction_names), "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
+    {SEC_PARALLEL, "block", K_INT, FIELD(parallel.block), "256", 1, 1048576, F_MIN | F_MAX, NO_CHOICES,
      "B, rows per reduction block"},
-    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0, imx_linalg_names,
+    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0, CHOICES(imx_linalg_names),
      "dense K x K linear algebra backend"},
-    {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, imx_path_names,
+    {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, CHOICES(imx_path_names),
      "data: pass over the samples each iteration; moments: input-moment fast path"},
 
-    {SEC_PARALLEL, "grid_rows", K_INT, FIELD(parallel.grid_rows), "0", 0, 0, F_MIN, NULL,
+    {SEC_PARALLEL, "grid_rows", K_INT, FIELD(parallel.grid_rows), "0", 0, 0, F_MIN, NO_CHOICES,
      "rows of the BLACS process grid (scalapack; 0 = auto)"},
-    {SEC_PARALLEL, "grid_cols", K_INT, FIELD(parallel.grid_cols), "0", 0, 0, F_MIN, NULL,
+    {SEC_PARALLEL, "grid_cols", K_INT, FIELD(parallel.grid_cols), "0", 0, 0, F_MIN, NO_CHOICES,
      "columns of the BLACS process grid (scalapack; 0 = auto)"},
     {SEC_PARALLEL, "scalapack_block", K_INT, FIELD(parallel.scalapack_block), "64", 1, 4096,
-     F_MIN | F_MAX, NULL, "block size nb of the block-cyclic layout (scalapack)"},
-    {SEC_PARALLEL, "memory_mib", K_DOUBLE, FIELD(parallel.memory_mib), "0", 0, 0, F_MIN, NULL,
+     F_MIN | F_MAX, NO_CHOICES, "block size nb of the block-cyclic layout (scalapack)"},
+    {SEC_PARALLEL, "memory_mib", K_DOUBLE, FIELD(parallel.memory_mib), "0", 0, 0, F_MIN, NO_CHOICES,
      "memory per rank that linalg: auto may plan with, MiB (0 = detect)"},
-    {SEC_PARALLEL, "sparse", K_BOOL, FIELD(parallel.sparse), "true", 0, 0, 0, NULL,
+    {SEC_PARALLEL, "sparse", K_BOOL, FIELD(parallel.sparse), "true", 0, 0, 0, NO_CHOICES,
      "topk, sparsemax: form dL/dW = dZ^T X from the nonzeros of dZ where a block has <= 1/8"},
 
-    {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NULL,
+    {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NO_CHOICES,
      "test split, same format as data.path (\"\" = none)"},
-    {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NULL,
+    {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NO_CHOICES,
      "labels of the test split"},
-    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, imx_features_names,
+    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, CHOICES(imx_features_names),
      "what the linear probe sees: phi(z), z, or the raw input"},
-    {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NULL,
+    {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NO_CHOICES,
      "train a linear probe when labels exist"},
-    {SEC_EVAL, "probe_max_it", K_INT, FIELD(eval.probe_max_it), "200", 0, 0, F_MIN, NULL,
+    {SEC_EVAL, "probe_max_it", K_INT, FIELD(eval.probe_max_it), "200", 0, 0, F_MIN, NO_CHOICES,
      "iterations of the probe's optimizer"},
-    {SEC_EVAL, "probe_l2", K_DOUBLE, FIELD(eval.probe_l2), "1e-4", 0, 0, F_MIN, NULL,
+    {SEC_EVAL, "probe_l2", K_DOUBLE, FIELD(eval.probe_l2), "1e-4", 0, 0, F_MIN, NO_CHOICES,
      "L2 penalty of the probe's weights"},
-    {SEC_EVAL, "baselines", K_BOOL, FIELD(eval.baselines), "false", 0, 0, 0, NULL,
+    {SEC_EVAL, "baselines", K_BOOL, FIELD(eval.baselines), "false", 0, 0, 0, NO_CHOICES,
      "also score raw input, PCA with K components and random hyperplanes"},
-    {SEC_EVAL, "layer", K_INT, FIELD(eval.layer), "1", 1, IMX_MAX_LAYERS, F_MIN | F_MAX, NULL,
+    {SEC_EVAL, "layer", K_INT, FIELD(eval.layer), "1", 1, IMX_MAX_LAYERS, F_MIN | F_MAX, NO_CHOICES,
      "the layer of model.layers to judge, on the features of the layers below it"},
 
-    {SEC_OUTPUT, "dir", K_STRING, FIELD(output.dir), "", 0, 0, 0, NULL,
+    {SEC_OUTPUT, "dir", K_STRING, FIELD(output.dir), "", 0, 0, 0, NO_CHOICES,
      "run directory (\"\" = runs/ and the config file's base name)"},
-    {SEC_OUTPUT, "every", K_INT, FIELD(output.every), "1", 1, 0, F_MIN, NULL,
+    {SEC_OUTPUT, "every", K_INT, FIELD(output.every), "1", 1, 0, F_MIN, NO_CHOICES,
      "print a progress line every this many iterations"},
     {SEC_OUTPUT, "checkpoint_every", K_INT, FIELD(output.checkpoint_every), "10", 0, 0, F_MIN,
-     NULL, "write a checkpoint every N iterations (0 = at the end only)"},
-    {SEC_OUTPUT, "optimizer_log", K_BOOL, FIELD(output.optimizer_log), "true", 0, 0, 0, NULL,
+     NO_CHOICES, "write a checkpoint every N iterations (0 = at the end only)"},
+    {SEC_OUTPUT, "optimizer_log", K_BOOL, FIELD(output.optimizer_log), "true", 0, 0, 0, NO_CHOICES,
      "log every evaluation (nparams + 3 doubles) so --resume continues exactly"},
 };
 const int imx_config_nkeys = (int)(sizeof imx_config_keys / sizeof imx_config_keys[0]);
@@ -244,11 +250,11 @@ imx_err imx_config_validate_one(imx_ctx *ctx, const imx_config *cfg) {
   /* Per key: a struct may have been filled or edited in code, not parsed. */
   IMX_TRY(imx_config_check_fields(ctx, cfg, where));
 
-  const char *src = imx_source_name(cfg->data.source);
-  int from_file = (cfg->data.source == IMX_SRC_NPY || cfg->data.source == IMX_SRC_IDX);
-  if (from_file && !cfg->data.path[0])
+  /* check_fields has checked data.source against the table */
+  const imx_source_row *src = &imx_sources[cfg->data.source];
+  if (src->file && !cfg->data.path[0])
     return imx_fail(ctx, IMX_ERR_CONFIG, "%sdata.source is %s but data.path is empty (which file?)",
-                    where, src);
+                    where, src->name);
   if (cfg->model.activation == IMX_ACT_TOPK &&
       (cfg->model.topk < 1 || cfg->model.topk > cfg->model.units))
     return imx_fail(ctx, IMX_ERR_CONFIG,
@@ -260,10 +266,6 @@ imx_err imx_config_validate_one(imx_ctx *ctx, const imx_config *cfg) {
                     "%sobjective.hsic_features is %d but the hsic features come in (cos, sin) "
                     "pairs: it needs an even number",
                     where, cfg->objective.hsic_features);
-  if (cfg->data.source == IMX_SRC_GMM && cfg->data.components < 1)
-    return imx_fail(ctx, IMX_ERR_CONFIG,
-                    "%sdata.components is %d but data.source gmm needs at least 1", where,
-                    cfg->data.components);
   return IMX_OK;
 }
 

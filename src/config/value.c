@@ -19,6 +19,18 @@ static int count_names(const char *const *names) {
   return n;
 }
 
+const char *const *imx_key_names(const key_row *r, const char *buf[IMX_CONFIG_MAX_CHOICES + 1]) {
+  int n = 0;
+  for (const char *row = r->choices; row && n < IMX_CONFIG_MAX_CHOICES; row += r->stride) {
+    const char *name;
+    memcpy(&name, row, sizeof name); /* the row's first member */
+    if (!name) break;
+    buf[n++] = name;
+  }
+  buf[n] = NULL;
+  return buf;
+}
+
 static void *field(imx_config *cfg, const key_row *r) { return (char *)cfg + r->offset; }
 static const void *cfield(const imx_config *cfg, const key_row *r) {
   return (const char *)cfg + r->offset;
@@ -208,6 +220,8 @@ static const char *violated(const key_row *r, const key_value *v, char *buf, siz
  * what the user wrote (for the message). On failure writes "why" (without the
  * key name) into err and returns 1. Shared by parsing and by validate. */
 int imx_key_check(const key_row *r, const key_value *v, const char *text, char *err, size_t n) {
+  const char *nb[IMX_CONFIG_MAX_CHOICES + 1];
+  const char *const *names = imx_key_names(r, nb);
   char buf[256];
   switch (r->type) {
     case K_INT:
@@ -232,18 +246,18 @@ int imx_key_check(const key_row *r, const key_value *v, const char *text, char *
     case K_SEED:
       return 0;
     case K_ENUM:
-      if (v->i < 0 || v->i >= count_names(r->names)) {
+      if (v->i < 0 || v->i >= count_names(names)) {
         snprintf(err, n, "%lld is not a valid choice", v->i);
         return 1;
       }
       return 0;
     case K_NAME:
-      for (int i = 0; r->names[i]; i++)
-        if (!strcmp(r->names[i], v->s)) return 0;
+      for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], v->s)) return 0;
       {
         char list[256], hint[96];
-        imx_config_join(list, sizeof list, r->names, "");
-        imx_config_suggest(hint, sizeof hint, v->s, r->names, -1);
+        imx_config_join(list, sizeof list, names, "");
+        imx_config_suggest(hint, sizeof hint, v->s, names, -1);
         snprintf(err, n, SHOWN_FMT " is not one of %s%s", SHOWN(v->s), list, hint);
       }
       return 1;
@@ -274,6 +288,8 @@ int imx_key_check(const key_row *r, const key_value *v, const char *text, char *
  * Returns 1 with the reason in err on failure. */
 int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, char *err,
                        size_t n) {
+  const char *nb[IMX_CONFIG_MAX_CHOICES + 1];
+  const char *const *names = imx_key_names(r, nb);
   const char *what = NULL;
   memset(v, 0, sizeof *v);
   switch (r->type) {
@@ -337,14 +353,14 @@ int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, 
       break;
     }
     case K_ENUM: {
-      for (int i = 0; r->names[i]; i++)
-        if (!strcmp(r->names[i], text)) {
+      for (int i = 0; names[i]; i++)
+        if (!strcmp(names[i], text)) {
           v->i = i;
           return 0;
         }
       char list[256], hint[96];
-      imx_config_join(list, sizeof list, r->names, "");
-      imx_config_suggest(hint, sizeof hint, text, r->names, -1);
+      imx_config_join(list, sizeof list, names, "");
+      imx_config_suggest(hint, sizeof hint, text, names, -1);
       snprintf(err, n, SHOWN_FMT " is not one of %s%s", SHOWN(text), list, hint);
       return 1;
     }
@@ -435,6 +451,8 @@ static void format_double(double x, char *buf, size_t n) {
 /* A value as YAML scalar text, as parse_value reads it back. Strings are
  * returned as they are (borrowed); buf holds the others. */
 const char *imx_key_format(const key_row *r, const key_value *v, char *buf, size_t n) {
+  const char *nb[IMX_CONFIG_MAX_CHOICES + 1];
+  const char *const *names = imx_key_names(r, nb);
   switch (r->type) {
     case K_INT:
     case K_INT64:
@@ -450,7 +468,7 @@ const char *imx_key_format(const key_row *r, const key_value *v, char *buf, size
     case K_BOOL:
       return v->i ? "true" : "false";
     case K_ENUM:
-      return imx_name_of(r->names, (int)v->i);
+      return imx_name_of(names, (int)v->i);
     case K_STRING:
     case K_NAME:
       return v->s;

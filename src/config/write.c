@@ -169,6 +169,7 @@ void imx_config_reference(FILE *f) {
       const key_row *r = &imx_config_keys[i];
       if (r->section != s) continue;
       char allowed[512];
+      const char *nb[IMX_CONFIG_MAX_CHOICES + 1];
       switch (r->type) {
         case K_INT:
         case K_INT64:
@@ -183,7 +184,7 @@ void imx_config_reference(FILE *f) {
           break;
         case K_ENUM:
         case K_NAME:
-          imx_config_join(allowed, sizeof allowed, r->names, "`");
+          imx_config_join(allowed, sizeof allowed, imx_key_names(r, nb), "`");
           break;
         case K_STRING:
           snprintf(allowed, sizeof allowed, "%s",

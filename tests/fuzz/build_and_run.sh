@@ -84,7 +84,9 @@ read -r -a pc_cflags <<<"$(pkg-config --cflags ompi-c yaml-0.1 zlib)"
 read -r -a pc_libs <<<"$(pkg-config --libs ompi-c yaml-0.1 zlib)"
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -DIMX_VERSION='"fuzz"' -g -O1 -fno-omit-frame-pointer
         -fno-sanitize-recover=all -Wall -Wextra -I"$root/include" "${pc_cflags[@]}")
-sources=(base/ctx config/keys config/value config/yaml config/write data/npy data/idx)  # under src/
+# config validates data.source against the table of sources, which links their loaders
+sources=(base/ctx base/log base/rng config/keys config/value config/yaml config/write
+         data/data data/source data/npy data/idx data/synth)  # under src/
 headers=("$root"/include/imx/*.h "$root/src/config/config_impl.h" "$root/src/data/data_impl.h" "$here/fuzz_common.h")
 
 stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
