@@ -143,23 +143,11 @@ static int integer_syntax(const char *s, int allow_sign) {
   return *p == '\0';
 }
 
-/* A parsed scalar, before range checks and before it is stored. */
-typedef struct {
-  long long i;           /* K_INT, K_INT64, K_BOOL, K_ENUM */
-  unsigned long long u;  /* K_SEED */
-  double d;              /* K_DOUBLE */
-  const char *s;         /* K_STRING, K_NAME: borrowed from the caller's text */
-} value;
-
 /* "section.key" for messages. */
 const char *imx_key_full_name(const key_row *r, char *buf, size_t n) {
   snprintf(buf, n, "%s.%s", imx_config_sections[r->section], r->key);
   return buf;
 }
-
-/* The text of a value, for messages: long strings (options) are cut. */
-#define SHOWN_FMT "\"%.80s%s\""
-#define SHOWN(s) (s), (strlen(s) > 80 ? "..." : "")
 
 /* The full range of a number, as ">= 1 and <= 100000", for the reference page
  * (an int's implicit INT_MAX bound is left out as noise). */

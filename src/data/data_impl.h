@@ -28,9 +28,8 @@ struct imx_source_ops {
   /* Generators: check cfg->data, lay out d (imx_data_layout) and make this
    * rank's rows. Collective, agreed. */
   imx_err (*generate)(imx_ctx *ctx, const imx_config *cfg, imx_data *d);
-  /* Files: the size of the parsed header (<= IMX_SOURCE_HEADER_MAX). */
-  size_t header_size;
-  /* Rank 0: the header of data.path into hx and, if data.labels is set, of
+  /* Files (a parsed header is at most IMX_SOURCE_HEADER_MAX bytes).
+   * Rank 0: the header of data.path into hx and, if data.labels is set, of
    * the labels into hy, checked against each other. Local. */
   imx_err (*read_headers)(imx_ctx *ctx, const imx_config *cfg, void *hx, void *hy);
   /* Rows and values per row of a file with header h. Local. */

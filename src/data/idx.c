@@ -314,8 +314,5 @@ static imx_err idx_rows(imx_ctx *ctx, const char *path, const void *h, int64_t r
 }
 
 _Static_assert(sizeof(imx_idx_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
-const imx_source_ops imx_idx_source = {.header_size = sizeof(imx_idx_header),
-                                       .read_headers = idx_headers,
-                                       .shape = idx_shape,
-                                       .read_rows = idx_rows,
-                                       .to_double = idx_to_double};
+const imx_source_ops imx_idx_source = {
+    .read_headers = idx_headers, .shape = idx_shape, .read_rows = idx_rows, .to_double = idx_to_double};

@@ -616,8 +616,5 @@ static void npy_to_double(const void *h, void *buf, size_t count, double scale) 
 }
 
 _Static_assert(sizeof(imx_npy_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
-const imx_source_ops imx_npy_source = {.header_size = sizeof(imx_npy_header),
-                                       .read_headers = npy_headers,
-                                       .shape = npy_shape,
-                                       .read_rows = npy_rows,
-                                       .to_double = npy_to_double};
+const imx_source_ops imx_npy_source = {
+    .read_headers = npy_headers, .shape = npy_shape, .read_rows = npy_rows, .to_double = npy_to_double};
