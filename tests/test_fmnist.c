@@ -12,6 +12,7 @@
 #include <math.h>
 #include <stdint.h>
 
+#include "imx/config.h"
 #include "imx/data.h"
 #include "testing.h"
 

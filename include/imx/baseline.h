@@ -13,9 +13,12 @@
 #ifndef IMX_BASELINE_H
 #define IMX_BASELINE_H
 
-#include "imx/config.h"
+#include "imx/activation.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 typedef enum { IMX_BASE_RAW = 0, IMX_BASE_PCA, IMX_BASE_RANDOM, IMX_NBASELINES } imx_baseline_kind;
 extern const char *const imx_baseline_names[IMX_NBASELINES]; /* "raw", "pca", "random" */

@@ -1,54 +1,31 @@
 /* config: the validated run configuration.
  *
- * One schema table (src/config/config.c) drives defaults, YAML parsing, validation,
+ * One schema table (src/config/keys.c) drives defaults, YAML parsing, validation,
  * the resolved-config writer and the reference page (docs/config.md). Rank 0
  * parses; the plain struct is broadcast as bytes, so it holds no pointers.
+ * The enums of its fields, and their names, belong to the modules that use
+ * them (imx_activation in activation.h, imx_source in data.h, ...).
  */
 #ifndef IMX_CONFIG_H
 #define IMX_CONFIG_H
 
 #include <stdio.h>
 
+#include "imx/activation.h"
 #include "imx/ctx.h"
+#include "imx/data.h"
+#include "imx/layer.h"
+#include "imx/linalg.h"
+#include "imx/precond.h"
+#include "imx/preprocess.h"
+#include "imx/rsum.h"
+#include "imx/stack.h"
+#include "imx/term.h"
 
 #define IMX_PATH_LEN 512
 #define IMX_NAME_LEN 32
 #define IMX_OPTS_LEN 1024
 #define IMX_MAX_LAYERS 8  /* entries of model.layers */
-
-/* Objective terms, in this order everywhere (weights, metrics, summary). */
-typedef enum {
-  IMX_TERM_LOGDET = 0,
-  IMX_TERM_OFFDIAG,
-  IMX_TERM_VARIANCE,
-  IMX_TERM_GAUSSIAN_TC,
-  IMX_TERM_DECORRELATION,
-  IMX_TERM_WEIGHT_REDUNDANCY,
-  IMX_TERM_LSE,
-  IMX_TERM_SUPERVISED, /* cross-entropy of a linear softmax head (include/imx/supervised.h) */
-  IMX_TERM_ENTROPY,
-  IMX_TERM_HSIC,
-  IMX_NTERMS
-} imx_term;
-extern const char *const imx_term_names[IMX_NTERMS]; /* "logdet", "offdiag", ... */
-/* Names of the objective presets (src/objective/objective.c gives their weights), NULL-terminated. */
-extern const char *const imx_preset_names[];
-
-typedef enum {
-  IMX_ACT_IDENTITY = 0,
-  IMX_ACT_RELU,
-  IMX_ACT_SOFTMAX,
-  IMX_ACT_TOPK,      /* softmax over the k smallest z of each row, renormalized */
-  IMX_ACT_SPARSEMAX  /* Euclidean projection of -z/tau onto the simplex */
-} imx_activation;
-typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
-typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
-typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
-typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
-typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
-typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
-typedef enum { IMX_PRECONDITION_NONE = 0, IMX_PRECONDITION_ICA } imx_precondition;
-typedef enum { IMX_FEED_ACTIVATION = 0, IMX_FEED_Z, IMX_FEED_R } imx_feed;
 
 typedef struct imx_config {
   char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
@@ -97,7 +74,7 @@ typedef struct imx_config {
     int max_it;                  /* optimizer.max_it */
     double gatol, grtol;         /* optimizer.gatol, optimizer.grtol */
     char options[IMX_OPTS_LEN];  /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
-    int precondition;            /* optimizer.precondition: IMX_PRECONDITION_* */
+    imx_precondition precondition; /* optimizer.precondition: none | ica */
   } optimizer;
 
   struct {
@@ -161,14 +138,5 @@ void imx_config_reference(FILE *f);
  * that entry's settings applied, validated (messages name model.layers[i]).
  * out keeps base's list. With no list, index 0 gives base. Local. */
 imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_config *out);
-
-/* Names of enum values, for messages and output. Local. */
-const char *imx_activation_name(imx_activation a);
-const char *imx_source_name(imx_source s);
-const char *imx_preprocess_name(imx_preprocess p);
-const char *imx_reduction_name(imx_reduction r);
-const char *imx_linalg_name(imx_linalg_kind k);
-const char *imx_features_name(imx_features f);
-const char *imx_feed_name(imx_feed f);
 
 #endif

@@ -10,8 +10,36 @@
 
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
+
+/* data.source: where the samples come from, one row of imx_sources each. */
+typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
+
+/* How a source loads: the generator, or a file format's header and row
+ * readers (src/data/data_impl.h). */
+typedef struct imx_source_ops imx_source_ops;
+
+/* One data source. A new format is one row of imx_sources (src/data/source.c)
+ * and a file of its own with its ops. */
+typedef struct imx_source_row {
+  const char *name;          /* the value of data.source (first: the config key table reads it) */
+  int file;                  /* 1: reads data.path (and data.labels); 0: a generator of data.dim columns */
+  const char *suffix;        /* files: a path ending that names this format (eval.test_path of a
+                                generator's run); NULL: the format of paths no suffix names */
+  const imx_source_ops *ops; /* how it loads */
+} imx_source_row;
+
+/* Every source, indexed by imx_source, ended by a row whose name is NULL. */
+extern const imx_source_row imx_sources[];
+
+/* The name of a source, or "?" outside the table. Local. */
+const char *imx_source_name(imx_source s);
+
+/* The file source that reads path, by its ending (see imx_source_row.suffix). Local. */
+imx_source imx_source_of_path(const char *path);
 
 typedef struct imx_data {
   int64_t N;        /* global rows */

@@ -27,9 +27,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/dmat.h"
+#include "imx/rsum.h"
+
 
 typedef struct imx_dmoments imx_dmoments;
 

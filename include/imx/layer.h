@@ -16,11 +16,34 @@
 
 #include <stddef.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+#include "imx/names.h"
 #include "imx/objective.h"
 #include "imx/precond.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
+
+/* parallel.path: data (a pass over the samples per evaluation) or moments
+ * (the input-moment fast path); auto picks moments where it applies. */
+typedef enum { IMX_PATH_AUTO = 0, IMX_PATH_DATA, IMX_PATH_MOMENTS } imx_path_kind;
+/* The names of imx_path_kind, in its order (config accepts and writes these). */
+static const char *const imx_path_names[] = {"auto", "data", "moments", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_path_name(imx_path_kind p) {
+  return imx_name_of(imx_path_names, (int)p);
+}
+
+/* What a layer's forward pass gives (imx_layer_forward) and what the
+ * linear probe sees (eval.features): phi(z), z, or the raw input. */
+typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;
+/* The names of imx_features, in its order (config accepts and writes these). */
+static const char *const imx_features_names[] = {"activation", "z", "input", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_features_name(imx_features f) {
+  return imx_name_of(imx_features_names, (int)f);
+}
 
 typedef struct imx_layer imx_layer;
 

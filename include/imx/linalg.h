@@ -13,9 +13,19 @@
 
 #include <stddef.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/dmat.h"
+#include "imx/names.h"
+
+
+/* parallel.linalg: the dense K x K backend (auto: imx_linalg_choose). */
+typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
+/* The names of imx_linalg_kind, in its order (config accepts and writes these). */
+static const char *const imx_linalg_names[] = {"auto", "replicated", "scalapack", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_linalg_name(imx_linalg_kind k) {
+  return imx_name_of(imx_linalg_names, (int)k);
+}
 
 /* Cholesky of the symmetric positive definite M (K x K, row-major, full), then
  * log det M into *logdet and M^{-1} (full, symmetric) into M. `what` names the

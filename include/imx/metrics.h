@@ -35,11 +35,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "imx/config.h"
+#include "imx/activation.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/json.h"
 #include "imx/layer.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 /* The measures of one layer (or baseline) on one data set. Scalars that do
  * not apply are NaN (JSON null). */

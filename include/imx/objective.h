@@ -9,10 +9,14 @@
 #ifndef IMX_OBJECTIVE_H
 #define IMX_OBJECTIVE_H
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/dmat.h"
 #include "imx/linalg.h"
+#include "imx/rsum.h"
+#include "imx/term.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 /* What a term is computed from: decides the path, the buffers and the backend's
  * entry point that evaluate it. */

@@ -21,8 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/rsum.h"
+
 
 typedef struct imx_entropy imx_entropy;
 

@@ -28,8 +28,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/rsum.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 typedef struct imx_hsic imx_hsic;
 

@@ -32,6 +32,17 @@
 #ifndef IMX_PRECOND_H
 #define IMX_PRECOND_H
 
+#include "imx/names.h"
+
+/* optimizer.precondition: none (plain L-BFGS) or ica (this preconditioner). */
+typedef enum { IMX_PRECONDITION_NONE = 0, IMX_PRECONDITION_ICA } imx_precondition;
+/* The names of imx_precondition, in its order (config accepts and writes these). */
+static const char *const imx_precondition_names[] = {"none", "ica", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_precondition_name(imx_precondition p) {
+  return imx_name_of(imx_precondition_names, (int)p);
+}
+
 /* Range and start of the damping (smallest eigenvalue of a block relative to c). */
 #define IMX_PRECOND_DAMP_MIN 0.05
 #define IMX_PRECOND_DAMP_MAX 1.0

@@ -23,8 +23,10 @@
 
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 typedef struct imx_probe imx_probe;
 

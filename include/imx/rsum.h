@@ -22,8 +22,18 @@
 
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
+#include "imx/names.h"
+
+
+/* parallel.reduction: the two modes above. */
+typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
+/* The names of imx_reduction, in its order (config accepts and writes these). */
+static const char *const imx_reduction_names[] = {"reproducible", "fast", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_reduction_name(imx_reduction r) {
+  return imx_name_of(imx_reduction_names, (int)r);
+}
 
 typedef struct imx_rsum imx_rsum;
 

@@ -9,9 +9,11 @@
 #ifndef IMX_SPLIT_H
 #define IMX_SPLIT_H
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 /* Load the test split of cfg->eval and preprocess it with the train split's
  * mean (n) and transform (n x n, row-major; NULL: identity). Collective.

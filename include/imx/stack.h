@@ -14,10 +14,20 @@
 #ifndef IMX_STACK_H
 #define IMX_STACK_H
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/layer.h"
+#include "imx/names.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
+
+/* model.feed: what a layer passes to the next: phi(z), z, or r = softmax(-z/tau). */
+typedef enum { IMX_FEED_ACTIVATION = 0, IMX_FEED_Z, IMX_FEED_R } imx_feed;
+/* The names of imx_feed, in its order (config accepts and writes these). */
+static const char *const imx_feed_names[] = {"activation", "z", "r", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_feed_name(imx_feed f) { return imx_name_of(imx_feed_names, (int)f); }
 
 /* Write layer `index`'s W (K x n), b (K x 1) and, with the supervised term,
  * its head (layerINDEX_head_W.npy, C x K; layerINDEX_head_b.npy, C x 1) into

@@ -5,12 +5,14 @@
 #ifndef IMX_SUMMARY_H
 #define IMX_SUMMARY_H
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/layer.h"
 #include "imx/metrics.h"
 #include "imx/train.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 typedef struct imx_summary {
   const imx_config *cfg;

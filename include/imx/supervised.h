@@ -18,9 +18,11 @@
 
 #include <stdint.h>
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 /* The counter-based RNG stream that chooses the labeled rows. */
 #define IMX_SUPERVISED_STREAM 5

@@ -10,10 +10,12 @@
 #ifndef IMX_TRAIN_H
 #define IMX_TRAIN_H
 
-#include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/layer.h"
 #include "imx/optlog.h"
+
+/* Only used through pointers here: the full struct is in imx/config.h. */
+typedef struct imx_config imx_config;
 
 typedef struct imx_train_result {
   int iterations;         /* iterations done in total (including those before a resume) */

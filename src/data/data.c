@@ -1,5 +1,6 @@
-/* data: sharding and the loader that dispatches on data.source (see
- * include/imx/data.h).
+/* data: sharding, the phases every loader shares, the file loader and
+ * imx_data_load, which takes data.source's row of imx_sources (source.c)
+ * (see include/imx/data.h).
  *
  * Every loader follows the same phases, each closed by imx_agree so that all
  * ranks leave with the same status and none waits in a collective that
@@ -13,6 +14,7 @@
  */
 #include <limits.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,7 +58,7 @@ void imx_data_free(imx_data **d) {
  * room for nloc*n doubles (which also holds the raw items of any narrower
  * dtype before their conversion). Inputs are the same on every rank, so the
  * checks fail everywhere alike; the allocation is agreed. Collective. */
-static imx_err layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t N, int64_t n,
+imx_err imx_data_layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t N, int64_t n,
                       const char *what) {
   imx_err err = IMX_OK;
   int B = cfg->parallel.block;
@@ -95,13 +97,13 @@ static imx_err layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t 
 
 /* data.scale must keep finite data finite and not erase them. Local, the same
  * on every rank. */
-static imx_err check_scale(imx_ctx *ctx, double scale) {
+imx_err imx_data_check_scale(imx_ctx *ctx, double scale) {
   if (!isfinite(scale) || scale == 0.0)
     return imx_fail(ctx, IMX_ERR_CONFIG, "data.scale = %g: need a finite nonzero factor", scale);
   return IMX_OK;
 }
 
-static void scale_by(double *x, size_t count, double s) {
+void imx_data_scale(double *x, size_t count, double s) {
   if (s == 1.0) return;
   for (size_t i = 0; i < count; i++) x[i] *= s;
 }
@@ -120,7 +122,7 @@ static imx_err agree_first(imx_ctx *ctx, imx_err local, int64_t key) {
 
 /* Phase 5: every value must be finite; the first bad one in global order is
  * reported. Collective. */
-static imx_err check_finite(imx_ctx *ctx, const imx_data *d, const char *what) {
+imx_err imx_data_check_finite(imx_ctx *ctx, const imx_data *d, const char *what) {
   imx_err err = IMX_OK;
   int64_t key = INT64_MAX;
   size_t count = (size_t)d->nloc * (size_t)d->n;
@@ -182,193 +184,59 @@ static imx_err take_samples(imx_ctx *ctx, const imx_config *cfg, const char *pat
   return IMX_OK;
 }
 
-/* Source names for messages; config.c owns the canonical table, but the data
- * module should not need the config module linked to name its own sources. */
-static const char *source_name(imx_source s) {
-  switch (s) {
-    case IMX_SRC_SYNTHETIC_ICA: return "synthetic-ica";
-    case IMX_SRC_GMM: return "gmm";
-    case IMX_SRC_NPY: return "npy";
-    case IMX_SRC_IDX: return "idx";
-  }
-  return "unknown";
-}
-
 static imx_err need_path(imx_ctx *ctx, const imx_config *cfg) {
   if (cfg->data.path[0] == '\0')
     return imx_fail(ctx, IMX_ERR_CONFIG, "data.path is empty: data.source %s needs a file",
-                    source_name(cfg->data.source));
+                    imx_source_name(cfg->data.source));
   return IMX_OK;
 }
 
-/* ---- .npy ---- */
+/* ---- files ---- */
 
-/* Rank 0's checks of the data and labels headers. Local. */
-static imx_err npy_headers(imx_ctx *ctx, const imx_config *cfg, imx_npy_header *hx, imx_npy_header *hy) {
-  const char *px = cfg->data.path, *py = cfg->data.labels;
-  IMX_TRY(imx_npy_read_header(ctx, px, hx));
-  if (hx->ndim != 2)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: the data matrix must be 2-D (rows x features), got 1-D of %lld",
-                    px, (long long)hx->shape[0]);
-  if (strcmp(hx->descr, "<f8") != 0 && strcmp(hx->descr, "<f4") != 0)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: unsupported dtype '%s' for the data matrix (need '<f8' or '<f4')",
-                    px, hx->descr);
-  if (py[0] == '\0') return IMX_OK;
-  IMX_TRY(imx_npy_read_header(ctx, py, hy));
-  if (hy->shape[1] != 1)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a vector, got shape (%lld, %lld)", py,
-                    (long long)hy->shape[0], (long long)hy->shape[1]);
-  if (strcmp(hy->descr, "<f4") == 0)
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: unsupported dtype '<f4' for labels (need '<i4', '<i8', '|u1' or '<f8' with integer "
-                    "values)",
-                    py);
-  if (hy->shape[0] != hx->shape[0])
-    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but data file %s has %lld rows", py,
-                    (long long)hy->shape[0], px, (long long)hx->shape[0]);
-  return IMX_OK;
-}
+/* A parsed header, aligned for any header struct of a format. */
+typedef union {
+  max_align_t align;
+  unsigned char bytes[IMX_SOURCE_HEADER_MAX];
+} header_buf;
 
-static imx_err load_npy(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
+/* The phases of a file source, through its ops: rank 0 reads the headers
+ * (data.path and data.labels), all ranks take them, lay out their shard, read
+ * their rows, convert and scale them, then the labels the same way. */
+static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_ops *ops,
+                         imx_data *d) {
   const char *px = cfg->data.path, *py = cfg->data.labels;
   struct {
-    imx_npy_header x, y;
+    header_buf x, y;
   } h;
   memset(&h, 0, sizeof h);
   imx_err err = need_path(ctx, cfg);
-  if (!err) err = check_scale(ctx, cfg->data.scale);
-  if (!err && ctx->rank == 0) err = npy_headers(ctx, cfg, &h.x, &h.y);
+  if (!err) err = imx_data_check_scale(ctx, cfg->data.scale);
+  if (!err && ctx->rank == 0) err = ops->read_headers(ctx, cfg, &h.x, &h.y);
   IMX_TRY(imx_agree(ctx, err));
   IMX_TRY(bcast_bytes(ctx, &h, sizeof h));
 
-  int64_t N;
-  IMX_TRY(imx_agree(ctx, take_samples(ctx, cfg, px, h.x.shape[0], &N)));
-  IMX_TRY(layout(ctx, cfg, d, N, h.x.shape[1], px));
+  int64_t rows, cols, N;
+  ops->shape(&h.x, &rows, &cols);
+  IMX_TRY(imx_agree(ctx, take_samples(ctx, cfg, px, rows, &N)));
+  IMX_TRY(imx_data_layout(ctx, cfg, d, N, cols, px));
 
   size_t count = (size_t)d->nloc * (size_t)d->n;
-  IMX_TRY(imx_agree(ctx, imx_npy_read_rows(ctx, px, &h.x, d->row0, d->nloc, d->X)));
-  imx_npy_to_double(h.x.descr, d->X, count);
-  scale_by(d->X, count, cfg->data.scale);
-  IMX_TRY(check_finite(ctx, d, px));
+  IMX_TRY(imx_agree(ctx, ops->read_rows(ctx, px, &h.x, d->row0, d->nloc, d->X)));
+  ops->to_double(&h.x, d->X, count, cfg->data.scale);
+  IMX_TRY(imx_data_check_finite(ctx, d, px));
 
   if (py[0] == '\0') return IMX_OK;
   /* Raw items first, converted in place to doubles, then checked into int32. */
   double *vals = malloc((size_t)d->nloc * sizeof *vals);
   d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
   err = vals && d->labels ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
-  if (!err) err = imx_npy_read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
+  if (!err) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
   if (!(err = imx_agree(ctx, err))) {
-    imx_npy_to_double(h.y.descr, vals, (size_t)d->nloc);
+    ops->to_double(&h.y, vals, (size_t)d->nloc, 1.0);
     err = set_labels(ctx, d, vals, py);
   }
   free(vals);
   return err;
-}
-
-/* ---- IDX ---- */
-
-static imx_err idx_headers(imx_ctx *ctx, const imx_config *cfg, imx_idx_header *hx, imx_idx_header *hy) {
-  const char *px = cfg->data.path, *py = cfg->data.labels;
-  IMX_TRY(imx_idx_read_header(ctx, px, hx));
-  if (hx->ndim < 2)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: a 1-D IDX file holds labels; data.path needs images (N x rows x cols)",
-                    px);
-  if (py[0] == '\0') return IMX_OK;
-  IMX_TRY(imx_idx_read_header(ctx, py, hy));
-  if (hy->ndim != 1)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a 1-D IDX file, got %d dimensions", py, hy->ndim);
-  if (hy->N != hx->N)
-    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but images file %s has %lld images", py,
-                    (long long)hy->N, px, (long long)hx->N);
-  return IMX_OK;
-}
-
-/* Bytes at the start of buf grow into doubles times scale; backwards, so each
- * byte is read before the double that covers it is written. */
-static void bytes_to_double(void *buf, size_t count, double scale) {
-  const unsigned char *b = buf;
-  double *x = buf;
-  for (size_t k = count; k-- > 0;) x[k] = scale * (double)b[k];
-}
-
-static imx_err load_idx(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
-  const char *px = cfg->data.path, *py = cfg->data.labels;
-  struct {
-    imx_idx_header x, y;
-  } h;
-  memset(&h, 0, sizeof h);
-  imx_err err = need_path(ctx, cfg);
-  if (!err) err = check_scale(ctx, cfg->data.scale);
-  if (!err && ctx->rank == 0) err = idx_headers(ctx, cfg, &h.x, &h.y);
-  IMX_TRY(imx_agree(ctx, err));
-  IMX_TRY(bcast_bytes(ctx, &h, sizeof h));
-
-  int64_t N;
-  IMX_TRY(imx_agree(ctx, take_samples(ctx, cfg, px, h.x.N, &N)));
-  IMX_TRY(layout(ctx, cfg, d, N, h.x.n, px));
-
-  size_t count = (size_t)d->nloc * (size_t)d->n;
-  IMX_TRY(imx_agree(ctx, imx_idx_read_rows(ctx, px, &h.x, d->row0, d->nloc, (unsigned char *)d->X)));
-  bytes_to_double(d->X, count, cfg->data.scale);
-  IMX_TRY(check_finite(ctx, d, px));
-
-  if (py[0] == '\0') return IMX_OK;
-  double *vals = malloc((size_t)d->nloc * sizeof *vals);
-  d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
-  err = vals && d->labels ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
-  if (!err) err = imx_idx_read_rows(ctx, py, &h.y, d->row0, d->nloc, (unsigned char *)vals);
-  if (!(err = imx_agree(ctx, err))) {
-    bytes_to_double(vals, (size_t)d->nloc, 1.0);
-    err = set_labels(ctx, d, vals, py);
-  }
-  free(vals);
-  return err;
-}
-
-/* ---- synthetic ---- */
-
-static imx_err load_synth(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
-  int ica = cfg->data.source == IMX_SRC_SYNTHETIC_ICA;
-  const char *what = source_name(cfg->data.source);
-  int n = cfg->data.dim, C = cfg->data.components;
-  uint64_t seed = cfg->data.seed;
-  imx_err err = check_scale(ctx, cfg->data.scale);
-  long long N = cfg->data.samples ? cfg->data.samples : IMX_SYNTH_DEFAULT_SAMPLES;
-  if (!err && N < 1)
-    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.samples = %lld: %s needs the number of rows to generate",
-                   cfg->data.samples, what);
-  if (!err && n < 1) err = imx_fail(ctx, IMX_ERR_CONFIG, "data.dim = %d: %s needs n >= 1", n, what);
-  if (!err && !ica && C < 1)
-    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.components = %d: a mixture needs at least 1", C);
-  if (!err && !ica && !(isfinite(cfg->data.separation) && cfg->data.separation >= 0))
-    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.separation = %g: need a finite value >= 0", cfg->data.separation);
-  IMX_TRY(imx_agree(ctx, err));
-  IMX_TRY(layout(ctx, cfg, d, N, n, what));
-
-  size_t nn = (size_t)n * (size_t)(ica ? n : C);
-  if (ica) {
-    d->truth = malloc(nn * sizeof *d->truth);
-    if (!d->truth || imx_synth_ica_mixing(n, seed, d->truth) ||
-        imx_synth_ica_rows(n, seed, d->truth, d->row0, d->nloc, d->X))
-      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d mixing matrix and its scratch", what, n, n);
-  } else {
-    d->means = malloc(nn * sizeof *d->means);
-    d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
-    if (!d->means || !d->labels) {
-      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d means and %lld labels", what, C, n, (long long)d->nloc);
-    } else {
-      imx_synth_gmm_means(n, C, cfg->data.separation, seed, d->means);
-      imx_synth_gmm_rows(n, C, d->means, seed, d->row0, d->nloc, d->X, d->labels);
-      /* The true number of classes, even if some component drew no row. */
-      d->nclasses = C;
-    }
-  }
-  IMX_TRY(imx_agree(ctx, err));
-  /* Scale the truth with the data so that x = A s and the means still
-   * describe the data as returned. */
-  scale_by(d->X, (size_t)d->nloc * (size_t)n, cfg->data.scale);
-  scale_by(ica ? d->truth : d->means, nn, cfg->data.scale);
-  return check_finite(ctx, d, what);
 }
 
 /* Load or generate this rank's rows of cfg->data. Collective on ctx->comm.
@@ -384,15 +252,17 @@ imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out) {
   imx_data *d = calloc(1, sizeof *d);
   imx_err err = d ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "data record");
   if (!(err = imx_agree(ctx, err))) {
-    switch (cfg->data.source) {
-      case IMX_SRC_SYNTHETIC_ICA:
-      case IMX_SRC_GMM: err = load_synth(ctx, cfg, d); break;
-      case IMX_SRC_NPY: err = load_npy(ctx, cfg, d); break;
-      case IMX_SRC_IDX: err = load_idx(ctx, cfg, d); break;
-      default:
-        err = imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG, "data.source = %d is not a known source",
-                                      (int)cfg->data.source));
-    }
+    int nsources = 0;
+    while (imx_sources[nsources].name) nsources++;
+    const imx_source_ops *ops =
+        cfg->data.source >= 0 && (int)cfg->data.source < nsources ? imx_sources[cfg->data.source].ops : NULL;
+    if (!ops)
+      err = imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG, "data.source = %d is not a known source",
+                                    (int)cfg->data.source));
+    else if (ops->generate)
+      err = ops->generate(ctx, cfg, d);
+    else
+      err = load_file(ctx, cfg, ops, d);
   }
   if (err) {
     imx_data_free(&d);

@@ -1,4 +1,5 @@
-/* data_impl: internals shared by data.c, npy.c, idx.c, synth.c and their tests.
+/* data_impl: internals shared by data.c, source.c, npy.c, idx.c, synth.c and
+ * their tests.
  *
  * The readers here are the pieces imx_data_load assembles: header readers run on
  * one rank (rank 0) and their result is broadcast as plain bytes; row readers run
@@ -14,6 +15,52 @@
 #include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+
+/* ---- the sources (a row of imx_sources points to its ops) ---- */
+
+/* Largest parsed header of a file format (bytes). */
+#define IMX_SOURCE_HEADER_MAX 256
+
+/* How a source loads. A generator sets generate; a file format sets the
+ * rest, which the file loader of data.c calls in its phases (rank 0 reads the
+ * headers, they are broadcast, every rank reads its rows). */
+struct imx_source_ops {
+  /* Generators: check cfg->data, lay out d (imx_data_layout) and make this
+   * rank's rows. Collective, agreed. */
+  imx_err (*generate)(imx_ctx *ctx, const imx_config *cfg, imx_data *d);
+  /* Files (a parsed header is at most IMX_SOURCE_HEADER_MAX bytes).
+   * Rank 0: the header of data.path into hx and, if data.labels is set, of
+   * the labels into hy, checked against each other. Local. */
+  imx_err (*read_headers)(imx_ctx *ctx, const imx_config *cfg, void *hx, void *hy);
+  /* Rows and values per row of a file with header h. Local. */
+  void (*shape)(const void *h, int64_t *rows, int64_t *cols);
+  /* This rank's rows [row0, row0 + nrows) as raw items into out, which has
+   * room for nrows*cols doubles. Local. */
+  imx_err (*read_rows)(imx_ctx *ctx, const char *path, const void *h, int64_t row0, int64_t nrows,
+                       void *out);
+  /* The count raw items at the start of buf into count doubles, times scale,
+   * in place. Local. */
+  void (*to_double)(const void *h, void *buf, size_t count, double scale);
+};
+
+extern const imx_source_ops imx_npy_source;   /* npy.c */
+extern const imx_source_ops imx_idx_source;   /* idx.c */
+extern const imx_source_ops imx_synth_source; /* synth.c: synthetic-ica and gmm */
+
+/* ---- data.c: the phases every loader shares ---- */
+
+/* Check the global shape (N x n), take this rank's shard of d and allocate
+ * d->X with room for nloc*n doubles; what names the data in messages.
+ * Collective, agreed. */
+imx_err imx_data_layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t N, int64_t n,
+                        const char *what);
+/* data.scale must be finite and nonzero. Local, the same on every rank. */
+imx_err imx_data_check_scale(imx_ctx *ctx, double scale);
+/* x[0 .. count) *= s (nothing for s = 1). Local. */
+void imx_data_scale(double *x, size_t count, double s);
+/* Every value of d->X finite; the first bad one in global order is reported.
+ * Collective, agreed. */
+imx_err imx_data_check_finite(imx_ctx *ctx, const imx_data *d, const char *what);
 
 /* ---- npy.c ---- */
 

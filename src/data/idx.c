@@ -273,3 +273,46 @@ imx_err imx_idx_read_rows(imx_ctx *ctx, const char *path, const imx_idx_header *
   if (h->gz) return read_gz(ctx, path, h, row0, nrows, out);
   return read_plain(ctx, path, h, row0, nrows, out);
 }
+
+/* ---- the idx source (data.source: idx) ---- */
+
+static imx_err idx_headers(imx_ctx *ctx, const imx_config *cfg, void *x, void *y) {
+  imx_idx_header *hx = x, *hy = y;
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  IMX_TRY(imx_idx_read_header(ctx, px, hx));
+  if (hx->ndim < 2)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: a 1-D IDX file holds labels; data.path needs images (N x rows x cols)",
+                    px);
+  if (py[0] == '\0') return IMX_OK;
+  IMX_TRY(imx_idx_read_header(ctx, py, hy));
+  if (hy->ndim != 1)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a 1-D IDX file, got %d dimensions", py, hy->ndim);
+  if (hy->N != hx->N)
+    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but images file %s has %lld images", py,
+                    (long long)hy->N, px, (long long)hx->N);
+  return IMX_OK;
+}
+
+/* Bytes at the start of buf grow into doubles times scale; backwards, so each
+ * byte is read before the double that covers it is written. */
+static void idx_to_double(const void *h, void *buf, size_t count, double scale) {
+  (void)h;
+  const unsigned char *b = buf;
+  double *x = buf;
+  for (size_t k = count; k-- > 0;) x[k] = scale * (double)b[k];
+}
+
+static void idx_shape(const void *h, int64_t *rows, int64_t *cols) {
+  const imx_idx_header *x = h;
+  *rows = x->N;
+  *cols = x->n;
+}
+
+static imx_err idx_rows(imx_ctx *ctx, const char *path, const void *h, int64_t row0, int64_t nrows,
+                        void *out) {
+  return imx_idx_read_rows(ctx, path, h, row0, nrows, out);
+}
+
+_Static_assert(sizeof(imx_idx_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
+const imx_source_ops imx_idx_source = {
+    .read_headers = idx_headers, .shape = idx_shape, .read_rows = idx_rows, .to_double = idx_to_double};

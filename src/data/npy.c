@@ -568,3 +568,53 @@ imx_err imx_npy_read_rows(imx_ctx *ctx, const char *path, const imx_npy_header *
   MPI_File_close(&fh);
   return err;
 }
+
+/* ---- the npy source (data.source: npy) ---- */
+
+/* Rank 0's checks of the data and labels headers. Local. */
+static imx_err npy_headers(imx_ctx *ctx, const imx_config *cfg, void *x, void *y) {
+  imx_npy_header *hx = x, *hy = y;
+  const char *px = cfg->data.path, *py = cfg->data.labels;
+  IMX_TRY(imx_npy_read_header(ctx, px, hx));
+  if (hx->ndim != 2)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: the data matrix must be 2-D (rows x features), got 1-D of %lld",
+                    px, (long long)hx->shape[0]);
+  if (strcmp(hx->descr, "<f8") != 0 && strcmp(hx->descr, "<f4") != 0)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: unsupported dtype '%s' for the data matrix (need '<f8' or '<f4')",
+                    px, hx->descr);
+  if (py[0] == '\0') return IMX_OK;
+  IMX_TRY(imx_npy_read_header(ctx, py, hy));
+  if (hy->shape[1] != 1)
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a vector, got shape (%lld, %lld)", py,
+                    (long long)hy->shape[0], (long long)hy->shape[1]);
+  if (strcmp(hy->descr, "<f4") == 0)
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: unsupported dtype '<f4' for labels (need '<i4', '<i8', '|u1' or '<f8' with integer "
+                    "values)",
+                    py);
+  if (hy->shape[0] != hx->shape[0])
+    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but data file %s has %lld rows", py,
+                    (long long)hy->shape[0], px, (long long)hx->shape[0]);
+  return IMX_OK;
+}
+
+static void npy_shape(const void *h, int64_t *rows, int64_t *cols) {
+  const imx_npy_header *n = h;
+  *rows = n->shape[0];
+  *cols = n->shape[1];
+}
+
+static imx_err npy_rows(imx_ctx *ctx, const char *path, const void *h, int64_t row0, int64_t nrows,
+                        void *out) {
+  return imx_npy_read_rows(ctx, path, h, row0, nrows, out);
+}
+
+/* Items to doubles, then times scale (as two passes: the same bits as ever). */
+static void npy_to_double(const void *h, void *buf, size_t count, double scale) {
+  imx_npy_to_double(((const imx_npy_header *)h)->descr, buf, count);
+  imx_data_scale(buf, count, scale);
+}
+
+_Static_assert(sizeof(imx_npy_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
+const imx_source_ops imx_npy_source = {
+    .read_headers = npy_headers, .shape = npy_shape, .read_rows = npy_rows, .to_double = npy_to_double};

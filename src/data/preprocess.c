@@ -1,4 +1,5 @@
 /* preprocess: distributed centering, standardization, whitening. */
+#include "imx/config.h"
 #include "imx/preprocess.h"
 
 #include <math.h>

@@ -108,3 +108,53 @@ void imx_synth_gmm_rows(int n, int components, const double *means, uint64_t see
     if (labels) labels[r] = c;
   }
 }
+
+/* ---- the generators (data.source: synthetic-ica, gmm) ---- */
+
+/* Generate this rank's rows of synthetic-ica (x = A s, the truth A kept) or
+ * gmm (labels = components, the means kept). Collective, agreed. */
+static imx_err generate(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
+  int ica = cfg->data.source == IMX_SRC_SYNTHETIC_ICA;
+  const char *what = imx_source_name(cfg->data.source);
+  int n = cfg->data.dim, C = cfg->data.components;
+  uint64_t seed = cfg->data.seed;
+  imx_err err = imx_data_check_scale(ctx, cfg->data.scale);
+  long long N = cfg->data.samples ? cfg->data.samples : IMX_SYNTH_DEFAULT_SAMPLES;
+  if (!err && N < 1)
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.samples = %lld: %s needs the number of rows to generate",
+                   cfg->data.samples, what);
+  if (!err && n < 1) err = imx_fail(ctx, IMX_ERR_CONFIG, "data.dim = %d: %s needs n >= 1", n, what);
+  if (!err && !ica && C < 1)
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.components = %d: a mixture needs at least 1", C);
+  if (!err && !ica && !(isfinite(cfg->data.separation) && cfg->data.separation >= 0))
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.separation = %g: need a finite value >= 0", cfg->data.separation);
+  IMX_TRY(imx_agree(ctx, err));
+  IMX_TRY(imx_data_layout(ctx, cfg, d, N, n, what));
+
+  size_t nn = (size_t)n * (size_t)(ica ? n : C);
+  if (ica) {
+    d->truth = malloc(nn * sizeof *d->truth);
+    if (!d->truth || imx_synth_ica_mixing(n, seed, d->truth) ||
+        imx_synth_ica_rows(n, seed, d->truth, d->row0, d->nloc, d->X))
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d mixing matrix and its scratch", what, n, n);
+  } else {
+    d->means = malloc(nn * sizeof *d->means);
+    d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
+    if (!d->means || !d->labels) {
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d means and %lld labels", what, C, n, (long long)d->nloc);
+    } else {
+      imx_synth_gmm_means(n, C, cfg->data.separation, seed, d->means);
+      imx_synth_gmm_rows(n, C, d->means, seed, d->row0, d->nloc, d->X, d->labels);
+      /* The true number of classes, even if some component drew no row. */
+      d->nclasses = C;
+    }
+  }
+  IMX_TRY(imx_agree(ctx, err));
+  /* Scale the truth with the data so that x = A s and the means still
+   * describe the data as returned. */
+  imx_data_scale(d->X, (size_t)d->nloc * (size_t)n, cfg->data.scale);
+  imx_data_scale(ica ? d->truth : d->means, nn, cfg->data.scale);
+  return imx_data_check_finite(ctx, d, what);
+}
+
+const imx_source_ops imx_synth_source = {.generate = generate};

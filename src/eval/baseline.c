@@ -1,6 +1,7 @@
 /* baseline: fixed layers (trained, raw input, PCA, random hyperplanes) and
  * their forward pass (see include/imx/baseline.h). */
 #include "imx/baseline.h"
+#include "imx/config.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -1,4 +1,5 @@
 /* metrics: measures of a trained layer (see include/imx/metrics.h). */
+#include "imx/config.h"
 #include "imx/metrics.h"
 
 #include <math.h>

@@ -1,5 +1,6 @@
 /* probe: multinomial logistic regression on frozen features with TAO (see
  * include/imx/probe.h). */
+#include "imx/config.h"
 #include "imx/probe.h"
 
 #include <math.h>

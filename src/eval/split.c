@@ -1,5 +1,6 @@
 /* split: the test split, read like the train split and preprocessed with its
  * statistics (see include/imx/split.h). */
+#include "imx/config.h"
 #include "imx/split.h"
 
 #include <stdlib.h>
@@ -50,10 +51,7 @@ imx_err imx_split_load_test(imx_ctx *ctx, const imx_config *cfg, int n, const do
   snprintf(tc.data.path, sizeof tc.data.path, "%s", cfg->eval.test_path);
   snprintf(tc.data.labels, sizeof tc.data.labels, "%s", cfg->eval.test_labels);
   tc.data.samples = 0;
-  if (tc.data.source != IMX_SRC_NPY && tc.data.source != IMX_SRC_IDX) {
-    size_t L = strlen(tc.data.path);
-    tc.data.source = L > 4 && !strcmp(tc.data.path + L - 4, ".npy") ? IMX_SRC_NPY : IMX_SRC_IDX;
-  }
+  if (!imx_sources[tc.data.source].file) tc.data.source = imx_source_of_path(tc.data.path);
   imx_data *d = NULL;
   IMX_TRY(imx_data_load(ctx, &tc, &d));
   imx_err e = IMX_OK;

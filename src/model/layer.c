@@ -4,6 +4,7 @@
  * supervised, entropy, hsic), one backward loop over chunks of rows and the
  * reductions of dL/dW and dL/db. C, G and the moment terms belong to the
  * backend (layer_impl.h: layer_replicated.c, layer_scalapack.c). */
+#include "imx/config.h"
 #include "imx/layer.h"
 
 #include <math.h>

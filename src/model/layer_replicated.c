@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/config.h"
 #include "imx/blas.h"
 #include "imx/linalg.h"
 #include "imx/moments.h"

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/config.h"
 #include "imx/blas.h"
 #include "imx/dmat.h"
 #include "imx/dmoments.h"

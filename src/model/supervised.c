@@ -1,5 +1,6 @@
 /* supervised: cross-entropy of a linear softmax head on a layer's outputs
  * (see include/imx/supervised.h and docs/objectives.md). */
+#include "imx/config.h"
 #include "imx/supervised.h"
 
 #include <math.h>

@@ -3,6 +3,7 @@
  * the moment terms on a replicated C (their formulas in
  * src/objective/terms_impl.h), weight_redundancy and lse (see
  * include/imx/objective.h and docs/objectives.md). */
+#include "imx/config.h"
 #include "imx/objective.h"
 
 #include <math.h>

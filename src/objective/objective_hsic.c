@@ -1,5 +1,6 @@
 /* objective_hsic: HSIC between unit pairs with random Fourier features (see
  * include/imx/objective_hsic.h and docs/objectives.md). */
+#include "imx/config.h"
 #include "imx/objective_hsic.h"
 
 #include <math.h>

@@ -6,13 +6,19 @@
  * imx_objective_moments and imx_objective_moments_dist, their formulas in
  * src/objective/terms_impl.h), and the predicates of objective.h read the
  * kinds and needs instead of listing terms. A preset is one row of
- * imx_objective_presets. imx_term_names and imx_preset_names (config.h) are
- * still defined by the config module; test_objective checks that they list
- * these rows' names in the same order.
+ * imx_objective_presets. imx_term_names and imx_preset_names (term.h, for
+ * the config key table, which cannot read a struct table at compile time)
+ * list the same names in the same order; test_terms checks it.
  */
 #include <string.h>
 
 #include "imx/objective.h"
+
+const char *const imx_term_names[IMX_NTERMS] = {
+    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
+    "supervised", "entropy", "hsic"};
+const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
+                                        "implicit-em", "ica", "hsic", NULL};
 
 /* The doc lines are the config reference's ("weight of the <doc> term"). */
 const imx_term_info imx_objective_terms[IMX_NTERMS] = {

@@ -1,4 +1,5 @@
 /* run_layer: one layer of `infomax train` (see include/imx/run_layer.h). */
+#include "imx/config.h"
 #include "imx/run_layer.h"
 
 #include <math.h>

@@ -1,5 +1,6 @@
 /* stack: greedy training of model.layers (see include/imx/stack.h and
  * docs/architecture.md, "Stacked layers"). */
+#include "imx/config.h"
 #include "imx/stack.h"
 
 #include <stdlib.h>

@@ -1,4 +1,5 @@
 /* summary: summary.json of a run (see include/imx/summary.h). */
+#include "imx/config.h"
 #include "imx/summary.h"
 
 #include <stdlib.h>

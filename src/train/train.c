@@ -1,4 +1,5 @@
 /* train: TAO glue, progress line and metrics (see include/imx/train.h). */
+#include "imx/config.h"
 #include "imx/train.h"
 
 #include <math.h>

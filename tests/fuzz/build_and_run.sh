@@ -11,7 +11,7 @@
 #               from the seeds every time)
 #     -b        build only
 #     -c        afterwards, report the line coverage of the file each harness targets
-#               (src/config/config.c, npy.c, idx.c) over the corpus (needs llvm-cov, llvm-profdata)
+#               (src/config/*.c, npy.c, idx.c) over the corpus (needs llvm-cov, llvm-profdata)
 #
 # Exit status: 0 clean, 1 a crash, a sanitizer report, a failed invariant or a
 # failed regression input (the input is saved under DIR/artifacts-NAME/), 77 if
@@ -84,8 +84,10 @@ read -r -a pc_cflags <<<"$(pkg-config --cflags ompi-c yaml-0.1 zlib)"
 read -r -a pc_libs <<<"$(pkg-config --libs ompi-c yaml-0.1 zlib)"
 cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -DIMX_VERSION='"fuzz"' -g -O1 -fno-omit-frame-pointer
         -fno-sanitize-recover=all -Wall -Wextra -I"$root/include" "${pc_cflags[@]}")
-sources=(base/ctx config/config data/npy data/idx)  # under src/
-headers=("$root"/include/imx/*.h "$root/src/data/data_impl.h" "$here/fuzz_common.h")
+# config validates data.source against the table of sources, which links their loaders
+sources=(base/ctx base/log base/rng config/keys config/value config/yaml config/write objective/terms
+         data/data data/source data/npy data/idx data/synth)  # under src/
+headers=("$root"/include/imx/*.h "$root/src/config/config_impl.h" "$root/src/data/data_impl.h" "$here/fuzz_common.h")
 
 stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
   local o=$1 i
@@ -163,7 +165,7 @@ if [ "$cover" = 1 ]; then
   bindir=$(dirname "$(readlink -f "$cc")")
   profdata=$(command -v llvm-profdata || echo "$bindir/llvm-profdata")
   llvmcov=$(command -v llvm-cov || echo "$bindir/llvm-cov")
-  declare -A target_src=([config]=config/config [npy]=data/npy [idx]=data/idx)
+  declare -A target_src=([config]="config/keys config/value config/yaml config/write" [npy]=data/npy [idx]=data/idx)
   cov="$out/cov"
   mkdir -p "$cov"
   covflags=(-fprofile-instr-generate -fcoverage-mapping)
@@ -177,10 +179,12 @@ if [ "$cover" = 1 ]; then
     LLVM_PROFILE_FILE="$cov/$t.profraw" "$cov/fuzz_$t" -runs=0 "$out/corpus-$t" "$here/corpus/$t" \
       >"$cov/$t.log" 2>&1 || { echo "coverage run of fuzz_$t failed: $cov/$t.log"; status=1; continue; }
     "$profdata" merge -sparse "$cov/$t.profraw" -o "$cov/$t.profdata"
-    echo "coverage of src/${target_src[$t]}.c by the corpus of fuzz_$t ($(ls "$out/corpus-$t" | wc -l) +" \
+    srcs=()
+    for s in ${target_src[$t]}; do srcs+=("$root/src/$s.c"); done
+    echo "coverage of ${srcs[*]#"$root/"} by the corpus of fuzz_$t ($(ls "$out/corpus-$t" | wc -l) +" \
          "$(ls "$here/corpus/$t" | wc -l) seed inputs):"
     "$llvmcov" report -show-functions "$cov/fuzz_$t" -instr-profile="$cov/$t.profdata" \
-      "$root/src/${target_src[$t]}.c" | sed 's/^/  /'
+      "${srcs[@]}" | sed 's/^/  /'
   done
 fi
 

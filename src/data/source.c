@@ -1,0 +1,35 @@
+/* source: the data sources, one row each (see include/imx/data.h). A new
+ * format is a row here, in the order of imx_source, and a file with its ops
+ * (a header reader, a row reader, the conversion to doubles) beside npy.c. */
+#include <string.h>
+
+#include "data_impl.h"
+
+const imx_source_row imx_sources[] = {
+    [IMX_SRC_SYNTHETIC_ICA] = {"synthetic-ica", 0, NULL, &imx_synth_source},
+    [IMX_SRC_GMM] = {"gmm", 0, NULL, &imx_synth_source},
+    [IMX_SRC_NPY] = {"npy", 1, ".npy", &imx_npy_source},
+    [IMX_SRC_IDX] = {"idx", 1, NULL, &imx_idx_source},
+    {NULL, 0, NULL, NULL}};
+
+/* The name of source s, or "?" outside the table. Local. */
+const char *imx_source_name(imx_source s) {
+  for (int i = 0; imx_sources[i].name; i++)
+    if (i == (int)s) return imx_sources[i].name;
+  return "?";
+}
+
+/* The first file source whose suffix ends path (path longer than it), else
+ * the first file source without a suffix (idx: MNIST's files have none).
+ * Local. */
+imx_source imx_source_of_path(const char *path) {
+  size_t L = strlen(path);
+  int fallback = -1;
+  for (int i = 0; imx_sources[i].name; i++) {
+    const char *x = imx_sources[i].suffix;
+    if (!imx_sources[i].file) continue;
+    if (!x && fallback < 0) fallback = i;
+    if (x && L > strlen(x) && !strcmp(path + L - strlen(x), x)) return (imx_source)i;
+  }
+  return (imx_source)fallback;
+}
