@@ -3,7 +3,7 @@ file gives the documented exit code on every rank, one message on rank 0
 naming the file (and line:col), no hang, and never touches earlier results."""
 import os
 
-from clitest import check, finish, run, tmpdir, write
+from clitest import ENV, INFOMAX, check, finish, run, tmpdir, write
 
 code, out, err = run(["--version"])
 check(code == 0 and out.startswith("infomax "), "--version prints the version: %r" % out.strip())
