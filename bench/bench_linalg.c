@@ -49,7 +49,8 @@ static double cpu_busy_seconds(void) {
 static double own_cpu_seconds(void) {
   struct rusage r;
   getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + 1e-6 * r.ru_utime.tv_usec + r.ru_stime.tv_sec + 1e-6 * r.ru_stime.tv_usec;
+  return r.ru_utime.tv_sec + 1e-6 * r.ru_utime.tv_usec + r.ru_stime.tv_sec +
+         1e-6 * r.ru_stime.tv_usec;
 }
 
 static void loadavg(char *buf, size_t len) {
@@ -99,8 +100,10 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--evals")) evals = atoi(v);
     else if (!strcmp(k, "--eps")) c.objective.eps = atof(v);
     else if (!strcmp(k, "--nb")) c.parallel.scalapack_block = atoi(v);
-    else if (!strcmp(k, "--preset")) snprintf(c.objective.preset, sizeof c.objective.preset, "%s", v);
-    else if (!strcmp(k, "--grid")) bad = sscanf(v, "%dx%d", &c.parallel.grid_rows, &c.parallel.grid_cols) != 2;
+    else if (!strcmp(k, "--preset"))
+      snprintf(c.objective.preset, sizeof c.objective.preset, "%s", v);
+    else if (!strcmp(k, "--grid"))
+      bad = sscanf(v, "%dx%d", &c.parallel.grid_rows, &c.parallel.grid_cols) != 2;
     else if (!strcmp(k, "--linalg")) bad = (int)(c.parallel.linalg = parse_enum(v, linalgs)) < 0;
     else if (!strcmp(k, "--activation")) bad = (int)(c.model.activation = parse_enum(v, acts)) < 0;
     else if (!strcmp(k, "--reduction")) bad = (int)(c.parallel.reduction = parse_enum(v, reds)) < 0;
@@ -150,29 +153,33 @@ int main(int argc, char **argv) {
   loadavg(la1, sizeof la1);
   MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, ctx.comm);
   double phases[IMX_NTIMERS];
-  for (int t = 0; t < IMX_NTIMERS; t++) phases[t] = imx_timer_get((imx_timer_id)t) / (evals > 0 ? evals : 1);
+  for (int t = 0; t < IMX_NTIMERS; t++)
+    phases[t] = imx_timer_get((imx_timer_id)t) / (evals > 0 ? evals : 1);
   MPI_Allreduce(MPI_IN_PLACE, phases, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx.comm);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss = ru.ru_maxrss / 1024.0, lbytes = l ? imx_layer_bytes(l) / 1048576 : 0;
-  double *rsss = malloc((size_t)ctx.size * sizeof *rsss), *lbs = malloc((size_t)ctx.size * sizeof *lbs);
+  double *rsss = malloc((size_t)ctx.size * sizeof *rsss),
+         *lbs = malloc((size_t)ctx.size * sizeof *lbs);
   MPI_Gather(&rss, 1, MPI_DOUBLE, rsss, 1, MPI_DOUBLE, 0, ctx.comm);
   MPI_Gather(&lbytes, 1, MPI_DOUBLE, lbs, 1, MPI_DOUBLE, 0, ctx.comm);
   if (ctx.rank == 0) {
     int pr = 0, pc = 0, nb = 0;
     if (l) imx_layer_grid(l, &pr, &pc, &nb);
-    printf("{\"K\": %d, \"N\": %lld, \"n\": %d, \"P\": %d, \"activation\": \"%s\", \"preset\": \"%s\", "
-           "\"reduction\": \"%s\", \"requested\": \"%s\"",
-           c.model.units, c.data.samples, c.data.dim, ctx.size, acts[c.model.activation],
-           c.objective.preset, reds[c.parallel.reduction], linalgs[c.parallel.linalg]);
+    printf(
+        "{\"K\": %d, \"N\": %lld, \"n\": %d, \"P\": %d, \"activation\": \"%s\", \"preset\": \"%s\", "
+        "\"reduction\": \"%s\", \"requested\": \"%s\"",
+        c.model.units, c.data.samples, c.data.dim, ctx.size, acts[c.model.activation],
+        c.objective.preset, reds[c.parallel.reduction], linalgs[c.parallel.linalg]);
     if (e) {
       char *q = ctx.msg;
       for (; *q; q++)
         if (*q == '"') *q = '\'';
       printf(", \"error\": \"%s\"}\n", ctx.msg);
     } else {
-      printf(", \"linalg\": \"%s\", \"path\": \"%s\", \"grid\": [%d, %d], \"nb\": %d, \"why\": \"%s\"",
-             imx_layer_linalg(l), imx_layer_path(l), pr, pc, nb, imx_layer_linalg_reason(l));
+      printf(
+          ", \"linalg\": \"%s\", \"path\": \"%s\", \"grid\": [%d, %d], \"nb\": %d, \"why\": \"%s\"",
+          imx_layer_linalg(l), imx_layer_path(l), pr, pc, nb, imx_layer_linalg_reason(l));
       printf(", \"loss\": %.17g, \"first_s\": %.4f, \"eval_s\": [", f, first);
       for (int k = 0; k < evals; k++) printf("%s%.4f", k ? ", " : "", secs[k]);
       printf("], \"phases_s\": {");

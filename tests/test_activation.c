@@ -84,8 +84,10 @@ int main(int argc, char **argv) {
     }
     worst = fmax(worst, fabs(sa - 1));
   }
-  t_check(worst < 1e-13, "sparsemax: %d rows x K=%d against the sorted threshold, on the simplex: "
-          "max abs err %.2e (tol 1e-13); mean support %.2f units", R, K, worst, mean_support);
+  t_check(worst < 1e-13,
+          "sparsemax: %d rows x K=%d against the sorted threshold, on the simplex: "
+          "max abs err %.2e (tol 1e-13); mean support %.2f units",
+          R, K, worst, mean_support);
 
   /* backward against central differences of <g, phi(z)> per row; z scaled
    * down so that sparsemax keeps several units (support >= 2 is checked) */
@@ -114,7 +116,8 @@ int main(int argc, char **argv) {
     }
     t_check(err < 1e-7 && support >= 2 * 38,
             "%s backward vs central differences (38 rows x %d inputs, mean support %.1f): max "
-            "abs err %.2e (tol 1e-7)", imx_activation_name(acts[a]->kind), K, support / 38.0, err);
+            "abs err %.2e (tol 1e-7)",
+            imx_activation_name(acts[a]->kind), K, support / 38.0, err);
   }
   free(Z), free(A), free(B);
   int rc = t_finish();

@@ -12,7 +12,7 @@
 #define NK 3
 #define NIN 4
 #define NPARAMS (NK * NIN + NK + 5) /* a supervised head's parameters after W and b */
-#define HEADER_BYTES 96           /* the on-disk header (src/train/checkpoint.c) */
+#define HEADER_BYTES 96             /* the on-disk header (src/train/checkpoint.c) */
 
 static unsigned char *slurp(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");
@@ -45,8 +45,15 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/checkpoint.bin", dir);
 
   /* Round trip. */
-  imx_checkpoint h = {.K = NK, .n = NIN, .nparams = NPARAMS, .iteration = 17, .evaluations = 23,
-                      .reduction = 1, .block = 64, .tao_type = "blmvm", .loss = -1.0 / 3,
+  imx_checkpoint h = {.K = NK,
+                      .n = NIN,
+                      .nparams = NPARAMS,
+                      .iteration = 17,
+                      .evaluations = 23,
+                      .reduction = 1,
+                      .block = 64,
+                      .tao_type = "blmvm",
+                      .loss = -1.0 / 3,
                       .data_rows = 123456789012LL};
   double theta[NPARAMS];
   for (int i = 0; i < NPARAMS; i++) theta[i] = imx_rng_normal(7, 1, (uint64_t)i) * 1e3;
@@ -109,8 +116,9 @@ int main(int argc, char **argv) {
     if (refused(&ctx, dir, path, 0, msg, sizeof msg) == 2) cut_ok++;
     else if (!cut_bad++) snprintf(first_bad, sizeof first_bad, "cut at %lld: %s", cut, msg);
   }
-  t_check(cut_bad == 0, "the file cut at each of the %lld lengths 0 .. %lld: %d refused, %d not%s%s",
-          nlen, nlen - 1, cut_ok, cut_bad, cut_bad ? "; first: " : "", cut_bad ? first_bad : "");
+  t_check(cut_bad == 0,
+          "the file cut at each of the %lld lengths 0 .. %lld: %d refused, %d not%s%s", nlen,
+          nlen - 1, cut_ok, cut_bad, cut_bad ? "; first: " : "", cut_bad ? first_bad : "");
 
   /* A wrong magic, with an otherwise valid layout. */
   if (ctx.rank == 0) {
@@ -122,8 +130,10 @@ int main(int argc, char **argv) {
 
   /* No checkpoint at all. */
   if (ctx.rank == 0) unlink(path);
-  t_check(refused(&ctx, dir, dir, 1, msg, sizeof msg) == 2, "missing checkpoint refused with IMX_ERR_IO "
-          "naming the directory: %s", msg);
+  t_check(refused(&ctx, dir, dir, 1, msg, sizeof msg) == 2,
+          "missing checkpoint refused with IMX_ERR_IO "
+          "naming the directory: %s",
+          msg);
 
   free(good);
   t_rmdir(ctx.comm, dir);

@@ -19,11 +19,10 @@ static imx_ctx ctx;
 /* Compare an outcome with the expected code and exact message. */
 static void expect(const char *what, imx_err got, imx_err want, const char *want_msg) {
   int ok = (got == want) && (!want || strcmp(ctx.msg, want_msg) == 0);
-  if (ok)
-    t_check(1, "%s -> %d \"%s\"", what, (int)got, got ? ctx.msg : "");
+  if (ok) t_check(1, "%s -> %d \"%s\"", what, (int)got, got ? ctx.msg : "");
   else
     t_check(0, "%s -> code %d \"%s\", expected code %d \"%s\"", what, (int)got, got ? ctx.msg : "",
-          (int)want, want_msg ? want_msg : "");
+            (int)want, want_msg ? want_msg : "");
   ctx.code = IMX_OK;
   ctx.msg[0] = '\0';
 }
@@ -40,35 +39,35 @@ static void test_defaults(void) {
   imx_config c;
   imx_config_defaults(&c);
   int ok = c.file[0] == '\0' && c.data.source == IMX_SRC_SYNTHETIC_ICA && !c.data.path[0] &&
-           !c.data.labels[0] && c.data.samples == 0 && c.data.dim == 8 &&
-           c.data.components == 4 && c.data.separation == 4.0 && c.data.seed == 1 &&
-           c.data.scale == 1.0 && c.data.preprocess == IMX_PRE_CENTER && c.data.whiten_eps == 1e-6 &&
-           c.model.units == 8 && c.model.activation == IMX_ACT_IDENTITY &&
-           c.model.temperature == 1.0 && c.model.weight_norm == 1 &&
-           !strcmp(c.model.init, "random") && c.model.seed == 2 && c.model.init_bias == 0.0 &&
-           !strcmp(c.objective.preset, "gaussian") && c.objective.lambda == 0.1 &&
-           c.objective.eps == 0.0 && !strcmp(c.optimizer.type, "lmvm") &&
-           c.optimizer.max_it == 200 && c.optimizer.gatol == 1e-8 && c.optimizer.grtol == 1e-8 &&
-           !c.optimizer.options[0] && c.parallel.reduction == IMX_RED_REPRODUCIBLE &&
-           c.parallel.block == 256 && c.parallel.linalg == IMX_LINALG_AUTO &&
-           c.parallel.path == IMX_PATH_AUTO && !c.output.dir[0] && c.output.every == 1;
+           !c.data.labels[0] && c.data.samples == 0 && c.data.dim == 8 && c.data.components == 4 &&
+           c.data.separation == 4.0 && c.data.seed == 1 && c.data.scale == 1.0 &&
+           c.data.preprocess == IMX_PRE_CENTER && c.data.whiten_eps == 1e-6 && c.model.units == 8 &&
+           c.model.activation == IMX_ACT_IDENTITY && c.model.temperature == 1.0 &&
+           c.model.weight_norm == 1 && !strcmp(c.model.init, "random") && c.model.seed == 2 &&
+           c.model.init_bias == 0.0 && !strcmp(c.objective.preset, "gaussian") &&
+           c.objective.lambda == 0.1 && c.objective.eps == 0.0 &&
+           !strcmp(c.optimizer.type, "lmvm") && c.optimizer.max_it == 200 &&
+           c.optimizer.gatol == 1e-8 && c.optimizer.grtol == 1e-8 && !c.optimizer.options[0] &&
+           c.parallel.reduction == IMX_RED_REPRODUCIBLE && c.parallel.block == 256 &&
+           c.parallel.linalg == IMX_LINALG_AUTO && c.parallel.path == IMX_PATH_AUTO &&
+           !c.output.dir[0] && c.output.every == 1;
   for (int t = 0; t < IMX_NTERMS; t++) ok = ok && isnan(c.objective.weight[t]);
   t_check(ok, "defaults have the documented values");
   expect("validate(defaults)", imx_config_validate(&ctx, &c), IMX_OK, NULL);
   t_check(!strcmp(imx_activation_name(IMX_ACT_SOFTMAX), "softmax") &&
-            !strcmp(imx_source_name(IMX_SRC_SYNTHETIC_ICA), "synthetic-ica") &&
-            !strcmp(imx_preprocess_name(IMX_PRE_WHITEN), "whiten") &&
-            !strcmp(imx_reduction_name(IMX_RED_FAST), "fast") &&
-            !strcmp(imx_activation_name((imx_activation)9), "?"),
-        "enum name functions");
+              !strcmp(imx_source_name(IMX_SRC_SYNTHETIC_ICA), "synthetic-ica") &&
+              !strcmp(imx_preprocess_name(IMX_PRE_WHITEN), "whiten") &&
+              !strcmp(imx_reduction_name(IMX_RED_FAST), "fast") &&
+              !strcmp(imx_activation_name((imx_activation)9), "?"),
+          "enum name functions");
 }
 
 static void test_good_files(void) {
   imx_config c, d;
   imx_config_defaults(&d);
   imx_config_defaults(&c);
-  expect("load configs/good_full.yaml", imx_config_load(&ctx, &c, "configs/good_full.yaml"),
-         IMX_OK, NULL);
+  expect("load configs/good_full.yaml", imx_config_load(&ctx, &c, "configs/good_full.yaml"), IMX_OK,
+         NULL);
   double *w = c.objective.weight;
   int ok = !strcmp(c.file, "configs/good_full.yaml") && c.data.source == IMX_SRC_GMM &&
            c.data.samples == 5000 && c.data.dim == 16 && c.data.components == 3 &&
@@ -210,9 +209,9 @@ static void test_set(void) {
          IMX_OK, NULL);
   expect("--set data.source=npy", imx_config_set(&ctx, &c, "data.source=npy"), IMX_OK, NULL);
   t_check(c.objective.lambda == 0.5 && c.model.units == 12 && c.model.weight_norm == 0 &&
-            c.data.whiten_eps == 1e-3 && !strcmp(c.optimizer.options, "-a=b -c d") &&
-            c.data.source == IMX_SRC_NPY,
-        "--set values applied");
+              c.data.whiten_eps == 1e-3 && !strcmp(c.optimizer.options, "-a=b -c d") &&
+              c.data.source == IMX_SRC_NPY,
+          "--set values applied");
 
   /* Each term weight key lands in its own slot: the table matches imx_term_names. */
   int ok = 1;
@@ -227,7 +226,7 @@ static void test_set(void) {
          NULL);
   expect("--set objective.lse=null", imx_config_set(&ctx, &c, "objective.lse=null"), IMX_OK, NULL);
   t_check(isnan(c.objective.weight[IMX_TERM_OFFDIAG]) && isnan(c.objective.weight[IMX_TERM_LSE]),
-        "~ and null reset a weight to NAN (from the preset)");
+          "~ and null reset a weight to NAN (from the preset)");
 
   static const struct {
     const char *a, *msg;
@@ -236,20 +235,24 @@ static void test_set(void) {
        "--set objective.lamda=0.5: unknown key \"lamda\" in objective (did you mean \"lambda\"?)"},
       {"objective.xyz=1", "--set objective.xyz=1: unknown key \"xyz\" in objective"},
       {"modle.units=3", "--set modle.units=3: unknown section \"modle\" (did you mean \"model\"?)"},
-      {"lambda=0.5", "--set lambda=0.5: expected section.key=value (did you mean "
-                     "\"objective.lambda\"?)"},
+      {"lambda=0.5",
+       "--set lambda=0.5: expected section.key=value (did you mean "
+       "\"objective.lambda\"?)"},
       {"objective.lambda", "--set objective.lambda: expected section.key=value"},
       {"objective.lambda=abc",
        "--set objective.lambda=abc: objective.lambda: expected a number, got \"abc\""},
-      {"objective.lambda=", "--set objective.lambda=: objective.lambda: expected a number, got \"\""},
+      {"objective.lambda=",
+       "--set objective.lambda=: objective.lambda: expected a number, got \"\""},
       {"objective.lambda=nan",
        "--set objective.lambda=nan: objective.lambda: expected a number, got \"nan\""},
       {"objective.lambda=.inf",
        "--set objective.lambda=.inf: objective.lambda: expected a finite number, got \".inf\""},
       {"objective.lse=.nan",
        "--set objective.lse=.nan: objective.lse: expected a finite number, got \".nan\""},
-      {"data.scale=.nan", "--set data.scale=.nan: data.scale: expected a finite number, got \".nan\""},
-      {"data.scale=-.inf", "--set data.scale=-.inf: data.scale: expected a finite number, got \"-.inf\""},
+      {"data.scale=.nan",
+       "--set data.scale=.nan: data.scale: expected a finite number, got \".nan\""},
+      {"data.scale=-.inf",
+       "--set data.scale=-.inf: data.scale: expected a finite number, got \"-.inf\""},
       {"objective.lambda=1e999",
        "--set objective.lambda=1e999: objective.lambda: expected a finite number, got "
        "\"1e999\""},
@@ -299,9 +302,10 @@ static void test_set(void) {
   memset(longpath + 10, 'x', IMX_PATH_LEN);
   longpath[10 + IMX_PATH_LEN] = '\0';
   imx_err err = imx_config_set(&ctx, &c, longpath);
-  t_check(err == IMX_ERR_CONFIG && strstr(ctx.msg, "data.path: too long (512 characters, at most "
-                                                  "511)"),
-        "--set data.path=<512 chars>: \"%s\"", ctx.msg);
+  t_check(err == IMX_ERR_CONFIG && strstr(ctx.msg,
+                                          "data.path: too long (512 characters, at most "
+                                          "511)"),
+          "--set data.path=<512 chars>: \"%s\"", ctx.msg);
   ctx.code = IMX_OK;
 }
 
@@ -354,8 +358,8 @@ static void test_validate(void) {
   expect("validate: weight inf", imx_config_validate(&ctx, &c), IMX_ERR_CONFIG,
          "objective.lse: expected a finite number, got \"inf\"");
   FILE *null = fopen("/dev/null", "w");
-  expect("write refuses what would not load back", imx_config_write(&ctx, &c, null),
-         IMX_ERR_CONFIG, "objective.lse: expected a finite number, got \"inf\"");
+  expect("write refuses what would not load back", imx_config_write(&ctx, &c, null), IMX_ERR_CONFIG,
+         "objective.lse: expected a finite number, got \"inf\"");
   fclose(null);
   imx_config_defaults(&c);
   memset(c.output.dir, 'x', sizeof c.output.dir);
@@ -378,7 +382,8 @@ static void round_trip(const char *what, const imx_config *c) {
   imx_config_defaults(&back);
   if (!err) err = imx_config_load(&ctx, &back, path);
   int ok = !err && same_config(c, &back) && !strcmp(back.file, path);
-  t_check(ok, "%s: write -> load gives the same bytes%s%s", what, err ? ": " : "", err ? ctx.msg : "");
+  t_check(ok, "%s: write -> load gives the same bytes%s%s", what, err ? ": " : "",
+          err ? ctx.msg : "");
   if (!ok) { /* show what was written */
     fflush(stdout);
     char cmd[128];
@@ -439,7 +444,8 @@ static void test_round_trip(void) {
   set_str(c.output.dir, sizeof c.output.dir, "null");
   set_str(c.model.init, sizeof c.model.init, "yes");
   set_str(c.objective.preset, sizeof c.objective.preset, "gaussian-tc");
-  set_str(c.optimizer.options, sizeof c.optimizer.options, "-tao_ls_type  armijo 'x' \"y\" \\ \xc3\xa9 # not a comment");
+  set_str(c.optimizer.options, sizeof c.optimizer.options,
+          "-tao_ls_type  armijo 'x' \"y\" \\ \xc3\xa9 # not a comment");
   c.model.weight_norm = 0;
   c.optimizer.max_it = INT_MAX;
   round_trip("awkward values", &c);
@@ -463,9 +469,9 @@ static void test_reference(void) {
   fclose(f);
   t_check(nref == nref2 && !memcmp(ref, ref2, nref), "reference output is deterministic");
   t_check(!strncmp(ref, "# Configuration reference\n", 26) &&
-            strstr(ref, "infomax config --reference") &&
-            strstr(ref, "| key | type | default | allowed | meaning |"),
-        "reference has the title, intro and table header");
+              strstr(ref, "infomax config --reference") &&
+              strstr(ref, "| key | type | default | allowed | meaning |"),
+          "reference has the title, intro and table header");
 
   imx_config c;
   imx_config_defaults(&c);
@@ -493,11 +499,14 @@ static void test_reference(void) {
     nkeys++;
   }
   t_check(!missing && nkeys >= 37, "reference lists all %d keys, each under its section", nkeys);
-  t_check(strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
-            strstr(ref, "| `logdet` | number or ~ | preset |") &&
-            strstr(ref, "| `units` | integer | `8` | >= 1 and <= 1000000 |") &&
-            strstr(ref, "| `activation` | choice | `identity` | `identity`, `relu`, `softmax`, `topk`, `sparsemax` |"),
-        "reference rows show type, default and allowed values");
+  t_check(
+      strstr(ref, "| `lambda` | number | `0.1` | finite and >= 0 |") &&
+          strstr(ref, "| `logdet` | number or ~ | preset |") &&
+          strstr(ref, "| `units` | integer | `8` | >= 1 and <= 1000000 |") &&
+          strstr(
+              ref,
+              "| `activation` | choice | `identity` | `identity`, `relu`, `softmax`, `topk`, `sparsemax` |"),
+      "reference rows show type, default and allowed values");
   free(ref);
   free(ref2);
   free(yaml);
@@ -505,7 +514,8 @@ static void test_reference(void) {
 
 /* model.layers: a list of per-layer settings; errors name the entry; the
  * resolved file loads back to the same bytes; a layer's configuration. */
-static imx_config load_text(const char *what, const char *text, imx_err want, const char *want_msg) {
+static imx_config load_text(const char *what, const char *text, imx_err want,
+                            const char *want_msg) {
   char path[] = "/tmp/imx_test_layers_XXXXXX";
   int fd = mkstemp(path);
   FILE *f = fd >= 0 ? fdopen(fd, "w") : NULL;
@@ -536,14 +546,16 @@ static void test_layers(void) {
   imx_config l3;
   imx_err e = imx_config_layer(&ctx, &c, 2, &l3);
   t_check(c.model.nlayers == 3 && !e && l3.model.units == 3 && l3.model.feed == IMX_FEED_Z &&
-            l3.optimizer.max_it == 7 && l3.model.activation == IMX_ACT_IDENTITY,
-        "layers: 3 entries; layer 3 has units 3, feed z, max_it 7 and the file's activation");
+              l3.optimizer.max_it == 7 && l3.model.activation == IMX_ACT_IDENTITY,
+          "layers: 3 entries; layer 3 has units 3, feed z, max_it 7 and the file's activation");
   round_trip("layers", &c);
   load_text("layers: a data key in an entry", "model:\n  layers:\n    - {data.samples: 5}\n",
-            IMX_ERR_CONFIG, ":3:8: model.layers[1]: \"data.samples\": a layer sets keys of model, "
+            IMX_ERR_CONFIG,
+            ":3:8: model.layers[1]: \"data.samples\": a layer sets keys of model, "
             "objective and optimizer only");
   load_text("layers: a bad value", "model:\n  layers:\n    - {}\n    - {units: many}\n",
-            IMX_ERR_CONFIG, ":4:15: model.layers[2]: model.units: expected an integer, got \"many\"");
+            IMX_ERR_CONFIG,
+            ":4:15: model.layers[2]: model.units: expected an integer, got \"many\"");
   load_text("layers: topk without k in an entry", "model:\n  layers:\n    - {activation: topk}\n",
             IMX_ERR_CONFIG, "model.layers[1]: model.activation is topk but model.topk is 0");
   load_text("layers: not a list", "model:\n  layers: 3\n", IMX_ERR_CONFIG,

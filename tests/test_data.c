@@ -43,35 +43,39 @@ static void test_shard(void) {
         for (int p = 0; p < P; p++) {
           int64_t r0, nl;
           imx_shard(N, Bs[b], p, P, &r0, &nl);
-          t_check_quiet(r0 == next && r0 % Bs[b] == 0 && nl >= 1, "shard N=%lld B=%d P=%d p=%d: row0 %lld nloc %lld",
-                (long long)N, Bs[b], P, p, (long long)r0, (long long)nl);
+          t_check_quiet(r0 == next && r0 % Bs[b] == 0 && nl >= 1,
+                        "shard N=%lld B=%d P=%d p=%d: row0 %lld nloc %lld", (long long)N, Bs[b], P,
+                        p, (long long)r0, (long long)nl);
           int64_t blocks = (nl + Bs[b] - 1) / Bs[b];
           lo = blocks < lo ? blocks : lo;
           hi = blocks > hi ? blocks : hi;
           next = r0 + nl;
         }
-        t_check_quiet(next == N, "shard N=%lld B=%d P=%d covers %lld rows", (long long)N, Bs[b], P, (long long)next);
-        t_check_quiet(hi - lo <= 1, "shard N=%lld B=%d P=%d: blocks per rank %lld..%lld", (long long)N, Bs[b], P,
-              (long long)lo, (long long)hi);
+        t_check_quiet(next == N, "shard N=%lld B=%d P=%d covers %lld rows", (long long)N, Bs[b], P,
+                      (long long)next);
+        t_check_quiet(hi - lo <= 1, "shard N=%lld B=%d P=%d: blocks per rank %lld..%lld",
+                      (long long)N, Bs[b], P, (long long)lo, (long long)hi);
       }
   int64_t r0, nl;
   imx_shard(10, 3, 0, 1, &r0, &nl);
   t_check_quiet(r0 == 0 && nl == 10, "shard P=1");
   imx_shard(10, 3, 3, 4, &r0, &nl); /* nb = 4: rank 3 gets block 3 = row 9 */
-  t_check_quiet(r0 == 9 && nl == 1, "shard last block short: %lld %lld", (long long)r0, (long long)nl);
+  t_check_quiet(r0 == 9 && nl == 1, "shard last block short: %lld %lld", (long long)r0,
+                (long long)nl);
 }
 
 /* ---- sharded .npy ---- */
 
 /* Every local row equals want(i, j) exactly; shard geometry as imx_shard says. */
-static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int block, int f4, double scale,
-                       const char *label) {
+static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int block, int f4,
+                       double scale, const char *label) {
   int64_t r0, nl;
   int f0 = t_failed;
   imx_shard(N, block, ctx->rank, ctx->size, &r0, &nl);
   t_check_quiet(d->N == N && d->n == n && d->block == block && d->row0 == r0 && d->nloc == nl,
-        "%s: N=%lld n=%d B=%d row0=%lld nloc=%lld (want %lld %d %d %lld %lld)", label, (long long)d->N, d->n,
-        d->block, (long long)d->row0, (long long)d->nloc, (long long)N, n, block, (long long)r0, (long long)nl);
+                "%s: N=%lld n=%d B=%d row0=%lld nloc=%lld (want %lld %d %d %lld %lld)", label,
+                (long long)d->N, d->n, d->block, (long long)d->row0, (long long)d->nloc,
+                (long long)N, n, block, (long long)r0, (long long)nl);
   double maxerr = 0;
   for (int64_t i = 0; i < d->nloc && d->nloc == nl; i++)
     for (int j = 0; j < n; j++) {
@@ -82,13 +86,15 @@ static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int bl
   int64_t tot = d->nloc;
   MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
   MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  t_check_quiet(tot == N, "%s: rows over all ranks %lld, want %lld", label, (long long)tot, (long long)N);
+  t_check_quiet(tot == N, "%s: rows over all ranks %lld, want %lld", label, (long long)tot,
+                (long long)N);
   t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
-  t_check(t_failed == f0, "%-28s N=%lld n=%d B=%d max error %g (tolerance 0)", label, (long long)N, n, block, maxerr);
+  t_check(t_failed == f0, "%-28s N=%lld n=%d B=%d max error %g (tolerance 0)", label, (long long)N,
+          n, block, maxerr);
 }
 
-static void write_matrix(imx_ctx *ctx, const char *path, int64_t R, int64_t C, int64_t badr, int64_t badc,
-                         double badv) {
+static void write_matrix(imx_ctx *ctx, const char *path, int64_t R, int64_t C, int64_t badr,
+                         int64_t badc, double badv) {
   if (ctx->rank == 0) {
     double *a = malloc((size_t)(R * C) * sizeof *a);
     for (int64_t i = 0; i < R; i++)
@@ -113,7 +119,8 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     imx_err e = imx_data_load(ctx, &cfg, &d);
     t_check_quiet(e == IMX_OK, "load B=%d: %s", blocks[b], ctx->msg);
     if (!e) check_rows(ctx, d, 37, 5, blocks[b], 0, 1.0, "npy f8");
-    t_check_quiet(!e && !d->labels && d->nclasses == 0 && !d->truth && !d->means, "npy: no labels/truth expected");
+    t_check_quiet(!e && !d->labels && d->nclasses == 0 && !d->truth && !d->means,
+                  "npy: no labels/truth expected");
     imx_data_free(&d);
     t_check_quiet(d == NULL, "imx_data_free did not null the pointer");
   }
@@ -136,7 +143,8 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     check_rows(ctx, d, 7, 3, 1, 1, 1.0, f ? "numpy f4 + u1 labels" : "numpy f4 + i8 labels");
     t_check_quiet(d->labels && d->nclasses == 3, "nclasses %d", d->nclasses);
     for (int64_t i = 0; d->labels && i < d->nloc; i++)
-      t_check_quiet(d->labels[i] == (d->row0 + i) % 3, "label %lld = %d", (long long)(d->row0 + i), d->labels[i]);
+      t_check_quiet(d->labels[i] == (d->row0 + i) % 3, "label %lld = %d", (long long)(d->row0 + i),
+                    d->labels[i]);
     imx_data_free(&d);
   }
 
@@ -146,8 +154,8 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_IO, "No such file", "missing npy");
   t_check_quiet(d == NULL, "d set after failure");
   base_cfg(&cfg, IMX_SRC_NPY, "data/np_fortran.npy", 1);
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "fortran_order arrays are not supported",
-               "fortran npy");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA,
+               "fortran_order arrays are not supported", "fortran npy");
   base_cfg(&cfg, IMX_SRC_NPY, "data/np_labels_i8.npy", 1);
   t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "must be 2-D", "1-D data");
   base_cfg(&cfg, IMX_SRC_NPY, path, 1);
@@ -156,10 +164,12 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
                "samples > rows");
   base_cfg(&cfg, IMX_SRC_NPY, "data/np_f8.npy", 1);
   snprintf(cfg.data.labels, sizeof cfg.data.labels, "%s", "data/np_f8.npy");
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "labels must be a vector", "2-D labels");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "labels must be a vector",
+               "2-D labels");
   base_cfg(&cfg, IMX_SRC_NPY, path, 1);
   snprintf(cfg.data.labels, sizeof cfg.data.labels, "%s", "data/np_labels_i8.npy");
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "has 7 labels but data file", "labels length");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "has 7 labels but data file",
+               "labels length");
 
   /* Labels that are not non-negative integers: the first bad row is named. */
   {
@@ -168,20 +178,26 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     lab[5] = 2.5;
     lab[33] = -1;
     snprintf(p2, sizeof p2, "%s/badlab.npy", dir);
-    if (ctx->rank == 0) t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
+    if (ctx->rank == 0)
+      t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
     MPI_Barrier(ctx->comm);
     base_cfg(&cfg, IMX_SRC_NPY, path, 1);
     snprintf(cfg.data.labels, sizeof cfg.data.labels, "%s", p2);
-    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label 2.5 at row 5 is not", "fractional label");
+    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label 2.5 at row 5 is not",
+                 "fractional label");
     cfg.data.samples = 30; /* row 33 unused, row 5 still bad */
-    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label 2.5 at row 5 is not", "fractional label 30");
+    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label 2.5 at row 5 is not",
+                 "fractional label 30");
     lab[5] = 1;
-    if (ctx->rank == 0) t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
+    if (ctx->rank == 0)
+      t_check_quiet(imx_npy_write(ctx, p2, lab, 37, 1) == IMX_OK, "write labels: %s", ctx->msg);
     MPI_Barrier(ctx->comm);
     cfg.data.samples = 0;
-    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label -1 at row 33", "negative label");
+    t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "label -1 at row 33",
+                 "negative label");
     cfg.data.samples = 30;
-    t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK && d->nclasses == 4, "f8 labels of 30 rows: %s", ctx->msg);
+    t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK && d->nclasses == 4,
+                  "f8 labels of 30 rows: %s", ctx->msg);
     imx_data_free(&d);
   }
 
@@ -198,16 +214,16 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   }
   MPI_Barrier(ctx->comm);
   base_cfg(&cfg, IMX_SRC_NPY, p2, 1);
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "non-finite value nan at row 23, column 2",
-               "NaN in npy");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA,
+               "non-finite value nan at row 23, column 2", "NaN in npy");
   cfg.data.samples = 23;
   t_check_quiet(imx_data_load(ctx, &cfg, &d) == IMX_OK, "first 23 rows are finite: %s", ctx->msg);
   imx_data_free(&d);
   snprintf(p2, sizeof p2, "%s/inf.npy", dir);
   write_matrix(ctx, p2, 37, 5, 36, 4, -INFINITY);
   base_cfg(&cfg, IMX_SRC_NPY, p2, 2);
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "non-finite value -inf at row 36, column 4",
-               "-Inf in last row");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA,
+               "non-finite value -inf at row 36, column 4", "-Inf in last row");
 
   /* Truncated data file: rank 0's size check catches it for every rank. */
   snprintf(p2, sizeof p2, "%s/trunc.npy", dir);
@@ -215,7 +231,8 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
   if (ctx->rank == 0) t_check_quiet(truncate(p2, 128 + 37 * 5 * 8 - 3) == 0, "truncate");
   MPI_Barrier(ctx->comm);
   base_cfg(&cfg, IMX_SRC_NPY, p2, 1);
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "expected 1608 bytes", "truncated npy");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, "expected 1608 bytes",
+               "truncated npy");
 
   /* Fewer blocks than ranks. */
   if (ctx->size >= 2) {
@@ -223,10 +240,11 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
     snprintf(path, sizeof path, "%s/x100.npy", dir);
     write_matrix(ctx, path, 100, 2, -1, 0, 0);
     base_cfg(&cfg, IMX_SRC_NPY, path, 256);
-    snprintf(msg, sizeof msg,
-             "data: N=100 rows make 1 blocks of B=256 but %d ranks need one block each; lower parallel.block "
-             "or use fewer ranks",
-             ctx->size);
+    snprintf(
+        msg, sizeof msg,
+        "data: N=100 rows make 1 blocks of B=256 but %d ranks need one block each; lower parallel.block "
+        "or use fewer ranks",
+        ctx->size);
     t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_DATA, msg, "N < P blocks (npy)");
     base_cfg(&cfg, IMX_SRC_GMM, "", 40);
     cfg.data.samples = 40 * (ctx->size - 1);
@@ -236,7 +254,8 @@ static void test_npy(imx_ctx *ctx, const char *dir) {
                  "N < P blocks (gmm)");
   }
   base_cfg(&cfg, IMX_SRC_NPY, "", 1);
-  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_CONFIG, "data.path is empty", "empty path");
+  t_expect_err(ctx, imx_data_load(ctx, &cfg, &d), IMX_ERR_CONFIG, "data.path is empty",
+               "empty path");
 }
 
 /* ---- synthetic: same data for any P ---- */
@@ -253,7 +272,8 @@ static uint64_t row_hash(const double *x, int n, const int32_t *label) {
 }
 
 /* Load on the first k ranks of the world; rank 0 gathers the row hashes. */
-static void hashes_on(imx_ctx *world, const imx_config *cfg, int k, uint64_t *all, double *truth, size_t tlen) {
+static void hashes_on(imx_ctx *world, const imx_config *cfg, int k, uint64_t *all, double *truth,
+                      size_t tlen) {
   MPI_Comm sub;
   MPI_Comm_split(world->comm, world->rank < k ? 0 : MPI_UNDEFINED, world->rank, &sub);
   if (sub == MPI_COMM_NULL) return;
@@ -264,14 +284,17 @@ static void hashes_on(imx_ctx *world, const imx_config *cfg, int k, uint64_t *al
   t_check_quiet(e == IMX_OK, "synthetic load on %d ranks: %s", k, ctx.msg);
   if (!e) {
     uint64_t *h = malloc((size_t)d->nloc * sizeof *h);
-    for (int64_t i = 0; i < d->nloc; i++) h[i] = row_hash(d->X + i * d->n, d->n, d->labels ? d->labels + i : NULL);
-    int cnt = (int)d->nloc, *cnts = malloc((size_t)k * sizeof *cnts), *offs = malloc((size_t)k * sizeof *offs);
+    for (int64_t i = 0; i < d->nloc; i++)
+      h[i] = row_hash(d->X + i * d->n, d->n, d->labels ? d->labels + i : NULL);
+    int cnt = (int)d->nloc, *cnts = malloc((size_t)k * sizeof *cnts),
+        *offs = malloc((size_t)k * sizeof *offs);
     MPI_Gather(&cnt, 1, MPI_INT, cnts, 1, MPI_INT, 0, ctx.comm);
     if (ctx.rank == 0)
       for (int p = 0; p < k; p++) offs[p] = p ? offs[p - 1] + cnts[p - 1] : 0;
     MPI_Gatherv(h, cnt, MPI_UINT64_T, all, cnts, offs, MPI_UINT64_T, 0, ctx.comm);
     const double *t = d->truth ? d->truth : d->means;
-    t_check_quiet(t && memcmp(t, truth, tlen * sizeof *t) == 0, "truth/means differ from the generator's on %d ranks", k);
+    t_check_quiet(t && memcmp(t, truth, tlen * sizeof *t) == 0,
+                  "truth/means differ from the generator's on %d ranks", k);
     free(h);
     free(cnts);
     free(offs);
@@ -314,7 +337,8 @@ static void test_synth(imx_ctx *ctx, imx_source src) {
     if (ctx->rank == 0)
       for (int64_t i = 0; i < N; i++) mism += got[i] != ref[i];
   }
-  t_check_quiet(mism == 0, "%s: %d rows differ from the serial reference", src == IMX_SRC_GMM ? "gmm" : "ica", mism);
+  t_check_quiet(mism == 0, "%s: %d rows differ from the serial reference",
+                src == IMX_SRC_GMM ? "gmm" : "ica", mism);
 
   /* Sanity of the generators themselves (rank 0). */
   if (ctx->rank == 0 && src == IMX_SRC_SYNTHETIC_ICA) {
@@ -334,15 +358,17 @@ static void test_synth(imx_ctx *ctx, imx_source src) {
       }
     double err = fmax(fabs(t2 - s2) / s2, fabs(t4 - s4) / s4);
     t_check_quiet(err < 1e-12, "ica: singular value moments off by %g (tolerance 1e-12)", err);
-    t_check(t_failed == f0, "synthetic-ica: 1 .. %d ranks give the same bits; singular value moments rel. error %.2g (tolerance 1e-12)",
-            ctx->size, err);
+    t_check(
+        t_failed == f0,
+        "synthetic-ica: 1 .. %d ranks give the same bits; singular value moments rel. error %.2g (tolerance 1e-12)",
+        ctx->size, err);
   }
   if (ctx->rank == 0 && src == IMX_SRC_GMM) {
     int counts[4] = {0};
     for (int64_t i = 0; i < N; i++) counts[lab[i]]++;
     t_check_quiet(counts[0] && counts[1] && counts[2] && counts[3], "gmm: a component got no rows");
-    t_check(t_failed == f0, "gmm: 1 .. %d ranks give the same bits, component counts %d %d %d %d", ctx->size,
-            counts[0], counts[1], counts[2], counts[3]);
+    t_check(t_failed == f0, "gmm: 1 .. %d ranks give the same bits, component counts %d %d %d %d",
+            ctx->size, counts[0], counts[1], counts[2], counts[3]);
   }
   free(truth);
   free(X);
@@ -361,7 +387,8 @@ static void test_synth_stats(imx_ctx *ctx) {
   for (int a = 0; a < C; a++)
     for (int b = a + 1; b < C; b++, pairs++) {
       double s = 0;
-      for (int j = 0; j < n; j++) s += (mu[a * n + j] - mu[b * n + j]) * (mu[a * n + j] - mu[b * n + j]);
+      for (int j = 0; j < n; j++)
+        s += (mu[a * n + j] - mu[b * n + j]) * (mu[a * n + j] - mu[b * n + j]);
       sum += sqrt(s);
     }
   double mean = sum / pairs;
@@ -376,8 +403,10 @@ static void test_synth_stats(imx_ctx *ctx) {
   for (int64_t i = 0; i < N * m; i++) tr += X[i] * X[i] / N;
   for (int i = 0; i < 9; i++) trA += A[i] * A[i];
   t_check_quiet(fabs(tr / trA - 1) < 0.05, "ica: E|x|^2 / |A|_F^2 = %g, want 1 +- 0.05", tr / trA);
-  t_check(t_failed == f0, "gmm mean distance %.3f (separation 5, tolerance 0.5); ica E|x|^2/|A|_F^2 = %.4f (1, tolerance 0.05)",
-          mean, tr / trA);
+  t_check(
+      t_failed == f0,
+      "gmm mean distance %.3f (separation 5, tolerance 0.5); ica E|x|^2/|A|_F^2 = %.4f (1, tolerance 0.05)",
+      mean, tr / trA);
   free(X);
 }
 

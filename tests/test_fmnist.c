@@ -55,8 +55,8 @@ int main(int argc, char **argv) {
   MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, ctx.comm);
   t_check_quiet(e == IMX_OK, "load: %s", ctx.msg);
   if (!e) {
-    t_check_quiet(d->N == 60000 && d->n == 784 && d->nclasses == 10, "N=%lld n=%d nclasses=%d", (long long)d->N, d->n,
-          d->nclasses);
+    t_check_quiet(d->N == 60000 && d->n == 784 && d->nclasses == 10, "N=%lld n=%d nclasses=%d",
+                  (long long)d->N, d->n, d->nclasses);
     /* Sums of integers below 2^53 in doubles are exact; the pixel bytes are
      * recovered by rounding x * 255. */
     long long s[4] = {0, 0, 0, 0}, counts[10] = {0};
@@ -81,15 +81,20 @@ int main(int argc, char **argv) {
     MPI_Allreduce(MPI_IN_PLACE, &lo, 1, MPI_DOUBLE, MPI_MIN, ctx.comm);
     MPI_Allreduce(MPI_IN_PLACE, &hi, 1, MPI_DOUBLE, MPI_MAX, ctx.comm);
     t_check_quiet(s[0] == SUM_PIXELS, "pixel sum %lld, numpy %lld", s[0], SUM_PIXELS);
-    t_check_quiet(s[1] == SUM_ROW_X_ROWSUM, "row-weighted sum %lld, numpy %lld", s[1], SUM_ROW_X_ROWSUM);
-    t_check_quiet(s[2] == SUM_COL_X_PIXEL, "column-weighted sum %lld, numpy %lld", s[2], SUM_COL_X_PIXEL);
-    t_check_quiet(s[3] == SUM_ROW_X_LABEL, "row-weighted label sum %lld, numpy %lld", s[3], SUM_ROW_X_LABEL);
-    for (int c = 0; c < 10; c++) t_check_quiet(counts[c] == 6000, "class %d has %lld labels, want 6000", c, counts[c]);
+    t_check_quiet(s[1] == SUM_ROW_X_ROWSUM, "row-weighted sum %lld, numpy %lld", s[1],
+                  SUM_ROW_X_ROWSUM);
+    t_check_quiet(s[2] == SUM_COL_X_PIXEL, "column-weighted sum %lld, numpy %lld", s[2],
+                  SUM_COL_X_PIXEL);
+    t_check_quiet(s[3] == SUM_ROW_X_LABEL, "row-weighted label sum %lld, numpy %lld", s[3],
+                  SUM_ROW_X_LABEL);
+    for (int c = 0; c < 10; c++)
+      t_check_quiet(counts[c] == 6000, "class %d has %lld labels, want 6000", c, counts[c]);
     t_check_quiet(lo == 0.0 && hi == 1.0, "pixel range [%g, %g], want [0, 1]", lo, hi);
-    t_check(t_failed == f0,
-            "N=%lld n=%d, 6000 labels per class, checksums equal numpy's (error 0, tolerance 0); load %.3f s "
-            "(slowest rank)",
-            (long long)d->N, d->n, t);
+    t_check(
+        t_failed == f0,
+        "N=%lld n=%d, 6000 labels per class, checksums equal numpy's (error 0, tolerance 0); load %.3f s "
+        "(slowest rank)",
+        (long long)d->N, d->n, t);
   }
   imx_data_free(&d);
   int rc = t_finish();

@@ -23,8 +23,8 @@ enum { NIMG = 23, ROWS = 4, COLS = 3, NPIX = ROWS * COLS, NCLASS = 5 };
 static unsigned char pixel(int64_t i, int j) { return (unsigned char)((7 * i + 13 * j) % 256); }
 
 /* An IDX byte image: header with the given type, dims, then the payload. */
-static size_t make_idx(unsigned char *buf, int type, int ndim, const uint32_t *dims, const unsigned char *payload,
-                       size_t plen) {
+static size_t make_idx(unsigned char *buf, int type, int ndim, const uint32_t *dims,
+                       const unsigned char *payload, size_t plen) {
   buf[0] = buf[1] = 0;
   buf[2] = (unsigned char)type;
   buf[3] = (unsigned char)ndim;
@@ -58,27 +58,30 @@ static void check_load(imx_ctx *ctx, const imx_config *cfg, int64_t N, const cha
   if (e) return;
   int64_t r0, nl;
   imx_shard(N, cfg->parallel.block, ctx->rank, ctx->size, &r0, &nl);
-  t_check_quiet(d->N == N && d->n == NPIX && d->row0 == r0 && d->nloc == nl, "%s: N=%lld n=%d row0=%lld nloc=%lld", label,
-        (long long)d->N, d->n, (long long)d->row0, (long long)d->nloc);
+  t_check_quiet(d->N == N && d->n == NPIX && d->row0 == r0 && d->nloc == nl,
+                "%s: N=%lld n=%d row0=%lld nloc=%lld", label, (long long)d->N, d->n,
+                (long long)d->row0, (long long)d->nloc);
   double maxerr = 0;
   int badlab = 0;
   for (int64_t i = 0; i < d->nloc && nl == d->nloc; i++) {
     for (int j = 0; j < NPIX; j++)
-      maxerr = fmax(maxerr, fabs(d->X[i * NPIX + j] - cfg->data.scale * (double)pixel(d->row0 + i, j)));
+      maxerr = fmax(maxerr,
+                    fabs(d->X[i * NPIX + j] - cfg->data.scale * (double)pixel(d->row0 + i, j)));
     if (cfg->data.labels[0]) badlab += d->labels[i] != (d->row0 + i) % NCLASS;
   }
   int64_t tot = d->nloc;
   MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
   MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  t_check_quiet(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot, (long long)N);
+  t_check_quiet(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot,
+                (long long)N);
   t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
   t_check_quiet(badlab == 0, "%s: %d wrong labels", label, badlab);
   if (cfg->data.labels[0])
-    t_check_quiet(d->labels && d->nclasses == (N < NCLASS ? N : NCLASS), "%s: nclasses %d", label, d->nclasses);
-  else
-    t_check_quiet(!d->labels && d->nclasses == 0, "%s: labels without a labels file", label);
-  t_check(t_failed == f0, "%-30s N=%lld B=%d max error %g (tolerance 0), nclasses %d", label, (long long)N,
-          cfg->parallel.block, maxerr, d->nclasses);
+    t_check_quiet(d->labels && d->nclasses == (N < NCLASS ? N : NCLASS), "%s: nclasses %d", label,
+                  d->nclasses);
+  else t_check_quiet(!d->labels && d->nclasses == 0, "%s: labels without a labels file", label);
+  t_check(t_failed == f0, "%-30s N=%lld B=%d max error %g (tolerance 0), nclasses %d", label,
+          (long long)N, cfg->parallel.block, maxerr, d->nclasses);
   imx_data_free(&d);
 }
 
@@ -104,11 +107,13 @@ int main(int argc, char **argv) {
   if (ctx.rank == 0) {
     uint32_t d3[3] = {NIMG, ROWS, COLS}, d2[2] = {NIMG, NPIX}, d1[1] = {NIMG};
     size_t len = make_idx(buf, 0x08, 3, d3, payload, sizeof payload);
-    t_check_quiet(t_write_file(img, buf, len) == 0 && write_gz(imgz, buf, len) == 0, "write images");
+    t_check_quiet(t_write_file(img, buf, len) == 0 && write_gz(imgz, buf, len) == 0,
+                  "write images");
     len = make_idx(buf, 0x08, 2, d2, payload, sizeof payload);
     t_check_quiet(write_gz(img2d, buf, len) == 0, "write 2-D images");
     len = make_idx(buf, 0x08, 1, d1, labels, sizeof labels);
-    t_check_quiet(t_write_file(lab, buf, len) == 0 && write_gz(labz, buf, len) == 0, "write labels");
+    t_check_quiet(t_write_file(lab, buf, len) == 0 && write_gz(labz, buf, len) == 0,
+                  "write labels");
   }
   MPI_Barrier(ctx.comm);
 
@@ -140,7 +145,8 @@ int main(int argc, char **argv) {
   if (ctx.rank == 0) t_check_quiet(t_write_file(p, buf, len - NPIX) == 0, "write");
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "expected 292 bytes", "truncated plain IDX");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "expected 292 bytes",
+               "truncated plain IDX");
 
   /* gzip'd stream cut in the middle of the compressed data. */
   snprintf(p, sizeof p, "%s/cut.gz", dir);
@@ -157,7 +163,8 @@ int main(int argc, char **argv) {
   char cutlabel[80];
   snprintf(cutlabel, sizeof cutlabel, "cut gzip stream (%zu of %zu bytes kept)", zfull / 2, zfull);
   base_cfg(&cfg, p, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "premature end of gzip'd data", cutlabel);
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "premature end of gzip'd data",
+               cutlabel);
 
   /* A flipped bit inside the compressed data: zlib's inflate or its CRC-32
    * check at the end of the stream (read by the rank holding the last row)
@@ -174,7 +181,8 @@ int main(int argc, char **argv) {
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "gzip", "flipped bit in gzip stream");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "gzip",
+               "flipped bit in gzip stream");
 
   /* Header promising 30 images, stream holding 23. */
   snprintf(p, sizeof p, "%s/lying-more.gz", dir);
@@ -186,7 +194,8 @@ int main(int argc, char **argv) {
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA,
-               "expected 376 uncompressed bytes (16-byte header + 30 x 12), found 292", "gz header says 30 of 23");
+               "expected 376 uncompressed bytes (16-byte header + 30 x 12), found 292",
+               "gz header says 30 of 23");
 
   /* Header promising 20 images, stream holding 23. */
   snprintf(p, sizeof p, "%s/lying-fewer.gz", dir);
@@ -207,8 +216,8 @@ int main(int argc, char **argv) {
   }
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, p, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "IDX type byte 0x0D (float) is not supported",
-               "type byte 0x0D");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA,
+               "IDX type byte 0x0D (float) is not supported", "type byte 0x0D");
 
   /* 22 labels for 23 images. */
   snprintf(q, sizeof q, "%s/labels22.gz", dir);
@@ -220,14 +229,17 @@ int main(int argc, char **argv) {
   MPI_Barrier(ctx.comm);
   base_cfg(&cfg, imgz, q, 1);
   char want[600];
-  snprintf(want, sizeof want, "labels file %s has 22 labels but images file %s has 23 images", q, imgz);
+  snprintf(want, sizeof want, "labels file %s has 22 labels but images file %s has 23 images", q,
+           imgz);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, want, "labels count");
 
   /* Labels file given as images, images as labels, and a non-IDX file. */
   base_cfg(&cfg, lab, "", 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "1-D IDX file holds labels", "labels as images");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "1-D IDX file holds labels",
+               "labels as images");
   base_cfg(&cfg, img, img, 1);
-  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "labels must be a 1-D IDX file", "images as labels");
+  t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "labels must be a 1-D IDX file",
+               "images as labels");
   base_cfg(&cfg, "data/np_f8.npy", "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "not an IDX file", "npy as IDX");
   snprintf(p, sizeof p, "%s/none.gz", dir);
@@ -235,7 +247,8 @@ int main(int argc, char **argv) {
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_IO, "No such file", "missing IDX");
   if (ctx.size > 1) {
     base_cfg(&cfg, imgz, "", 23);
-    t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "make 1 blocks of B=23", "N < P blocks (IDX)");
+    t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "make 1 blocks of B=23",
+                 "N < P blocks (IDX)");
   }
   t_check_quiet(d == NULL, "d set after failures");
 

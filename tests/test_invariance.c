@@ -60,8 +60,8 @@ static void case_(const char *name, const imx_config *c) {
       }
       int same = !memcmp(ref, theta, (size_t)np * sizeof *ref) &&
                  !memcmp(&ref_loss, &loss, sizeof loss) && it == ref_it;
-      t_check(same, "%s: %d ranks vs 1 rank: %d iterations, loss %.17g vs %.17g, weights %s",
-              name, p, it, loss, ref_loss, same ? "bitwise identical" : "DIFFER");
+      t_check(same, "%s: %d ranks vs 1 rank: %d iterations, loss %.17g vs %.17g, weights %s", name,
+              p, it, loss, ref_loss, same ? "bitwise identical" : "DIFFER");
       free(theta);
     } else {
       free(theta);

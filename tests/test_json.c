@@ -60,8 +60,9 @@ static void w_pretty(imx_json *j) {
 static void expect_text(writer w, int pretty, const char *want, const char *what) {
   char *got = render(w, pretty);
   int ok = got && !strcmp(got, want);
-  t_check(ok, "%s: byte for byte (tolerance 0)%s%s%s%s", what, ok ? "" : "\n  got:  ",
-          ok ? "" : (got ? got : "(nothing)"), ok ? "" : "\n  want: ", ok ? "" : want);
+  t_check(ok, "%s: byte for byte (tolerance 0)%s%s%s%s", what,
+          ok ? "" : "\n  got:  ", ok ? "" : (got ? got : "(nothing)"),
+          ok ? "" : "\n  want: ", ok ? "" : want);
   free(got);
 }
 
@@ -75,19 +76,28 @@ static void w_numbers(imx_json *j) {
 
 int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
-  expect_text(w_escapes, 0,
-              "{\"q\\\"k\\\\\": \"quote \\\" backslash \\\\ slash /\", "
-              "\"ctl\": \"nl\\n tab\\t cr\\u000d bs\\u0008 ff\\u000c one\\u0001 us\\u001f del\x7f\", "
-              "\"utf8\": \"\xc3\xa9t\xc3\xa9 \xe2\x88\x91 \xf0\x9f\x98\x80\", \"null\": \"\"}",
-              "escapes of quote, backslash and control characters (keys too); UTF-8 passed through");
+  expect_text(
+      w_escapes, 0,
+      "{\"q\\\"k\\\\\": \"quote \\\" backslash \\\\ slash /\", "
+      "\"ctl\": \"nl\\n tab\\t cr\\u000d bs\\u0008 ff\\u000c one\\u0001 us\\u001f del\x7f\", "
+      "\"utf8\": \"\xc3\xa9t\xc3\xa9 \xe2\x88\x91 \xf0\x9f\x98\x80\", \"null\": \"\"}",
+      "escapes of quote, backslash and control characters (keys too); UTF-8 passed through");
   expect_text(w_nonfinite, 0, "{\"nan\": null, \"inf\": null, \"a\": [null, 0.5, -7, true]}",
               "NaN, +Inf and -Inf written as null");
   expect_text(w_pretty, 1, "{\n  \"n\": 3,\n  \"o\": {\n    \"b\": false\n  },\n  \"e\": []\n}\n",
               "pretty layout: two spaces per level, empty array on one line");
 
   /* Round trip: random doubles over the whole exponent range, plus the hard ones. */
-  const double special[] = {0.1, 1.0 / 3, -0.0, DBL_MIN, DBL_MAX, 4.9406564584124654e-324,
-                            2.2250738585072009e-308, 9007199254740993.0, 1e23, 5e-324};
+  const double special[] = {0.1,
+                            1.0 / 3,
+                            -0.0,
+                            DBL_MIN,
+                            DBL_MAX,
+                            4.9406564584124654e-324,
+                            2.2250738585072009e-308,
+                            9007199254740993.0,
+                            1e23,
+                            5e-324};
   int ns = (int)(sizeof special / sizeof *special);
   for (int i = 0; i < NROUND; i++) {
     if (i < ns) {

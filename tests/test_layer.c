@@ -18,7 +18,8 @@ static double fd_check(imx_layer *l, const double *theta, int np, double h0) {
   for (int dir = 0; dir < 3; dir++) {
     double gd = 0, fd[2];
     double *d = malloc((size_t)np * sizeof *d);
-    for (int i = 0; i < np; i++) d[i] = imx_rng_normal(99, (uint64_t)dir, (uint64_t)i), gd += g[i] * d[i];
+    for (int i = 0; i < np; i++)
+      d[i] = imx_rng_normal(99, (uint64_t)dir, (uint64_t)i), gd += g[i] * d[i];
     imx_err e = IMX_OK;
     /* Central differences at h and h/2, Richardson-extrapolated: O(h^4). */
     for (int k = 0; k < 2; k++) {
@@ -50,7 +51,8 @@ static double *eval_pair(imx_layer *a, imx_layer *b, const imx_config *c, double
   imx_layer_eval(&ctx, a, theta, fa, g1, NULL);
   imx_layer_eval(&ctx, b, theta, fb, g2, NULL);
   double gerr = 0, gmax = 0;
-  for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+  for (int i = 0; i < np; i++)
+    gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
   *grel = gerr / gmax;
   free(g1), free(g2);
   return theta;
@@ -219,7 +221,8 @@ int main(int argc, char **argv) {
     cc.model.init_bias = 0.5;
     imx_layer *l = NULL;
     imx_layer_create(&ctx, &cc, d, &l);
-    t_check(l && !strcmp(imx_layer_path(l), "moments"), "identity + moment terms choose the moments path automatically");
+    t_check(l && !strcmp(imx_layer_path(l), "moments"),
+            "identity + moment terms choose the moments path automatically");
     int np = imx_layer_nparams(l);
     double *theta = malloc((size_t)np * sizeof *theta), *g1 = malloc((size_t)np * sizeof *g1),
            *g2 = malloc((size_t)np * sizeof *g2), f1, f2;
@@ -228,7 +231,8 @@ int main(int argc, char **argv) {
     imx_layer_set_path(&ctx, l, 0);
     imx_layer_eval(&ctx, l, theta, &f2, g2, NULL);
     double gerr = 0, gmax = 0;
-    for (int i = 0; i < np; i++) gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
+    for (int i = 0; i < np; i++)
+      gerr = fmax(gerr, fabs(g1[i] - g2[i])), gmax = fmax(gmax, fabs(g2[i]));
     t_check(t_relerr(f1, f2, 1e-300) < 1e-11 && gerr / gmax < 1e-10,
             "moments path vs data path: loss rel err %.2e (tol 1e-11), gradient %.2e (tol 1e-10)",
             t_relerr(f1, f2, 1e-300), gerr / gmax);
@@ -260,9 +264,10 @@ int main(int argc, char **argv) {
     imx_layer_create(&ctx, &cf, df, &lf);
     double f1, f2, grel;
     free(eval_pair(lr, lf, &cr, &f1, &f2, &grel));
-    t_check(t_relerr(f1, f2, 1e-300) < 1e-12 && grel < 1e-12,
-            "fast vs reproducible reduction, %s preset: loss rel err %.2e, gradient %.2e (tol 1e-12)",
-            presets[pi], t_relerr(f1, f2, 1e-300), grel);
+    t_check(
+        t_relerr(f1, f2, 1e-300) < 1e-12 && grel < 1e-12,
+        "fast vs reproducible reduction, %s preset: loss rel err %.2e, gradient %.2e (tol 1e-12)",
+        presets[pi], t_relerr(f1, f2, 1e-300), grel);
     imx_layer_free(&lr), imx_layer_free(&lf);
     imx_data_free(&df);
   }
@@ -303,11 +308,14 @@ int main(int argc, char **argv) {
     int named = e == IMX_ERR_NUMERIC && strstr(ctx.msg, "objective is ");
     for (int t = 0; t < IMX_NTERMS; t++) {
       double v = 0;
-      int want = cc.objective.weight[t] != 0, got = named && listed_term(ctx.msg, imx_term_names[t], &v);
+      int want = cc.objective.weight[t] != 0,
+          got = named && listed_term(ctx.msg, imx_term_names[t], &v);
       named = named && got == want && (!got || (t == IMX_TERM_SUPERVISED ? isnan(v) : isfinite(v)));
     }
-    t_check(named, "non-finite objective names its terms (supervised nan; offdiag, entropy, hsic "
-            "finite; no others): \"%s\"", ctx.msg);
+    t_check(named,
+            "non-finite objective names its terms (supervised nan; offdiag, entropy, hsic "
+            "finite; no others): \"%s\"",
+            ctx.msg);
     ctx.code = IMX_OK;
     imx_layer_free(&l);
   }

@@ -90,21 +90,23 @@ static void identical_prototypes(void) {
     for (int j = 0; j < n; j++) W[k * n + j] = 1 / sqrt((double)n);
   imx_metrics m;
   if (!measures_of(&ctx, &c, d, W, b, NULL, &m)) {
-    t_check(fabs(m.effective_rank - 1) < 1e-9, "identical prototypes: effective rank %.15g (1, tol 1e-9)",
-            m.effective_rank);
+    t_check(fabs(m.effective_rank - 1) < 1e-9,
+            "identical prototypes: effective rank %.15g (1, tol 1e-9)", m.effective_rank);
     t_check(fabs(m.max_abs_corr - 1) < 1e-12 && fabs(m.mean_abs_corr - 1) < 1e-12,
             "identical prototypes: max |corr| %.15g, mean |corr| %.15g (1, tol 1e-12)",
             m.max_abs_corr, m.mean_abs_corr);
-    t_check(isinf(m.gaussian_tc) && m.gaussian_tc > 0, "identical prototypes: TC %g (+inf: R singular)",
-            m.gaussian_tc);
-    t_check(m.regions == 2 && m.dead_units == 0, "identical prototypes: %lld regions (2), %d dead (0)",
-            m.regions, m.dead_units);
+    t_check(isinf(m.gaussian_tc) && m.gaussian_tc > 0,
+            "identical prototypes: TC %g (+inf: R singular)", m.gaussian_tc);
+    t_check(m.regions == 2 && m.dead_units == 0,
+            "identical prototypes: %lld regions (2), %d dead (0)", m.regions, m.dead_units);
     double wr = sqrt((double)K * (K - 1));
     t_check(fabs(m.weight_redundancy - wr) < 1e-12 * wr,
-            "identical prototypes: ||W W^T - I||_F %.15g (sqrt(K(K-1)) = %.15g)", m.weight_redundancy, wr);
-    t_check(m.winners[0] == 400 && m.winning_units == 1 && m.winner_entropy_bits == 0,
-            "identical prototypes: all %lld samples won by unit 0 (ties to the lowest), entropy %g bits",
-            m.winners[0], m.winner_entropy_bits);
+            "identical prototypes: ||W W^T - I||_F %.15g (sqrt(K(K-1)) = %.15g)",
+            m.weight_redundancy, wr);
+    t_check(
+        m.winners[0] == 400 && m.winning_units == 1 && m.winner_entropy_bits == 0,
+        "identical prototypes: all %lld samples won by unit 0 (ties to the lowest), entropy %g bits",
+        m.winners[0], m.winner_entropy_bits);
     t_check(isnan(m.amari), "no mixing known without K = n: Amari distance is NaN");
   }
   imx_metrics_clear(&m);
@@ -132,8 +134,8 @@ static void orthogonal_on_white(void) {
   if (!measures_of(&ctx, &c, d, W, b, T, &m)) {
     t_check(fabs(m.gaussian_tc) < 1e-10, "orthogonal W on white data: TC %.3e (0, tol 1e-10)",
             m.gaussian_tc);
-    t_check(fabs(m.effective_rank - K) < 1e-10, "orthogonal W on white data: effective rank %.15g (%d)",
-            m.effective_rank, K);
+    t_check(fabs(m.effective_rank - K) < 1e-10,
+            "orthogonal W on white data: effective rank %.15g (%d)", m.effective_rank, K);
     t_check(m.max_abs_corr < 1e-10, "orthogonal W on white data: max |corr| %.3e (0, tol 1e-10)",
             m.max_abs_corr);
     t_check(m.weight_redundancy < 1e-13, "orthogonal W: ||W W^T - I||_F %.3e (0, tol 1e-13)",
@@ -161,7 +163,8 @@ static void orthogonal_on_white(void) {
   /* The identity is no unmixing of a random mixing. */
   for (int i = 0; i < n * n; i++) W[i] = i % (n + 1) == 0;
   if (!measures_of(&ctx, &c, d, W, b, T, &m))
-    t_check(m.amari > 0.05 && m.amari <= 1, "Amari distance of W = I: %.3f (in (0.05, 1])", m.amari);
+    t_check(m.amari > 0.05 && m.amari <= 1, "Amari distance of W = I: %.3f (in (0.05, 1])",
+            m.amari);
   imx_metrics_clear(&m);
   free(M), free(Wi), free(W), free(T);
   imx_data_free(&d);
@@ -172,9 +175,11 @@ static void amari_closed_form(void) {
   double tri[4] = {1, 1, 0, 1};
   double ones[16];
   for (int i = 0; i < 16; i++) ones[i] = 1;
-  double a = imx_metrics_amari(3, perm), t = imx_metrics_amari(2, tri), o = imx_metrics_amari(4, ones);
+  double a = imx_metrics_amari(3, perm), t = imx_metrics_amari(2, tri),
+         o = imx_metrics_amari(4, ones);
   t_check(a == 0 && t == 0.5 && o == 1,
-          "Amari index: scaled permutation %g (0), [[1,1],[0,1]] %g (1/2), all ones %g (1)", a, t, o);
+          "Amari index: scaled permutation %g (0), [[1,1],[0,1]] %g (1/2), all ones %g (1)", a, t,
+          o);
 }
 
 /* Row i of the hand-made patterns: q = 7 i mod 37 in bits 0..5, again in
@@ -201,8 +206,8 @@ static void sign_patterns(void) {
     long long r = 0, big = 0;
     imx_err e = imx_metrics_regions(&ctx, nloc, K, Z, &r, &big);
     /* 1000 = 27 * 37 + 1: the residue of row 0 (q = 0) occurs 28 times. */
-    t_check(!e && r == 37 && big == 28, "sign patterns, K=%d: %lld regions (37), largest %lld (28)", K,
-            r, big);
+    t_check(!e && r == 37 && big == 28, "sign patterns, K=%d: %lld regions (37), largest %lld (28)",
+            K, r, big);
     free(Z);
   }
   /* K = 1, z = +-1 by parity of the row: 2 regions of 500. */
@@ -210,7 +215,8 @@ static void sign_patterns(void) {
   for (int64_t i = 0; i < nloc; i++) z[i] = (row0 + i) % 2 ? 1 : -1;
   long long r = 0, big = 0;
   imx_err e = imx_metrics_regions(&ctx, nloc, 1, z, &r, &big);
-  t_check(!e && r == 2 && big == 500, "sign patterns, K=1: %lld regions (2), largest %lld (500)", r, big);
+  t_check(!e && r == 2 && big == 500, "sign patterns, K=1: %lld regions (2), largest %lld (500)", r,
+          big);
   free(z);
 }
 
@@ -226,10 +232,11 @@ static void softmax_by_hand(void) {
   imx_err e = imx_metrics_outputs(&ctx, IMX_RED_REPRODUCIBLE, &o, &m);
   if (e) t_check(0, "softmax by hand: %s", ctx.msg);
   else {
-    t_check(m.winners[0] == 333 && m.winners[1] == 333 && m.winners[2] == 333 && m.winners[3] == 0 &&
-                m.winning_units == 3 && fabs(m.winner_entropy_bits - log2(3.0)) < 1e-14,
-            "softmax by hand: winners %lld %lld %lld %lld, entropy %.15g bits (log2 3)", m.winners[0],
-            m.winners[1], m.winners[2], m.winners[3], m.winner_entropy_bits);
+    t_check(m.winners[0] == 333 && m.winners[1] == 333 && m.winners[2] == 333 &&
+                m.winners[3] == 0 && m.winning_units == 3 &&
+                fabs(m.winner_entropy_bits - log2(3.0)) < 1e-14,
+            "softmax by hand: winners %lld %lld %lld %lld, entropy %.15g bits (log2 3)",
+            m.winners[0], m.winners[1], m.winners[2], m.winners[3], m.winner_entropy_bits);
     t_check(m.dead_units == 1, "softmax by hand: %d dead unit (1: the constant one)", m.dead_units);
     t_check(fabs(m.max_abs_corr - 0.5) < 1e-12 && fabs(m.mean_abs_corr - 0.5) < 1e-12,
             "softmax by hand: max |corr| %.15g, mean %.15g (1/2)", m.max_abs_corr, m.mean_abs_corr);
@@ -238,8 +245,8 @@ static void softmax_by_hand(void) {
             -log(1.5));
     t_check(fabs(m.effective_rank - 2) < 1e-9, "softmax by hand: effective rank %.15g (2)",
             m.effective_rank);
-    t_check(m.regions == 1 && m.largest_region == N, "softmax by hand: all a > 0: %lld region of %lld",
-            m.regions, m.largest_region);
+    t_check(m.regions == 1 && m.largest_region == N,
+            "softmax by hand: all a > 0: %lld region of %lld", m.regions, m.largest_region);
   }
   imx_metrics_clear(&m);
   free(A);
@@ -262,7 +269,8 @@ static void measures_on(int p, const imx_config *c, imx_metrics *out) {
   if (d && !imx_layer_create(&sc, c, d, &l)) {
     double *theta = malloc((size_t)imx_layer_nparams(l) * sizeof *theta);
     imx_layer_init_params(&sc, l, c, theta);
-    if (imx_metrics_compute(&sc, c, l, theta, d, T, out)) t_check(0, "measures on %d ranks: %s", p, sc.msg);
+    if (imx_metrics_compute(&sc, c, l, theta, d, T, out))
+      t_check(0, "measures on %d ranks: %s", p, sc.msg);
     free(theta);
   }
   imx_layer_free(&l);
@@ -284,18 +292,22 @@ static void rank_invariance(void) {
   measures_on(P, &c, &all);
   if (ctx.rank == 0) {
     int K = c.model.units;
-    double s1[] = {one.max_abs_corr, one.mean_abs_corr, one.gaussian_tc, one.effective_rank,
-                   one.winner_entropy_bits, one.weight_redundancy, one.amari};
-    double sP[] = {all.max_abs_corr, all.mean_abs_corr, all.gaussian_tc, all.effective_rank,
-                   all.winner_entropy_bits, all.weight_redundancy, all.amari};
+    double s1[] = {one.max_abs_corr,   one.mean_abs_corr,       one.gaussian_tc,
+                   one.effective_rank, one.winner_entropy_bits, one.weight_redundancy,
+                   one.amari};
+    double sP[] = {all.max_abs_corr,   all.mean_abs_corr,       all.gaussian_tc,
+                   all.effective_rank, all.winner_entropy_bits, all.weight_redundancy,
+                   all.amari};
     int same = one.corr && all.corr && !memcmp(s1, sP, sizeof s1) &&
                !memcmp(one.corr, all.corr, (size_t)K * K * sizeof *one.corr) &&
                !memcmp(one.eigenvalues, all.eigenvalues, (size_t)K * sizeof *one.eigenvalues) &&
                !memcmp(one.winners, all.winners, (size_t)K * sizeof *one.winners) &&
                one.regions == all.regions && one.largest_region == all.largest_region &&
                one.dead_units == all.dead_units;
-    t_check(same, "measures on %d ranks have the same bits as on 1 (TC %.17g vs %.17g, %lld regions, "
-            "Amari %.6f)", P, sP[2], s1[2], all.regions, all.amari);
+    t_check(same,
+            "measures on %d ranks have the same bits as on 1 (TC %.17g vs %.17g, %lld regions, "
+            "Amari %.6f)",
+            P, sP[2], s1[2], all.regions, all.amari);
   }
   imx_metrics_clear(&one);
   imx_metrics_clear(&all);

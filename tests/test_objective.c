@@ -37,8 +37,8 @@ int main(int argc, char **argv) {
       for (int k = 0; k < K; k++) s += B[i * K + k] * B[j * K + k];
       C[i * K + j] = s / K + (i == j ? 0.1 : 0);
     }
-  int moment_terms[] = {IMX_TERM_LOGDET, IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE,
-                        IMX_TERM_GAUSSIAN_TC, IMX_TERM_DECORRELATION};
+  int moment_terms[] = {IMX_TERM_LOGDET, IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE, IMX_TERM_GAUSSIAN_TC,
+                        IMX_TERM_DECORRELATION};
   for (int nv = 0; nv < 2; nv++)
     for (size_t ti = 0; ti < sizeof moment_terms / sizeof *moment_terms; ti++) {
       int t = moment_terms[ti];
@@ -50,7 +50,8 @@ int main(int argc, char **argv) {
       for (int dir = 0; dir < 4 && !e; dir++) {
         double E[K * K], Cp[K * K], Cm[K * K], h = 1e-5, gd = 0;
         for (int i = 0; i < K; i++)
-          for (int j = 0; j <= i; j++) E[i * K + j] = E[j * K + i] = (double)rand() / RAND_MAX - 0.5;
+          for (int j = 0; j <= i; j++)
+            E[i * K + j] = E[j * K + i] = (double)rand() / RAND_MAX - 0.5;
         for (int i = 0; i < K * K; i++) {
           Cp[i] = C[i] + h * E[i], Cm[i] = C[i] - h * E[i];
           gd += G[i] * E[i];
@@ -101,7 +102,8 @@ int main(int argc, char **argv) {
       worst = v < worst ? v : worst;
     }
     double bound = -(K - 1) / 2.0 * log((double)K / (K - 1));
-    t_check(worst >= bound - 1e-9, "gaussian_tc of outputs with C 1 = 0: min %.6f >= %.6f", worst, bound);
+    t_check(worst >= bound - 1e-9, "gaussian_tc of outputs with C 1 = 0: min %.6f >= %.6f", worst,
+            bound);
   }
 
   /* Not SPD: clear message with the pivot, never a NaN. */
@@ -124,7 +126,8 @@ int main(int argc, char **argv) {
       double h = 1e-6, ap[K], am[K];
       memcpy(ap, a, sizeof a), memcpy(am, a, sizeof a);
       ap[k] += h, am[k] -= h;
-      double fd = (imx_objective_lse_row(K, ap, NULL, 0) - imx_objective_lse_row(K, am, NULL, 0)) / (2 * h);
+      double fd = (imx_objective_lse_row(K, ap, NULL, 0) - imx_objective_lse_row(K, am, NULL, 0)) /
+                  (2 * h);
       double err = t_relerr(g[k], fd, 1e-8);
       worst = err > worst ? err : worst;
     }
@@ -246,9 +249,10 @@ int main(int argc, char **argv) {
               "%.5f (tol 4 s_D/sqrt(R) = %.2e), worst draw off by %.2e (tol 4 s_D = %.2e)",
               D, direct, NS, R, mean, 4 * sd[di] / sqrt((double)R), worst, 4 * sd[di]);
     }
-    t_check(sd[0] / sd[1] > 1.2 && sd[0] / sd[1] < 3.5,
-            "hsic random-feature error ~ 1/sqrt(D): s_128 / s_512 = %.2f (expected 2, range 1.2..3.5)",
-            sd[0] / sd[1]);
+    t_check(
+        sd[0] / sd[1] > 1.2 && sd[0] / sd[1] < 3.5,
+        "hsic random-feature error ~ 1/sqrt(D): s_128 / s_512 = %.2f (expected 2, range 1.2..3.5)",
+        sd[0] / sd[1]);
     imx_hsic_free(&h);
     /* the median heuristic: rows 2 s (s < 200) of N = 400, every pair, upper median */
     {
@@ -265,8 +269,10 @@ int main(int argc, char **argv) {
         qsort(p, NP, sizeof *p, cmp_dbl);
         worst = fmax(worst, fabs(imx_hsic_bandwidths(h)[u] - 1.5 * p[NP / 2]));
       }
-      t_check(!e && worst == 0, "hsic bandwidth = 1.5 x the median |a_i - a_i'| of 200 rows: "
-              "differs from sorting by %.1e", worst);
+      t_check(!e && worst == 0,
+              "hsic bandwidth = 1.5 x the median |a_i - a_i'| of 200 rows: "
+              "differs from sorting by %.1e",
+              worst);
       imx_hsic_free(&h);
     }
     /* the memory refusal names the knob */

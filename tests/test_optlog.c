@@ -8,9 +8,9 @@
 #include "imx/rng.h"
 #include "testing.h"
 
-#define NP 7   /* parameters */
-#define NAUX 3 /* optimizer statistics per evaluation */
-#define NEV 6  /* evaluations */
+#define NP 7                                      /* parameters */
+#define NAUX 3                                    /* optimizer statistics per evaluation */
+#define NEV 6                                     /* evaluations */
 #define ENTRY_BYTES (8 + 8 + (NP + NAUX) * 8 + 4) /* hash, f, g and aux, crc */
 #define HEADER_BYTES 16
 
@@ -56,8 +56,10 @@ int main(int argc, char **argv) {
   t_check(log == NULL, "imx_optlog_close nulls the pointer");
   e = imx_optlog_open(&ctx, dir, "optimizer_log.bin", NP, NAUX, NEV, &log);
   int differ = e ? NEV : replay_all(&ctx, log, NEV, msg, sizeof msg);
-  t_check(!e && differ == 0, "replay of %d evaluations: %d differ in f, g or statistics in any bit "
-          "(tolerance 0)%s%s", NEV, differ, differ ? ": " : "", e ? ctx.msg : msg);
+  t_check(!e && differ == 0,
+          "replay of %d evaluations: %d differ in f, g or statistics in any bit "
+          "(tolerance 0)%s%s",
+          NEV, differ, differ ? ": " : "", e ? ctx.msg : msg);
   ctx.code = IMX_OK;
 
   /* Another point than the logged one. */
@@ -119,9 +121,10 @@ int main(int argc, char **argv) {
     ctx.code = IMX_OK, ctx.msg[0] = '\0';
     imx_optlog_close(&log);
   }
-  t_check(tried > 0 && missed == 0, "one flipped bit at each of the %d bytes of 4 entries: %d not "
-          "refused with IMX_ERR_DATA naming the file (tol 0)%s%s; e.g. %s", tried, missed,
-          missed ? "; first: " : "", first, example);
+  t_check(tried > 0 && missed == 0,
+          "one flipped bit at each of the %d bytes of 4 entries: %d not "
+          "refused with IMX_ERR_DATA naming the file (tol 0)%s%s; e.g. %s",
+          tried, missed, missed ? "; first: " : "", first, example);
 
   /* A wrong magic. */
   if (ctx.rank == 0 && len) {

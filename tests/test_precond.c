@@ -20,12 +20,14 @@ static double dot(const double *a, const double *b, int n) {
 
 /* Random parameters and plausible statistics; some blocks indefinite. */
 static void point(uint64_t seed, double *theta, double *aux) {
-  for (int i = 0; i < NP; i++) theta[i] = imx_rng_normal(seed, 1, (uint64_t)i) + (i % (KU + 1) == 0 && i < KU * KU ? 2 : 0);
+  for (int i = 0; i < NP; i++)
+    theta[i] = imx_rng_normal(seed, 1, (uint64_t)i) + (i % (KU + 1) == 0 && i < KU * KU ? 2 : 0);
   for (int j = 0; j < KU; j++) {
-    aux[j] = 0.5 + imx_rng_uniform(seed, 2, (uint64_t)j);          /* kappa */
-    aux[KU + j] = 0.5 + 1.5 * imx_rng_uniform(seed, 3, (uint64_t)j); /* beta: kappa - beta < 0 too */
-    aux[2 * KU + j] = 0.3 + imx_rng_uniform(seed, 4, (uint64_t)j);   /* gamma */
-    aux[3 * KU + j] = 0.5 + imx_rng_uniform(seed, 5, (uint64_t)j);   /* var */
+    aux[j] = 0.5 + imx_rng_uniform(seed, 2, (uint64_t)j); /* kappa */
+    aux[KU + j] = 0.5 +
+                  1.5 * imx_rng_uniform(seed, 3, (uint64_t)j);     /* beta: kappa - beta < 0 too */
+    aux[2 * KU + j] = 0.3 + imx_rng_uniform(seed, 4, (uint64_t)j); /* gamma */
+    aux[3 * KU + j] = 0.5 + imx_rng_uniform(seed, 5, (uint64_t)j); /* var */
   }
 }
 
@@ -57,16 +59,21 @@ int main(int argc, char **argv) {
       dsyevd_("N", "L", &n, P, &n, w, wk, &lw, iwk, &liw, &info);
       minq = info == 0 && w[0] < minq ? w[0] : info ? -INFINITY : minq;
     }
-    t_check(asym < 1e-12, "weight_norm=%d: <g1, P g2> = <P g1, g2> at 20 random points: worst "
-            "relative difference %.2e (tol 1e-12)", wn, asym);
-    t_check(minq > 0, "weight_norm=%d: P positive definite: smallest eigenvalue %.3e over 20 "
-            "random points (with indefinite blocks)", wn, minq);
+    t_check(asym < 1e-12,
+            "weight_norm=%d: <g1, P g2> = <P g1, g2> at 20 random points: worst "
+            "relative difference %.2e (tol 1e-12)",
+            wn, asym);
+    t_check(minq > 0,
+            "weight_norm=%d: P positive definite: smallest eigenvalue %.3e over 20 "
+            "random points (with indefinite blocks)",
+            wn, minq);
   }
   /* W = I, no weight normalization: P g solves each block of H exactly. */
   imx_precond p = {.K = KU, .wn = 0, .we = 1, .wl = 0.5, .damp = 0.01};
   point(3, theta, aux);
   for (int i = 0; i < KU * KU; i++) theta[i] = i % (KU + 1) == 0;
-  for (int j = 0; j < KU; j++) aux[KU + j] = 0, aux[j] = 2 + j, aux[3 * KU + j] = 1; /* all blocks SPD */
+  for (int j = 0; j < KU; j++)
+    aux[KU + j] = 0, aux[j] = 2 + j, aux[3 * KU + j] = 1; /* all blocks SPD */
   for (int i = 0; i < NP; i++) g1[i] = imx_rng_normal(5, 8, (uint64_t)i);
   imx_precond_apply(&p, theta, aux, g1, p1, NP, work);
   double worst = 0;
@@ -80,8 +87,10 @@ int main(int argc, char **argv) {
     }
   double bpass = 0;
   for (int i = KU * KU; i < NP; i++) bpass += fabs(p1[i] - g1[i]);
-  t_check(worst < 1e-13, "W = I: H (P g) = g for every 2 x 2 block and diagonal entry: worst "
-          "residual %.2e (tol 1e-13)", worst);
+  t_check(worst < 1e-13,
+          "W = I: H (P g) = g for every 2 x 2 block and diagonal entry: worst "
+          "residual %.2e (tol 1e-13)",
+          worst);
   t_check(bpass == 0, "the biases pass unchanged (sum |P g - g| over b = %g)", bpass);
   /* The damping halves after whole steps and doubles after shortened ones, within its range. */
   imx_precond q = {.damp = IMX_PRECOND_DAMP_MAX};
@@ -90,8 +99,10 @@ int main(int argc, char **argv) {
   imx_precond_adapt(&q, 0.3);
   double up = q.damp;
   for (int i = 0; i < 10; i++) imx_precond_adapt(&q, 0.3);
-  t_check(lo == IMX_PRECOND_DAMP_MIN && up == 2 * IMX_PRECOND_DAMP_MIN && q.damp == IMX_PRECOND_DAMP_MAX,
-          "damping: floor %g after whole steps, %g after one shortened step, cap %g", lo, up, q.damp);
+  t_check(lo == IMX_PRECOND_DAMP_MIN && up == 2 * IMX_PRECOND_DAMP_MIN &&
+              q.damp == IMX_PRECOND_DAMP_MAX,
+          "damping: floor %g after whole steps, %g after one shortened step, cap %g", lo, up,
+          q.damp);
   int rc = t_finish();
   MPI_Finalize();
   return rc;

@@ -21,7 +21,8 @@ static imx_ctx ctx;
 
 /* A mixture: 4 components in 10 dims, 1200 rows, means `separation` apart;
  * the features are the data plus a constant column (index 10). */
-static imx_data *mixture(imx_ctx *c, imx_config *cfg, long long seed, double separation, double **F) {
+static imx_data *mixture(imx_ctx *c, imx_config *cfg, long long seed, double separation,
+                         double **F) {
   imx_config_defaults(cfg);
   cfg->data.source = IMX_SRC_GMM;
   cfg->data.samples = 1200;
@@ -46,7 +47,8 @@ static imx_data *mixture(imx_ctx *c, imx_config *cfg, long long seed, double sep
 }
 
 static imx_probe_data split_of(const imx_data *d, double *F) {
-  return (imx_probe_data){.N = d->N, .nloc = d->nloc, .block = d->block, .F = F, .labels = d->labels};
+  return (
+      imx_probe_data){.N = d->N, .nloc = d->nloc, .block = d->block, .F = F, .labels = d->labels};
 }
 
 static void standardization_and_gradient(void) {
@@ -67,7 +69,8 @@ static void standardization_and_gradient(void) {
   double s[22] = {0};
   int const_zero = 1;
   for (int64_t i = 0; i < d->nloc; i++)
-    for (int j = 0; j < dim; j++) s[j] += F[i * dim + j], s[11 + j] += F[i * dim + j] * F[i * dim + j];
+    for (int j = 0; j < dim; j++)
+      s[j] += F[i * dim + j], s[11 + j] += F[i * dim + j] * F[i * dim + j];
   for (int64_t i = 0; i < d->nloc; i++) const_zero &= F[i * dim + 10] == 0;
   MPI_Allreduce(MPI_IN_PLACE, s, 22, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
   MPI_Allreduce(MPI_IN_PLACE, &const_zero, 1, MPI_INT, MPI_LAND, MPI_COMM_WORLD);
@@ -78,13 +81,15 @@ static void standardization_and_gradient(void) {
   }
   t_check(merr < 1e-13 && verr < 1e-12 && const_zero,
           "standardized features: max |mean| %.2e (tol 1e-13), max |var - 1| %.2e (tol 1e-12), "
-          "constant column exactly 0: %s", merr, verr, const_zero ? "yes" : "no");
+          "constant column exactly 0: %s",
+          merr, verr, const_zero ? "yes" : "no");
 
   /* 2. Loss at zero. */
   int np = imx_probe_nparams(p);
   double *theta = calloc((size_t)np, sizeof *theta), *g = malloc((size_t)np * sizeof *g), f = 0;
   imx_probe_eval(&ctx, p, theta, &f, g);
-  t_check(t_relerr(f, log(4.0), 1e-300) < 4e-15, "loss at theta = 0: %.17g (log 4 = %.17g, tol 4e-15)", f, log(4.0));
+  t_check(t_relerr(f, log(4.0), 1e-300) < 4e-15,
+          "loss at theta = 0: %.17g (log 4 = %.17g, tol 4e-15)", f, log(4.0));
 
   /* 3. Finite differences at a random point, along random directions. */
   for (int i = 0; i < np; i++) theta[i] = 0.3 * imx_rng_normal(5, 0, (uint64_t)i);
@@ -95,9 +100,11 @@ static void standardization_and_gradient(void) {
     for (int i = 0; i < np; i++) gd += g[i] * imx_rng_normal(6, (uint64_t)dir, (uint64_t)i);
     for (int k = 0; k < 2; k++) {
       double h = 1e-4 / (1 << k), fp, fm;
-      for (int i = 0; i < np; i++) x[i] = theta[i] + h * imx_rng_normal(6, (uint64_t)dir, (uint64_t)i);
+      for (int i = 0; i < np; i++)
+        x[i] = theta[i] + h * imx_rng_normal(6, (uint64_t)dir, (uint64_t)i);
       imx_probe_eval(&ctx, p, x, &fp, NULL);
-      for (int i = 0; i < np; i++) x[i] = theta[i] - h * imx_rng_normal(6, (uint64_t)dir, (uint64_t)i);
+      for (int i = 0; i < np; i++)
+        x[i] = theta[i] - h * imx_rng_normal(6, (uint64_t)dir, (uint64_t)i);
       imx_probe_eval(&ctx, p, x, &fm, NULL);
       fd[k] = (fp - fm) / (2 * h);
     }
@@ -130,7 +137,8 @@ static void separable(void) {
 
 /* Train on the first p ranks with the given reduction; world rank 0 keeps
  * theta and the train accuracy. */
-static void train_on(int p, imx_reduction mode, double **theta, int *np, double *acc, double *loss) {
+static void train_on(int p, imx_reduction mode, double **theta, int *np, double *acc,
+                     double *loss) {
   int wrank;
   MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
   MPI_Comm sub;
@@ -173,11 +181,14 @@ static void rank_invariance(void) {
   train_on(P, IMX_RED_FAST, &tf, &np, &af, &lf);
   if (ctx.rank == 0) {
     int same = t1 && tP && !memcmp(t1, tP, (size_t)np * sizeof *t1) && a1 == aP && l1 == lP;
-    t_check(same, "probe on %d ranks: parameters, loss %.17g and accuracy %.4f have the same bits as "
-            "on 1 rank (%.17g, %.4f)", P, lP, aP, l1, a1);
-    t_check(t_relerr(lf, l1, 1e-300) < 1e-6 && fabs(af - a1) <= 0.01,
-            "fast reductions on %d ranks: loss rel err %.1e (tol 1e-6), accuracy %.4f vs %.4f (tol 0.01)",
-            P, t_relerr(lf, l1, 1e-300), af, a1);
+    t_check(same,
+            "probe on %d ranks: parameters, loss %.17g and accuracy %.4f have the same bits as "
+            "on 1 rank (%.17g, %.4f)",
+            P, lP, aP, l1, a1);
+    t_check(
+        t_relerr(lf, l1, 1e-300) < 1e-6 && fabs(af - a1) <= 0.01,
+        "fast reductions on %d ranks: loss rel err %.1e (tol 1e-6), accuracy %.4f vs %.4f (tol 0.01)",
+        P, t_relerr(lf, l1, 1e-300), af, a1);
   }
   free(t1), free(tP), free(tf);
 }

@@ -27,8 +27,8 @@ static imx_data *load(imx_ctx *c, const imx_config *cfg) {
 }
 
 /* Loss and gradient at the configuration's initial point. */
-static int evaluate(imx_ctx *c, const imx_config *cfg, const imx_data *d, int moments,
-                    int panel, int group, double *f, double **g, int *np, char *backend) {
+static int evaluate(imx_ctx *c, const imx_config *cfg, const imx_data *d, int moments, int panel,
+                    int group, double *f, double **g, int *np, char *backend) {
   imx_layer *l = NULL;
   *g = NULL;
   if (imx_layer_create(c, cfg, d, &l)) return -1;
@@ -67,16 +67,18 @@ static void set_terms(imx_config *c, int which) {
   if (c->model.activation == IMX_ACT_IDENTITY) c->objective.weight[IMX_TERM_LSE] = 0;
 }
 
-static const char *terms_name(int which) { return which < IMX_NTERMS ? imx_term_names[which] : "all terms"; }
+static const char *terms_name(int which) {
+  return which < IMX_NTERMS ? imx_term_names[which] : "all terms";
+}
 
 /* 1. Both backends agree, over shapes, grids, activations, terms, paths. */
 static void agreement(void) {
   const int Ks[] = {5, 37, 64, 100}, nbs[] = {8, 16};
   const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
                                  IMX_ACT_SPARSEMAX};
-  const int sets[] = {IMX_TERM_LOGDET, IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE, IMX_TERM_GAUSSIAN_TC,
-                      IMX_TERM_DECORRELATION, IMX_TERM_ENTROPY, IMX_TERM_HSIC,
-                      IMX_NTERMS};
+  const int sets[] = {
+      IMX_TERM_LOGDET,        IMX_TERM_OFFDIAG, IMX_TERM_VARIANCE, IMX_TERM_GAUSSIAN_TC,
+      IMX_TERM_DECORRELATION, IMX_TERM_ENTROPY, IMX_TERM_HSIC,     IMX_NTERMS};
   const int nsets = (int)(sizeof sets / sizeof *sets);
   int P = ctx.size, grids[8][2], ngrids = 0;
   for (int r = 1; r <= P; r++)
@@ -88,9 +90,9 @@ static void agreement(void) {
       for (int si = 0; si < nsets; si++)
         /* the moments path needs identity outputs and no per-sample term */
         for (int path = 0; path < (acts[ai] == IMX_ACT_IDENTITY && sets[si] != IMX_TERM_ENTROPY &&
-                                        sets[si] != IMX_TERM_HSIC
-                                    ? 2
-                                    : 1);
+                                           sets[si] != IMX_TERM_HSIC
+                                       ? 2
+                                       : 1);
              path++)
           for (int mode = 0; mode < 2; mode++) {
             /* fast mode on a subset: every term set once per activation at K = 37 */
@@ -123,7 +125,8 @@ static void agreement(void) {
               imx_data_free(&d);
               continue;
             }
-            double fref[2] = {0, 0}, *gref[2] = {NULL, NULL}; /* per nb, first grid: the bits every grid must give */
+            double fref[2] = {0, 0},
+                   *gref[2] = {NULL, NULL}; /* per nb, first grid: the bits every grid must give */
             for (int ni = 0; ni < 2; ni++)
               for (int gi = 0; gi < ngrids; gi++) {
                 c.parallel.linalg = IMX_LINALG_SCALAPACK;
@@ -174,7 +177,8 @@ static void agreement(void) {
           cases, P, worst_f, worst_g);
   t_check(grid_diffs == 0 && ngrids > 0,
           "scalapack, reproducible: loss and gradient bitwise identical on all %d grids of %d "
-          "ranks (every case, nb 8 and 16)", ngrids, P);
+          "ranks (every case, nb 8 and 16)",
+          ngrids, P);
 }
 
 /* 2. Not SPD: the same message from both backends (fast mode: naming
@@ -215,15 +219,14 @@ static void not_spd(void) {
     }
     char norm[IMX_MSG_LEN]; /* fast: "pdpotrf" -> "dpotrf" */
     const char *p = strstr(msg[1], "pdpotrf");
-    if (p && mode)
-      snprintf(norm, sizeof norm, "%.*s%s", (int)(p - msg[1]), msg[1], p + 1);
-    else
-      snprintf(norm, sizeof norm, "%s", msg[1]);
-    t_check(codes[0] == IMX_ERR_NUMERIC && codes[1] == IMX_ERR_NUMERIC && !strcmp(norm, msg[0]) &&
-                strstr(msg[0], "INFO=21") && (!mode || strstr(msg[1], "pdpotrf INFO=21")),
-            "dead unit 20 of K=37, %s: %s error from both backends:\n  replicated: %s\n  scalapack:  %s",
-            mode ? "fast" : "reproducible", mode ? "the same (routine aside)" : "the same", msg[0],
-            msg[1]);
+    if (p && mode) snprintf(norm, sizeof norm, "%.*s%s", (int)(p - msg[1]), msg[1], p + 1);
+    else snprintf(norm, sizeof norm, "%s", msg[1]);
+    t_check(
+        codes[0] == IMX_ERR_NUMERIC && codes[1] == IMX_ERR_NUMERIC && !strcmp(norm, msg[0]) &&
+            strstr(msg[0], "INFO=21") && (!mode || strstr(msg[1], "pdpotrf INFO=21")),
+        "dead unit 20 of K=37, %s: %s error from both backends:\n  replicated: %s\n  scalapack:  %s",
+        mode ? "fast" : "reproducible", mode ? "the same (routine aside)" : "the same", msg[0],
+        msg[1]);
     imx_data_free(&d);
   }
 
@@ -313,7 +316,8 @@ static void invariance(void) {
           continue;
         }
         int same = !bad && !memcmp(&f, &f1, sizeof f) && !memcmp(g, g1, (size_t)np * sizeof *g);
-        t_check(same, "scalapack, reproducible: %s: %d ranks vs 1: loss %.17g vs %.17g, gradient %s",
+        t_check(same,
+                "scalapack, reproducible: %s: %d ranks vs 1: loss %.17g vs %.17g, gradient %s",
                 cases[ci].name, p, f, f1, same ? "bitwise identical" : "DIFFERS");
       }
       free(g);
@@ -350,7 +354,8 @@ static void choice(void) {
   t_check(k == IMX_LINALG_SCALAPACK && strstr(why, "faster"),
           "auto, K=20000 on 2 ranks with memory to spare: scalapack (%s)", why);
   k = imx_linalg_choose(IMX_LINALG_AUTO, 2000, 1, 1e8, 1e8, 1e12, why, sizeof why);
-  t_check(k == IMX_LINALG_REPLICATED, "auto, K=2000 on 1 rank with memory to spare: replicated (%s)", why);
+  t_check(k == IMX_LINALG_REPLICATED,
+          "auto, K=2000 on 1 rank with memory to spare: replicated (%s)", why);
   k = imx_linalg_choose(IMX_LINALG_AUTO, 2000, 4, 1e8, 1e8, 1e8, why, sizeof why);
   t_check(k == IMX_LINALG_SCALAPACK && strstr(why, "3/4"),
           "auto, K=2000 on 4 ranks with 1e8 bytes per rank: scalapack (%s)", why);
@@ -377,7 +382,10 @@ static void choice(void) {
     double unit = (K * K / P + Np * (n + K) + K * n) * 8, bytes = imx_layer_bytes(l), ratio = 0;
     ratio = bytes / unit;
     MPI_Allreduce(MPI_IN_PLACE, &ratio, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    t_check(ratio < 12, "scalapack layer buffers K=100: at most %.1f x (K^2/P + N_p (n+K) + K n) doubles per rank (tol 12)", ratio);
+    t_check(
+        ratio < 12,
+        "scalapack layer buffers K=100: at most %.1f x (K^2/P + N_p (n+K) + K n) doubles per rank (tol 12)",
+        ratio);
   }
   imx_layer_free(&l);
   imx_data_free(&d);

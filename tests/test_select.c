@@ -17,11 +17,11 @@ static int cmp_double(const void *a, const void *b) {
 static void fill(double *v, int64_t n, int kind, uint64_t s) {
   for (int64_t i = 0; i < n; i++) {
     double u = imx_rng_normal(11, s, (uint64_t)i);
-    if (kind == 0) v[i] = u;                                   /* distinct */
+    if (kind == 0) v[i] = u;                                                   /* distinct */
     else if (kind == 1) v[i] = floor(3 * imx_rng_uniform(11, s, (uint64_t)i)); /* 0, 1, 2 */
-    else if (kind == 2) v[i] = 4.25;                           /* constant */
-    else if (kind == 3) v[i] = (double)i;                      /* sorted */
-    else v[i] = (double)(n - i);                               /* reversed */
+    else if (kind == 2) v[i] = 4.25;                                           /* constant */
+    else if (kind == 3) v[i] = (double)i;                                      /* sorted */
+    else v[i] = (double)(n - i);                                               /* reversed */
   }
 }
 
@@ -29,7 +29,8 @@ int main(int argc, char **argv) {
   MPI_Init(&argc, &argv);
   static const char *const kinds[] = {"random", "duplicates", "constant", "sorted", "reversed"};
   static const int64_t sizes[] = {1, 2, 3, 7, 64, 1001};
-  double *v = malloc(1001 * sizeof *v), *w = malloc(1001 * sizeof *w), *ref = malloc(1001 * sizeof *ref);
+  double *v = malloc(1001 * sizeof *v), *w = malloc(1001 * sizeof *w),
+         *ref = malloc(1001 * sizeof *ref);
   for (int kind = 0; kind < 5; kind++) {
     int cases = 0, wrong = 0, notperm = 0;
     for (int si = 0; si < 6; si++) {

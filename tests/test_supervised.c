@@ -10,8 +10,8 @@
 #include "testing.h"
 
 #define NROWS 60 /* rows */
-#define K 5  /* outputs of the layer */
-#define C 4  /* classes */
+#define K 5      /* outputs of the layer */
+#define C 4      /* classes */
 #define NH (C * K + C)
 
 static imx_supervised *head_for(imx_ctx *ctx, imx_config *cfg, imx_data *d, double fraction) {
@@ -48,8 +48,8 @@ int main(int argc, char **argv) {
     imx_supervised *s = head_for(&ctx, &cfg, &d, fractions[fi]);
     if (!s) break;
     long long L = imx_supervised_labeled(s);
-    t_check(imx_supervised_classes(s) == C && imx_supervised_nparams(s) == NH && L > 0 && L <= NROWS &&
-                (fractions[fi] < 1 || L == NROWS),
+    t_check(imx_supervised_classes(s) == C && imx_supervised_nparams(s) == NH && L > 0 &&
+                L <= NROWS && (fractions[fi] < 1 || L == NROWS),
             "label_fraction %.1f: %d classes, %d head parameters, %lld of %d rows labeled",
             fractions[fi], imx_supervised_classes(s), imx_supervised_nparams(s), L, NROWS);
 
@@ -77,8 +77,10 @@ int main(int argc, char **argv) {
       }
       direct /= (double)L;
       double err = t_relerr(v, direct, 1e-300);
-      t_check(err < 1e-13, "label_fraction %.1f: value %.15g against the formula %.15g: rel err "
-              "%.2e (tol 1e-13)", fractions[fi], v, direct, err);
+      t_check(err < 1e-13,
+              "label_fraction %.1f: value %.15g against the formula %.15g: rel err "
+              "%.2e (tol 1e-13)",
+              fractions[fi], v, direct, err);
     }
 
     /* dL/d[U, c] by central differences. */

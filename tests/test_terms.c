@@ -9,11 +9,11 @@
 
 /* The kinds, written down a second time: a wrong row in the table fails here. */
 static const imx_term_kind expected_kind[IMX_NTERMS] = {
-    [IMX_TERM_LOGDET] = IMX_KIND_MOMENT,       [IMX_TERM_OFFDIAG] = IMX_KIND_MOMENT,
-    [IMX_TERM_VARIANCE] = IMX_KIND_MOMENT,     [IMX_TERM_GAUSSIAN_TC] = IMX_KIND_MOMENT,
+    [IMX_TERM_LOGDET] = IMX_KIND_MOMENT,        [IMX_TERM_OFFDIAG] = IMX_KIND_MOMENT,
+    [IMX_TERM_VARIANCE] = IMX_KIND_MOMENT,      [IMX_TERM_GAUSSIAN_TC] = IMX_KIND_MOMENT,
     [IMX_TERM_DECORRELATION] = IMX_KIND_MOMENT, [IMX_TERM_WEIGHT_REDUNDANCY] = IMX_KIND_WEIGHTS,
-    [IMX_TERM_LSE] = IMX_KIND_PER_ROW,         [IMX_TERM_SUPERVISED] = IMX_KIND_PER_ROW,
-    [IMX_TERM_ENTROPY] = IMX_KIND_PER_ROW,     [IMX_TERM_HSIC] = IMX_KIND_PER_ROW};
+    [IMX_TERM_LSE] = IMX_KIND_PER_ROW,          [IMX_TERM_SUPERVISED] = IMX_KIND_PER_ROW,
+    [IMX_TERM_ENTROPY] = IMX_KIND_PER_ROW,      [IMX_TERM_HSIC] = IMX_KIND_PER_ROW};
 
 /* One row of the docs' preset table: name and weights (IMX_PRESET_LAMBDA for "lambda"). */
 typedef struct {
@@ -89,7 +89,8 @@ int main(int argc, char **argv) {
           !r->doc || !r->doc[0] || (moment != (r->needs != 0)))
         bad = t;
     }
-    t_check(bad < 0, "terms table: %d rows named as imx_term_names, with the expected kinds, a "
+    t_check(bad < 0,
+            "terms table: %d rows named as imx_term_names, with the expected kinds, a "
             "doc line, and needs exactly for the moment terms (first bad row: %d)",
             IMX_NTERMS, bad);
   }
@@ -119,8 +120,10 @@ int main(int argc, char **argv) {
     imx_objective none = {.null_vector = 1};
     bad |= imx_objective_per_sample(&none) || imx_objective_needs_cov(&none) ||
            imx_objective_needs_factor(&none) || imx_objective_dist_needs_work(&none);
-    t_check(!bad, "per_sample, needs_cov, needs_factor, has_kind and dist_needs_work agree with "
-            "the kinds and needs of the table on %d term pairs and on no term", pairs);
+    t_check(!bad,
+            "per_sample, needs_cov, needs_factor, has_kind and dist_needs_work agree with "
+            "the kinds and needs of the table on %d term pairs and on no term",
+            pairs);
   }
 
   /* The presets table and imx_preset_names list the same names in the same order. */
@@ -163,8 +166,10 @@ int main(int argc, char **argv) {
                 "preset %-13s documented as all 0: resolving it alone is refused (\"%s\")",
                 rows[i].name, ctx.msg);
       else
-        t_check(!e && same, "preset %-13s resolves to the documented weights: max diff %.1e "
-                "(tol 0)%s%s", rows[i].name, worst, e ? ": " : "", e ? ctx.msg : "");
+        t_check(!e && same,
+                "preset %-13s resolves to the documented weights: max diff %.1e "
+                "(tol 0)%s%s",
+                rows[i].name, worst, e ? ": " : "", e ? ctx.msg : "");
       ctx.code = IMX_OK;
     }
     /* An explicit weight replaces the preset's. */

@@ -60,7 +60,7 @@ __attribute__((format(printf, 2, 3), unused)) static void t_check(int ok, const 
 
 /* The same, silent when it passes: for checks repeated in loops. */
 __attribute__((format(printf, 2, 3), unused)) static void t_check_quiet(int ok, const char *fmt,
-                                                                       ...) {
+                                                                        ...) {
   va_list ap;
   va_start(ap, fmt);
   t_report(ok, 1, fmt, ap);

@@ -17,7 +17,7 @@ RANKS=${RANKS:-2}
 packages=(gcc pkg-config meson ninja-build libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
           petsc-dev libblas-dev liblapack-dev libyaml-dev zlib1g-dev libopenblas0-pthread
           dataset-fashion-mnist python3-numpy python3-matplotlib
-          clang-14 libclang-rt-14-dev llvm-14)
+          clang-14 libclang-rt-14-dev llvm-14 clang-format)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

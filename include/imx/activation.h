@@ -14,17 +14,17 @@
 
 #include "imx/names.h"
 
-
 /* model.activation: phi. */
 typedef enum {
   IMX_ACT_IDENTITY = 0,
   IMX_ACT_RELU,
   IMX_ACT_SOFTMAX,
-  IMX_ACT_TOPK,      /* softmax over the k smallest z of each row, renormalized */
-  IMX_ACT_SPARSEMAX  /* Euclidean projection of -z/tau onto the simplex */
+  IMX_ACT_TOPK,     /* softmax over the k smallest z of each row, renormalized */
+  IMX_ACT_SPARSEMAX /* Euclidean projection of -z/tau onto the simplex */
 } imx_activation;
 /* The names of imx_activation, in its order (config accepts and writes these). */
-static const char *const imx_activation_names[] = {"identity", "relu", "softmax", "topk", "sparsemax", NULL};
+static const char *const imx_activation_names[] = {"identity", "relu",      "softmax",
+                                                   "topk",     "sparsemax", NULL};
 /* The name of a value, or "?" outside the enum. Local. */
 static inline const char *imx_activation_name(imx_activation a) {
   return imx_name_of(imx_activation_names, (int)a);

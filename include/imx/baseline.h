@@ -28,10 +28,10 @@ extern const char *const imx_baseline_names[IMX_NBASELINES]; /* "raw", "pca", "r
 
 /* A layer with fixed parameters: a trained one read back, or a baseline. */
 typedef struct imx_fixed {
-  int K, n;            /* units (feature columns), inputs */
-  imx_activation act;  /* phi */
-  double tau;          /* softmax temperature */
-  double *W, *b;       /* K x n and K (owned); both NULL for the raw input (features = x) */
+  int K, n;           /* units (feature columns), inputs */
+  imx_activation act; /* phi */
+  double tau;         /* softmax temperature */
+  double *W, *b;      /* K x n and K (owned); both NULL for the raw input (features = x) */
 } imx_fixed;
 
 /* Build a baseline for cfg->model (K, activation, seed) on the train split.

@@ -19,15 +19,15 @@
 #include "imx/ctx.h"
 
 typedef struct imx_checkpoint {
-  int K, n;              /* layer shape */
-  int64_t nparams;       /* K n + K */
-  int iteration;         /* TAO iterations completed (over all resumes) */
-  int evaluations;       /* objective evaluations (over all resumes) */
-  int reduction;         /* imx_reduction of the run */
-  int block;             /* B of the run */
-  char tao_type[32];     /* optimizer that produced it */
-  double loss;           /* objective at theta */
-  int64_t data_rows;     /* N of the data it was trained on */
+  int K, n;          /* layer shape */
+  int64_t nparams;   /* K n + K */
+  int iteration;     /* TAO iterations completed (over all resumes) */
+  int evaluations;   /* objective evaluations (over all resumes) */
+  int reduction;     /* imx_reduction of the run */
+  int block;         /* B of the run */
+  char tao_type[32]; /* optimizer that produced it */
+  double loss;       /* objective at theta */
+  int64_t data_rows; /* N of the data it was trained on */
 } imx_checkpoint;
 
 /* Write header and theta to DIR/NAME (checkpoint.bin, layer2_checkpoint.bin, ...)

@@ -7,16 +7,16 @@
 
 /* The command line, split: our own words and options, PETSc's options. */
 typedef struct imx_args {
-  const char *command;      /* train, eval, info, config */
-  int npos;                 /* positional arguments after the command */
+  const char *command; /* train, eval, info, config */
+  int npos;            /* positional arguments after the command */
   char **pos;
-  int nset;                 /* --set section.key=value overrides, in order */
+  int nset; /* --set section.key=value overrides, in order */
   char **set;
-  const char *out;          /* --out DIR (train: output.dir) */
-  const char *data;         /* --data PATH (eval) */
-  const char *weights;      /* --weights W.npy (eval) */
-  const char *bias;         /* --bias b.npy (eval) */
-  const char *resume;       /* --resume RUN_DIR (train) */
+  const char *out;     /* --out DIR (train: output.dir) */
+  const char *data;    /* --data PATH (eval) */
+  const char *weights; /* --weights W.npy (eval) */
+  const char *bias;    /* --bias b.npy (eval) */
+  const char *resume;  /* --resume RUN_DIR (train) */
   int help, version, reference;
 } imx_args;
 

@@ -25,85 +25,96 @@
 #define IMX_PATH_LEN 512
 #define IMX_NAME_LEN 32
 #define IMX_OPTS_LEN 1024
-#define IMX_MAX_LAYERS 8  /* entries of model.layers */
+#define IMX_MAX_LAYERS 8 /* entries of model.layers */
 
 typedef struct imx_config {
   char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
 
   struct {
-    imx_source source;           /* data.source: synthetic-ica | gmm | npy | idx */
-    char path[IMX_PATH_LEN];     /* data.path: .npy or IDX images file */
-    char labels[IMX_PATH_LEN];   /* data.labels: IDX labels file or .npy vector ("" = none) */
-    long long samples;           /* data.samples: rows; files: first N (0 = all); generators: N (0 = 10000) */
-    int dim;                     /* data.dim: n for synthetic sources */
-    int components;              /* data.components: mixture components (gmm) */
-    double separation;           /* data.separation: distance between mixture means, in units of their std (gmm) */
-    unsigned long long seed;     /* data.seed: generator seed (synthetic) */
-    double scale;                /* data.scale: multiply raw values by this (IDX bytes: 1/255) */
-    imx_preprocess preprocess;   /* data.preprocess: none | center | standardize | whiten */
-    double whiten_eps;           /* data.whiten_eps: added to eigenvalues before whitening */
+    imx_source source;         /* data.source: synthetic-ica | gmm | npy | idx */
+    char path[IMX_PATH_LEN];   /* data.path: .npy or IDX images file */
+    char labels[IMX_PATH_LEN]; /* data.labels: IDX labels file or .npy vector ("" = none) */
+    long long samples; /* data.samples: rows; files: first N (0 = all); generators: N (0 = 10000) */
+    int dim;           /* data.dim: n for synthetic sources */
+    int components;    /* data.components: mixture components (gmm) */
+    double
+        separation; /* data.separation: distance between mixture means, in units of their std (gmm) */
+    unsigned long long seed;   /* data.seed: generator seed (synthetic) */
+    double scale;              /* data.scale: multiply raw values by this (IDX bytes: 1/255) */
+    imx_preprocess preprocess; /* data.preprocess: none | center | standardize | whiten */
+    double whiten_eps;         /* data.whiten_eps: added to eigenvalues before whitening */
   } data;
 
   struct {
-    int units;                   /* model.units: K */
-    imx_activation activation;   /* model.activation: identity | relu | softmax | topk | sparsemax */
-    double temperature;          /* model.temperature: tau in softmax(-z/tau) (also topk, sparsemax) */
-    int topk;                    /* model.topk: k, responsibilities kept per row (activation topk) */
-    int weight_norm;             /* model.weight_norm: w_j = v_j / ||v_j|| (bool) */
-    char init[IMX_PATH_LEN];     /* model.init: "random" or a .npy file with K x n weights */
-    unsigned long long seed;     /* model.seed: seed of the random initial weights */
-    double init_bias;            /* model.init_bias: std of random initial biases (0 = zeros) */
-    double bias_bound;           /* model.bias_bound: |b_j| <= this (0 = unbounded; needs a bounded TAO type) */
-    imx_feed feed;               /* model.feed: what a layer passes to the next of model.layers: activation | z | r */
-    int nlayers;                 /* model.layers: entries (0 = one layer, the classic form) */
-    char layer_set[IMX_MAX_LAYERS][IMX_OPTS_LEN]; /* per entry: "section.key=value" lines (model, objective, optimizer) */
+    int units;                 /* model.units: K */
+    imx_activation activation; /* model.activation: identity | relu | softmax | topk | sparsemax */
+    double temperature;      /* model.temperature: tau in softmax(-z/tau) (also topk, sparsemax) */
+    int topk;                /* model.topk: k, responsibilities kept per row (activation topk) */
+    int weight_norm;         /* model.weight_norm: w_j = v_j / ||v_j|| (bool) */
+    char init[IMX_PATH_LEN]; /* model.init: "random" or a .npy file with K x n weights */
+    unsigned long long seed; /* model.seed: seed of the random initial weights */
+    double init_bias;        /* model.init_bias: std of random initial biases (0 = zeros) */
+    double
+        bias_bound; /* model.bias_bound: |b_j| <= this (0 = unbounded; needs a bounded TAO type) */
+    imx_feed
+        feed; /* model.feed: what a layer passes to the next of model.layers: activation | z | r */
+    int nlayers; /* model.layers: entries (0 = one layer, the classic form) */
+    char layer_set
+        [IMX_MAX_LAYERS]
+        [IMX_OPTS_LEN]; /* per entry: "section.key=value" lines (model, objective, optimizer) */
   } model;
 
   struct {
-    char preset[IMX_NAME_LEN];   /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica | hsic */
-    double lambda;               /* objective.lambda: the preset's redundancy weight */
-    double eps;                  /* objective.eps: ridge added to C (and to diag C in variance terms) */
-    double weight[IMX_NTERMS];   /* objective.<term>: explicit weight; NAN = take it from the preset */
-    double label_fraction;       /* objective.label_fraction: share of rows whose labels the supervised term uses */
-    int hsic_features;           /* objective.hsic_features: D random Fourier features per unit */
-    double hsic_bandwidth;       /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
+    char preset
+        [IMX_NAME_LEN]; /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica | hsic */
+    double lambda; /* objective.lambda: the preset's redundancy weight */
+    double eps;    /* objective.eps: ridge added to C (and to diag C in variance terms) */
+    double
+        weight[IMX_NTERMS]; /* objective.<term>: explicit weight; NAN = take it from the preset */
+    double
+        label_fraction; /* objective.label_fraction: share of rows whose labels the supervised term uses */
+    int hsic_features; /* objective.hsic_features: D random Fourier features per unit */
+    double
+        hsic_bandwidth; /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
   } objective;
 
   struct {
-    char type[IMX_NAME_LEN];     /* optimizer.type: a TAO type (lmvm, bncg, cg, nm, ...) */
-    int max_it;                  /* optimizer.max_it */
-    double gatol, grtol;         /* optimizer.gatol, optimizer.grtol */
-    char options[IMX_OPTS_LEN];  /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
+    char type[IMX_NAME_LEN]; /* optimizer.type: a TAO type (lmvm, bncg, cg, nm, ...) */
+    int max_it;              /* optimizer.max_it */
+    double gatol, grtol;     /* optimizer.gatol, optimizer.grtol */
+    char options
+        [IMX_OPTS_LEN]; /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
     imx_precondition precondition; /* optimizer.precondition: none | ica */
   } optimizer;
 
   struct {
-    imx_reduction reduction;     /* parallel.reduction: reproducible | fast */
-    int block;                   /* parallel.block: B, rows per reduction block */
-    imx_linalg_kind linalg;      /* parallel.linalg: auto | replicated */
-    imx_path_kind path;          /* parallel.path: auto | data | moments (input-moment fast path) */
-    int grid_rows, grid_cols;    /* parallel.grid_rows/grid_cols: BLACS process grid (0 = auto) */
-    int scalapack_block;         /* parallel.scalapack_block: block-cyclic block size nb */
-    double memory_mib;           /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
-    int sparse;                  /* parallel.sparse: skip the zeros of topk/sparsemax outputs in dL/dW (bool) */
+    imx_reduction reduction;  /* parallel.reduction: reproducible | fast */
+    int block;                /* parallel.block: B, rows per reduction block */
+    imx_linalg_kind linalg;   /* parallel.linalg: auto | replicated */
+    imx_path_kind path;       /* parallel.path: auto | data | moments (input-moment fast path) */
+    int grid_rows, grid_cols; /* parallel.grid_rows/grid_cols: BLACS process grid (0 = auto) */
+    int scalapack_block;      /* parallel.scalapack_block: block-cyclic block size nb */
+    double memory_mib; /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
+    int sparse; /* parallel.sparse: skip the zeros of topk/sparsemax outputs in dL/dW (bool) */
   } parallel;
 
   struct {
-    char test_path[IMX_PATH_LEN];   /* eval.test_path: test split (same format as data.path; "" = none) */
+    char test_path
+        [IMX_PATH_LEN]; /* eval.test_path: test split (same format as data.path; "" = none) */
     char test_labels[IMX_PATH_LEN]; /* eval.test_labels: its labels */
-    imx_features features;          /* eval.features: activation | z | input (what the probe sees) */
-    int probe;                      /* eval.probe: train a linear probe when labels exist (bool) */
-    int probe_max_it;               /* eval.probe_max_it */
-    double probe_l2;                /* eval.probe_l2: L2 penalty of the probe */
-    int baselines;                  /* eval.baselines: also score raw input, PCA-K, random hyperplanes (bool) */
-    int layer;                      /* eval.layer: which layer of model.layers to judge (1 = the first) */
+    imx_features features; /* eval.features: activation | z | input (what the probe sees) */
+    int probe;             /* eval.probe: train a linear probe when labels exist (bool) */
+    int probe_max_it;      /* eval.probe_max_it */
+    double probe_l2;       /* eval.probe_l2: L2 penalty of the probe */
+    int baselines; /* eval.baselines: also score raw input, PCA-K, random hyperplanes (bool) */
+    int layer;     /* eval.layer: which layer of model.layers to judge (1 = the first) */
   } eval;
 
   struct {
-    char dir[IMX_PATH_LEN];      /* output.dir: run directory ("" = runs/<config name>) */
-    int every;                   /* output.every: progress line every this many iterations */
-    int checkpoint_every;        /* output.checkpoint_every: checkpoint every N iterations (0 = at the end only) */
-    int optimizer_log;           /* output.optimizer_log: log every evaluation for exact resume (bool) */
+    char dir[IMX_PATH_LEN]; /* output.dir: run directory ("" = runs/<config name>) */
+    int every;              /* output.every: progress line every this many iterations */
+    int checkpoint_every; /* output.checkpoint_every: checkpoint every N iterations (0 = at the end only) */
+    int optimizer_log; /* output.optimizer_log: log every evaluation for exact resume (bool) */
   } output;
 } imx_config;
 

@@ -48,14 +48,14 @@
 
 typedef enum {
   IMX_OK = 0,
-  IMX_ERR_USAGE = 2,    /* bad command line */
-  IMX_ERR_CONFIG = 3,   /* bad configuration file or override */
-  IMX_ERR_IO = 4,       /* file missing, unreadable or unwritable */
-  IMX_ERR_DATA = 5,     /* malformed or unusable data (header, NaN, N < P) */
-  IMX_ERR_NUMERIC = 6,  /* not SPD, non-finite objective, collapse */
-  IMX_ERR_NOMEM = 7,    /* allocation failed */
-  IMX_ERR_MPI = 8,      /* an MPI call failed */
-  IMX_ERR_PETSC = 9,    /* a PETSc call failed */
+  IMX_ERR_USAGE = 2,     /* bad command line */
+  IMX_ERR_CONFIG = 3,    /* bad configuration file or override */
+  IMX_ERR_IO = 4,        /* file missing, unreadable or unwritable */
+  IMX_ERR_DATA = 5,      /* malformed or unusable data (header, NaN, N < P) */
+  IMX_ERR_NUMERIC = 6,   /* not SPD, non-finite objective, collapse */
+  IMX_ERR_NOMEM = 7,     /* allocation failed */
+  IMX_ERR_MPI = 8,       /* an MPI call failed */
+  IMX_ERR_PETSC = 9,     /* a PETSc call failed */
   IMX_ERR_INTERNAL = 10, /* a bug: please report */
   IMX_STOPPED = 75       /* stopped by a signal at an iteration boundary, checkpoint written
                           * (not an error: resume with --resume; EX_TEMPFAIL) */
@@ -64,22 +64,23 @@ typedef enum {
 #define IMX_MSG_LEN 1024
 
 typedef struct imx_ctx {
-  MPI_Comm comm;          /* our duplicate of the world communicator */
-  int rank, size;         /* rank in comm, number of ranks */
-  imx_err code;           /* last recorded error, IMX_OK if none */
-  int err_rank;           /* rank that recorded it (after imx_agree: the lowest failing rank) */
-  char msg[IMX_MSG_LEN];  /* "what failed, with the numbers" */
-  char where[160];        /* "function (file:line)" */
+  MPI_Comm comm;         /* our duplicate of the world communicator */
+  int rank, size;        /* rank in comm, number of ranks */
+  imx_err code;          /* last recorded error, IMX_OK if none */
+  int err_rank;          /* rank that recorded it (after imx_agree: the lowest failing rank) */
+  char msg[IMX_MSG_LEN]; /* "what failed, with the numbers" */
+  char where[160];       /* "function (file:line)" */
 } imx_ctx;
 
-#define IMX_TRY(call)           \
-  do {                          \
-    imx_err e_ = (call);        \
-    if (e_) return e_;          \
+#define IMX_TRY(call)    \
+  do {                   \
+    imx_err e_ = (call); \
+    if (e_) return e_;   \
   } while (0)
 
 /* Record an error on this rank and return its code. Local. */
-#define imx_fail(ctx, code, ...) imx_fail_at((ctx), (code), __func__, __FILE__, __LINE__, __VA_ARGS__)
+#define imx_fail(ctx, code, ...) \
+  imx_fail_at((ctx), (code), __func__, __FILE__, __LINE__, __VA_ARGS__)
 imx_err imx_fail_at(imx_ctx *ctx, imx_err code, const char *func, const char *file, int line,
                     const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
@@ -100,11 +101,13 @@ void imx_report(const imx_ctx *ctx);
 
 /* Check an MPI return code; on failure record IMX_ERR_MPI with the MPI error
  * string and the call's name. Local. */
-#define IMX_MPI(ctx, call)                                                          \
-  do {                                                                              \
-    int mpi_rc_ = (call);                                                           \
-    if (mpi_rc_ != MPI_SUCCESS) return imx_fail_mpi((ctx), mpi_rc_, #call, __func__, __FILE__, __LINE__); \
+#define IMX_MPI(ctx, call)                                                      \
+  do {                                                                          \
+    int mpi_rc_ = (call);                                                       \
+    if (mpi_rc_ != MPI_SUCCESS)                                                 \
+      return imx_fail_mpi((ctx), mpi_rc_, #call, __func__, __FILE__, __LINE__); \
   } while (0)
-imx_err imx_fail_mpi(imx_ctx *ctx, int rc, const char *call, const char *func, const char *file, int line);
+imx_err imx_fail_mpi(imx_ctx *ctx, int rc, const char *call, const char *func, const char *file,
+                     int line);
 
 #endif

@@ -25,9 +25,9 @@ typedef struct imx_source_ops imx_source_ops;
 /* One data source. A new format is one row of imx_sources (src/data/source.c)
  * and a file of its own with its ops. */
 typedef struct imx_source_row {
-  const char *name;          /* the value of data.source (first: the config key table reads it) */
-  int file;                  /* 1: reads data.path (and data.labels); 0: a generator of data.dim columns */
-  const char *suffix;        /* files: a path ending that names this format (eval.test_path of a
+  const char *name;   /* the value of data.source (first: the config key table reads it) */
+  int file;           /* 1: reads data.path (and data.labels); 0: a generator of data.dim columns */
+  const char *suffix; /* files: a path ending that names this format (eval.test_path of a
                                 generator's run); NULL: the format of paths no suffix names */
   const imx_source_ops *ops; /* how it loads */
 } imx_source_row;
@@ -42,16 +42,16 @@ const char *imx_source_name(imx_source s);
 imx_source imx_source_of_path(const char *path);
 
 typedef struct imx_data {
-  int64_t N;        /* global rows */
-  int n;            /* columns (features) */
-  int block;        /* B */
-  int64_t row0;     /* first global row of this rank */
-  int64_t nloc;     /* rows on this rank */
-  double *X;        /* nloc x n, row-major (C order), owned */
-  int32_t *labels;  /* nloc labels or NULL, owned */
-  int nclasses;     /* 1 + max label, 0 if no labels */
-  double *truth;    /* synthetic-ica: n x n mixing matrix A (x = A s), replicated, owned; else NULL */
-  double *means;    /* gmm: components x n true means, replicated, owned; else NULL */
+  int64_t N;       /* global rows */
+  int n;           /* columns (features) */
+  int block;       /* B */
+  int64_t row0;    /* first global row of this rank */
+  int64_t nloc;    /* rows on this rank */
+  double *X;       /* nloc x n, row-major (C order), owned */
+  int32_t *labels; /* nloc labels or NULL, owned */
+  int nclasses;    /* 1 + max label, 0 if no labels */
+  double *truth; /* synthetic-ica: n x n mixing matrix A (x = A s), replicated, owned; else NULL */
+  double *means; /* gmm: components x n true means, replicated, owned; else NULL */
 } imx_data;
 
 /* Rows a generator makes when data.samples is 0. */
@@ -70,11 +70,11 @@ void imx_data_free(imx_data **d);
 
 /* .npy header: dtype '<f8', '<f4' (or '<i4'/'<i8'/'|u1' for label vectors), C order, 1-D or 2-D. */
 typedef struct imx_npy_header {
-  char descr[8];      /* "<f8", "<f4", "<i4", "<i8", "|u1" */
-  int ndim;           /* 1 or 2 */
-  int64_t shape[2];   /* rows, cols (cols = 1 for 1-D) */
-  int64_t data_offset;/* byte offset of the first element */
-  int itemsize;       /* bytes per element */
+  char descr[8];       /* "<f8", "<f4", "<i4", "<i8", "|u1" */
+  int ndim;            /* 1 or 2 */
+  int64_t shape[2];    /* rows, cols (cols = 1 for 1-D) */
+  int64_t data_offset; /* byte offset of the first element */
+  int itemsize;        /* bytes per element */
 } imx_npy_header;
 
 /* Parse a .npy header from the first bytes of a file. `what` names the file in

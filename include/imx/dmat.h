@@ -23,11 +23,11 @@
 
 /* A BLACS process grid over ctx->comm. */
 typedef struct imx_grid {
-  MPI_Comm comm;      /* borrowed: the communicator of the context it was made in */
-  int handle;         /* BLACS system handle of comm */
-  int ctxt;           /* BLACS context of the grid */
-  int pr, pc;         /* grid rows x columns, pr * pc = P */
-  int myrow, mycol;   /* this rank's grid coordinates */
+  MPI_Comm comm;    /* borrowed: the communicator of the context it was made in */
+  int handle;       /* BLACS system handle of comm */
+  int ctxt;         /* BLACS context of the grid */
+  int pr, pc;       /* grid rows x columns, pr * pc = P */
+  int myrow, mycol; /* this rank's grid coordinates */
 } imx_grid;
 
 /* The grid shape for P ranks: rows x cols as given, one of them 0 = derived
@@ -98,12 +98,12 @@ size_t imx_dmat_bytes(const imx_dmat *m);
  * layout of the reduce-scatter of partial sums to the owners and of the
  * all-gather of G's columns. */
 typedef struct imx_dpanel {
-  int jt0, jt1;        /* tile columns [jt0, jt1) */
-  int64_t total;       /* elements of the packed panel */
-  int64_t *off;        /* (jt1 - jt0) * kt: offset of tile (i, j) at [(j - jt0) kt + i], i >= j */
-  int *count, *displ;  /* P: elements per rank and their offsets */
-  int64_t *pos;        /* P: scratch of imx_dpanel_set */
-  int max_cols;        /* capacity in tile columns */
+  int jt0, jt1;       /* tile columns [jt0, jt1) */
+  int64_t total;      /* elements of the packed panel */
+  int64_t *off;       /* (jt1 - jt0) * kt: offset of tile (i, j) at [(j - jt0) kt + i], i >= j */
+  int *count, *displ; /* P: elements per rank and their offsets */
+  int64_t *pos;       /* P: scratch of imx_dpanel_set */
+  int max_cols;       /* capacity in tile columns */
 } imx_dpanel;
 
 /* Allocate the layout for panels of up to max_cols tile columns. Local. */

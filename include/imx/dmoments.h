@@ -31,7 +31,6 @@
 #include "imx/dmat.h"
 #include "imx/rsum.h"
 
-
 typedef struct imx_dmoments imx_dmoments;
 
 /* Create the plan and scratch for matrices laid out like `layout` (K, nb,
@@ -71,7 +70,7 @@ imx_err imx_dmoments_apply_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int
 /* out = alpha G T (K x n, row-major, the same bits on every rank) for G
  * symmetric (lower tiles) and replicated T (K x n, row-major). Mirrors G's
  * diagonal tiles. Collective. */
-imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G,
-                                      const double *T, double alpha, double *out);
+imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, const double *T,
+                                      double alpha, double *out);
 
 #endif

@@ -49,12 +49,12 @@ typedef struct imx_layer imx_layer;
 
 /* Results of the last evaluation (all replicated). */
 typedef struct imx_eval {
-  double loss;                /* weighted objective */
-  double terms[IMX_NTERMS];   /* unweighted value of each term with nonzero weight, else NAN */
-  int dead_units;             /* units with variance <= 1e-12 of the mean variance */
-  double max_abs_bias;        /* max |b_j| */
-  double min_var, max_var;    /* extreme diagonal entries of C */
-  double max_abs_corr;        /* max_{j!=k} |C_jk| / sqrt(C_jj C_kk) (0 for dead units) */
+  double loss;              /* weighted objective */
+  double terms[IMX_NTERMS]; /* unweighted value of each term with nonzero weight, else NAN */
+  int dead_units;           /* units with variance <= 1e-12 of the mean variance */
+  double max_abs_bias;      /* max |b_j| */
+  double min_var, max_var;  /* extreme diagonal entries of C */
+  double max_abs_corr;      /* max_{j!=k} |C_jk| / sqrt(C_jj C_kk) (0 for dead units) */
 } imx_eval;
 
 /* Create the layer for cfg->model on the (preprocessed) data d, which must
@@ -62,8 +62,7 @@ typedef struct imx_eval {
  * linear-algebra backend (parallel.linalg; auto decides from K, P and the
  * memory per rank) and the evaluation path; the log says which and why.
  * Collective. */
-imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
-                         imx_layer **out);
+imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out);
 void imx_layer_free(imx_layer **l);
 
 /* Number of parameters K n + K, plus C K + C for the supervised term's head

@@ -17,7 +17,6 @@
 #include "imx/dmat.h"
 #include "imx/names.h"
 
-
 /* parallel.linalg: the dense K x K backend (auto: imx_linalg_choose). */
 typedef enum { IMX_LINALG_AUTO = 0, IMX_LINALG_REPLICATED, IMX_LINALG_SCALAPACK } imx_linalg_kind;
 /* The names of imx_linalg_kind, in its order (config accepts and writes these). */
@@ -31,8 +30,7 @@ static inline const char *imx_linalg_name(imx_linalg_kind k) {
  * log det M into *logdet and M^{-1} (full, symmetric) into M. `what` names the
  * matrix in the error message ("C + eps I"). A matrix that is not SPD returns
  * IMX_ERR_NUMERIC with the failing pivot and a hint. */
-imx_err imx_linalg_logdet_inverse(imx_ctx *ctx, int K, double *M, const char *what,
-                                  double *logdet);
+imx_err imx_linalg_logdet_inverse(imx_ctx *ctx, int K, double *M, const char *what, double *logdet);
 
 /* Eigen-decomposition of the symmetric M (K x K, row-major): eigenvalues in
  * ascending order into w[K]; M is overwritten so that row i is the unit
@@ -81,8 +79,8 @@ size_t imx_dinv_estimate(int K, int nb, int P);
  * Errors as imx_linalg_logdet_inverse: a non-finite entry (the first in
  * row-major order), or not SPD (the same message, naming dpotrf, or pdpotrf
  * in fast mode). Collective; all ranks return the same status. */
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what,
-                                       double *logdet, double *work, imx_dinv *w);
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w);
 
 /* ---- choice of backend ---- */
 
@@ -97,9 +95,8 @@ imx_err imx_linalg_memory_per_rank(imx_ctx *ctx, double memory_mib, double *byte
  * auto: replicated when it fits in 3/4 of avail and K is below the measured
  * crossover for P (docs/performance.md), else scalapack. why receives one
  * line for the log. Local (same result on every rank for the same inputs). */
-imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P,
-                                  double replicated_bytes, double scalapack_bytes, double avail,
-                                  char *why, size_t len);
+imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P, double replicated_bytes,
+                                  double scalapack_bytes, double avail, char *why, size_t len);
 
 /* The K from which auto prefers scalapack on P ranks when both fit
  * (measured, docs/performance.md: 4096 for every P; 0 would mean never on

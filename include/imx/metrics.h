@@ -68,13 +68,13 @@ typedef struct imx_metrics {
 
 /* The outputs of a layer on this rank's rows, as the measures see them. */
 typedef struct imx_outputs {
-  int64_t N;           /* global rows */
-  int64_t nloc;        /* local rows; they start at a block boundary (imx_shard) */
-  int block;           /* B */
-  int K;               /* columns */
-  imx_activation act;  /* how A came from Z: picks the winner rule and the null vector */
-  const double *Z;     /* nloc x K pre-activations z (sign patterns); NULL: z = A */
-  const double *A;     /* nloc x K activations a = phi(z) */
+  int64_t N;          /* global rows */
+  int64_t nloc;       /* local rows; they start at a block boundary (imx_shard) */
+  int block;          /* B */
+  int K;              /* columns */
+  imx_activation act; /* how A came from Z: picks the winner rule and the null vector */
+  const double *Z;    /* nloc x K pre-activations z (sign patterns); NULL: z = A */
+  const double *A;    /* nloc x K activations a = phi(z) */
 } imx_outputs;
 
 /* Set every field to "not computed" (NaN, 0, NULL). Local. */
@@ -121,8 +121,8 @@ imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const d
  * over all ranks, and the size of the largest group. Exact for any K (bit
  * arrays); each distinct pattern is counted by one owner rank chosen by its
  * hash. Collective; every rank gets the same counts. */
-imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
-                            long long *regions, long long *largest);
+imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, long long *regions,
+                            long long *largest);
 
 /* Normalized Amari index of the n x n matrix P (row-major), in [0, 1]:
  * 0 iff P is a scaled permutation.

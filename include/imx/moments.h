@@ -18,17 +18,17 @@
 imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out);
 
 /* out[k] = sum over all global rows of A (m x k, ld lda). s: a 1 x k imx_rsum. */
-imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
-                           const double *A, int lda, double *out);
+imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k, const double *A,
+                           int lda, double *out);
 
 /* out (ka x kb) = sum over all global rows of A^T Bm (A: m x ka, Bm: m x kb,
  * row-major). If Bm == A (and ka == kb) the product is formed with syrk and s
  * must have been created with lower = 1. s: a ka x kb imx_rsum. bmax: the
  * global column maxima of |Bm| if the caller has them (kept across calls for
  * fixed data), else NULL. */
-imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                        const double *A, int lda, int kb, const double *Bm, int ldb,
-                        const double *bmax, double *out);
+imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka, const double *A,
+                        int lda, int kb, const double *Bm, int ldb, const double *bmax,
+                        double *out);
 
 /* The same as imx_moments_atb (A != Bm, bmax required), for an A with many
  * zeros (topk and sparsemax outputs): a partial whose rows of A have at most

@@ -28,17 +28,17 @@ typedef enum {
 
 /* What a moment term reads (bits of imx_term_info.needs). */
 enum {
-  IMX_NEEDS_C = 1u << 0,      /* off-diagonal entries of C */
-  IMX_NEEDS_DIAG = 1u << 1,   /* d_j = C_jj + eps (refuses a dead unit) */
-  IMX_NEEDS_FACTOR = 1u << 2  /* log det and inverse of a K x K matrix M */
+  IMX_NEEDS_C = 1u << 0,     /* off-diagonal entries of C */
+  IMX_NEEDS_DIAG = 1u << 1,  /* d_j = C_jj + eps (refuses a dead unit) */
+  IMX_NEEDS_FACTOR = 1u << 2 /* log det and inverse of a K x K matrix M */
 };
 
 /* One row of the terms table, in the order of imx_term. */
 typedef struct imx_term_info {
-  const char *name;   /* the weight key objective.<name>; equals imx_term_names[t] */
+  const char *name; /* the weight key objective.<name>; equals imx_term_names[t] */
   imx_term_kind kind;
-  unsigned needs;     /* IMX_NEEDS_* (moment terms) */
-  const char *doc;    /* one line */
+  unsigned needs;  /* IMX_NEEDS_* (moment terms) */
+  const char *doc; /* one line */
 } imx_term_info;
 
 /* The terms table (src/objective/terms.c): imx_objective_terms[t] describes term t. */
@@ -49,9 +49,9 @@ extern const imx_term_info imx_objective_terms[IMX_NTERMS];
 
 /* One row of the presets table. */
 typedef struct imx_preset {
-  const char *name;       /* objective.preset; imx_preset_names lists the rows in order */
-  const char *doc;        /* one line */
-  double w[IMX_NTERMS];   /* default weight of each term (IMX_PRESET_LAMBDA: objective.lambda) */
+  const char *name;     /* objective.preset; imx_preset_names lists the rows in order */
+  const char *doc;      /* one line */
+  double w[IMX_NTERMS]; /* default weight of each term (IMX_PRESET_LAMBDA: objective.lambda) */
 } imx_preset;
 
 /* The presets table (src/objective/terms.c), terminated by a row with name NULL. */
@@ -124,14 +124,13 @@ double imx_objective_weight_redundancy(const imx_objective *obj, int K, int n, c
 
 /* The same, forming W W^T - I `rows` rows at a time: work is rows x K
  * doubles instead of K^2 (the scalapack backend never holds K x K). Local. */
-double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n,
-                                            const double *W, double *gW, double *work, int rows);
+double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n, const double *W,
+                                            double *gW, double *work, int rows);
 
 /* lse of one sample: -log sum_k exp(-a_k), the negative log-likelihood of a
  * mixture with energies a_k (bounded below by -log K for a >= 0); if g != NULL,
  * g_k += scale * dlse/da_k = scale * r_k with r = softmax(-a), the
  * responsibilities: the implicit-EM gradient. */
 double imx_objective_lse_row(int K, const double *a, double *g, double scale);
-
 
 #endif

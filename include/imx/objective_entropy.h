@@ -24,7 +24,6 @@
 #include "imx/ctx.h"
 #include "imx/rsum.h"
 
-
 typedef struct imx_entropy imx_entropy;
 
 /* Create the term's state for K units, `rows` local rows (it keeps tanh of
@@ -49,8 +48,7 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
 /* g (rows x K) += scale * dL/da for local rows r0 .. r0 + rows - 1, from
  * the last imx_entropy_value: g_ij += scale * 2 (tanh(d_ij) - tbar_j). scale
  * is w / N for the weight w. Local. */
-void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, double *g,
-                           double scale);
+void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, double *g, double scale);
 
 /* The curvature statistics of the last imx_entropy_value (created with
  * curvature != 0), per unit j, for

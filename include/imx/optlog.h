@@ -31,8 +31,8 @@ void imx_optlog_close(imx_optlog **log);
 
 /* Append one evaluation and its naux statistics aux (rank 0 writes; every
  * rank passes the same values). Collective only in the error agreement. */
-imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *log, const double *x, double f,
-                          const double *g, const double *aux);
+imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *log, const double *x, double f, const double *g,
+                          const double *aux);
 
 /* Entry i into f, g and aux on every rank, after checking that its hash matches
  * x; a mismatch means the optimizer's path changed (other TAO type or

@@ -12,7 +12,12 @@
 typedef struct imx_config imx_config;
 
 /* data.preprocess: the transform applied to the inputs before training. */
-typedef enum { IMX_PRE_NONE = 0, IMX_PRE_CENTER, IMX_PRE_STANDARDIZE, IMX_PRE_WHITEN } imx_preprocess;
+typedef enum {
+  IMX_PRE_NONE = 0,
+  IMX_PRE_CENTER,
+  IMX_PRE_STANDARDIZE,
+  IMX_PRE_WHITEN
+} imx_preprocess;
 /* The names of imx_preprocess, in its order (config accepts and writes these). */
 static const char *const imx_preprocess_names[] = {"none", "center", "standardize", "whiten", NULL};
 /* The name of a value, or "?" outside the enum. Local. */

@@ -32,24 +32,24 @@ typedef struct imx_probe imx_probe;
 
 /* One split's features and labels on this rank. */
 typedef struct imx_probe_data {
-  int64_t N;              /* global rows */
-  int64_t nloc;           /* local rows; they start at a block boundary (imx_shard) */
-  int block;              /* B */
-  double *F;              /* nloc x dim features, row-major (standardized in place) */
-  const int32_t *labels;  /* nloc labels in [0, classes) */
+  int64_t N;             /* global rows */
+  int64_t nloc;          /* local rows; they start at a block boundary (imx_shard) */
+  int block;             /* B */
+  double *F;             /* nloc x dim features, row-major (standardized in place) */
+  const int32_t *labels; /* nloc labels in [0, classes) */
 } imx_probe_data;
 
 /* What a probe run did and scored. */
 typedef struct imx_probe_result {
-  int dim, classes;        /* feature columns, classes */
+  int dim, classes; /* feature columns, classes */
   long long n_train, n_test;
-  double loss;             /* final objective on the train split */
-  double train_accuracy;   /* fraction of train rows classified right */
-  double test_accuracy;    /* on the test split; NaN without one */
+  double loss;           /* final objective on the train split */
+  double train_accuracy; /* fraction of train rows classified right */
+  double test_accuracy;  /* on the test split; NaN without one */
   int iterations, evaluations;
-  char reason[64];         /* TAO convergence reason */
+  char reason[64]; /* TAO convergence reason */
   char tao_type[32];
-  double seconds;          /* wall time of the whole probe */
+  double seconds; /* wall time of the whole probe */
 } imx_probe_result;
 
 /* Create a probe on the train split: its features are standardized in place

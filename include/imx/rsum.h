@@ -25,7 +25,6 @@
 #include "imx/ctx.h"
 #include "imx/names.h"
 
-
 /* parallel.reduction: the two modes above. */
 typedef enum { IMX_RED_REPRODUCIBLE = 0, IMX_RED_FAST } imx_reduction;
 /* The names of imx_reduction, in its order (config accepts and writes these). */

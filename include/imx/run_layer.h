@@ -26,29 +26,29 @@
 
 /* How a layer starts. */
 typedef enum {
-  IMX_LAYER_FRESH,   /* initial parameters (model.seed), new checkpoint and optimizer log */
-  IMX_LAYER_RESUME,  /* continue from its checkpoint (exactly, by replaying its optimizer log) */
-  IMX_LAYER_REBUILD  /* a finished layer below the one in progress: its checkpoint's
+  IMX_LAYER_FRESH,  /* initial parameters (model.seed), new checkpoint and optimizer log */
+  IMX_LAYER_RESUME, /* continue from its checkpoint (exactly, by replaying its optimizer log) */
+  IMX_LAYER_REBUILD /* a finished layer below the one in progress: its checkpoint's
                       * parameters, fixed (no training, no measures) */
 } imx_layer_start;
 
 typedef struct imx_run_layer {
   /* In: set by the caller. */
-  imx_config cfg;            /* the layer's configuration (imx_config_layer) */
-  const imx_data *data;      /* its rows (layer 1: the preprocessed data; borrowed) */
-  imx_data *features;        /* layer L >= 2: its rows, the features of layer L-1 (owned) */
-  const double *transform;   /* layer 1: the preprocessing matrix, for the measures; else NULL */
-  const char *dir;           /* the run directory */
-  int index;                 /* 1-based */
-  int layers;                /* layers of the run (> 1: a stack) */
-  imx_feed fed;              /* index >= 2: what layer L-1 passes on */
+  imx_config cfg;          /* the layer's configuration (imx_config_layer) */
+  const imx_data *data;    /* its rows (layer 1: the preprocessed data; borrowed) */
+  imx_data *features;      /* layer L >= 2: its rows, the features of layer L-1 (owned) */
+  const double *transform; /* layer 1: the preprocessing matrix, for the measures; else NULL */
+  const char *dir;         /* the run directory */
+  int index;               /* 1-based */
+  int layers;              /* layers of the run (> 1: a stack) */
+  imx_feed fed;            /* index >= 2: what layer L-1 passes on */
   /* Out. */
-  imx_layer *layer;          /* NULL if creation failed */
-  double *theta;             /* its parameters (trained, resumed or rebuilt) */
-  imx_train_result res;      /* valid if trained */
-  imx_metrics measures;      /* valid if measured */
+  imx_layer *layer;     /* NULL if creation failed */
+  double *theta;        /* its parameters (trained, resumed or rebuilt) */
+  imx_train_result res; /* valid if trained */
+  imx_metrics measures; /* valid if measured */
   int trained, measured;
-  imx_err status;            /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
+  imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,

@@ -17,8 +17,8 @@ void Cblacs_gridexit(int ctxt);
 
 /* Descriptors and local sizes */
 int numroc_(const int *n, const int *nb, const int *iproc, const int *isrcproc, const int *nprocs);
-void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb, const int *irsrc,
-               const int *icsrc, const int *ctxt, const int *lld, int *info);
+void descinit_(int *desc, const int *m, const int *n, const int *mb, const int *nb,
+               const int *irsrc, const int *icsrc, const int *ctxt, const int *lld, int *info);
 
 /* Cholesky factorization and inverse of a distributed SPD matrix */
 void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,

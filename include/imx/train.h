@@ -18,28 +18,28 @@
 typedef struct imx_config imx_config;
 
 typedef struct imx_train_result {
-  int iterations;         /* iterations done in total (including those before a resume) */
-  int evaluations;        /* objective-and-gradient evaluations in total */
-  char reason[64];        /* TAO convergence reason, e.g. CONVERGED_GATOL */
-  char tao_type[32];      /* TAO type used */
-  char precondition[16];  /* "ica" (include/imx/precond.h) or "none" */
-  double grad_norm;       /* final gradient norm */
-  imx_eval final;         /* terms and indicators at the final parameters */
-  double seconds;         /* wall time of TaoSolve (this process) */
-  int stopped_by;         /* signal that stopped the run at an iteration boundary, or 0 */
-  int checkpoints;        /* checkpoints written */
+  int iterations;        /* iterations done in total (including those before a resume) */
+  int evaluations;       /* objective-and-gradient evaluations in total */
+  char reason[64];       /* TAO convergence reason, e.g. CONVERGED_GATOL */
+  char tao_type[32];     /* TAO type used */
+  char precondition[16]; /* "ica" (include/imx/precond.h) or "none" */
+  double grad_norm;      /* final gradient norm */
+  imx_eval final;        /* terms and indicators at the final parameters */
+  double seconds;        /* wall time of TaoSolve (this process) */
+  int stopped_by;        /* signal that stopped the run at an iteration boundary, or 0 */
+  int checkpoints;       /* checkpoints written */
 } imx_train_result;
 
 /* Where training writes, and where it starts. */
 typedef struct imx_train_io {
-  FILE *metrics;          /* rank 0: one JSON line per iteration (NULL: none) */
-  const char *dir;        /* run directory for checkpoints (NULL: none) */
-  const char *checkpoint; /* the checkpoint's file name in dir (NULL: checkpoint.bin) */
-  imx_optlog *log;        /* optimizer log to append to (NULL: none) */
-  int start_iteration;    /* iterations done before (resume without replay), else 0 */
-  int start_evaluations;  /* evaluations done before (resume without replay), else 0 */
+  FILE *metrics;              /* rank 0: one JSON line per iteration (NULL: none) */
+  const char *dir;            /* run directory for checkpoints (NULL: none) */
+  const char *checkpoint;     /* the checkpoint's file name in dir (NULL: checkpoint.bin) */
+  imx_optlog *log;            /* optimizer log to append to (NULL: none) */
+  int start_iteration;        /* iterations done before (resume without replay), else 0 */
+  int start_evaluations;      /* evaluations done before (resume without replay), else 0 */
   int64_t replay_evaluations; /* resume with replay: evaluations to serve from log */
-  int replay_iterations;  /* ... and the iteration they end at (the checkpoint's) */
+  int replay_iterations;      /* ... and the iteration they end at (the checkpoint's) */
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted

@@ -79,8 +79,7 @@ void imx_report(const imx_ctx *ctx) {
   if (ctx->rank != 0 || ctx->code == IMX_OK) return;
   if (ctx->size > 1)
     fprintf(stderr, "infomax: error (rank %d of %d): %s\n", ctx->err_rank, ctx->size, ctx->msg);
-  else
-    fprintf(stderr, "infomax: error: %s\n", ctx->msg);
+  else fprintf(stderr, "infomax: error: %s\n", ctx->msg);
   if (getenv("IMX_DEBUG")) fprintf(stderr, "infomax:   at %s\n", ctx->where);
   fflush(stderr);
 }

@@ -28,5 +28,8 @@ void imx_signals_install(void) {
 int imx_signals_pending(void) { return pending; }
 
 const char *imx_signal_name(int sig) {
-  return sig == SIGUSR1 ? "SIGUSR1" : sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "signal";
+  return sig == SIGUSR1   ? "SIGUSR1"
+         : sig == SIGTERM ? "SIGTERM"
+         : sig == SIGINT  ? "SIGINT"
+                          : "signal";
 }

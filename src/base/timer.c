@@ -3,14 +3,14 @@
 
 #include <petscsys.h>
 
-const char *const imx_timer_names[IMX_NTIMERS] = {"total",   "load",     "preprocess", "forward",
-                                                  "moments", "reduce",   "linalg",     "backward",
+const char *const imx_timer_names[IMX_NTIMERS] = {"total",     "load",   "preprocess", "forward",
+                                                  "moments",   "reduce", "linalg",     "backward",
                                                   "optimizer", "output"};
 
-static double acc[IMX_NTIMERS];      /* accumulated seconds */
-static double started[IMX_NTIMERS];  /* start time of a running phase */
+static double acc[IMX_NTIMERS];     /* accumulated seconds */
+static double started[IMX_NTIMERS]; /* start time of a running phase */
 static PetscLogEvent events[IMX_NTIMERS];
-static int petsc_events = 0;         /* events registered? */
+static int petsc_events = 0; /* events registered? */
 
 double imx_now(void) { return MPI_Wtime(); }
 
@@ -42,7 +42,10 @@ void imx_timer_register_petsc(void) {
 }
 
 imx_err imx_timer_stats(imx_ctx *ctx, imx_timer_stat stats[IMX_NTIMERS]) {
-  struct { double v; int r; } in[IMX_NTIMERS], mn[IMX_NTIMERS], mx[IMX_NTIMERS];
+  struct {
+    double v;
+    int r;
+  } in[IMX_NTIMERS], mn[IMX_NTIMERS], mx[IMX_NTIMERS];
   double sum[IMX_NTIMERS];
   for (int i = 0; i < IMX_NTIMERS; i++) in[i].v = acc[i], in[i].r = ctx->rank;
   IMX_MPI(ctx, MPI_Allreduce(in, mn, IMX_NTIMERS, MPI_DOUBLE_INT, MPI_MINLOC, ctx->comm));

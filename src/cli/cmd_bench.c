@@ -41,19 +41,19 @@
 #include "imx/timer.h"
 #include "imx/train.h"
 
-#define MAX_SWEEP 16   /* keys swept */
-#define MAX_VALUES 64  /* values per key */
+#define MAX_SWEEP 16  /* keys swept */
+#define MAX_VALUES 64 /* values per key */
 #define VAL_LEN 256
 
 /* The benchmark's own settings. */
 typedef struct bench_opts {
-  int evals;        /* timed evaluations per run */
-  int warmup;       /* untimed evaluations first */
-  int iterations;   /* TAO iterations for the optimizer phase (0: none) */
-  int dgemm;        /* size of the square DGEMM rate probe (0: none) */
-  int blas;         /* time the layer's BLAS-3 calls alone (bool) */
-  int reduce;       /* time the parts of the reductions (bool) */
-  int allreduce;    /* MPI_Allreduce calibration table (bool) */
+  int evals;             /* timed evaluations per run */
+  int warmup;            /* untimed evaluations first */
+  int iterations;        /* TAO iterations for the optimizer phase (0: none) */
+  int dgemm;             /* size of the square DGEMM rate probe (0: none) */
+  int blas;              /* time the layer's BLAS-3 calls alone (bool) */
+  int reduce;            /* time the parts of the reductions (bool) */
+  int allreduce;         /* MPI_Allreduce calibration table (bool) */
   char weights[VAL_LEN]; /* write W, b of the first run to PREFIX_W.npy, PREFIX_b.npy */
 } bench_opts;
 
@@ -68,14 +68,14 @@ typedef struct row {
   int P, K, n;
   long long N;
   char act[16], preset[32], red[16], path[16], linalg[16];
-  double best, mean;                 /* seconds per evaluation */
-  double ph[IMX_NTIMERS];            /* phases of the best evaluation, max over ranks */
-  double opt;                        /* optimizer seconds per TAO iteration (NAN: not run) */
-  double gflop, blas3_gflop;         /* flops of one evaluation (global), BLAS-3 share */
-  double blas3_s;                    /* the layer's BLAS-3 calls alone, seconds (max over ranks) */
-  double peak;                       /* DGEMM rate per rank (min over ranks), GFLOP/s */
+  double best, mean;         /* seconds per evaluation */
+  double ph[IMX_NTIMERS];    /* phases of the best evaluation, max over ranks */
+  double opt;                /* optimizer seconds per TAO iteration (NAN: not run) */
+  double gflop, blas3_gflop; /* flops of one evaluation (global), BLAS-3 share */
+  double blas3_s;            /* the layer's BLAS-3 calls alone, seconds (max over ranks) */
+  double peak;               /* DGEMM rate per rank (min over ranks), GFLOP/s */
   double dep_s, colmax_s, ar_rep_s, ar_fast_s; /* reduction parts, seconds per evaluation */
-  double load1, foreign;             /* load average, foreign CPU (cores) */
+  double load1, foreign;                       /* load average, foreign CPU (cores) */
   double loss;
 } row;
 
@@ -94,7 +94,8 @@ static double cpu_busy_seconds(void) {
 static double own_cpu_seconds(void) {
   struct rusage r;
   getrusage(RUSAGE_SELF, &r);
-  return r.ru_utime.tv_sec + 1e-6 * r.ru_utime.tv_usec + r.ru_stime.tv_sec + 1e-6 * r.ru_stime.tv_usec;
+  return r.ru_utime.tv_sec + 1e-6 * r.ru_utime.tv_usec + r.ru_stime.tv_sec +
+         1e-6 * r.ru_stime.tv_usec;
 }
 
 static double loadavg1(void) {
@@ -182,7 +183,8 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, dou
       best = t < best ? t : best;
     }
     *secs = best;
-    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e)
+      e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   }
   free(W), free(G), free(Z), free(T), free(S), free(gW);
   return imx_agree(ctx, e);
@@ -258,8 +260,9 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
     }
     double v[4] = {dep, cmx + 1e-300 * mx[0], arr, arf};
     e = imx_agree(ctx, e);
-    if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_DOUBLE, MPI_MAX,
-                                                            ctx->comm)));
+    if (!e)
+      e = imx_agree(
+          ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 4, MPI_DOUBLE, MPI_MAX, ctx->comm)));
     if (!e) {
       rw->dep_s = v[0], rw->colmax_s = v[1], rw->ar_rep_s = v[2], rw->ar_fast_s = v[3];
     }
@@ -282,7 +285,8 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
     return e;
   }
   if (ctx->rank == 0) {
-    imx_log(ctx, IMX_INFO, "\nMPI_Allreduce(MPI_SUM) of doubles, P=%d (best of reps after one warm-up)",
+    imx_log(ctx, IMX_INFO,
+            "\nMPI_Allreduce(MPI_SUM) of doubles, P=%d (best of reps after one warm-up)",
             ctx->size);
     imx_log(ctx, IMX_INFO, "%14s %12s %12s", "bytes", "seconds", "GB/s");
     if (csv) fprintf(csv, "P,bytes,seconds,load1\n");
@@ -294,11 +298,13 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
       e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       double t = imx_now();
       if (!e)
-        e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, buf, (int)cnt, MPI_DOUBLE, MPI_SUM, ctx->comm));
+        e = BENCH_MPI(ctx,
+                      MPI_Allreduce(MPI_IN_PLACE, buf, (int)cnt, MPI_DOUBLE, MPI_SUM, ctx->comm));
       t = imx_now() - t;
       if (r > 0 && t < best) best = t;
     }
-    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e)
+      e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
     e = imx_agree(ctx, e);
     if (e) break;
     double bytes = 8.0 * (double)cnt;
@@ -370,7 +376,9 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     t = imx_now() - t;
     double ph[IMX_NTIMERS];
     for (int i = 0; i < IMX_NTIMERS; i++) ph[i] = imx_timer_get((imx_timer_id)i);
-    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e)
+      e = BENCH_MPI(ctx,
+                    MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx->comm));
     if (!e) e = BENCH_MPI(ctx, MPI_Bcast(&t, 1, MPI_DOUBLE, 0, ctx->comm));
     e = imx_agree(ctx, e);
     if (e) break;
@@ -381,8 +389,9 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     }
   }
   double wall = imx_now() - t0, own = own_cpu_seconds() - own0, busy = cpu_busy_seconds() - busy0;
-  if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM,
-                                                          ctx->comm)));
+  if (!e)
+    e = imx_agree(
+        ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &own, 1, MPI_DOUBLE, MPI_SUM, ctx->comm)));
   /* Ranks may share a host: foreign = busy - all ranks' own (one host). */
   rw->foreign = wall > 0 ? (busy - own) / wall : 0;
   if (rw->foreign < 0) rw->foreign = 0;
@@ -417,14 +426,16 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     e = imx_train(ctx, &tc, l, theta, &io, &res);
     imx_log_set_level(keep);
     double t = imx_timer_get(IMX_T_OPTIMIZER);
-    if (!e) e = imx_agree(ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX,
-                                                            ctx->comm)));
+    if (!e)
+      e = imx_agree(
+          ctx, BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &t, 1, MPI_DOUBLE, MPI_MAX, ctx->comm)));
     rw->opt = res.iterations > 0 ? t / res.iterations : NAN;
   }
   int step = cfg->parallel.reduction == IMX_RED_REPRODUCIBLE
                  ? d->block
                  : (int)(d->nloc < 4096 ? (d->nloc > 0 ? d->nloc : 1) : 4096);
-  if (!e && o->blas && !strcmp(rw->path, "data")) e = blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
+  if (!e && o->blas && !strcmp(rw->path, "data"))
+    e = blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
   if (!e && o->reduce && !strcmp(rw->path, "data")) e = reduce_parts(ctx, d, rw->K, d->block, rw);
   if (!e) e = dgemm_rate(ctx, o->dgemm, &rw->peak);
   if (!e && (isnan(rw->peak) || peak0 > rw->peak)) rw->peak = peak0;
@@ -455,10 +466,11 @@ static void csv_row(FILE *f, const row *r, int evals) {
   double b3 = r->ph[IMX_T_FORWARD] + r->ph[IMX_T_MOMENTS] + r->ph[IMX_T_BACKWARD] +
               r->ph[IMX_T_REDUCE];
   double b3rate = r->blas3_gflop / (b3 > 0 ? b3 : NAN);
-  double alone = r->blas3_gflop / r->P / r->blas3_s;   /* per rank */
+  double alone = r->blas3_gflop / r->P / r->blas3_s; /* per rank */
   double repro = repro_frac(r);
   const char *ct = getenv("OPENBLAS_CORETYPE");
-  fprintf(f, "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
+  fprintf(f,
+          "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
           "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%s,%.17g\n",
           r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, evals, r->best,
           r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
@@ -469,21 +481,24 @@ static void csv_row(FILE *f, const row *r, int evals) {
 }
 
 static void table_header(imx_ctx *ctx) {
-  imx_log(ctx, IMX_INFO, "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s",
-          "P", "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
+  imx_log(ctx, IMX_INFO,
+          "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s", "P",
+          "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
           "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn");
 }
 
 static void table_row(imx_ctx *ctx, const row *r) {
-  double b3 = r->ph[IMX_T_FORWARD] + r->ph[IMX_T_MOMENTS] + r->ph[IMX_T_BACKWARD] + r->ph[IMX_T_REDUCE];
+  double b3 = r->ph[IMX_T_FORWARD] + r->ph[IMX_T_MOMENTS] + r->ph[IMX_T_BACKWARD] +
+              r->ph[IMX_T_REDUCE];
   double frac = r->blas3_gflop / b3 / r->P / r->peak;
   double repro = repro_frac(r);
-  imx_log(ctx, IMX_INFO,
-          "%3d %7lld %5d %5d %-8s %-12s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
-          "%5.1f%% %6.1f %5.2f",
-          r->P, r->N, r->n, r->K, r->act, r->red, r->path, r->best, r->ph[IMX_T_FORWARD],
-          r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD],
-          r->opt, r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign);
+  imx_log(
+      ctx, IMX_INFO,
+      "%3d %7lld %5d %5d %-8s %-12s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
+      "%5.1f%% %6.1f %5.2f",
+      r->P, r->N, r->n, r->K, r->act, r->red, r->path, r->best, r->ph[IMX_T_FORWARD],
+      r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->opt,
+      r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign);
 }
 
 /* Parse "word=value" benchmark settings and "section.key=v1,v2" sweeps. */
@@ -493,7 +508,8 @@ static imx_err parse_pos(imx_ctx *ctx, const imx_args *a, const char **cfgfile, 
   for (int i = 0; i < a->npos; i++) {
     const char *t = a->pos[i], *eq = strchr(t, '=');
     if (!eq) {
-      if (*cfgfile) return imx_fail(ctx, IMX_ERR_USAGE, "bench: two configuration files (%s, %s)", *cfgfile, t);
+      if (*cfgfile)
+        return imx_fail(ctx, IMX_ERR_USAGE, "bench: two configuration files (%s, %s)", *cfgfile, t);
       *cfgfile = t;
       continue;
     }
@@ -515,12 +531,15 @@ static imx_err parse_pos(imx_ctx *ctx, const imx_args *a, const char **cfgfile, 
       else if (kl == 6 && !strncmp(t, "reduce", kl)) o->reduce = (int)x;
       else if (kl == 9 && !strncmp(t, "allreduce", kl)) o->allreduce = (int)x;
       else
-        return imx_fail(ctx, IMX_ERR_USAGE, "bench: unknown setting \"%.*s\" (evals, warmup, "
-                        "iterations, dgemm, blas, reduce, allreduce, weights)", (int)kl, t);
+        return imx_fail(ctx, IMX_ERR_USAGE,
+                        "bench: unknown setting \"%.*s\" (evals, warmup, "
+                        "iterations, dgemm, blas, reduce, allreduce, weights)",
+                        (int)kl, t);
       if (o->evals < 1) return imx_fail(ctx, IMX_ERR_USAGE, "bench: evals must be >= 1");
       continue;
     }
-    if (*nsw >= MAX_SWEEP) return imx_fail(ctx, IMX_ERR_USAGE, "bench: more than %d swept keys", MAX_SWEEP);
+    if (*nsw >= MAX_SWEEP)
+      return imx_fail(ctx, IMX_ERR_USAGE, "bench: more than %d swept keys", MAX_SWEEP);
     sweep *s = &sw[(*nsw)++];
     memcpy(s->key, t, kl), s->key[kl] = 0;
     s->nval = 0;
@@ -562,7 +581,7 @@ int imx_cmd_bench(imx_ctx *ctx, const imx_args *a) {
     return e;
   }
   char **set = malloc((size_t)(a->nset + nsw + 1) * sizeof *set);
-  char (*asg)[2 * VAL_LEN + 2] = malloc((size_t)(nsw + 1) * sizeof *asg);
+  char(*asg)[2 * VAL_LEN + 2] = malloc((size_t)(nsw + 1) * sizeof *asg);
   row *rows = calloc((size_t)total, sizeof *rows);
   if ((e = imx_agree(ctx, set && asg && rows ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "bench")))) {
     imx_report(ctx);
@@ -570,16 +589,19 @@ int imx_cmd_bench(imx_ctx *ctx, const imx_args *a) {
     return e;
   }
   const char *ct = getenv("OPENBLAS_CORETYPE"), *th = getenv("OPENBLAS_NUM_THREADS");
-  imx_log(ctx, IMX_INFO, "infomax %s bench: %d run%s on %d rank%s; %d warm-up + %d timed "
+  imx_log(ctx, IMX_INFO,
+          "infomax %s bench: %d run%s on %d rank%s; %d warm-up + %d timed "
           "evaluations each (best shown); OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s",
           IMX_VERSION, total, total > 1 ? "s" : "", ctx->size, ctx->size > 1 ? "s" : "", o.warmup,
           o.evals, ct ? ct : "(unset)", th ? th : "(unset)");
-  imx_log(ctx, IMX_INFO, "seconds per evaluation; phases of the best evaluation (max over ranks); "
-          "optim/it: TAO's own seconds per iteration;\nGF/s: flops of the evaluation / its time; "
-          "b3%%pk: BLAS-3 flops / time of the phases holding them, per rank, against the\n"
-          "measured DGEMM rate; repro: extra cost of reproducible reductions (deposits, column maxima, "
-          "3 bins) per evaluation;\nload: 1-minute load average; frgn: cores used by other "
-          "processes during the timed evaluations\n");
+  imx_log(
+      ctx, IMX_INFO,
+      "seconds per evaluation; phases of the best evaluation (max over ranks); "
+      "optim/it: TAO's own seconds per iteration;\nGF/s: flops of the evaluation / its time; "
+      "b3%%pk: BLAS-3 flops / time of the phases holding them, per rank, against the\n"
+      "measured DGEMM rate; repro: extra cost of reproducible reductions (deposits, column maxima, "
+      "3 bins) per evaluation;\nload: 1-minute load average; frgn: cores used by other "
+      "processes during the timed evaluations\n");
   if (ctx->rank == 0) table_header(ctx);
   if (csv) fprintf(csv, "%s\n", csv_header);
 
@@ -628,7 +650,8 @@ int imx_cmd_bench(imx_ctx *ctx, const imx_args *a) {
   if (csv) fclose(csv);
   if (arcsv) fclose(arcsv);
   if (e) imx_report(ctx);
-  else if (a->out) imx_log(ctx, IMX_INFO, "\nCSV in %s%s", a->out, o.allreduce ? " (and .allreduce.csv)" : "");
+  else if (a->out)
+    imx_log(ctx, IMX_INFO, "\nCSV in %s%s", a->out, o.allreduce ? " (and .allreduce.csv)" : "");
   free(set), free(asg), free(rows);
   return e;
 }

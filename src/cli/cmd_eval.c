@@ -45,9 +45,9 @@ typedef struct column {
   imx_metrics train, test; /* measures on the train split and on the test split */
   int has_test;
   int probed;
-  const char *features;    /* what the probe saw: "activation", "z" or "input" */
+  const char *features; /* what the probe saw: "activation", "z" or "input" */
   imx_probe_result probe;
-  double seconds;          /* wall time of the whole column */
+  double seconds; /* wall time of the whole column */
 } column;
 
 /* A progress note on standard error (rank 0): standard output is the JSON. */
@@ -91,8 +91,12 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
 static imx_err pass_on(imx_ctx *ctx, const imx_config *cj, double *W, double *b, int n,
                        imx_data *x) {
   if (!x) return IMX_OK;
-  imx_fixed f = {.K = cj->model.units, .n = n, .act = cj->model.activation,
-                 .tau = cj->model.temperature, .W = W, .b = b};
+  imx_fixed f = {.K = cj->model.units,
+                 .n = n,
+                 .act = cj->model.activation,
+                 .tau = cj->model.temperature,
+                 .W = W,
+                 .b = b};
   double *Z = NULL, *A = NULL;
   IMX_TRY(imx_fixed_outputs(ctx, cj, &f, x, &Z, &A));
   if (cj->model.feed != IMX_FEED_ACTIVATION && Z) free(A), A = Z, Z = NULL;
@@ -114,8 +118,9 @@ static imx_err descend(imx_ctx *ctx, const char *dir, imx_config *cfg, imx_data 
                        char *bpath, size_t len, int own_w, int own_b) {
   int L = cfg->eval.layer;
   if (L > cfg->model.nlayers)
-    return imx_fail(ctx, IMX_ERR_CONFIG, "eval.layer = %d but the run has %d layer%s (model.layers)",
-                    L, cfg->model.nlayers ? cfg->model.nlayers : 1, cfg->model.nlayers > 1 ? "s" : "");
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "eval.layer = %d but the run has %d layer%s (model.layers)", L,
+                    cfg->model.nlayers ? cfg->model.nlayers : 1, cfg->model.nlayers > 1 ? "s" : "");
   if (cfg->eval.test_path[0]) IMX_TRY(imx_split_load_test(ctx, cfg, d->n, mean, transform, dt));
   imx_config top = *cfg;
   for (int j = 1; j < L; j++) {
@@ -126,7 +131,8 @@ static imx_err descend(imx_ctx *ctx, const char *dir, imx_config *cfg, imx_data 
     char wp[IMX_PATH_LEN + 32], bp[IMX_PATH_LEN + 32];
     snprintf(wp, sizeof wp, "%s/layer%d_W.npy", dir, j);
     snprintf(bp, sizeof bp, "%s/layer%d_b.npy", dir, j);
-    imx_err e = imx_agree(ctx, W && b ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "weights of layer %d", j));
+    imx_err e = imx_agree(ctx,
+                          W && b ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "weights of layer %d", j));
     if (!e) e = read_bcast(ctx, wp, K, n, W);
     if (!e) e = read_bcast(ctx, bp, K, 1, b);
     if (!e) e = pass_on(ctx, &cj, W, b, n, d);
@@ -149,8 +155,8 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
     int64_t r = 0, c = 0;
     e = imx_npy_read_all(ctx, path, &a, &r, &c);
     if (!e && (r * c != (int64_t)rows * cols || r != rows))
-      e = imx_fail(ctx, IMX_ERR_DATA, "%s: shape %lld x %lld, expected %d x %d", path,
-                   (long long)r, (long long)c, rows, cols);
+      e = imx_fail(ctx, IMX_ERR_DATA, "%s: shape %lld x %lld, expected %d x %d", path, (long long)r,
+                   (long long)c, rows, cols);
     if (!e) memcpy(out, a, (size_t)rows * cols * sizeof *out);
     free(a);
   }
@@ -162,11 +168,17 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
 /* Measures of col's outputs (Z, A) on one split. Collective. */
 static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const imx_data *d,
                        const double *Z, const double *A, const double *mixing, imx_metrics *m) {
-  imx_outputs o = {.N = d->N, .nloc = d->nloc, .block = d->block, .K = col->layer.K,
-                   .act = col->layer.act, .Z = Z, .A = A};
+  imx_outputs o = {.N = d->N,
+                   .nloc = d->nloc,
+                   .block = d->block,
+                   .K = col->layer.K,
+                   .act = col->layer.act,
+                   .Z = Z,
+                   .A = A};
   IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
   if (!col->layer.W) return IMX_OK;
-  return imx_agree(ctx, imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing, m));
+  return imx_agree(ctx,
+                   imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing, m));
 }
 
 /* The features the probe of a column sees: the input, z or phi(z). */
@@ -211,8 +223,10 @@ static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_mo
     col->has_test = !e;
   }
   if (!e)
-    note(ctx, "%-10s measures done (%.2f s): dead %d, max |corr| %.4g, effective rank %.4g, "
-         "regions %lld", col->name, imx_now() - t0, col->train.dead_units, col->train.max_abs_corr,
+    note(ctx,
+         "%-10s measures done (%.2f s): dead %d, max |corr| %.4g, effective rank %.4g, "
+         "regions %lld",
+         col->name, imx_now() - t0, col->train.dead_units, col->train.max_abs_corr,
          col->train.effective_rank, col->train.regions);
   int test_classes = dt ? dt->nclasses : 0;
   int classes = d->nclasses > test_classes ? d->nclasses : test_classes;
@@ -224,17 +238,27 @@ static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_mo
   }
   if (probe && !e) {
     int dim = !strcmp(col->features, "input") ? d->n : col->layer.K;
-    imx_probe_data tr = {.N = d->N, .nloc = d->nloc, .block = d->block, .F = F, .labels = d->labels};
+    imx_probe_data tr = {.N = d->N,
+                         .nloc = d->nloc,
+                         .block = d->block,
+                         .F = F,
+                         .labels = d->labels};
     imx_probe_data te = {0};
-    if (Ft) te = (imx_probe_data){.N = dt->N, .nloc = dt->nloc, .block = dt->block, .F = Ft,
-                                  .labels = dt->labels};
+    if (Ft)
+      te = (imx_probe_data){.N = dt->N,
+                            .nloc = dt->nloc,
+                            .block = dt->block,
+                            .F = Ft,
+                            .labels = dt->labels};
     e = imx_probe_run(ctx, cfg, dim, classes, &tr, Ft ? &te : NULL, &col->probe);
     col->probed = !e;
     if (!e)
-      note(ctx, "%-10s probe on %s (%d features, %d classes): train accuracy %.4f, test accuracy "
-           "%.4f, TAO %s %s after %d iterations (%.2f s)", col->name, col->features, dim, classes,
-           col->probe.train_accuracy, col->probe.test_accuracy, col->probe.tao_type,
-           col->probe.reason, col->probe.iterations, col->probe.seconds);
+      note(ctx,
+           "%-10s probe on %s (%d features, %d classes): train accuracy %.4f, test accuracy "
+           "%.4f, TAO %s %s after %d iterations (%.2f s)",
+           col->name, col->features, dim, classes, col->probe.train_accuracy,
+           col->probe.test_accuracy, col->probe.tao_type, col->probe.reason, col->probe.iterations,
+           col->probe.seconds);
   }
   free(Z), free(A), free(Zt), free(At), free(F), free(Ft);
   col->seconds = imx_now() - t0;
@@ -274,8 +298,8 @@ typedef struct report {
   const imx_config *cfg;
   const imx_data *d, *dt;
   const imx_eval *total;
-  const imx_eval *single;            /* IMX_NTERMS */
-  char (*why)[IMX_MSG_LEN];          /* IMX_NTERMS reasons a term is unavailable */
+  const imx_eval *single;   /* IMX_NTERMS */
+  char (*why)[IMX_MSG_LEN]; /* IMX_NTERMS reasons a term is unavailable */
   const column *cols;
   int ncols;
   double seconds;
@@ -410,7 +434,8 @@ static void free_column(column *col, int is_model) {
 
 int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   if (a->npos != 1) {
-    if (ctx->rank == 0) fputs("usage: infomax eval RUN_DIR [--weights W.npy] ... (see --help)\n", stderr);
+    if (ctx->rank == 0)
+      fputs("usage: infomax eval RUN_DIR [--weights W.npy] ... (see --help)\n", stderr);
     return IMX_ERR_USAGE;
   }
   double t0 = imx_now();
@@ -451,14 +476,15 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   if (!e) {
     size_t n = (size_t)d->n;
     mean = malloc(n * sizeof *mean), transform = malloc(n * n * sizeof *transform);
-    e = imx_agree(ctx, mean && transform ? IMX_OK
-                                         : imx_fail(ctx, IMX_ERR_NOMEM, "preprocessing statistics"));
+    e = imx_agree(
+        ctx, mean && transform ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "preprocessing statistics"));
   }
   if (!e) e = imx_preprocess_apply(ctx, &cfg, d, mean, transform);
   if (!e && cfg.eval.layer > 1) {
     e = isdir ? IMX_OK : imx_fail(ctx, IMX_ERR_USAGE, "eval.layer > 1 needs a run directory");
-    if (!e) e = descend(ctx, a->pos[0], &cfg, d, mean, transform, &dt, wpath, bpath, sizeof wpath,
-                        !a->weights, !a->bias);
+    if (!e)
+      e = descend(ctx, a->pos[0], &cfg, d, mean, transform, &dt, wpath, bpath, sizeof wpath,
+                  !a->weights, !a->bias);
     e = imx_agree(ctx, e);
   }
   int K = cfg.model.units;
@@ -485,7 +511,8 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     why[t][0] = 0;
     if (t == IMX_TERM_SUPERVISED) {
       single[t].terms[t] = NAN;
-      snprintf(why[t], sizeof why[t], "needs the trained head of the supervised term (eval "
+      snprintf(why[t], sizeof why[t],
+               "needs the trained head of the supervised term (eval "
                "judges the layer's features with the linear probe instead)");
       continue;
     }
@@ -509,8 +536,9 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   /* The test split, seen through the train split's preprocessing. */
   if (!e && cfg.eval.test_path[0] && !dt) {
     e = imx_split_load_test(ctx, &cfg, d->n, mean, transform, &dt);
-    if (!e) note(ctx, "test split %s: N=%lld%s", cfg.eval.test_path, (long long)dt->N,
-                 dt->labels ? " with labels" : "");
+    if (!e)
+      note(ctx, "test split %s: N=%lld%s", cfg.eval.test_path, (long long)dt->N,
+           dt->labels ? " with labels" : "");
   }
   /* The true mixing in the coordinates the layer sees (synthetic ICA). */
   if (!e && d->truth) {
@@ -524,8 +552,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     column *m = &cols[ncols++];
     snprintf(m->name, sizeof m->name, "model");
     m->key = "model";
-    m->layer = (imx_fixed){.K = K, .n = d->n, .act = cfg.model.activation,
-                           .tau = cfg.model.temperature, .W = W, .b = b};
+    m->layer = (imx_fixed){.K = K,
+                           .n = d->n,
+                           .act = cfg.model.activation,
+                           .tau = cfg.model.temperature,
+                           .W = W,
+                           .b = b};
     e = judge(ctx, &cfg, m, 1, d, dt, mixing);
   }
   for (int k = 0; !e && cfg.eval.baselines && k < IMX_NBASELINES; k++) {
@@ -538,14 +570,24 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   }
 
   if (!e) {
-    report r = {.cfgpath = cfgpath, .wpath = wpath, .bpath = bpath, .cfg = &cfg, .d = d, .dt = dt,
-                .total = &total, .single = single, .why = why, .cols = cols, .ncols = ncols,
+    report r = {.cfgpath = cfgpath,
+                .wpath = wpath,
+                .bpath = bpath,
+                .cfg = &cfg,
+                .d = d,
+                .dt = dt,
+                .total = &total,
+                .single = single,
+                .why = why,
+                .cols = cols,
+                .ncols = ncols,
                 .seconds = imx_now() - t0};
     if (ctx->rank == 0) write_json(stdout, &r);
     print_tables(ctx, &r);
     if (a->out) {
       e = save(ctx, a->out, &r);
-      if (!e) note(ctx, "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy)", a->out);
+      if (!e)
+        note(ctx, "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy)", a->out);
     }
   }
   if (e) imx_report(ctx);

@@ -38,7 +38,8 @@ int imx_cmd_info(imx_ctx *ctx, const imx_args *a) {
             ob_config(), ob_core ? ob_core() : "?", ob_threads ? ob_threads() : 0,
             ob_threads && ob_threads() == 1 ? "" : "s", nt ? nt : "unset");
   else
-    imx_log(ctx, IMX_INFO, "OpenBLAS   not in use: BLAS-3 will be slow (install libopenblas0-pthread)");
+    imx_log(ctx, IMX_INFO,
+            "OpenBLAS   not in use: BLAS-3 will be slow (install libopenblas0-pthread)");
   const char *ct = getenv("OPENBLAS_CORETYPE");
   if (ct) imx_log(ctx, IMX_INFO, "           OPENBLAS_CORETYPE=%s forces that kernel", ct);
   return 0;

@@ -37,17 +37,17 @@ static void echo_config(imx_ctx *ctx, const imx_config *c) {
   if (c->model.activation == IMX_ACT_TOPK)
     snprintf(what, sizeof what, " (softmax(-z/tau) over the %d smallest z)", c->model.topk);
   if (c->model.activation == IMX_ACT_SPARSEMAX) snprintf(what, sizeof what, " (sparsemax(-z/tau))");
-  imx_log(ctx, IMX_INFO, "  model      K=%d units, activation %s%s, weight_norm %s",
-          c->model.units, imx_activation_name(c->model.activation), what,
-          c->model.weight_norm ? "on" : "off");
+  imx_log(ctx, IMX_INFO, "  model      K=%d units, activation %s%s, weight_norm %s", c->model.units,
+          imx_activation_name(c->model.activation), what, c->model.weight_norm ? "on" : "off");
   imx_log(ctx, IMX_INFO, "  objective  preset %s, lambda %g, eps %g", c->objective.preset,
           c->objective.lambda, c->objective.eps);
-  imx_log(ctx, IMX_INFO, "  parallel   reduction %s, block %d", imx_reduction_name(c->parallel.reduction),
-          c->parallel.block);
+  imx_log(ctx, IMX_INFO, "  parallel   reduction %s, block %d",
+          imx_reduction_name(c->parallel.reduction), c->parallel.block);
 }
 
 /* Ground truth of synthetic data beside the run (rank 0). */
-static imx_err write_truth(imx_ctx *ctx, const imx_data *d, const imx_config *cfg, const char *dir) {
+static imx_err write_truth(imx_ctx *ctx, const imx_data *d, const imx_config *cfg,
+                           const char *dir) {
   imx_err e = IMX_OK;
   char path[2 * IMX_PATH_LEN];
   if (ctx->rank == 0 && d->truth) {
@@ -90,9 +90,11 @@ static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, doub
   imx_timer_stop(IMX_T_LOAD);
   IMX_TRY(e);
   const imx_data *x = *d;
-  imx_log(ctx, IMX_INFO, "  loaded     N=%lld rows x n=%d in %.2f s (%lld..%lld rows per rank, "
-          "%lld blocks of %d)", (long long)x->N, x->n, imx_timer_get(IMX_T_LOAD),
-          (long long)(x->N / ctx->size), (long long)((x->N + ctx->size - 1) / ctx->size),
+  imx_log(ctx, IMX_INFO,
+          "  loaded     N=%lld rows x n=%d in %.2f s (%lld..%lld rows per rank, "
+          "%lld blocks of %d)",
+          (long long)x->N, x->n, imx_timer_get(IMX_T_LOAD), (long long)(x->N / ctx->size),
+          (long long)((x->N + ctx->size - 1) / ctx->size),
           (long long)((x->N + x->block - 1) / x->block), x->block);
   *transform = malloc((size_t)x->n * x->n * sizeof **transform);
   IMX_TRY(imx_agree(ctx, *transform ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "transform")));
@@ -133,7 +135,8 @@ static void report_end(imx_ctx *ctx, const imx_run_layer *r, imx_err e, const ch
     char ck[64], in[32] = "";
     imx_run_layer_file(ck, sizeof ck, r->index, "checkpoint.bin");
     if (r->layers > 1) snprintf(in, sizeof in, " of layer %d", r->index);
-    imx_log(ctx, IMX_INFO, "\nstopped by %s after %d iterations%s; checkpoint in %s/%s."
+    imx_log(ctx, IMX_INFO,
+            "\nstopped by %s after %d iterations%s; checkpoint in %s/%s."
             "\ncontinue with: mpiexec -n P infomax train --resume %s",
             imx_signal_name(r->res.stopped_by), r->res.iterations, in, dir, ck, dir);
   } else if (e) {
@@ -147,8 +150,10 @@ static void report_end(imx_ctx *ctx, const imx_run_layer *r, imx_err e, const ch
 int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   if (a->resume ? (a->npos != 0 || a->out) : a->npos != 1) {
     if (ctx->rank == 0)
-      fputs(a->resume ? "usage: infomax train --resume RUN_DIR [--set K=V]... (no CONFIG, no --out)\n"
-                      : "usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n", stderr);
+      fputs(a->resume
+                ? "usage: infomax train --resume RUN_DIR [--set K=V]... (no CONFIG, no --out)\n"
+                : "usage: infomax train CONFIG.yaml [--set K=V]... (see --help)\n",
+            stderr);
     return IMX_ERR_USAGE;
   }
   imx_config top;
@@ -165,7 +170,11 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   if (!e) echo_config(ctx, &l1.cfg);
   if (!e) e = load_data(ctx, &l1.cfg, &d, &transform);
   int layers = !e && top.model.nlayers > 1 ? top.model.nlayers : 1;
-  l1 = (imx_run_layer){.cfg = l1.cfg, .data = d, .transform = transform, .dir = dir, .index = 1,
+  l1 = (imx_run_layer){.cfg = l1.cfg,
+                       .data = d,
+                       .transform = transform,
+                       .dir = dir,
+                       .index = 1,
                        .layers = layers};
 
   /* The layers, greedily. On resume the layer in progress continues from its
@@ -182,8 +191,9 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     if (!e) e = imx_run_layer_create(ctx, last);
     if (!e && i == 1) e = open_run_dir(ctx, a, &top, &l1.cfg, d, dir);
     if (!e) {
-      imx_layer_start start = i < first ? IMX_LAYER_REBUILD
-                              : i == first && a->resume ? IMX_LAYER_RESUME : IMX_LAYER_FRESH;
+      imx_layer_start start = i < first                 ? IMX_LAYER_REBUILD
+                              : i == first && a->resume ? IMX_LAYER_RESUME
+                                                        : IMX_LAYER_FRESH;
       e = imx_run_layer_train(ctx, last, start);
       reported = e != 0;
     }

@@ -145,13 +145,12 @@ static int cmd_config(imx_ctx *ctx, const imx_args *a) {
 static const struct command {
   const char *name;
   int (*run)(imx_ctx *ctx, const imx_args *a);
-  const char *args;     /* its arguments in the usage */
-  const char *summary;  /* one line in the usage */
-  const char *help;     /* `infomax NAME --help` */
+  const char *args;    /* its arguments in the usage */
+  const char *summary; /* one line in the usage */
+  const char *help;    /* `infomax NAME --help` */
 } commands[] = {
     {"train", imx_cmd_train, "CONFIG.yaml",
-     "train a layer, or a stack (model.layers); results go to a new run directory",
-     train_help},
+     "train a layer, or a stack (model.layers); results go to a new run directory", train_help},
     {"eval", imx_cmd_eval, "RUN_DIR",
      "judge a trained layer: terms, measures, linear probe, baselines (JSON)", eval_help},
     {"info", imx_cmd_info, "", "build and runtime: MPI, PETSc, BLAS, threads", info_help},
@@ -210,7 +209,8 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
       else if (!strcmp(t, "--reference")) a->reference = 1;
       else if (!strcmp(t, "--check")) a->reference = 0;
       else if (!strcmp(t, "--set") || !strcmp(t, "--out") || !strcmp(t, "--data") ||
-               !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume")) need = t;
+               !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume"))
+        need = t;
       else if (!strncmp(t, "--set=", 6)) a->set[a->nset++] = argv[i] + 6;
       else {
         fprintf(stderr, "infomax: unknown option %s (see infomax --help)\n", t);

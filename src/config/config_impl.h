@@ -12,7 +12,16 @@
 #include "imx/config.h"
 
 /* Sections, in the order they are written. */
-enum { SEC_DATA, SEC_MODEL, SEC_OBJECTIVE, SEC_OPTIMIZER, SEC_PARALLEL, SEC_EVAL, SEC_OUTPUT, NSECTIONS };
+enum {
+  SEC_DATA,
+  SEC_MODEL,
+  SEC_OBJECTIVE,
+  SEC_OPTIMIZER,
+  SEC_PARALLEL,
+  SEC_EVAL,
+  SEC_OUTPUT,
+  NSECTIONS
+};
 extern const char *const imx_config_sections[NSECTIONS + 1]; /* "data", ..., NULL */
 
 typedef enum {
@@ -28,28 +37,28 @@ typedef enum {
 
 /* Range and constraint flags. */
 enum {
-  F_MIN = 1u << 0,       /* value >= min (or > min with F_MIN_EXCL) */
+  F_MIN = 1u << 0, /* value >= min (or > min with F_MIN_EXCL) */
   F_MIN_EXCL = 1u << 1,
-  F_MAX = 1u << 2,       /* value <= max */
-  F_NONZERO = 1u << 3,   /* value != 0 */
-  F_NULLABLE = 1u << 4,  /* null (~) is allowed and stored as NAN */
-  F_IDENT = 1u << 5,     /* string must match [a-z0-9_]+ */
-  F_NONEMPTY = 1u << 6   /* string must not be empty */
+  F_MAX = 1u << 2,      /* value <= max */
+  F_NONZERO = 1u << 3,  /* value != 0 */
+  F_NULLABLE = 1u << 4, /* null (~) is allowed and stored as NAN */
+  F_IDENT = 1u << 5,    /* string must match [a-z0-9_]+ */
+  F_NONEMPTY = 1u << 6  /* string must not be empty */
 };
 
 /* One YAML key: a row of imx_config_keys (keys.c). */
 typedef struct {
-  int section;                /* SEC_* */
-  const char *key;            /* name inside the section */
+  int section;     /* SEC_* */
+  const char *key; /* name inside the section */
   kind type;
-  size_t offset;              /* offsetof(imx_config, ...) */
-  size_t size;                /* sizeof the field (string capacity including NUL) */
-  const char *def;            /* default, as YAML scalar text ("" and "~" are null) */
-  double min, max;            /* bounds, used as flagged */
-  unsigned flags;             /* F_* */
-  const void *choices;        /* K_ENUM / K_NAME: rows that start with a name, the last NULL */
-  size_t stride;              /* bytes from one row of choices to the next */
-  const char *meaning;        /* one line for the reference page */
+  size_t offset;       /* offsetof(imx_config, ...) */
+  size_t size;         /* sizeof the field (string capacity including NUL) */
+  const char *def;     /* default, as YAML scalar text ("" and "~" are null) */
+  double min, max;     /* bounds, used as flagged */
+  unsigned flags;      /* F_* */
+  const void *choices; /* K_ENUM / K_NAME: rows that start with a name, the last NULL */
+  size_t stride;       /* bytes from one row of choices to the next */
+  const char *meaning; /* one line for the reference page */
 } key_row;
 
 /* The table, in the order of the reference page and the writer. */
@@ -60,10 +69,10 @@ extern const int imx_config_nkeys;
 
 /* A parsed scalar, before range checks and before it is stored. */
 typedef struct {
-  long long i;           /* K_INT, K_INT64, K_BOOL, K_ENUM */
-  unsigned long long u;  /* K_SEED */
-  double d;              /* K_DOUBLE */
-  const char *s;         /* K_STRING, K_NAME: borrowed from the caller's text */
+  long long i;          /* K_INT, K_INT64, K_BOOL, K_ENUM */
+  unsigned long long u; /* K_SEED */
+  double d;             /* K_DOUBLE */
+  const char *s;        /* K_STRING, K_NAME: borrowed from the caller's text */
 } key_value;
 
 /* The text of a value, for messages: long strings (options) are cut. */
@@ -83,7 +92,8 @@ int imx_key_find(int section, const char *key);
 /* Write ` (did you mean "X"?)` into buf if some candidate is close to word,
  * else "". Candidates come from a NULL-terminated list, or, with section >= 0,
  * from the keys of that section. */
-void imx_config_suggest(char *buf, size_t n, const char *word, const char *const *list, int section);
+void imx_config_suggest(char *buf, size_t n, const char *word, const char *const *list,
+                        int section);
 /* "a, b, c" from a NULL-terminated list, each name between quote. */
 void imx_config_join(char *buf, size_t n, const char *const *names, const char *quote);
 /* Is s one of the forms of YAML's null ("", "~", "null", ...)? */
@@ -97,7 +107,8 @@ void imx_key_range_text(const key_row *r, char *buf, size_t n);
 int imx_key_check(const key_row *r, const key_value *v, const char *text, char *err, size_t n);
 /* Parse scalar text for row r (quoted: a YAML string, never a number, bool or
  * null) and check it. Returns 1 with the reason in err. */
-int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, char *err, size_t n);
+int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, char *err,
+                  size_t n);
 /* Store a checked value into its field of cfg / read a field back (returns 1
  * if a string field is not NUL-terminated). */
 void imx_key_store(const key_row *r, const key_value *v, imx_config *cfg);

@@ -30,9 +30,11 @@ _Static_assert(sizeof(imx_precondition) == sizeof(int), "enum size");
 
 /* A term weight: NAN (null) means "whatever the preset says". The key text
  * must equal imx_term_names[term]; test_config checks that. */
-#define WEIGHT(term, name, what)                                                          \
-  {SEC_OBJECTIVE, name, K_DOUBLE, FIELD(objective.weight[term]), "~", 0, 0, F_MIN | F_NULLABLE, \
-   NO_CHOICES, "weight of the " what " term (~ = from the preset)"}
+#define WEIGHT(term, name, what)                                                                 \
+  {                                                                                              \
+    SEC_OBJECTIVE, name, K_DOUBLE, FIELD(objective.weight[term]), "~", 0, 0, F_MIN | F_NULLABLE, \
+        NO_CHOICES, "weight of the " what " term (~ = from the preset)"                          \
+  }
 
 /* The choices of a K_ENUM / K_NAME key: a table whose rows start with the
  * name (a list of names, or a table of kinds such as imx_sources), ended by
@@ -57,15 +59,16 @@ const key_row imx_config_keys[] = {
      "rows: for files the first N (0 = all); for generators N (0 = 10000)"},
     {SEC_DATA, "dim", K_INT, FIELD(data.dim), "8", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
      "input dimension n of the generators"},
-    {SEC_DATA, "components", K_INT, FIELD(data.components), "4", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
-     "mixture components (gmm)"},
+    {SEC_DATA, "components", K_INT, FIELD(data.components), "4", 1, 100000, F_MIN | F_MAX,
+     NO_CHOICES, "mixture components (gmm)"},
     {SEC_DATA, "separation", K_DOUBLE, FIELD(data.separation), "4.0", 0, 0, F_MIN, NO_CHOICES,
      "distance between mixture means in units of their std (gmm)"},
-    {SEC_DATA, "seed", K_SEED, FIELD(data.seed), "1", 0, 0, 0, NO_CHOICES, "seed of the generators"},
+    {SEC_DATA, "seed", K_SEED, FIELD(data.seed), "1", 0, 0, 0, NO_CHOICES,
+     "seed of the generators"},
     {SEC_DATA, "scale", K_DOUBLE, FIELD(data.scale), "1.0", 0, 0, F_NONZERO, NO_CHOICES,
      "multiply raw values by this (IDX bytes: 1/255 = 0.00392156862745098)"},
-    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0, CHOICES(imx_preprocess_names),
-     "transform applied to the inputs before training"},
+    {SEC_DATA, "preprocess", K_ENUM, FIELD(data.preprocess), "center", 0, 0, 0,
+     CHOICES(imx_preprocess_names), "transform applied to the inputs before training"},
     {SEC_DATA, "whiten_eps", K_DOUBLE, FIELD(data.whiten_eps), "1e-6", 0, 0, F_MIN, NO_CHOICES,
      "added to the eigenvalues before whitening"},
 
@@ -136,11 +139,12 @@ const key_row imx_config_keys[] = {
      "fewer is not promised elsewhere); none: plain L-BFGS"},
 
     {SEC_PARALLEL, "reduction", K_ENUM, FIELD(parallel.reduction), "reproducible", 0, 0, 0,
-     CHOICES(imx_reduction_names), "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
-    {SEC_PARALLEL, "block", K_INT, FIELD(parallel.block), "256", 1, 1048576, F_MIN | F_MAX, NO_CHOICES,
-     "B, rows per reduction block"},
-    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0, CHOICES(imx_linalg_names),
-     "dense K x K linear algebra backend"},
+     CHOICES(imx_reduction_names),
+     "reproducible: same bits for any rank count; fast: MPI_Allreduce"},
+    {SEC_PARALLEL, "block", K_INT, FIELD(parallel.block), "256", 1, 1048576, F_MIN | F_MAX,
+     NO_CHOICES, "B, rows per reduction block"},
+    {SEC_PARALLEL, "linalg", K_ENUM, FIELD(parallel.linalg), "auto", 0, 0, 0,
+     CHOICES(imx_linalg_names), "dense K x K linear algebra backend"},
     {SEC_PARALLEL, "path", K_ENUM, FIELD(parallel.path), "auto", 0, 0, 0, CHOICES(imx_path_names),
      "data: pass over the samples each iteration; moments: input-moment fast path"},
 
@@ -159,8 +163,8 @@ const key_row imx_config_keys[] = {
      "test split, same format as data.path (\"\" = none)"},
     {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NO_CHOICES,
      "labels of the test split"},
-    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0, CHOICES(imx_features_names),
-     "what the linear probe sees: phi(z), z, or the raw input"},
+    {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0,
+     CHOICES(imx_features_names), "what the linear probe sees: phi(z), z, or the raw input"},
     {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NO_CHOICES,
      "train a linear probe when labels exist"},
     {SEC_EVAL, "probe_max_it", K_INT, FIELD(eval.probe_max_it), "200", 0, 0, F_MIN, NO_CHOICES,
@@ -196,8 +200,8 @@ void imx_config_defaults(imx_config *cfg) {
     key_value v;
     char err[512];
     if (imx_key_parse(&imx_config_keys[i], imx_config_keys[i].def, 0, &v, err, sizeof err)) {
-      fprintf(stderr, "infomax: bug: default of %s.%s: %s\n", imx_config_sections[imx_config_keys[i].section],
-              imx_config_keys[i].key, err);
+      fprintf(stderr, "infomax: bug: default of %s.%s: %s\n",
+              imx_config_sections[imx_config_keys[i].section], imx_config_keys[i].key, err);
       abort();
     }
     imx_key_store(&imx_config_keys[i], &v, cfg);
@@ -323,7 +327,8 @@ imx_err imx_config_setup(imx_ctx *ctx, imx_config *cfg, const char *cfg_path, in
   if (ctx->rank == 0) err = resolve(ctx, cfg, cfg_path, noverrides, overrides);
   IMX_TRY(imx_agree(ctx, err));
   int rc = MPI_Bcast(cfg, (int)sizeof *cfg, MPI_BYTE, 0, ctx->comm);
-  err = (rc == MPI_SUCCESS) ? IMX_OK
-                            : imx_fail_mpi(ctx, rc, "MPI_Bcast(config)", __func__, __FILE__, __LINE__);
+  err = (rc == MPI_SUCCESS)
+            ? IMX_OK
+            : imx_fail_mpi(ctx, rc, "MPI_Bcast(config)", __func__, __FILE__, __LINE__);
   return imx_agree(ctx, err);
 }

@@ -64,7 +64,8 @@ static int close_enough(int d, size_t len) { return d <= 2 || (size_t)d * 3 <= l
 /* Write ` (did you mean "X"?)` into buf if some candidate is close to word,
  * else "". Candidates come from a NULL-terminated list, or, with section >= 0,
  * from the keys of that section. Ties go to the earlier candidate. */
-void imx_config_suggest(char *buf, size_t n, const char *word, const char *const *list, int section) {
+void imx_config_suggest(char *buf, size_t n, const char *word, const char *const *list,
+                        int section) {
   const char *best = NULL;
   int bestd = INT_MAX;
   if (list) {
@@ -81,8 +82,7 @@ void imx_config_suggest(char *buf, size_t n, const char *word, const char *const
   }
   if (best && bestd > 0 && close_enough(bestd, strlen(word)))
     snprintf(buf, n, " (did you mean \"%s\"?)", best);
-  else
-    buf[0] = '\0';
+  else buf[0] = '\0';
 }
 
 /* "a, b, c" from a NULL-terminated list. */
@@ -90,7 +90,8 @@ void imx_config_join(char *buf, size_t n, const char *const *names, const char *
   size_t used = 0;
   buf[0] = '\0';
   for (int i = 0; names[i] && used < n; i++)
-    used += (size_t)snprintf(buf + used, n - used, "%s%s%s%s", i ? ", " : "", quote, names[i], quote);
+    used += (size_t)snprintf(buf + used, n - used, "%s%s%s%s", i ? ", " : "", quote, names[i],
+                             quote);
 }
 
 int imx_section_find(const char *name) {
@@ -195,12 +196,9 @@ static const char *violated(const key_row *r, const key_value *v, char *buf, siz
   int integral = (r->type != K_DOUBLE);
   if (lo_bad)
     snprintf(buf, n, integral ? "%s %.0f" : "%s %g", (r->flags & F_MIN_EXCL) ? ">" : ">=", r->min);
-  else if (hi_bad)
-    snprintf(buf, n, integral ? "<= %.0f" : "<= %g", r->max);
-  else if (zero_bad)
-    snprintf(buf, n, "!= 0");
-  else
-    return NULL;
+  else if (hi_bad) snprintf(buf, n, integral ? "<= %.0f" : "<= %g", r->max);
+  else if (zero_bad) snprintf(buf, n, "!= 0");
+  else return NULL;
   return buf;
 }
 
@@ -275,7 +273,7 @@ int imx_key_check(const key_row *r, const key_value *v, const char *text, char *
  * block scalar in YAML, so it is a string, never a number, bool or null.
  * Returns 1 with the reason in err on failure. */
 int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, char *err,
-                       size_t n) {
+                  size_t n) {
   const char *nb[IMX_CONFIG_MAX_CHOICES + 1];
   const char *const *names = imx_key_names(r, nb);
   const char *what = NULL;
@@ -291,8 +289,7 @@ int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, 
         /* Beyond long long: name the bound it crossed. */
         if (text[0] == '-')
           snprintf(err, n, "%.80s is out of range (must be >= %lld)", text, LLONG_MIN);
-        else
-          snprintf(err, n, "%.80s is out of range (must be <= %lld)", text, LLONG_MAX);
+        else snprintf(err, n, "%.80s is out of range (must be <= %lld)", text, LLONG_MAX);
         return 1;
       }
       return imx_key_check(r, v, text, err, n);
@@ -357,10 +354,8 @@ int imx_key_parse(const key_row *r, const char *text, int quoted, key_value *v, 
       v->s = (!quoted && imx_yaml_is_null(text)) ? "" : text;
       return imx_key_check(r, v, text, err, n);
   }
-  if (quoted)
-    snprintf(err, n, "expected %s, got the quoted string " SHOWN_FMT, what, SHOWN(text));
-  else
-    snprintf(err, n, "expected %s, got " SHOWN_FMT, what, SHOWN(text));
+  if (quoted) snprintf(err, n, "expected %s, got the quoted string " SHOWN_FMT, what, SHOWN(text));
+  else snprintf(err, n, "expected %s, got " SHOWN_FMT, what, SHOWN(text));
   return 1;
 }
 

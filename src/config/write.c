@@ -51,8 +51,9 @@ static int emit_layers(yaml_emitter_t *em, const imx_config *cfg) {
       if (!eq) return 0;
       *eq = '\0';
       if (!emit_scalar(em, p, YAML_PLAIN_SCALAR_STYLE) ||
-          !emit_scalar(em, eq + 1, imx_yaml_is_null(eq + 1) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
-                                                   : YAML_ANY_SCALAR_STYLE))
+          !emit_scalar(
+              em, eq + 1,
+              imx_yaml_is_null(eq + 1) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE))
         return 0;
     }
     if (!emit_mapping_end(em)) return 0;
@@ -69,7 +70,8 @@ static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
     return 0;
   if (!emit_mapping_start(em)) return 0;
   for (int s = 0; s < NSECTIONS; s++) {
-    if (!emit_scalar(em, imx_config_sections[s], YAML_PLAIN_SCALAR_STYLE) || !emit_mapping_start(em))
+    if (!emit_scalar(em, imx_config_sections[s], YAML_PLAIN_SCALAR_STYLE) ||
+        !emit_mapping_start(em))
       return 0;
     for (int i = 0; i < imx_config_nkeys; i++) {
       const key_row *r = &imx_config_keys[i];
@@ -81,9 +83,10 @@ static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
       /* Let the emitter choose (plain where it can), except that a string
        * which would read back as null ("", "~", "null") must be quoted. */
       int is_string = (r->type == K_STRING || r->type == K_NAME);
-      yaml_scalar_style_t style = (is_string && imx_yaml_is_null(text)) ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
-                                  : is_string                  ? YAML_ANY_SCALAR_STYLE
-                                                               : YAML_PLAIN_SCALAR_STYLE;
+      yaml_scalar_style_t style = (is_string && imx_yaml_is_null(text))
+                                      ? YAML_DOUBLE_QUOTED_SCALAR_STYLE
+                                  : is_string ? YAML_ANY_SCALAR_STYLE
+                                              : YAML_PLAIN_SCALAR_STYLE;
       if (!emit_scalar(em, r->key, YAML_PLAIN_SCALAR_STYLE) || !emit_scalar(em, text, style))
         return 0;
     }
@@ -112,10 +115,8 @@ imx_err imx_config_write(imx_ctx *ctx, const imx_config *cfg, FILE *f) {
   if (!emit_config(&em, cfg)) {
     if (em.error == YAML_WRITER_ERROR) /* errno is from the failed fwrite */
       err = imx_fail(ctx, IMX_ERR_IO, "cannot write the configuration: %s", strerror(errno));
-    else if (em.error == YAML_MEMORY_ERROR)
-      err = imx_fail(ctx, IMX_ERR_NOMEM, "YAML emitter");
-    else
-      err = imx_fail(ctx, IMX_ERR_INTERNAL, "YAML emitter: %s", em.problem ? em.problem : "?");
+    else if (em.error == YAML_MEMORY_ERROR) err = imx_fail(ctx, IMX_ERR_NOMEM, "YAML emitter");
+    else err = imx_fail(ctx, IMX_ERR_INTERNAL, "YAML emitter: %s", em.problem ? em.problem : "?");
   }
   yaml_emitter_delete(&em);
   if (!err && (fflush(f) != 0 || ferror(f)))
@@ -188,18 +189,15 @@ void imx_config_reference(FILE *f) {
           break;
         case K_STRING:
           snprintf(allowed, sizeof allowed, "%s",
-                   (r->flags & F_IDENT) ? "a name of a-z, 0-9, _"
+                   (r->flags & F_IDENT)      ? "a name of a-z, 0-9, _"
                    : (r->flags & F_NONEMPTY) ? "non-empty text"
                                              : "any text");
           break;
       }
       fprintf(f, "| `%s` | %s | ", r->key, type_text(r));
-      if (r->flags & F_NULLABLE)
-        fputs("preset", f);
-      else if (!r->def[0])
-        fputs("`\"\"`", f);
-      else
-        fprintf(f, "`%s`", r->def);
+      if (r->flags & F_NULLABLE) fputs("preset", f);
+      else if (!r->def[0]) fputs("`\"\"`", f);
+      else fprintf(f, "`%s`", r->def);
       fputs(" | ", f);
       put_cell(f, allowed);
       fputs(" | ", f);
@@ -207,9 +205,11 @@ void imx_config_reference(FILE *f) {
       fputs(" |\n", f);
     }
     if (s == SEC_MODEL)
-      fprintf(f, "| `layers` | list | `[]` | up to %d mappings of `key: value` | stacked layers, "
+      fprintf(f,
+              "| `layers` | list | `[]` | up to %d mappings of `key: value` | stacked layers, "
               "trained greedily: one entry per layer, each the settings of model, objective and "
               "optimizer that differ from the rest of the file (`units: 32`, `objective.preset: "
-              "decorrelation`, `optimizer.max_it: 50`); [] = one layer |\n", IMX_MAX_LAYERS);
+              "decorrelation`, `optimizer.max_it: 50`); [] = one layer |\n",
+              IMX_MAX_LAYERS);
   }
 }

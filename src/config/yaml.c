@@ -18,11 +18,11 @@ typedef struct {
   const char *file;
   FILE *fp;
   yaml_parser_t parser;
-  yaml_event_t ev;     /* the current event, valid while have_ev */
+  yaml_event_t ev; /* the current event, valid while have_ev */
   int have_ev;
   int key_line[IMX_CONFIG_MAX_KEYS]; /* line where each key was set (0 = not yet), for duplicates */
   int section_line[NSECTIONS];
-  int layers_line;     /* line of model.layers (0 = not yet) */
+  int layers_line; /* line of model.layers (0 = not yet) */
 } reader;
 
 /* Record IMX_ERR_CONFIG at a parser mark (0-based in libyaml, 1-based for people). */
@@ -132,7 +132,9 @@ static imx_err scalar_text(reader *rd, const char **text) {
  * assignment lines of imx_config_set, which checks each value. */
 
 /* The sections an entry of model.layers may set. */
-static int layer_section_ok(int s) { return s == SEC_MODEL || s == SEC_OBJECTIVE || s == SEC_OPTIMIZER; }
+static int layer_section_ok(int s) {
+  return s == SEC_MODEL || s == SEC_OBJECTIVE || s == SEC_OPTIMIZER;
+}
 
 /* One assignment "section.key=value" of entry i into cfg, checked like --set
  * (the error names model.layers[i+1] at mark). */
@@ -148,7 +150,8 @@ static imx_err layer_assign(reader *rd, yaml_mark_t key_mark, yaml_mark_t mark, 
     s = imx_section_find(sec);
   }
   if (s < 0 || !layer_section_ok(s) || !strcmp(full, "model.layers"))
-    return fail_mark(rd, key_mark, "model.layers[%d]: \"%.80s\": a layer sets keys of model, "
+    return fail_mark(rd, key_mark,
+                     "model.layers[%d]: \"%.80s\": a layer sets keys of model, "
                      "objective and optimizer only (data, parallel, eval and output are the run's)",
                      i + 1, name);
   char line[IMX_OPTS_LEN];
@@ -180,8 +183,10 @@ static imx_err parse_layers(reader *rd, imx_config *cfg) {
   memset(cfg->model.layer_set, 0, sizeof cfg->model.layer_set);
   if (event_is_null(&rd->ev)) return IMX_OK;
   if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
-    return fail_mark(rd, rd->ev.start_mark, "model.layers: expected a list of layers (- {...}), "
-                     "got %s", node_kind(rd->ev.type));
+    return fail_mark(rd, rd->ev.start_mark,
+                     "model.layers: expected a list of layers (- {...}), "
+                     "got %s",
+                     node_kind(rd->ev.type));
   for (int i = 0;; i++) {
     IMX_TRY(next_event(rd));
     if (rd->ev.type == YAML_SEQUENCE_END_EVENT) return IMX_OK;
@@ -190,8 +195,10 @@ static imx_err parse_layers(reader *rd, imx_config *cfg) {
     cfg->model.nlayers = i + 1;
     if (event_is_null(&rd->ev)) continue; /* "- ~": the file's settings */
     if (rd->ev.type != YAML_MAPPING_START_EVENT)
-      return fail_mark(rd, rd->ev.start_mark, "model.layers[%d]: expected a mapping of key: "
-                       "value, got %s", i + 1, node_kind(rd->ev.type));
+      return fail_mark(rd, rd->ev.start_mark,
+                       "model.layers[%d]: expected a mapping of key: "
+                       "value, got %s",
+                       i + 1, node_kind(rd->ev.type));
     for (;;) {
       IMX_TRY(next_event(rd));
       if (rd->ev.type == YAML_MAPPING_END_EVENT) break;
@@ -205,8 +212,10 @@ static imx_err parse_layers(reader *rd, imx_config *cfg) {
       snprintf(key, sizeof key, "%s", name);
       IMX_TRY(next_event(rd));
       if (rd->ev.type != YAML_SCALAR_EVENT)
-        return fail_mark(rd, rd->ev.start_mark, "model.layers[%d].%s: expected a single value, "
-                         "got %s", i + 1, key, node_kind(rd->ev.type));
+        return fail_mark(rd, rd->ev.start_mark,
+                         "model.layers[%d].%s: expected a single value, "
+                         "got %s",
+                         i + 1, key, node_kind(rd->ev.type));
       const char *text;
       IMX_TRY(scalar_text(rd, &text));
       IMX_TRY(layer_assign(rd, mark, rd->ev.start_mark, i, key, text, cfg));
@@ -220,8 +229,8 @@ static imx_err parse_section(reader *rd, int s, imx_config *cfg) {
     IMX_TRY(next_event(rd));
     if (rd->ev.type == YAML_MAPPING_END_EVENT) return IMX_OK;
     if (rd->ev.type != YAML_SCALAR_EVENT)
-      return fail_mark(rd, rd->ev.start_mark, "keys in %s must be names, got %s", imx_config_sections[s],
-                       node_kind(rd->ev.type));
+      return fail_mark(rd, rd->ev.start_mark, "keys in %s must be names, got %s",
+                       imx_config_sections[s], node_kind(rd->ev.type));
     const char *name;
     IMX_TRY(scalar_text(rd, &name));
     if (s == SEC_MODEL && !strcmp(name, "layers")) {
@@ -233,7 +242,8 @@ static imx_err parse_section(reader *rd, int s, imx_config *cfg) {
     if (k < 0) {
       char hint[96];
       imx_config_suggest(hint, sizeof hint, name, NULL, s);
-      return fail_mark(rd, key_mark, "unknown key \"%.80s\" in %s%s", name, imx_config_sections[s], hint);
+      return fail_mark(rd, key_mark, "unknown key \"%.80s\" in %s%s", name, imx_config_sections[s],
+                       hint);
     }
     if (rd->key_line[k])
       return fail_mark(rd, key_mark, "duplicate key %s.%s (first given at line %d)",
@@ -279,8 +289,8 @@ static imx_err parse_sections(reader *rd, imx_config *cfg) {
       return fail_mark(rd, mark, "unknown section \"%.80s\"%s", name, hint);
     }
     if (rd->section_line[s])
-      return fail_mark(rd, mark, "duplicate section %s (first given at line %d)", imx_config_sections[s],
-                       rd->section_line[s]);
+      return fail_mark(rd, mark, "duplicate section %s (first given at line %d)",
+                       imx_config_sections[s], rd->section_line[s]);
     rd->section_line[s] = (int)mark.line + 1;
 
     IMX_TRY(next_event(rd));
@@ -309,7 +319,8 @@ static imx_err parse_stream(reader *rd, imx_config *cfg) {
   IMX_TRY(next_event(rd)); /* DOCUMENT-END */
   IMX_TRY(next_event(rd));
   if (rd->ev.type != YAML_STREAM_END_EVENT)
-    return fail_mark(rd, rd->ev.start_mark, "a config file holds one YAML document, found a second");
+    return fail_mark(rd, rd->ev.start_mark,
+                     "a config file holds one YAML document, found a second");
   return IMX_OK;
 }
 
@@ -395,8 +406,8 @@ imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment) {
       if (!strcmp(imx_config_keys[i].key, name)) found = i, nfound++;
     char hint[128] = "";
     if (nfound == 1)
-      snprintf(hint, sizeof hint, " (did you mean \"%s.%s\"?)", imx_config_sections[imx_config_keys[found].section],
-               imx_config_keys[found].key);
+      snprintf(hint, sizeof hint, " (did you mean \"%s.%s\"?)",
+               imx_config_sections[imx_config_keys[found].section], imx_config_keys[found].key);
     err = imx_fail(ctx, IMX_ERR_CONFIG, "--set %.200s: expected section.key=value%s", assignment,
                    hint);
     goto out_free;
@@ -417,8 +428,10 @@ imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment) {
       cfg->model.nlayers = 0;
       memset(cfg->model.layer_set, 0, sizeof cfg->model.layer_set);
     } else {
-      err = imx_fail(ctx, IMX_ERR_CONFIG, "--set %.200s: model.layers is a list: give it in the "
-                     "config file (--set model.layers=[] removes it)", assignment);
+      err = imx_fail(ctx, IMX_ERR_CONFIG,
+                     "--set %.200s: model.layers is a list: give it in the "
+                     "config file (--set model.layers=[] removes it)",
+                     assignment);
     }
     goto out_free;
   }

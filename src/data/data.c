@@ -59,22 +59,22 @@ void imx_data_free(imx_data **d) {
  * dtype before their conversion). Inputs are the same on every rank, so the
  * checks fail everywhere alike; the allocation is agreed. Collective. */
 imx_err imx_data_layout(imx_ctx *ctx, const imx_config *cfg, imx_data *d, int64_t N, int64_t n,
-                      const char *what) {
+                        const char *what) {
   imx_err err = IMX_OK;
   int B = cfg->parallel.block;
   int64_t nb = B > 0 && N > 0 ? (N - 1) / B + 1 : 0;
   if (B < 1)
     err = imx_fail(ctx, IMX_ERR_CONFIG, "parallel.block = %d: need at least 1 row per block", B);
-  else if (N < 1)
-    err = imx_fail(ctx, IMX_ERR_DATA, "%s: no rows (N=%lld)", what, (long long)N);
+  else if (N < 1) err = imx_fail(ctx, IMX_ERR_DATA, "%s: no rows (N=%lld)", what, (long long)N);
   else if (n < 1 || n > INT_MAX)
     err = imx_fail(ctx, IMX_ERR_DATA, "%s: %lld columns per row (need 1 to %d)", what, (long long)n,
                    INT_MAX);
   else if (nb < ctx->size)
-    err = imx_fail(ctx, IMX_ERR_DATA,
-                   "data: N=%lld rows make %lld blocks of B=%d but %d ranks need one block each; lower "
-                   "parallel.block or use fewer ranks",
-                   (long long)N, (long long)nb, B, ctx->size);
+    err = imx_fail(
+        ctx, IMX_ERR_DATA,
+        "data: N=%lld rows make %lld blocks of B=%d but %d ranks need one block each; lower "
+        "parallel.block or use fewer ranks",
+        (long long)N, (long long)nb, B, ctx->size);
   if ((err = imx_agree(ctx, err))) return err;
 
   d->N = N;
@@ -116,7 +116,8 @@ void imx_data_scale(double *x, size_t count, double s) {
 static imx_err agree_first(imx_ctx *ctx, imx_err local, int64_t key) {
   int64_t first = key;
   if (MPI_Allreduce(MPI_IN_PLACE, &first, 1, MPI_INT64_T, MPI_MIN, ctx->comm) != MPI_SUCCESS)
-    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the first bad position failed"));
+    return imx_agree(ctx,
+                     imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the first bad position failed"));
   return imx_agree(ctx, local && key == first ? local : IMX_OK);
 }
 
@@ -129,8 +130,9 @@ imx_err imx_data_check_finite(imx_ctx *ctx, const imx_data *d, const char *what)
   for (size_t i = 0; i < count; i++)
     if (!isfinite(d->X[i])) {
       key = d->row0 * d->n + (int64_t)i;
-      err = imx_fail(ctx, IMX_ERR_DATA, "%s: non-finite value %g at row %lld, column %d (0-based)", what,
-                     d->X[i], (long long)(d->row0 + (int64_t)(i / (size_t)d->n)), (int)(i % (size_t)d->n));
+      err = imx_fail(ctx, IMX_ERR_DATA, "%s: non-finite value %g at row %lld, column %d (0-based)",
+                     what, d->X[i], (long long)(d->row0 + (int64_t)(i / (size_t)d->n)),
+                     (int)(i % (size_t)d->n));
       break;
     }
   return agree_first(ctx, err, key);
@@ -146,8 +148,9 @@ static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const c
     double v = vals[i];
     if (!(v >= 0 && v < INT32_MAX && v == floor(v))) {
       key = d->row0 + i;
-      err = imx_fail(ctx, IMX_ERR_DATA, "%s: label %g at row %lld is not a non-negative integer below %d",
-                     what, v, (long long)(d->row0 + i), INT32_MAX);
+      err = imx_fail(ctx, IMX_ERR_DATA,
+                     "%s: label %g at row %lld is not a non-negative integer below %d", what, v,
+                     (long long)(d->row0 + i), INT32_MAX);
       break;
     }
     d->labels[i] = (int32_t)v;
@@ -164,7 +167,8 @@ static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const c
 static imx_err bcast_bytes(imx_ctx *ctx, void *buf, size_t len) {
   imx_err err = IMX_OK;
   int rc = MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm);
-  if (rc != MPI_SUCCESS) err = imx_fail_mpi(ctx, rc, "MPI_Bcast(headers)", __func__, __FILE__, __LINE__);
+  if (rc != MPI_SUCCESS)
+    err = imx_fail_mpi(ctx, rc, "MPI_Bcast(headers)", __func__, __FILE__, __LINE__);
   return imx_agree(ctx, err);
 }
 
@@ -177,8 +181,8 @@ static imx_err take_samples(imx_ctx *ctx, const imx_config *cfg, const char *pat
                     cfg->data.samples);
   if (cfg->data.samples > 0) {
     if (cfg->data.samples > rows)
-      return imx_fail(ctx, IMX_ERR_DATA, "%s has %lld rows but data.samples = %lld asks for more", path,
-                      (long long)rows, cfg->data.samples);
+      return imx_fail(ctx, IMX_ERR_DATA, "%s has %lld rows but data.samples = %lld asks for more",
+                      path, (long long)rows, cfg->data.samples);
     *N = cfg->data.samples;
   }
   return IMX_OK;
@@ -229,7 +233,8 @@ static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_o
   /* Raw items first, converted in place to doubles, then checked into int32. */
   double *vals = malloc((size_t)d->nloc * sizeof *vals);
   d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
-  err = vals && d->labels ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
+  err = vals && d->labels ? IMX_OK
+                          : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
   if (!err) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
   if (!(err = imx_agree(ctx, err))) {
     ops->to_double(&h.y, vals, (size_t)d->nloc, 1.0);
@@ -254,15 +259,14 @@ imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out) {
   if (!(err = imx_agree(ctx, err))) {
     int nsources = 0;
     while (imx_sources[nsources].name) nsources++;
-    const imx_source_ops *ops =
-        cfg->data.source >= 0 && (int)cfg->data.source < nsources ? imx_sources[cfg->data.source].ops : NULL;
+    const imx_source_ops *ops = cfg->data.source >= 0 && (int)cfg->data.source < nsources
+                                    ? imx_sources[cfg->data.source].ops
+                                    : NULL;
     if (!ops)
       err = imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG, "data.source = %d is not a known source",
                                     (int)cfg->data.source));
-    else if (ops->generate)
-      err = ops->generate(ctx, cfg, d);
-    else
-      err = load_file(ctx, cfg, ops, d);
+    else if (ops->generate) err = ops->generate(ctx, cfg, d);
+    else err = load_file(ctx, cfg, ops, d);
   }
   if (err) {
     imx_data_free(&d);

@@ -29,13 +29,20 @@
 
 static const char *type_name(int t) {
   switch (t) {
-    case 0x08: return "unsigned byte";
-    case 0x09: return "signed byte";
-    case 0x0B: return "short";
-    case 0x0C: return "int";
-    case 0x0D: return "float";
-    case 0x0E: return "double";
-    default: return "unknown";
+    case 0x08:
+      return "unsigned byte";
+    case 0x09:
+      return "signed byte";
+    case 0x0B:
+      return "short";
+    case 0x0C:
+      return "int";
+    case 0x0D:
+      return "float";
+    case 0x0E:
+      return "double";
+    default:
+      return "unknown";
   }
 }
 
@@ -111,34 +118,37 @@ imx_err imx_idx_read_header(imx_ctx *ctx, const char *path, imx_idx_header *h) {
   if (got < 0) {
     if (gz)
       err = imx_fail(ctx, IMX_ERR_DATA, "%s: corrupt gzip stream: %s", path, gz_why(r.gz, path));
-    else
-      err = imx_fail(ctx, IMX_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    else err = imx_fail(ctx, IMX_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
     goto out_close;
   }
   if (got < 4 || b[0] != 0 || b[1] != 0) {
-    err = imx_fail(ctx, IMX_ERR_DATA,
-                   "%s: not an IDX file (the first 4%s bytes are %02x %02x %02x %02x; need 00 00 08 0N)",
-                   path, gz ? " uncompressed" : "", got > 0 ? b[0] : 0, got > 1 ? b[1] : 0,
-                   got > 2 ? b[2] : 0, got > 3 ? b[3] : 0);
+    err = imx_fail(
+        ctx, IMX_ERR_DATA,
+        "%s: not an IDX file (the first 4%s bytes are %02x %02x %02x %02x; need 00 00 08 0N)", path,
+        gz ? " uncompressed" : "", got > 0 ? b[0] : 0, got > 1 ? b[1] : 0, got > 2 ? b[2] : 0,
+        got > 3 ? b[3] : 0);
     goto out_close;
   }
   h->type = b[2];
   h->ndim = b[3];
   h->gz = gz;
   if (h->type != 0x08) {
-    err = imx_fail(ctx, IMX_ERR_DATA, "%s: IDX type byte 0x%02X (%s) is not supported (need 0x08, unsigned byte)",
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: IDX type byte 0x%02X (%s) is not supported (need 0x08, unsigned byte)",
                    path, h->type, type_name(h->type));
     goto out_close;
   }
   if (h->ndim < 1 || h->ndim > 3) {
-    err = imx_fail(ctx, IMX_ERR_DATA, "%s: IDX files with %d dimensions are not supported (need 1 to 3)", path,
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: IDX files with %d dimensions are not supported (need 1 to 3)", path,
                    h->ndim);
     goto out_close;
   }
   h->data_offset = 4 + 4 * h->ndim;
   got = reader_read(&r, b + 4, 4 * h->ndim);
   if (got != 4 * h->ndim) {
-    err = imx_fail(ctx, IMX_ERR_DATA, "%s: IDX header is truncated: expected %lld bytes, found %lld", path,
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: IDX header is truncated: expected %lld bytes, found %lld", path,
                    (long long)h->data_offset, (long long)(4 + (got > 0 ? got : 0)));
     goto out_close;
   }
@@ -165,12 +175,13 @@ imx_err imx_idx_read_header(imx_ctx *ctx, const char *path, imx_idx_header *h) {
     }
     int64_t expect = h->data_offset + h->N * h->n;
     if ((int64_t)st.st_size != expect) {
-      err = imx_fail(ctx, IMX_ERR_DATA,
-                     "%s: file %s its IDX header: expected %lld bytes (%lld-byte header + %lld x %lld), "
-                     "found %lld",
-                     path, (int64_t)st.st_size < expect ? "is shorter than" : "is longer than",
-                     (long long)expect, (long long)h->data_offset, (long long)h->N, (long long)h->n,
-                     (long long)st.st_size);
+      err = imx_fail(
+          ctx, IMX_ERR_DATA,
+          "%s: file %s its IDX header: expected %lld bytes (%lld-byte header + %lld x %lld), "
+          "found %lld",
+          path, (int64_t)st.st_size < expect ? "is shorter than" : "is longer than",
+          (long long)expect, (long long)h->data_offset, (long long)h->N, (long long)h->n,
+          (long long)st.st_size);
       goto out_close;
     }
   }
@@ -193,12 +204,13 @@ static imx_err read_plain(imx_ctx *ctx, const char *path, const imx_idx_header *
     if (got < 0) {
       int e = errno;
       close(fd);
-      return imx_fail(ctx, IMX_ERR_IO, "%s: cannot read at byte %lld: %s", path, (long long)(off + done),
-                      strerror(e));
+      return imx_fail(ctx, IMX_ERR_IO, "%s: cannot read at byte %lld: %s", path,
+                      (long long)(off + done), strerror(e));
     }
     if (got == 0) {
       close(fd);
-      return imx_fail(ctx, IMX_ERR_DATA, "%s: premature end of file: expected %lld bytes, found %lld", path,
+      return imx_fail(ctx, IMX_ERR_DATA,
+                      "%s: premature end of file: expected %lld bytes, found %lld", path,
                       (long long)(h->data_offset + h->N * h->n), (long long)(off + done));
     }
     done += got;
@@ -242,24 +254,26 @@ static imx_err read_gz(imx_ctx *ctx, const char *path, const imx_idx_header *h, 
     int64_t more = reader_read(&r, &extra, 1);
     if (more < 0) goto out_corrupt;
     if (more > 0) {
-      err = imx_fail(ctx, IMX_ERR_DATA,
-                     "%s: uncompressed data are longer than the IDX header says: expected %lld bytes "
-                     "(%lld-byte header + %lld x %lld), found more",
-                     path, (long long)total, (long long)h->data_offset, (long long)h->N, (long long)h->n);
+      err = imx_fail(
+          ctx, IMX_ERR_DATA,
+          "%s: uncompressed data are longer than the IDX header says: expected %lld bytes "
+          "(%lld-byte header + %lld x %lld), found more",
+          path, (long long)total, (long long)h->data_offset, (long long)h->N, (long long)h->n);
     }
   }
   goto out_close;
 
 out_short:
-  err = imx_fail(ctx, IMX_ERR_DATA,
-                 "%s: premature end of gzip'd data: expected %lld uncompressed bytes (%lld-byte header + %lld "
-                 "x %lld), found %lld%s%s",
-                 path, (long long)total, (long long)h->data_offset, (long long)h->N, (long long)h->n,
-                 (long long)pos, *gz_why(gz, path) ? "; zlib: " : "", gz_why(gz, path));
+  err = imx_fail(
+      ctx, IMX_ERR_DATA,
+      "%s: premature end of gzip'd data: expected %lld uncompressed bytes (%lld-byte header + %lld "
+      "x %lld), found %lld%s%s",
+      path, (long long)total, (long long)h->data_offset, (long long)h->N, (long long)h->n,
+      (long long)pos, *gz_why(gz, path) ? "; zlib: " : "", gz_why(gz, path));
   goto out_close;
 out_corrupt:
-  err = imx_fail(ctx, IMX_ERR_DATA, "%s: corrupt gzip stream after %lld uncompressed bytes: %s", path,
-                 (long long)pos, gz_why(gz, path));
+  err = imx_fail(ctx, IMX_ERR_DATA, "%s: corrupt gzip stream after %lld uncompressed bytes: %s",
+                 path, (long long)pos, gz_why(gz, path));
 out_close:
   free(junk);
   gzclose(gz);
@@ -281,14 +295,17 @@ static imx_err idx_headers(imx_ctx *ctx, const imx_config *cfg, void *x, void *y
   const char *px = cfg->data.path, *py = cfg->data.labels;
   IMX_TRY(imx_idx_read_header(ctx, px, hx));
   if (hx->ndim < 2)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: a 1-D IDX file holds labels; data.path needs images (N x rows x cols)",
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: a 1-D IDX file holds labels; data.path needs images (N x rows x cols)",
                     px);
   if (py[0] == '\0') return IMX_OK;
   IMX_TRY(imx_idx_read_header(ctx, py, hy));
   if (hy->ndim != 1)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a 1-D IDX file, got %d dimensions", py, hy->ndim);
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a 1-D IDX file, got %d dimensions", py,
+                    hy->ndim);
   if (hy->N != hx->N)
-    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but images file %s has %lld images", py,
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "labels file %s has %lld labels but images file %s has %lld images", py,
                     (long long)hy->N, px, (long long)hx->N);
   return IMX_OK;
 }
@@ -314,5 +331,7 @@ static imx_err idx_rows(imx_ctx *ctx, const char *path, const void *h, int64_t r
 }
 
 _Static_assert(sizeof(imx_idx_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
-const imx_source_ops imx_idx_source = {
-    .read_headers = idx_headers, .shape = idx_shape, .read_rows = idx_rows, .to_double = idx_to_double};
+const imx_source_ops imx_idx_source = {.read_headers = idx_headers,
+                                       .shape = idx_shape,
+                                       .read_rows = idx_rows,
+                                       .to_double = idx_to_double};

@@ -155,7 +155,8 @@ static int scan_word(scanner *s, const char *w) {
 static void excerpt(const unsigned char *b, const unsigned char *e, char *out, size_t cap) {
   while (e > b && (e[-1] == ' ' || e[-1] == '\n')) e--; /* the padding says nothing */
   size_t k = 0;
-  for (; b < e && k + 4 < cap && k < 100; b++) out[k++] = (*b >= 0x20 && *b < 0x7f) ? (char)*b : '?';
+  for (; b < e && k + 4 < cap && k < 100; b++)
+    out[k++] = (*b >= 0x20 && *b < 0x7f) ? (char)*b : '?';
   if (b < e && k + 4 < cap) {
     memcpy(out + k, "...", 3);
     k += 3;
@@ -166,8 +167,9 @@ static void excerpt(const unsigned char *b, const unsigned char *e, char *out, s
 static imx_err malformed(imx_ctx *ctx, const char *what, const scanner *s, const char *expected) {
   char ex[128];
   excerpt(s->begin, s->end, ex, sizeof ex);
-  return imx_fail(ctx, IMX_ERR_DATA, "%s: malformed .npy header: expected %s at header byte %d in \"%s\"",
-                  what, expected, (int)(s->p - s->begin), ex);
+  return imx_fail(ctx, IMX_ERR_DATA,
+                  "%s: malformed .npy header: expected %s at header byte %d in \"%s\"", what,
+                  expected, (int)(s->p - s->begin), ex);
 }
 
 static const struct {
@@ -195,12 +197,13 @@ static imx_err prelude_error(imx_ctx *ctx, const char *what, int rc, const unsig
   if (rc == -1) {
     char ex[32];
     excerpt(buf, buf + (len < 8 ? len : 8), ex, sizeof ex);
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: not a .npy file (bad magic \"%s\", need \"\\x93NUMPY\")",
-                    what, ex);
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: not a .npy file (bad magic \"%s\", need \"\\x93NUMPY\")", what, ex);
   }
   if (rc == -3)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: unsupported .npy format version %d.%d (need 1.0, 2.0 or 3.0)",
-                    what, major, minor);
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: unsupported .npy format version %d.%d (need 1.0, 2.0 or 3.0)", what, major,
+                    minor);
   return imx_fail(ctx, IMX_ERR_DATA, "%s: file too short for a .npy header (%zu bytes)", what, len);
 }
 
@@ -238,24 +241,24 @@ imx_err imx_npy_parse(imx_ctx *ctx, const char *what, const unsigned char *buf, 
     if (strcmp(key, "descr") == 0 && !have_descr) {
       skip_ws(&s);
       if (s.p < s.end && *s.p == '[')
-        return imx_fail(ctx, IMX_ERR_DATA, "%s: structured dtypes are not supported (need '<f8' or '<f4')",
-                        what);
+        return imx_fail(ctx, IMX_ERR_DATA,
+                        "%s: structured dtypes are not supported (need '<f8' or '<f4')", what);
       if (scan_string(&s, descr, sizeof descr)) return malformed(ctx, what, &s, "a quoted dtype");
       have_descr = 1;
     } else if (strcmp(key, "fortran_order") == 0 && !have_order) {
-      if (scan_word(&s, "True"))
-        fortran = 1;
-      else if (!scan_word(&s, "False"))
-        return malformed(ctx, what, &s, "True or False");
+      if (scan_word(&s, "True")) fortran = 1;
+      else if (!scan_word(&s, "False")) return malformed(ctx, what, &s, "True or False");
       have_order = 1;
     } else if (strcmp(key, "shape") == 0 && !have_shape) {
       if (!accept(&s, '(')) return malformed(ctx, what, &s, "'(' opening the shape");
       while (!accept(&s, ')')) {
         int64_t v;
         int irc = scan_int(&s, &v);
-        if (irc == -2) return imx_fail(ctx, IMX_ERR_DATA, "%s: shape entry %d overflows 64 bits", what, ndim);
+        if (irc == -2)
+          return imx_fail(ctx, IMX_ERR_DATA, "%s: shape entry %d overflows 64 bits", what, ndim);
         if (irc) return malformed(ctx, what, &s, "a non-negative integer or ')' in the shape");
-        if (ndim == 8) return imx_fail(ctx, IMX_ERR_DATA, "%s: shape has more than 8 dimensions", what);
+        if (ndim == 8)
+          return imx_fail(ctx, IMX_ERR_DATA, "%s: shape has more than 8 dimensions", what);
         shape[ndim++] = v;
         if (!accept(&s, ',')) {
           if (!accept(&s, ')')) return malformed(ctx, what, &s, "',' or ')' in the shape");
@@ -265,7 +268,8 @@ imx_err imx_npy_parse(imx_ctx *ctx, const char *what, const unsigned char *buf, 
       have_shape = 1;
     } else if (strcmp(key, "descr") == 0 || strcmp(key, "fortran_order") == 0 ||
                strcmp(key, "shape") == 0) {
-      return imx_fail(ctx, IMX_ERR_DATA, "%s: key '%s' appears twice in the .npy header", what, key);
+      return imx_fail(ctx, IMX_ERR_DATA, "%s: key '%s' appears twice in the .npy header", what,
+                      key);
     } else {
       return imx_fail(ctx, IMX_ERR_DATA, "%s: unexpected key '%s' in the .npy header", what, key);
     }
@@ -278,26 +282,31 @@ imx_err imx_npy_parse(imx_ctx *ctx, const char *what, const unsigned char *buf, 
   if (s.p != s.end) return malformed(ctx, what, &s, "only padding after '}'");
   if (!have_descr || !have_order || !have_shape)
     return imx_fail(ctx, IMX_ERR_DATA, "%s: .npy header lacks '%s'", what,
-                    !have_descr ? "descr" : !have_order ? "fortran_order" : "shape");
+                    !have_descr   ? "descr"
+                    : !have_order ? "fortran_order"
+                                  : "shape");
 
   int itemsize = 0;
   for (size_t k = 0; k < sizeof dtypes / sizeof dtypes[0]; k++)
     if (strcmp(descr, dtypes[k].descr) == 0) itemsize = dtypes[k].itemsize;
   if (!itemsize)
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: unsupported dtype '%s' (need '<f8' or '<f4'; label vectors may also be '<i4', "
-                    "'<i8' or '|u1')",
-                    what, descr);
+    return imx_fail(
+        ctx, IMX_ERR_DATA,
+        "%s: unsupported dtype '%s' (need '<f8' or '<f4'; label vectors may also be '<i4', "
+        "'<i8' or '|u1')",
+        what, descr);
   if (fortran)
     return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: fortran_order arrays are not supported (save with np.ascontiguousarray)", what);
+                    "%s: fortran_order arrays are not supported (save with np.ascontiguousarray)",
+                    what);
   if (ndim < 1 || ndim > 2) {
     char sh[160] = "";
     size_t k = 0;
     for (int i = 0; i < ndim && k < sizeof sh - 24; i++)
       k += (size_t)snprintf(sh + k, sizeof sh - k, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: %d-D arrays are not supported (shape (%s)); need 1-D or 2-D",
-                    what, ndim, sh);
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: %d-D arrays are not supported (shape (%s)); need 1-D or 2-D", what, ndim,
+                    sh);
   }
   int64_t rows = shape[0], cols = ndim == 2 ? shape[1] : 1;
   /* rows*cols*itemsize + offset must fit in an int64 (and an MPI_Offset). */
@@ -354,8 +363,8 @@ static imx_err open_header(imx_ctx *ctx, const char *path, imx_npy_header *h, FI
   }
   if (hlen > MAX_HEADER_LEN) {
     fclose(f);
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: header length %u is implausible (more than %d bytes)", path,
-                    (unsigned)hlen, MAX_HEADER_LEN);
+    return imx_fail(ctx, IMX_ERR_DATA, "%s: header length %u is implausible (more than %d bytes)",
+                    path, (unsigned)hlen, MAX_HEADER_LEN);
   }
   imx_err err;
   if ((size_t)need <= got) {
@@ -370,9 +379,9 @@ static imx_err open_header(imx_ctx *ctx, const char *path, imx_npy_header *h, FI
     memcpy(buf, first, got);
     size_t more = fread(buf + got, 1, (size_t)need - got, f);
     if (more != (size_t)need - got)
-      err = imx_fail(ctx, IMX_ERR_IO, "%s: cannot read the %lld-byte header", path, (long long)need);
-    else
-      err = imx_npy_parse(ctx, path, buf, (size_t)need, h);
+      err = imx_fail(ctx, IMX_ERR_IO, "%s: cannot read the %lld-byte header", path,
+                     (long long)need);
+    else err = imx_npy_parse(ctx, path, buf, (size_t)need, h);
     free(buf);
   }
   if (err) {
@@ -384,19 +393,21 @@ static imx_err open_header(imx_ctx *ctx, const char *path, imx_npy_header *h, FI
   int64_t expect = h->data_offset + h->shape[0] * h->shape[1] * h->itemsize;
   if (size < expect) {
     fclose(f);
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: file is truncated: expected %lld bytes (%lld-byte header + %lld x %lld items of %d "
-                    "bytes), found %lld",
-                    path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
-                    (long long)h->shape[1], h->itemsize, (long long)size);
+    return imx_fail(
+        ctx, IMX_ERR_DATA,
+        "%s: file is truncated: expected %lld bytes (%lld-byte header + %lld x %lld items of %d "
+        "bytes), found %lld",
+        path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
+        (long long)h->shape[1], h->itemsize, (long long)size);
   }
   if (size > expect) {
     fclose(f);
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: file is longer than its header says: expected %lld bytes (%lld-byte header + %lld x "
-                    "%lld items of %d bytes), found %lld",
-                    path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
-                    (long long)h->shape[1], h->itemsize, (long long)size);
+    return imx_fail(
+        ctx, IMX_ERR_DATA,
+        "%s: file is longer than its header says: expected %lld bytes (%lld-byte header + %lld x "
+        "%lld items of %d bytes), found %lld",
+        path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
+        (long long)h->shape[1], h->itemsize, (long long)size);
   }
   *fp = f;
   return IMX_OK;
@@ -462,7 +473,8 @@ imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t r
     return imx_fail(ctx, IMX_ERR_INTERNAL, "%s: negative shape (%lld, %lld)", path, (long long)rows,
                     (long long)cols);
   char dict[128];
-  int dlen = snprintf(dict, sizeof dict, "{'descr': '<f8', 'fortran_order': False, 'shape': (%lld, %lld), }",
+  int dlen = snprintf(dict, sizeof dict,
+                      "{'descr': '<f8', 'fortran_order': False, 'shape': (%lld, %lld), }",
                       (long long)rows, (long long)cols);
   /* Pad with spaces and a final '\n' so the data start on a 64-byte boundary,
    * as numpy does (aligned memory maps). */
@@ -557,8 +569,8 @@ imx_err imx_npy_read_rows(imx_ctx *ctx, const char *path, const imx_npy_header *
     int got = 0;
     MPI_Get_count(&st, row, &got);
     if (got != want) {
-      err = imx_fail(ctx, IMX_ERR_DATA, "%s: short read at row %lld: expected %d rows, found %d", path,
-                     (long long)(row0 + done), want, got == MPI_UNDEFINED ? -1 : got);
+      err = imx_fail(ctx, IMX_ERR_DATA, "%s: short read at row %lld: expected %d rows, found %d",
+                     path, (long long)(row0 + done), want, got == MPI_UNDEFINED ? -1 : got);
       break;
     }
     done += want;
@@ -577,23 +589,27 @@ static imx_err npy_headers(imx_ctx *ctx, const imx_config *cfg, void *x, void *y
   const char *px = cfg->data.path, *py = cfg->data.labels;
   IMX_TRY(imx_npy_read_header(ctx, px, hx));
   if (hx->ndim != 2)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: the data matrix must be 2-D (rows x features), got 1-D of %lld",
-                    px, (long long)hx->shape[0]);
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: the data matrix must be 2-D (rows x features), got 1-D of %lld", px,
+                    (long long)hx->shape[0]);
   if (strcmp(hx->descr, "<f8") != 0 && strcmp(hx->descr, "<f4") != 0)
-    return imx_fail(ctx, IMX_ERR_DATA, "%s: unsupported dtype '%s' for the data matrix (need '<f8' or '<f4')",
-                    px, hx->descr);
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: unsupported dtype '%s' for the data matrix (need '<f8' or '<f4')", px,
+                    hx->descr);
   if (py[0] == '\0') return IMX_OK;
   IMX_TRY(imx_npy_read_header(ctx, py, hy));
   if (hy->shape[1] != 1)
     return imx_fail(ctx, IMX_ERR_DATA, "%s: labels must be a vector, got shape (%lld, %lld)", py,
                     (long long)hy->shape[0], (long long)hy->shape[1]);
   if (strcmp(hy->descr, "<f4") == 0)
-    return imx_fail(ctx, IMX_ERR_DATA,
-                    "%s: unsupported dtype '<f4' for labels (need '<i4', '<i8', '|u1' or '<f8' with integer "
-                    "values)",
-                    py);
+    return imx_fail(
+        ctx, IMX_ERR_DATA,
+        "%s: unsupported dtype '<f4' for labels (need '<i4', '<i8', '|u1' or '<f8' with integer "
+        "values)",
+        py);
   if (hy->shape[0] != hx->shape[0])
-    return imx_fail(ctx, IMX_ERR_DATA, "labels file %s has %lld labels but data file %s has %lld rows", py,
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "labels file %s has %lld labels but data file %s has %lld rows", py,
                     (long long)hy->shape[0], px, (long long)hx->shape[0]);
   return IMX_OK;
 }
@@ -616,5 +632,7 @@ static void npy_to_double(const void *h, void *buf, size_t count, double scale) 
 }
 
 _Static_assert(sizeof(imx_npy_header) <= IMX_SOURCE_HEADER_MAX, "raise IMX_SOURCE_HEADER_MAX");
-const imx_source_ops imx_npy_source = {
-    .read_headers = npy_headers, .shape = npy_shape, .read_rows = npy_rows, .to_double = npy_to_double};
+const imx_source_ops imx_npy_source = {.read_headers = npy_headers,
+                                       .shape = npy_shape,
+                                       .read_rows = npy_rows,
+                                       .to_double = npy_to_double};

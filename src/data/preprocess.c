@@ -35,12 +35,13 @@ static imx_err center(imx_ctx *ctx, const imx_config *cfg, imx_data *d, double *
 }
 
 imx_err imx_preprocess_apply(imx_ctx *ctx, const imx_config *cfg, imx_data *d, double *mean,
-                       double *transform) {
+                             double *transform) {
   int n = d->n;
   imx_preprocess how = cfg->data.preprocess;
   double *mu = calloc((size_t)n, sizeof *mu);
   double *P = calloc((size_t)n * n, sizeof *P);
-  double *S = how == IMX_PRE_NONE || how == IMX_PRE_CENTER ? NULL : malloc((size_t)n * n * sizeof *S);
+  double *S = how == IMX_PRE_NONE || how == IMX_PRE_CENTER ? NULL
+                                                           : malloc((size_t)n * n * sizeof *S);
   double *lam = malloc((size_t)n * sizeof *lam);
   imx_err e = (!mu || !P || !lam || (how > IMX_PRE_CENTER && !S))
                   ? imx_fail(ctx, IMX_ERR_NOMEM, "preprocessing buffers for n=%d", n)
@@ -70,11 +71,13 @@ imx_err imx_preprocess_apply(imx_ctx *ctx, const imx_config *cfg, imx_data *d, d
       if (small && cfg->data.whiten_eps == 0)
         e = imx_fail(ctx, IMX_ERR_DATA,
                      "whiten: %d of %d input eigenvalues are below 1e-10 of the largest (%g): the "
-                     "data are rank-deficient; set data.whiten_eps > 0 (e.g. 1e-3)", small, n,
-                     lam[n - 1]);
+                     "data are rank-deficient; set data.whiten_eps > 0 (e.g. 1e-3)",
+                     small, n, lam[n - 1]);
       else if (small)
-        imx_log(ctx, IMX_INFO, "whiten: %d of %d eigenvalues below 1e-10 of the largest, damped by "
-                "whiten_eps=%g", small, n, cfg->data.whiten_eps);
+        imx_log(ctx, IMX_INFO,
+                "whiten: %d of %d eigenvalues below 1e-10 of the largest, damped by "
+                "whiten_eps=%g",
+                small, n, cfg->data.whiten_eps);
     }
     if (!e) {
       for (int i = 0; i < n; i++)

@@ -63,7 +63,8 @@ int imx_synth_ica_mixing(int n, uint64_t seed, double *A) {
   }
   /* A = (Q1 diag(sv)) Q2^T: entry (j, k) is a dot of row j of one with row k of the other. */
   for (int j = 0; j < n; j++)
-    for (int k = 0; k < n; k++) A[(size_t)j * n + k] = dot(Q1 + (size_t)j * n, Q2 + (size_t)k * n, n);
+    for (int k = 0; k < n; k++)
+      A[(size_t)j * n + k] = dot(Q1 + (size_t)j * n, Q2 + (size_t)k * n, n);
   free(Q1);
   free(Q2);
   return 0;
@@ -121,13 +122,15 @@ static imx_err generate(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
   imx_err err = imx_data_check_scale(ctx, cfg->data.scale);
   long long N = cfg->data.samples ? cfg->data.samples : IMX_SYNTH_DEFAULT_SAMPLES;
   if (!err && N < 1)
-    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.samples = %lld: %s needs the number of rows to generate",
+    err = imx_fail(ctx, IMX_ERR_CONFIG,
+                   "data.samples = %lld: %s needs the number of rows to generate",
                    cfg->data.samples, what);
   if (!err && n < 1) err = imx_fail(ctx, IMX_ERR_CONFIG, "data.dim = %d: %s needs n >= 1", n, what);
   if (!err && !ica && C < 1)
     err = imx_fail(ctx, IMX_ERR_CONFIG, "data.components = %d: a mixture needs at least 1", C);
   if (!err && !ica && !(isfinite(cfg->data.separation) && cfg->data.separation >= 0))
-    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.separation = %g: need a finite value >= 0", cfg->data.separation);
+    err = imx_fail(ctx, IMX_ERR_CONFIG, "data.separation = %g: need a finite value >= 0",
+                   cfg->data.separation);
   IMX_TRY(imx_agree(ctx, err));
   IMX_TRY(imx_data_layout(ctx, cfg, d, N, n, what));
 
@@ -141,7 +144,8 @@ static imx_err generate(imx_ctx *ctx, const imx_config *cfg, imx_data *d) {
     d->means = malloc(nn * sizeof *d->means);
     d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
     if (!d->means || !d->labels) {
-      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d means and %lld labels", what, C, n, (long long)d->nloc);
+      err = imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d x %d means and %lld labels", what, C, n,
+                     (long long)d->nloc);
     } else {
       imx_synth_gmm_means(n, C, cfg->data.separation, seed, d->means);
       imx_synth_gmm_rows(n, C, d->means, seed, d->row0, d->nloc, d->X, d->labels);

@@ -28,8 +28,9 @@ static imx_err input_moments(imx_ctx *ctx, const imx_config *cfg, const imx_data
   int n = d->n;
   double *Xc = malloc((size_t)(d->nloc ? d->nloc : 1) * n * sizeof *Xc);
   imx_rsum *rn = NULL, *rnn = NULL;
-  imx_err e = Xc ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "pca: centered copy of %lld x %d",
-                                     (long long)d->nloc, n);
+  imx_err e = Xc ? IMX_OK
+                 : imx_fail(ctx, IMX_ERR_NOMEM, "pca: centered copy of %lld x %d",
+                            (long long)d->nloc, n);
   if (!e) e = imx_rsum_create(ctx, cfg->parallel.reduction, 1, n, 0, &rn);
   if (!e) e = imx_rsum_create(ctx, cfg->parallel.reduction, n, n, 1, &rnn);
   e = imx_agree(ctx, e);
@@ -53,8 +54,8 @@ static imx_err make_pca(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, 
   int n = d->n, K = f->K;
   double *mu = malloc((size_t)n * sizeof *mu), *S = malloc((size_t)n * n * sizeof *S);
   double *lam = malloc((size_t)n * sizeof *lam);
-  imx_err e = imx_agree(ctx, mu && S && lam ? IMX_OK
-                                             : imx_fail(ctx, IMX_ERR_NOMEM, "pca: %d x %d covariance", n, n));
+  imx_err e = imx_agree(
+      ctx, mu && S && lam ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "pca: %d x %d covariance", n, n));
   if (!e) e = input_moments(ctx, cfg, d, mu, S);
   /* Every rank holds the same S, so LAPACK gives every rank the same W. */
   if (!e) e = imx_agree(ctx, imx_linalg_eigh(ctx, n, S, lam));

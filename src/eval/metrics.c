@@ -133,8 +133,8 @@ static int winner(imx_activation act, int K, const double *a) {
 static imx_err winners(imx_ctx *ctx, const imx_outputs *o, imx_metrics *m) {
   int K = o->K;
   m->winners = calloc((size_t)K, sizeof *m->winners);
-  IMX_TRY(imx_agree(ctx, m->winners ? IMX_OK
-                                    : imx_fail(ctx, IMX_ERR_NOMEM, "winner counts (%d)", K)));
+  IMX_TRY(
+      imx_agree(ctx, m->winners ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "winner counts (%d)", K)));
   for (int64_t i = 0; i < o->nloc; i++) m->winners[winner(o->act, K, o->A + i * K)]++;
   /* Integer sums: exact in any order. */
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, m->winners, K, MPI_LONG_LONG, MPI_SUM, ctx->comm));
@@ -209,8 +209,8 @@ static int owner(const uint64_t *p, int w, int size) {
   return (int)(h % (uint64_t)size);
 }
 
-imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
-                            long long *regions, long long *largest) {
+imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, long long *regions,
+                            long long *largest) {
   int w = (K + 63) / 64, rw = w + 1, P = ctx->size;
   size_t n = (size_t)nloc;
   uint64_t *rec = calloc((n ? n : 1) * rw, sizeof *rec);
@@ -225,8 +225,10 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
                              (long long)nloc, rw);
   /* MPI counts are ints. */
   if (!e && (double)n * rw > (double)INT32_MAX)
-    e = imx_fail(ctx, IMX_ERR_DATA, "regions: %lld local patterns of %d words exceed the MPI count "
-                 "limit; use more ranks", (long long)nloc, rw);
+    e = imx_fail(ctx, IMX_ERR_DATA,
+                 "regions: %lld local patterns of %d words exceed the MPI count "
+                 "limit; use more ranks",
+                 (long long)nloc, rw);
   e = imx_agree(ctx, e);
   size_t u = 0, total = 0;
   if (!e) {
@@ -247,11 +249,14 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
       fill[p] += rw;
     }
     int rc = MPI_Alltoall(scount, 1, MPI_INT, rcount, 1, MPI_INT, ctx->comm);
-    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Alltoall(pattern counts)", __func__, __FILE__, __LINE__);
+    if (rc != MPI_SUCCESS)
+      e = imx_fail_mpi(ctx, rc, "MPI_Alltoall(pattern counts)", __func__, __FILE__, __LINE__);
     for (int p = 0; !e && p < P; p++) rdispl[p] = (int)total, total += (size_t)rcount[p];
     if (!e && total > (size_t)INT32_MAX)
-      e = imx_fail(ctx, IMX_ERR_DATA, "regions: %zu pattern words for one rank exceed the MPI "
-                   "count limit; use more ranks", total);
+      e = imx_fail(ctx, IMX_ERR_DATA,
+                   "regions: %zu pattern words for one rank exceed the MPI "
+                   "count limit; use more ranks",
+                   total);
     if (!e && !(recv = malloc((total ? total : 1) * sizeof *recv)))
       e = imx_fail(ctx, IMX_ERR_NOMEM, "regions: %zu received pattern words", total);
   }
@@ -260,7 +265,8 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
   if (!e) {
     int rc = MPI_Alltoallv(tmp, scount, sdispl, MPI_UINT64_T, recv, rcount, rdispl, MPI_UINT64_T,
                            ctx->comm);
-    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Alltoallv(patterns)", __func__, __FILE__, __LINE__);
+    if (rc != MPI_SUCCESS)
+      e = imx_fail_mpi(ctx, rc, "MPI_Alltoallv(patterns)", __func__, __FILE__, __LINE__);
   }
   e = imx_agree(ctx, e);
   if (!e) {
@@ -281,7 +287,8 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z,
     long long s = v[0], mx = v[1];
     int rc = MPI_Allreduce(&v[0], &s, 1, MPI_LONG_LONG, MPI_SUM, ctx->comm);
     if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&v[1], &mx, 1, MPI_LONG_LONG, MPI_MAX, ctx->comm);
-    if (rc != MPI_SUCCESS) e = imx_fail_mpi(ctx, rc, "MPI_Allreduce(regions)", __func__, __FILE__, __LINE__);
+    if (rc != MPI_SUCCESS)
+      e = imx_fail_mpi(ctx, rc, "MPI_Allreduce(regions)", __func__, __FILE__, __LINE__);
     *regions = s, *largest = mx;
   }
   free(rec), free(tmp), free(recv);
@@ -302,8 +309,9 @@ imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs 
   /* Every rank has the same C: no agreement needed until the next collective. */
   if (!e) e = imx_agree(ctx, from_covariance(ctx, o->act, K, C, out));
   if (!e) e = winners(ctx, o, out);
-  if (!e) e = imx_metrics_regions(ctx, o->nloc, K, o->Z ? o->Z : o->A, &out->regions,
-                                  &out->largest_region);
+  if (!e)
+    e = imx_metrics_regions(ctx, o->nloc, K, o->Z ? o->Z : o->A, &out->regions,
+                            &out->largest_region);
   free(C);
   return e;
 }
@@ -387,8 +395,13 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
   else if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
   e = imx_agree(ctx, e);
   if (!e) {
-    imx_outputs o = {.N = d->N, .nloc = d->nloc, .block = d->block, .K = K,
-                     .act = cfg->model.activation, .Z = Z, .A = A};
+    imx_outputs o = {.N = d->N,
+                     .nloc = d->nloc,
+                     .block = d->block,
+                     .K = K,
+                     .act = cfg->model.activation,
+                     .Z = Z,
+                     .A = A};
     e = imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, out);
   }
   if (!e) {
@@ -434,12 +447,29 @@ static void cell_num(FILE *f, double v) {
 void imx_metrics_table(const imx_ctx *ctx, FILE *f, int ncols, const char *const *names,
                        const imx_metrics *const *cols) {
   if (ctx->rank != 0) return;
-  enum { R_UNITS, R_N, R_DEAD, R_MAXC, R_MEANC, R_TC, R_ERANK, R_REG, R_LREG, R_WENT, R_WUSED,
-         R_WRED, R_AMARI, R_COUNT };
-  static const char *const label[R_COUNT] = {
-      "units", "samples", "dead units", "max |corr|", "mean |corr|", "Gaussian TC (nats)",
-      "effective rank", "regions (sign patterns)", "largest region", "winner entropy (bits)",
-      "winning units", "||W W^T - I||_F", "Amari distance"};
+  enum {
+    R_UNITS,
+    R_N,
+    R_DEAD,
+    R_MAXC,
+    R_MEANC,
+    R_TC,
+    R_ERANK,
+    R_REG,
+    R_LREG,
+    R_WENT,
+    R_WUSED,
+    R_WRED,
+    R_AMARI,
+    R_COUNT
+  };
+  static const char *const label[R_COUNT] = {"units",          "samples",
+                                             "dead units",     "max |corr|",
+                                             "mean |corr|",    "Gaussian TC (nats)",
+                                             "effective rank", "regions (sign patterns)",
+                                             "largest region", "winner entropy (bits)",
+                                             "winning units",  "||W W^T - I||_F",
+                                             "Amari distance"};
   fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, "");
   for (int c = 0; c < ncols; c++) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, names[c]);
   fputc('\n', f);
@@ -452,19 +482,45 @@ void imx_metrics_table(const imx_ctx *ctx, FILE *f, int ncols, const char *const
     for (int c = 0; c < ncols; c++) {
       const imx_metrics *m = cols[c];
       switch (r) {
-        case R_UNITS: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->K); break;
-        case R_N: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->N); break;
-        case R_DEAD: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->dead_units); break;
-        case R_MAXC: cell_num(f, m->max_abs_corr); break;
-        case R_MEANC: cell_num(f, m->mean_abs_corr); break;
-        case R_TC: cell_num(f, m->gaussian_tc); break;
-        case R_ERANK: cell_num(f, m->effective_rank); break;
-        case R_REG: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->regions); break;
-        case R_LREG: fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->largest_region); break;
-        case R_WENT: cell_num(f, m->winner_entropy_bits); break;
-        case R_WUSED: fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->winning_units); break;
-        case R_WRED: cell_num(f, m->weight_redundancy); break;
-        case R_AMARI: cell_num(f, m->amari); break;
+        case R_UNITS:
+          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->K);
+          break;
+        case R_N:
+          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->N);
+          break;
+        case R_DEAD:
+          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->dead_units);
+          break;
+        case R_MAXC:
+          cell_num(f, m->max_abs_corr);
+          break;
+        case R_MEANC:
+          cell_num(f, m->mean_abs_corr);
+          break;
+        case R_TC:
+          cell_num(f, m->gaussian_tc);
+          break;
+        case R_ERANK:
+          cell_num(f, m->effective_rank);
+          break;
+        case R_REG:
+          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->regions);
+          break;
+        case R_LREG:
+          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->largest_region);
+          break;
+        case R_WENT:
+          cell_num(f, m->winner_entropy_bits);
+          break;
+        case R_WUSED:
+          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->winning_units);
+          break;
+        case R_WRED:
+          cell_num(f, m->weight_redundancy);
+          break;
+        case R_AMARI:
+          cell_num(f, m->amari);
+          break;
       }
     }
     fputc('\n', f);

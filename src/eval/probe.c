@@ -14,7 +14,7 @@
 #include "imx/timer.h"
 
 struct imx_probe {
-  int dim, C;            /* feature columns, classes */
+  int dim, C; /* feature columns, classes */
   imx_reduction mode;
   double l2;             /* penalty weight on ||V||^2 */
   int max_it;            /* TAO iterations */
@@ -109,12 +109,15 @@ imx_err imx_probe_create(imx_ctx *ctx, const imx_config *cfg, int dim, int class
   p->dim = dim, p->C = classes, p->mode = cfg->parallel.reduction;
   p->l2 = cfg->eval.probe_l2, p->max_it = cfg->eval.probe_max_it, p->train = train;
   size_t rows = (size_t)(train->nloc ? train->nloc : 1);
-  p->mean = malloc((size_t)dim * sizeof *p->mean), p->scale = malloc((size_t)dim * sizeof *p->scale);
-  p->fmax = malloc((size_t)dim * sizeof *p->fmax), p->gV = malloc((size_t)classes * dim * sizeof *p->gV);
+  p->mean = malloc((size_t)dim * sizeof *p->mean),
+  p->scale = malloc((size_t)dim * sizeof *p->scale);
+  p->fmax = malloc((size_t)dim * sizeof *p->fmax),
+  p->gV = malloc((size_t)classes * dim * sizeof *p->gV);
   p->G = malloc(rows * classes * sizeof *p->G), p->loss = malloc(rows * sizeof *p->loss);
   imx_err e = p->mean && p->scale && p->fmax && p->gV && p->G && p->loss
                   ? IMX_OK
-                  : imx_fail(ctx, IMX_ERR_NOMEM, "probe buffers: %lld rows x %d classes, %d features",
+                  : imx_fail(ctx, IMX_ERR_NOMEM,
+                             "probe buffers: %lld rows x %d classes, %d features",
                              (long long)train->nloc, classes, dim);
   if (!e && classes < 2)
     e = imx_fail(ctx, IMX_ERR_DATA, "probe: the labels name %d class; a probe needs at least 2",
@@ -167,10 +170,10 @@ imx_err imx_probe_eval(imx_ctx *ctx, imx_probe *p, const double *theta, double *
   }
   double sum = 0, invN = 1.0 / (double)t->N;
   imx_err e = imx_moments_colsum(ctx, p->r1, t->block, t->nloc, 1, p->loss, 1, &sum);
-  if (!e && grad) e = imx_moments_atb(ctx, p->rCd, t->block, t->nloc, C, p->G, C, dim, t->F, dim,
-                                      p->fmax, p->gV);
-  if (!e && grad) e = imx_moments_colsum(ctx, p->rC, t->block, t->nloc, C, p->G, C,
-                                         grad + (size_t)C * dim);
+  if (!e && grad)
+    e = imx_moments_atb(ctx, p->rCd, t->block, t->nloc, C, p->G, C, dim, t->F, dim, p->fmax, p->gV);
+  if (!e && grad)
+    e = imx_moments_colsum(ctx, p->rC, t->block, t->nloc, C, p->G, C, grad + (size_t)C * dim);
   IMX_TRY(imx_agree(ctx, e));
   double pen = 0;
   for (size_t i = 0; i < (size_t)C * dim; i++) pen += theta[i] * theta[i];
@@ -193,8 +196,9 @@ imx_err imx_probe_accuracy(imx_ctx *ctx, imx_probe *p, const double *theta,
   int C = p->C;
   int64_t step = split->block;
   double *L = malloc((size_t)step * C * sizeof *L);
-  IMX_TRY(imx_agree(ctx, L ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "probe logits (%lld x %d)",
-                                                (long long)step, C)));
+  IMX_TRY(imx_agree(
+      ctx,
+      L ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "probe logits (%lld x %d)", (long long)step, C)));
   long long right = 0;
   for (int64_t r0 = 0; r0 < split->nloc; r0 += step) {
     int rows = (int)(r0 + step < split->nloc ? step : split->nloc - r0);
@@ -321,7 +325,8 @@ imx_err imx_probe_run(imx_ctx *ctx, const imx_config *cfg, int dim, int classes,
   IMX_TRY(imx_probe_create(ctx, cfg, dim, classes, train, &p));
   int np = imx_probe_nparams(p);
   double *theta = calloc((size_t)np, sizeof *theta);
-  imx_err e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "probe parameters (%d)", np));
+  imx_err e = imx_agree(ctx,
+                        theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "probe parameters (%d)", np));
   if (!e) e = imx_probe_train(ctx, p, theta, res);
   if (!e) e = imx_probe_accuracy(ctx, p, theta, train, &res->train_accuracy);
   if (!e && test) {

@@ -32,7 +32,8 @@ imx_err imx_split_apply(imx_ctx *ctx, imx_data *d, const double *mean, const dou
     return IMX_OK;
   }
   double *tmp = malloc((size_t)d->block * n * sizeof *tmp);
-  if (!tmp) return imx_fail(ctx, IMX_ERR_NOMEM, "test split: %d x %d transform scratch", d->block, n);
+  if (!tmp)
+    return imx_fail(ctx, IMX_ERR_NOMEM, "test split: %d x %d transform scratch", d->block, n);
   const double one = 1, zero = 0;
   for (int64_t r0 = 0; r0 < d->nloc; r0 += d->block) {
     int c = (int)(r0 + d->block < d->nloc ? d->block : d->nloc - r0);

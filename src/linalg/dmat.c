@@ -214,7 +214,8 @@ imx_err imx_dpanel_allgather(imx_ctx *ctx, const imx_dpanel *p, const imx_dmat *
       const double *t = imx_dmat_tile(m, I, J);
       int r = imx_dmat_tile_rows(m, I), c = imx_dmat_tile_rows(m, J);
       double *dst = send + (p->off[(size_t)(J - p->jt0) * kt + I] - mine);
-      for (int j = 0; j < c; j++) memcpy(dst + (size_t)j * r, t + (size_t)j * m->lld, (size_t)r * sizeof *dst);
+      for (int j = 0; j < c; j++)
+        memcpy(dst + (size_t)j * r, t + (size_t)j * m->lld, (size_t)r * sizeof *dst);
     }
   IMX_MPI(ctx, MPI_Allgatherv(send, p->count[ctx->rank], MPI_DOUBLE, packed, p->count, p->displ,
                               MPI_DOUBLE, ctx->comm));

@@ -11,19 +11,19 @@
 #include "imx/rsum.h"
 
 struct imx_dmoments {
-  int nbins;             /* IMX_EXACT_FOLD (reproducible) or 1 (fast) */
-  int K, nb, kt, n;      /* order, tile size, tiles per dimension, factor columns */
-  int cp, gp;            /* compute panel and group widths, in tiles (gp a multiple of cp) */
-  int rt;                /* tile rows of a partial per BLAS call in gram (about 512 rows) */
-  imx_dpanel *pan;       /* layout of the current group */
-  double *buf;           /* nbins * max_total: a group's partial-sum bins, or G's gathered group */
-  double *part;          /* nbins * max_mine: this rank's reduced bins, or its packed tiles */
-  double *R;             /* K x cp nb: one compute panel of a partial, or of G */
-  double *pu, *pv;       /* K each: bounds of the partials (reproducible) */
-  double *rbins;         /* nbins * K * n: bins of apply_replicated */
-  double *S;             /* nb x n: one tile product */
-  double *tpv;           /* n: bounds of the columns of T */
-  size_t bytes;          /* all of the above */
+  int nbins;        /* IMX_EXACT_FOLD (reproducible) or 1 (fast) */
+  int K, nb, kt, n; /* order, tile size, tiles per dimension, factor columns */
+  int cp, gp;       /* compute panel and group widths, in tiles (gp a multiple of cp) */
+  int rt;           /* tile rows of a partial per BLAS call in gram (about 512 rows) */
+  imx_dpanel *pan;  /* layout of the current group */
+  double *buf;      /* nbins * max_total: a group's partial-sum bins, or G's gathered group */
+  double *part;     /* nbins * max_mine: this rank's reduced bins, or its packed tiles */
+  double *R;        /* K x cp nb: one compute panel of a partial, or of G */
+  double *pu, *pv;  /* K each: bounds of the partials (reproducible) */
+  double *rbins;    /* nbins * K * n: bins of apply_replicated */
+  double *S;        /* nb x n: one tile product */
+  double *tpv;      /* n: bounds of the columns of T */
+  size_t bytes;     /* all of the above */
 };
 
 static void *grab(size_t count, size_t *bytes, int *bad) {
@@ -153,8 +153,8 @@ static int deposit(imx_dmoments *dm, int i0, int i1, int q0, int q1, const doubl
         const double *x = R + ri + (size_t)(cj + jj) * rl;
         double *b0 = base + (size_t)jj * tr;
         if (dm->nbins == IMX_EXACT_FOLD)
-          bad |= imx_exact_deposit(tr, x, dm->pu + (size_t)I * nb, dm->pv[J * nb + jj], b0,
-                                   b0 + ts, b0 + 2 * ts);
+          bad |= imx_exact_deposit(tr, x, dm->pu + (size_t)I * nb, dm->pv[J * nb + jj], b0, b0 + ts,
+                                   b0 + 2 * ts);
         else
           for (int i = 0; i < tr; i++) b0[i] += x[i];
       }
@@ -172,7 +172,8 @@ static void unpack_group(const imx_ctx *ctx, imx_dmoments *dm, double scale, imx
       if (!imx_dmat_mine(C, I, J)) continue;
       int tr = tile_rows(dm, I), tc = tile_rows(dm, J);
       int64_t ts = (int64_t)tr * tc;
-      const double *s = dm->part + (int64_t)dm->nbins * (p->off[(size_t)(J - p->jt0) * dm->kt + I] - mine0);
+      const double *s = dm->part +
+                        (int64_t)dm->nbins * (p->off[(size_t)(J - p->jt0) * dm->kt + I] - mine0);
       double *t = imx_dmat_tile(C, I, J);
       for (int jj = 0; jj < tc; jj++)
         for (int i = 0; i < tr; i++) {
@@ -287,8 +288,8 @@ imx_err imx_dmoments_apply_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int
   return IMX_OK;
 }
 
-imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G,
-                                      const double *T, double alpha, double *out) {
+imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, const double *T,
+                                      double alpha, double *out) {
   int K = dm->K, nb = dm->nb, kt = dm->kt, n = dm->n, nbins = dm->nbins;
   int repro = nbins == IMX_EXACT_FOLD;
   const double one = 1, zero = 0;
@@ -323,13 +324,13 @@ imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *
   memset(dm->rbins, 0, (size_t)nbins * kn * sizeof *dm->rbins);
   int bad = 0;
   /* Row r of a tile product into the bins of row `row` of out. */
-#define DEPOSIT_ROW(src, row)                                                                   \
-  do {                                                                                          \
-    double *b0_ = dm->rbins + (size_t)(row) * n;                                                \
-    if (repro)                                                                                  \
-      bad |= imx_exact_deposit(n, (src), dm->tpv, dm->pu[row], b0_, b0_ + kn, b0_ + 2 * kn);    \
-    else                                                                                        \
-      for (int l_ = 0; l_ < n; l_++) b0_[l_] += (src)[l_];                                      \
+#define DEPOSIT_ROW(src, row)                                                                \
+  do {                                                                                       \
+    double *b0_ = dm->rbins + (size_t)(row)*n;                                               \
+    if (repro)                                                                               \
+      bad |= imx_exact_deposit(n, (src), dm->tpv, dm->pu[row], b0_, b0_ + kn, b0_ + 2 * kn); \
+    else                                                                                     \
+      for (int l_ = 0; l_ < n; l_++) b0_[l_] += (src)[l_];                                   \
   } while (0)
   for (int J = 0; J < kt; J++)
     for (int I = J; I < kt; I++) {
@@ -338,11 +339,13 @@ imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *
       int tr = tile_rows(dm, I), tc = tile_rows(dm, J);
       const double *t = imx_dmat_tile(G, I, J);
       /* S (n x tr, column-major) = T_J^T G_IJ^T: row i of G_IJ T_J. */
-      dgemm_("N", "T", &n, &tr, &tc, &one, T + (size_t)J * nb * n, &n, t, &G->lld, &zero, dm->S, &n);
+      dgemm_("N", "T", &n, &tr, &tc, &one, T + (size_t)J * nb * n, &n, t, &G->lld, &zero, dm->S,
+             &n);
       for (int i = 0; i < tr; i++) DEPOSIT_ROW(dm->S + (size_t)i * n, I * nb + i);
       if (I == J) continue;
       /* S (n x tc) = T_I^T G_IJ: row j of G_IJ^T T_I (the mirrored upper tile). */
-      dgemm_("N", "N", &n, &tc, &tr, &one, T + (size_t)I * nb * n, &n, t, &G->lld, &zero, dm->S, &n);
+      dgemm_("N", "N", &n, &tc, &tr, &one, T + (size_t)I * nb * n, &n, t, &G->lld, &zero, dm->S,
+             &n);
       for (int j = 0; j < tc; j++) DEPOSIT_ROW(dm->S + (size_t)j * n, J * nb + j);
     }
 #undef DEPOSIT_ROW

@@ -32,8 +32,8 @@ imx_err imx_linalg_logdet_inverse(imx_ctx *ctx, int K, double *M, const char *wh
                                   double *logdet) {
   for (size_t i = 0; i < (size_t)K * K; i++)
     if (!isfinite(M[i]))
-      return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)",
-                      what, K, i / K, i % K);
+      return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)", what,
+                      K, i / K, i % K);
   int info = 0;
   /* Row-major lower = column-major upper: factor "U" of the column-major view. */
   dpotrf_("U", &K, M, &K, &info);
@@ -44,8 +44,8 @@ imx_err imx_linalg_logdet_inverse(imx_ctx *ctx, int K, double *M, const char *wh
   *logdet = 2 * ld;
   dpotri_("U", &K, M, &K, &info);
   if (info != 0)
-    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: dpotri INFO=%d (singular factor), K=%d", what,
-                    info, K);
+    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: dpotri INFO=%d (singular factor), K=%d", what, info,
+                    K);
   /* Column-major upper holds the result: that is the row-major lower. */
   imx_linalg_symmetrize_lower(K, M);
   return IMX_OK;
@@ -114,7 +114,8 @@ imx_err imx_linalg_memory_per_rank(imx_ctx *ctx, double memory_mib, double *byte
   }
   MPI_Comm node;
   int on_node = 1;
-  IMX_MPI(ctx, MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &node));
+  IMX_MPI(ctx,
+          MPI_Comm_split_type(ctx->comm, MPI_COMM_TYPE_SHARED, ctx->rank, MPI_INFO_NULL, &node));
   MPI_Comm_size(node, &on_node);
   MPI_Comm_free(&node);
   /* Unknown (0) on any rank makes the minimum 0: "no limit known". */
@@ -142,9 +143,8 @@ static const char *human(double bytes, char buf[32]) {
   return buf;
 }
 
-imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P,
-                                  double replicated_bytes, double scalapack_bytes, double avail,
-                                  char *why, size_t len) {
+imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P, double replicated_bytes,
+                                  double scalapack_bytes, double avail, char *why, size_t len) {
   char rep[32], sl[32], av[32];
   human(replicated_bytes, rep), human(scalapack_bytes, sl), human(avail, av);
   if (requested == IMX_LINALG_REPLICATED) {
@@ -160,22 +160,26 @@ imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P,
   if (avail > 0 && replicated_bytes > 0.75 * avail) {
     snprintf(why, len,
              "auto: replicated K x K matrices need %s per rank, more than 3/4 of the %s "
-             "available (scalapack: %s per rank)", rep, av, sl);
+             "available (scalapack: %s per rank)",
+             rep, av, sl);
     return IMX_LINALG_SCALAPACK;
   }
   if (cross > 0 && K >= cross) {
     snprintf(why, len,
              "auto: K=%d >= %d, from where scalapack is faster on %d rank%s (%s per rank; "
-             "replicated %s)", K, cross, P, P > 1 ? "s" : "", sl, rep);
+             "replicated %s)",
+             K, cross, P, P > 1 ? "s" : "", sl, rep);
     return IMX_LINALG_SCALAPACK;
   }
   char avs[64] = "memory not known";
   if (avail > 0) snprintf(avs, sizeof avs, "%s available", av);
   if (cross > 0)
-    snprintf(why, len, "auto: fits (%s per rank, %s) and K=%d < %d, below which "
-             "replicated is faster", rep, avs, K, cross);
+    snprintf(why, len,
+             "auto: fits (%s per rank, %s) and K=%d < %d, below which "
+             "replicated is faster",
+             rep, avs, K, cross);
   else
-    snprintf(why, len, "auto: fits (%s per rank, %s); replicated is faster on %d rank%s", rep,
-             avs, P, P > 1 ? "s" : "");
+    snprintf(why, len, "auto: fits (%s per rank, %s); replicated is faster on %d rank%s", rep, avs,
+             P, P > 1 ? "s" : "");
   return IMX_LINALG_REPLICATED;
 }

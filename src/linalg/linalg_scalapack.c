@@ -10,15 +10,15 @@
 #include "imx/scalapack.h"
 
 struct imx_dinv {
-  int K, nb, kt, gp;    /* order, tile size, tiles per dimension, tile columns per exchange */
-  int cq;               /* panels per trailing update of the Cholesky */
-  int nj;               /* tile columns of M^{-1} this rank solves for */
-  int *jt;              /* their indices, ascending */
-  int64_t *xoff;        /* offset of each in x */
-  double *x;            /* rows J nb..K of tile column J, leading dimension K - J nb */
-  imx_dpanel *pan;      /* layout of the current group */
-  double *buf, *part;   /* a group's lower tiles: gathered (total) / this rank's (max) */
-  double *R;            /* cq slots of K x nb: rows k nb..K of L's tile column k; nb^2 + 1 */
+  int K, nb, kt, gp;  /* order, tile size, tiles per dimension, tile columns per exchange */
+  int cq;             /* panels per trailing update of the Cholesky */
+  int nj;             /* tile columns of M^{-1} this rank solves for */
+  int *jt;            /* their indices, ascending */
+  int64_t *xoff;      /* offset of each in x */
+  double *x;          /* rows J nb..K of tile column J, leading dimension K - J nb */
+  imx_dpanel *pan;    /* layout of the current group */
+  double *buf, *part; /* a group's lower tiles: gathered (total) / this rank's (max) */
+  double *R;          /* cq slots of K x nb: rows k nb..K of L's tile column k; nb^2 + 1 */
   size_t bytes;
 };
 
@@ -67,7 +67,7 @@ imx_err imx_dinv_create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int gr
   /* About 256 columns per trailing pass, as dmoments' panels. */
   w->cq = panel_tiles > 0 ? panel_tiles : (256 / w->nb > 1 ? 256 / w->nb : 1);
   w->gp = group_tiles > 0 ? (group_tiles < w->kt ? group_tiles : w->kt)
-                        : group_width(w->K, w->nb, w->kt, ctx->size);
+                          : group_width(w->K, w->nb, w->kt, ctx->size);
   imx_err e = imx_dpanel_create(ctx, M, w->gp, &w->pan);
   int64_t xs = 0, max_total = 0, max_mine = 0;
   w->jt = malloc((size_t)w->kt * sizeof *w->jt);
@@ -111,7 +111,8 @@ static void panel_of(const imx_dinv *w, const imx_dmat *M, int k, double *R) {
     int tr = imx_dmat_tile_rows(M, i);
     const double *s = w->buf + w->pan->off[(size_t)(k - w->pan->jt0) * w->kt + i];
     for (int j = 0; j < tc; j++)
-      memcpy(R + (size_t)(i - k) * w->nb + (size_t)j * mr, s + (size_t)j * tr, (size_t)tr * sizeof *R);
+      memcpy(R + (size_t)(i - k) * w->nb + (size_t)j * mr, s + (size_t)j * tr,
+             (size_t)tr * sizeof *R);
   }
 }
 
@@ -141,7 +142,8 @@ static imx_err inverse_from_factor(imx_ctx *ctx, imx_dmat *M, imx_dinv *w) {
         int J = w->jt[t], ld = K - J * nb, c = imx_dmat_tile_rows(M, J);
         double *y = w->x + w->xoff[t] + (size_t)(k - J) * nb;
         dtrsm_("L", "L", "N", "N", &nk, &c, &one, w->R, &mr, y, &ld);
-        if (rest > 0) dgemm_("N", "N", &rest, &c, &nk, &mone, w->R + nk, &mr, y, &ld, &one, y + nk, &ld);
+        if (rest > 0)
+          dgemm_("N", "N", &rest, &c, &nk, &mone, w->R + nk, &mr, y, &ld, &one, y + nk, &ld);
       }
     }
   }
@@ -156,7 +158,8 @@ static imx_err inverse_from_factor(imx_ctx *ctx, imx_dmat *M, imx_dinv *w) {
       for (int t = 0; t < w->nj && w->jt[t] <= k; t++) {
         int J = w->jt[t], ld = K - J * nb, c = imx_dmat_tile_rows(M, J);
         double *y = w->x + w->xoff[t] + (size_t)(k - J) * nb;
-        if (rest > 0) dgemm_("T", "N", &nk, &c, &rest, &mone, w->R + nk, &mr, y + nk, &ld, &one, y, &ld);
+        if (rest > 0)
+          dgemm_("T", "N", &nk, &c, &rest, &mone, w->R + nk, &mr, y + nk, &ld, &one, y, &ld);
         dtrsm_("L", "L", "T", "N", &nk, &c, &one, w->R, &mr, y, &ld);
       }
     }
@@ -173,7 +176,8 @@ static imx_err inverse_from_factor(imx_ctx *ctx, imx_dmat *M, imx_dinv *w) {
         int r = imx_dmat_tile_rows(M, i);
         double *dst = w->buf + w->pan->off[(size_t)(J - g0) * kt + i];
         const double *src = w->x + w->xoff[t] + (size_t)(i - J) * nb;
-        for (int j = 0; j < c; j++) memcpy(dst + (size_t)j * r, src + (size_t)j * ld, (size_t)r * sizeof *dst);
+        for (int j = 0; j < c; j++)
+          memcpy(dst + (size_t)j * r, src + (size_t)j * ld, (size_t)r * sizeof *dst);
       }
     }
     IMX_TRY(imx_dpanel_reduce_scatter(ctx, w->pan, 1, w->buf, w->part));
@@ -184,7 +188,8 @@ static imx_err inverse_from_factor(imx_ctx *ctx, imx_dmat *M, imx_dinv *w) {
         int r = imx_dmat_tile_rows(M, i), c = imx_dmat_tile_rows(M, J);
         const double *src = w->part + (w->pan->off[(size_t)(J - g0) * kt + i] - mine0);
         double *t = imx_dmat_tile(M, i, J);
-        for (int j = 0; j < c; j++) memcpy(t + (size_t)j * M->lld, src + (size_t)j * r, (size_t)r * sizeof *t);
+        for (int j = 0; j < c; j++)
+          memcpy(t + (size_t)j * M->lld, src + (size_t)j * r, (size_t)r * sizeof *t);
       }
   }
   return IMX_OK;
@@ -231,7 +236,7 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
   *info = 0;
   /* Tile i of panel k in the group's slots: rows k nb..K of tile column k. */
 #define SLOT(k) (w->R + (size_t)((k) % w->cq) * K * nb)
-#define LD(k) (K - (k) * nb)
+#define LD(k) (K - (k)*nb)
   for (int k0 = 0; k0 < kt; k0 += w->cq) {
     int k1 = k0 + w->cq < kt ? k0 + w->cq : kt;
     for (int k = k0; k < k1; k++) {
@@ -239,7 +244,8 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
       if (imx_dmat_mine(M, k, k)) {
         double *t = imx_dmat_tile(M, k, k);
         dpotrf_("L", &nk, t, &lld, &kinfo);
-        for (int j = 0; j < nk; j++) memcpy(L + (size_t)j * nk, t + (size_t)j * lld, (size_t)nk * sizeof *L);
+        for (int j = 0; j < nk; j++)
+          memcpy(L + (size_t)j * nk, t + (size_t)j * lld, (size_t)nk * sizeof *L);
         L[(size_t)nk * nk] = kinfo;
       }
       IMX_MPI(ctx, MPI_Bcast(L, nk * nk + 1, MPI_DOUBLE, root, ctx->comm));
@@ -287,14 +293,14 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
   return IMX_OK;
 }
 
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what,
-                                       double *logdet, double *work, imx_dinv *w) {
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w) {
   int K = M->K, one = 1, info = 0;
   int64_t bad = -1;
   IMX_TRY(first_nonfinite(ctx, M, &bad));
   if (bad >= 0)
-    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)", what,
-                    K, (size_t)(bad / K), (size_t)(bad % K));
+    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)", what, K,
+                    (size_t)(bad / K), (size_t)(bad % K));
   if (w) {
     IMX_TRY(tile_cholesky(ctx, M, w, &info));
   } else {
@@ -318,6 +324,7 @@ imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *wh
   int v = info;
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, ctx->comm));
   if (v != 0)
-    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdpotri INFO=%d (singular factor), K=%d", what, v, K);
+    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdpotri INFO=%d (singular factor), K=%d", what, v,
+                    K);
   return IMX_OK;
 }

@@ -58,58 +58,60 @@ static void sparsemax_row(int K, double tau, double *z) {
 void imx_act_forward(const imx_act *a, int64_t rows, double *Z, double *work) {
   int K = a->K;
   switch (a->kind) {
-  case IMX_ACT_IDENTITY: break;
-  case IMX_ACT_RELU:
-    for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
-    break;
-  case IMX_ACT_SOFTMAX:
-    for (int64_t i = 0; i < rows; i++) {
-      double *z = Z + i * K, zmin = z[0], s = 0;
-      for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
-      for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / a->tau));
-      for (int k = 0; k < K; k++) z[k] /= s;
-    }
-    break;
-  case IMX_ACT_TOPK:
-    for (int64_t i = 0; i < rows; i++) topk_row(K, a->k, a->tau, Z + i * K, work);
-    break;
-  case IMX_ACT_SPARSEMAX:
-    for (int64_t i = 0; i < rows; i++) sparsemax_row(K, a->tau, Z + i * K);
-    break;
+    case IMX_ACT_IDENTITY:
+      break;
+    case IMX_ACT_RELU:
+      for (int64_t i = 0; i < rows * K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
+      break;
+    case IMX_ACT_SOFTMAX:
+      for (int64_t i = 0; i < rows; i++) {
+        double *z = Z + i * K, zmin = z[0], s = 0;
+        for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
+        for (int k = 0; k < K; k++) s += (z[k] = exp(-(z[k] - zmin) / a->tau));
+        for (int k = 0; k < K; k++) z[k] /= s;
+      }
+      break;
+    case IMX_ACT_TOPK:
+      for (int64_t i = 0; i < rows; i++) topk_row(K, a->k, a->tau, Z + i * K, work);
+      break;
+    case IMX_ACT_SPARSEMAX:
+      for (int64_t i = 0; i < rows; i++) sparsemax_row(K, a->tau, Z + i * K);
+      break;
   }
 }
 
 void imx_act_backward(const imx_act *a, int64_t rows, const double *A, double *g) {
   int K = a->K;
   switch (a->kind) {
-  case IMX_ACT_IDENTITY: break;
-  case IMX_ACT_RELU:
-    for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
-    break;
-  case IMX_ACT_SOFTMAX:
-  case IMX_ACT_TOPK:
-    /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). For
+    case IMX_ACT_IDENTITY:
+      break;
+    case IMX_ACT_RELU:
+      for (int64_t i = 0; i < rows * K; i++) g[i] = A[i] > 0 ? g[i] : 0;
+      break;
+    case IMX_ACT_SOFTMAX:
+    case IMX_ACT_TOPK:
+      /* The implicit-EM gradient: dL/dz = -(1/tau) r * (g - <r, g>). For
      * topk the same formula holds on the kept set S (a softmax over S) and
      * gives 0 outside it, where r = 0. */
-    for (int64_t i = 0; i < rows; i++) {
-      const double *r = A + i * K;
-      double *gi = g + i * K, rg = 0;
-      for (int k = 0; k < K; k++) rg += r[k] * gi[k];
-      for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / a->tau;
-    }
-    break;
-  case IMX_ACT_SPARSEMAX:
-    /* dp/du = diag(s) - s s^T / |S| on the support S (s its indicator), and
+      for (int64_t i = 0; i < rows; i++) {
+        const double *r = A + i * K;
+        double *gi = g + i * K, rg = 0;
+        for (int k = 0; k < K; k++) rg += r[k] * gi[k];
+        for (int k = 0; k < K; k++) gi[k] = -r[k] * (gi[k] - rg) / a->tau;
+      }
+      break;
+    case IMX_ACT_SPARSEMAX:
+      /* dp/du = diag(s) - s s^T / |S| on the support S (s its indicator), and
      * du/dz = -1/tau: dL/dz_k = -(1/tau) s_k (g_k - mean_{j in S} g_j). */
-    for (int64_t i = 0; i < rows; i++) {
-      const double *p = A + i * K;
-      double *gi = g + i * K, s = 0;
-      int c = 0;
-      for (int k = 0; k < K; k++)
-        if (p[k] > 0) s += gi[k], c++;
-      double mean = c ? s / c : 0;
-      for (int k = 0; k < K; k++) gi[k] = p[k] > 0 ? -(gi[k] - mean) / a->tau : 0;
-    }
-    break;
+      for (int64_t i = 0; i < rows; i++) {
+        const double *p = A + i * K;
+        double *gi = g + i * K, s = 0;
+        int c = 0;
+        for (int k = 0; k < K; k++)
+          if (p[k] > 0) s += gi[k], c++;
+        double mean = c ? s / c : 0;
+        for (int k = 0; k < K; k++) gi[k] = p[k] > 0 ? -(gi[k] - mean) / a->tau : 0;
+      }
+      break;
   }
 }

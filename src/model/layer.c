@@ -40,7 +40,9 @@ int64_t imx_layer_chunk(const imx_layer *l) {
 int imx_layer_nparams(const imx_layer *l) {
   return l->K * l->n + l->K + (l->sup ? imx_supervised_nparams(l->sup) : 0);
 }
-int imx_layer_head_classes(const imx_layer *l) { return l->sup ? imx_supervised_classes(l->sup) : 0; }
+int imx_layer_head_classes(const imx_layer *l) {
+  return l->sup ? imx_supervised_classes(l->sup) : 0;
+}
 int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
 long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
@@ -123,8 +125,7 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
     e = imx_fail(ctx, IMX_ERR_CONFIG,
                  "parallel.path: moments needs identity activation and moment terms only "
                  "(no lse, entropy or hsic)");
-  else if (!moments)
-    e = data_buffers(ctx, l);
+  else if (!moments) e = data_buffers(ctx, l);
   if (!e) e = l->ops->set_path(ctx, l, moments);
   IMX_TRY(imx_agree(ctx, e));
   if ((moments || l->cov_from_Sx) && !l->Sx) IMX_TRY(input_covariance(ctx, l));
@@ -178,8 +179,8 @@ void imx_layer_describe_linalg(const imx_layer *l, char *buf, size_t len) {
 static imx_err hsic_create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
   double avail = 0;
   IMX_TRY(imx_agree(ctx, imx_linalg_memory_per_rank(ctx, cfg->parallel.memory_mib, &avail)));
-  IMX_TRY(imx_hsic_create(ctx, cfg, l->K, l->N, l->row0, l->nloc, l->block, imx_layer_chunk(l), avail,
-                          &l->hsic));
+  IMX_TRY(imx_hsic_create(ctx, cfg, l->K, l->N, l->row0, l->nloc, l->block, imx_layer_chunk(l),
+                          avail, &l->hsic));
   l->bytes += imx_hsic_bytes(l->hsic);
   return IMX_OK;
 }
@@ -187,8 +188,7 @@ static imx_err hsic_create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
 double imx_layer_hsic_bytes(const imx_layer *l) { return (double)imx_hsic_bytes(l->hsic); }
 
 /* The buffers, sums and terms every backend uses. Collective (agreed). */
-static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
-                             imx_layer *l) {
+static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer *l) {
   int K = l->K, n = l->n, bad = 0;
   imx_err e = IMX_OK;
   l->xmax = imx_layer_alloc(l, (size_t)n, &bad);
@@ -217,8 +217,7 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   return imx_agree(ctx, e);
 }
 
-imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
-                         imx_layer **out) {
+imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
   if (!l) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "layer"));
@@ -269,7 +268,8 @@ static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cf
     int64_t r = 0, c = 0;
     e = imx_npy_read_all(ctx, cfg->model.init, &a, &r, &c);
     if (!e && (r != K || c != n))
-      e = imx_fail(ctx, IMX_ERR_DATA, "model.init: %s holds a %lld x %lld array, need K x n = %d x %d",
+      e = imx_fail(ctx, IMX_ERR_DATA,
+                   "model.init: %s holds a %lld x %lld array, need K x n = %d x %d",
                    cfg->model.init, (long long)r, (long long)c, K, n);
     if (!e) memcpy(V, a, (size_t)K * n * sizeof *V);
     free(a);
@@ -280,8 +280,10 @@ static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cf
     double s = 0;
     for (int i = 0; i < n; i++) s += V[(size_t)j * n + i] * V[(size_t)j * n + i];
     if (!(s > 0) && l->wn)
-      return imx_fail(ctx, IMX_ERR_DATA, "model.init: row %d of %s is zero (weight "
-                      "normalization needs nonzero rows)", j, cfg->model.init);
+      return imx_fail(ctx, IMX_ERR_DATA,
+                      "model.init: row %d of %s is zero (weight "
+                      "normalization needs nonzero rows)",
+                      j, cfg->model.init);
   }
   return IMX_OK;
 }
@@ -379,7 +381,9 @@ int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len)
     snprintf(why, len, "%s", no);
     return 0;
   }
-  *p = (imx_precond){.K = l->K, .wn = l->wn, .we = l->obj.w[IMX_TERM_ENTROPY],
+  *p = (imx_precond){.K = l->K,
+                     .wn = l->wn,
+                     .we = l->obj.w[IMX_TERM_ENTROPY],
                      .wl = l->obj.w[IMX_TERM_LOGDET]};
   return 1;
 }
@@ -446,7 +450,8 @@ static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double 
                                double terms[IMX_NTERMS], double *value) {
   imx_err e = IMX_OK;
   imx_timer_start(IMX_T_MOMENTS);
-  if (l->ent) e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
+  if (l->ent)
+    e = imx_entropy_value(ctx, l->ent, l->block, rows, l->D, invN, &terms[IMX_TERM_ENTROPY]);
   if (!e && l->ent) *value += l->obj.w[IMX_TERM_ENTROPY] * terms[IMX_TERM_ENTROPY];
   if (!e && l->hsic) e = imx_hsic_value(ctx, l->hsic, l->A, invN, &terms[IMX_TERM_HSIC]);
   if (!e && l->hsic) *value += l->obj.w[IMX_TERM_HSIC] * terms[IMX_TERM_HSIC];
@@ -515,7 +520,8 @@ static imx_err eval_data(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], d
     int c = (int)(r0 + step < rows ? step : rows - r0);
     double *Tc = l->ops->grad_rows(l, r0, c), *dZc = dZ + r0 * K;
     if (wl != 0)
-      for (int i = 0; i < c; i++) imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
+      for (int i = 0; i < c; i++)
+        imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
     if (l->sup)
       imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
     nonlinear_grad(l, r0, c, Tc, invN);
@@ -609,7 +615,8 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
   if (l->sup)
-    memcpy(grad + (size_t)K * n + K, l->ghead, (size_t)imx_supervised_nparams(l->sup) * sizeof *grad);
+    memcpy(grad + (size_t)K * n + K, l->ghead,
+           (size_t)imx_supervised_nparams(l->sup) * sizeof *grad);
   if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, imx_layer_nparams(l)));
   return IMX_OK;
 }

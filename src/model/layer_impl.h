@@ -30,32 +30,32 @@ struct imx_layer {
   int64_t N, nloc, row0; /* global and local rows, first global row here */
   int block;             /* B */
   imx_activation act;
-  double tau;            /* softmax temperature */
-  imx_act phi;           /* the activation (kind, tau, topk's k) */
-  double *actwork;       /* its scratch (imx_act_work doubles) */
-  imx_supervised *sup;   /* the supervised term's head (NULL when its weight is 0) */
-  const double *head;    /* its parameters in the theta being evaluated */
-  double *ghead;         /* its gradient */
-  int sparse;            /* use the zeros of dZ in dL/dW (topk, sparsemax; parallel.sparse) */
-  int wn;                /* weight normalization */
+  double tau;          /* softmax temperature */
+  imx_act phi;         /* the activation (kind, tau, topk's k) */
+  double *actwork;     /* its scratch (imx_act_work doubles) */
+  imx_supervised *sup; /* the supervised term's head (NULL when its weight is 0) */
+  const double *head;  /* its parameters in the theta being evaluated */
+  double *ghead;       /* its gradient */
+  int sparse;          /* use the zeros of dZ in dL/dW (topk, sparsemax; parallel.sparse) */
+  int wn;              /* weight normalization */
   imx_reduction mode;
   imx_objective obj;
-  const double *X;       /* nloc x n, borrowed from the data set */
-  double *xmax;          /* n: global column maxima of |X| */
-  int moments_ok;        /* the moments path applies */
-  int moments_path;      /* evaluate from S_x instead of the data */
-  int cov_from_Sx;       /* data path, identity units: the backend forms C = W S_x W^T, not from the rows */
-  double *Sx;            /* n x n input covariance (moments path, cov_from_Sx) */
-  double *mux;           /* n: mean of the inputs (with S_x) */
+  const double *X;  /* nloc x n, borrowed from the data set */
+  double *xmax;     /* n: global column maxima of |X| */
+  int moments_ok;   /* the moments path applies */
+  int moments_path; /* evaluate from S_x instead of the data */
+  int cov_from_Sx; /* data path, identity units: the backend forms C = W S_x W^T, not from the rows */
+  double *Sx;      /* n x n input covariance (moments path, cov_from_Sx) */
+  double *mux;     /* n: mean of the inputs (with S_x) */
   double *W, *norms, *b; /* effective weights, ||v_j||, biases */
   double *A;             /* nloc x K outputs (data path) */
-  double *D;             /* nloc x K: centered outputs, then dL/dZ unless the backend keeps its own */
-  double *m;             /* K: means of the outputs */
-  double *gW, *gb;       /* K x n, K: dL/dW, dL/db */
-  double *rowv;          /* nloc per-sample values (lse) */
+  double *D;       /* nloc x K: centered outputs, then dL/dZ unless the backend keeps its own */
+  double *m;       /* K: means of the outputs */
+  double *gW, *gb; /* K x n, K: dL/dW, dL/db */
+  double *rowv;    /* nloc per-sample values (lse) */
   imx_rsum *rK, *rKn, *r1; /* sums of K, K x n and 1 column(s) */
-  imx_entropy *ent;      /* the entropy term's sums (NULL when its weight is 0) */
-  imx_hsic *hsic;        /* the hsic term's features and sums (NULL when its weight is 0) */
+  imx_entropy *ent;        /* the entropy term's sums (NULL when its weight is 0) */
+  imx_hsic *hsic;          /* the hsic term's features and sums (NULL when its weight is 0) */
   /* The linear-algebra backend (include/imx/linalg.h). */
   imx_linalg_kind linalg;   /* which, for its name */
   char linalg_why[400];     /* why it was chosen, for the log */
@@ -70,8 +70,7 @@ struct imx_layer {
 struct imx_layer_ops {
   /* Bytes per rank of the layer with this backend on P ranks: common (what
    * every backend allocates) plus its own, for a moments path or not. Local. */
-  double (*estimate)(const imx_config *cfg, const imx_layer *l, int P, int moments,
-                     double common);
+  double (*estimate)(const imx_config *cfg, const imx_layer *l, int P, int moments, double common);
   /* Create l->impl (buffers, grid). Collective (agreed). */
   imx_err (*create)(imx_ctx *ctx, const imx_config *cfg, imx_layer *l);
   /* Free l->impl (NULL accepted). Collective (the grid). */

@@ -44,8 +44,10 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
     r->C = imx_layer_alloc(l, KK, &bad), r->G = imx_layer_alloc(l, KK, &bad);
     r->work = imx_layer_alloc(l, 2 * KK + 3 * (size_t)K, &bad);
     if (bad)
-      e = imx_fail(ctx, IMX_ERR_NOMEM, "replicated backend buffers: K=%d, n=%d need about %.1f "
-                   "MiB on this rank", K, l->n, (double)l->bytes / 1048576);
+      e = imx_fail(ctx, IMX_ERR_NOMEM,
+                   "replicated backend buffers: K=%d, n=%d need about %.1f "
+                   "MiB on this rank",
+                   K, l->n, (double)l->bytes / 1048576);
   }
   if (!e) e = imx_rsum_create(ctx, l->mode, K, K, 1, &r->rKK);
   if (!e) l->bytes += (size_t)imx_layer_rsum_bytes(l->mode, K, K);

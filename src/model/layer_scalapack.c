@@ -142,8 +142,7 @@ static imx_err indicators(imx_ctx *ctx, scalapack *s) {
 
 /* The collapse indicators, then the moment terms on the tiles of C: L and G.
  * Collective. */
-static imx_err objective_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
-                              double *value) {
+static imx_err objective_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], double *value) {
   scalapack *s = l->impl;
   IMX_TRY(indicators(ctx, s));
   return imx_objective_moments_dist(ctx, &l->obj, l->mode, s->dC, s->diag, s->dG, s->dM, s->inv,
@@ -163,10 +162,8 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   imx_timer_stop(IMX_T_MOMENTS);
   if (e) return e;
   imx_timer_start(IMX_T_LINALG);
-  if (imx_objective_needs_cov(&l->obj))
-    e = objective_dist(ctx, l, terms, value);
-  else /* C still gives the collapse indicators */
-    e = indicators(ctx, s);
+  if (imx_objective_needs_cov(&l->obj)) e = objective_dist(ctx, l, terms, value);
+  else /* C still gives the collapse indicators */ e = indicators(ctx, s);
   imx_timer_stop(IMX_T_LINALG);
   return e;
 }
@@ -181,8 +178,7 @@ static imx_err grad_begin(imx_ctx *ctx, imx_layer *l, double **dZ) {
   *dZ = s->Tb;
   if (imx_objective_needs_cov(&l->obj))
     e = imx_dmoments_apply_rows(ctx, s->dm, s->dG, imx_layer_chunk(l), rows, l->D, 2 * invN, s->Tb);
-  else
-    memset(s->Tb, 0, (size_t)rows * l->K * sizeof *s->Tb);
+  else memset(s->Tb, 0, (size_t)rows * l->K * sizeof *s->Tb);
   return e;
 }
 

@@ -15,11 +15,11 @@
 struct imx_supervised {
   int K, C, block;
   int64_t nloc;
-  long long L;          /* labeled rows, global */
-  const int32_t *y;     /* nloc labels, borrowed from the data set */
-  unsigned char *mask;  /* nloc: 1 = labeled */
-  double *S;            /* nloc x C: logits, then dL/ds (0 on unlabeled rows) */
-  double *rowv;         /* nloc per-row cross-entropies */
+  long long L;         /* labeled rows, global */
+  const int32_t *y;    /* nloc labels, borrowed from the data set */
+  unsigned char *mask; /* nloc: 1 = labeled */
+  double *S;           /* nloc x C: logits, then dL/ds (0 on unlabeled rows) */
+  double *rowv;        /* nloc per-row cross-entropies */
   imx_rsum *r1, *rCK, *rC;
 };
 
@@ -40,9 +40,10 @@ imx_err imx_supervised_create(imx_ctx *ctx, const imx_config *cfg, const imx_dat
                               imx_supervised **out) {
   *out = NULL;
   if (!d->labels || d->nclasses < 2)
-    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_CONFIG,
-                                   "objective.supervised needs labels with at least 2 classes: set "
-                                   "data.labels (IDX labels or a .npy vector; gmm data have them)"));
+    return imx_agree(ctx,
+                     imx_fail(ctx, IMX_ERR_CONFIG,
+                              "objective.supervised needs labels with at least 2 classes: set "
+                              "data.labels (IDX labels or a .npy vector; gmm data have them)"));
   imx_supervised *s = calloc(1, sizeof *s);
   imx_err e = s ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "supervised head");
   if (!e) {

@@ -23,8 +23,8 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                     cfg->objective.preset);
   for (int t = 0; t < IMX_NTERMS; t++)
     obj->w[t] = !isnan(cfg->objective.weight[t]) ? cfg->objective.weight[t]
-                : p->w[t] == IMX_PRESET_LAMBDA  ? cfg->objective.lambda
-                                                : p->w[t];
+                : p->w[t] == IMX_PRESET_LAMBDA   ? cfg->objective.lambda
+                                                 : p->w[t];
   obj->eps = cfg->objective.eps;
   obj->null_vector = imx_activation_simplex(cfg->model.activation);
   int any = 0;
@@ -170,8 +170,8 @@ double imx_objective_weight_redundancy(const imx_objective *obj, int K, int n, c
   return s;
 }
 
-double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n,
-                                            const double *W, double *gW, double *work, int rows) {
+double imx_objective_weight_redundancy_rows(const imx_objective *obj, int K, int n, const double *W,
+                                            double *gW, double *work, int rows) {
   const double one = 1, zero = 0;
   double s = 0, a = 4 * obj->w[IMX_TERM_WEIGHT_REDUNDANCY];
   for (int r0 = 0; r0 < K; r0 += rows) {

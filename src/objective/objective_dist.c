@@ -71,8 +71,7 @@ static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, const imx_
 
 /* q = M v for the symmetric M (lower tiles) and replicated v (K), exactly
  * summed over tiles (the same bits on every rank). Collective. */
-static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const double *v,
-                          double *q) {
+static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const double *v, double *q) {
   int K = M->K, nb = M->nb;
   double mx[1] = {0}, vmax = 0;
   for (int J = 0; J < M->kt; J++)
@@ -81,7 +80,8 @@ static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const doub
       const double *t = imx_dmat_tile(M, I, J);
       int tr = imx_dmat_tile_rows(M, I), tc = imx_dmat_tile_rows(M, J);
       for (int j = 0; j < tc; j++)
-        for (int i = (I == J ? j : 0); i < tr; i++) mx[0] = fmax(mx[0], fabs(t[i + (size_t)j * M->lld]));
+        for (int i = (I == J ? j : 0); i < tr; i++)
+          mx[0] = fmax(mx[0], fabs(t[i + (size_t)j * M->lld]));
     }
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   for (int k = 0; k < K; k++) vmax = fmax(vmax, fabs(v[k]));

@@ -132,8 +132,7 @@ imx_err imx_entropy_value(imx_ctx *ctx, imx_entropy *e, int block, int64_t rows,
       for (int j = 0; j < K; j++) prod[j] = 1;
       /* The exponentials first, then arithmetic the compiler vectorizes. */
       exp_neg2abs(D + g0 * K, e->th + g0 * K, (g1 - g0) * K);
-      for (int64_t i = g0; i < g1; i++)
-        sums_row(K, e->nsums, D + i * K, e->th + i * K, prod, w);
+      for (int64_t i = g0; i < g1; i++) sums_row(K, e->nsums, D + i * K, e->th + i * K, prod, w);
       for (int j = 0; j < K; j++) w[j] += log(prod[j]) - (double)(g1 - g0) * 0.6931471805599453;
     }
     imx_rsum_add(e->sum, w, K);

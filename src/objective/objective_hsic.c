@@ -19,7 +19,7 @@
 #define SUB_ROWS 200
 
 struct imx_hsic {
-  int K, D, KD, block;    /* D features per unit: D/2 frequencies, a cos and a sin each */
+  int K, D, KD, block; /* D features per unit: D/2 frequencies, a cos and a sin each */
   int64_t N, row0, rows, chunk;
   double factor;          /* objective.hsic_bandwidth */
   int have_sigma;         /* bandwidths set */
@@ -46,8 +46,7 @@ static imx_err fill(imx_ctx *ctx, imx_hsic *h, const imx_config *cfg) {
   h->Phi = malloc((size_t)h->chunk * kd * sizeof *h->Phi);
   h->dPhi = malloc((size_t)h->chunk * kd * sizeof *h->dPhi);
   h->Y = malloc((size_t)h->chunk * kd * sizeof *h->Y);
-  if (!h->omega || !h->sigma || !h->mu || !h->F || !h->G || !h->Phi || !h->dPhi ||
-      !h->Y)
+  if (!h->omega || !h->sigma || !h->mu || !h->F || !h->G || !h->Phi || !h->dPhi || !h->Y)
     return imx_fail(ctx, IMX_ERR_NOMEM, "hsic: K D = %d features need %.1f MiB", h->KD,
                     imx_hsic_bytes_needed(h->K, h->D, h->chunk, cfg->parallel.reduction) / 1048576);
   for (size_t i = 0; i < nf; i++) h->omega[i] = imx_rng_normal(cfg->model.seed, STREAM_OMEGA, i);
@@ -97,9 +96,9 @@ void imx_hsic_free(imx_hsic **hp) {
 }
 
 size_t imx_hsic_bytes(const imx_hsic *h) {
-  return h ? (size_t)imx_hsic_bytes_needed(h->K, h->D, h->chunk,
-                                           imx_rsum_reproducible(h->sS) ? IMX_RED_REPRODUCIBLE
-                                                                        : IMX_RED_FAST)
+  return h ? (size_t)imx_hsic_bytes_needed(
+                 h->K, h->D, h->chunk,
+                 imx_rsum_reproducible(h->sS) ? IMX_RED_REPRODUCIBLE : IMX_RED_FAST)
            : 0;
 }
 

@@ -15,10 +15,10 @@
 #include "imx/objective.h"
 
 const char *const imx_term_names[IMX_NTERMS] = {
-    "logdet", "offdiag", "variance", "gaussian_tc", "decorrelation", "weight_redundancy", "lse",
-    "supervised", "entropy", "hsic"};
-const char *const imx_preset_names[] = {"none", "gaussian", "gaussian-tc", "decorrelation",
-                                        "implicit-em", "ica", "hsic", NULL};
+    "logdet", "offdiag",    "variance", "gaussian_tc", "decorrelation", "weight_redundancy",
+    "lse",    "supervised", "entropy",  "hsic"};
+const char *const imx_preset_names[] = {"none",        "gaussian", "gaussian-tc", "decorrelation",
+                                        "implicit-em", "ica",      "hsic",        NULL};
 
 /* The doc lines are the config reference's ("weight of the <doc> term"). */
 const imx_term_info imx_objective_terms[IMX_NTERMS] = {
@@ -45,16 +45,21 @@ const imx_term_info imx_objective_terms[IMX_NTERMS] = {
 
 const imx_preset imx_objective_presets[] = {
     {"none", "all weights 0 (set them explicitly)", {0}},
-    {"gaussian", "-log det C + lambda sum_{j!=k} C_jk^2",
+    {"gaussian",
+     "-log det C + lambda sum_{j!=k} C_jk^2",
      {[IMX_TERM_LOGDET] = 1, [IMX_TERM_OFFDIAG] = LAMBDA}},
     {"gaussian-tc", "Gaussian total correlation -1/2 log det R", {[IMX_TERM_GAUSSIAN_TC] = 1}},
-    {"decorrelation", "-sum log d_j + lambda sum_{j!=k} R_jk^2",
+    {"decorrelation",
+     "-sum log d_j + lambda sum_{j!=k} R_jk^2",
      {[IMX_TERM_VARIANCE] = 1, [IMX_TERM_DECORRELATION] = LAMBDA}},
-    {"implicit-em", "lse + the decorrelation preset",
+    {"implicit-em",
+     "lse + the decorrelation preset",
      {[IMX_TERM_LSE] = 1, [IMX_TERM_VARIANCE] = 1, [IMX_TERM_DECORRELATION] = LAMBDA}},
-    {"ica", "sum_j H(a_j) - 1/2 log det C: ML ICA on whitened data (K = n)",
+    {"ica",
+     "sum_j H(a_j) - 1/2 log det C: ML ICA on whitened data (K = n)",
      {[IMX_TERM_ENTROPY] = 1, [IMX_TERM_LOGDET] = 0.5}},
-    {"hsic", "-sum log C_jj + lambda sum_{j<k} HSIC(a_j, a_k)",
+    {"hsic",
+     "-sum log C_jj + lambda sum_{j<k} HSIC(a_j, a_k)",
      {[IMX_TERM_VARIANCE] = 1, [IMX_TERM_HSIC] = LAMBDA}},
     {NULL, NULL, {0}},
 };

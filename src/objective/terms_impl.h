@@ -49,7 +49,8 @@ static inline imx_err unit_variances(imx_ctx *ctx, const imx_objective *obj, int
       return imx_fail(ctx, IMX_ERR_NUMERIC,
                       "%s: unit %d has zero variance (a dead unit: its log variance and "
                       "correlations are undefined); set objective.eps > 0 or change the "
-                      "initialization", diag_term, j);
+                      "initialization",
+                      diag_term, j);
   }
   return IMX_OK;
 }

@@ -36,8 +36,8 @@ static imx_err begin_bounded(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, in
   return e;
 }
 
-imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
-                           const double *A, int lda, double *out) {
+imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k, const double *A,
+                           int lda, double *out) {
   IMX_TRY(begin_bounded(ctx, s, block, m, k, A, lda, NULL, 0));
   double *w = imx_rsum_work(s);
   int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
@@ -53,9 +53,9 @@ imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int 
   return imx_rsum_end(ctx, s, out);
 }
 
-imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                        const double *A, int lda, int kb, const double *Bm, int ldb,
-                        const double *bmax, double *out) {
+imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka, const double *A,
+                        int lda, int kb, const double *Bm, int ldb, const double *bmax,
+                        double *out) {
   int sym = (Bm == A);
   double *amax = malloc((size_t)(ka + kb) * sizeof *amax);
   if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", ka + kb);

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define FOLD 3    /* pieces per value */
-#define WIDTH 30  /* bits per piece: 2^(52 - WIDTH - 1) = 2^21 exact deposits */
+#define FOLD 3   /* pieces per value */
+#define WIDTH 30 /* bits per piece: 2^(52 - WIDTH - 1) = 2^21 exact deposits */
 /* Exponent range of each bound factor: products stay normal and so do the
  * quanta 2^(e - 3 WIDTH) below them. */
 #define EMIN (-450)
@@ -18,12 +18,12 @@
 struct imx_rsum {
   imx_reduction mode;
   int rows, cols, lower;
-  int64_t count;     /* rows * cols */
-  double *bins;      /* FOLD x count piece sums (fast mode: 1 x count plain sums) */
-  double *work;      /* rows x cols scratch for one partial */
-  double *pu, *pv;   /* bound: |partial(i,j)| <= pu[i] * pv[j], both powers of two */
-  int64_t deposits;  /* partials added since begin */
-  int violated;      /* a partial exceeded its bound */
+  int64_t count;    /* rows * cols */
+  double *bins;     /* FOLD x count piece sums (fast mode: 1 x count plain sums) */
+  double *work;     /* rows x cols scratch for one partial */
+  double *pu, *pv;  /* bound: |partial(i,j)| <= pu[i] * pv[j], both powers of two */
+  int64_t deposits; /* partials added since begin */
+  int violated;     /* a partial exceeded its bound */
 };
 
 imx_err imx_rsum_create(imx_ctx *ctx, imx_reduction mode, int rows, int cols, int lower,
@@ -117,8 +117,9 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   int64_t tot[2] = {s->deposits, s->violated}, all[2];
   IMX_MPI(ctx, MPI_Allreduce(tot, all, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
   if (s->mode == IMX_RED_REPRODUCIBLE && all[1])
-    return imx_fail(ctx, IMX_ERR_INTERNAL,
-                    "reproducible sum: a partial exceeded its magnitude bound (a bug: please report)");
+    return imx_fail(
+        ctx, IMX_ERR_INTERNAL,
+        "reproducible sum: a partial exceeded its magnitude bound (a bug: please report)");
   if (s->mode == IMX_RED_REPRODUCIBLE && all[0] > IMX_RSUM_MAX_DEPOSITS)
     return imx_fail(ctx, IMX_ERR_DATA,
                     "reproducible sum of %lld blocks exceeds the exact limit of %lld: raise "

@@ -37,8 +37,8 @@ static imx_err write_all(imx_ctx *ctx, int fd, const void *buf, size_t len, cons
   return IMX_OK;
 }
 
-static imx_err write_root(imx_ctx *ctx, const char *dir, const char *name,
-                          const imx_checkpoint *h, const double *theta) {
+static imx_err write_root(imx_ctx *ctx, const char *dir, const char *name, const imx_checkpoint *h,
+                          const double *theta) {
   char tmp[4096], dst[4096];
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
   snprintf(dst, sizeof dst, "%s/%s", dir, name);
@@ -110,9 +110,11 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
   if (!e && (size < 0 || fseek(f, (long)sizeof d, SEEK_SET) != 0))
     e = imx_fail(ctx, IMX_ERR_IO, "%s: cannot determine its size", path);
   if (!e && (double)size != (double)sizeof d + 8.0 * (double)d.nparams + 4.0)
-    e = imx_fail(ctx, IMX_ERR_DATA, "%s: %ld bytes, but its header promises %lld parameters "
-                 "(%.0f bytes): the file is truncated or corrupt", path, size,
-                 (long long)d.nparams, (double)sizeof d + 8.0 * (double)d.nparams + 4.0);
+    e = imx_fail(ctx, IMX_ERR_DATA,
+                 "%s: %ld bytes, but its header promises %lld parameters "
+                 "(%.0f bytes): the file is truncated or corrupt",
+                 path, size, (long long)d.nparams,
+                 (double)sizeof d + 8.0 * (double)d.nparams + 4.0);
   double *x = NULL;
   if (!e) {
     x = malloc((size_t)d.nparams * sizeof *x);
@@ -121,8 +123,8 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
   uint32_t c32 = 0;
   if (!e && (fread(x, sizeof *x, (size_t)d.nparams, f) != (size_t)d.nparams ||
              fread(&c32, sizeof c32, 1, f) != 1))
-    e = imx_fail(ctx, IMX_ERR_DATA, "%s: truncated (expected %lld parameters and a checksum)",
-                 path, (long long)d.nparams);
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s: truncated (expected %lld parameters and a checksum)", path,
+                 (long long)d.nparams);
   if (!e) {
     uLong crc = crc32(0L, Z_NULL, 0);
     crc = crc32(crc, (const Bytef *)&d, sizeof d);
@@ -132,8 +134,10 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
       crc = crc32(crc, (const Bytef *)x + off, (uInt)len);
     }
     if ((uint32_t)crc != c32)
-      e = imx_fail(ctx, IMX_ERR_DATA, "%s: checksum mismatch (stored %08x, computed %08x): the "
-                   "file is corrupt", path, c32, (uint32_t)crc);
+      e = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: checksum mismatch (stored %08x, computed %08x): the "
+                   "file is corrupt",
+                   path, c32, (uint32_t)crc);
   }
   fclose(f);
   if (e) {

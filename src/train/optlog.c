@@ -12,11 +12,11 @@
 #define MAGIC "IMXOLOG\n"
 
 struct imx_optlog {
-  FILE *f;           /* rank 0 only */
+  FILE *f; /* rank 0 only */
   char path[4096];
   int64_t nparams;
-  int64_t naux;      /* optimizer statistics logged after g (the ICA preconditioner's) */
-  int64_t entries;   /* entries in the file */
+  int64_t naux;    /* optimizer statistics logged after g (the ICA preconditioner's) */
+  int64_t entries; /* entries in the file */
 };
 
 /* Entry layout: uint64 hash of x, double f, nvals = nparams + naux doubles
@@ -91,8 +91,8 @@ void imx_optlog_close(imx_optlog **l) {
   *l = NULL;
 }
 
-imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *l, const double *x, double f,
-                          const double *g, const double *aux) {
+imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *l, const double *x, double f, const double *g,
+                          const double *aux) {
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     uint64_t h = imx_hash_doubles(x, l->nparams);
@@ -150,7 +150,8 @@ imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *l, int64_t i, const double *
                     "resume: the optimizer asked for another point than the logged run at "
                     "evaluation %lld (were optimizer.type, optimizer.options or TAO options "
                     "changed?); resume with the same optimizer settings, or delete %s to "
-                    "restart the optimizer from the checkpoint's weights", (long long)i, l->path);
+                    "restart the optimizer from the checkpoint's weights",
+                    (long long)i, l->path);
   return IMX_OK;
 }
 

@@ -50,8 +50,8 @@ void imx_precond_apply(const imx_precond *p, const double *theta, const double *
     for (int k = j + 1; k < K; k++) {
       double hjk = p->we * (kappa[j] * var[k] - (p->wn ? beta[j] : 0)) + (p->wn ? c : 0);
       double hkj = p->we * (kappa[k] * var[j] - (p->wn ? beta[k] : 0)) + (p->wn ? c : 0);
-      solve2(hjk, c, hkj, lmin, GE[(size_t)j * K + k], GE[(size_t)k * K + j],
-             &E[(size_t)j * K + k], &E[(size_t)k * K + j]);
+      solve2(hjk, c, hkj, lmin, GE[(size_t)j * K + k], GE[(size_t)k * K + j], &E[(size_t)j * K + k],
+             &E[(size_t)k * K + j]);
     }
   }
   /* out_W = diag(s) E W (column-major out^T = W^T E^T). */

@@ -66,23 +66,27 @@ static void log_layer(imx_ctx *ctx, const imx_run_layer *r) {
    * is the one data.preprocess applies to). */
   if (r->index == 1 && o->w[IMX_TERM_ENTROPY] != 0 && o->w[IMX_TERM_LOGDET] != 0 &&
       (c->data.preprocess != IMX_PRE_WHITEN || imx_layer_units(l) != imx_layer_inputs(l)))
-    imx_log(ctx, IMX_WARN, "entropy + logdet is maximum-likelihood ICA for whitened inputs and "
+    imx_log(ctx, IMX_WARN,
+            "entropy + logdet is maximum-likelihood ICA for whitened inputs and "
             "K = n; here data.preprocess is %s and K = %d, n = %d: set data.preprocess: whiten "
-            "and model.units: %d", imx_preprocess_name(c->data.preprocess), imx_layer_units(l),
-            imx_layer_inputs(l), imx_layer_inputs(l));
+            "and model.units: %d",
+            imx_preprocess_name(c->data.preprocess), imx_layer_units(l), imx_layer_inputs(l),
+            imx_layer_inputs(l));
   if (imx_layer_head_classes(l))
-    imx_log(ctx, IMX_INFO, "  head       supervised: linear softmax head, %d classes x %d outputs, "
-            "trained jointly (theta = [V, b, U, c], %d parameters)", imx_layer_head_classes(l),
-            imx_layer_units(l), imx_layer_nparams(l));
+    imx_log(ctx, IMX_INFO,
+            "  head       supervised: linear softmax head, %d classes x %d outputs, "
+            "trained jointly (theta = [V, b, U, c], %d parameters)",
+            imx_layer_head_classes(l), imx_layer_units(l), imx_layer_nparams(l));
   if (o->w[IMX_TERM_HSIC] != 0)
     imx_log(ctx, IMX_INFO,
             "  hsic       K D = %d x %d random Fourier features: (K D)^2 matrices and feature "
             "blocks %.1f MiB per rank (objective.hsic_features sets D)",
             imx_layer_units(l), c->objective.hsic_features, imx_layer_hsic_bytes(l) / 1048576);
-  imx_log(ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
-          !strcmp(imx_layer_path(l), "moments")
-              ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
-              : " (forward, block moments, reduction, backward over the local rows)");
+  imx_log(
+      ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
+      !strcmp(imx_layer_path(l), "moments")
+          ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
+          : " (forward, block moments, reduction, backward over the local rows)");
   char la[1024];
   imx_layer_describe_linalg(l, la, sizeof la);
   imx_log(ctx, IMX_INFO, "  linalg     %s", la);
@@ -98,10 +102,12 @@ static imx_err read_checkpoint(imx_ctx *ctx, imx_run_layer *r, const char *name,
   imx_err e = IMX_OK;
   if (ck->K != imx_layer_units(l) || ck->n != imx_layer_inputs(l) ||
       ck->nparams != imx_layer_nparams(l))
-    e = imx_fail(ctx, IMX_ERR_DATA, "%s/%s holds a layer of K=%d x n=%d (%lld "
+    e = imx_fail(ctx, IMX_ERR_DATA,
+                 "%s/%s holds a layer of K=%d x n=%d (%lld "
                  "parameters), but the configuration and data give K=%d x n=%d (%d parameters, "
-                 "with the supervised head's)", r->dir, name, ck->K, ck->n, (long long)ck->nparams,
-                 imx_layer_units(l), imx_layer_inputs(l), imx_layer_nparams(l));
+                 "with the supervised head's)",
+                 r->dir, name, ck->K, ck->n, (long long)ck->nparams, imx_layer_units(l),
+                 imx_layer_inputs(l), imx_layer_nparams(l));
   if (!e) memcpy(r->theta, x, (size_t)ck->nparams * sizeof *r->theta);
   free(x);
   return e;
@@ -120,7 +126,8 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
           ck.iteration, ck.loss, ck.tao_type);
   if (ck.reduction != (int)cfg->parallel.reduction || ck.block != cfg->parallel.block ||
       ck.data_rows != r->data->N)
-    imx_log(ctx, IMX_WARN, "the checkpoint was written with reduction %s, block %d, N=%lld; "
+    imx_log(ctx, IMX_WARN,
+            "the checkpoint was written with reduction %s, block %d, N=%lld; "
             "this run uses %s, %d, N=%lld: it continues, but not bit for bit",
             ck.reduction == IMX_RED_FAST ? "fast" : "reproducible", ck.block,
             (long long)ck.data_rows, imx_reduction_name(cfg->parallel.reduction),
@@ -138,7 +145,8 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
             ck.evaluations, ck.iteration);
     return IMX_OK;
   }
-  imx_log(ctx, IMX_WARN, "resume: %s; continuing from the checkpoint's weights with a fresh %s "
+  imx_log(ctx, IMX_WARN,
+          "resume: %s; continuing from the checkpoint's weights with a fresh %s "
           "state (L-BFGS history and line search start over), so the path differs from an "
           "uninterrupted run",
           !have ? (r->index == 1 ? "no optimizer_log.bin in the run directory"
@@ -183,10 +191,11 @@ static imx_err measure(imx_ctx *ctx, imx_run_layer *r) {
   double avail = 0, need = imx_metrics_bytes(imx_layer_units(r->layer)) + imx_layer_bytes(r->layer);
   IMX_TRY(imx_linalg_memory_per_rank(ctx, r->cfg.parallel.memory_mib, &avail));
   if (avail > 0 && need > 0.75 * avail) {
-    imx_log(ctx, IMX_WARN, "measures skipped: they need replicated K x K matrices (%.1f GiB per rank "
+    imx_log(ctx, IMX_WARN,
+            "measures skipped: they need replicated K x K matrices (%.1f GiB per rank "
             "with the layer), more than 3/4 of the %.1f GiB available; the weights are saved, "
-            "run `infomax eval` where more memory is available", need / 1073741824,
-            avail / 1073741824);
+            "run `infomax eval` where more memory is available",
+            need / 1073741824, avail / 1073741824);
     return IMX_OK;
   }
   imx_timer_start(IMX_T_OUTPUT);
@@ -204,10 +213,12 @@ static void report(imx_ctx *ctx, const imx_run_layer *r) {
   if (r->index > 1) snprintf(lead, sizeof lead, "layer %d: ", r->index);
   if (ctx->rank == 0) fputc('\n', stdout);
   if (r->measured) imx_metrics_print(ctx, stdout, &r->measures);
-  imx_log(ctx, IMX_INFO, "\n%strained K=%d %s units on N=%lld x n=%d with TAO %s: %s after %d "
-          "iterations (%d evaluations, %.2f s)", lead, imx_layer_units(r->layer),
-          imx_activation_name(r->cfg.model.activation), (long long)r->data->N, r->data->n,
-          res->tao_type, res->reason, res->iterations, res->evaluations, res->seconds);
+  imx_log(ctx, IMX_INFO,
+          "\n%strained K=%d %s units on N=%lld x n=%d with TAO %s: %s after %d "
+          "iterations (%d evaluations, %.2f s)",
+          lead, imx_layer_units(r->layer), imx_activation_name(r->cfg.model.activation),
+          (long long)r->data->N, r->data->n, res->tao_type, res->reason, res->iterations,
+          res->evaluations, res->seconds);
   char terms[512];
   size_t off = 0;
   terms[0] = 0;
@@ -227,11 +238,15 @@ static void report(imx_ctx *ctx, const imx_run_layer *r) {
 
 imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err status,
                               const char *file) {
-  imx_summary s = {.cfg = &r->cfg, .data = r->data, .layer = r->layer,
+  imx_summary s = {.cfg = &r->cfg,
+                   .data = r->data,
+                   .layer = r->layer,
                    .train = r->trained ? &r->res : NULL,
-                   .measures = r->measured ? &r->measures : NULL, .status = status,
+                   .measures = r->measured ? &r->measures : NULL,
+                   .status = status,
                    .layer_status = r->status,
-                   .message = status && status != IMX_STOPPED ? ctx->msg : "", .file = file};
+                   .message = status && status != IMX_STOPPED ? ctx->msg : "",
+                   .file = file};
   return imx_summary_write(ctx, &s, r->dir);
 }
 
@@ -255,15 +270,17 @@ imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r) {
   memset(&r->res, 0, sizeof r->res);
   r->trained = r->measured = 0;
   if (r->index > 1)
-    imx_log(ctx, IMX_INFO, "\nlayer %d: K=%d %s units on the %s of layer %d (n=%d), preset %s, "
-            "TAO %s, max_it %d", r->index, c->model.units, imx_activation_name(c->model.activation),
-            imx_feed_name(r->fed), r->index - 1, r->data->n, c->objective.preset,
-            c->optimizer.type, c->optimizer.max_it);
+    imx_log(ctx, IMX_INFO,
+            "\nlayer %d: K=%d %s units on the %s of layer %d (n=%d), preset %s, "
+            "TAO %s, max_it %d",
+            r->index, c->model.units, imx_activation_name(c->model.activation),
+            imx_feed_name(r->fed), r->index - 1, r->data->n, c->objective.preset, c->optimizer.type,
+            c->optimizer.max_it);
   IMX_TRY(r->status = imx_layer_create(ctx, c, r->data, &r->layer));
   r->theta = malloc((size_t)imx_layer_nparams(r->layer) * sizeof *r->theta);
-  IMX_TRY(r->status = imx_agree(ctx, r->theta ? IMX_OK
-                                             : imx_fail(ctx, IMX_ERR_NOMEM, "parameters of layer %d",
-                                                        r->index)));
+  IMX_TRY(r->status = imx_agree(
+              ctx, r->theta ? IMX_OK
+                            : imx_fail(ctx, IMX_ERR_NOMEM, "parameters of layer %d", r->index)));
   log_layer(ctx, r);
   return IMX_OK;
 }
@@ -284,7 +301,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
   imx_err e = start == IMX_LAYER_RESUME ? resume(ctx, r, ckname, logname, &io, &log)
-                                : fresh(ctx, r, logname, &io, &log);
+                                        : fresh(ctx, r, logname, &io, &log);
   if (!e) e = open_metrics(ctx, r, start == IMX_LAYER_RESUME, &metrics);
   if (!e) {
     io.metrics = metrics;

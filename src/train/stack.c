@@ -56,8 +56,12 @@ static imx_err stacked_data(imx_ctx *ctx, const imx_data *below, int K, imx_data
   imx_data *d = calloc(1, sizeof *d);
   size_t rows = (size_t)(below->nloc ? below->nloc : 1);
   if (d) {
-    *d = (imx_data){.N = below->N, .n = K, .block = below->block, .row0 = below->row0,
-                    .nloc = below->nloc, .nclasses = below->nclasses};
+    *d = (imx_data){.N = below->N,
+                    .n = K,
+                    .block = below->block,
+                    .row0 = below->row0,
+                    .nloc = below->nloc,
+                    .nclasses = below->nclasses};
     d->X = malloc(rows * K * sizeof *d->X);
     if (below->labels) d->labels = malloc(rows * sizeof *d->labels);
   }

@@ -26,7 +26,10 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       imx_json_init(&j, f, 1);
       imx_json_object(&j, NULL);
       imx_json_str(&j, "program", "infomax " IMX_VERSION);
-      imx_json_str(&j, "status", s->status == IMX_STOPPED ? "stopped" : s->status ? "failed" : "ok");
+      imx_json_str(&j, "status",
+                   s->status == IMX_STOPPED ? "stopped"
+                   : s->status              ? "failed"
+                                            : "ok");
       imx_json_int(&j, "exit_code", s->status);
       imx_json_str(&j, "error", s->message);
       imx_json_str(&j, "config", c->file);
@@ -87,7 +90,8 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
           imx_json_object(&j, "final");
           imx_json_num(&j, "loss", r->final.loss);
           imx_json_object(&j, "terms");
-          for (int t = 0; t < IMX_NTERMS; t++) imx_json_num(&j, imx_term_names[t], r->final.terms[t]);
+          for (int t = 0; t < IMX_NTERMS; t++)
+            imx_json_num(&j, imx_term_names[t], r->final.terms[t]);
           imx_json_end(&j);
           imx_json_int(&j, "dead_units", r->final.dead_units);
           imx_json_num(&j, "max_abs_bias", r->final.max_abs_bias);

@@ -19,38 +19,41 @@ typedef struct state {
   imx_layer *layer;
   const imx_train_io *io;
   char tao_type[32];
-  int n;                 /* parameters */
-  double *accepted;      /* last accepted iterate (what we keep on error) */
-  imx_eval last;         /* indicators of the last evaluation */
-  double *last_x;        /* point of the last evaluation */
+  int n;            /* parameters */
+  double *accepted; /* last accepted iterate (what we keep on error) */
+  imx_eval last;    /* indicators of the last evaluation */
+  double *last_x;   /* point of the last evaluation */
   int evals;
-  int rejected;          /* trial points where the objective is not defined (+Inf to TAO) */
+  int rejected; /* trial points where the objective is not defined (+Inf to TAO) */
   char rejected_why[IMX_MSG_LEN]; /* the last one's message */
-  double t0, t_eval;     /* start, seconds spent inside evaluations */
+  double t0, t_eval;              /* start, seconds spent inside evaluations */
   int warned_dead, warned_bias;
-  int stopped_by;        /* stop signal agreed by all ranks */
-  int64_t replayed;      /* evaluations served from the optimizer log */
-  int checkpoints;       /* checkpoints written */
-  int last_checkpoint;   /* iteration of the last checkpoint written */
-  imx_err err;           /* error that stopped TAO */
+  int stopped_by;      /* stop signal agreed by all ranks */
+  int64_t replayed;    /* evaluations served from the optimizer log */
+  int checkpoints;     /* checkpoints written */
+  int last_checkpoint; /* iteration of the last checkpoint written */
+  imx_err err;         /* error that stopped TAO */
   /* The ICA preconditioner (include/imx/precond.h), when it applies. */
   int use_pc;
   imx_precond pc;
-  double *pc_x;          /* point of the last evaluation (real or replayed) */
-  int naux;              /* imx_train_precond_aux: statistics per evaluation (logged) */
-  double *pc_aux;        /* those of the last evaluation */
+  double *pc_x;   /* point of the last evaluation (real or replayed) */
+  int naux;       /* imx_train_precond_aux: statistics per evaluation (logged) */
+  double *pc_aux; /* those of the last evaluation */
   double *pc_work;
-  Mat H0;                /* L-BFGS's initial Hessian: a shell whose MatSolve applies it */
+  Mat H0; /* L-BFGS's initial Hessian: a shell whose MatSolve applies it */
 } state;
 
 /* Write a checkpoint of x at global iteration it. Collective. */
 static imx_err checkpoint(state *s, const double *x, int it, double loss) {
   if (!s->io->dir) return IMX_OK;
-  imx_checkpoint h = {.K = imx_layer_units(s->layer), .n = imx_layer_inputs(s->layer),
-                      .nparams = s->n, .iteration = it,
+  imx_checkpoint h = {.K = imx_layer_units(s->layer),
+                      .n = imx_layer_inputs(s->layer),
+                      .nparams = s->n,
+                      .iteration = it,
                       .evaluations = s->io->start_evaluations + s->evals,
                       .reduction = (int)s->cfg->parallel.reduction,
-                      .block = s->cfg->parallel.block, .loss = loss,
+                      .block = s->cfg->parallel.block,
+                      .loss = loss,
                       .data_rows = imx_layer_samples(s->layer)};
   snprintf(h.tao_type, sizeof h.tao_type, "%s", s->tao_type);
   imx_timer_start(IMX_T_OUTPUT);
@@ -114,7 +117,8 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
 int imx_train_precond_aux(const imx_config *cfg, const imx_layer *l) {
   imx_precond p;
   char why[160];
-  if (cfg->optimizer.precondition != IMX_PRECONDITION_ICA || !imx_layer_precond(l, &p, why, sizeof why))
+  if (cfg->optimizer.precondition != IMX_PRECONDITION_ICA ||
+      !imx_layer_precond(l, &p, why, sizeof why))
     return 0;
   return IMX_PRECOND_AUX(imx_layer_units(l));
 }
@@ -142,7 +146,8 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   int fits = imx_layer_precond(s->layer, &s->pc, why, sizeof why);
   if (s->cfg->optimizer.precondition != IMX_PRECONDITION_ICA) {
     if (fits && !strcmp(type, "lmvm"))
-      imx_log(ctx, IMX_INFO, "  precond    none (optimizer.precondition: ica starts L-BFGS from "
+      imx_log(ctx, IMX_INFO,
+              "  precond    none (optimizer.precondition: ica starts L-BFGS from "
               "the ICA Hessian approximation: 2-4x fewer evaluations on ICA data, "
               "docs/objectives.md)");
     return IMX_OK;
@@ -150,14 +155,15 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   if (!fits)
     return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.precondition: ica does not apply: %s", why);
   if (strcmp(type, "lmvm"))
-    return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.precondition: ica is for TAO lmvm, not %s "
-                    "(set optimizer.type: lmvm or optimizer.precondition: none)", type);
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "optimizer.precondition: ica is for TAO lmvm, not %s "
+                    "(set optimizer.type: lmvm or optimizer.precondition: none)",
+                    type);
   s->pc.damp = IMX_PRECOND_DAMP_MAX;
   int K = imx_layer_units(s->layer);
   s->pc_x = calloc((size_t)s->n, sizeof *s->pc_x);
   s->pc_work = malloc(IMX_PRECOND_WORK(K) * sizeof *s->pc_work);
-  if (!s->pc_x || !s->pc_work)
-    return imx_fail(ctx, IMX_ERR_NOMEM, "ICA preconditioner (K=%d)", K);
+  if (!s->pc_x || !s->pc_work) return imx_fail(ctx, IMX_ERR_NOMEM, "ICA preconditioner (K=%d)", K);
   /* TAO's lmvm installs H0 as its L-BFGS J0 before every step and applies
    * J0^-1 by MatSolve(H0). */
   PetscErrorCode pe = MatCreateShell(PETSC_COMM_SELF, s->n, s->n, s->n, s->n, s, &s->H0);
@@ -165,10 +171,12 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   if (!pe) pe = MatSetOption(s->H0, MAT_SYMMETRIC, PETSC_TRUE);
   if (!pe) pe = MatSetOption(s->H0, MAT_SPD, PETSC_TRUE);
   if (!pe) pe = TaoLMVMSetH0(tao, s->H0);
-  if (pe) return imx_fail(ctx, IMX_ERR_PETSC, "setting up the ICA preconditioner: PETSc error %d",
-                          (int)pe);
+  if (pe)
+    return imx_fail(ctx, IMX_ERR_PETSC, "setting up the ICA preconditioner: PETSc error %d",
+                    (int)pe);
   s->use_pc = 1;
-  imx_log(ctx, IMX_INFO, "  precond    ICA Hessian approximation (optimizer.precondition: ica; "
+  imx_log(ctx, IMX_INFO,
+          "  precond    ICA Hessian approximation (optimizer.precondition: ica; "
           "2 x 2 blocks per unit pair, adaptive damping, one L-BFGS pair)");
   return IMX_OK;
 }
@@ -200,9 +208,10 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   if (s->io->replay_evaluations > 0 && its <= s->io->replay_iterations) {
     /* Retraced iterations were reported by the original run. */
     if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations)
-      imx_log(s->ctx, IMX_INFO, "resumed at iteration %d  loss %- .10g  |grad| %.3e  (TAO state "
-              "rebuilt from %lld logged evaluations)", git, (double)f, (double)gnorm,
-              (long long)s->replayed);
+      imx_log(s->ctx, IMX_INFO,
+              "resumed at iteration %d  loss %- .10g  |grad| %.3e  (TAO state "
+              "rebuilt from %lld logged evaluations)",
+              git, (double)f, (double)gnorm, (long long)s->replayed);
     PetscCall(VecRestoreArrayRead(x, &xa));
     PetscFunctionReturn(0);
   }
@@ -304,8 +313,10 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
   char *save = NULL, *tok = strtok_r(buf, " \t\n", &save);
   while (tok) {
     if (tok[0] != '-' || tok[1] == 0 || (tok[1] >= '0' && tok[1] <= '9'))
-      return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.options: expected an option name starting "
-                      "with '-', got \"%s\"", tok);
+      return imx_fail(ctx, IMX_ERR_CONFIG,
+                      "optimizer.options: expected an option name starting "
+                      "with '-', got \"%s\"",
+                      tok);
     char *val = strtok_r(NULL, " \t\n", &save);
     char *next = val;
     /* A following token that is not an option (or is a negative number) is the value. */
@@ -324,8 +335,8 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
 
 /* TAO types that need a Hessian, which we do not provide. */
 static int needs_hessian(const char *type) {
-  static const char *const h[] = {"nls", "ntr", "ntl", "bnls", "bntr", "bntl", "tron", "gpcg",
-                                  "bqpip", "ipm", "pdipm", "brgn", "lcl", "almm", "admm", NULL};
+  static const char *const h[] = {"nls",   "ntr", "ntl",   "bnls", "bntr", "bntl", "tron", "gpcg",
+                                  "bqpip", "ipm", "pdipm", "brgn", "lcl",  "almm", "admm", NULL};
   for (int i = 0; h[i]; i++)
     if (!strcmp(type, h[i])) return 1;
   return 0;
@@ -337,13 +348,15 @@ static int needs_hessian(const char *type) {
  * of the remedies. Only TAO's bound-constrained types honour bounds. Local. */
 static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B, const char *type,
                             Vec *xl, Vec *xu) {
-  static const char *const bounded[] = {"blmvm", "bncg", "bqnls", "bqnkls", "bqnktr", "bqnktl",
-                                        NULL};
+  static const char *const bounded[] = {"blmvm",  "bncg",   "bqnls", "bqnkls",
+                                        "bqnktr", "bqnktl", NULL};
   int ok = 0;
   for (int i = 0; bounded[i]; i++) ok |= !strcmp(type, bounded[i]);
   if (!ok)
-    return imx_fail(ctx, IMX_ERR_CONFIG, "model.bias_bound = %g needs a bound-constrained TAO "
-                    "type (blmvm, bncg, bqnls); optimizer.type is %s", B, type);
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "model.bias_bound = %g needs a bound-constrained TAO "
+                    "type (blmvm, bncg, bqnls); optimizer.type is %s",
+                    B, type);
   int n = imx_layer_nparams(l), kn = imx_layer_units(l) * imx_layer_inputs(l);
   PetscScalar *lo, *hi;
   if (VecCreateSeq(PETSC_COMM_SELF, n, xl) || VecDuplicate(*xl, xu))
@@ -372,7 +385,10 @@ static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
 imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
                   const imx_train_io *io, imx_train_result *res) {
   memset(res, 0, sizeof *res);
-  state s = {.ctx = ctx, .cfg = cfg, .layer = layer, .io = io,
+  state s = {.ctx = ctx,
+             .cfg = cfg,
+             .layer = layer,
+             .io = io,
              .last_checkpoint = io->start_iteration};
   s.n = imx_layer_nparams(layer);
   s.naux = imx_train_precond_aux(cfg, layer);
@@ -403,8 +419,10 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   }
   if (!e && (pe = TaoCreate(PETSC_COMM_SELF, &tao))) e = petsc_fail(ctx, pe, "TaoCreate");
   if (!e && (pe = TaoSetType(tao, cfg->optimizer.type)))
-    e = imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.type: \"%s\" is not a TAO type (try lmvm, "
-                 "blmvm, bncg, cg, nm, owlqn, bqnls)", cfg->optimizer.type);
+    e = imx_fail(ctx, IMX_ERR_CONFIG,
+                 "optimizer.type: \"%s\" is not a TAO type (try lmvm, "
+                 "blmvm, bncg, cg, nm, owlqn, bqnls)",
+                 cfg->optimizer.type);
   if (!e) {
     TaoSetSolution(tao, x);
     TaoSetObjectiveAndGradient(tao, NULL, form_fg, &s);
@@ -417,7 +435,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
      * (docs/study-approximation.md): older pairs belong to an older J0. */
     const char *hist = "-tao_lmvm_mat_lmvm_hist_size";
     PetscBool have_hist = PETSC_TRUE;
-    if (s.naux && !strcmp(cfg->optimizer.type, "lmvm")) PetscOptionsHasName(NULL, NULL, hist, &have_hist);
+    if (s.naux && !strcmp(cfg->optimizer.type, "lmvm"))
+      PetscOptionsHasName(NULL, NULL, hist, &have_hist);
     if (!have_hist) PetscOptionsSetValue(NULL, hist, "1");
     if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
     if (!have_hist) PetscOptionsClearValue(NULL, hist);
@@ -428,11 +447,14 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     snprintf(res->tao_type, sizeof res->tao_type, "%s", type);
     snprintf(s.tao_type, sizeof s.tao_type, "%s", type);
     if (needs_hessian(type))
-      e = imx_fail(ctx, IMX_ERR_CONFIG, "TAO type %s needs a Hessian, which infomax does not "
+      e = imx_fail(ctx, IMX_ERR_CONFIG,
+                   "TAO type %s needs a Hessian, which infomax does not "
                    "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
-                   "bqnls, owlqn) or nm", type);
+                   "bqnls, owlqn) or nm",
+                   type);
   }
-  if (!e && cfg->model.bias_bound > 0) e = bound_biases(ctx, tao, layer, cfg->model.bias_bound, res->tao_type, &xl, &xu);
+  if (!e && cfg->model.bias_bound > 0)
+    e = bound_biases(ctx, tao, layer, cfg->model.bias_bound, res->tao_type, &xl, &xu);
   if (!e) e = precond_setup(ctx, tao, &s, res->tao_type);
   if (!e && s.use_pc) snprintf(res->precondition, sizeof res->precondition, "ica");
   e = imx_agree(ctx, e);
@@ -457,20 +479,26 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     res->grad_norm = gnorm;
     if (!e && s.rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
       /* Not one step: the same outcome as before trial points got +Inf. */
-      e = imx_agree(ctx, imx_fail(ctx, IMX_ERR_NUMERIC,
-                                  "TAO %s made no iteration: its line search found no trial point "
-                                  "where the objective is defined (last: %s); set objective.eps "
-                                  "(e.g. 1e-6), or use TAO lmvm, whose line search shortens the step",
-                                  res->tao_type, s.rejected_why));
+      e = imx_agree(ctx,
+                    imx_fail(ctx, IMX_ERR_NUMERIC,
+                             "TAO %s made no iteration: its line search found no trial point "
+                             "where the objective is defined (last: %s); set objective.eps "
+                             "(e.g. 1e-6), or use TAO lmvm, whose line search shortens the step",
+                             res->tao_type, s.rejected_why));
     snprintf(res->reason, sizeof res->reason, "%s",
-             e ? "ERROR" : s.stopped_by ? "STOPPED_BY_SIGNAL" : TaoConvergedReasons[reason]);
+             e              ? "ERROR"
+             : s.stopped_by ? "STOPPED_BY_SIGNAL"
+                            : TaoConvergedReasons[reason]);
     if (!e && s.rejected)
-      imx_log(ctx, IMX_WARN, "%d trial point%s of TAO's line search had no objective (last: %s); "
-              "%s", s.rejected, s.rejected > 1 ? "s" : "", s.rejected_why,
-              reason == TAO_DIVERGED_LS_FAILURE
-                  ? "the line search could not step around them and stopped the run: set "
-                    "objective.eps (e.g. 1e-6), or use TAO lmvm, whose line search shortens the step"
-                  : "TAO took shorter steps instead");
+      imx_log(
+          ctx, IMX_WARN,
+          "%d trial point%s of TAO's line search had no objective (last: %s); "
+          "%s",
+          s.rejected, s.rejected > 1 ? "s" : "", s.rejected_why,
+          reason == TAO_DIVERGED_LS_FAILURE
+              ? "the line search could not step around them and stopped the run: set "
+                "objective.eps (e.g. 1e-6), or use TAO lmvm, whose line search shortens the step"
+              : "TAO took shorter steps instead");
     /* The final state is a checkpoint too (unless the last iteration wrote one). */
     if (!e && res->iterations != s.last_checkpoint) {
       Vec xs;

@@ -23,14 +23,14 @@
 
 /* An invariant the code under test promises; a violation is a finding, so it
  * crashes the way libFuzzer reports (and saves the input). */
-#define FUZZ_CHECK(cond, ...)                                                       \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
+#define FUZZ_CHECK(cond, ...)                                                              \
+  do {                                                                                     \
+    if (!(cond)) {                                                                         \
       fprintf(stderr, "fuzz: invariant failed at %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-      fprintf(stderr, __VA_ARGS__);                                                 \
-      fputc('\n', stderr);                                                          \
-      abort();                                                                      \
-    }                                                                               \
+      fprintf(stderr, __VA_ARGS__);                                                        \
+      fputc('\n', stderr);                                                                 \
+      abort();                                                                             \
+    }                                                                                      \
   } while (0)
 
 /* A context as imx_ctx_init leaves it on one rank, without a communicator. */

@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   before = cfg;
   err = imx_config_set(&ctx, &cfg, assignment);
   if (err) {
-    FUZZ_CHECK(err == IMX_ERR_CONFIG || err == IMX_ERR_NOMEM, "--set code %d: %s", (int)err, ctx.msg);
+    FUZZ_CHECK(err == IMX_ERR_CONFIG || err == IMX_ERR_NOMEM, "--set code %d: %s", (int)err,
+               ctx.msg);
     FUZZ_CHECK(memcmp(&cfg, &before, sizeof cfg) == 0, "failed --set changed the config");
   }
   free(assignment);

@@ -48,8 +48,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
              (long long)h.data_offset, h.gz);
   uint64_t n = 1; /* two uint32 factors at most: no wrap */
   for (int k = 1; k < h.ndim; k++) n *= (uint64_t)h.dims[k];
-  FUZZ_CHECK(h.N == h.dims[0] && h.N >= 0 && n <= INT_MAX && h.n == (int64_t)n,
-             "N %lld n %lld", (long long)h.N, (long long)h.n);
+  FUZZ_CHECK(h.N == h.dims[0] && h.N >= 0 && n <= INT_MAX && h.n == (int64_t)n, "N %lld n %lld",
+             (long long)h.N, (long long)h.n);
   if (!gz)
     FUZZ_CHECK((uint64_t)(h.data_offset + h.N * h.n) == size, "%lld x %lld in %zu bytes",
                (long long)h.N, (long long)h.n, size);
