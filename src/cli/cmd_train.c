@@ -24,7 +24,7 @@
 static void echo_config(imx_ctx *ctx, const imx_config *c) {
   imx_log(ctx, IMX_INFO, "infomax %s: train %s on %d rank%s", IMX_VERSION,
           c->file[0] ? c->file : "(defaults)", ctx->size, ctx->size > 1 ? "s" : "");
-  if (c->data.source == IMX_SRC_NPY || c->data.source == IMX_SRC_IDX)
+  if (imx_sources[c->data.source].file)
     imx_log(ctx, IMX_INFO, "  data       %s %s (scale %g, preprocess %s)",
             imx_source_name(c->data.source), c->data.path, c->data.scale,
             imx_preprocess_name(c->data.preprocess));
