@@ -9,7 +9,8 @@ import subprocess
 import sys
 import tempfile
 
-INFOMAX = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else "build/infomax"
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+INFOMAX = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(ROOT, "build", "infomax")
 ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
            OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
 failed = []

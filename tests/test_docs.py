@@ -19,30 +19,13 @@ import difflib
 import glob
 import os
 import re
-import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-INFOMAX = os.path.abspath(sys.argv[1]) if len(sys.argv) > 1 else os.path.join(ROOT, "build", "infomax")
-ENV = dict(os.environ, OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
-           OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
+from clitest import ROOT, check, finish, run
+
 # "objective.c", "data.h", "config.md": file names, not keys.
 FILE_SUFFIXES = {"c", "h", "md", "py", "yaml", "yml", "npy", "json", "jsonl", "txt", "gz", "sh",
                  "build", "tmp"}
-failed = []
-
-
-def check(ok, what):
-    print(("PASSED: " if ok else "FAILED: ") + what, flush=True)
-    if not ok:
-        failed.append(what)
-    return ok
-
-
-def run(args, timeout=120):
-    p = subprocess.run([INFOMAX] + args, capture_output=True, text=True, timeout=timeout, env=ENV)
-    return p.returncode, p.stdout, p.stderr
-
 
 # (a) The reference page is generated, never edited by hand.
 code, reference, err = run(["config", "--reference"])
@@ -247,5 +230,4 @@ for path in docs:
 check(nlinks > 0 and not broken, "%d relative links in the docs lead to existing files and headings%s"
       % (nlinks, "" if not broken else "; broken:\n  " + "\n  ".join(broken)))
 
-print("FAILED" if failed else "PASSED")
-sys.exit(1 if failed else 0)
+finish()
