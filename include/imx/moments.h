@@ -39,4 +39,11 @@ imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
                                const double *A, int lda, int kb, const double *Bm, int ldb,
                                const double *bmax, double density, double *out);
 
+/* mean[k] = colsum(A) / N and C (k x k) = (A - 1 mean^T)^T (A - 1 mean^T) / N
+ * over the N global rows of A (m local rows, k columns, row-major, dense),
+ * through the block-wise reductions of `mode` (the same bits for any P in
+ * reproducible mode). mean may be NULL when only C is wanted. */
+imx_err imx_moments_covariance(imx_ctx *ctx, imx_reduction mode, int block, int64_t N, int64_t m,
+                               int k, const double *A, double *mean, double *C);
+
 #endif

@@ -21,33 +21,6 @@ void imx_fixed_clear(imx_fixed *f) {
   memset(f, 0, sizeof *f);
 }
 
-/* Mean mu and covariance S of the train split, through the block-wise
- * reductions (the same bits for any P in reproducible mode). Collective. */
-static imx_err input_moments(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, double *mu,
-                             double *S) {
-  int n = d->n;
-  double *Xc = malloc((size_t)(d->nloc ? d->nloc : 1) * n * sizeof *Xc);
-  imx_rsum *rn = NULL, *rnn = NULL;
-  imx_err e = Xc ? IMX_OK
-                 : imx_fail(ctx, IMX_ERR_NOMEM, "pca: centered copy of %lld x %d",
-                            (long long)d->nloc, n);
-  if (!e) e = imx_rsum_create(ctx, cfg->parallel.reduction, 1, n, 0, &rn);
-  if (!e) e = imx_rsum_create(ctx, cfg->parallel.reduction, n, n, 1, &rnn);
-  e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rn, d->block, d->nloc, n, d->X, n, mu);
-  if (!e) {
-    for (int j = 0; j < n; j++) mu[j] /= (double)d->N;
-    for (int64_t i = 0; i < d->nloc; i++)
-      for (int j = 0; j < n; j++) Xc[i * n + j] = d->X[i * n + j] - mu[j];
-    e = imx_moments_atb(ctx, rnn, d->block, d->nloc, n, Xc, n, n, Xc, n, NULL, S);
-  }
-  if (!e)
-    for (size_t i = 0; i < (size_t)n * n; i++) S[i] /= (double)d->N;
-  imx_rsum_free(&rn), imx_rsum_free(&rnn);
-  free(Xc);
-  return e;
-}
-
 /* PCA: rows of W = eigenvectors of the K largest eigenvalues of S_x, largest
  * first; b = -W mu so that z = W (x - mu). Collective. */
 static imx_err make_pca(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_fixed *f) {
@@ -56,7 +29,10 @@ static imx_err make_pca(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, 
   double *lam = malloc((size_t)n * sizeof *lam);
   imx_err e = imx_agree(
       ctx, mu && S && lam ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "pca: %d x %d covariance", n, n));
-  if (!e) e = input_moments(ctx, cfg, d, mu, S);
+  /* Mean mu and covariance S of the train split. */
+  if (!e)
+    e = imx_moments_covariance(ctx, cfg->parallel.reduction, d->block, d->N, d->nloc, n, d->X, mu,
+                               S);
   /* Every rank holds the same S, so LAPACK gives every rank the same W. */
   if (!e) e = imx_agree(ctx, imx_linalg_eigh(ctx, n, S, lam));
   if (!e)

@@ -3,6 +3,7 @@
 #include "imx/metrics.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,33 +26,6 @@ void imx_metrics_clear(imx_metrics *m) {
 }
 
 /* ---- moments: dead units, correlations, total correlation, effective rank ---- */
-
-/* m = colsum(A)/N and C = (A - m)^T (A - m) / N through the block-wise
- * reductions. Collective. */
-static imx_err covariance(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o, double *C) {
-  int K = o->K;
-  double *mean = malloc((size_t)K * sizeof *mean);
-  double *D = malloc((size_t)(o->nloc ? o->nloc : 1) * K * sizeof *D);
-  imx_rsum *rK = NULL, *rKK = NULL;
-  imx_err e = mean && D ? IMX_OK
-                        : imx_fail(ctx, IMX_ERR_NOMEM, "measures: %lld x %d centered outputs",
-                                   (long long)o->nloc, K);
-  if (!e) e = imx_rsum_create(ctx, mode, 1, K, 0, &rK);
-  if (!e) e = imx_rsum_create(ctx, mode, K, K, 1, &rKK);
-  e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rK, o->block, o->nloc, K, o->A, K, mean);
-  if (!e) {
-    for (int k = 0; k < K; k++) mean[k] /= (double)o->N;
-    for (int64_t i = 0; i < o->nloc; i++)
-      for (int k = 0; k < K; k++) D[i * K + k] = o->A[i * K + k] - mean[k];
-    e = imx_moments_atb(ctx, rKK, o->block, o->nloc, K, D, K, K, D, K, NULL, C);
-  }
-  if (!e)
-    for (size_t i = 0; i < (size_t)K * K; i++) C[i] /= (double)o->N;
-  imx_rsum_free(&rK), imx_rsum_free(&rKK);
-  free(mean), free(D);
-  return e;
-}
 
 /* Dead units, correlations of the live ones, their total correlation, and
  * the effective rank, from the replicated C. Local (the same bits on every
@@ -305,7 +279,7 @@ imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs 
   out->K = K, out->N = (long long)o->N;
   double *C = malloc((size_t)K * K * sizeof *C);
   imx_err e = imx_agree(ctx, C ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "covariance %d x %d", K, K));
-  if (!e) e = covariance(ctx, mode, o, C);
+  if (!e) e = imx_moments_covariance(ctx, mode, o->block, o->N, o->nloc, K, o->A, NULL, C);
   /* Every rank has the same C: no agreement needed until the next collective. */
   if (!e) e = imx_agree(ctx, from_covariance(ctx, o->act, K, C, out));
   if (!e) e = winners(ctx, o, out);
@@ -444,84 +418,49 @@ static void cell_num(FILE *f, double v) {
   else fprintf(f, "%*.6g", IMX_METRICS_COL_WIDTH, v);
 }
 
+/* The rows of the table: a label and the field of imx_metrics it shows. */
+typedef enum { CELL_INT, CELL_LLONG, CELL_NUM } cell_type;
+typedef struct table_row {
+  const char *label;
+  cell_type type;
+  size_t offset;
+} table_row;
+
+static const table_row table_rows[] = {
+    {"units", CELL_INT, offsetof(imx_metrics, K)},
+    {"samples", CELL_LLONG, offsetof(imx_metrics, N)},
+    {"dead units", CELL_INT, offsetof(imx_metrics, dead_units)},
+    {"max |corr|", CELL_NUM, offsetof(imx_metrics, max_abs_corr)},
+    {"mean |corr|", CELL_NUM, offsetof(imx_metrics, mean_abs_corr)},
+    {"Gaussian TC (nats)", CELL_NUM, offsetof(imx_metrics, gaussian_tc)},
+    {"effective rank", CELL_NUM, offsetof(imx_metrics, effective_rank)},
+    {"regions (sign patterns)", CELL_LLONG, offsetof(imx_metrics, regions)},
+    {"largest region", CELL_LLONG, offsetof(imx_metrics, largest_region)},
+    {"winner entropy (bits)", CELL_NUM, offsetof(imx_metrics, winner_entropy_bits)},
+    {"winning units", CELL_INT, offsetof(imx_metrics, winning_units)},
+    {"||W W^T - I||_F", CELL_NUM, offsetof(imx_metrics, weight_redundancy)},
+    {"Amari distance", CELL_NUM, offsetof(imx_metrics, amari)},
+};
+
 void imx_metrics_table(const imx_ctx *ctx, FILE *f, int ncols, const char *const *names,
                        const imx_metrics *const *cols) {
   if (ctx->rank != 0) return;
-  enum {
-    R_UNITS,
-    R_N,
-    R_DEAD,
-    R_MAXC,
-    R_MEANC,
-    R_TC,
-    R_ERANK,
-    R_REG,
-    R_LREG,
-    R_WENT,
-    R_WUSED,
-    R_WRED,
-    R_AMARI,
-    R_COUNT
-  };
-  static const char *const label[R_COUNT] = {"units",          "samples",
-                                             "dead units",     "max |corr|",
-                                             "mean |corr|",    "Gaussian TC (nats)",
-                                             "effective rank", "regions (sign patterns)",
-                                             "largest region", "winner entropy (bits)",
-                                             "winning units",  "||W W^T - I||_F",
-                                             "Amari distance"};
   fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, "");
   for (int c = 0; c < ncols; c++) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, names[c]);
   fputc('\n', f);
-  for (int r = 0; r < R_COUNT; r++) {
+  for (size_t r = 0; r < sizeof table_rows / sizeof table_rows[0]; r++) {
+    const table_row *row = &table_rows[r];
     /* The Amari distance only exists with a known mixing. */
-    int any = r != R_AMARI;
+    int any = row->offset != offsetof(imx_metrics, amari);
     for (int c = 0; c < ncols && !any; c++) any = !isnan(cols[c]->amari);
     if (!any) continue;
-    fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, label[r]);
+    fprintf(f, "%-*s", IMX_METRICS_LABEL_WIDTH, row->label);
     for (int c = 0; c < ncols; c++) {
-      const imx_metrics *m = cols[c];
-      switch (r) {
-        case R_UNITS:
-          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->K);
-          break;
-        case R_N:
-          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->N);
-          break;
-        case R_DEAD:
-          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->dead_units);
-          break;
-        case R_MAXC:
-          cell_num(f, m->max_abs_corr);
-          break;
-        case R_MEANC:
-          cell_num(f, m->mean_abs_corr);
-          break;
-        case R_TC:
-          cell_num(f, m->gaussian_tc);
-          break;
-        case R_ERANK:
-          cell_num(f, m->effective_rank);
-          break;
-        case R_REG:
-          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->regions);
-          break;
-        case R_LREG:
-          fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, m->largest_region);
-          break;
-        case R_WENT:
-          cell_num(f, m->winner_entropy_bits);
-          break;
-        case R_WUSED:
-          fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, m->winning_units);
-          break;
-        case R_WRED:
-          cell_num(f, m->weight_redundancy);
-          break;
-        case R_AMARI:
-          cell_num(f, m->amari);
-          break;
-      }
+      const char *field = (const char *)cols[c] + row->offset;
+      if (row->type == CELL_INT) fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, *(const int *)field);
+      else if (row->type == CELL_LLONG)
+        fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, *(const long long *)field);
+      else cell_num(f, *(const double *)field);
     }
     fputc('\n', f);
   }

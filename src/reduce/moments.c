@@ -121,3 +121,29 @@ imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
   }
   return imx_rsum_end(ctx, s, out);
 }
+
+imx_err imx_moments_covariance(imx_ctx *ctx, imx_reduction mode, int block, int64_t N, int64_t m,
+                               int k, const double *A, double *mean, double *C) {
+  double *mu = mean ? mean : malloc((size_t)k * sizeof *mu);
+  double *D = malloc((size_t)(m ? m : 1) * k * sizeof *D);
+  imx_rsum *rk = NULL, *rkk = NULL;
+  imx_err e = mu && D ? IMX_OK
+                      : imx_fail(ctx, IMX_ERR_NOMEM, "covariance: centered copy of %lld x %d",
+                                 (long long)m, k);
+  if (!e) e = imx_rsum_create(ctx, mode, 1, k, 0, &rk);
+  if (!e) e = imx_rsum_create(ctx, mode, k, k, 1, &rkk);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_moments_colsum(ctx, rk, block, m, k, A, k, mu);
+  if (!e) {
+    for (int j = 0; j < k; j++) mu[j] /= (double)N;
+    for (int64_t i = 0; i < m; i++)
+      for (int j = 0; j < k; j++) D[i * k + j] = A[i * k + j] - mu[j];
+    e = imx_moments_atb(ctx, rkk, block, m, k, D, k, k, D, k, NULL, C);
+  }
+  if (!e)
+    for (size_t i = 0; i < (size_t)k * k; i++) C[i] /= (double)N;
+  imx_rsum_free(&rk), imx_rsum_free(&rkk);
+  if (mu != mean) free(mu);
+  free(D);
+  return e;
+}
