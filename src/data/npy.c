@@ -391,23 +391,15 @@ static imx_err open_header(imx_ctx *ctx, const char *path, imx_npy_header *h, FI
   /* The size must match exactly: a header whose shape disagrees with the file
    * is lying about something, and guessing which part is wrong helps no one. */
   int64_t expect = h->data_offset + h->shape[0] * h->shape[1] * h->itemsize;
-  if (size < expect) {
+  if (size != expect) {
     fclose(f);
     return imx_fail(
         ctx, IMX_ERR_DATA,
-        "%s: file is truncated: expected %lld bytes (%lld-byte header + %lld x %lld items of %d "
-        "bytes), found %lld",
-        path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
-        (long long)h->shape[1], h->itemsize, (long long)size);
-  }
-  if (size > expect) {
-    fclose(f);
-    return imx_fail(
-        ctx, IMX_ERR_DATA,
-        "%s: file is longer than its header says: expected %lld bytes (%lld-byte header + %lld x "
-        "%lld items of %d bytes), found %lld",
-        path, (long long)expect, (long long)h->data_offset, (long long)h->shape[0],
-        (long long)h->shape[1], h->itemsize, (long long)size);
+        "%s: file is %s: expected %lld bytes (%lld-byte header + %lld x %lld items of %d bytes), "
+        "found %lld",
+        path, size < expect ? "truncated" : "longer than its header says", (long long)expect,
+        (long long)h->data_offset, (long long)h->shape[0], (long long)h->shape[1], h->itemsize,
+        (long long)size);
   }
   *fp = f;
   return IMX_OK;
