@@ -83,12 +83,7 @@ static void check_rows(imx_ctx *ctx, const imx_data *d, int64_t N, int n, int bl
       if (f4) w = (float)w;
       maxerr = fmax(maxerr, fabs(d->X[i * n + j] - w * scale));
     }
-  int64_t tot = d->nloc;
-  MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
-  MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  t_check_quiet(tot == N, "%s: rows over all ranks %lld, want %lld", label, (long long)tot,
-                (long long)N);
-  t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
+  t_check_shards(ctx->comm, d->nloc, N, &maxerr, label);
   t_check(t_failed == f0, "%-28s N=%lld n=%d B=%d max error %g (tolerance 0)", label, (long long)N,
           n, block, maxerr);
 }
@@ -411,9 +406,8 @@ static void test_synth_stats(imx_ctx *ctx) {
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   imx_ctx ctx;
-  imx_ctx_init(&ctx, MPI_COMM_WORLD);
+  t_init(&argc, &argv, &ctx);
   char dir[64];
   t_tmpdir(ctx.comm, dir);
 
@@ -424,8 +418,5 @@ int main(int argc, char **argv) {
   test_synth_stats(&ctx);
 
   t_rmdir(ctx.comm, dir);
-  int rc = t_finish();
-  imx_ctx_finalize(&ctx);
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

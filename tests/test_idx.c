@@ -41,6 +41,29 @@ static int write_gz(const char *path, const unsigned char *buf, size_t len) {
   return (gzclose(gz) == Z_OK && w == (int)len) ? 0 : -1;
 }
 
+/* Rank 0 writes a gzip'd IDX file (see make_idx); every rank waits for it.
+ * Collective. */
+static void write_idx_gz(imx_ctx *ctx, const char *path, int type, int ndim, const uint32_t *dims,
+                         const unsigned char *payload, size_t plen) {
+  if (ctx->rank == 0) {
+    unsigned char buf[NIMG * NPIX + 64];
+    size_t len = make_idx(buf, type, ndim, dims, payload, plen);
+    t_check_quiet(write_gz(path, buf, len) == 0, "write %s", path);
+  }
+  MPI_Barrier(ctx->comm);
+}
+
+/* Write buf gzip'd to path and read the compressed bytes back into z (at
+ * most cap); returns how many there are. Local. */
+static size_t write_gz_bytes(const char *path, const unsigned char *buf, size_t len,
+                             unsigned char *z, size_t cap) {
+  t_check_quiet(write_gz(path, buf, len) == 0, "write %s", path);
+  FILE *f = fopen(path, "rb");
+  size_t zl = f ? fread(z, 1, cap, f) : 0;
+  if (f) fclose(f);
+  return zl;
+}
+
 static void base_cfg(imx_config *cfg, const char *images, const char *labels, int block) {
   memset(cfg, 0, sizeof *cfg);
   cfg->data.source = IMX_SRC_IDX;
@@ -69,12 +92,7 @@ static void check_load(imx_ctx *ctx, const imx_config *cfg, int64_t N, const cha
                     fabs(d->X[i * NPIX + j] - cfg->data.scale * (double)pixel(d->row0 + i, j)));
     if (cfg->data.labels[0]) badlab += d->labels[i] != (d->row0 + i) % NCLASS;
   }
-  int64_t tot = d->nloc;
-  MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, ctx->comm);
-  MPI_Allreduce(MPI_IN_PLACE, &maxerr, 1, MPI_DOUBLE, MPI_MAX, ctx->comm);
-  t_check_quiet(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot,
-                (long long)N);
-  t_check_quiet(maxerr == 0, "%s: max error %g (tolerance 0)", label, maxerr);
+  t_check_shards(ctx->comm, d->nloc, N, &maxerr, label);
   t_check_quiet(badlab == 0, "%s: %d wrong labels", label, badlab);
   if (cfg->data.labels[0])
     t_check_quiet(d->labels && d->nclasses == (N < NCLASS ? N : NCLASS), "%s: nclasses %d", label,
@@ -86,9 +104,8 @@ static void check_load(imx_ctx *ctx, const imx_config *cfg, int64_t N, const cha
 }
 
 int main(int argc, char **argv) {
-  MPI_Init(&argc, &argv);
   imx_ctx ctx;
-  imx_ctx_init(&ctx, MPI_COMM_WORLD);
+  t_init(&argc, &argv, &ctx);
   char dir[64];
   t_tmpdir(ctx.comm, dir);
   char img[256], imgz[256], img2d[256], lab[256], labz[256], p[256], q[256];
@@ -151,11 +168,8 @@ int main(int argc, char **argv) {
   /* gzip'd stream cut in the middle of the compressed data. */
   snprintf(p, sizeof p, "%s/cut.gz", dir);
   if (ctx.rank == 0) {
-    t_check_quiet(write_gz(p, buf, len) == 0, "write");
-    FILE *f = fopen(p, "rb");
     unsigned char z[4096];
-    size_t zl = fread(z, 1, sizeof z, f);
-    fclose(f);
+    size_t zl = write_gz_bytes(p, buf, len, z, sizeof z);
     zfull = zl;
     t_check_quiet(t_write_file(p, z, zl / 2) == 0, "cut");
   }
@@ -171,11 +185,8 @@ int main(int argc, char **argv) {
    * catches it. */
   snprintf(p, sizeof p, "%s/flipped.gz", dir);
   if (ctx.rank == 0) {
-    t_check_quiet(write_gz(p, buf, len) == 0, "write");
-    FILE *f = fopen(p, "rb");
     unsigned char z[4096];
-    size_t zl = fread(z, 1, sizeof z, f);
-    fclose(f);
+    size_t zl = write_gz_bytes(p, buf, len, z, sizeof z);
     z[zl / 2] ^= 0x10;
     t_check_quiet(t_write_file(p, z, zl) == 0, "flip");
   }
@@ -187,11 +198,7 @@ int main(int argc, char **argv) {
   /* Header promising 30 images, stream holding 23. */
   snprintf(p, sizeof p, "%s/lying-more.gz", dir);
   uint32_t more[3] = {30, ROWS, COLS}, fewer[3] = {20, ROWS, COLS};
-  if (ctx.rank == 0) {
-    size_t l = make_idx(buf, 0x08, 3, more, payload, sizeof payload);
-    t_check_quiet(write_gz(p, buf, l) == 0, "write");
-  }
-  MPI_Barrier(ctx.comm);
+  write_idx_gz(&ctx, p, 0x08, 3, more, payload, sizeof payload);
   base_cfg(&cfg, p, "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA,
                "expected 376 uncompressed bytes (16-byte header + 30 x 12), found 292",
@@ -199,34 +206,22 @@ int main(int argc, char **argv) {
 
   /* Header promising 20 images, stream holding 23. */
   snprintf(p, sizeof p, "%s/lying-fewer.gz", dir);
-  if (ctx.rank == 0) {
-    size_t l = make_idx(buf, 0x08, 3, fewer, payload, sizeof payload);
-    t_check_quiet(write_gz(p, buf, l) == 0, "write");
-  }
-  MPI_Barrier(ctx.comm);
+  write_idx_gz(&ctx, p, 0x08, 3, fewer, payload, sizeof payload);
   base_cfg(&cfg, p, "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA, "longer than the IDX header says",
                "gz header says 20 of 23");
 
   /* Float images (type 0x0D). */
   snprintf(p, sizeof p, "%s/float-idx3.gz", dir);
-  if (ctx.rank == 0) {
-    size_t l = make_idx(buf, 0x0D, 3, d3, payload, sizeof payload);
-    t_check_quiet(write_gz(p, buf, l) == 0, "write");
-  }
-  MPI_Barrier(ctx.comm);
+  write_idx_gz(&ctx, p, 0x0D, 3, d3, payload, sizeof payload);
   base_cfg(&cfg, p, "", 1);
   t_expect_err(&ctx, imx_data_load(&ctx, &cfg, &d), IMX_ERR_DATA,
                "IDX type byte 0x0D (float) is not supported", "type byte 0x0D");
 
   /* 22 labels for 23 images. */
   snprintf(q, sizeof q, "%s/labels22.gz", dir);
-  if (ctx.rank == 0) {
-    uint32_t d1[1] = {NIMG - 1};
-    size_t l = make_idx(buf, 0x08, 1, d1, labels, NIMG - 1);
-    t_check_quiet(write_gz(q, buf, l) == 0, "write");
-  }
-  MPI_Barrier(ctx.comm);
+  uint32_t d1[1] = {NIMG - 1};
+  write_idx_gz(&ctx, q, 0x08, 1, d1, labels, NIMG - 1);
   base_cfg(&cfg, imgz, q, 1);
   char want[600];
   snprintf(want, sizeof want, "labels file %s has 22 labels but images file %s has 23 images", q,
@@ -253,8 +248,5 @@ int main(int argc, char **argv) {
   t_check_quiet(d == NULL, "d set after failures");
 
   t_rmdir(ctx.comm, dir);
-  int rc = t_finish();
-  imx_ctx_finalize(&ctx);
-  MPI_Finalize();
-  return rc;
+  return t_end(&ctx);
 }

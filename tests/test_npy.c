@@ -145,34 +145,36 @@ int main(int argc, char **argv) {
   good(&ctx, 1, "{'descr': '<i4', 'fortran_order': False, 'shape': (0, 3), }", "<i4", 2, 0, 3, 4);
 
   /* ---- bad headers ---- */
-  bad(&ctx, 1, "{'descr': '>f8', 'fortran_order': False, 'shape': (3, 4), }",
-      "unsupported dtype '>f8'");
-  bad(&ctx, 1, "{'descr': '<c16', 'fortran_order': False, 'shape': (3, 4), }",
-      "unsupported dtype '<c16'");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': True, 'shape': (3, 4), }",
-      "fortran_order arrays are not supported (save with np.ascontiguousarray)");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 4), }",
-      "3-D arrays are not supported (shape (2, 3, 4))");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (), }", "0-D arrays");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, }", "lacks 'shape'");
-  bad(&ctx, 1, "{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
-      "appears twice");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'x': 1}",
-      "unexpected key 'x'");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': Maybe, 'shape': (3,), }",
-      "expected True or False");
-  bad(&ctx, 1, "{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (3,), }",
-      "structured dtypes");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (-3, 2), }", "malformed");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999, 2), }",
-      "overflows");
-  bad(&ctx, 1,
-      "{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
-      "too large");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), } junk",
-      "only padding after '}'");
-  bad(&ctx, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4)", "',' or '}'");
-  bad(&ctx, 1, "not a dict", "expected '{'");
+  {
+    /* Each v1 header is refused with a message holding the second string. */
+    static const char *const bad_headers[][2] = {
+        {"{'descr': '>f8', 'fortran_order': False, 'shape': (3, 4), }", "unsupported dtype '>f8'"},
+        {"{'descr': '<c16', 'fortran_order': False, 'shape': (3, 4), }",
+         "unsupported dtype '<c16'"},
+        {"{'descr': '<f8', 'fortran_order': True, 'shape': (3, 4), }",
+         "fortran_order arrays are not supported (save with np.ascontiguousarray)"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (2, 3, 4), }",
+         "3-D arrays are not supported (shape (2, 3, 4))"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (), }", "0-D arrays"},
+        {"{'descr': '<f8', 'fortran_order': False, }", "lacks 'shape'"},
+        {"{'descr': '<f8', 'descr': '<f8', 'fortran_order': False, 'shape': (3,), }",
+         "appears twice"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3,), 'x': 1}", "unexpected key 'x'"},
+        {"{'descr': '<f8', 'fortran_order': Maybe, 'shape': (3,), }", "expected True or False"},
+        {"{'descr': [('a', '<f8')], 'fortran_order': False, 'shape': (3,), }", "structured dtypes"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (-3, 2), }", "malformed"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (99999999999999999999, 2), }",
+         "overflows"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (1099511627776, 1099511627776), }",
+         "too large"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), } junk",
+         "only padding after '}'"},
+        {"{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4)", "',' or '}'"},
+        {"not a dict", "expected '{'"},
+    };
+    for (size_t k = 0; k < sizeof bad_headers / sizeof bad_headers[0]; k++)
+      bad(&ctx, 1, bad_headers[k][0], bad_headers[k][1]);
+  }
   {
     unsigned char buf[512];
     size_t len = make_npy(buf, 1, "{'descr': '<f8', 'fortran_order': False, 'shape': (3, 4), }",

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <mpi.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,6 +134,19 @@ __attribute__((unused)) static int t_write_file(const char *path, const void *bu
   if (!f) return -1;
   size_t w = fwrite(buf, 1, len, f);
   return (fclose(f) == 0 && w == len) ? 0 : -1;
+}
+
+/* The local rows of a row-sharded matrix (nloc on this rank) add up to N over
+ * comm, and its largest error, *maxerr on entry, is 0 over comm (tolerance 0):
+ * two quiet checks; *maxerr becomes the maximum over comm. Collective. */
+__attribute__((unused)) static void t_check_shards(MPI_Comm comm, int64_t nloc, int64_t N,
+                                                   double *maxerr, const char *label) {
+  int64_t tot = nloc;
+  MPI_Allreduce(MPI_IN_PLACE, &tot, 1, MPI_INT64_T, MPI_SUM, comm);
+  MPI_Allreduce(MPI_IN_PLACE, maxerr, 1, MPI_DOUBLE, MPI_MAX, comm);
+  t_check_quiet(tot == N, "%s: %lld rows over all ranks, want %lld", label, (long long)tot,
+                (long long)N);
+  t_check_quiet(*maxerr == 0, "%s: max error %g (tolerance 0)", label, *maxerr);
 }
 
 /* Agree on the result, print the verdict on rank 0 and return the exit code
