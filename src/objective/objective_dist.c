@@ -127,78 +127,73 @@ static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const doub
   return e;
 }
 
-imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
-                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
-                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
-                                   double *value) {
-  const double *w = obj->w;
-  int K = C->K, nb = C->nb, kt = C->kt;
-  int nbins = mode == IMX_RED_REPRODUCIBLE ? IMX_EXACT_FOLD : 1;
-  double val[IMX_NTERMS] = {0};
-  IMX_TRY(check_variances(ctx, K, diagC, 1)); /* diagC is replicated: every rank returns */
+/* The state of one evaluation of the moment terms on the tiles. */
+typedef struct dist_eval {
+  const imx_objective *obj;
+  int K, nb, kt, nbins, nv, two;
+  double *d;           /* K: C_jj + eps */
+  double *u, *q;       /* K: a null vector; gaussian_tc's M^-1 v */
+  double *sums;        /* K + 2: the exact sums (offdiag, decorrelation, rows) */
+  double *bins;        /* nbins x (K + 2) */
+  double *rp, *cq;     /* nb each: one tile's row and column sums */
+  double ld, ldtc;     /* log det of logdet's and of gaussian_tc's M */
+  double S, qd;        /* gaussian_tc's null-vector scalars */
+  const imx_dmat *Mtc; /* the matrix holding gaussian_tc's M^-1 (G when shared) */
+} dist_eval;
+
+/* logdet's M^-1 into G and gaussian_tc's into G or work (one factorization
+ * when both use the same M), and gaussian_tc's q = M^-1 v. Collective. */
+static imx_err factorizations(imx_ctx *ctx, dist_eval *st, const imx_dmat *C, imx_dmat *G,
+                              imx_dmat *work, imx_dinv *inv) {
+  const imx_objective *obj = st->obj;
+  int K = st->K, nv = st->nv;
+  st->Mtc = G;
+  if (obj->w[IMX_TERM_LOGDET] != 0) {
+    logdet_null_vector(K, st->u);
+    IMX_TRY(logdet_inverse(ctx, obj, C, nv ? st->u : NULL, G, logdet_matrix(nv), &st->ld, st->sums,
+                           inv));
+  }
+  if (obj->w[IMX_TERM_GAUSSIAN_TC] == 0) return IMX_OK;
+  st->S = gaussian_tc_null_vector(K, st->d, st->u);
+  if (obj->w[IMX_TERM_LOGDET] != 0 && !st->two) { /* the same M as logdet's */
+    st->ldtc = st->ld;
+  } else {
+    imx_dmat *M = st->two ? work : G;
+    IMX_TRY(logdet_inverse(ctx, obj, C, nv ? st->u : NULL, M, gaussian_tc_matrix(nv), &st->ldtc,
+                           st->sums, inv));
+    st->Mtc = M;
+  }
+  if (nv) { /* q = M^-1 v, summed exactly over tiles */
+    IMX_TRY(sym_matvec(ctx, st->nbins, st->Mtc, st->u, st->q));
+    st->qd = gaussian_tc_qd(K, st->q, st->d);
+  }
+  return IMX_OK;
+}
+
+/* One pass over this rank's lower tiles: G's elements (in the order of the
+ * replicated code: logdet, gaussian_tc, offdiag, variance, decorrelation)
+ * and each tile's partial sums deposited into the bins (bounds from the
+ * maxima mx). Returns nonzero if a partial exceeded its bound; *tiles counts
+ * the tiles. Local. */
+static int tile_pass(dist_eval *st, const imx_dmat *C, imx_dmat *G, const double mx[2],
+                     int64_t *tiles) {
+  const double *w = st->obj->w, *d = st->d, *q = st->q;
   double wld = w[IMX_TERM_LOGDET], wtc = w[IMX_TERM_GAUSSIAN_TC], woff = w[IMX_TERM_OFFDIAG];
   double wvar = w[IMX_TERM_VARIANCE], wdec = w[IMX_TERM_DECORRELATION];
-  int two = imx_objective_dist_needs_work(obj); /* logdet and gaussian_tc factor two matrices */
-  double *d = malloc((size_t)K * sizeof *d), *sums = malloc((size_t)(K + 2) * sizeof *sums);
-  double *u = malloc((size_t)K * sizeof *u), *q = calloc((size_t)K, sizeof *q);
-  double *bins = calloc((size_t)nbins * (K + 2), sizeof *bins);
-  double *rp = malloc(2 * (size_t)nb * sizeof *rp), *cq = rp ? rp + nb : NULL;
-  imx_err e = IMX_OK;
-  if (!d || !sums || !u || !q || !bins || !rp)
-    e = imx_fail(ctx, IMX_ERR_NOMEM, "objective sums (K=%d)", K);
-  if (!e && two && !work)
-    e = imx_fail(ctx, IMX_ERR_INTERNAL, "distributed objective: second matrix missing");
-  if (!e) e = unit_variances(ctx, obj, K, diagC, 1, d); /* d_j = C_jj + eps */
-  /* Everything so far is replicated except the allocations: agree before
-   * the collective part. */
-  e = imx_agree(ctx, e);
-  if (e) goto out;
-
-  /* G holds logdet's M^{-1}; gaussian_tc's is in Mtc. */
-  int nv = obj->null_vector;
-  double ld = 0, ldtc = 0, S = 0, qd = 0;
-  const imx_dmat *Mtc = G;
-  if (wld != 0) {
-    logdet_null_vector(K, u);
-    e = logdet_inverse(ctx, obj, C, nv ? u : NULL, G, logdet_matrix(nv), &ld, sums, inv);
-    if (e) goto out;
-  }
-  if (wtc != 0) {
-    S = gaussian_tc_null_vector(K, d, u);
-    if (wld != 0 && !two) { /* the same M as logdet's */
-      ldtc = ld;
-    } else {
-      imx_dmat *M = two ? work : G;
-      e = logdet_inverse(ctx, obj, C, nv ? u : NULL, M, gaussian_tc_matrix(nv), &ldtc, sums, inv);
-      if (e) goto out;
-      Mtc = M;
-    }
-    if (nv) { /* q = M^-1 v, summed exactly over tiles */
-      e = sym_matvec(ctx, nbins, Mtc, u, q);
-      if (e) goto out;
-      qd = gaussian_tc_qd(K, q, d);
-    }
-  }
-  double mx[2] = {0, 0};
-  if (woff != 0 || wdec != 0) {
-    e = off_maxima(ctx, C, wdec != 0 ? d : NULL, mx);
-    if (e) goto out;
-  }
+  int K = st->K, nb = st->nb, nv = st->nv;
+  double *rp = st->rp, *cq = st->cq, S = st->S, qd = st->qd;
+  const imx_dmat *Mtc = st->Mtc;
   /* Bounds of one tile's partials: nb^2 values of at most max c^2 (max q),
    * and per row at most nb values. */
   double pc = imx_exact_pow2(mx[0]), Uoff = imx_exact_pow2((double)nb * nb) * pc * pc;
   double pq = imx_exact_pow2(mx[1]), Udec = imx_exact_pow2((double)nb * nb) * pq;
   double Urow = imx_exact_pow2((double)nb) * pq;
-  double *b0 = bins, *b1 = bins + (K + 2), *b2 = bins + 2 * (K + 2);
+  double *b0 = st->bins, *b1 = st->bins + (K + 2), *b2 = st->bins + 2 * (K + 2);
   int bad = 0;
-  int64_t tiles = 0;
-  /* One pass over the lower tiles: G's elements (in the order of the
-   * replicated code: logdet, gaussian_tc, offdiag, variance, decorrelation)
-   * and the per-tile partial sums. */
-  for (int J = 0; J < kt; J++)
-    for (int I = J; I < kt; I++) {
+  for (int J = 0; J < st->kt; J++)
+    for (int I = J; I < st->kt; I++) {
       if (!imx_dmat_mine(G, I, J)) continue;
-      tiles++;
+      (*tiles)++;
       const double *c = imx_dmat_tile(C, I, J), *mt = imx_dmat_tile(Mtc, I, J);
       double *g = imx_dmat_tile(G, I, J);
       int tr = imx_dmat_tile_rows(G, I), tc = imx_dmat_tile_rows(G, J);
@@ -232,7 +227,7 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
       if (woff == 0 && wdec == 0) continue;
       if (I == J)
         for (int i = 0; i < tr; i++) rp[i] += cq[i];
-      if (nbins == 1) {
+      if (st->nbins == 1) {
         b0[S_OFFDIAG] += soff, b0[S_DECOR] += sdec;
         for (int i = 0; i < tr; i++) b0[S_ROWS + I * nb + i] += rp[i];
         if (I != J)
@@ -245,31 +240,76 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
       bad |= imx_exact_deposit1(tr, rp, Urow, b0 + r0, b1 + r0, b2 + r0);
       if (I != J) bad |= imx_exact_deposit1(tc, cq, Urow, b0 + c0, b1 + c0, b2 + c0);
     }
-  if (woff != 0 || wdec != 0) {
-    e = imx_exact_allreduce(ctx, nbins, K + 2, bins, bad, tiles, "objective sums", sums);
-    if (e) goto out;
-  }
+  return bad;
+}
 
-  /* Values; sum_{j != k} = 2 sum_{j > k}. */
-  if (wld != 0) val[IMX_TERM_LOGDET] = logdet_value(ld);
-  if (wtc != 0) val[IMX_TERM_GAUSSIAN_TC] = gaussian_tc_value(sum_log(K, d), ldtc);
-  if (woff != 0) val[IMX_TERM_OFFDIAG] = 2 * sums[S_OFFDIAG];
-  if (wvar != 0) val[IMX_TERM_VARIANCE] = variance_value(K, d);
-  if (wdec != 0) {
-    /* G_jj of decorrelation from the row sums of q. */
-    for (int I = 0; I < kt; I++) {
-      if (!imx_dmat_mine(G, I, I)) continue;
-      double *g = imx_dmat_tile(G, I, I);
-      for (int i = 0; i < imx_dmat_tile_rows(G, I); i++) {
-        int gi = I * nb + i;
-        g[i + (size_t)i * G->lld] += wdec * decorrelation_grad_diag(sums[S_ROWS + gi], d[gi]);
-      }
+/* decorrelation's G_jj from the row sums of q, on this rank's diagonal
+ * tiles. Local. */
+static void decorrelation_diagonal(const dist_eval *st, imx_dmat *G) {
+  double wdec = st->obj->w[IMX_TERM_DECORRELATION];
+  for (int I = 0; I < st->kt; I++) {
+    if (!imx_dmat_mine(G, I, I)) continue;
+    double *g = imx_dmat_tile(G, I, I);
+    for (int i = 0; i < imx_dmat_tile_rows(G, I); i++) {
+      int gi = I * st->nb + i;
+      g[i + (size_t)i * G->lld] += wdec * decorrelation_grad_diag(st->sums[S_ROWS + gi], st->d[gi]);
     }
-    val[IMX_TERM_DECORRELATION] = 2 * sums[S_DECOR];
   }
-  *value = moment_total(obj, val, terms);
-out:
-  free(d), free(sums), free(u), free(q), free(bins), free(rp);
+}
+
+imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
+                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
+                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
+                                   double *value) {
+  const double *w = obj->w;
+  int K = C->K, nb = C->nb;
+  double val[IMX_NTERMS] = {0};
+  IMX_TRY(check_variances(ctx, K, diagC, 1)); /* diagC is replicated: every rank returns */
+  dist_eval st = {.obj = obj,
+                  .K = K,
+                  .nb = nb,
+                  .kt = C->kt,
+                  .nv = obj->null_vector,
+                  .nbins = mode == IMX_RED_REPRODUCIBLE ? IMX_EXACT_FOLD : 1,
+                  /* logdet and gaussian_tc factor two matrices */
+                  .two = imx_objective_dist_needs_work(obj)};
+  st.d = malloc((size_t)K * sizeof *st.d), st.sums = malloc((size_t)(K + 2) * sizeof *st.sums);
+  st.u = malloc((size_t)K * sizeof *st.u), st.q = calloc((size_t)K, sizeof *st.q);
+  st.bins = calloc((size_t)st.nbins * (K + 2), sizeof *st.bins);
+  st.rp = malloc(2 * (size_t)nb * sizeof *st.rp), st.cq = st.rp ? st.rp + nb : NULL;
+  imx_err e = IMX_OK;
+  if (!st.d || !st.sums || !st.u || !st.q || !st.bins || !st.rp)
+    e = imx_fail(ctx, IMX_ERR_NOMEM, "objective sums (K=%d)", K);
+  if (!e && st.two && !work)
+    e = imx_fail(ctx, IMX_ERR_INTERNAL, "distributed objective: second matrix missing");
+  if (!e) e = unit_variances(ctx, obj, K, diagC, 1, st.d); /* d_j = C_jj + eps */
+  /* Everything so far is replicated except the allocations: agree before
+   * the collective part. */
+  e = imx_agree(ctx, e);
+  if (!e) e = factorizations(ctx, &st, C, G, work, inv);
+  int sums = w[IMX_TERM_OFFDIAG] != 0 || w[IMX_TERM_DECORRELATION] != 0;
+  double mx[2] = {0, 0};
+  if (!e && sums) e = off_maxima(ctx, C, w[IMX_TERM_DECORRELATION] != 0 ? st.d : NULL, mx);
+  if (!e) {
+    int64_t tiles = 0;
+    int bad = tile_pass(&st, C, G, mx, &tiles);
+    if (sums)
+      e = imx_exact_allreduce(ctx, st.nbins, K + 2, st.bins, bad, tiles, "objective sums", st.sums);
+  }
+  if (!e) {
+    /* Values; sum_{j != k} = 2 sum_{j > k}. */
+    if (w[IMX_TERM_LOGDET] != 0) val[IMX_TERM_LOGDET] = logdet_value(st.ld);
+    if (w[IMX_TERM_GAUSSIAN_TC] != 0)
+      val[IMX_TERM_GAUSSIAN_TC] = gaussian_tc_value(sum_log(K, st.d), st.ldtc);
+    if (w[IMX_TERM_OFFDIAG] != 0) val[IMX_TERM_OFFDIAG] = 2 * st.sums[S_OFFDIAG];
+    if (w[IMX_TERM_VARIANCE] != 0) val[IMX_TERM_VARIANCE] = variance_value(K, st.d);
+    if (w[IMX_TERM_DECORRELATION] != 0) {
+      decorrelation_diagonal(&st, G);
+      val[IMX_TERM_DECORRELATION] = 2 * st.sums[S_DECOR];
+    }
+    *value = moment_total(obj, val, terms);
+  }
+  free(st.d), free(st.sums), free(st.u), free(st.q), free(st.bins), free(st.rp);
   return e;
 }
 
