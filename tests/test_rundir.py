@@ -6,7 +6,12 @@
     process left behind blocks nothing;
   - an explicit --out is used as given: refused (exit 3, with the hint to
     --resume) when it holds a run, used when it exists empty; only the default
-    runs/<name> numbers itself (-2, -3, ...).
+    runs/<name> numbers itself (-2, -3, ...);
+  - every PETSc option in use is in summary.json (optimizer.petsc_options) and
+    config.yaml (a comment), with TAO's settings as it used them; options
+    nobody read are a warning and optimizer.petsc_options_unused; -tao_type in
+    optimizer.options and an unknown TAO type are refused (exit 3) before data;
+  - config --check runs train's objective check where n is known.
 """
 import fcntl
 import os
@@ -106,4 +111,39 @@ codes = [subprocess.run([INFOMAX, "train", CFG] + SMALL, cwd=cwd, env=ENV, captu
 check(codes == [0, 0] and os.path.exists(os.path.join(cwd, "runs", "synthetic-ica", "summary.json"))
       and os.path.exists(os.path.join(cwd, "runs", "synthetic-ica-2", "summary.json")),
       "the default runs/<name> numbers itself: runs/synthetic-ica, runs/synthetic-ica-2 (exit %s)" % codes)
+
+# 3. PETSc options are recorded, checked, and unread ones said.
+po = os.path.join(d, "opts")
+code, out, err = run(["train", CFG, "--out", po] + SMALL[:2] + ["-tao_max_it", "5", "-tao_monitr"], ranks=2)
+s = load_json(os.path.join(po, "summary.json")) if code == 0 else {}
+o = s.get("optimizer", {})
+cy = open(os.path.join(po, "config.yaml")).read() if code == 0 else ""
+check(code == 0 and o.get("iterations") == 5 and o.get("max_it") == 5 and o.get("type") == "lmvm"
+      and "-tao_max_it 5" in o.get("petsc_options", "") and "gatol" in o,
+      "-tao_max_it 5: summary.json says max_it 5 (TAO's) and lists the options: %s" % o.get("petsc_options"))
+check(o.get("petsc_options_unused") == "-tao_monitr" and err.count("nobody read") == 1 and "-tao_monitr" in err,
+      "a typo (-tao_monitr) is warned about once and listed as unused: %r" % o.get("petsc_options_unused"))
+cc, _, ce = run(["config", "--check", os.path.join(po, "config.yaml")])
+check("# PETSc options in use" in cy and "-tao_max_it 5" in cy and cc == 0,
+      "config.yaml records the options as a comment and stays loadable (config --check exit %d)" % cc)
+t0 = time.time()
+code, out, err = run(["train", CFG, "--out", os.path.join(d, "nosuch"), "--set", "data.samples=400000",
+                      "-tao_type", "nosuch"], ranks=2)
+check(code == 3 and '"nosuch" is not a TAO type' in err and "loaded" not in out
+      and not os.path.exists(os.path.join(d, "nosuch")),
+      "-tao_type nosuch: exit %d (want 3) before data are read (%.1f s), no run directory" % (code, time.time() - t0))
+code, out, err = run(["train", CFG, "--out", os.path.join(d, "optnls"), "--set", "optimizer.options=-tao_type nls"]
+                     + SMALL, ranks=2)
+check(code == 3 and "optimizer.options: -tao_type" in err and "optimizer.type" in err,
+      "optimizer.options: -tao_type nls is refused (exit %d, want 3), pointing to optimizer.type" % code)
+
+# 4. config --check runs train's objective check where the config knows n.
+bad = ["--set", "model.units=16", "--set", "objective.preset=gaussian"]
+c1, _, e1 = run(["config", "--check", CFG] + bad)
+c2, _, e2 = run(["train", CFG, "--out", os.path.join(d, "k16")] + bad + SMALL)
+check(c1 == c2 == 3 and "K=16" in e1 and e1.splitlines()[-1] == e2.splitlines()[-1],
+      "config --check refuses identity K=16 > data.dim=8 as train does (exit %d and %d)" % (c1, c2))
+fm = os.path.join(os.path.dirname(CFG), "fashion-mnist.yaml")
+c3, o3, _ = run(["config", "--check", fm])
+check(c3 == 0 and "checked when train reads" in o3, "config --check of a data file says n is checked when read")
 finish()

@@ -4,11 +4,14 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include "imx/train.h"
 
 #define LOCK_NAME ".lock" /* in the run directory; flock'ed by rank 0 for the whole run */
 
@@ -151,6 +154,12 @@ static imx_err write_config(imx_ctx *ctx, const imx_config *cfg, const char *dir
   FILE *f = NULL;
   imx_err e = imx_file_begin(ctx, dir, "config.yaml", &f);
   if (!e) e = imx_config_write(ctx, cfg, f);
+  if (!e) { /* a comment: a resume reads the file, and takes its options anew */
+    char *opts = imx_train_options_in_use();
+    fprintf(f, "# PETSc options in use (command line, PETSC_OPTIONS, optimizer.options): %s\n",
+            opts ? opts : "?");
+    free(opts);
+  }
   if (!e) e = imx_file_commit(ctx, dir, "config.yaml", f);
   else if (f) fclose(f);
   return e;

@@ -306,6 +306,46 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   PetscFunctionReturn(0);
 }
 
+char *imx_train_options_in_use(void) {
+  char *all = NULL, *copy = NULL;
+  if (PetscOptionsGetAll(NULL, &all) || !all) return NULL;
+  copy = strdup(all);
+  PetscFree(all);
+  if (copy) { /* PETSc ends the list with a space */
+    size_t len = strlen(copy);
+    while (len && copy[len - 1] == ' ') copy[--len] = 0;
+  }
+  return copy;
+}
+
+/* Options PETSc reads only in PetscFinalize, after the question is asked. */
+static int read_at_finalize(const char *name) {
+  static const char *const late[] = {"options_left", "options_view", "malloc_dump",
+                                     "malloc_view",  "memory_view",  "objects_dump",
+                                     "log_view",     "log_all",      NULL};
+  for (int i = 0; late[i]; i++)
+    if (!strcmp(name, late[i])) return 1;
+  return 0;
+}
+
+char *imx_train_options_unused(void) {
+  PetscInt n = 0;
+  char **names = NULL, **values = NULL;
+  if (PetscOptionsLeftGet(NULL, &n, &names, &values)) return NULL;
+  size_t len = 1;
+  for (PetscInt i = 0; i < n; i++)
+    len += strlen(names[i]) + 3 + (values[i] ? strlen(values[i]) + 1 : 0);
+  char *out = malloc(len);
+  if (out) out[0] = 0;
+  for (PetscInt i = 0; out && i < n; i++) {
+    if (read_at_finalize(names[i])) continue;
+    strcat(strcat(out, out[0] ? " -" : "-"), names[i]);
+    if (values[i]) strcat(strcat(out, " "), values[i]);
+  }
+  PetscOptionsLeftRestore(NULL, &n, &names, &values);
+  return out;
+}
+
 static int needs_hessian(const char *type);
 static int bounded_type(const char *type);
 
@@ -481,6 +521,18 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
     if (!have_hist) PetscOptionsClearValue(NULL, hist);
   }
+  if (!e) { /* what TAO will do, after the options */
+    PetscInt max_it, max_funcs;
+    PetscReal gatol, grtol, gttol;
+    TaoGetMaximumIterations(tao, &max_it);
+    TaoGetMaximumFunctionEvaluations(tao, &max_funcs);
+    TaoGetTolerances(tao, &gatol, &grtol, &gttol);
+    res->tao = (imx_tao_settings){.max_it = io->start_iteration + (int)max_it,
+                                  .max_funcs = (long long)max_funcs,
+                                  .gatol = gatol,
+                                  .grtol = grtol,
+                                  .gttol = gttol};
+  }
   if (!e) {
     TaoType type;
     TaoGetType(tao, &type);
@@ -500,7 +552,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   e = imx_agree(ctx, e);
   if (!e) {
     imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
-            cfg->optimizer.max_it, cfg->optimizer.gatol, cfg->optimizer.grtol);
+            res->tao.max_it, res->tao.gatol, res->tao.grtol);
     s.t0 = imx_now();
     imx_timer_start(IMX_T_OPTIMIZER);
     pe = TaoSolve(tao);
