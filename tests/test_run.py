@@ -220,11 +220,12 @@ c, o, e = run(["train", cfgd, "--out", os.path.join(d, "ica_pc_bad"), "--set", "
 check(c == 3 and "optimizer.precondition: ica does not apply: it is for entropy + logdet only" in e,
       "optimizer.precondition: ica on the decorrelation preset: exit %d (want 3) with the reason" % c)
 
-# 5. Never overwrite: the same --out twice gives a new directory.
+# 5. Never overwrite: the same --out twice is refused (exit 3, with the hint to
+# resume it); the first run is untouched and no other directory is made.
 code, out, err = run(["train", config(name="soft", max_it=2), "--out", run_dir], ranks=1)
-check(code == 0 and os.path.exists(run_dir + "-2/summary.json")
+check(code == 3 and "--resume " + run_dir in err and not os.path.exists(run_dir + "-2")
       and load_json(os.path.join(run_dir, "summary.json"))["ranks"] == 2,
-      "a second run with the same output.dir goes to %s-2; the first is untouched" % run_dir)
+      "a second run with the same output.dir %s is refused; the first is untouched" % run_dir)
 
 # 6. float32 input, TAO options from the command line and from the config.
 code, out, err = run(["train", config(name="f32", path=os.path.join(d, "x32.npy"), max_it=3),

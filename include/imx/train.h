@@ -17,11 +17,19 @@
 /* Only used through pointers here: the full struct is in imx/config.h. */
 typedef struct imx_config imx_config;
 
+/* TAO's settings after TaoSetFromOptions (the options may override the config's). */
+typedef struct imx_tao_settings {
+  int max_it;          /* iterations in total, as optimizer.max_it (those before a resume too) */
+  long long max_funcs; /* objective evaluations TAO allows this session */
+  double gatol, grtol, gttol; /* gradient tolerances: absolute, relative, decrease */
+} imx_tao_settings;
+
 typedef struct imx_train_result {
   int iterations;        /* iterations done in total (including those before a resume) */
   int evaluations;       /* objective-and-gradient evaluations in total */
   char reason[64];       /* TAO convergence reason, e.g. CONVERGED_GATOL */
   char tao_type[32];     /* TAO type used */
+  imx_tao_settings tao;  /* TAO's settings as used */
   char precondition[16]; /* "ica" (include/imx/precond.h) or "none" */
   double grad_norm;      /* final gradient norm */
   imx_eval final;        /* terms and indicators at the final parameters */
@@ -58,6 +66,15 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
  * same option was given on the command line. Call after PetscInitialize.
  * Local (every rank does the same). */
 imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg);
+
+/* Every option in PETSc's database ("-tao_max_it 5 -tao_monitor"): from the
+ * command line, PETSC_OPTIONS and optimizer.options (with -tao_type). A
+ * string to free(), or NULL. Local. */
+char *imx_train_options_in_use(void);
+
+/* The options nobody has read so far ("-tao_monitr -foo 3"; "" if none): a
+ * string to free(), or NULL. Local. */
+char *imx_train_options_unused(void);
 
 /* Statistics per evaluation the ICA preconditioner needs (include/imx/precond.h):
  * IMX_PRECOND_AUX(K) when optimizer.precondition is ica and the layer's

@@ -17,6 +17,8 @@
  * tools/plot_run.py.
  */
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -425,6 +427,18 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
   return imx_agree(ctx, e);
 }
 
+/* Does the directory out (--out; it may not exist yet) lie in the run
+ * directory run: run itself or a directory in it? Local. */
+static int writes_into(const char *out, const char *run) {
+  char r[PATH_MAX], o[PATH_MAX], buf[PATH_MAX];
+  if (!realpath(run, r)) return 0;
+  if (realpath(out, o) && !strcmp(o, r)) return 1;
+  snprintf(buf, sizeof buf, "%s", out);
+  size_t len = strlen(buf);
+  while (len > 1 && buf[len - 1] == '/') buf[--len] = 0;
+  return realpath(dirname(buf), o) && !strcmp(o, r);
+}
+
 static void free_column(column *col, int is_model) {
   if (is_model) memset(&col->layer, 0, sizeof col->layer); /* W, b belong to the caller */
   else imx_fixed_clear(&col->layer);
@@ -472,6 +486,10 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   imx_err e = set ? imx_config_setup(ctx, &cfg, cfgpath, nset, set)
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
+  /* Writing into a run directory: one process at a time, as train. */
+  int lock = -1;
+  if (!e && isdir && a->out && writes_into(a->out, a->pos[0]))
+    e = imx_rundir_lock(ctx, a->pos[0], &lock);
   if (!e) e = imx_data_load(ctx, &cfg, &d);
   if (!e) {
     size_t n = (size_t)d->n;
@@ -591,6 +609,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     }
   }
   if (e) imx_report(ctx);
+  imx_rundir_unlock(&lock);
   for (int c = 0; c < ncols; c++) free_column(&cols[c], c == 0);
   free(W), free(b), free(mean), free(transform), free(mixing);
   imx_data_free(&dt);

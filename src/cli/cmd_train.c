@@ -104,11 +104,12 @@ static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, doub
 /* A new run directory with config.yaml (and the ground truth of synthetic
  * data), or the one being resumed. Collective. */
 static imx_err open_run_dir(imx_ctx *ctx, const imx_args *a, const imx_config *top,
-                            const imx_config *cfg, const imx_data *d, char dir[IMX_PATH_LEN]) {
+                            const imx_config *cfg, const imx_data *d, char dir[IMX_PATH_LEN],
+                            int *lock) {
   if (a->resume) {
     IMX_TRY(imx_rundir_reuse(ctx, top, a->resume, dir));
   } else {
-    IMX_TRY(imx_rundir_create(ctx, top, dir));
+    IMX_TRY(imx_rundir_create(ctx, top, dir, lock));
     IMX_TRY(write_truth(ctx, d, cfg, dir));
   }
   imx_log(ctx, IMX_INFO, "  run dir    %s", dir);
@@ -160,6 +161,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   imx_data *d = NULL;
   double *transform = NULL; /* preprocessing matrix, for layer 1's measures */
   char dir[IMX_PATH_LEN] = "";
+  int lock = -1; /* rank 0's lock on the run directory, held to the end */
   /* Layer 1 (kept to the end: summary.json is its summary), and for i >= 2
    * the layer below (lo, freed once layer i has its rows) and layer i (hi). */
   imx_run_layer l1, lo, hi, *last = &l1;
@@ -167,6 +169,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
 
   /* Prolog: configuration, data, preprocessing. */
   imx_err e = load_config(ctx, a, &top, &l1.cfg);
+  if (!e) e = a->resume ? imx_rundir_lock(ctx, a->resume, &lock) : imx_rundir_check(ctx, &top);
   if (!e) echo_config(ctx, &l1.cfg);
   if (!e) e = load_data(ctx, &l1.cfg, &d, &transform);
   int layers = !e && top.model.nlayers > 1 ? top.model.nlayers : 1;
@@ -189,7 +192,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
       last = &hi;
     }
     if (!e) e = imx_run_layer_create(ctx, last);
-    if (!e && i == 1) e = open_run_dir(ctx, a, &top, &l1.cfg, d, dir);
+    if (!e && i == 1) e = open_run_dir(ctx, a, &top, &l1.cfg, d, dir, &lock);
     if (!e) {
       imx_layer_start start = i < first                 ? IMX_LAYER_REBUILD
                               : i == first && a->resume ? IMX_LAYER_RESUME
@@ -212,6 +215,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
       report_end(ctx, last, e, dir);
     }
   }
+  imx_rundir_unlock(&lock);
   imx_run_layer_clear(&hi);
   imx_run_layer_clear(&l1);
   free(transform);

@@ -3,6 +3,7 @@
  * main reads as prolog (split the command line, start MPI and PETSc),
  * the command, epilog (finalize, exit with the command's code).
  */
+#include <limits.h>
 #include <malloc.h>
 #include <petscsys.h>
 #include <stdio.h>
@@ -11,9 +12,12 @@
 
 #include "imx/cli.h"
 #include "imx/config.h"
+#include "imx/data.h"
 #include "imx/log.h"
+#include "imx/objective.h"
 #include "imx/signals.h"
 #include "imx/timer.h"
+#include "imx/train.h"
 
 /* The general usage around the table of commands (print_usage). */
 static const char usage_head[] =
@@ -40,8 +44,10 @@ static const char train_help[] =
     "Trains one InfoMax layer z = W x + b, a = phi(z) on the data of CONFIG.yaml\n"
     "(with model.layers, a stack: layer L on the features of layer L-1),\n"
     "distributed over P MPI ranks, with PETSc TAO as the optimizer. Rank 0 prints one\n"
-    "line per iteration; results go to a new run directory (output.dir, default\n"
-    "runs/<config name>, never overwriting an earlier run):\n"
+    "line per iteration; results go to a run directory: --out DIR (output.dir) as\n"
+    "given, new or empty (one holding a run is refused: --resume it), else runs/<config\n"
+    "name>, -2, -3, ... never overwriting an earlier run; one process at a time (a\n"
+    "second one exits 4 naming the holder of DIR/.lock):\n"
     "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
     "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md);\n"
     "  layer L >= 2 of a stack: layerL_W.npy ... layerL_checkpoint.bin\n"
@@ -124,9 +130,31 @@ static const char config_help[] =
     "  --reference  print every configuration key with its type, default, allowed\n"
     "               values and meaning, as Markdown (docs/config.md is this output)\n"
     "  --check      load and validate CONFIG.yaml and the --set overrides exactly as\n"
-    "               train does, without reading data: prints \"CONFIG.yaml: valid\" and\n"
+    "               train does before it reads data (keys, TAO type and options, each layer's\n"
+    "               objective where n is known: data.dim of synthetic data; a data file's\n"
+    "               n is known only when train reads it): prints \"CONFIG.yaml: valid\" and\n"
     "               exits 0, or the error (file:line:column) and exits 3\n"
     "  --set SECTION.KEY=VALUE  override one key after the file is read (repeatable)\n";
+
+/* What train checks before it reads data, beyond the keys: the TAO type and
+ * options, and each layer's objective against its number of inputs n where
+ * the config knows it (synthetic data: data.dim; layer i >= 2: the units of
+ * layer i-1); for a data file n and N are known only when it is read
+ * (*file_n = 1). Collective. */
+static imx_err check_layers(imx_ctx *ctx, const imx_config *top, int *file_n) {
+  int layers = top->model.nlayers > 1 ? top->model.nlayers : 1;
+  *file_n = top->data.source == IMX_SRC_NPY || top->data.source == IMX_SRC_IDX;
+  long long n = *file_n ? INT_MAX : top->data.dim, N = *file_n ? LLONG_MAX : top->data.samples;
+  for (int i = 0; i < layers; i++) {
+    imx_config c;
+    imx_objective obj;
+    IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, top, i, &c)));
+    if (i == 0) IMX_TRY(imx_agree(ctx, imx_train_options(ctx, &c)));
+    IMX_TRY(imx_agree(ctx, imx_objective_resolve(ctx, &c, (int)n, N, &obj)));
+    n = c.model.units; /* the features layer i+1 gets */
+  }
+  return IMX_OK;
+}
 
 /* `infomax config --check CONFIG.yaml` (--reference needs no MPI: main). */
 static int cmd_config(imx_ctx *ctx, const imx_args *a) {
@@ -135,8 +163,15 @@ static int cmd_config(imx_ctx *ctx, const imx_args *a) {
     if (ctx->rank == 0) fputs("usage: infomax config --reference | --check CONFIG.yaml\n", stderr);
     return IMX_ERR_USAGE;
   }
+  int file_n = 0;
   int rc = imx_config_setup(ctx, &cfg, a->pos[0], a->nset, a->set);
+  if (!rc) rc = check_layers(ctx, &cfg, &file_n);
   if (rc) imx_report(ctx);
+  else if (file_n)
+    imx_log(ctx, IMX_INFO,
+            "%s: valid (layer 1's objective against the data's dimensions is checked when "
+            "train reads %s)",
+            a->pos[0], cfg.data.path);
   else imx_log(ctx, IMX_INFO, "%s: valid", a->pos[0]);
   return rc;
 }
@@ -254,6 +289,17 @@ static PetscErrorCode quiet_vfprintf(FILE *f, const char *fmt, va_list ap) {
   return 0;
 }
 
+/* PETSc options nobody read: a typo (-tao_monitr) or an option of another
+ * TAO type. Said at the end (the work is done; train's summary.json lists
+ * them too). */
+static void warn_unused_options(imx_ctx *ctx) {
+  char *left = imx_train_options_unused();
+  if (left && left[0])
+    imx_log(ctx, IMX_WARN,
+            "PETSc options nobody read (a typo, or an option of another TAO type?): %s", left);
+  free(left);
+}
+
 int main(int argc, char **argv) {
   /* Large MPI reduction buffers: keep them in the heap instead of mmap/munmap
    * per call, whose first-touch page faults dominate on some VMs. */
@@ -321,6 +367,7 @@ int main(int argc, char **argv) {
     rc = IMX_ERR_USAGE;
   }
 
+  if (c) warn_unused_options(&ctx);
   PetscFinalize();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();

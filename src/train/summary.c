@@ -77,6 +77,15 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         const imx_train_result *r = s->train;
         imx_json_object(&j, "optimizer");
         imx_json_str(&j, "type", r->tao_type);
+        imx_json_int(&j, "max_it", r->tao.max_it);
+        imx_json_int(&j, "max_funcs", r->tao.max_funcs);
+        imx_json_num(&j, "gatol", r->tao.gatol);
+        imx_json_num(&j, "grtol", r->tao.grtol);
+        imx_json_num(&j, "gttol", r->tao.gttol);
+        char *in_use = imx_train_options_in_use(), *unused = imx_train_options_unused();
+        imx_json_str(&j, "petsc_options", in_use ? in_use : "");
+        imx_json_str(&j, "petsc_options_unused", unused ? unused : "");
+        free(in_use), free(unused);
         imx_json_str(&j, "precondition", r->precondition);
         imx_json_str(&j, "reason", r->reason);
         imx_json_int(&j, "iterations", r->iterations);

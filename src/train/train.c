@@ -306,7 +306,79 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   PetscFunctionReturn(0);
 }
 
-/* Split "-opt value -flag ..." and set each option not already given. */
+char *imx_train_options_in_use(void) {
+  char *all = NULL, *copy = NULL;
+  if (PetscOptionsGetAll(NULL, &all) || !all) return NULL;
+  copy = strdup(all);
+  PetscFree(all);
+  if (copy) { /* PETSc ends the list with a space */
+    size_t len = strlen(copy);
+    while (len && copy[len - 1] == ' ') copy[--len] = 0;
+  }
+  return copy;
+}
+
+/* Options PETSc reads only in PetscFinalize, after the question is asked. */
+static int read_at_finalize(const char *name) {
+  static const char *const late[] = {"options_left", "options_view", "malloc_dump",
+                                     "malloc_view",  "memory_view",  "objects_dump",
+                                     "log_view",     "log_all",      NULL};
+  for (int i = 0; late[i]; i++)
+    if (!strcmp(name, late[i])) return 1;
+  return 0;
+}
+
+char *imx_train_options_unused(void) {
+  PetscInt n = 0;
+  char **names = NULL, **values = NULL;
+  if (PetscOptionsLeftGet(NULL, &n, &names, &values)) return NULL;
+  size_t len = 1;
+  for (PetscInt i = 0; i < n; i++)
+    len += strlen(names[i]) + 3 + (values[i] ? strlen(values[i]) + 1 : 0);
+  char *out = malloc(len);
+  if (out) out[0] = 0;
+  for (PetscInt i = 0; out && i < n; i++) {
+    if (read_at_finalize(names[i])) continue;
+    strcat(strcat(out, out[0] ? " -" : "-"), names[i]);
+    if (values[i]) strcat(strcat(out, " "), values[i]);
+  }
+  PetscOptionsLeftRestore(NULL, &n, &names, &values);
+  return out;
+}
+
+static int needs_hessian(const char *type);
+static int bounded_type(const char *type);
+
+/* The TAO type the run will use (-tao_type, given or from optimizer.type):
+ * registered, not one that needs a Hessian, bound-constrained if
+ * model.bias_bound asks for bounds. Local. */
+static imx_err check_type(imx_ctx *ctx, const imx_config *cfg) {
+  char type[64] = "";
+  PetscBool set = PETSC_FALSE;
+  void (*create)(void) = NULL;
+  if (PetscOptionsGetString(NULL, NULL, "-tao_type", type, sizeof type, &set) || !set ||
+      TaoInitializePackage() || PetscFunctionListFind(TaoList, type, &create))
+    return imx_fail(ctx, IMX_ERR_PETSC, "cannot read the TAO type from the options");
+  const char *from = strcmp(type, cfg->optimizer.type) ? "-tao_type" : "optimizer.type";
+  if (!create)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%s: \"%s\" is not a TAO type (try lmvm, blmvm, bncg, cg, nm, owlqn, bqnls)",
+                    from, type);
+  if (needs_hessian(type))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%s: TAO type %s needs a Hessian, which infomax does not provide; use a "
+                    "first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, bqnls, owlqn) or nm",
+                    from, type);
+  if (cfg->model.bias_bound > 0 && !bounded_type(type))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "model.bias_bound = %g needs a bound-constrained TAO "
+                    "type (blmvm, bncg, bqnls); %s is %s",
+                    cfg->model.bias_bound, from, type);
+  return IMX_OK;
+}
+
+/* Split "-opt value -flag ..." and set each option not already given; then
+ * check the TAO type. */
 imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
   char buf[IMX_OPTS_LEN + IMX_NAME_LEN + 16];
   snprintf(buf, sizeof buf, "-tao_type %s %s", cfg->optimizer.type, cfg->optimizer.options);
@@ -317,6 +389,10 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
                       "optimizer.options: expected an option name starting "
                       "with '-', got \"%s\"",
                       tok);
+    if (!strcmp(tok, "-tao_type") && tok != buf)
+      return imx_fail(ctx, IMX_ERR_CONFIG,
+                      "optimizer.options: -tao_type is not an option here; set optimizer.type "
+                      "(or -tao_type on the command line)");
     char *val = strtok_r(NULL, " \t\n", &save);
     char *next = val;
     /* A following token that is not an option (or is a negative number) is the value. */
@@ -330,7 +406,7 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
                       val ? val : "");
     tok = next;
   }
-  return IMX_OK;
+  return check_type(ctx, cfg);
 }
 
 /* TAO types that need a Hessian, which we do not provide. */
@@ -346,13 +422,17 @@ static int needs_hessian(const char *type) {
  * the softmax do not bound the biases (softmax is invariant to adding one
  * constant to every z_j, so they can drift without limit); this bound is one
  * of the remedies. Only TAO's bound-constrained types honour bounds. Local. */
-static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B, const char *type,
-                            Vec *xl, Vec *xu) {
+static int bounded_type(const char *type) {
   static const char *const bounded[] = {"blmvm",  "bncg",   "bqnls", "bqnkls",
                                         "bqnktr", "bqnktl", NULL};
-  int ok = 0;
-  for (int i = 0; bounded[i]; i++) ok |= !strcmp(type, bounded[i]);
-  if (!ok)
+  for (int i = 0; bounded[i]; i++)
+    if (!strcmp(type, bounded[i])) return 1;
+  return 0;
+}
+
+static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B, const char *type,
+                            Vec *xl, Vec *xu) {
+  if (!bounded_type(type))
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "model.bias_bound = %g needs a bound-constrained TAO "
                     "type (blmvm, bncg, bqnls); optimizer.type is %s",
@@ -441,6 +521,18 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
     if (!have_hist) PetscOptionsClearValue(NULL, hist);
   }
+  if (!e) { /* what TAO will do, after the options */
+    PetscInt max_it, max_funcs;
+    PetscReal gatol, grtol, gttol;
+    TaoGetMaximumIterations(tao, &max_it);
+    TaoGetMaximumFunctionEvaluations(tao, &max_funcs);
+    TaoGetTolerances(tao, &gatol, &grtol, &gttol);
+    res->tao = (imx_tao_settings){.max_it = io->start_iteration + (int)max_it,
+                                  .max_funcs = (long long)max_funcs,
+                                  .gatol = gatol,
+                                  .grtol = grtol,
+                                  .gttol = gttol};
+  }
   if (!e) {
     TaoType type;
     TaoGetType(tao, &type);
@@ -460,7 +552,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   e = imx_agree(ctx, e);
   if (!e) {
     imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
-            cfg->optimizer.max_it, cfg->optimizer.gatol, cfg->optimizer.grtol);
+            res->tao.max_it, res->tao.gatol, res->tao.grtol);
     s.t0 = imx_now();
     imx_timer_start(IMX_T_OPTIMIZER);
     pe = TaoSolve(tao);
