@@ -115,6 +115,7 @@ typedef struct imx_config {
     int every;              /* output.every: progress line every this many iterations */
     int checkpoint_every; /* output.checkpoint_every: checkpoint every N iterations (0 = at the end only) */
     int optimizer_log; /* output.optimizer_log: log every evaluation for exact resume (bool) */
+    double optimizer_log_max_mib; /* output.optimizer_log_max_mib: size limit, 0 = none */
   } output;
 } imx_config;
 

@@ -54,6 +54,13 @@ typedef struct imx_data {
   double *means; /* gmm: components x n true means, replicated, owned; else NULL */
 } imx_data;
 
+/* Loaded data, after data.scale: each column's largest magnitude must be 0 or
+ * within [IMX_DATA_MIN_ABS, IMX_DATA_MAX_ABS] (the range the reproducible sums
+ * resolve exactly), and labels must be integers in [0, IMX_DATA_MAX_LABEL]. */
+#define IMX_DATA_MAX_ABS 1e100
+#define IMX_DATA_MIN_ABS 1e-100
+#define IMX_DATA_MAX_LABEL 65535
+
 /* Rows a generator makes when data.samples is 0. */
 #define IMX_SYNTH_DEFAULT_SAMPLES 10000
 

@@ -40,6 +40,16 @@ imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *log, const double *x, double
 imx_err imx_optlog_replay(imx_ctx *ctx, imx_optlog *log, int64_t i, const double *x, double *f,
                           double *g, double *aux);
 
+/* Print the log's expected size (per evaluation and for max_it iterations at
+ * about 1.05 evaluations per iteration) and bound it to max_mib MiB (0 = no
+ * limit). Past the bound nothing more is appended, the file is marked capped
+ * and a warning says what a later resume keeps and gives up. Collective. */
+imx_err imx_optlog_plan(imx_ctx *ctx, imx_optlog *log, double max_mib, int max_it);
+
+/* The number of evaluations a capped log file holds, or -1 if the file is
+ * missing or not capped. Local. */
+int64_t imx_optlog_capped_at(const char *path);
+
 /* Make every appended entry durable (before a checkpoint names them). Collective. */
 imx_err imx_optlog_sync(imx_ctx *ctx, imx_optlog *log);
 

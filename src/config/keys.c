@@ -54,7 +54,7 @@ const key_row imx_config_keys[] = {
     {SEC_DATA, "path", K_STRING, FIELD(data.path), "", 0, 0, 0, NO_CHOICES,
      "the .npy or IDX images file (npy, idx)"},
     {SEC_DATA, "labels", K_STRING, FIELD(data.labels), "", 0, 0, 0, NO_CHOICES,
-     "IDX labels file or .npy vector (\"\" = none)"},
+     "IDX labels file or .npy vector of class numbers 0..65535 (\"\" = none)"},
     {SEC_DATA, "samples", K_INT64, FIELD(data.samples), "0", 0, 0, F_MIN, NO_CHOICES,
      "rows: for files the first N (0 = all); for generators N (0 = 10000)"},
     {SEC_DATA, "dim", K_INT, FIELD(data.dim), "8", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
@@ -184,6 +184,9 @@ const key_row imx_config_keys[] = {
      NO_CHOICES, "write a checkpoint every N iterations (0 = at the end only)"},
     {SEC_OUTPUT, "optimizer_log", K_BOOL, FIELD(output.optimizer_log), "true", 0, 0, 0, NO_CHOICES,
      "log every evaluation (nparams + 3 doubles) so --resume continues exactly"},
+    {SEC_OUTPUT, "optimizer_log_max_mib", K_DOUBLE, FIELD(output.optimizer_log_max_mib), "0", 0, 0,
+     F_MIN, NO_CHOICES,
+     "stop the optimizer log at this size (0 = no limit); resumes past it are not exact"},
 };
 const int imx_config_nkeys = (int)(sizeof imx_config_keys / sizeof imx_config_keys[0]);
 _Static_assert(sizeof imx_config_keys / sizeof imx_config_keys[0] <= IMX_CONFIG_MAX_KEYS,

@@ -138,19 +138,68 @@ imx_err imx_data_check_finite(imx_ctx *ctx, const imx_data *d, const char *what)
   return agree_first(ctx, err, key);
 }
 
-/* Phase 6 tail: labels must be non-negative integers; nclasses = 1 + the
- * global maximum. vals holds nloc labels as doubles. Collective. */
+/* Phase 5, after the finite check: every column's largest magnitude must lie
+ * in [IMX_DATA_MIN_ABS, IMX_DATA_MAX_ABS] (or be 0). The reproducible sums
+ * (include/imx/rsum.h) bound each factor by a power of two in [2^-450, 2^480]:
+ * a column beyond 2^480 cannot be summed at all, and below about 2^-400 its
+ * products (the variance of a column of 1e-150 values is 1e-300) fall under
+ * the finest quantum and sum to 0. Such data are not wrong, only out of
+ * scale, so the message names the column, where its largest value is, and the
+ * data.scale that brings it into range. Collective. */
+static imx_err check_range(imx_ctx *ctx, const imx_data *d, const char *what) {
+  int n = d->n;
+  double *mx = calloc(2 * (size_t)n, sizeof *mx), *gmx = mx + n;
+  int64_t *at = calloc((size_t)n, sizeof *at);
+  imx_err err = mx && at ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: column maxima (%d)", what, n);
+  if (!(err = imx_agree(ctx, err))) {
+    for (int64_t i = 0; i < d->nloc; i++)
+      for (int j = 0; j < n; j++)
+        if (fabs(d->X[i * n + j]) > mx[j]) mx[j] = fabs(d->X[i * n + j]), at[j] = d->row0 + i;
+    if (MPI_Allreduce(mx, gmx, n, MPI_DOUBLE, MPI_MAX, ctx->comm) != MPI_SUCCESS)
+      err = imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the column maxima failed");
+    err = imx_agree(ctx, err);
+  }
+  int j = 0; /* the first column out of range, the same on every rank */
+  while (!err && j < n && !(gmx[j] > IMX_DATA_MAX_ABS || (gmx[j] > 0 && gmx[j] < IMX_DATA_MIN_ABS)))
+    j++;
+  if (err || j == n) {
+    free(mx), free(at);
+    return err;
+  }
+  int64_t key = mx[j] == gmx[j] ? at[j] : INT64_MAX; /* the ranks holding the maximum */
+  double hint = pow(10, -floor(log10(gmx[j])));
+  if (key != INT64_MAX && gmx[j] > IMX_DATA_MAX_ABS)
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: column %d (0-based) reaches %g at row %lld, beyond the largest magnitude "
+                   "%g that the program's sums take; scale the data into range, e.g. "
+                   "data.scale: %g",
+                   what, j, gmx[j], (long long)key, IMX_DATA_MAX_ABS, hint);
+  else if (key != INT64_MAX)
+    err = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s: column %d (0-based) is at most %g in magnitude (at row %lld), below the "
+                   "%g that the program's sums resolve (its products would lose bits or sum to "
+                   "0); scale the data into range, e.g. data.scale: %g",
+                   what, j, gmx[j], (long long)key, IMX_DATA_MIN_ABS, hint);
+  free(mx), free(at);
+  return agree_first(ctx, err, key);
+}
+
+/* Phase 6 tail: labels must be integers in [0, IMX_DATA_MAX_LABEL]; nclasses =
+ * 1 + the global maximum. Most classes empty means a stray label (one 200
+ * among Fashion-MNIST's 0..9 makes 201 classes): warned, with its row. vals
+ * holds nloc labels as doubles. Collective. */
 static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const char *what) {
   imx_err err = IMX_OK;
   int64_t key = INT64_MAX;
   int mx = -1;
   for (int64_t i = 0; i < d->nloc; i++) {
     double v = vals[i];
-    if (!(v >= 0 && v < INT32_MAX && v == floor(v))) {
+    if (!(v >= 0 && v <= IMX_DATA_MAX_LABEL && v == floor(v))) {
       key = d->row0 + i;
       err = imx_fail(ctx, IMX_ERR_DATA,
-                     "%s: label %g at row %lld is not a non-negative integer below %d", what, v,
-                     (long long)(d->row0 + i), INT32_MAX);
+                     "%s: label %.17g at row %lld is not an integer from 0 to %d (labels are "
+                     "class numbers; rows count from 0)",
+                     what, v, (long long)(d->row0 + i), IMX_DATA_MAX_LABEL);
       break;
     }
     d->labels[i] = (int32_t)v;
@@ -160,6 +209,28 @@ static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const c
   if (MPI_Allreduce(MPI_IN_PLACE, &mx, 1, MPI_INT, MPI_MAX, ctx->comm) != MPI_SUCCESS)
     err = imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the largest label failed");
   d->nclasses = mx + 1;
+  if ((err = imx_agree(ctx, err))) return err;
+  /* Rows per class, and the first row of the largest label. */
+  int64_t *count = calloc((size_t)d->nclasses + 1, sizeof *count), *first = NULL;
+  err = imx_agree(ctx, count ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: class counts", what));
+  if (err) return err;
+  first = count + d->nclasses;
+  *first = INT64_MAX;
+  for (int64_t i = 0; i < d->nloc; i++) {
+    count[d->labels[i]]++;
+    if (d->labels[i] == mx && *first == INT64_MAX) *first = d->row0 + i;
+  }
+  if (MPI_Allreduce(MPI_IN_PLACE, count, d->nclasses, MPI_INT64_T, MPI_SUM, ctx->comm) ||
+      MPI_Allreduce(MPI_IN_PLACE, first, 1, MPI_INT64_T, MPI_MIN, ctx->comm))
+    err = imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the class counts failed");
+  int empty = 0;
+  for (int c = 0; c < d->nclasses; c++) empty += count[c] == 0;
+  if (!err && 2 * empty > d->nclasses)
+    imx_log(ctx, IMX_WARN,
+            "%s: labels 0..%d make %d classes but %d of them have no row; the largest label, "
+            "%d, is first at row %lld (0-based): check the labels",
+            what, mx, d->nclasses, empty, mx, (long long)*first);
+  free(count);
   return imx_agree(ctx, err);
 }
 
@@ -228,6 +299,7 @@ static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_o
   IMX_TRY(imx_agree(ctx, ops->read_rows(ctx, px, &h.x, d->row0, d->nloc, d->X)));
   ops->to_double(&h.x, d->X, count, cfg->data.scale);
   IMX_TRY(imx_data_check_finite(ctx, d, px));
+  IMX_TRY(check_range(ctx, d, px));
 
   if (py[0] == '\0') return IMX_OK;
   /* Raw items first, converted in place to doubles, then checked into int32. */

@@ -24,6 +24,7 @@ struct imx_rsum {
   double *pu, *pv;  /* bound: |partial(i,j)| <= pu[i] * pv[j], both powers of two */
   int64_t deposits; /* partials added since begin */
   int violated;     /* a partial exceeded its bound */
+  int clamped;      /* a bound factor was above 2^EMAX and clamped to it */
 };
 
 imx_err imx_rsum_create(imx_ctx *ctx, imx_reduction mode, int rows, int cols, int lower,
@@ -82,10 +83,19 @@ void imx_rsum_begin(imx_rsum *s, double scale, const double *u, const double *v)
   memset(s->bins, 0, (size_t)nbins * (size_t)s->count * sizeof *s->bins);
   s->deposits = 0;
   s->violated = 0;
+  s->clamped = 0;
   if (s->mode != IMX_RED_REPRODUCIBLE) return;
+  const double top = pow2(EMAX);
   double ps = bound_pow2(scale);
-  for (int i = 0; i < s->rows; i++) s->pu[i] = ps * bound_pow2(u ? u[i] : 1.0);
-  for (int j = 0; j < s->cols; j++) s->pv[j] = bound_pow2(v ? v[j] : 1.0);
+  s->clamped = !(scale <= top);
+  for (int i = 0; i < s->rows; i++) {
+    s->pu[i] = ps * bound_pow2(u ? u[i] : 1.0);
+    s->clamped |= u && !(u[i] <= top);
+  }
+  for (int j = 0; j < s->cols; j++) {
+    s->pv[j] = bound_pow2(v ? v[j] : 1.0);
+    s->clamped |= v && !(v[j] <= top);
+  }
 }
 
 void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
@@ -114,8 +124,14 @@ void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
 imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
   int64_t n = nbins * s->count;
-  int64_t tot[2] = {s->deposits, s->violated}, all[2];
-  IMX_MPI(ctx, MPI_Allreduce(tot, all, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
+  int64_t tot[3] = {s->deposits, s->violated, s->violated && s->clamped}, all[3];
+  IMX_MPI(ctx, MPI_Allreduce(tot, all, 3, MPI_INT64_T, MPI_SUM, ctx->comm));
+  if (s->mode == IMX_RED_REPRODUCIBLE && all[2]) /* too large to sum, not a bug */
+    return imx_fail(ctx, IMX_ERR_NUMERIC,
+                    "reproducible sum: values beyond %g (2^%d), the largest it sums exactly; the "
+                    "inputs (data: rescale them with data.scale) or the outputs have grown too "
+                    "large",
+                    pow2(EMAX), EMAX);
   if (s->mode == IMX_RED_REPRODUCIBLE && all[1])
     return imx_fail(
         ctx, IMX_ERR_INTERNAL,

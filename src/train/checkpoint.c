@@ -69,6 +69,8 @@ static imx_err write_root(imx_ctx *ctx, const char *dir, const char *name, const
   if (close(fd) && !e) e = imx_fail(ctx, IMX_ERR_IO, "close %s: %s", tmp, strerror(errno));
   if (!e && rename(tmp, dst))
     e = imx_fail(ctx, IMX_ERR_IO, "cannot rename %s to %s: %s", tmp, dst, strerror(errno));
+  /* A failed write (a full disk) leaves no partial file; the old checkpoint stays. */
+  if (e) unlink(tmp);
   if (!e) { /* make the rename itself durable */
     int dfd = open(dir, O_RDONLY);
     if (dfd >= 0) {

@@ -9,14 +9,19 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "imx/log.h"
+
 #define MAGIC "IMXOLOG\n"
+#define MAGIC_CAPPED "IMXOLOGC" /* the log stopped at output.optimizer_log_max_mib */
 
 struct imx_optlog {
   FILE *f; /* rank 0 only */
   char path[4096];
   int64_t nparams;
-  int64_t naux;    /* optimizer statistics logged after g (the ICA preconditioner's) */
-  int64_t entries; /* entries in the file */
+  int64_t naux;        /* optimizer statistics logged after g (the ICA preconditioner's) */
+  int64_t entries;     /* entries in the file */
+  int64_t max_entries; /* output.optimizer_log_max_mib as entries (INT64_MAX: no limit) */
+  int capped;          /* the limit was reached: nothing more is appended */
 };
 
 /* Entry layout: uint64 hash of x, double f, nvals = nparams + naux doubles
@@ -47,7 +52,8 @@ static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, const cha
   if (!l->f) return imx_fail(ctx, IMX_ERR_IO, "cannot open %s: %s", l->path, strerror(errno));
   char magic[8];
   int64_t np = 0;
-  if (fread(magic, 8, 1, l->f) != 1 || memcmp(magic, MAGIC, 8) || fread(&np, 8, 1, l->f) != 1 ||
+  if (fread(magic, 8, 1, l->f) != 1 ||
+      (memcmp(magic, MAGIC, 8) && memcmp(magic, MAGIC_CAPPED, 8)) || fread(&np, 8, 1, l->f) != 1 ||
       np != nvals)
     return imx_fail(ctx, IMX_ERR_DATA, "%s: not an optimizer log for %lld parameters%s", l->path,
                     (long long)l->nparams,
@@ -62,7 +68,9 @@ static imx_err open_root(imx_ctx *ctx, imx_optlog *l, const char *dir, const cha
   fflush(l->f);
   if (ftruncate(fileno(l->f), cut))
     return imx_fail(ctx, IMX_ERR_IO, "cannot truncate %s: %s", l->path, strerror(errno));
-  fseek(l->f, 0, SEEK_END);
+  /* Entries past the checkpoint are gone, so the log is no longer capped. */
+  if (fseek(l->f, 0, SEEK_SET) || fwrite(MAGIC, 8, 1, l->f) != 1 || fseek(l->f, 0, SEEK_END))
+    return imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", l->path, strerror(errno));
   l->entries = keep;
   return IMX_OK;
 }
@@ -72,7 +80,7 @@ imx_err imx_optlog_open(imx_ctx *ctx, const char *dir, const char *name, int64_t
   *out = NULL;
   imx_optlog *l = calloc(1, sizeof *l);
   imx_err e = l ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "optimizer log");
-  if (l) l->nparams = nparams, l->naux = naux;
+  if (l) l->nparams = nparams, l->naux = naux, l->max_entries = INT64_MAX;
   if (!e && ctx->rank == 0) e = open_root(ctx, l, dir, name, keep);
   e = imx_agree(ctx, e);
   if (e) {
@@ -91,9 +99,30 @@ void imx_optlog_close(imx_optlog **l) {
   *l = NULL;
 }
 
+/* The size limit is reached: mark the file (rank 0) and say what that means. */
+static imx_err cap(imx_ctx *ctx, imx_optlog *l) {
+  imx_err e = IMX_OK;
+  l->capped = 1;
+  if (ctx->rank == 0 && (fseek(l->f, 0, SEEK_SET) || fwrite(MAGIC_CAPPED, 8, 1, l->f) != 1 ||
+                         fseek(l->f, 0, SEEK_END)))
+    e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", l->path, strerror(errno));
+  imx_log(ctx, IMX_WARN,
+          "%s stops at %lld evaluations (output.optimizer_log_max_mib): a resume from a "
+          "checkpoint written before this point is still exact; a resume from a later one keeps "
+          "the checkpoint's weights, iteration count and metrics but starts the optimizer afresh "
+          "(L-BFGS history and line search), so its path is no longer bit for bit the "
+          "uninterrupted run's",
+          l->path, (long long)l->entries);
+  return e;
+}
+
 imx_err imx_optlog_append(imx_ctx *ctx, imx_optlog *l, const double *x, double f, const double *g,
                           const double *aux) {
   imx_err e = IMX_OK;
+  if (l->entries >= l->max_entries) {
+    if (!l->capped) e = cap(ctx, l);
+    return e;
+  }
   if (ctx->rank == 0) {
     uint64_t h = imx_hash_doubles(x, l->nparams);
     size_t np = (size_t)l->nparams, na = (size_t)l->naux;
@@ -160,4 +189,42 @@ imx_err imx_optlog_sync(imx_ctx *ctx, imx_optlog *l) {
   if (ctx->rank == 0 && (fflush(l->f) || fsync(fileno(l->f))))
     e = imx_fail(ctx, IMX_ERR_IO, "cannot sync %s: %s", l->path, strerror(errno));
   return imx_agree(ctx, e);
+}
+
+/* Bytes of one entry and of n entries with the header. */
+static double log_mib(const imx_optlog *l, double n) {
+  return (header_bytes + n * (double)entry_bytes(l->nparams + l->naux)) / 1048576;
+}
+
+imx_err imx_optlog_plan(imx_ctx *ctx, imx_optlog *l, double max_mib, int max_it) {
+  double per = log_mib(l, 1) - log_mib(l, 0);
+  /* L-BFGS usually takes one evaluation per iteration, a few more for line searches. */
+  double expect = log_mib(l, 1.05 * max_it + 2);
+  if (max_mib > 0) {
+    double room = (max_mib - log_mib(l, 0)) / per;
+    l->max_entries = room > 0 ? (int64_t)room : 0;
+  }
+  imx_log(ctx, IMX_INFO,
+          "  optimizer log %.3g MiB per evaluation, about %.4g MiB for max_it=%d (1.05 "
+          "evaluations per iteration)%s",
+          per, expect, max_it,
+          max_mib <= 0        ? ""
+          : max_mib >= expect ? "; within output.optimizer_log_max_mib"
+                              : "; stops at output.optimizer_log_max_mib, beyond which "
+                                "resume is not exact");
+  return IMX_OK;
+}
+
+int64_t imx_optlog_capped_at(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return -1;
+  char magic[8];
+  int64_t nvals = 0, at = -1;
+  if (fread(magic, 8, 1, f) == 1 && !memcmp(magic, MAGIC_CAPPED, 8) &&
+      fread(&nvals, 8, 1, f) == 1 && nvals >= 0 && !fseek(f, 0, SEEK_END)) {
+    long size = ftell(f);
+    at = size < header_bytes ? 0 : (size - header_bytes) / (int64_t)entry_bytes(nvals);
+  }
+  fclose(f);
+  return at;
 }

@@ -134,9 +134,22 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
             cfg->parallel.block, (long long)r->data->N);
   int have = 0;
   IMX_TRY(file_exists(ctx, r->dir, logname, &have));
-  if (have && cfg->output.optimizer_log && !strcmp(ck.tao_type, cfg->optimizer.type)) {
+  int64_t capped = -1; /* a log stopped by output.optimizer_log_max_mib: its length */
+  char why[160] = "";
+  if (have && ctx->rank == 0) {
+    char path[IMX_PATH_LEN + NAME_LEN];
+    snprintf(path, sizeof path, "%s/%s", r->dir, logname);
+    capped = imx_optlog_capped_at(path);
+  }
+  IMX_MPI(ctx, MPI_Bcast(&capped, 1, MPI_INT64_T, 0, ctx->comm));
+  if (capped >= 0 && capped < ck.evaluations)
+    snprintf(why, sizeof why,
+             "%s stops at %lld evaluations (output.optimizer_log_max_mib), the checkpoint is at %d",
+             logname, (long long)capped, ck.evaluations);
+  if (have && !why[0] && cfg->output.optimizer_log && !strcmp(ck.tao_type, cfg->optimizer.type)) {
     IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
                             imx_train_precond_aux(cfg, r->layer), ck.evaluations, log));
+    IMX_TRY(imx_optlog_plan(ctx, *log, cfg->output.optimizer_log_max_mib, cfg->optimizer.max_it));
     IMX_TRY(imx_layer_init_params(ctx, r->layer, cfg, r->theta));
     io->log = *log;
     io->replay_evaluations = ck.evaluations;
@@ -149,8 +162,9 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
           "resume: %s; continuing from the checkpoint's weights with a fresh %s "
           "state (L-BFGS history and line search start over), so the path differs from an "
           "uninterrupted run",
-          !have ? (r->index == 1 ? "no optimizer_log.bin in the run directory"
-                                 : "no optimizer log of the layer in the run directory")
+          !have    ? (r->index == 1 ? "no optimizer_log.bin in the run directory"
+                                    : "no optimizer log of the layer in the run directory")
+          : why[0] ? why
           : !cfg->output.optimizer_log ? "output.optimizer_log is false"
                                        : "the optimizer type changed",
           cfg->optimizer.type);
@@ -166,6 +180,9 @@ static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_tr
   if (r->cfg.output.optimizer_log)
     IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
                             imx_train_precond_aux(&r->cfg, r->layer), -1, log));
+  if (*log)
+    IMX_TRY(
+        imx_optlog_plan(ctx, *log, r->cfg.output.optimizer_log_max_mib, r->cfg.optimizer.max_it));
   io->log = *log;
   return IMX_OK;
 }

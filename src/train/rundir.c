@@ -232,11 +232,15 @@ imx_err imx_file_commit(imx_ctx *ctx, const char *dir, const char *name, FILE *f
   snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
   snprintf(dst, sizeof dst, "%s/%s", dir, name);
   int bad = fflush(f) != 0 || fsync(fileno(f)) != 0;
-  bad |= fclose(f) != 0;
-  if (bad) return imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s", tmp, strerror(errno));
-  if (rename(tmp, dst))
-    return imx_fail(ctx, IMX_ERR_IO, "cannot rename %s to %s: %s", tmp, dst, strerror(errno));
-  return IMX_OK;
+  int why = errno;
+  if (fclose(f) != 0 && !bad) bad = 1, why = errno;
+  if (!bad && rename(tmp, dst)) bad = 2, why = errno;
+  if (!bad) return IMX_OK;
+  unlink(tmp); /* never leave a partial file behind (a full disk: ENOSPC) */
+  return bad == 1 ? imx_fail(ctx, IMX_ERR_IO, "cannot write %s: %s (%s removed)", dst,
+                             strerror(why), tmp)
+                  : imx_fail(ctx, IMX_ERR_IO, "cannot rename %s to %s: %s (%s removed)", tmp, dst,
+                             strerror(why), tmp);
 }
 
 double imx_peak_rss_mib(void) {

@@ -3,11 +3,33 @@
 #include "imx/summary.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "imx/json.h"
 #include "imx/objective.h"
+#include "imx/optlog.h"
 #include "imx/rundir.h"
 #include "imx/timer.h"
+
+/* The optimizer log's limit and whether it was reached: then a resume from
+ * a checkpoint after that point is not exact. The log of summary.json is
+ * optimizer_log.bin, that of layerL_summary.json layerL_optimizer_log.bin. Local. */
+static void optimizer_log(imx_json *j, const imx_config *c, const char *dir, const char *file) {
+  char path[2 * IMX_PATH_LEN];
+  int prefix = (int)(strlen(file) - strlen("summary.json"));
+  snprintf(path, sizeof path, "%s/%.*soptimizer_log.bin", dir, prefix > 0 ? prefix : 0, file);
+  int64_t capped = c->output.optimizer_log ? imx_optlog_capped_at(path) : -1;
+  imx_json_object(j, "optimizer_log");
+  imx_json_bool(j, "enabled", c->output.optimizer_log);
+  imx_json_num(j, "max_mib", c->output.optimizer_log_max_mib);
+  imx_json_int(j, "capped_at_evaluation", capped);
+  imx_json_str(j, "next_resume",
+               !c->output.optimizer_log ? "from the checkpoint's weights, fresh optimizer state"
+               : capped >= 0 ? "exact from checkpoints up to the cap; later ones from the "
+                               "checkpoint's weights with a fresh optimizer state (not exact)"
+                             : "exact");
+  imx_json_end(j);
+}
 
 imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
   imx_timer_stat st[IMX_NTIMERS];
@@ -93,6 +115,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         imx_json_num(&j, "grad_norm", r->grad_norm);
         imx_json_num(&j, "seconds", r->seconds);
         imx_json_end(&j);
+        optimizer_log(&j, c, dir, s->file ? s->file : "summary.json");
         imx_json_int(&j, "stopped_by_signal", r->stopped_by);
         imx_json_int(&j, "checkpoints", r->checkpoints);
         if (!s->layer_status) {
