@@ -72,9 +72,11 @@ check(code == 0 and s.get("optimizer", {}).get("iterations") == 6,
 
 # A run in progress holds the lock: a second train --out and --resume are refused.
 live = os.path.join(d, "live")
-p = subprocess.Popen([INFOMAX, "train", CFG, "--out", live, "--set", "data.samples=20000",
-                      "--set", "optimizer.max_it=100000", "--set", "optimizer.gatol=0",
-                      "--set", "optimizer.grtol=0"], stdout=subprocess.DEVNULL,
+# (the data path over 200000 rows: minutes of work, so it still holds the
+# lock when the two others ask, however loaded the machine is)
+p = subprocess.Popen([INFOMAX, "train", CFG, "--out", live, "--set", "data.samples=200000",
+                      "--set", "parallel.path=data", "--set", "optimizer.max_it=100000",
+                      "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"], stdout=subprocess.DEVNULL,
                      stderr=subprocess.DEVNULL, env=ENV)
 for _ in range(600):
     if os.path.exists(os.path.join(live, "metrics.jsonl")):
@@ -82,11 +84,12 @@ for _ in range(600):
     time.sleep(0.05)
 c1, _, e1 = run(["train", CFG, "--out", live] + SMALL, ranks=1, timeout=60)
 c2, _, e2 = run(["train", "--resume", live], ranks=2, timeout=60)
+alive = p.poll() is None
 p.terminate()
 p.wait(timeout=60)
-check(c1 == 3 and c2 == 4 and ("pid %d" % p.pid) in e2,
-      "while a run trains: train --out it exit %d (want 3), --resume it exit %d (want 4) naming pid %d"
-      % (c1, c2, p.pid))
+check(alive and c1 == 3 and c2 == 4 and ("pid %d" % p.pid) in e2,
+      "while a run trains (still running: %s): train --out it exit %d (want 3), --resume it exit %d "
+      "(want 4) naming pid %d" % (alive, c1, c2, p.pid))
 
 # 2. An explicit --out is used as given; only the default name numbers itself.
 code, out, err = run(["train", CFG, "--out", rd] + SMALL, ranks=2)
