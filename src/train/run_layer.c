@@ -245,6 +245,8 @@ imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
   IMX_TRY(verify(ctx, r, ckname));
+  imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
+          r->ck.iteration, r->ck.loss, r->ck.tao_type);
   r->checked = 1;
   r->done = r->cfg.optimizer.max_it < r->ck.iteration;
   if (r->done)
@@ -260,12 +262,10 @@ imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
  * by retracing the logged run from the initial parameters (exact), or from
  * the checkpoint's weights with a fresh TAO state when there is no usable
  * log. Collective. */
-static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const char *logname,
-                      imx_train_io *io, imx_optlog **log) {
+static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_train_io *io,
+                      imx_optlog **log) {
   const imx_config *cfg = &r->cfg;
   const imx_checkpoint ck = r->ck; /* read and accepted by imx_run_layer_check */
-  imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
-          ck.iteration, ck.loss, ck.tao_type);
   int have = 0;
   IMX_TRY(file_exists(ctx, r->dir, logname, &have));
   if (have && cfg->output.optimizer_log && !strcmp(ck.tao_type, cfg->optimizer.type)) {
@@ -465,7 +465,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   FILE *metrics = NULL;
   imx_err e = start == IMX_LAYER_RESUME && !r->checked
                   ? imx_fail(ctx, IMX_ERR_INTERNAL, "layer %d resumed unchecked", r->index)
-              : start == IMX_LAYER_RESUME ? resume(ctx, r, ckname, logname, &io, &log)
+              : start == IMX_LAYER_RESUME ? resume(ctx, r, logname, &io, &log)
                                           : fresh(ctx, r, logname, &io, &log);
   stamp(r, r->ck.altered, &st);
   if (!e) e = open_metrics(ctx, r, start == IMX_LAYER_RESUME, &metrics);
