@@ -12,7 +12,8 @@
 #define NK 3
 #define NIN 4
 #define NPARAMS (NK * NIN + NK + 5) /* a supervised head's parameters after W and b */
-#define HEADER_BYTES 96             /* the on-disk header (src/train/checkpoint.c) */
+#define HEADER_BYTES \
+  (96 + 16 + IMX_CHECKPOINT_SETTINGS) /* the on-disk header, version 2 (src/train/checkpoint.c) */
 
 static unsigned char *slurp(const char *path, size_t *len) {
   FILE *f = fopen(path, "rb");

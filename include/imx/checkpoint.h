@@ -3,7 +3,10 @@
  * RUN_DIR/checkpoint.bin (layer 1; layerL_checkpoint.bin for layer L >= 2 of a
  * stack, include/imx/run_layer.h) holds a fixed header (magic, version, sizes, the
  * iteration and evaluation counts, the reduction mode and block size, the TAO
- * type, the loss) followed by the parameters theta, and a CRC-32 of all of it.
+ * type, the loss, and what the run was trained on: the data's fingerprint, the
+ * linear-algebra backend and the settings that shape the result, as text)
+ * followed by the parameters theta, and a CRC-32 of all of it. Version 2;
+ * version 1 (without the fingerprint) is refused.
  * It is written to NAME.tmp, fsync'd and renamed over the previous
  * one, so a crash while writing leaves the previous checkpoint intact.
  *
@@ -18,6 +21,8 @@
 
 #include "imx/ctx.h"
 
+#define IMX_CHECKPOINT_SETTINGS 4096 /* bytes of imx_checkpoint.settings */
+
 typedef struct imx_checkpoint {
   int K, n;          /* layer shape */
   int64_t nparams;   /* K n + K */
@@ -28,6 +33,11 @@ typedef struct imx_checkpoint {
   char tao_type[32]; /* optimizer that produced it */
   double loss;       /* objective at theta */
   int64_t data_rows; /* N of the data it was trained on */
+  /* What the run was trained on, compared on resume (include/imx/run_layer.h). */
+  uint64_t data_fingerprint;              /* imx_data_fingerprint of the rows as loaded */
+  int linalg;                             /* imx_linalg_kind the layer used */
+  int altered;                            /* 1: a resume changed settings or data (not exact) */
+  char settings[IMX_CHECKPOINT_SETTINGS]; /* "key: value" lines (run_layer.c) */
 } imx_checkpoint;
 
 /* Write header and theta to DIR/NAME (checkpoint.bin, layer2_checkpoint.bin, ...)

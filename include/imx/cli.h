@@ -17,6 +17,7 @@ typedef struct imx_args {
   const char *weights; /* --weights W.npy (eval) */
   const char *bias;    /* --bias b.npy (eval) */
   const char *resume;  /* --resume RUN_DIR (train) */
+  int allow_changes;   /* --allow-changes (train --resume): continue with other settings or data */
   int help, version, reference;
 } imx_args;
 

@@ -142,6 +142,13 @@ imx_err imx_config_setup(imx_ctx *ctx, imx_config *cfg, const char *cfg_path, in
 /* Write the resolved configuration as YAML (loadable by imx_config_load). Local. */
 imx_err imx_config_write(imx_ctx *ctx, const imx_config *cfg, FILE *f);
 
+/* "section.key: value" lines, one per key of the table whose full name starts
+ * with one of prefixes (NULL-terminated) and is none of skip (NULL-terminated,
+ * or NULL), in table order, into buf (n bytes, NUL-terminated, cut when full).
+ * Returns the length the whole text needs. Local. */
+size_t imx_config_lines(const imx_config *cfg, const char *const *prefixes, const char *const *skip,
+                        char *buf, size_t n);
+
 /* Print the reference of every key (markdown table: key, type, default, range,
  * meaning), generated from the schema table. Local. */
 void imx_config_reference(FILE *f);

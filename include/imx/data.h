@@ -73,6 +73,11 @@ void imx_shard(int64_t N, int block, int rank, int size, int64_t *row0, int64_t 
 imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out);
 void imx_data_free(imx_data **d);
 
+/* A fingerprint of the rows (and labels) of d, the same for any number of
+ * ranks: a sum mod 2^64 of per-row hashes of the global row index, the bits of
+ * the row and its label. Collective. */
+imx_err imx_data_fingerprint(imx_ctx *ctx, const imx_data *d, uint64_t *fp);
+
 /* ---- File formats (used by imx_data_load and by the writers of results) ---- */
 
 /* .npy header: dtype '<f8', '<f4' (or '<i4'/'<i8'/'|u1' for label vectors), C order, 1-D or 2-D. */

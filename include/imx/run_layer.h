@@ -17,6 +17,7 @@
 #ifndef IMX_RUN_LAYER_H
 #define IMX_RUN_LAYER_H
 
+#include "imx/checkpoint.h"
 #include "imx/config.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
@@ -34,14 +35,16 @@ typedef enum {
 
 typedef struct imx_run_layer {
   /* In: set by the caller. */
-  imx_config cfg;          /* the layer's configuration (imx_config_layer) */
-  const imx_data *data;    /* its rows (layer 1: the preprocessed data; borrowed) */
-  imx_data *features;      /* layer L >= 2: its rows, the features of layer L-1 (owned) */
-  const double *transform; /* layer 1: the preprocessing matrix, for the measures; else NULL */
-  const char *dir;         /* the run directory */
-  int index;               /* 1-based */
-  int layers;              /* layers of the run (> 1: a stack) */
-  imx_feed fed;            /* index >= 2: what layer L-1 passes on */
+  imx_config cfg;            /* the layer's configuration (imx_config_layer) */
+  const imx_data *data;      /* its rows (layer 1: the preprocessed data; borrowed) */
+  imx_data *features;        /* layer L >= 2: its rows, the features of layer L-1 (owned) */
+  const double *transform;   /* layer 1: the preprocessing matrix, for the measures; else NULL */
+  const char *dir;           /* the run directory */
+  int index;                 /* 1-based */
+  int layers;                /* layers of the run (> 1: a stack) */
+  imx_feed fed;              /* index >= 2: what layer L-1 passes on */
+  uint64_t data_fingerprint; /* imx_data_fingerprint of the run's rows as loaded (layer 1's) */
+  int allow_changes;         /* resume: continue although settings or data differ (not exact) */
   /* Out. */
   imx_layer *layer;     /* NULL if creation failed */
   double *theta;        /* its parameters (trained, resumed or rebuilt) */
@@ -49,6 +52,13 @@ typedef struct imx_run_layer {
   imx_metrics measures; /* valid if measured */
   int trained, measured;
   imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
+  /* Resume (imx_run_layer_check). */
+  imx_checkpoint ck;  /* the header of the checkpoint it continues from */
+  int checked;        /* ck is read and accepted; theta holds its parameters */
+  int done;           /* optimizer.max_it is below ck.iteration: nothing to continue */
+  int resume;         /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */
+  char changes[1024]; /* what differs from the checkpoint ("key: old -> new; ...") */
+  int advanced;       /* trained past where it started (fresh: any training) */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,
@@ -60,13 +70,25 @@ void imx_run_layer_file(char *out, size_t len, int index, const char *name);
  * 1..layers that has a checkpoint (1 if none has). Collective. */
 imx_err imx_run_layer_find(imx_ctx *ctx, const char *dir, int layers, int *index);
 
+/* Before resuming layer r (created): read its checkpoint into r->ck and
+ * r->theta and check that it was trained on the same data (fingerprint) and
+ * settings (every key that shapes the result, and the linear-algebra backend,
+ * which an auto choice takes from the checkpoint); differences are refused
+ * (IMX_ERR_CONFIG, listed) unless r->allow_changes, and then the resume is not
+ * exact (r->resume = 0). Sets r->done when optimizer.max_it is below the
+ * checkpoint's iteration (nothing to continue; the run directory stays as it
+ * is). Collective. */
+imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r);
+
 /* Create layer r->index on r->data (or r->features, which then become
  * r->data) and its parameter vector, and say what it is. Collective. */
 imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r);
 
-/* Start the created layer as `start` says, train, measure and write its
- * files (also after a stop or an error: the last accepted weights and, for
- * L >= 2, its layerL_summary.json). Errors are reported on rank 0 here; on
+/* Start the created layer as `start` says (IMX_LAYER_RESUME: after
+ * imx_run_layer_check), train, measure and write its files (also after a stop
+ * or an error: the last accepted weights and, for L >= 2, its
+ * layerL_summary.json; but a resume that fails before any new iteration
+ * writes nothing, so earlier results stay). Errors are reported on rank 0 here; on
  * success the measures and a closing report are printed. Returns r->status.
  * Collective. */
 imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start start);

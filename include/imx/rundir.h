@@ -43,10 +43,12 @@ imx_err imx_rundir_lock(imx_ctx *ctx, const char *dir, int *fd);
 void imx_rundir_unlock(int *fd);
 
 /* Continue in the existing run directory `existing` (resume; lock it first
- * with imx_rundir_lock): rewrite its config.yaml with cfg and copy the path
- * into dir. Collective. */
-imx_err imx_rundir_reuse(imx_ctx *ctx, const imx_config *cfg, const char *existing,
-                         char dir[IMX_PATH_LEN]);
+ * with imx_rundir_lock): copy the path into dir. Its config.yaml is rewritten (imx_rundir_write_config) only once
+ * the checkpoint accepted the resume. Collective. */
+imx_err imx_rundir_reuse(imx_ctx *ctx, const char *existing, char dir[IMX_PATH_LEN]);
+
+/* Rewrite DIR/config.yaml with cfg atomically (rank 0). Collective. */
+imx_err imx_rundir_write_config(imx_ctx *ctx, const imx_config *cfg, const char *dir);
 
 /* Open DIR/NAME.tmp for writing; imx_file_commit flushes, fsyncs, closes and
  * renames it to DIR/NAME so a reader never sees a partial file. Local. */

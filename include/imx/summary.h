@@ -26,6 +26,8 @@ typedef struct imx_summary {
                                 * with the status of the whole run) */
   const char *message;           /* the error message ("" if none) */
   const char *file;              /* file name in dir (NULL: summary.json) */
+  int resume;                    /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */
+  const char *changes;           /* resume: what differs from the checkpoint ("" if nothing) */
 } imx_summary;
 
 /* Gather timers (min/max/mean across ranks) and peak memory per rank and write

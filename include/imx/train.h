@@ -40,14 +40,16 @@ typedef struct imx_train_result {
 
 /* Where training writes, and where it starts. */
 typedef struct imx_train_io {
-  FILE *metrics;              /* rank 0: one JSON line per iteration (NULL: none) */
-  const char *dir;            /* run directory for checkpoints (NULL: none) */
-  const char *checkpoint;     /* the checkpoint's file name in dir (NULL: checkpoint.bin) */
-  imx_optlog *log;            /* optimizer log to append to (NULL: none) */
-  int start_iteration;        /* iterations done before (resume without replay), else 0 */
-  int start_evaluations;      /* evaluations done before (resume without replay), else 0 */
-  int64_t replay_evaluations; /* resume with replay: evaluations to serve from log */
-  int replay_iterations;      /* ... and the iteration they end at (the checkpoint's) */
+  FILE *metrics;                      /* rank 0: one JSON line per iteration (NULL: none) */
+  const char *dir;                    /* run directory for checkpoints (NULL: none) */
+  const char *checkpoint;             /* the checkpoint's file name in dir (NULL: checkpoint.bin) */
+  imx_optlog *log;                    /* optimizer log to append to (NULL: none) */
+  int start_iteration;                /* iterations done before (resume without replay), else 0 */
+  int start_evaluations;              /* evaluations done before (resume without replay), else 0 */
+  int64_t replay_evaluations;         /* resume with replay: evaluations to serve from log */
+  int replay_iterations;              /* ... and the iteration they end at (the checkpoint's) */
+  const struct imx_checkpoint *stamp; /* what the run trains on (data fingerprint, backend,
+                                       * settings), copied into every checkpoint (NULL: none) */
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted

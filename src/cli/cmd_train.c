@@ -7,6 +7,7 @@
 #include <petscsys.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "imx/cli.h"
 #include "imx/config.h"
@@ -61,6 +62,38 @@ static imx_err write_truth(imx_ctx *ctx, const imx_data *d, const imx_config *cf
   return imx_agree(ctx, e);
 }
 
+/* p made absolute against the current directory (rank 0), so that a resume
+ * from another directory reads the same files; "" and model.init's "random"
+ * stay. Returns 1 if it does not fit. */
+static int absolute(char p[IMX_PATH_LEN]) {
+  char cwd[IMX_PATH_LEN], buf[2 * IMX_PATH_LEN];
+  if (!p[0] || p[0] == '/' || !strcmp(p, "random")) return 0;
+  if (!getcwd(cwd, sizeof cwd)) return 1;
+  const char *rel = !strncmp(p, "./", 2) ? p + 2 : p;
+  snprintf(buf, sizeof buf, "%s/%s", cwd, rel);
+  if (strlen(buf) >= IMX_PATH_LEN) return 1;
+  memcpy(p, buf, strlen(buf) + 1);
+  return 0;
+}
+
+/* The run's file paths (data.path, data.labels, eval.test_path,
+ * eval.test_labels, model.init) resolved once, on rank 0, and broadcast: the
+ * run directory's config.yaml records them absolute. Collective. */
+static imx_err resolve_paths(imx_ctx *ctx, imx_config *c) {
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0) {
+    char *paths[] = {c->data.path, c->data.labels, c->eval.test_path, c->eval.test_labels,
+                     c->model.init};
+    for (size_t i = 0; !e && i < sizeof paths / sizeof *paths; i++)
+      if (absolute(paths[i]))
+        e = imx_fail(ctx, IMX_ERR_CONFIG, "%s: cannot make it absolute within %d bytes", paths[i],
+                     IMX_PATH_LEN - 1);
+  }
+  IMX_TRY(imx_agree(ctx, e));
+  IMX_MPI(ctx, MPI_Bcast(c, (int)sizeof *c, MPI_BYTE, 0, ctx->comm));
+  return IMX_OK;
+}
+
 /* Configuration (validated before any compute): top is the file's, with
  * model.layers and the --set overrides; cfg is layer 1's. Collective. */
 static imx_err load_config(imx_ctx *ctx, const imx_args *a, imx_config *top, imx_config *cfg) {
@@ -78,15 +111,19 @@ static imx_err load_config(imx_ctx *ctx, const imx_args *a, imx_config *top, imx
                   : imx_fail(ctx, IMX_ERR_NOMEM, "arguments");
   free(set);
   IMX_TRY(e);
+  IMX_TRY(resolve_paths(ctx, top));
   IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, top, 0, cfg)));
   return imx_agree(ctx, imx_train_options(ctx, cfg));
 }
 
 /* The data, preprocessed (transform: the n x n preprocessing matrix, for the
- * measures; allocated here). Collective. */
-static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, double **transform) {
+ * measures; allocated here), and the fingerprint of its rows as loaded.
+ * Collective. */
+static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, double **transform,
+                         uint64_t *fp) {
   imx_timer_start(IMX_T_LOAD);
   imx_err e = imx_data_load(ctx, cfg, d);
+  if (!e) e = imx_data_fingerprint(ctx, *d, fp);
   imx_timer_stop(IMX_T_LOAD);
   IMX_TRY(e);
   const imx_data *x = *d;
@@ -107,7 +144,7 @@ static imx_err open_run_dir(imx_ctx *ctx, const imx_args *a, const imx_config *t
                             const imx_config *cfg, const imx_data *d, char dir[IMX_PATH_LEN],
                             int *lock) {
   if (a->resume) {
-    IMX_TRY(imx_rundir_reuse(ctx, top, a->resume, dir));
+    IMX_TRY(imx_rundir_reuse(ctx, a->resume, dir));
   } else {
     IMX_TRY(imx_rundir_create(ctx, top, dir, lock));
     IMX_TRY(write_truth(ctx, d, cfg, dir));
@@ -124,6 +161,7 @@ static imx_err next_layer(imx_ctx *ctx, const imx_config *top, int i, const imx_
   cur->cfg = below->cfg;
   cur->dir = below->dir, cur->index = i, cur->layers = below->layers;
   cur->fed = below->cfg.model.feed;
+  cur->data_fingerprint = below->data_fingerprint, cur->allow_changes = below->allow_changes;
   IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, top, i - 1, &cur->cfg)));
   return imx_stack_data(ctx, below->layer, below->theta, below->data, below->cfg.model.feed,
                         below->cfg.model.temperature, &cur->features);
@@ -168,23 +206,26 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   memset(&l1, 0, sizeof l1), memset(&lo, 0, sizeof lo), memset(&hi, 0, sizeof hi);
 
   /* Prolog: configuration, data, preprocessing. */
+  uint64_t fp = 0;
   imx_err e = load_config(ctx, a, &top, &l1.cfg);
   if (!e) e = a->resume ? imx_rundir_lock(ctx, a->resume, &lock) : imx_rundir_check(ctx, &top);
   if (!e) echo_config(ctx, &l1.cfg);
-  if (!e) e = load_data(ctx, &l1.cfg, &d, &transform);
+  if (!e) e = load_data(ctx, &l1.cfg, &d, &transform, &fp);
   int layers = !e && top.model.nlayers > 1 ? top.model.nlayers : 1;
   l1 = (imx_run_layer){.cfg = l1.cfg,
                        .data = d,
                        .transform = transform,
                        .dir = dir,
                        .index = 1,
-                       .layers = layers};
+                       .layers = layers,
+                       .data_fingerprint = fp,
+                       .allow_changes = a->allow_changes};
 
   /* The layers, greedily. On resume the layer in progress continues from its
    * checkpoint, and the finished ones below it are rebuilt from theirs. */
-  int first = 1, reported = 0;
+  int first = 1, reported = 0, advanced = 0, done = 0;
   if (!e && a->resume) e = imx_run_layer_find(ctx, a->resume, layers, &first);
-  for (int i = 1; !e && i <= layers; i++) {
+  for (int i = 1; !e && !done && i <= layers; i++) {
     if (i > 1) {
       lo = hi;
       e = next_layer(ctx, &top, i, i == 2 ? &l1 : &lo, &hi);
@@ -193,12 +234,22 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     }
     if (!e) e = imx_run_layer_create(ctx, last);
     if (!e && i == 1) e = open_run_dir(ctx, a, &top, &l1.cfg, d, dir, &lock);
-    if (!e) {
+    /* On resume the layer in progress first checks its checkpoint against
+     * this run; config.yaml takes the new settings only once it is accepted. */
+    if (!e && i == first && a->resume) {
+      e = imx_run_layer_check(ctx, last);
+      done = !e && last->done;
+      if (!e && !done) e = imx_rundir_write_config(ctx, &top, dir);
+      if (last != &l1)
+        l1.resume = last->resume, memcpy(l1.changes, last->changes, sizeof l1.changes);
+    }
+    if (!e && !done) {
       imx_layer_start start = i < first                 ? IMX_LAYER_REBUILD
                               : i == first && a->resume ? IMX_LAYER_RESUME
                                                         : IMX_LAYER_FRESH;
       e = imx_run_layer_train(ctx, last, start);
       reported = e != 0;
+      advanced |= last->advanced;
     }
   }
 
@@ -206,7 +257,12 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
    * how the run ended. */
   if (e && e != IMX_STOPPED && !reported) imx_report(ctx);
   imx_timer_stop(IMX_T_TOTAL);
-  if (dir[0]) {
+  /* A resume that ended before any new iteration (refused, nothing to do,
+   * or failed while retracing) leaves the run directory as it was. */
+  int untouched = a->resume && !advanced && (done || (e && e != IMX_STOPPED));
+  if (untouched && dir[0] && e)
+    imx_log(ctx, IMX_ERROR, "run directory %s is unchanged: this resume did no new iteration", dir);
+  if (dir[0] && !untouched) {
     imx_err se = imx_run_layer_summary(ctx, &l1, e, "summary.json");
     if (se) {
       imx_report(ctx);

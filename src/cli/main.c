@@ -59,7 +59,9 @@ static const char train_help[] =
     "  --set SECTION.KEY=VALUE  override one key (see `infomax config --reference`)\n"
     "  --out DIR                same as --set output.dir=DIR\n"
     "  --resume RUN_DIR         continue from RUN_DIR's checkpoint (its config.yaml; in a\n"
-    "                           stack, the layer in progress)\n"
+    "                           stack, the layer in progress); refused when the data or a\n"
+    "                           setting that shapes the result differs from the checkpoint's\n"
+    "  --allow-changes          with --resume: continue anyway (the run is then not exact)\n"
     "  -tao_type TYPE           lmvm (default), blmvm, bncg, cg, bqnls, owlqn, nm, ...\n"
     "  -tao_monitor, -tao_max_it N, -tao_gatol X, -tao_test_gradient, -log_view, ...\n"
     "\n"
@@ -243,6 +245,7 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
       else if (!strcmp(t, "--version")) a->version = 1;
       else if (!strcmp(t, "--reference")) a->reference = 1;
       else if (!strcmp(t, "--check")) a->reference = 0;
+      else if (!strcmp(t, "--allow-changes")) a->allow_changes = 1;
       else if (!strcmp(t, "--set") || !strcmp(t, "--out") || !strcmp(t, "--data") ||
                !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume"))
         need = t;

@@ -213,3 +213,24 @@ void imx_config_reference(FILE *f) {
               IMX_MAX_LAYERS);
   }
 }
+
+size_t imx_config_lines(const imx_config *cfg, const char *const *prefixes, const char *const *skip,
+                        char *buf, size_t n) {
+  size_t off = 0;
+  if (n) buf[0] = 0;
+  for (int i = 0; i < imx_config_nkeys; i++) {
+    const key_row *r = &imx_config_keys[i];
+    char name[96], val[64];
+    imx_key_full_name(r, name, sizeof name);
+    int take = 0;
+    for (const char *const *p = prefixes; *p && !take; p++) take = !strncmp(name, *p, strlen(*p));
+    for (const char *const *s = skip; s && *s && take; s++) take = strcmp(name, *s) != 0;
+    if (!take) continue;
+    key_value v;
+    imx_key_fetch(r, cfg, &v);
+    int w = snprintf(buf + off, off < n ? n - off : 0, "%s: %s\n", name,
+                     imx_key_format(r, &v, val, sizeof val));
+    off += w > 0 ? (size_t)w : 0;
+  }
+  return off;
+}

@@ -347,3 +347,31 @@ imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out) {
   *out = d;
   return IMX_OK;
 }
+
+/* A 64-bit mix (splitmix64's finalizer): every input bit moves every output bit. */
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+imx_err imx_data_fingerprint(imx_ctx *ctx, const imx_data *d, uint64_t *fp) {
+  /* Each row's hash depends on its global index, its bits and its label; the
+   * sum of the row hashes (mod 2^64) is exact and does not depend on which
+   * rank holds which rows. N and n close it. */
+  uint64_t sum = 0;
+  for (int64_t i = 0; i < d->nloc; i++) {
+    uint64_t h = mix64((uint64_t)(d->row0 + i) + 0x9e3779b97f4a7c15ULL);
+    const double *x = d->X + i * (int64_t)d->n;
+    for (int j = 0; j < d->n; j++) {
+      uint64_t bits;
+      memcpy(&bits, &x[j], 8);
+      h = mix64(h ^ bits);
+    }
+    if (d->labels) h = mix64(h ^ (uint64_t)(uint32_t)d->labels[i] ^ 0xa5a5a5a5ULL << 32);
+    sum += h;
+  }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &sum, 1, MPI_UINT64_T, MPI_SUM, ctx->comm));
+  *fp = mix64(sum ^ mix64((uint64_t)d->N) ^ (uint64_t)d->n);
+  return IMX_OK;
+}

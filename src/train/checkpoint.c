@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,7 +11,7 @@
 #include <zlib.h>
 
 #define MAGIC "IMXCKPT\n"
-#define VERSION 1
+#define VERSION 2 /* 2: the data's fingerprint, the backend and the settings */
 
 /* On-disk header: fixed-width fields, little-endian as on every platform we
  * build for (checked at open by the magic and version). */
@@ -24,6 +25,9 @@ typedef struct disk_header {
   char tao_type[32];
   double loss;
   int64_t data_rows;
+  uint64_t data_fingerprint;
+  int32_t linalg, altered;
+  char settings[IMX_CHECKPOINT_SETTINGS];
 } disk_header;
 
 static imx_err write_all(imx_ctx *ctx, int fd, const void *buf, size_t len, const char *path) {
@@ -52,6 +56,9 @@ static imx_err write_root(imx_ctx *ctx, const char *dir, const char *name, const
   snprintf(d.tao_type, sizeof d.tao_type, "%s", h->tao_type);
   d.loss = h->loss;
   d.data_rows = h->data_rows;
+  d.data_fingerprint = h->data_fingerprint;
+  d.linalg = h->linalg, d.altered = h->altered;
+  snprintf(d.settings, sizeof d.settings, "%s", h->settings);
   size_t bytes = (size_t)h->nparams * sizeof *theta;
   uLong crc = crc32(0L, Z_NULL, 0);
   crc = crc32(crc, (const Bytef *)&d, sizeof d);
@@ -97,11 +104,22 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
                     strerror(errno));
   disk_header d;
   imx_err e = IMX_OK;
-  if (fread(&d, sizeof d, 1, f) != 1 || memcmp(d.magic, MAGIC, 8))
+  /* Magic and version first: an older version has a shorter header. */
+  const size_t lead = offsetof(disk_header, K);
+  if (fread(&d, lead, 1, f) != 1 || memcmp(d.magic, MAGIC, 8))
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: not an infomax checkpoint (bad magic or too short)", path);
+  else if (d.version == 1)
+    e = imx_fail(ctx, IMX_ERR_DATA,
+                 "%s: checkpoint version 1, written by an infomax that did not record the data "
+                 "and settings it trained on, so a resume could not be checked; this infomax "
+                 "resumes version %d only: continue it with the infomax that wrote it, or start "
+                 "the run anew",
+                 path, VERSION);
   else if (d.version != VERSION)
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: checkpoint version %u, this infomax reads %d", path,
                  d.version, VERSION);
+  else if (fread((char *)&d + lead, sizeof d - lead, 1, f) != 1)
+    e = imx_fail(ctx, IMX_ERR_DATA, "%s: truncated header", path);
   else if (d.K < 1 || d.n < 1 || d.nparams < (int64_t)d.K * d.n + d.K)
     e = imx_fail(ctx, IMX_ERR_DATA, "%s: inconsistent sizes (K=%d, n=%d, %lld parameters)", path,
                  d.K, d.n, (long long)d.nparams);
@@ -153,6 +171,10 @@ static imx_err read_root(imx_ctx *ctx, const char *dir, const char *name, imx_ch
   h->tao_type[sizeof h->tao_type - 1] = 0;
   h->loss = d.loss;
   h->data_rows = d.data_rows;
+  h->data_fingerprint = d.data_fingerprint;
+  h->linalg = d.linalg, h->altered = d.altered;
+  memcpy(h->settings, d.settings, sizeof h->settings);
+  h->settings[sizeof h->settings - 1] = 0;
   *theta = x;
   return IMX_OK;
 }

@@ -3,6 +3,7 @@
 #include "imx/run_layer.h"
 
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,25 +114,158 @@ static imx_err read_checkpoint(imx_ctx *ctx, imx_run_layer *r, const char *name,
   return e;
 }
 
+/* The keys whose values shape a layer's result: a resume compares them with
+ * the checkpoint's. The data's paths are not among them (the rows' fingerprint
+ * is: a moved file with the same rows resumes); the stopping rules
+ * (optimizer.max_it, gatol, grtol), eval.* and output.* may change. Another
+ * optimizer.type continues from the checkpoint's weights with a fresh TAO state
+ * (not exact, said so); other optimizer.options are caught by the optimizer
+ * log, which refuses a retrace that asks for other points. */
+static const char *const SHAPING[] = {"data.",
+                                      "model.",
+                                      "objective.",
+                                      "optimizer.precondition",
+                                      "parallel.reduction",
+                                      "parallel.block",
+                                      "parallel.scalapack_block",
+                                      NULL};
+static const char *const UNSHAPING[] = {"data.path", "data.labels", NULL};
+
+/* What layer r trains on, as stored in its checkpoints. Local. */
+static void stamp(const imx_run_layer *r, int altered, imx_checkpoint *st) {
+  memset(st, 0, sizeof *st);
+  st->data_fingerprint = r->data_fingerprint;
+  st->altered = altered;
+  const char *used = imx_layer_linalg(r->layer);
+  for (int k = 0; imx_linalg_names[k]; k++)
+    if (!strcmp(imx_linalg_names[k], used)) st->linalg = k;
+  size_t off = imx_config_lines(&r->cfg, SHAPING, UNSHAPING, st->settings, sizeof st->settings);
+  if (off < sizeof st->settings)
+    snprintf(st->settings + off, sizeof st->settings - off, "layer.path: %s\nlayer.linalg: %s\n",
+             imx_layer_path(r->layer), used);
+}
+
+/* The value of "key: value" line `key` in text, into val ("(none)" if absent). */
+static void setting(const char *text, const char *key, size_t klen, char *val, size_t n) {
+  snprintf(val, n, "(none)");
+  for (const char *p = text; *p;) {
+    const char *nl = strchr(p, '\n');
+    size_t len = nl ? (size_t)(nl - p) : strlen(p);
+    if (len > klen + 1 && !strncmp(p, key, klen) && p[klen] == ':') {
+      snprintf(val, n, "%.*s", (int)(len - klen - 2), p + klen + 2);
+      return;
+    }
+    p += len + (nl != NULL);
+  }
+}
+
+/* printf into out + *off (n bytes in all), advancing *off. Local. */
+static void append(char *out, size_t n, size_t *off, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  if (*off < n) *off += (size_t)vsnprintf(out + *off, n - *off, fmt, ap);
+  va_end(ap);
+}
+
+/* "key: old -> new; ..." for every setting that differs between the texts
+ * was and now, and the data when the fingerprints differ; the count. Local. */
+static int differences(const imx_checkpoint *was, const imx_checkpoint *now, char *out, size_t n) {
+  int count = 0;
+  size_t off = 0;
+  out[0] = 0;
+  if (was->data_fingerprint != now->data_fingerprint)
+    count++, append(out, n, &off, "data: rows differ (fingerprint %016llx != %016llx)",
+                    (unsigned long long)was->data_fingerprint,
+                    (unsigned long long)now->data_fingerprint);
+  for (int pass = 0; pass < 2; pass++) {
+    /* pass 0: the checkpoint's keys; pass 1: keys only the new settings have */
+    const char *text = pass ? now->settings : was->settings;
+    for (const char *p = text; *p;) {
+      const char *nl = strchr(p, '\n'), *colon = strchr(p, ':');
+      size_t len = nl ? (size_t)(nl - p) : strlen(p);
+      if (colon && colon < p + len) {
+        size_t klen = (size_t)(colon - p);
+        char a[256], b[256];
+        setting(was->settings, p, klen, a, sizeof a);
+        setting(now->settings, p, klen, b, sizeof b);
+        if (strcmp(a, b) && (pass == 0 || !strcmp(a, "(none)")))
+          count++,
+              append(out, n, &off, "%s%.*s: %s -> %s", count > 1 ? "; " : "", (int)klen, p, a, b);
+      }
+      p += len + (nl != NULL);
+    }
+  }
+  return count;
+}
+
+/* Read the layer's checkpoint NAME into r->ck and r->theta, take its
+ * linear-algebra backend when parallel.linalg is auto, and compare what it was
+ * trained on with this run: differences are refused unless r->allow_changes.
+ * Collective. */
+static imx_err verify(imx_ctx *ctx, imx_run_layer *r, const char *name) {
+  IMX_TRY(read_checkpoint(ctx, r, name, &r->ck));
+  const char *used = imx_layer_linalg(r->layer);
+  if (r->ck.linalg > IMX_LINALG_AUTO && r->ck.linalg <= IMX_LINALG_SCALAPACK &&
+      strcmp(used, imx_linalg_names[r->ck.linalg]) && r->cfg.parallel.linalg == IMX_LINALG_AUTO) {
+    /* auto decides from the memory per rank and the rank count: the run keeps
+     * the backend it started with, so that it stays bit for bit. */
+    imx_log(ctx, IMX_INFO,
+            "  linalg     %s, as the checkpoint (auto would choose %s on %d rank%s: %s)",
+            imx_linalg_names[r->ck.linalg], used, ctx->size, ctx->size > 1 ? "s" : "",
+            imx_layer_linalg_reason(r->layer));
+    r->cfg.parallel.linalg = (imx_linalg_kind)r->ck.linalg;
+    imx_layer_free(&r->layer);
+    IMX_TRY(r->status = imx_layer_create(ctx, &r->cfg, r->data, &r->layer));
+  }
+  imx_checkpoint now;
+  stamp(r, 0, &now);
+  int n = differences(&r->ck, &now, r->changes, sizeof r->changes);
+  if (n && !r->allow_changes)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "cannot resume %s/%s exactly: %d difference%s from what it was trained on: "
+                    "%s. Resume with the run's own settings and data (drop the --set), or add "
+                    "--allow-changes to continue with these (the run is then no longer exact)",
+                    r->dir, name, n, n > 1 ? "s" : "", r->changes);
+  if (n)
+    imx_log(ctx, IMX_WARN,
+            "resume of %s/%s with --allow-changes: %s; the run continues, but is no longer "
+            "exact",
+            r->dir, name, r->changes);
+  else if (r->ck.altered)
+    imx_log(ctx, IMX_WARN,
+            "%s/%s: an earlier resume changed the settings or data of this run "
+            "(--allow-changes): it is not exact",
+            r->dir, name);
+  r->resume = !n && !r->ck.altered;
+  r->ck.altered = !r->resume; /* carried into its next checkpoints */
+  return IMX_OK;
+}
+
+imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
+  char ckname[NAME_LEN];
+  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  IMX_TRY(verify(ctx, r, ckname));
+  imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
+          r->ck.iteration, r->ck.loss, r->ck.tao_type);
+  r->checked = 1;
+  r->done = r->cfg.optimizer.max_it < r->ck.iteration;
+  if (r->done)
+    imx_log(ctx, IMX_WARN,
+            "%s/%s is at iteration %d, beyond optimizer.max_it %d: nothing to continue, and "
+            "the run directory stays as it is (its later state is never replaced by an earlier "
+            "one). To continue, raise optimizer.max_it above %d: --set optimizer.max_it=N",
+            r->dir, ckname, r->ck.iteration, r->cfg.optimizer.max_it, r->ck.iteration);
+  return IMX_OK;
+}
+
 /* Parameters from the layer's checkpoint, and how the optimizer continues:
  * by retracing the logged run from the initial parameters (exact), or from
  * the checkpoint's weights with a fresh TAO state when there is no usable
  * log. Collective. */
-static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const char *logname,
-                      imx_train_io *io, imx_optlog **log) {
+static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_train_io *io,
+                      imx_optlog **log) {
   const imx_config *cfg = &r->cfg;
-  imx_checkpoint ck;
-  IMX_TRY(read_checkpoint(ctx, r, ckname, &ck));
-  imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
-          ck.iteration, ck.loss, ck.tao_type);
-  if (ck.reduction != (int)cfg->parallel.reduction || ck.block != cfg->parallel.block ||
-      ck.data_rows != r->data->N)
-    imx_log(ctx, IMX_WARN,
-            "the checkpoint was written with reduction %s, block %d, N=%lld; "
-            "this run uses %s, %d, N=%lld: it continues, but not bit for bit",
-            ck.reduction == IMX_RED_FAST ? "fast" : "reproducible", ck.block,
-            (long long)ck.data_rows, imx_reduction_name(cfg->parallel.reduction),
-            cfg->parallel.block, (long long)r->data->N);
+  const imx_checkpoint ck = r->ck; /* read and accepted by imx_run_layer_check */
   int have = 0;
   IMX_TRY(file_exists(ctx, r->dir, logname, &have));
   int64_t capped = -1; /* a log stopped by output.optimizer_log_max_mib: its length */
@@ -154,8 +288,9 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
     io->log = *log;
     io->replay_evaluations = ck.evaluations;
     io->replay_iterations = ck.iteration;
-    imx_log(ctx, IMX_INFO, "  resume     exact: TAO retraces %d logged evaluations to iteration %d",
-            ck.evaluations, ck.iteration);
+    imx_log(ctx, IMX_INFO, "  resume     %s: TAO retraces %d logged evaluations to iteration %d",
+            r->resume == 1 ? "exact" : "NOT exact (settings or data changed)", ck.evaluations,
+            ck.iteration);
     return IMX_OK;
   }
   imx_log(ctx, IMX_WARN,
@@ -168,6 +303,7 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *ckname, const 
           : !cfg->output.optimizer_log ? "output.optimizer_log is false"
                                        : "the optimizer type changed",
           cfg->optimizer.type);
+  r->resume = 0, r->ck.altered = 1;
   io->start_iteration = ck.iteration;
   io->start_evaluations = ck.evaluations;
   return IMX_OK;
@@ -187,14 +323,37 @@ static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_tr
   return IMX_OK;
 }
 
-/* The layer's metrics.jsonl (rank 0; appended on resume). Collective. */
+/* The end of the lines of metrics.jsonl (open for reading) that the
+ * checkpoint saw: whole lines with "iter" <= iteration, up to the first
+ * other (a line of an iteration after the checkpoint, left by a kill or a
+ * failed write, or a partial line). Local. */
+static long seen_by_checkpoint(FILE *f, int iteration) {
+  long keep = 0;
+  char line[4096];
+  while (fgets(line, sizeof line, f)) {
+    const char *it = strstr(line, "\"iter\":");
+    if (!strchr(line, '\n') || !it || atoi(it + 7) > iteration) break;
+    keep = ftell(f);
+  }
+  return keep;
+}
+
+/* The layer's metrics.jsonl (rank 0): new, or on resume cut to the lines the
+ * checkpoint saw and appended to, so that each iteration is there once.
+ * Collective. */
 static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FILE **f) {
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     char name[NAME_LEN], path[IMX_PATH_LEN + NAME_LEN];
     imx_run_layer_file(name, sizeof name, r->index, "metrics.jsonl");
     snprintf(path, sizeof path, "%s/%s", r->dir, name);
-    *f = fopen(path, append ? "a" : "w");
+    *f = fopen(path, append ? "a+" : "w");
+    if (*f && append) {
+      rewind(*f);
+      long keep = seen_by_checkpoint(*f, r->ck.iteration);
+      if (fflush(*f) || ftruncate(fileno(*f), keep) || fseek(*f, 0, SEEK_END))
+        e = imx_fail(ctx, IMX_ERR_IO, "cannot cut %s to iteration %d", path, r->ck.iteration);
+    }
     if (!*f) e = imx_fail(ctx, IMX_ERR_IO, "cannot write %s", path);
   }
   return imx_agree(ctx, e);
@@ -263,7 +422,9 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
                    .status = status,
                    .layer_status = r->status,
                    .message = status && status != IMX_STOPPED ? ctx->msg : "",
-                   .file = file};
+                   .file = file,
+                   .resume = r->resume,
+                   .changes = r->changes};
   return imx_summary_write(ctx, &s, r->dir);
 }
 
@@ -272,11 +433,10 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
  * Collective. */
 static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
-  imx_checkpoint ck;
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
-  IMX_TRY(read_checkpoint(ctx, r, ckname, &ck));
+  IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
-          r->dir, ckname, ck.iteration, ck.loss, r->index);
+          r->dir, ckname, r->ck.iteration, r->ck.loss, r->index);
   return imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index);
 }
 
@@ -286,6 +446,8 @@ imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r) {
   imx_metrics_init(&r->measures);
   memset(&r->res, 0, sizeof r->res);
   r->trained = r->measured = 0;
+  r->checked = r->done = r->advanced = 0, r->resume = -1, r->changes[0] = 0;
+  memset(&r->ck, 0, sizeof r->ck);
   if (r->index > 1)
     imx_log(ctx, IMX_INFO,
             "\nlayer %d: K=%d %s units on the %s of layer %d (n=%d), preset %s, "
@@ -314,11 +476,15 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   char ckname[NAME_LEN], logname[NAME_LEN];
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
   imx_run_layer_file(logname, sizeof logname, r->index, "optimizer_log.bin");
-  imx_train_io io = {.dir = r->dir, .checkpoint = ckname};
+  imx_checkpoint st;
+  imx_train_io io = {.dir = r->dir, .checkpoint = ckname, .stamp = &st};
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
-  imx_err e = start == IMX_LAYER_RESUME ? resume(ctx, r, ckname, logname, &io, &log)
-                                        : fresh(ctx, r, logname, &io, &log);
+  imx_err e = start == IMX_LAYER_RESUME && !r->checked
+                  ? imx_fail(ctx, IMX_ERR_INTERNAL, "layer %d resumed unchecked", r->index)
+              : start == IMX_LAYER_RESUME ? resume(ctx, r, logname, &io, &log)
+                                          : fresh(ctx, r, logname, &io, &log);
+  stamp(r, r->ck.altered, &st);
   if (!e) e = open_metrics(ctx, r, start == IMX_LAYER_RESUME, &metrics);
   if (!e) {
     io.metrics = metrics;
@@ -330,13 +496,16 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   if (!e) e = measure(ctx, r);
   if (e && e != IMX_STOPPED) imx_report(ctx);
 
-  /* Whatever happened, keep what was computed. */
+  /* Whatever happened, keep what was computed; but a resume that failed
+   * before any new iteration (while retracing) holds nothing newer than the
+   * files there: leave them. */
+  r->advanced = r->trained && (start != IMX_LAYER_RESUME || r->res.iterations > r->ck.iteration);
+  int keep = r->trained && (!e || r->advanced);
   imx_timer_start(IMX_T_OUTPUT);
-  imx_err we = r->trained ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index)
-                          : IMX_OK;
+  imx_err we = keep ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index) : IMX_OK;
   imx_timer_stop(IMX_T_OUTPUT);
   r->status = e && e != IMX_STOPPED ? e : we ? we : e;
-  if (r->index > 1 && !we) {
+  if (r->index > 1 && keep && !we) {
     char name[NAME_LEN];
     snprintf(name, sizeof name, "layer%d_summary.json", r->index);
     we = imx_run_layer_summary(ctx, r, r->status, name);

@@ -193,13 +193,14 @@ void imx_rundir_unlock(int *fd) {
   *fd = -1;
 }
 
-imx_err imx_rundir_reuse(imx_ctx *ctx, const imx_config *cfg, const char *existing,
-                         char dir[IMX_PATH_LEN]) {
+imx_err imx_rundir_reuse(imx_ctx *ctx, const char *existing, char dir[IMX_PATH_LEN]) {
+  (void)ctx;
   snprintf(dir, IMX_PATH_LEN, "%s", existing);
-  imx_err e = ctx->rank == 0 ? write_config(ctx, cfg, dir) : IMX_OK;
-  e = imx_agree(ctx, e);
-  if (e) dir[0] = 0;
-  return e;
+  return IMX_OK;
+}
+
+imx_err imx_rundir_write_config(imx_ctx *ctx, const imx_config *cfg, const char *dir) {
+  return imx_agree(ctx, ctx->rank == 0 ? write_config(ctx, cfg, dir) : IMX_OK);
 }
 
 imx_err imx_rundir_create(imx_ctx *ctx, const imx_config *cfg, char dir[IMX_PATH_LEN], int *fd) {

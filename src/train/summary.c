@@ -56,6 +56,12 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       imx_json_str(&j, "error", s->message);
       imx_json_str(&j, "config", c->file);
       imx_json_int(&j, "ranks", ctx->size);
+      if (s->resume >= 0) {
+        imx_json_object(&j, "resume");
+        imx_json_bool(&j, "exact", s->resume == 1);
+        imx_json_str(&j, "changes", s->changes ? s->changes : "");
+        imx_json_end(&j);
+      }
       imx_json_object(&j, "data");
       imx_json_str(&j, "source", imx_source_name(c->data.source));
       if (s->data) {

@@ -56,6 +56,11 @@ static imx_err checkpoint(state *s, const double *x, int it, double loss) {
                       .loss = loss,
                       .data_rows = imx_layer_samples(s->layer)};
   snprintf(h.tao_type, sizeof h.tao_type, "%s", s->tao_type);
+  if (s->io->stamp) {
+    h.data_fingerprint = s->io->stamp->data_fingerprint;
+    h.linalg = s->io->stamp->linalg, h.altered = s->io->stamp->altered;
+    memcpy(h.settings, s->io->stamp->settings, sizeof h.settings);
+  }
   imx_timer_start(IMX_T_OUTPUT);
   imx_err e = s->io->log ? imx_optlog_sync(s->ctx, s->io->log) : IMX_OK;
   if (!e)
