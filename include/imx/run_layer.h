@@ -48,7 +48,7 @@ typedef struct imx_run_layer {
   imx_train_result res; /* valid if trained */
   imx_metrics measures; /* valid if measured */
   int trained, measured;
-  imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
+  imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED, IMX_DIVERGED or the error */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,
@@ -67,7 +67,9 @@ imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r);
 /* Start the created layer as `start` says, train, measure and write its
  * files (also after a stop or an error: the last accepted weights and, for
  * L >= 2, its layerL_summary.json). Errors are reported on rank 0 here; on
- * success the measures and a closing report are printed. Returns r->status.
+ * success (and IMX_DIVERGED: TAO gave up, the last accepted iterate is kept,
+ * measured and written) the measures and a closing report are printed.
+ * Returns r->status.
  * Collective. */
 imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start start);
 

@@ -300,6 +300,15 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   imx_train_io io = {.dir = r->dir, .checkpoint = ckname};
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
+  int have = 1;
+  if (start == IMX_LAYER_RESUME) IMX_TRY(r->status = file_exists(ctx, r->dir, ckname, &have));
+  if (!have) { /* config.yaml but no checkpoint: nothing was done yet, so do it here */
+    imx_log(ctx, IMX_INFO,
+            "  resume     no %s in %s (stopped or killed before its first checkpoint): "
+            "the run starts afresh in it",
+            ckname, r->dir);
+    start = IMX_LAYER_FRESH;
+  }
   imx_err e = start == IMX_LAYER_RESUME ? resume(ctx, r, ckname, logname, &io, &log)
                                         : fresh(ctx, r, logname, &io, &log);
   if (!e) e = open_metrics(ctx, r, start == IMX_LAYER_RESUME, &metrics);
@@ -310,15 +319,24 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   }
   if (metrics) fclose(metrics);
   imx_optlog_close(&log);
-  if (!e) e = measure(ctx, r);
-  if (e && e != IMX_STOPPED) imx_report(ctx);
+  if (!e || e == IMX_DIVERGED) {
+    imx_err me = measure(ctx, r);
+    if (me) e = me;
+  }
+  if (e == IMX_DIVERGED) { /* summary.json's message; not reported as an error */
+    char lead[32] = "";
+    if (r->layers > 1) snprintf(lead, sizeof lead, "layer %d: ", r->index);
+    imx_fail(ctx, e, "%sTAO %s gave up at iteration %d with %s: not converged", lead,
+             r->res.tao_type, r->res.iterations, r->res.reason);
+  }
+  if (imx_failed(e)) imx_report(ctx);
 
   /* Whatever happened, keep what was computed. */
   imx_timer_start(IMX_T_OUTPUT);
   imx_err we = r->trained ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index)
                           : IMX_OK;
   imx_timer_stop(IMX_T_OUTPUT);
-  r->status = e && e != IMX_STOPPED ? e : we ? we : e;
+  r->status = imx_failed(e) ? e : we ? we : e;
   if (r->index > 1 && !we) {
     char name[NAME_LEN];
     snprintf(name, sizeof name, "layer%d_summary.json", r->index);
@@ -326,7 +344,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
     if (we && !r->status) r->status = we;
   }
   if (we) imx_report(ctx);
-  else if (!r->status) report(ctx, r);
+  else if (!r->status || r->status == IMX_DIVERGED) report(ctx, r);
   return r->status;
 }
 
