@@ -2,6 +2,7 @@
 #include "imx/config.h"
 #include "imx/train.h"
 
+#include <float.h>
 #include <math.h>
 #include <petsctao.h>
 #include <stdlib.h>
@@ -500,9 +501,18 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
                             : TaoConvergedReasons[reason]);
     /* Converged, or the iteration or evaluation limit: success. Any other
      * ending (no acceptable step, NaN, ...) is not, though the weights are
-     * the last accepted iterate as always. */
+     * the last accepted iterate as always; except a line search that fails
+     * where the gradient is at the rounding level of the objective, which
+     * has converged as far as double precision allows. */
+    int rounding = reason == TAO_DIVERGED_LS_FAILURE &&
+                   gnorm <= sqrt(DBL_EPSILON) * fmax(1, fabs((double)f));
     diverged = !e && !s.stopped_by && reason < 0 && reason != TAO_DIVERGED_MAXITS &&
-               reason != TAO_DIVERGED_MAXFCN;
+               reason != TAO_DIVERGED_MAXFCN && !rounding;
+    if (!e && !s.stopped_by && rounding)
+      imx_log(ctx, IMX_INFO,
+              "  converged  TAO's line search found no further decrease at |grad| %.3e <= "
+              "sqrt(machine eps) max(1, |loss|): the rounding level of the loss",
+              (double)gnorm);
     char rejected[IMX_MSG_LEN + 96] = "";
     if (!e && s.rejected)
       snprintf(rejected, sizeof rejected,
