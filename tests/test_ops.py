@@ -4,7 +4,9 @@ rank count, for several TAO types); a stop signal at an iteration boundary
 the job quickly without damaging the checkpoint; corrupt checkpoints and
 optimizer logs are refused with a clear message. A stack of 3 layers stopped by
 SIGUSR1 in layer 2 exits 75 with layer 2's checkpoint and resumes to the same
-bits as an uninterrupted run."""
+bits as an uninterrupted run. A run whose optimizer gives up (line search
+failure) exits 11 with "status": "diverged"; a signal before training or at
+iteration 0 is never lost and never kills a rank."""
 import json
 import os
 import shutil
@@ -218,4 +220,102 @@ same_stack = code == 0 and code2 == 0 and all(
 check(same_stack and s["status"] == "ok" and "TAO state rebuilt" in out and "layer 1 stays fixed" in out,
       "stack resumed in layer 2 on 1 rank (to %d iterations) == uninterrupted run on 2 ranks, bit for bit "
       "(layers 1-3, W and b; exits %d %d; %.0f s) %s" % (k, code, code2, time.time() - t0, err.strip()[-200:]))
+# 6. TAO giving up is not success: a line search failure (a unit's variance
+# vanishes at a trial point; iteration 1) exits 11 with status "diverged", the
+# last accepted weights, their measures and a checkpoint; the iteration limit
+# stays success. A stack ends at the diverged layer with the same status.
+IEM = ["--set", "data.samples=3000", "--set", "objective.preset=implicit-em",
+       "--set", "objective.weight_redundancy=0.1", "--set", "model.activation=topk",
+       "--set", "model.topk=4", "--set", "optimizer.max_it=10"]
+dv = os.path.join(d, "diverged")
+code, out, err = run(["train", FM, "--out", dv] + IEM, ranks=2)
+s = load_json(os.path.join(dv, "summary.json"))
+check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
+      and s["optimizer"]["reason"] == "DIVERGED_LS_FAILURE" and "final" in s and "measures" in s
+      and "DIVERGED_LS_FAILURE" in s["error"] and "use TAO lmvm" not in err
+      and "objective.eps" in err and os.path.exists(os.path.join(dv, "checkpoint.bin")),
+      "line search failure: exit %d (want 11), status %s, reason %s, no \"use TAO lmvm\" to an lmvm "
+      "run: %s" % (code, s["status"], s["optimizer"]["reason"], err.strip()[-200:]))
+code, out, err = run(["train", FM, "--out", os.path.join(d, "diverged_eps"), "--set", "objective.eps=1e-6"]
+                     + IEM, ranks=2)
+s = load_json(os.path.join(d, "diverged_eps", "summary.json"))
+check(code == 0 and s["status"] == "ok" and s["optimizer"]["reason"] == "DIVERGED_MAXITS",
+      "the remedy (objective.eps=1e-6) runs to max_it: exit %d, status %s (max_it is success)"
+      % (code, s["status"]))
+dvs = os.path.join(d, "diverged_stack")
+code, out, err = run(["train", STACK_CFG, "--out", dvs] + IEM, ranks=2)
+s = load_json(os.path.join(dvs, "summary.json"))
+check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
+      and not os.path.exists(os.path.join(dvs, "layer2_W.npy")) and "layers 2..3 were not trained" in err,
+      "a stack whose layer 1 gives up ends there: exit %d, summary.json %s" % (code, s["status"]))
+
+
+def ranks_of(out_dir, launcher):
+    """The rank processes of a run (by its --out), not mpiexec."""
+    ps = subprocess.run(["pgrep", "-f", "--", "--out " + out_dir], capture_output=True, text=True).stdout
+    return [int(r) for r in ps.split() if int(r) != launcher.pid]
+
+
+def catches(pid):
+    """The signals pid has handlers for (a bit mask; 0 before main)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            return int([l for l in f if l.startswith("SigCgt")][0].split()[1], 16)
+    except (OSError, IndexError):
+        return 0
+
+
+# 7. A signal before training: SIGUSR1 to every rank as soon as it has any
+# handler (the first instructions of main, or MPI_Init before): the run stops
+# at the first safe point, exit 75, no run directory; nothing is killed.
+early = os.path.join(d, "early")
+p = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", early,
+                      "--set", "data.samples=2000"],
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+sent, t0 = set(), time.time()
+while len(sent) < 2 and p.poll() is None and time.time() - t0 < 30:
+    for r in ranks_of(early, p):
+        if r not in sent and catches(r):
+            os.kill(r, signal.SIGUSR1)
+            sent.add(r)
+    time.sleep(0.002)
+out, err = p.communicate(timeout=60)
+check(len(sent) == 2 and p.returncode == 75 and "before training started" in out
+      and not os.path.exists(early),
+      "SIGUSR1 to both ranks during start-up: exit %d (want 75, not 138), no run directory: %s"
+      % (p.returncode, (out + err).strip()[-200:]))
+
+# 8. A stop at iteration 0 (the signal after the run directory exists, during
+# the first evaluation) writes the checkpoint it names, and --resume continues
+# exactly. Then a run directory with config.yaml but no checkpoint (killed
+# before its first one) resumes by starting afresh in the same directory.
+it0 = os.path.join(d, "it0")
+I0 = ["--set", "model.units=256", "--set", "data.samples=3000", "--set", "optimizer.gatol=0",
+      "--set", "optimizer.grtol=0"]
+p = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", FM, "--out", it0] + I0,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+t0 = time.time()
+while not os.path.exists(os.path.join(it0, "config.yaml")) and p.poll() is None and time.time() - t0 < 60:
+    time.sleep(0.005)
+for r in ranks_of(it0, p):
+    os.kill(r, signal.SIGUSR1)
+out, err = p.communicate(timeout=60)
+s = load_json(os.path.join(it0, "summary.json")) if os.path.exists(os.path.join(it0, "summary.json")) else {}
+ck = os.path.join(it0, "checkpoint.bin")
+check(p.returncode == 75 and s.get("optimizer", {}).get("iterations") == 0 and os.path.exists(ck)
+      and ("checkpoint in %s" % ck) in out,
+      "SIGUSR1 during iteration 0: exit %d (want 75), stopped at iteration %s, checkpoint.bin %s"
+      % (p.returncode, s.get("optimizer", {}).get("iterations"), os.path.exists(ck)))
+code, out, err = run(["train", "--resume", it0, "--set", "optimizer.max_it=2"], ranks=1)
+ref = os.path.join(d, "it0_ref")
+code2 = run(["train", FM, "--out", ref, "--set", "optimizer.max_it=2"] + I0, ranks=2)[0]
+check(code == 0 and code2 == 0 and "TAO state rebuilt" in out and same(it0, ref),
+      "stopped at iteration 0 and resumed to 2 on 1 rank == uninterrupted run, bit for bit (exits %d %d) %s"
+      % (code, code2, err.strip()[-200:]))
+for f in ("checkpoint.bin", "optimizer_log.bin", "layer1_W.npy", "layer1_b.npy", "summary.json"):
+    os.remove(os.path.join(ref, f))
+code, out, err = run(["train", "--resume", ref], ranks=2)
+check(code == 0 and "starts afresh" in out and same(it0, ref),
+      "--resume of a run directory with config.yaml and no checkpoint: trains it there (exit %d) %s"
+      % (code, err.strip()[-200:]))
 finish()

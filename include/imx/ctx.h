@@ -57,9 +57,16 @@ typedef enum {
   IMX_ERR_MPI = 8,       /* an MPI call failed */
   IMX_ERR_PETSC = 9,     /* a PETSc call failed */
   IMX_ERR_INTERNAL = 10, /* a bug: please report */
+  IMX_DIVERGED = 11,     /* the optimizer gave up before converging (line search failure,
+                          * NaN, ...; not the iteration limit): the last accepted weights,
+                          * their measures and a checkpoint are written (not an error) */
   IMX_STOPPED = 75       /* stopped by a signal at an iteration boundary, checkpoint written
                           * (not an error: resume with --resume; EX_TEMPFAIL) */
 } imx_err;
+
+/* An ending that is an error (not IMX_OK, IMX_STOPPED or IMX_DIVERGED, which
+ * keep their results). Local. */
+static inline int imx_failed(imx_err e) { return e && e != IMX_STOPPED && e != IMX_DIVERGED; }
 
 #define IMX_MSG_LEN 1024
 

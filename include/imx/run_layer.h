@@ -51,10 +51,11 @@ typedef struct imx_run_layer {
   imx_train_result res; /* valid if trained */
   imx_metrics measures; /* valid if measured */
   int trained, measured;
-  imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED or the error */
+  imx_err status; /* how the layer ended: IMX_OK, IMX_STOPPED, IMX_DIVERGED or the error */
   /* Resume (imx_run_layer_check). */
   imx_checkpoint ck;  /* the header of the checkpoint it continues from */
   int checked;        /* ck is read and accepted; theta holds its parameters */
+  int absent;         /* resumed, but no checkpoint yet (stopped before its first): start afresh */
   int done;           /* optimizer.max_it is below ck.iteration: nothing to continue */
   int resume;         /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */
   char changes[1024]; /* what differs from the checkpoint ("key: old -> new; ...") */
@@ -85,11 +86,13 @@ imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r);
 imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r);
 
 /* Start the created layer as `start` says (IMX_LAYER_RESUME: after
- * imx_run_layer_check), train, measure and write its files (also after a stop
- * or an error: the last accepted weights and, for L >= 2, its
- * layerL_summary.json; but a resume that fails before any new iteration
- * writes nothing, so earlier results stay). Errors are reported on rank 0 here; on
- * success the measures and a closing report are printed. Returns r->status.
+ * imx_run_layer_check; a layer without a checkpoint yet starts afresh), train,
+ * measure and write its files (also after a stop or an error: the last
+ * accepted weights and, for L >= 2, its layerL_summary.json; but a resume that
+ * fails before any new iteration writes nothing, so earlier results stay).
+ * Errors are reported on rank 0 here; on success (and IMX_DIVERGED: TAO gave
+ * up, the last accepted iterate is kept, measured and written) the measures and
+ * a closing report are printed. Returns r->status.
  * Collective. */
 imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start start);
 

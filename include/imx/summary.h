@@ -20,10 +20,11 @@ typedef struct imx_summary {
   const imx_layer *layer;        /* NULL if not created */
   const imx_train_result *train; /* NULL if training did not run */
   const imx_metrics *measures;   /* measures of the trained layer, NULL if not computed */
-  imx_err status;                /* IMX_OK, IMX_STOPPED or the error that ended the run */
+  imx_err status;                /* IMX_OK, IMX_STOPPED, IMX_DIVERGED or the error that ended
+                                * the run */
   imx_err layer_status;          /* the described layer's own ending: its final terms are
-                                * written if IMX_OK (a stack's summary.json describes layer 1
-                                * with the status of the whole run) */
+                                * written if IMX_OK or IMX_DIVERGED (a stack's summary.json
+                                * describes layer 1 with the status of the whole run) */
   const char *message;           /* the error message ("" if none) */
   const char *file;              /* file name in dir (NULL: summary.json) */
   int resume;                    /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */

@@ -56,7 +56,11 @@ typedef struct imx_train_io {
  * iterate, also when an error stops the run) and log progress on rank 0.
  * Checkpoints go to io->dir/io->checkpoint every output.checkpoint_every iterations, at the
  * end, and when a stop signal arrives (then res->stopped_by is set and the
- * return value is IMX_STOPPED). optimizer.max_it counts iterations in total,
+ * return value is IMX_STOPPED). When TAO gives up before converging (any
+ * reason but CONVERGED_* and the limits DIVERGED_MAXITS, DIVERGED_MAXFCN) the
+ * run ends as usual, with a warning, and returns IMX_DIVERGED. A fresh run
+ * stopped at iteration 0 writes a checkpoint of its initial parameters.
+ * optimizer.max_it counts iterations in total,
  * so a resumed run does max_it - start_iteration more. With replay, theta must
  * be the run's initial parameters: TAO retraces the logged run (no data
  * passes, no output) up to the checkpoint and continues from there exactly.

@@ -167,10 +167,25 @@ static imx_err next_layer(imx_ctx *ctx, const imx_config *top, int i, const imx_
                         below->cfg.model.temperature, &cur->features);
 }
 
+/* A safe point before training: a stop signal that arrived since the start
+ * (on any rank) ends the run here, before anything is written. Collective. */
+static imx_err stop_point(imx_ctx *ctx, int *sig) {
+  IMX_TRY(imx_signals_agree(ctx, sig));
+  return *sig ? IMX_STOPPED : IMX_OK;
+}
+
 /* How the run ended, after its summary.json: where the checkpoint to resume
  * from is, or what the run directory keeps. */
 static void report_end(imx_ctx *ctx, const imx_run_layer *r, imx_err e, const char *dir) {
-  if (e == IMX_STOPPED) {
+  if (e == IMX_DIVERGED) {
+    char above[64] = "";
+    if (r->index < r->layers)
+      snprintf(above, sizeof above, "; layers %d..%d were not trained", r->index + 1, r->layers);
+    imx_log(ctx, IMX_WARN,
+            "%s (exit code %d). Run directory %s keeps the last accepted weights, their "
+            "measures, a checkpoint and summary.json (status: diverged)%s",
+            ctx->msg, IMX_DIVERGED, dir, above);
+  } else if (e == IMX_STOPPED) {
     char ck[64], in[32] = "";
     imx_run_layer_file(ck, sizeof ck, r->index, "checkpoint.bin");
     if (r->layers > 1) snprintf(in, sizeof in, " of layer %d", r->index);
@@ -207,10 +222,13 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
 
   /* Prolog: configuration, data, preprocessing. */
   uint64_t fp = 0;
+  int early = 0; /* a stop signal before training */
   imx_err e = load_config(ctx, a, &top, &l1.cfg);
   if (!e) e = a->resume ? imx_rundir_lock(ctx, a->resume, &lock) : imx_rundir_check(ctx, &top);
   if (!e) echo_config(ctx, &l1.cfg);
+  if (!e) e = stop_point(ctx, &early);
   if (!e) e = load_data(ctx, &l1.cfg, &d, &transform, &fp);
+  if (!e) e = stop_point(ctx, &early);
   int layers = !e && top.model.nlayers > 1 ? top.model.nlayers : 1;
   l1 = (imx_run_layer){.cfg = l1.cfg,
                        .data = d,
@@ -255,7 +273,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
 
   /* Epilog: summary.json (layer 1's, with the status of the whole run) and
    * how the run ended. */
-  if (e && e != IMX_STOPPED && !reported) imx_report(ctx);
+  if (imx_failed(e) && !reported) imx_report(ctx);
   imx_timer_stop(IMX_T_TOTAL);
   /* A resume that ended before any new iteration (refused, nothing to do,
    * or failed while retracing) leaves the run directory as it was. */
@@ -266,10 +284,21 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     imx_err se = imx_run_layer_summary(ctx, &l1, e, "summary.json");
     if (se) {
       imx_report(ctx);
-      e = e && e != IMX_STOPPED ? e : se;
+      e = imx_failed(e) ? e : se;
     } else {
       report_end(ctx, last, e, dir);
     }
+  } else if (early) {
+    if (a->resume)
+      imx_log(ctx, IMX_INFO,
+              "\nstopped by %s before training resumed; %s is unchanged.\ncontinue with: "
+              "mpiexec -n P infomax train --resume %s",
+              imx_signal_name(early), a->resume, a->resume);
+    else
+      imx_log(ctx, IMX_INFO,
+              "\nstopped by %s before training started; no run directory was created: run the "
+              "same command again",
+              imx_signal_name(early));
   }
   imx_rundir_unlock(&lock);
   imx_run_layer_clear(&hi);

@@ -65,9 +65,10 @@ static const char train_help[] =
     "  -tao_type TYPE           lmvm (default), blmvm, bncg, cg, bqnls, owlqn, nm, ...\n"
     "  -tao_monitor, -tao_max_it N, -tao_gatol X, -tao_test_gradient, -log_view, ...\n"
     "\n"
-    "Exit codes: 0 ok, 2 usage, 3 config, 4 I/O, 5 data, 6 numerical (not SPD, NaN),\n"
-    "7 out of memory, 8 MPI, 9 PETSc, 10 internal error, 75 stopped by a signal\n"
-    "(checkpoint written: resume).\n";
+    "Exit codes: 0 ok (converged or max_it), 2 usage, 3 config, 4 I/O, 5 data,\n"
+    "6 numerical (not SPD, NaN), 7 out of memory, 8 MPI, 9 PETSc, 10 internal error,\n"
+    "11 diverged (TAO gave up: line search failure, ...; results written), 75 stopped\n"
+    "by a signal (checkpoint written: resume).\n";
 
 static const char eval_help[] =
     "usage: mpiexec -n P infomax eval RUN_DIR [--weights W.npy] [--bias b.npy] [--data PATH]\n"
@@ -304,6 +305,9 @@ static void warn_unused_options(imx_ctx *ctx) {
 }
 
 int main(int argc, char **argv) {
+  /* Slurm can signal at any time: from the first instruction on, SIGUSR1,
+   * SIGTERM and ^C only ask for a stop (include/imx/signals.h). */
+  imx_signals_install();
   /* Large MPI reduction buffers: keep them in the heap instead of mmap/munmap
    * per call, whose first-touch page faults dominate on some VMs. */
   mallopt(M_MMAP_MAX, 0);
@@ -345,6 +349,9 @@ int main(int argc, char **argv) {
     return rc;
   }
 
+  /* Held while MPI and PETSc start (PetscInitialize sets SIGTERM to its own
+   * handler, which aborts): a signal meanwhile waits for ours. */
+  imx_signals_hold(1);
   MPI_Init(&argc, &argv);
   imx_ctx ctx;
   if (imx_ctx_init(&ctx, MPI_COMM_WORLD)) MPI_Abort(MPI_COMM_WORLD, IMX_ERR_MPI);
@@ -356,6 +363,7 @@ int main(int argc, char **argv) {
   }
   if (ctx.rank != 0) PetscVFPrintf = quiet_vfprintf;
   imx_signals_install();
+  imx_signals_hold(0);
   imx_timer_register_petsc();
   imx_timer_start(IMX_T_TOTAL);
 
@@ -371,6 +379,9 @@ int main(int argc, char **argv) {
   }
 
   if (c) warn_unused_options(&ctx);
+  /* PetscFinalize sets SIGTERM back to the default action: a late signal
+   * must not kill a finished command, so it stays pending until exit. */
+  imx_signals_hold(1);
   PetscFinalize();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();

@@ -244,6 +244,16 @@ static imx_err verify(imx_ctx *ctx, imx_run_layer *r, const char *name) {
 imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  int have = 1;
+  IMX_TRY(file_exists(ctx, r->dir, ckname, &have));
+  if (!have) { /* config.yaml but no checkpoint: nothing was done yet, so do it here */
+    imx_log(ctx, IMX_INFO,
+            "  resume     no %s in %s (stopped or killed before its first checkpoint): "
+            "the run starts afresh in it",
+            ckname, r->dir);
+    r->absent = 1;
+    return IMX_OK;
+  }
   IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  resume     %s/%s: iteration %d, loss %.10g (TAO %s)", r->dir, ckname,
           r->ck.iteration, r->ck.loss, r->ck.tao_type);
@@ -434,6 +444,16 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
 static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  int have = 1;
+  IMX_TRY(file_exists(ctx, r->dir, ckname, &have));
+  if (!have) { /* config.yaml but no checkpoint: nothing was done yet, so do it here */
+    imx_log(ctx, IMX_INFO,
+            "  resume     no %s in %s (stopped or killed before its first checkpoint): "
+            "the run starts afresh in it",
+            ckname, r->dir);
+    r->absent = 1;
+    return IMX_OK;
+  }
   IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
           r->dir, ckname, r->ck.iteration, r->ck.loss, r->index);
@@ -480,6 +500,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   imx_train_io io = {.dir = r->dir, .checkpoint = ckname, .stamp = &st};
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
+  if (start == IMX_LAYER_RESUME && r->absent) start = IMX_LAYER_FRESH; /* said by the check */
   imx_err e = start == IMX_LAYER_RESUME && !r->checked
                   ? imx_fail(ctx, IMX_ERR_INTERNAL, "layer %d resumed unchecked", r->index)
               : start == IMX_LAYER_RESUME ? resume(ctx, r, logname, &io, &log)
@@ -493,8 +514,17 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   }
   if (metrics) fclose(metrics);
   imx_optlog_close(&log);
-  if (!e) e = measure(ctx, r);
-  if (e && e != IMX_STOPPED) imx_report(ctx);
+  if (!e || e == IMX_DIVERGED) {
+    imx_err me = measure(ctx, r);
+    if (me) e = me;
+  }
+  if (e == IMX_DIVERGED) { /* summary.json's message; not reported as an error */
+    char lead[32] = "";
+    if (r->layers > 1) snprintf(lead, sizeof lead, "layer %d: ", r->index);
+    imx_fail(ctx, e, "%sTAO %s gave up at iteration %d with %s: not converged", lead,
+             r->res.tao_type, r->res.iterations, r->res.reason);
+  }
+  if (imx_failed(e)) imx_report(ctx);
 
   /* Whatever happened, keep what was computed; but a resume that failed
    * before any new iteration (while retracing) holds nothing newer than the
@@ -504,7 +534,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   imx_timer_start(IMX_T_OUTPUT);
   imx_err we = keep ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index) : IMX_OK;
   imx_timer_stop(IMX_T_OUTPUT);
-  r->status = e && e != IMX_STOPPED ? e : we ? we : e;
+  r->status = imx_failed(e) ? e : we ? we : e;
   if (r->index > 1 && keep && !we) {
     char name[NAME_LEN];
     snprintf(name, sizeof name, "layer%d_summary.json", r->index);
@@ -512,7 +542,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
     if (we && !r->status) r->status = we;
   }
   if (we) imx_report(ctx);
-  else if (!r->status) report(ctx, r);
+  else if (!r->status || r->status == IMX_DIVERGED) report(ctx, r);
   return r->status;
 }
 

@@ -49,9 +49,10 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       imx_json_object(&j, NULL);
       imx_json_str(&j, "program", "infomax " IMX_VERSION);
       imx_json_str(&j, "status",
-                   s->status == IMX_STOPPED ? "stopped"
-                   : s->status              ? "failed"
-                                            : "ok");
+                   s->status == IMX_STOPPED    ? "stopped"
+                   : s->status == IMX_DIVERGED ? "diverged"
+                   : s->status                 ? "failed"
+                                               : "ok");
       imx_json_int(&j, "exit_code", s->status);
       imx_json_str(&j, "error", s->message);
       imx_json_str(&j, "config", c->file);
@@ -124,7 +125,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         optimizer_log(&j, c, dir, s->file ? s->file : "summary.json");
         imx_json_int(&j, "stopped_by_signal", r->stopped_by);
         imx_json_int(&j, "checkpoints", r->checkpoints);
-        if (!s->layer_status) {
+        if (!s->layer_status || s->layer_status == IMX_DIVERGED) {
           imx_json_object(&j, "final");
           imx_json_num(&j, "loss", r->final.loss);
           imx_json_object(&j, "terms");

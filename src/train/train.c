@@ -2,6 +2,7 @@
 #include "imx/config.h"
 #include "imx/train.h"
 
+#include <float.h>
 #include <math.h>
 #include <petsctao.h>
 #include <stdlib.h>
@@ -270,10 +271,9 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   }
   /* Checkpoints: every checkpoint_every iterations, and when any rank got a
    * stop signal (all ranks agree here, at the same iteration). */
-  int sig = imx_signals_pending();
-  if (MPI_Allreduce(MPI_IN_PLACE, &sig, 1, MPI_INT, MPI_MAX, s->ctx->comm) != MPI_SUCCESS) {
+  int sig;
+  if ((s->err = imx_signals_agree(s->ctx, &sig))) {
     PetscCall(VecRestoreArrayRead(x, &xa));
-    s->err = imx_fail(s->ctx, IMX_ERR_MPI, "agreeing on stop signals failed");
     SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "MPI failure");
   }
   int every = s->cfg->output.checkpoint_every;
@@ -460,6 +460,15 @@ static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B,
   return IMX_OK;
 }
 
+/* What to try when TAO's line search gives up (measured on Fashion-MNIST:
+ * docs/operations.md, "When the optimizer gives up"). */
+static const char *remedy(const char *type) {
+  return strcmp(type, "lmvm")
+             ? "set objective.eps (e.g. 1e-6), or use TAO lmvm, whose line search shortens the step"
+             : "Try a small objective.eps (e.g. 1e-8; larger values let units die) or "
+               "-tao_ls_type armijo (docs/operations.md, \"When the optimizer gives up\")";
+}
+
 static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
   const char *text = NULL;
   PetscErrorMessage(pe, &text, NULL);
@@ -470,11 +479,13 @@ static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
 imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
                   const imx_train_io *io, imx_train_result *res) {
   memset(res, 0, sizeof *res);
-  state s = {.ctx = ctx,
-             .cfg = cfg,
-             .layer = layer,
-             .io = io,
-             .last_checkpoint = io->start_iteration};
+  state s = {
+      .ctx = ctx,
+      .cfg = cfg,
+      .layer = layer,
+      .io = io,
+      /* A fresh run has none yet: a stop at iteration 0 writes one. */
+      .last_checkpoint = io->start_iteration || io->replay_evaluations ? io->start_iteration : -1};
   s.n = imx_layer_nparams(layer);
   s.naux = imx_train_precond_aux(cfg, layer);
   s.accepted = malloc((size_t)s.n * sizeof *s.accepted);
@@ -491,6 +502,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   Vec x = NULL, xl = NULL, xu = NULL;
   Tao tao = NULL;
   imx_err e = IMX_OK;
+  int diverged = 0;
   PetscErrorCode pe;
   /* Errors inside TAO are ours (already agreed); keep PETSc from printing a
    * traceback for them. */
@@ -576,26 +588,40 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     res->grad_norm = gnorm;
     if (!e && s.rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
       /* Not one step: the same outcome as before trial points got +Inf. */
-      e = imx_agree(ctx,
-                    imx_fail(ctx, IMX_ERR_NUMERIC,
-                             "TAO %s made no iteration: its line search found no trial point "
-                             "where the objective is defined (last: %s); set objective.eps "
-                             "(e.g. 1e-6), or use TAO lmvm, whose line search shortens the step",
-                             res->tao_type, s.rejected_why));
+      e = imx_agree(ctx, imx_fail(ctx, IMX_ERR_NUMERIC,
+                                  "TAO %s made no iteration: its line search found no trial point "
+                                  "where the objective is defined (last: %s); %s",
+                                  res->tao_type, s.rejected_why, remedy(res->tao_type)));
     snprintf(res->reason, sizeof res->reason, "%s",
              e              ? "ERROR"
              : s.stopped_by ? "STOPPED_BY_SIGNAL"
                             : TaoConvergedReasons[reason]);
+    /* Converged, or the iteration or evaluation limit: success. Any other
+     * ending (no acceptable step, NaN, ...) is not, though the weights are
+     * the last accepted iterate as always; except a line search that fails
+     * where the gradient is at the rounding level of the objective, which
+     * has converged as far as double precision allows. */
+    int rounding = reason == TAO_DIVERGED_LS_FAILURE &&
+                   gnorm <= sqrt(DBL_EPSILON) * fmax(1, fabs((double)f));
+    diverged = !e && !s.stopped_by && reason < 0 && reason != TAO_DIVERGED_MAXITS &&
+               reason != TAO_DIVERGED_MAXFCN && !rounding;
+    if (!e && !s.stopped_by && rounding)
+      imx_log(ctx, IMX_INFO,
+              "  converged  TAO's line search found no further decrease at |grad| %.3e <= "
+              "sqrt(machine eps) max(1, |loss|): the rounding level of the loss",
+              (double)gnorm);
+    char rejected[IMX_MSG_LEN + 96] = "";
     if (!e && s.rejected)
-      imx_log(
-          ctx, IMX_WARN,
-          "%d trial point%s of TAO's line search had no objective (last: %s); "
-          "%s",
-          s.rejected, s.rejected > 1 ? "s" : "", s.rejected_why,
-          reason == TAO_DIVERGED_LS_FAILURE
-              ? "the line search could not step around them and stopped the run: set "
-                "objective.eps (e.g. 1e-6), or use TAO lmvm, whose line search shortens the step"
-              : "TAO took shorter steps instead");
+      snprintf(rejected, sizeof rejected,
+               "%d trial point%s of TAO's line search had no objective (last: %s)", s.rejected,
+               s.rejected > 1 ? "s" : "", s.rejected_why);
+    if (diverged)
+      imx_log(ctx, IMX_WARN,
+              "TAO %s gave up at iteration %d with %s, not converged (status \"diverged\", "
+              "exit code %d); the weights are its last accepted iterate%s%s. %s",
+              res->tao_type, res->iterations, res->reason, IMX_DIVERGED, rejected[0] ? "; " : "",
+              rejected, remedy(res->tao_type));
+    else if (rejected[0]) imx_log(ctx, IMX_WARN, "%s; TAO took shorter steps instead", rejected);
     /* The final state is a checkpoint too (unless the last iteration wrote one). */
     if (!e && res->iterations != s.last_checkpoint) {
       Vec xs;
@@ -627,5 +653,5 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   VecDestroy(&xl);
   VecDestroy(&xu);
   free(s.accepted), free(s.last_x);
-  return e ? e : s.stopped_by ? IMX_STOPPED : IMX_OK;
+  return e ? e : s.stopped_by ? IMX_STOPPED : diverged ? IMX_DIVERGED : IMX_OK;
 }
