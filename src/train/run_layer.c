@@ -444,16 +444,6 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
 static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
-  int have = 1;
-  IMX_TRY(file_exists(ctx, r->dir, ckname, &have));
-  if (!have) { /* config.yaml but no checkpoint: nothing was done yet, so do it here */
-    imx_log(ctx, IMX_INFO,
-            "  resume     no %s in %s (stopped or killed before its first checkpoint): "
-            "the run starts afresh in it",
-            ckname, r->dir);
-    r->absent = 1;
-    return IMX_OK;
-  }
   IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
           r->dir, ckname, r->ck.iteration, r->ck.loss, r->index);
