@@ -59,14 +59,16 @@ check(st == "COMPLETED" and os.path.exists(os.path.join(d, "train", "summary.jso
       "jobs/train.sbatch runs to the end: %s" % st)
 
 # 2. Stop, checkpoint, requeue, resume: same bits as an uninterrupted run.
-common = ["--set", "data.samples=400000", "--set", "optimizer.max_it=40", "--set", "output.checkpoint_every=5",
+# (1.6M rows: about 0.1 s per iteration on 2 ranks here, so the signal, sent
+# 0.3 s after the first checkpoint appears, lands well before max_it)
+common = ["--set", "data.samples=1600000", "--set", "optimizer.max_it=40", "--set", "output.checkpoint_every=5",
           "--set", "model.activation=softmax", "--set", "objective.preset=gaussian", "--set", "optimizer.gatol=0"]
 rq = os.path.join(d, "rq")
 jid = sbatch(["-n", "2", "-O", "--output=%s/rq-%%j.out" % d, os.path.join(JOBS, "train.sbatch"), CFG, rq] + common)
 t0 = time.time()
 while jid and not os.path.exists(os.path.join(rq, "checkpoint.bin")) and time.time() - t0 < 60:
     time.sleep(0.2)
-time.sleep(1)
+time.sleep(0.3)
 subprocess.run(["scancel", "--signal=USR1", "--batch", jid or "0"])
 st = wait_done(jid, 240) if jid else "not submitted"
 log = open(os.path.join(d, "rq-%s.out" % jid)).read() if jid else ""
@@ -76,8 +78,8 @@ if st == "COMPLETED" and code == 0:
     a, b = np.load(os.path.join(rq, "layer1_W.npy")), np.load(os.path.join(d, "ref", "layer1_W.npy"))
     same = bool((a == b).all())
 check(st == "COMPLETED" and "requeueing" in log and "resuming" in log and same,
-      "SIGUSR1 -> checkpoint -> scontrol requeue -> --resume: %s, identical to an uninterrupted run: %s"
-      % (st, same))
+      "SIGUSR1 -> checkpoint -> scontrol requeue -> --resume: %s (requeued: %s, resumed: %s), identical "
+      "to an uninterrupted run: %s" % (st, "requeueing" in log, "resuming" in log, same))
 
 # 3. Scaling studies: one CSV each.
 for mode in ("strong", "weak"):
