@@ -476,6 +476,128 @@ static imx_err petsc_fail(imx_ctx *ctx, PetscErrorCode pe, const char *what) {
                   text ? text : "?");
 }
 
+/* TAO on PETSC_COMM_SELF for x: its type, tolerances, limits, monitor, the
+ * options database, the bounds and the ICA preconditioner; res receives what
+ * TAO will do after the options. Local (not agreed). */
+static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io *io, state *s,
+                         imx_layer *layer, Vec x, Tao *tao, Vec *xl, Vec *xu,
+                         imx_train_result *res) {
+  imx_err e = IMX_OK;
+  PetscErrorCode pe;
+  if ((pe = TaoCreate(PETSC_COMM_SELF, tao))) e = petsc_fail(ctx, pe, "TaoCreate");
+  if (!e && (pe = TaoSetType(*tao, cfg->optimizer.type)))
+    e = imx_fail(ctx, IMX_ERR_CONFIG,
+                 "optimizer.type: \"%s\" is not a TAO type (try lmvm, "
+                 "blmvm, bncg, cg, nm, owlqn, bqnls)",
+                 cfg->optimizer.type);
+  if (!e) {
+    TaoSetSolution(*tao, x);
+    TaoSetObjectiveAndGradient(*tao, NULL, form_fg, s);
+    TaoSetTolerances(*tao, cfg->optimizer.gatol, cfg->optimizer.grtol, 0);
+    int remaining = cfg->optimizer.max_it - io->start_iteration;
+    TaoSetMaximumIterations(*tao, remaining > 0 ? remaining : 0);
+    TaoSetMaximumFunctionEvaluations(*tao, 100 * (cfg->optimizer.max_it + 10));
+    TaoSetMonitor(*tao, monitor, s, NULL);
+    /* With the ICA preconditioner, L-BFGS does best with one (s, y) pair
+     * (docs/study-approximation.md): older pairs belong to an older J0. */
+    const char *hist = "-tao_lmvm_mat_lmvm_hist_size";
+    PetscBool have_hist = PETSC_TRUE;
+    if (s->naux && !strcmp(cfg->optimizer.type, "lmvm"))
+      PetscOptionsHasName(NULL, NULL, hist, &have_hist);
+    if (!have_hist) PetscOptionsSetValue(NULL, hist, "1");
+    if ((pe = TaoSetFromOptions(*tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
+    if (!have_hist) PetscOptionsClearValue(NULL, hist);
+  }
+  if (!e) { /* what TAO will do, after the options */
+    PetscInt max_it, max_funcs;
+    PetscReal gatol, grtol, gttol;
+    TaoGetMaximumIterations(*tao, &max_it);
+    TaoGetMaximumFunctionEvaluations(*tao, &max_funcs);
+    TaoGetTolerances(*tao, &gatol, &grtol, &gttol);
+    res->tao = (imx_tao_settings){.max_it = io->start_iteration + (int)max_it,
+                                  .max_funcs = (long long)max_funcs,
+                                  .gatol = gatol,
+                                  .grtol = grtol,
+                                  .gttol = gttol};
+  }
+  if (!e) {
+    TaoType type;
+    TaoGetType(*tao, &type);
+    snprintf(res->tao_type, sizeof res->tao_type, "%s", type);
+    snprintf(s->tao_type, sizeof s->tao_type, "%s", type);
+    if (needs_hessian(type))
+      e = imx_fail(ctx, IMX_ERR_CONFIG,
+                   "TAO type %s needs a Hessian, which infomax does not "
+                   "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
+                   "bqnls, owlqn) or nm",
+                   type);
+  }
+  if (!e && cfg->model.bias_bound > 0)
+    e = bound_biases(ctx, *tao, layer, cfg->model.bias_bound, res->tao_type, xl, xu);
+  if (!e) e = precond_setup(ctx, *tao, s, res->tao_type);
+  return e;
+}
+
+/* After TaoSolve: iterations, |grad| and the reason into res; a run without
+ * one step, a line search that gave up (*diverged, with the warning and its
+ * remedy) or one at the rounding level (converged); the final checkpoint.
+ * e: the solve's agreed status. Collective (the checkpoint). */
+static imx_err tao_outcome(imx_ctx *ctx, Tao tao, state *s, const imx_train_io *io,
+                           imx_train_result *res, imx_err e, int *diverged) {
+  PetscInt its;
+  PetscReal f, gnorm;
+  TaoConvergedReason reason;
+  TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
+  res->iterations = io->start_iteration + (int)its;
+  res->grad_norm = gnorm;
+  if (!e && s->rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
+    /* Not one step: the same outcome as before trial points got +Inf. */
+    e = imx_agree(ctx, imx_fail(ctx, IMX_ERR_NUMERIC,
+                                "TAO %s made no iteration: its line search found no trial point "
+                                "where the objective is defined (last: %s); %s",
+                                res->tao_type, s->rejected_why, remedy(res->tao_type)));
+  snprintf(res->reason, sizeof res->reason, "%s",
+           e               ? "ERROR"
+           : s->stopped_by ? "STOPPED_BY_SIGNAL"
+                           : TaoConvergedReasons[reason]);
+  /* Converged, or the iteration or evaluation limit: success-> Any other
+   * ending (no acceptable step, NaN, ...) is not, though the weights are
+   * the last accepted iterate as always; except a line search that fails
+   * where the gradient is at the rounding level of the objective, which
+   * has converged as far as double precision allows-> */
+  int rounding = reason == TAO_DIVERGED_LS_FAILURE &&
+                 gnorm <= sqrt(DBL_EPSILON) * fmax(1, fabs((double)f));
+  *diverged = !e && !s->stopped_by && reason < 0 && reason != TAO_DIVERGED_MAXITS &&
+              reason != TAO_DIVERGED_MAXFCN && !rounding;
+  if (!e && !s->stopped_by && rounding)
+    imx_log(ctx, IMX_INFO,
+            "  converged  TAO's line search found no further decrease at |grad| %.3e <= "
+            "sqrt(machine eps) max(1, |loss|): the rounding level of the loss",
+            (double)gnorm);
+  char rejected[IMX_MSG_LEN + 96] = "";
+  if (!e && s->rejected)
+    snprintf(rejected, sizeof rejected,
+             "%d trial point%s of TAO's line search had no objective (last: %s)", s->rejected,
+             s->rejected > 1 ? "s" : "", s->rejected_why);
+  if (*diverged)
+    imx_log(ctx, IMX_WARN,
+            "TAO %s gave up at iteration %d with %s, not converged (status \"diverged\", "
+            "exit code %d); the weights are its last accepted iterate%s%s. %s",
+            res->tao_type, res->iterations, res->reason, IMX_DIVERGED, rejected[0] ? "; " : "",
+            rejected, remedy(res->tao_type));
+  else if (rejected[0]) imx_log(ctx, IMX_WARN, "%s; TAO took shorter steps instead", rejected);
+  /* The final state is a checkpoint too (unless the last iteration wrote one). */
+  if (!e && res->iterations != s->last_checkpoint) {
+    Vec xs;
+    const PetscScalar *xa;
+    TaoGetSolution(tao, &xs);
+    VecGetArrayRead(xs, &xa);
+    e = checkpoint(s, xa, res->iterations, f);
+    VecRestoreArrayRead(xs, &xa);
+  }
+  return e;
+}
+
 imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double *theta,
                   const imx_train_io *io, imx_train_result *res) {
   memset(res, 0, sizeof *res);
@@ -514,57 +636,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     memcpy(xa, theta, (size_t)s.n * sizeof *xa);
     VecRestoreArray(x, &xa);
   }
-  if (!e && (pe = TaoCreate(PETSC_COMM_SELF, &tao))) e = petsc_fail(ctx, pe, "TaoCreate");
-  if (!e && (pe = TaoSetType(tao, cfg->optimizer.type)))
-    e = imx_fail(ctx, IMX_ERR_CONFIG,
-                 "optimizer.type: \"%s\" is not a TAO type (try lmvm, "
-                 "blmvm, bncg, cg, nm, owlqn, bqnls)",
-                 cfg->optimizer.type);
-  if (!e) {
-    TaoSetSolution(tao, x);
-    TaoSetObjectiveAndGradient(tao, NULL, form_fg, &s);
-    TaoSetTolerances(tao, cfg->optimizer.gatol, cfg->optimizer.grtol, 0);
-    int remaining = cfg->optimizer.max_it - io->start_iteration;
-    TaoSetMaximumIterations(tao, remaining > 0 ? remaining : 0);
-    TaoSetMaximumFunctionEvaluations(tao, 100 * (cfg->optimizer.max_it + 10));
-    TaoSetMonitor(tao, monitor, &s, NULL);
-    /* With the ICA preconditioner, L-BFGS does best with one (s, y) pair
-     * (docs/study-approximation.md): older pairs belong to an older J0. */
-    const char *hist = "-tao_lmvm_mat_lmvm_hist_size";
-    PetscBool have_hist = PETSC_TRUE;
-    if (s.naux && !strcmp(cfg->optimizer.type, "lmvm"))
-      PetscOptionsHasName(NULL, NULL, hist, &have_hist);
-    if (!have_hist) PetscOptionsSetValue(NULL, hist, "1");
-    if ((pe = TaoSetFromOptions(tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
-    if (!have_hist) PetscOptionsClearValue(NULL, hist);
-  }
-  if (!e) { /* what TAO will do, after the options */
-    PetscInt max_it, max_funcs;
-    PetscReal gatol, grtol, gttol;
-    TaoGetMaximumIterations(tao, &max_it);
-    TaoGetMaximumFunctionEvaluations(tao, &max_funcs);
-    TaoGetTolerances(tao, &gatol, &grtol, &gttol);
-    res->tao = (imx_tao_settings){.max_it = io->start_iteration + (int)max_it,
-                                  .max_funcs = (long long)max_funcs,
-                                  .gatol = gatol,
-                                  .grtol = grtol,
-                                  .gttol = gttol};
-  }
-  if (!e) {
-    TaoType type;
-    TaoGetType(tao, &type);
-    snprintf(res->tao_type, sizeof res->tao_type, "%s", type);
-    snprintf(s.tao_type, sizeof s.tao_type, "%s", type);
-    if (needs_hessian(type))
-      e = imx_fail(ctx, IMX_ERR_CONFIG,
-                   "TAO type %s needs a Hessian, which infomax does not "
-                   "provide; use a first-order or quasi-Newton type (lmvm, blmvm, bncg, cg, "
-                   "bqnls, owlqn) or nm",
-                   type);
-  }
-  if (!e && cfg->model.bias_bound > 0)
-    e = bound_biases(ctx, tao, layer, cfg->model.bias_bound, res->tao_type, &xl, &xu);
-  if (!e) e = precond_setup(ctx, tao, &s, res->tao_type);
+  if (!e) e = tao_setup(ctx, cfg, io, &s, layer, x, &tao, &xl, &xu, res);
   if (!e && s.use_pc) snprintf(res->precondition, sizeof res->precondition, "ica");
   e = imx_agree(ctx, e);
   if (!e) {
@@ -579,59 +651,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     else if (pe) e = petsc_fail(ctx, pe, "TaoSolve");
     e = imx_agree(ctx, e);
   }
-  if (tao) {
-    PetscInt its;
-    PetscReal f, gnorm;
-    TaoConvergedReason reason;
-    TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
-    res->iterations = io->start_iteration + (int)its;
-    res->grad_norm = gnorm;
-    if (!e && s.rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
-      /* Not one step: the same outcome as before trial points got +Inf. */
-      e = imx_agree(ctx, imx_fail(ctx, IMX_ERR_NUMERIC,
-                                  "TAO %s made no iteration: its line search found no trial point "
-                                  "where the objective is defined (last: %s); %s",
-                                  res->tao_type, s.rejected_why, remedy(res->tao_type)));
-    snprintf(res->reason, sizeof res->reason, "%s",
-             e              ? "ERROR"
-             : s.stopped_by ? "STOPPED_BY_SIGNAL"
-                            : TaoConvergedReasons[reason]);
-    /* Converged, or the iteration or evaluation limit: success. Any other
-     * ending (no acceptable step, NaN, ...) is not, though the weights are
-     * the last accepted iterate as always; except a line search that fails
-     * where the gradient is at the rounding level of the objective, which
-     * has converged as far as double precision allows. */
-    int rounding = reason == TAO_DIVERGED_LS_FAILURE &&
-                   gnorm <= sqrt(DBL_EPSILON) * fmax(1, fabs((double)f));
-    diverged = !e && !s.stopped_by && reason < 0 && reason != TAO_DIVERGED_MAXITS &&
-               reason != TAO_DIVERGED_MAXFCN && !rounding;
-    if (!e && !s.stopped_by && rounding)
-      imx_log(ctx, IMX_INFO,
-              "  converged  TAO's line search found no further decrease at |grad| %.3e <= "
-              "sqrt(machine eps) max(1, |loss|): the rounding level of the loss",
-              (double)gnorm);
-    char rejected[IMX_MSG_LEN + 96] = "";
-    if (!e && s.rejected)
-      snprintf(rejected, sizeof rejected,
-               "%d trial point%s of TAO's line search had no objective (last: %s)", s.rejected,
-               s.rejected > 1 ? "s" : "", s.rejected_why);
-    if (diverged)
-      imx_log(ctx, IMX_WARN,
-              "TAO %s gave up at iteration %d with %s, not converged (status \"diverged\", "
-              "exit code %d); the weights are its last accepted iterate%s%s. %s",
-              res->tao_type, res->iterations, res->reason, IMX_DIVERGED, rejected[0] ? "; " : "",
-              rejected, remedy(res->tao_type));
-    else if (rejected[0]) imx_log(ctx, IMX_WARN, "%s; TAO took shorter steps instead", rejected);
-    /* The final state is a checkpoint too (unless the last iteration wrote one). */
-    if (!e && res->iterations != s.last_checkpoint) {
-      Vec xs;
-      const PetscScalar *xa;
-      TaoGetSolution(tao, &xs);
-      VecGetArrayRead(xs, &xa);
-      e = checkpoint(&s, xa, res->iterations, f);
-      VecRestoreArrayRead(xs, &xa);
-    }
-  }
+  if (tao) e = tao_outcome(ctx, tao, &s, io, res, e, &diverged);
   res->evaluations = io->start_evaluations + s.evals;
   res->stopped_by = s.stopped_by;
   res->checkpoints = s.checkpoints;
