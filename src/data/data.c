@@ -20,6 +20,7 @@
 
 #include "data_impl.h"
 #include "imx/log.h"
+#include "imx/moments.h"
 
 /* nb*p/P without forming nb*p, which may overflow for huge nb. */
 static int64_t part(int64_t nb, int p, int P) { return (nb / P) * p + (nb % P) * p / P; }
@@ -148,25 +149,19 @@ imx_err imx_data_check_finite(imx_ctx *ctx, const imx_data *d, const char *what)
  * data.scale that brings it into range. Collective. */
 static imx_err check_range(imx_ctx *ctx, const imx_data *d, const char *what) {
   int n = d->n;
-  double *mx = calloc(2 * (size_t)n, sizeof *mx), *gmx = mx + n;
-  int64_t *at = calloc((size_t)n, sizeof *at);
-  imx_err err = mx && at ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: column maxima (%d)", what, n);
-  if (!(err = imx_agree(ctx, err))) {
-    for (int64_t i = 0; i < d->nloc; i++)
-      for (int j = 0; j < n; j++)
-        if (fabs(d->X[i * n + j]) > mx[j]) mx[j] = fabs(d->X[i * n + j]), at[j] = d->row0 + i;
-    if (MPI_Allreduce(mx, gmx, n, MPI_DOUBLE, MPI_MAX, ctx->comm) != MPI_SUCCESS)
-      err = imx_fail(ctx, IMX_ERR_MPI, "MPI_Allreduce of the column maxima failed");
-    err = imx_agree(ctx, err);
-  }
+  double *gmx = malloc((size_t)n * sizeof *gmx);
+  imx_err err = gmx ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: column maxima (%d)", what, n);
+  if (!(err = imx_agree(ctx, err))) err = imx_agree(ctx, imx_colmax(ctx, d->nloc, n, d->X, n, gmx));
   int j = 0; /* the first column out of range, the same on every rank */
   while (!err && j < n && !(gmx[j] > IMX_DATA_MAX_ABS || (gmx[j] > 0 && gmx[j] < IMX_DATA_MIN_ABS)))
     j++;
   if (err || j == n) {
-    free(mx), free(at);
+    free(gmx);
     return err;
   }
-  int64_t key = mx[j] == gmx[j] ? at[j] : INT64_MAX; /* the ranks holding the maximum */
+  int64_t key = INT64_MAX; /* the first row holding the maximum, on the ranks that hold it */
+  for (int64_t i = 0; i < d->nloc && key == INT64_MAX; i++)
+    if (fabs(d->X[i * n + j]) == gmx[j]) key = d->row0 + i;
   double hint = pow(10, -floor(log10(gmx[j])));
   if (key != INT64_MAX && gmx[j] > IMX_DATA_MAX_ABS)
     err = imx_fail(ctx, IMX_ERR_DATA,
@@ -180,7 +175,7 @@ static imx_err check_range(imx_ctx *ctx, const imx_data *d, const char *what) {
                    "%g that the program's sums resolve (its products would lose bits or sum to "
                    "0); scale the data into range, e.g. data.scale: %g",
                    what, j, gmx[j], (long long)key, IMX_DATA_MIN_ABS, hint);
-  free(mx), free(at);
+  free(gmx);
   return agree_first(ctx, err, key);
 }
 

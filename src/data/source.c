@@ -14,9 +14,8 @@ const imx_source_row imx_sources[] = {
 
 /* The name of source s, or "?" outside the table. Local. */
 const char *imx_source_name(imx_source s) {
-  for (int i = 0; imx_sources[i].name; i++)
-    if (i == (int)s) return imx_sources[i].name;
-  return "?";
+  int rows = (int)(sizeof imx_sources / sizeof imx_sources[0]) - 1; /* without the end row */
+  return (int)s >= 0 && (int)s < rows ? imx_sources[s].name : "?";
 }
 
 /* The first file source whose suffix ends path (path longer than it), else
