@@ -16,7 +16,7 @@ RANKS=${RANKS:-2}
 
 packages=(gcc pkg-config meson ninja-build libopenmpi-dev openmpi-bin libscalapack-openmpi-dev
           petsc-dev libblas-dev liblapack-dev libyaml-dev zlib1g-dev libopenblas0-pthread
-          dataset-fashion-mnist python3-numpy python3-matplotlib
+          libhdf5-openmpi-dev dataset-fashion-mnist python3-numpy python3-matplotlib python3-h5py
           clang-14 libclang-rt-14-dev llvm-14 clang-format)
 missing=()
 for p in "${packages[@]}"; do
