@@ -8,6 +8,7 @@ after the checkpoint, and a backend that parallel.linalg: auto would choose
 differently at resume."""
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 
@@ -146,6 +147,50 @@ s = load_json(os.path.join(r6, "summary.json"))
 check(c == 0 and "as the checkpoint (auto would choose replicated" in out
       and s["linalg"]["backend"] == "scalapack" and same_weights(r6, full6),
       "auto chose scalapack (memory_mib 0.1); resume with more memory keeps scalapack, bit for bit (exit %d)" % c)
+
+# 7. The progress line: iteration / max_it and an ETA from the mean time per
+# iteration so far ("ETA ?" before there is one; 0 on the last line), counted
+# from the resume on a resume.
+PROGRESS = re.compile(r"^iter +(\d+)/(\d+)  .*  dead \d+  ([\d.]+) s  ETA (\?|[\d.]+ s|\d+m\d\ds|\d+h\d\dm)$", re.M)
+
+
+def seconds(eta):
+    m = re.fullmatch(r"(\d+)h(\d\d)m|(\d+)m(\d\d)s|([\d.]+) s", eta)
+    return (int(m.group(1)) * 3600 + int(m.group(2)) * 60 if m.group(1) else
+            int(m.group(3)) * 60 + int(m.group(4)) if m.group(3) else float(m.group(5)))
+
+
+def eta_ok(lines, first, limit):
+    """Each line's ETA against (limit - it) * mean seconds per iteration since
+    the line of iteration `first` (the printed times have 2 decimals). After a
+    resume, whose line shows no time, the mean is since the resume: at most
+    the time since the start of the session divided by the iterations since
+    the resume."""
+    times = {int(it): float(t) for it, _, t, _ in lines}
+    bad = []
+    for it, lim, t, eta in lines:
+        it, lim = int(it), int(lim)
+        if lim != limit or (it == first) != (eta == "?"):
+            bad.append("iter %d: %s/%d ETA %s" % (it, lim, limit, eta))
+        elif it > first:
+            want = (limit - it) * (float(t) - times.get(first, 0)) / (it - first)
+            tol = 0.06 + 0.02 * (limit - it) + 0.01 * want
+            if abs(seconds(eta) - want) > tol and (first in times or seconds(eta) > want + tol):
+                bad.append("iter %d: ETA %s, expected %s%.2f s" % (it, eta, "" if first in times else "<= ", want))
+    return bad
+
+
+r7 = os.path.join(d, "r7")
+c, out, err = train(r7, 6)
+lines = PROGRESS.findall(out)
+bad = eta_ok(lines, 0, 6)
+check(c == 0 and [int(l[0]) for l in lines] == list(range(7)) and lines[-1][3] == "0.0 s" and not bad,
+      "progress lines iter 0/6 .. 6/6 with an ETA from the mean time per iteration%s" % (": " + "; ".join(bad) if bad else ""))
+c, out, err = run(["train", "--resume", r7, "--set", "optimizer.max_it=10"], ranks=2)
+lines = PROGRESS.findall(out)
+bad = eta_ok(lines, 6, 10)
+check(c == 0 and "resumed at iteration 6/10" in out and [int(l[0]) for l in lines] == list(range(7, 11))
+      and not bad, "resumed: iter 7/10 .. 10/10, the ETA counted from the resume%s" % (": " + "; ".join(bad) if bad else ""))
 
 shutil.rmtree(d)
 finish()

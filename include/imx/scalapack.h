@@ -26,6 +26,9 @@ void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const in
 void pdpotri_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
               const int *desca, int *info);
 
+/* The library's version (ScaLAPACK 2.0 and later; `infomax info`) */
+void pilaver_(int *major, int *minor, int *patch);
+
 /* A BLAS-3 routine only the scalapack backend calls (include/imx/blas.h has the rest). */
 void dtrsm_(const char *side, const char *uplo, const char *transa, const char *diag, const int *m,
             const int *n, const double *alpha, const double *a, const int *lda, double *b,

@@ -40,6 +40,7 @@
 #include "imx/rsum.h"
 #include "imx/timer.h"
 #include "imx/train.h"
+#include "imx/version.h"
 
 #define MAX_SWEEP 16  /* keys swept */
 #define MAX_VALUES 64 /* values per key */
@@ -592,7 +593,7 @@ int imx_cmd_bench(imx_ctx *ctx, const imx_args *a) {
   imx_log(ctx, IMX_INFO,
           "infomax %s bench: %d run%s on %d rank%s; %d warm-up + %d timed "
           "evaluations each (best shown); OPENBLAS_CORETYPE=%s OPENBLAS_NUM_THREADS=%s",
-          IMX_VERSION, total, total > 1 ? "s" : "", ctx->size, ctx->size > 1 ? "s" : "", o.warmup,
+          imx_version(), total, total > 1 ? "s" : "", ctx->size, ctx->size > 1 ? "s" : "", o.warmup,
           o.evals, ct ? ct : "(unset)", th ? th : "(unset)");
   imx_log(
       ctx, IMX_INFO,

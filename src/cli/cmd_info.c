@@ -1,14 +1,27 @@
 /* cmd_info: `infomax info`, the build and runtime environment. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <hdf5.h>
 #include <petscsys.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yaml.h>
+#include <zlib.h>
 
 #include "imx/blas.h"
 #include "imx/cli.h"
 #include "imx/log.h"
+#include "imx/scalapack.h"
+#include "imx/version.h"
+
+/* The file a symbol was loaded from, resolved through symlinks and
+ * alternatives, into buf. Local. */
+static const char *library_of(void *sym, char *buf, size_t len) {
+  Dl_info dl;
+  const char *name = dladdr(sym, &dl) && dl.dli_fname ? dl.dli_fname : "?";
+  if (!realpath(name, buf)) snprintf(buf, len, "%s", name);
+  return buf;
+}
 
 int imx_cmd_info(imx_ctx *ctx, const imx_args *a) {
   (void)a;
@@ -19,18 +32,35 @@ int imx_cmd_info(imx_ctx *ctx, const imx_args *a) {
   if (nl) *nl = 0;
   char petsc[256];
   PetscGetVersion(petsc, sizeof petsc);
-  Dl_info dl;
-  const char *blas = dladdr((void *)dgemm_, &dl) && dl.dli_fname ? dl.dli_fname : "?";
-  char real[4096];
-  if (!realpath(blas, real)) snprintf(real, sizeof real, "%s", blas);
+  char real[4096], scal_lib[4096], h5_lib[4096];
+  library_of((void *)dgemm_, real, sizeof real);
+  int sv[3] = {0, 0, 0};
+  pilaver_(&sv[0], &sv[1], &sv[2]);
+  unsigned hv[3] = {0, 0, 0};
+  H5get_libversion(&hv[0], &hv[1], &hv[2]);
   char *(*ob_config)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
   int (*ob_threads)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
   char *(*ob_core)(void) = (char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_corename");
   const char *nt = getenv("OPENBLAS_NUM_THREADS");
-  imx_log(ctx, IMX_INFO, "infomax %s", IMX_VERSION);
+  imx_log(ctx, IMX_INFO, "infomax %s", imx_version());
+  imx_log(ctx, IMX_INFO, "build      %s", imx_build());
   imx_log(ctx, IMX_INFO, "MPI        %s (%d rank%s)", mpi, ctx->size, ctx->size > 1 ? "s" : "");
   imx_log(ctx, IMX_INFO, "PETSc      %s, real double, %d-bit indices", petsc,
           (int)sizeof(PetscInt) * 8);
+  /* Debian's 2.2.1 still says 2.0.2 through PILAVER: the build's version first. */
+  imx_log(ctx, IMX_INFO, "ScaLAPACK  %s (pkg-config at build time; its PILAVER says %d.%d.%d), %s",
+          imx_build_dependency("scalapack"), sv[0], sv[1], sv[2],
+          library_of((void *)pilaver_, scal_lib, sizeof scal_lib));
+  /* The header's H5_HAVE_PARALLEL: meson.build refuses a serial HDF5. */
+  imx_log(ctx, IMX_INFO, "HDF5       %u.%u.%u, %s (built with %s), %s", hv[0], hv[1], hv[2],
+#ifdef H5_HAVE_PARALLEL
+          "parallel",
+#else
+          "serial",
+#endif
+          imx_build_dependency("hdf5"),
+          library_of((void *)H5get_libversion, h5_lib, sizeof h5_lib));
+  imx_log(ctx, IMX_INFO, "zlib       %s (built with %s)", zlibVersion(), ZLIB_VERSION);
   imx_log(ctx, IMX_INFO, "libyaml    %s", yaml_get_version_string());
   imx_log(ctx, IMX_INFO, "BLAS       %s", real);
   if (ob_config)

@@ -20,10 +20,11 @@
 #include "imx/stack.h"
 #include "imx/timer.h"
 #include "imx/train.h"
+#include "imx/version.h"
 
 /* One screen of what will run, before any compute. */
 static void echo_config(imx_ctx *ctx, const imx_config *c) {
-  imx_log(ctx, IMX_INFO, "infomax %s: train %s on %d rank%s", IMX_VERSION,
+  imx_log(ctx, IMX_INFO, "infomax %s: train %s on %d rank%s", imx_version(),
           c->file[0] ? c->file : "(defaults)", ctx->size, ctx->size > 1 ? "s" : "");
   if (imx_sources[c->data.source].file)
     imx_log(ctx, IMX_INFO, "  data       %s %s (scale %g, preprocess %s)",

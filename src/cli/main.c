@@ -18,6 +18,7 @@
 #include "imx/signals.h"
 #include "imx/timer.h"
 #include "imx/train.h"
+#include "imx/version.h"
 
 /* The general usage around the table of commands (print_usage). */
 static const char usage_head[] =
@@ -120,11 +121,13 @@ static const char bench_help[] =
 static const char info_help[] =
     "usage: mpiexec -n P infomax info\n"
     "\n"
-    "Prints the build and runtime environment on rank 0: the infomax version, the MPI\n"
-    "library and the number of ranks, the PETSc version and index size, libyaml, the\n"
-    "BLAS library actually loaded (resolved through symlinks and alternatives) and, for\n"
-    "OpenBLAS, its build, core and threads per rank (OPENBLAS_NUM_THREADS). Run it\n"
-    "under the same launcher and environment as a job to see what the job will use.\n";
+    "Prints the build and runtime environment on rank 0: the infomax version and git\n"
+    "commit, the build type and compiler, the MPI library and the number of ranks, the\n"
+    "PETSc version and index size, ScaLAPACK, HDF5 (version, parallel or serial), zlib,\n"
+    "libyaml, the BLAS library actually loaded (resolved through symlinks and\n"
+    "alternatives) and, for OpenBLAS, its build, core and threads per rank\n"
+    "(OPENBLAS_NUM_THREADS). Run it under the same launcher and environment as a job to\n"
+    "see what the job will use.\n";
 
 static const char config_help[] =
     "usage: infomax config --reference\n"
@@ -322,7 +325,7 @@ int main(int argc, char **argv) {
   int done = 1;
   if (rc) {
   } else if (a.version) {
-    printf("infomax %s\n", IMX_VERSION);
+    printf("infomax %s\n", imx_version());
   } else if (!a.command) {
     print_usage(a.help ? stdout : stderr);
     rc = a.help ? 0 : IMX_ERR_USAGE;

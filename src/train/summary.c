@@ -10,6 +10,7 @@
 #include "imx/optlog.h"
 #include "imx/rundir.h"
 #include "imx/timer.h"
+#include "imx/version.h"
 
 /* The optimizer log's limit and whether it was reached: then a resume from
  * a checkpoint after that point is not exact. The log of summary.json is
@@ -47,7 +48,9 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       imx_json j;
       imx_json_init(&j, f, 1);
       imx_json_object(&j, NULL);
-      imx_json_str(&j, "program", "infomax " IMX_VERSION);
+      char program[160];
+      snprintf(program, sizeof program, "infomax %s", imx_version());
+      imx_json_str(&j, "program", program);
       imx_json_str(&j, "status",
                    s->status == IMX_STOPPED    ? "stopped"
                    : s->status == IMX_DIVERGED ? "diverged"

@@ -28,6 +28,9 @@ typedef struct state {
   int rejected; /* trial points where the objective is not defined (+Inf to TAO) */
   char rejected_why[IMX_MSG_LEN]; /* the last one's message */
   double t0, t_eval;              /* start, seconds spent inside evaluations */
+  int max_it;                     /* TAO's limit, over all resumes (the progress line) */
+  int eta_it;                     /* the first iteration this session reported (-1: none yet) */
+  double eta_t;                   /* when it was reported (seconds since t0) */
   int warned_dead, warned_bias;
   int stopped_by;      /* stop signal agreed by all ranks */
   int64_t replayed;    /* evaluations served from the optimizer log */
@@ -187,6 +190,22 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   return IMX_OK;
 }
 
+/* The progress line's ETA: iterations left to max_it at the mean time per
+ * iteration since the first one this session reported (on a resume, since the
+ * resume). An upper bound: TAO may converge before max_it. Local. */
+static void print_eta(char *buf, size_t len, const state *s, int its, double now, int done) {
+  int left = done ? 0 : s->max_it - (s->io->start_iteration + its);
+  if (its <= s->eta_it && left > 0) {
+    snprintf(buf, len, "ETA ?");
+    return;
+  }
+  double sec = left > 0 ? left * (now - s->eta_t) / (its - s->eta_it) : 0;
+  if (sec < 10) snprintf(buf, len, "ETA %.1f s", sec);
+  else if (sec < 60) snprintf(buf, len, "ETA %.0f s", sec);
+  else if (sec < 3600) snprintf(buf, len, "ETA %dm%02ds", (int)(sec / 60), (int)fmod(sec, 60));
+  else snprintf(buf, len, "ETA %.0fh%02dm", floor(sec / 3600), (int)fmod(sec / 60, 60));
+}
+
 static void print_terms(char *buf, size_t len, const imx_eval *ev) {
   size_t off = 0;
   buf[0] = 0;
@@ -213,11 +232,13 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   if (s->use_pc && its > 0) imx_precond_adapt(&s->pc, step);
   if (s->io->replay_evaluations > 0 && its <= s->io->replay_iterations) {
     /* Retraced iterations were reported by the original run. */
-    if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations)
+    if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations) {
       imx_log(s->ctx, IMX_INFO,
-              "resumed at iteration %d  loss %- .10g  |grad| %.3e  (TAO state "
+              "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e  (TAO state "
               "rebuilt from %lld logged evaluations)",
-              git, (double)f, (double)gnorm, (long long)s->replayed);
+              git, s->max_it, (double)f, (double)gnorm, (long long)s->replayed);
+      s->eta_it = (int)its, s->eta_t = imx_now() - s->t0;
+    }
     PetscCall(VecRestoreArrayRead(x, &xa));
     PetscFunctionReturn(0);
   }
@@ -235,15 +256,18 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     }
   }
   double now = imx_now() - s->t0;
-  char terms[512];
+  if (s->eta_it < 0) s->eta_it = (int)its, s->eta_t = now;
+  char terms[512], eta[32];
   print_terms(terms, sizeof terms, &ev);
+  print_eta(eta, sizeof eta, s, (int)its, now, reason != TAO_CONTINUE_ITERATING);
   int resumed_start = its == 0 && s->io->start_iteration > 0;
   if (resumed_start)
-    imx_log(s->ctx, IMX_INFO, "resumed at iteration %d  loss %- .10g  |grad| %.3e", git, (double)f,
-            (double)gnorm);
+    imx_log(s->ctx, IMX_INFO, "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e", git,
+            s->max_it, (double)f, (double)gnorm);
   else if (git % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
-    imx_log(s->ctx, IMX_INFO, "iter %5d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s",
-            git, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now);
+    imx_log(s->ctx, IMX_INFO,
+            "iter %5d/%d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s  %s", git,
+            s->max_it, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now, eta);
   FILE *mf = resumed_start ? NULL : s->io->metrics; /* the checkpoint's line is there already */
   if (mf) {
     imx_json j;
@@ -519,6 +543,7 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
                                   .gatol = gatol,
                                   .grtol = grtol,
                                   .gttol = gttol};
+    s->max_it = res->tao.max_it;
   }
   if (!e) {
     TaoType type;
@@ -606,6 +631,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
       .cfg = cfg,
       .layer = layer,
       .io = io,
+      .eta_it = -1,
       /* A fresh run has none yet: a stop at iteration 0 writes one. */
       .last_checkpoint = io->start_iteration || io->replay_evaluations ? io->start_iteration : -1};
   s.n = imx_layer_nparams(layer);
