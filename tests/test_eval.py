@@ -14,10 +14,15 @@ On small well separated Gaussian-mixture data with train and test splits
     the table goes to standard error;
   - on synthetic ICA data the Amari distance matches numpy;
   - a test split with the wrong number of columns is refused (exit 5);
-  - tools/plot_run.py turns the run directory into PNGs.
+  - tools/plot_run.py turns the run directory into PNGs (headless), each
+    saying which split and how many rows it shows, the softmax layer's
+    structural zero eigenvalue off the spectrum's log axis; it overlays
+    several runs with one legend entry each, and runs itself again with an
+    interpreter that has numpy when the python3 first on PATH has none.
 With --fmnist (suite slow): the probe on raw Fashion-MNIST pixels reaches the
 published accuracy of multinomial logistic regression (84.2%) within one point.
 """
+import importlib.util
 import json
 import os
 import subprocess
@@ -213,7 +218,7 @@ ica = write(os.path.join(d, "ica.yaml"),
             "parallel:\n  block: 64\n")
 ird = os.path.join(d, "ica")
 code, out, err = run(["train", ica, "--out", ird], ranks=2)
-code2, out2, err2 = run(["eval", ird], ranks=2)
+code2, out2, err2 = run(["eval", ird, "--out", os.path.join(ird, "eval")], ranks=2)
 if code == 0 and code2 == 0:
     W = np.load(os.path.join(ird, "layer1_W.npy"))
     A = np.load(os.path.join(ird, "truth_mixing.npy"))
@@ -232,12 +237,77 @@ msg = [l for l in err.splitlines() if l.startswith("infomax: error")]
 check(code == 5 and "has 5 columns but the train split has 16" in err,
       "test split with 5 columns: exit %d (5): %s" % (code, msg[0] if msg else err.strip()[-200:]))
 
-# 6. Plots.
-p = subprocess.run([sys.executable, PLOT, rd, "--side", "4"], capture_output=True, text=True, env=ENV, timeout=120)
+# 6. Plots, headless.
+PENV = dict(ENV, MPLBACKEND="Agg")
+p = subprocess.run([sys.executable, PLOT, rd, "--side", "4"], capture_output=True, text=True, env=PENV, timeout=120)
 pngs = ("training.png", "correlation.png", "winners.png", "spectrum.png", "probe.png", "prototypes.png")
 made = [f for f in pngs if os.path.exists(os.path.join(rd, "plots", f))
         and open(os.path.join(rd, "plots", f), "rb").read(8) == b"\x89PNG\r\n\x1a\n"]
 check(p.returncode == 0 and len(made) == len(pngs),
       "tools/plot_run.py writes %s (%s)" % (", ".join(made), (p.stderr or p.stdout).strip()[-200:]))
+
+# What each picture says (its titles and texts, legend entries and the lines
+# drawn, recorded as it is saved): the split and its rows; one legend entry
+# per run; the softmax layer's structural zero eigenvalue named, not plotted.
+spec = importlib.util.spec_from_file_location("plot_run", PLOT)
+pr = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(pr)
+drawn, savefig = {}, pr.plt.Figure.savefig
+
+
+def record(fig, path, *a, **k):
+    sup = getattr(fig, "_suptitle", None)
+    texts = ([sup.get_text()] if sup else []) + [ax.get_title() for ax in fig.axes] + \
+        [t.get_text() for ax in fig.axes for t in ax.texts]
+    legend = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+    lines = [np.asarray(ln.get_ydata(), dtype=float) for ax in fig.axes for ln in ax.lines]
+    drawn[os.path.basename(path)] = ("\n".join(texts), legend, lines)
+    return savefig(fig, path, *a, **k)
+
+
+pr.plt.Figure.savefig = record
+rc1 = pr.main(["plot_run.py", rd, "--side", "4", "--out", os.path.join(d, "one")])
+one = dict(drawn)
+drawn.clear()
+rc2 = pr.main(["plot_run.py", rd, ird, "--out", os.path.join(d, "two")])
+two = dict(drawn)
+text = {k: v[0] for k, v in one.items()}
+split = "the train split (xtr.npy), N=3000 rows"
+bad = [f for f, want in (("training.png", "the train split, N=3000 rows"), ("correlation.png", split),
+                         ("winners.png", split), ("spectrum.png", split),
+                         ("probe.png", "train split N=3000, test split N=1000"),
+                         ("prototypes.png", "all %d prototypes" % K)) if want not in text.get(f, "")]
+check(rc1 == 0 and not bad, "each picture names its split and rows%s" % (": not in " + ", ".join(bad) if bad else ""))
+eig = np.load(os.path.join(evd, "eigenvalues.npy")).ravel()
+plotted = one.get("spectrum.png", ("", [], [np.zeros(0)]))[2][0]
+zero = eig[np.argmin(np.abs(eig))]
+check(plotted.size == K - 1 and plotted.min() > 1e3 * abs(zero) and "structural zero eigenvalue %.2g" % zero in text.get(
+      "spectrum.png", ""), "spectrum.png: %d of %d eigenvalues on the log axis, smallest %.3g; the structural "
+      "zero %.2g named instead" % (plotted.size, K, plotted.min() if plotted.size else 0, zero))
+legends = {f: two.get(f, ("", [], []))[1] for f in ("training.png", "spectrum.png", "winners.png")}
+ok = (rc2 == 0 and legends["training.png"] == ["run", "ica"]
+      and [e.split(" ")[0] for e in legends["spectrum.png"]] == ["run", "ica"]
+      and {"run", "ica"} <= set(legends["winners.png"])
+      and "run: structural zero" in two["spectrum.png"][0] and "ica: structural" not in two["spectrum.png"][0]
+      and len(two["spectrum.png"][2]) == 2 and two["spectrum.png"][2][1].size == 4)
+check(ok, "two runs overlaid, one legend entry each: training %s, spectrum %s, winners %s"
+      % (legends["training.png"], legends["spectrum.png"], legends["winners.png"]))
+
+# The python3 first on PATH without numpy (a pyenv or venv one): plot_run runs
+# itself again with one that has it, or says what to install.
+bare = os.path.join(d, "bin")
+os.makedirs(bare)
+write(os.path.join(bare, "python3"), "#!/bin/sh\nexec /usr/bin/python3 -S \"$@\"\n")
+os.chmod(os.path.join(bare, "python3"), 0o755)
+p = subprocess.run([os.path.join(bare, "python3"), PLOT, rd, "--out", os.path.join(d, "reexec")], capture_output=True,
+                   text=True, env=dict(PENV, PATH=bare + os.pathsep + PENV.get("PATH", "")), timeout=120)
+check(p.returncode == 0 and "has no numpy: running with" in p.stderr
+      and os.path.exists(os.path.join(d, "reexec", "training.png")),
+      "a python3 without numpy first on PATH: plot_run runs itself with another (exit %d): %s"
+      % (p.returncode, p.stderr.strip().splitlines()[0] if p.stderr.strip() else ""))
+p = subprocess.run([os.path.join(bare, "python3"), PLOT, rd, "--out", os.path.join(d, "none")], capture_output=True,
+                   text=True, env=dict(PENV, PLOT_RUN_PYTHON=os.path.join(bare, "python3")), timeout=120)
+check(p.returncode == 2 and "needs numpy and matplotlib" in p.stderr and "Traceback" not in p.stderr,
+      "no python3 with numpy: exit %d (2) and what to install: %s" % (p.returncode, p.stderr.strip()[-300:]))
 
 finish()
