@@ -3,7 +3,8 @@ brings one up on this machine; the test is skipped when no cluster answers).
 A training job runs to the end; a job told to stop (SIGUSR1 to the batch
 shell, as --signal does before a time limit) checkpoints, requeues itself,
 resumes and ends bit for bit where an uninterrupted run ends; strong- and
-weak-scaling submissions produce one CSV each."""
+weak-scaling submissions produce one CSV each; a sweep job array
+(jobs/submit-sweep.sh) runs one run directory per task and gathers one table."""
 import csv
 import os
 import shutil
@@ -95,4 +96,21 @@ for mode in ("strong", "weak"):
     want = [20000, 20000] if mode == "strong" else [10000, 20000]
     check(len(rows) == 2 and [int(r["ranks"]) for r in rows] == [1, 2] and ns == want,
           "%s scaling on 1 and 2 ranks: scaling.csv with N = %s (want %s)" % (mode, ns, want))
+
+# 4. A sweep: a 2-task job array over the lines of a sweep file, one table.
+sweep = os.path.join(d, "sweep.txt")
+with open(sweep, "w") as f:
+    f.write("model.units=4 objective.lambda=0.1\nmodel.units=3 objective.lambda=0.5\n")
+out = os.path.join(d, "sweep")
+p = subprocess.run(["bash", os.path.join(JOBS, "submit-sweep.sh"), CFG, sweep, out, "--", "--set", "data.samples=2000",
+                    "--set", "optimizer.max_it=3"], capture_output=True, text=True,
+                   env=dict(env, WAIT="1", RANKS="2", OVERCOMMIT="1"), timeout=300)
+tsv = os.path.join(out, "sweep.tsv")
+rows = list(csv.DictReader(open(tsv), delimiter="\t")) if os.path.exists(tsv) else []
+md = open(os.path.join(out, "sweep.md")).read() if os.path.exists(os.path.join(out, "sweep.md")) else ""
+check(p.returncode == 0 and [(r["task"], r["model.units"], r["objective.lambda"], r["status"]) for r in rows]
+      == [("1", "4", "0.1", "ok"), ("2", "3", "0.5", "ok")] and md.count("\n") == 4
+      and all(os.path.exists(os.path.join(out, "run-%d" % i, "summary.json")) for i in (1, 2)),
+      "jobs/submit-sweep.sh: a 2-task array, run-1 and run-2, one table (sweep.tsv, sweep.md): %s %s"
+      % ([(r.get("task"), r.get("model.units"), r.get("status")) for r in rows], (p.stdout + p.stderr).strip()[-200:]))
 finish()
