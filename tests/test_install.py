@@ -4,10 +4,10 @@ Installs the build the test is given into a temporary DESTDIR and checks what
 docs/guide.md ("Install") promises: bin/infomax; share/infomax/configs (every
 configs/*.yaml), share/infomax/jobs (every jobs/ script, executable) and
 share/infomax/python (tools/plot_run.py and the model loader
-tools/infomax_model.py, once the source tree has it). Then runs the installed
+tools/infomax_model.py, which imports from there). Then runs the installed
 copy: --version (the same commit as the build), `info` and a tiny training
-from an installed config on 2 ranks, and the installed plot_run.py on its run
-directory. Last, a copy of the source tree without .git configures and names
+from an installed config on 2 ranks, the installed plot_run.py on its run
+directory, and imports the installed loader. Last, a copy of the source tree without .git configures and names
 "unknown commit" instead of failing.
 
 Usage (from tests/): python3 test_install.py PATH/TO/BUILD/infomax
@@ -89,6 +89,12 @@ plot = os.path.join(share, "python", "plot_run.py")
 code, out, err = sh([plot, run_dir], env=dict(ENV, MPLBACKEND="Agg"))
 check(code == 0 and os.path.exists(os.path.join(run_dir, "plots", "training.png")),
       "installed plot_run.py on that run: exit %d %s" % (code, (err or out).strip()[-200:]))
+
+if os.path.exists(os.path.join(ROOT, "tools", "infomax_model.py")):
+    code, out, err = sh([sys.executable, "-c", "import infomax_model; print(infomax_model.__file__)"],
+                        env=dict(ENV, PYTHONPATH=os.path.join(share, "python")), cwd=d)
+    check(code == 0 and out.strip() == os.path.join(share, "python", "infomax_model.py"),
+          "the installed loader imports with share/infomax/python on PYTHONPATH: %s" % (out or err).strip()[-200:])
 
 # A source tree without .git (an unpacked tarball) says "unknown commit".
 src = os.path.join(d, "src")
