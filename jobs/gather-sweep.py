@@ -51,7 +51,7 @@ def main(out, sweep, markdown):
         row = {"task": i, "run_dir": rd, "status": "missing"}
         sets = dict(w.split("=", 1) for w in words if "=" in w and w.split("=", 1)[0] in keys)
         row.update(sets)
-        row["options"] = " ".join(w for w in words if w.split("=", 1)[0] not in sets)
+        row["options"] = " ".join(w for w in words if w.split("=", 1)[0] not in sets and w != "--set")
         path = os.path.join(rd, "summary.json")
         if os.path.exists(path):
             with open(path) as f:

@@ -21,7 +21,7 @@ JOBS = os.path.join(ROOT, "jobs")
 CFG = os.path.join(ROOT, "configs", "synthetic-ica.yaml")
 d = tmpdir()
 sweep = write(os.path.join(d, "sweep.txt"), "# units and lambda\nmodel.units=4 objective.lambda=0.1\n\n"
-              "model.units=3 objective.lambda=0.5 -tao_type cg\n")
+              "model.units=3 --set objective.lambda=0.5 -tao_type cg\n")
 out = os.path.join(d, "out")
 COMMON = ["--set", "data.samples=2000", "--set", "optimizer.max_it=3"]
 env = dict(ENV, INFOMAX=INFOMAX, LAUNCH="mpiexec -n 2")
