@@ -97,6 +97,12 @@ int main(int argc, char **argv) {
     case_("softmax, gaussian + supervised (30% of the labels), data path", &cs);
     cs.parallel.linalg = IMX_LINALG_SCALAPACK, cs.parallel.scalapack_block = 2;
     case_("the same on the scalapack backend", &cs);
+    /* The terms on z, the head on r: two backward paths in one pass. */
+    cs.objective.on = IMX_ON_Z, cs.objective.weight[IMX_TERM_ENTROPY] = 0.5;
+    cs.parallel.linalg = IMX_LINALG_REPLICATED;
+    case_("softmax, on z: gaussian + entropy on z, supervised on r, data path", &cs);
+    cs.parallel.linalg = IMX_LINALG_SCALAPACK;
+    case_("the same on the scalapack backend", &cs);
   }
   c.model.activation = IMX_ACT_IDENTITY;
   snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
