@@ -111,6 +111,7 @@ imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *
     double *theta = malloc(((size_t)K * n + K) * sizeof *theta);
     e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters (%d x %d)", K, n));
     if (!e) e = imx_layer_create(ctx, &c, d, &l);
+    if (!e) imx_layer_biases_as_given(l);
     if (!e) {
       memcpy(theta, f->W, (size_t)K * n * sizeof *theta);
       memcpy(theta + (size_t)K * n, f->b, (size_t)K * sizeof *theta);

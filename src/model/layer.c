@@ -230,6 +230,28 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   return imx_agree(ctx, e);
 }
 
+/* Outputs on the simplex ignore a common shift of z, so terms on them only
+ * see b - mean(b); terms on z (a covariance, centered entropy, shift-
+ * invariant hsic) see no bias at all, so b is what lse and supervised make
+ * of it through phi, or nothing. */
+static imx_gauge choose_gauge(const imx_layer *l) {
+  int shift_free = imx_activation_simplex(l->act);
+  if (!l->on_z) return shift_free ? IMX_GAUGE_MEAN : IMX_GAUGE_NONE;
+  if (!imx_objective_reads_activation(&l->obj)) return IMX_GAUGE_FIXED;
+  return shift_free ? IMX_GAUGE_MEAN : IMX_GAUGE_NONE;
+}
+
+void imx_layer_biases_as_given(imx_layer *l) { l->gauge = IMX_GAUGE_NONE; }
+
+/* v -= mean(v) over K entries, summed in index order (the same bits on every
+ * rank for a replicated v). */
+static void subtract_mean(int K, const double *v, double *out) {
+  double s = 0;
+  for (int j = 0; j < K; j++) s += v[j];
+  double mean = s / K;
+  for (int j = 0; j < K; j++) out[j] = v[j] - mean;
+}
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
@@ -245,6 +267,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   /* With identity units z and phi(z) are the same: the terms read A either way. */
   l->on_z = l->obj.on == IMX_ON_Z && l->act != IMX_ACT_IDENTITY;
   l->moments_ok = imx_layer_linear_stat(l) && !imx_objective_per_sample(&l->obj);
+  l->gauge = choose_gauge(l);
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   if (!e) e = imx_agree(ctx, choose_backend(ctx, cfg, l, want_moments && l->moments_ok));
@@ -270,6 +293,7 @@ static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cf
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
   for (int j = 0; j < K; j++) b[j] = cfg->model.init_bias * imx_rng_normal(seed, 2, (uint64_t)j);
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, b, b); /* start on sum b = 0 */
   /* The supervised head starts at 0: uniform class probabilities. */
   if (l->sup) memset(b + K, 0, (size_t)imx_supervised_nparams(l->sup) * sizeof *b);
   if (!strcmp(cfg->model.init, "random")) {
@@ -325,6 +349,10 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
     for (int i = 0; i < n; i++) W[(size_t)j * n + i] = v[i] * inv;
     b[j] = theta[(size_t)K * n + j];
   }
+  /* TAO's lmvm scales each component of a step by its own factor (a diagonal
+   * initial Hessian), so a step can move sum b although dL/db sums to 0:
+   * evaluate at the pinned biases whatever theta holds. */
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, b, b);
 }
 
 /* a = phi(z) in place on rows x K (include/imx/activation.h). */
@@ -656,6 +684,10 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   fill_eval(l, terms, value, ev);
   if (!grad) return IMX_OK;
   if (l->wn) chain_weight_norm(l, l->gW);
+  /* The gradient of L(b - mean b) is dL/db less its mean: 0 along the
+   * common shift, where rounding would otherwise leave a little. */
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, l->gb, l->gb);
+  if (l->gauge == IMX_GAUGE_FIXED) memset(l->gb, 0, (size_t)K * sizeof *l->gb);
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
   if (l->sup)

@@ -25,6 +25,14 @@
 
 typedef struct imx_layer_ops imx_layer_ops;
 
+/* What the objective leaves free in the biases, and how the layer pins it
+ * (docs/objectives.md, "The gauge of the biases"). */
+typedef enum {
+  IMX_GAUGE_NONE = 0, /* the objective sees every b_j */
+  IMX_GAUGE_MEAN,     /* only b - mean(b) is seen: evaluate there, project dL/db onto sum 0 */
+  IMX_GAUGE_FIXED     /* no term depends on b: dL/db = 0, b keeps its initial value */
+} imx_gauge;
+
 struct imx_layer {
   int K, n;              /* units, inputs */
   int64_t N, nloc, row0; /* global and local rows, first global row here */
@@ -48,6 +56,7 @@ struct imx_layer {
   double *Sx;      /* n x n input covariance (moments path, cov_from_Sx) */
   double *mux;     /* n: mean of the inputs (with S_x) */
   double *W, *norms, *b; /* effective weights, ||v_j||, biases */
+  imx_gauge gauge;       /* the free part of b and how it is pinned */
   int on_z;  /* the InfoMax terms read z (objective.on: z, an activation other than identity) */
   double *A; /* nloc x K: what the InfoMax terms read (data path): phi(z), or z when on_z */
   double *P; /* nloc x K: phi(z) for lse and supervised when on_z (else NULL: they read A) */
