@@ -51,10 +51,15 @@ def measures_numpy(Z, A, act):
     counts = np.bincount(win, minlength=K)
     f = counts[counts > 0] / N
     pats, sizes = np.unique(Z > 0, axis=0, return_counts=True)
+    q = (Z > 0).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.nan_to_num(-q * np.log2(q) - (1 - q) * np.log2(1 - q))
     return {"dead_units": K - len(live), "max_abs_corr": off.max(), "mean_abs_corr": off.mean(),
             "gaussian_tc": tc, "effective_rank": np.exp(-(p * np.log(p)).sum()),
             "regions": len(pats), "largest_region": sizes.max(), "winner_counts": counts,
-            "winner_entropy_bits": -(f * np.log2(f)).sum()}
+            "winner_entropy_bits": -(f * np.log2(f)).sum(), "sign_entropy_bits": h,
+            "sign_entropy_mean_bits": h.mean(), "sign_entropy_min_bits": h.min(),
+            "constant_sign_units": int(((q == 0) | (q == 1)).sum())}
 
 
 def compare(got, ref, what, tol=1e-9):
@@ -63,6 +68,8 @@ def compare(got, ref, what, tol=1e-9):
         g = got[k]
         if k == "winner_counts":
             ok = list(g) == list(r)
+        elif k == "sign_entropy_bits":
+            ok = len(g) == len(r) and np.abs(np.array(g) - r).max() < 1e-12
         elif isinstance(r, (int, np.integer)):
             ok = g == r
         elif np.isinf(r):
@@ -161,6 +168,13 @@ if ev:
         compare(ev[key], measures_numpy(Z, softmax(-Z / 2.0), "softmax"), "model, %s split" % split)
         Xc = X - mu
         compare(ev["baselines"]["raw"][key], measures_numpy(Xc, Xc, "identity"), "raw input, %s split" % split)
+    rnd, raw = ev["baselines"]["random"]["measures"], ev["baselines"]["raw"]["measures"]
+    check(rnd["random_regions"] == rnd["regions"] and raw["random_regions"] is None
+          and isinstance(ev["measures"]["random_regions"], int)
+          and 1 <= ev["measures"]["random_regions"] <= 3000,
+          "random regions at the offsets b: the random baseline's own regions (%s = %s, offsets 0), "
+          "null for the raw input, %s for the model"
+          % (rnd["random_regions"], rnd["regions"], ev["measures"]["random_regions"]))
     wr = np.linalg.norm(W @ W.T - np.eye(K))
     check(abs(ev["measures"]["weight_redundancy"] - wr) < 1e-9 * wr,
           "weight redundancy %.12g = ||W W^T - I||_F %.12g" % (ev["measures"]["weight_redundancy"], wr))

@@ -176,7 +176,12 @@ static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const i
                    .K = col->layer.K,
                    .act = col->layer.act,
                    .Z = Z,
-                   .A = A};
+                   .A = A,
+                   /* random hyperplanes at the column's offsets (not for the raw input) */
+                   .X = d->X,
+                   .n = d->n,
+                   .b = col->layer.b,
+                   .seed = cfg->model.seed};
   IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
   if (!col->layer.W) return IMX_OK;
   return imx_agree(ctx,
