@@ -14,6 +14,8 @@ On small well separated Gaussian-mixture data with train and test splits
     the table goes to standard error;
   - on synthetic ICA data the Amari distance matches numpy;
   - a test split with the wrong number of columns is refused (exit 5);
+  - the run's supervised head (terms on z, head on r) is read and scored on
+    both splits as numpy scores it, and not with --weights;
   - tools/plot_run.py turns the run directory into PNGs (headless), each
     saying which split and how many rows it shows, the softmax layer's
     structural zero eigenvalue off the spectrum's log axis; it overlays
@@ -56,10 +58,15 @@ def measures_numpy(Z, A, act):
     counts = np.bincount(win, minlength=K)
     f = counts[counts > 0] / N
     pats, sizes = np.unique(Z > 0, axis=0, return_counts=True)
+    q = (Z > 0).mean(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        h = np.nan_to_num(-q * np.log2(q) - (1 - q) * np.log2(1 - q))
     return {"dead_units": K - len(live), "max_abs_corr": off.max(), "mean_abs_corr": off.mean(),
             "gaussian_tc": tc, "effective_rank": np.exp(-(p * np.log(p)).sum()),
             "regions": len(pats), "largest_region": sizes.max(), "winner_counts": counts,
-            "winner_entropy_bits": -(f * np.log2(f)).sum()}
+            "winner_entropy_bits": -(f * np.log2(f)).sum(), "sign_entropy_bits": h,
+            "sign_entropy_mean_bits": h.mean(), "sign_entropy_min_bits": h.min(),
+            "constant_sign_units": int(((q == 0) | (q == 1)).sum())}
 
 
 def compare(got, ref, what, tol=1e-9):
@@ -68,6 +75,8 @@ def compare(got, ref, what, tol=1e-9):
         g = got[k]
         if k == "winner_counts":
             ok = list(g) == list(r)
+        elif k == "sign_entropy_bits":
+            ok = len(g) == len(r) and np.abs(np.array(g) - r).max() < 1e-12
         elif isinstance(r, (int, np.integer)):
             ok = g == r
         elif np.isinf(r):
@@ -166,6 +175,13 @@ if ev:
         compare(ev[key], measures_numpy(Z, softmax(-Z / 2.0), "softmax"), "model, %s split" % split)
         Xc = X - mu
         compare(ev["baselines"]["raw"][key], measures_numpy(Xc, Xc, "identity"), "raw input, %s split" % split)
+    rnd, raw = ev["baselines"]["random"]["measures"], ev["baselines"]["raw"]["measures"]
+    check(rnd["random_regions"] == rnd["regions"] and raw["random_regions"] is None
+          and isinstance(ev["measures"]["random_regions"], int)
+          and 1 <= ev["measures"]["random_regions"] <= 3000,
+          "random regions at the offsets b: the random baseline's own regions (%s = %s, offsets 0), "
+          "null for the raw input, %s for the model"
+          % (rnd["random_regions"], rnd["regions"], ev["measures"]["random_regions"]))
     wr = np.linalg.norm(W @ W.T - np.eye(K))
     check(abs(ev["measures"]["weight_redundancy"] - wr) < 1e-9 * wr,
           "weight redundancy %.12g = ||W W^T - I||_F %.12g" % (ev["measures"]["weight_redundancy"], wr))
@@ -208,6 +224,33 @@ if ev:
         res[P] = strip(json.loads(o)) if c == 0 else None
     check(res[1] is not None and res[1] == res[3] == strip(ev),
           "eval on 1, 2 and 3 ranks: identical measures, probe and baselines")
+
+# 3b. The supervised head: eval reads layer1_head_*.npy and scores it on both splits
+# (the terms on z, the head on r = softmax(-z / 2)); not with --weights.
+sup = write(os.path.join(d, "sup.yaml"), open(cfg).read().replace(
+    "  preset: gaussian\n", "  preset: gaussian\n  on: z\n  supervised: 1.0\n"))
+srd = os.path.join(d, "sup")
+code, out, err = run(["train", sup, "--out", srd], ranks=2)
+code2, out2, err2 = run(["eval", srd], ranks=2, timeout=300) if code == 0 else (1, "", err)
+code3, out3, err3 = run(["eval", srd, "--weights", os.path.join(srd, "layer1_W.npy")], ranks=2,
+                        timeout=300) if code == 0 else (1, "", err)
+if code2 == 0 and code3 == 0:
+    W = np.load(os.path.join(srd, "layer1_W.npy"))
+    b = np.load(os.path.join(srd, "layer1_b.npy")).ravel()
+    U = np.load(os.path.join(srd, "layer1_head_W.npy"))
+    c = np.load(os.path.join(srd, "layer1_head_b.npy")).ravel()
+    mu = Xtr.mean(axis=0)
+    ref = [((softmax(-((X - mu) @ W.T + b) / 2.0) @ U.T + c).argmax(axis=1) == y).mean()
+           for X, y in ((Xtr, ytr), (Xte, yte))]
+    h = json.loads(out2).get("head", {})
+    check(h.get("classes") == Cn and abs(h["train_accuracy"] - ref[0]) < 1e-12
+          and abs(h["test_accuracy"] - ref[1]) < 1e-12 and ref[1] > 0.9
+          and "head test accuracy" in err2 and "head" not in json.loads(out3),
+          "supervised head: train accuracy %s, test accuracy %s (numpy %.4f, %.4f; > 0.9), in the "
+          "table; not read with --weights" % (h.get("train_accuracy"), h.get("test_accuracy"), *ref))
+else:
+    check(False, "train/eval with a supervised head exit 0 (%s %s %s)"
+          % (err.strip()[-200:], err2.strip()[-200:], err3.strip()[-200:]))
 
 # 4. Synthetic ICA: the Amari distance.
 ica = write(os.path.join(d, "ica.yaml"),

@@ -1,5 +1,5 @@
 /* test_layer: the gradient of every term x activation x weight normalization
- * against central finite differences (the full pipeline: forward, block
+ * x objective.on (activation, z) against central finite differences (the full pipeline: forward, block
  * moments, reduction, objective, backward, reduction); the data and moments
  * paths agree; fast and reproducible reductions agree. Collective. */
 #include "imx/layer.h"
@@ -95,56 +95,68 @@ int main(int argc, char **argv) {
   imx_data *dg = load(&cg);
   if (!dg) return t_finish();
 
-  /* 1. Gradient checks. */
+  /* 1. Gradient checks; with objective.on: z for every activation but
+   * identity (where z and phi(z) are the same). The last "term" (t =
+   * IMX_NTERMS) is logdet + entropy + supervised together: with terms on z the
+   * head's gradient passes through phi and the others do not. */
   const imx_activation acts[] = {IMX_ACT_IDENTITY, IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK,
                                  IMX_ACT_SPARSEMAX};
-  for (int ai = 0; ai < 5; ai++)
-    for (int wn = 0; wn < 2; wn++)
-      for (int t = 0; t < IMX_NTERMS; t++) {
-        imx_config cc = c;
-        cc.model.activation = acts[ai];
-        cc.model.weight_norm = wn;
-        cc.model.temperature = 0.7;
-        cc.model.topk = 3; /* of K = 5 */
-        cc.model.init_bias = 0.3;
-        cc.objective.eps = 1e-3;
-        cc.objective.label_fraction = 0.4;
-        cc.parallel.path = IMX_PATH_DATA;
-        snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
-        for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = u == t ? 1.3 : 0;
-        imx_layer *l = NULL;
-        double worst = INFINITY;
-        if (t == IMX_TERM_LSE && acts[ai] == IMX_ACT_IDENTITY) {
-          imx_err e = imx_layer_create(&ctx, &cc, d, &l);
-          t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "unbounded"),
-                  "lse with identity activation refused: \"%s\"", ctx.msg);
-          ctx.code = IMX_OK;
-          continue;
-        }
-        if (t == IMX_TERM_SUPERVISED) cc.data = cg.data;
-        if (!imx_layer_create(&ctx, &cc, t == IMX_TERM_SUPERVISED ? dg : d, &l)) {
-          int np = imx_layer_nparams(l);
-          double *theta = malloc((size_t)np * sizeof *theta);
-          imx_layer_init_params(&ctx, l, &cc, theta);
-          /* a head away from 0, so that its own gradient is not the only one */
-          for (int i = cc.model.units * (cc.data.dim + 1); i < np; i++)
-            theta[i] = 0.5 * imx_rng_normal(5, 5, (uint64_t)i);
-          /* hsic's features cos(omega a / sigma) have derivatives that grow
+  for (int on = 0; on < 2; on++)
+    for (int ai = on; ai < 5; ai++)
+      for (int wn = 0; wn < 2; wn++)
+        for (int t = 0; t <= IMX_NTERMS; t++) {
+          if (t == IMX_NTERMS && !on) continue;
+          imx_config cc = c;
+          cc.objective.on = on ? IMX_ON_Z : IMX_ON_ACTIVATION;
+          cc.model.activation = acts[ai];
+          cc.model.weight_norm = wn;
+          cc.model.temperature = 0.7;
+          cc.model.topk = 3; /* of K = 5 */
+          cc.model.init_bias = 0.3;
+          cc.objective.eps = 1e-3;
+          cc.objective.label_fraction = 0.4;
+          cc.parallel.path = IMX_PATH_DATA;
+          snprintf(cc.objective.preset, sizeof cc.objective.preset, "none");
+          for (int u = 0; u < IMX_NTERMS; u++) cc.objective.weight[u] = u == t ? 1.3 : 0;
+          int sup = t == IMX_TERM_SUPERVISED || t == IMX_NTERMS;
+          if (t == IMX_NTERMS)
+            cc.objective.weight[IMX_TERM_LOGDET] = 0.5, cc.objective.weight[IMX_TERM_ENTROPY] = 0.7,
+            cc.objective.weight[IMX_TERM_SUPERVISED] = 1.1;
+          imx_layer *l = NULL;
+          double worst = INFINITY;
+          if (t == IMX_TERM_LSE && acts[ai] == IMX_ACT_IDENTITY) {
+            imx_err e = imx_layer_create(&ctx, &cc, d, &l);
+            t_check(e == IMX_ERR_CONFIG && strstr(ctx.msg, "unbounded"),
+                    "lse with identity activation refused: \"%s\"", ctx.msg);
+            ctx.code = IMX_OK;
+            continue;
+          }
+          if (sup) cc.data = cg.data;
+          if (!imx_layer_create(&ctx, &cc, sup ? dg : d, &l)) {
+            int np = imx_layer_nparams(l);
+            double *theta = malloc((size_t)np * sizeof *theta);
+            imx_layer_init_params(&ctx, l, &cc, theta);
+            /* a head away from 0, so that its own gradient is not the only one */
+            for (int i = cc.model.units * (cc.data.dim + 1); i < np; i++)
+              theta[i] = 0.5 * imx_rng_normal(5, 5, (uint64_t)i);
+            /* hsic's features cos(omega a / sigma) have derivatives that grow
            * as (omega / sigma)^k: the O(h^4) truncation error of the
            * differences grows by 1e4 per decade of h (hsic, topk, weight_norm
            * off: 9.6e-9 at h = 1e-5, 7.8e-7 at 1e-4, 7.7e-3 at 1e-3), so
            * hsic takes the smaller step. */
-          worst = fd_check(l, theta, np, t == IMX_TERM_HSIC ? 1e-5 : 1e-4);
-          free(theta);
-        }
-        /* topk and sparsemax are piecewise smooth: a row within the step of a
+            worst = fd_check(l, theta, np, t == IMX_TERM_HSIC ? 1e-5 : 1e-4);
+            free(theta);
+          }
+          /* topk and sparsemax are piecewise smooth: a row within the step of a
          * change of selection bounds what the Richardson differences can show. */
-        double tol = acts[ai] >= IMX_ACT_TOPK ? 3e-7 : 1e-7;
-        t_check(worst < tol, "gradient %-17s %-8s weight_norm %-3s: max rel err %.2e (tol %g)%s%s",
-                imx_term_names[t], imx_activation_name(acts[ai]), wn ? "on" : "off", worst, tol,
-                l ? "" : " error: ", l ? "" : ctx.msg);
-        imx_layer_free(&l);
-      }
+          double tol = acts[ai] >= IMX_ACT_TOPK ? 3e-7 : 1e-7;
+          t_check(worst < tol,
+                  "gradient %-17s %-8s weight_norm %-3s on %-10s: max rel err %.2e (tol %g)%s%s",
+                  t < IMX_NTERMS ? imx_term_names[t] : "logdet+ent+sup",
+                  imx_activation_name(acts[ai]), wn ? "on" : "off", on ? "z" : "activation", worst,
+                  tol, l ? "" : " error: ", l ? "" : ctx.msg);
+          imx_layer_free(&l);
+        }
 
   /* 1b. The supervised term: refused without labels; its labeled rows. */
   {
@@ -243,6 +255,20 @@ int main(int argc, char **argv) {
     imx_err e = imx_layer_set_path(&ctx, lb, 1);
     t_check(e == IMX_ERR_CONFIG, "moments path refused for softmax: \"%s\"", ctx.msg);
     ctx.code = IMX_OK;
+    imx_layer_free(&lb);
+    /* With the terms on z the activation does not matter to C = W S_x W^T. */
+    bad.objective.on = IMX_ON_Z;
+    imx_layer_create(&ctx, &bad, d, &lb);
+    t_check(lb && !strcmp(imx_layer_path(lb), "moments"),
+            "softmax with objective.on: z and moment terms chooses the moments path");
+    double f3 = 0;
+    if (lb) imx_layer_eval(&ctx, lb, theta, &f3, g2, NULL);
+    double gdiff = 0;
+    for (int i = 0; i < np; i++) gdiff = fmax(gdiff, fabs(g1[i] - g2[i]));
+    t_check(f3 == f1 && gdiff == 0,
+            "softmax on z, moments path = identity, moments path: loss %.17g vs %.17g, gradient "
+            "max diff %.2e (want equal)",
+            f3, f1, gdiff);
     imx_layer_free(&lb);
     free(theta), free(g1), free(g2);
     imx_layer_free(&l);

@@ -13,7 +13,13 @@
  *      constant unit: 1 dead unit, winner entropy log2 3, |corr| 1/2, TC
  *      -log 1.5 (the null direction left out), effective rank 2;
  *   6. the measures of a layer on all ranks have the same bits as on one
- *      rank alone (reproducible reductions). Collective. */
+ *      rank alone (reproducible reductions);
+ *   7. hand-made signs: units positive on 1/2, 1/4 and none of the rows have
+ *      sign entropies 1, H(1/4) and 0 bits (one constant-sign unit); random
+ *      regions are the regions of the random baseline's rows at the offsets
+ *      b (1 region for offsets far above the data, not measured without X).
+ *      Collective. */
+#include "imx/baseline.h"
 #include "imx/layer.h"
 #include "imx/linalg.h"
 #include "imx/metrics.h"
@@ -252,6 +258,58 @@ static void softmax_by_hand(void) {
   free(A);
 }
 
+static void sign_entropy_by_hand(void) {
+  int64_t N = 1000, row0, nloc;
+  int K = 3, n = 4;
+  imx_shard(N, 16, ctx.rank, ctx.size, &row0, &nloc);
+  double *Z = malloc((size_t)(nloc ? nloc : 1) * K * sizeof *Z);
+  double *X = malloc((size_t)(nloc ? nloc : 1) * n * sizeof *X);
+  for (int64_t i = 0; i < nloc; i++) {
+    int64_t g = row0 + i;
+    Z[i * K + 0] = g % 2 ? -1 : 1, Z[i * K + 1] = g % 4 ? -2 : 3, Z[i * K + 2] = -0.5;
+    for (int j = 0; j < n; j++) X[i * n + j] = imx_rng_normal(7, 3, (uint64_t)(g * n + j));
+  }
+  double b[3] = {0.1, -0.2, 0.3}, far[3] = {1e9, 1e9, 1e9};
+  imx_outputs o = {.N = N, .nloc = nloc, .block = 16, .K = K, .act = IMX_ACT_RELU, .Z = Z, .A = Z};
+  imx_metrics m, mx, mf;
+  imx_err e = imx_metrics_outputs(&ctx, IMX_RED_REPRODUCIBLE, &o, &m);
+  o.X = X, o.n = n, o.b = b, o.seed = 11;
+  if (!e) e = imx_metrics_outputs(&ctx, IMX_RED_REPRODUCIBLE, &o, &mx);
+  o.b = far;
+  if (!e) e = imx_metrics_outputs(&ctx, IMX_RED_REPRODUCIBLE, &o, &mf);
+  if (e) {
+    t_check(0, "sign entropy by hand: %s", ctx.msg);
+    free(Z), free(X);
+    return;
+  }
+  double h4 = -0.25 * log2(0.25) - 0.75 * log2(0.75);
+  t_check(m.sign_entropy[0] == 1 && fabs(m.sign_entropy[1] - h4) < 1e-15 &&
+              m.sign_entropy[2] == 0 && m.constant_sign_units == 1 && m.sign_entropy_min == 0 &&
+              fabs(m.sign_entropy_mean - (1 + h4) / 3) < 1e-15,
+          "sign entropy by hand: %.15g %.15g %.15g bits (1, H(1/4) = %.15g, 0), mean %.15g, "
+          "min %g, %d constant-sign unit (1)",
+          m.sign_entropy[0], m.sign_entropy[1], m.sign_entropy[2], h4, m.sign_entropy_mean,
+          m.sign_entropy_min, m.constant_sign_units);
+  /* The same count by hand: the random baseline's rows at the offsets b. */
+  double W[3 * 4], *Zr = malloc((size_t)(nloc ? nloc : 1) * K * sizeof *Zr);
+  imx_baseline_random_rows(11, K, n, W);
+  for (int64_t i = 0; i < nloc; i++)
+    for (int k = 0; k < K; k++) {
+      double s = b[k];
+      for (int j = 0; j < n; j++) s += W[k * n + j] * X[i * n + j];
+      Zr[i * K + k] = s;
+    }
+  long long want = 0, big = 0;
+  e = imx_metrics_regions(&ctx, nloc, K, Zr, &want, &big);
+  t_check(!e && m.random_regions == -1 && mx.random_regions == want && want > 1 &&
+              mf.random_regions == 1,
+          "random regions: %lld without X (-1: not measured), %lld at b (%lld by hand), %lld with "
+          "offsets far above the data (1)",
+          m.random_regions, mx.random_regions, want, mf.random_regions);
+  imx_metrics_clear(&m), imx_metrics_clear(&mx), imx_metrics_clear(&mf);
+  free(Z), free(X), free(Zr);
+}
+
 /* All measures of a random softmax layer on the first p ranks; world rank 0
  * keeps them. */
 static void measures_on(int p, const imx_config *c, imx_metrics *out) {
@@ -303,11 +361,12 @@ static void rank_invariance(void) {
                !memcmp(one.eigenvalues, all.eigenvalues, (size_t)K * sizeof *one.eigenvalues) &&
                !memcmp(one.winners, all.winners, (size_t)K * sizeof *one.winners) &&
                one.regions == all.regions && one.largest_region == all.largest_region &&
-               one.dead_units == all.dead_units;
+               one.dead_units == all.dead_units && one.random_regions == all.random_regions &&
+               !memcmp(one.sign_entropy, all.sign_entropy, (size_t)K * sizeof *one.sign_entropy);
     t_check(same,
             "measures on %d ranks have the same bits as on 1 (TC %.17g vs %.17g, %lld regions, "
-            "Amari %.6f)",
-            P, sP[2], s1[2], all.regions, all.amari);
+            "%lld random regions at b, mean sign entropy %.6f bits, Amari %.6f)",
+            P, sP[2], s1[2], all.regions, all.random_regions, all.sign_entropy_mean, all.amari);
   }
   imx_metrics_clear(&one);
   imx_metrics_clear(&all);
@@ -322,6 +381,7 @@ int main(int argc, char **argv) {
   sign_patterns();
   softmax_by_hand();
   rank_invariance();
+  sign_entropy_by_hand();
   int rc = t_finish();
   imx_ctx_finalize(&ctx);
   MPI_Finalize();

@@ -183,6 +183,48 @@ static void agreement(void) {
 
 /* 2. Not SPD: the same message from both backends (fast mode: naming
  * ScaLAPACK's pdpotrf). */
+/* 1b. objective.on: z, where the data path keeps z for the terms and phi(z)
+ * for lse: both backends agree on relu, softmax and topk, on both paths
+ * (the moments path with moment terms alone). */
+static void on_z(void) {
+  const imx_activation acts[] = {IMX_ACT_RELU, IMX_ACT_SOFTMAX, IMX_ACT_TOPK};
+  double worst_f = 0, worst_g = 0;
+  int cases = 0, bad_cases = 0;
+  for (int ai = 0; ai < 3; ai++)
+    for (int moments = 0; moments < 2; moments++) {
+      imx_config c;
+      t_small_config(&c, 400, 6, 37, 16);
+      c.model.activation = acts[ai], c.model.topk = 4, c.model.temperature = 0.7;
+      c.model.init_bias = 0.3, c.objective.eps = 0.1, c.objective.on = IMX_ON_Z;
+      set_terms(&c, IMX_NTERMS);
+      if (!moments) c.objective.weight[IMX_TERM_ENTROPY] = 0.4;
+      else c.objective.weight[IMX_TERM_LSE] = 0;
+      imx_data *d = load(&ctx, &c);
+      if (!d) return;
+      double fr, fs, *gr = NULL, *gs = NULL;
+      int np = 0;
+      c.parallel.linalg = IMX_LINALG_REPLICATED;
+      int bad = evaluate(&ctx, &c, d, moments, 0, 0, &fr, &gr, &np, NULL);
+      c.parallel.linalg = IMX_LINALG_SCALAPACK, c.parallel.scalapack_block = 8;
+      bad = bad || evaluate(&ctx, &c, d, moments, 0, 0, &fs, &gs, &np, NULL);
+      double ef = bad ? INFINITY : t_relerr(fs, fr, 1e-300),
+             eg = bad ? INFINITY : grad_err(gs, gr, np);
+      worst_f = fmax(worst_f, ef), worst_g = fmax(worst_g, eg);
+      cases++;
+      if (!(ef <= 1e-10 && eg <= 1e-10) && bad_cases++ < 5)
+        t_check(0, "on z, K=37 %s %s path: loss %.3e grad %.3e%s%s", imx_activation_name(acts[ai]),
+                moments ? "moments" : "data", ef, eg, bad ? ": " : "", bad ? ctx.msg : "");
+      ctx.code = IMX_OK;
+      free(gr), free(gs);
+      imx_data_free(&d);
+    }
+  t_check(bad_cases == 0,
+          "objective.on: z, scalapack vs replicated, %d cases (relu/softmax/topk, data path with "
+          "lse on phi(z) and entropy, moments path): worst loss rel err %.2e, gradient %.2e (tol "
+          "1e-10)",
+          cases, worst_f, worst_g);
+}
+
 static void not_spd(void) {
   char msg[2][IMX_MSG_LEN];
   /* A dead relu unit (bias far below every z) has a zero row and column in C:
@@ -396,6 +438,7 @@ int main(int argc, char **argv) {
   imx_ctx_init(&ctx, MPI_COMM_WORLD);
   imx_log_set_level(IMX_WARN);
   agreement();
+  on_z();
   not_spd();
   invariance();
   choice();

@@ -37,7 +37,8 @@ typedef struct imx_act {
   int K;      /* units per row */
 } imx_act;
 
-/* Do rows of phi sum to 1 (softmax, topk, sparsemax)? Then C 1 = 0. Local. */
+/* Do rows of phi sum to 1 (softmax, topk, sparsemax)? Then C 1 = 0, and phi
+ * ignores a common shift of z (phi(z + c 1) = phi(z)). Local. */
 int imx_activation_simplex(imx_activation a);
 
 /* Does phi have exact zeros by construction (topk, sparsemax)? Local. */

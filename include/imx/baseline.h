@@ -41,6 +41,10 @@ typedef struct imx_fixed {
 imx_err imx_baseline_make(imx_ctx *ctx, const imx_config *cfg, imx_baseline_kind kind,
                           const imx_data *train, imx_fixed *out);
 
+/* The random baseline's K unit rows (K x n, row-major) for a seed:
+ * normalized draws of the counter-based RNG, the same for any P. Local. */
+void imx_baseline_random_rows(uint64_t seed, int K, int n, double *W);
+
 /* Free the parameters of f (accepts NULL) and zero it. Local. */
 void imx_fixed_clear(imx_fixed *f);
 

@@ -67,8 +67,9 @@ typedef struct imx_config {
   struct {
     char preset
         [IMX_NAME_LEN]; /* objective.preset: none | gaussian | gaussian-tc | decorrelation | implicit-em | ica | hsic */
-    double lambda; /* objective.lambda: the preset's redundancy weight */
-    double eps;    /* objective.eps: ridge added to C (and to diag C in variance terms) */
+    double lambda;       /* objective.lambda: the preset's redundancy weight */
+    imx_objective_on on; /* objective.on: activation | z (what the InfoMax terms read) */
+    double eps;          /* objective.eps: ridge added to C (and to diag C in variance terms) */
     double
         weight[IMX_NTERMS]; /* objective.<term>: explicit weight; NAN = take it from the preset */
     double

@@ -116,8 +116,16 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
 imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_features which,
                           double *out);
 
-/* The effective weights W (K x n) and biases b (K) of theta. Local. */
+/* The effective weights W (K x n) and biases b (K) of theta. Where the
+ * objective ignores a common shift of the biases (softmax, topk, sparsemax
+ * outputs) b is theta's biases less their mean, so sum b = 0 (to rounding).
+ * Local. */
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b);
+
+/* Use theta's biases as given in imx_layer_weights and imx_layer_forward (a
+ * layer that applies trained weights, whose biases were pinned when they
+ * were trained). Local. */
+void imx_layer_biases_as_given(imx_layer *l);
 
 /* Does the ICA preconditioner (include/imx/precond.h) apply to this layer:
  * only the entropy and logdet terms, identity units, K = n, the replicated

@@ -23,7 +23,13 @@
  *  - regions: the number of distinct sign patterns (z_k > 0)_k over the data,
  *    exact for any K, and the number of samples in the largest region.
  *    Patterns are hash-partitioned to owner ranks (MPI_Alltoallv), so no rank
- *    ever holds all of them.
+ *    ever holds all of them;
+ *  - sign entropy of each unit: H(p_j) in bits, p_j the fraction of samples
+ *    with z_j > 0 (1 bit: the hyperplane halves the data; 0: every sample on
+ *    one side); its mean and minimum, and the units with 0;
+ *  - random regions: the regions of K random unit hyperplanes (the random
+ *    baseline's directions) at the layer's own offsets b, z = W_rand x + b:
+ *    what the offsets alone give, to set the regions against.
  * On the weights:
  *  - weight redundancy ||W W^T - I||_F (the square root of the objective term
  *    weight_redundancy);
@@ -59,6 +65,12 @@ typedef struct imx_metrics {
   double effective_rank;      /* exp(entropy of eig(C) / trace C); NaN if C = 0 */
   long long regions;          /* distinct sign patterns of z */
   long long largest_region;   /* samples in the most populated one */
+  double *sign_entropy;       /* K: H(fraction of samples with z_j > 0) in bits (owned) */
+  double sign_entropy_mean;   /* their mean (bits) */
+  double sign_entropy_min;    /* their minimum (bits) */
+  int constant_sign_units;    /* units whose z_j has one sign on every sample */
+  long long random_regions;   /* regions of K random hyperplanes at the offsets b (-1: not
+                                 measured) */
   double weight_redundancy;   /* ||W W^T - I||_F; NaN without weights */
   double amari;               /* Amari distance to the true mixing; NaN if unknown */
   double *corr;               /* K x K: R_jk for live j, k (1 on their diagonal), 0 if
@@ -75,6 +87,11 @@ typedef struct imx_outputs {
   imx_activation act; /* how A came from Z: picks the winner rule and the null vector */
   const double *Z;    /* nloc x K pre-activations z (sign patterns); NULL: z = A */
   const double *A;    /* nloc x K activations a = phi(z) */
+  /* Optional, for random_regions (X or b NULL: not measured): */
+  const double *X; /* nloc x n inputs the layer saw */
+  int n;           /* their columns */
+  const double *b; /* K offsets of the layer */
+  uint64_t seed;   /* of the random directions (model.seed, as the random baseline's) */
 } imx_outputs;
 
 /* Set every field to "not computed" (NaN, 0, NULL). Local. */

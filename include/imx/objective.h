@@ -12,6 +12,7 @@
 #include "imx/ctx.h"
 #include "imx/dmat.h"
 #include "imx/linalg.h"
+#include "imx/names.h"
 #include "imx/rsum.h"
 #include "imx/term.h"
 
@@ -60,10 +61,22 @@ extern const imx_preset imx_objective_presets[];
 /* The preset row called name, or NULL. Local. */
 const imx_preset *imx_objective_preset(const char *name);
 
+/* objective.on: what the InfoMax terms (the moment terms, entropy, hsic)
+ * read: the activation a = phi(z) or the pre-activation z = W x + b. lse and
+ * supervised read the activation either way. */
+typedef enum { IMX_ON_ACTIVATION = 0, IMX_ON_Z } imx_objective_on;
+/* The names of imx_objective_on, in its order (config accepts and writes these). */
+static const char *const imx_objective_on_names[] = {"activation", "z", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_objective_on_name(imx_objective_on o) {
+  return imx_name_of(imx_objective_on_names, (int)o);
+}
+
 typedef struct imx_objective {
   double w[IMX_NTERMS]; /* resolved weight of each term (0 = off) */
   double eps;           /* ridge added to C and to diag C */
   int null_vector;      /* add 1 1^T / K before log det (softmax responsibilities) */
+  imx_objective_on on;  /* what the moment terms, entropy and hsic read */
 } imx_objective;
 
 /* Resolve the preset and the explicit weights of cfg->objective into obj and
@@ -75,6 +88,10 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
 /* Does any term need the outputs row by row (lse, entropy, hsic, supervised), so that the
  * moments path does not apply? Local. */
 int imx_objective_per_sample(const imx_objective *obj);
+
+/* Does any term read the activation phi(z) even with objective.on: z (lse,
+ * supervised)? Local. */
+int imx_objective_reads_activation(const imx_objective *obj);
 
 /* Does any term need C (a moment term)? Local. */
 int imx_objective_needs_cov(const imx_objective *obj);

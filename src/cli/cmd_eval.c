@@ -10,7 +10,9 @@
  *   3. with labels and eval.probe, a linear probe (include/imx/probe.h) on
  *      eval.features, trained on the train split and scored on the test split;
  *   4. with eval.baselines, the same measures and probe for the raw input,
- *      PCA with K components and K random hyperplanes (include/imx/baseline.h).
+ *      PCA with K components and K random hyperplanes (include/imx/baseline.h);
+ *   5. the run's supervised head of the judged layer, if it has one: its
+ *      accuracy on each split.
  * Standard output gets one JSON document; standard error gets progress notes
  * and the tables. --out DIR also writes DIR/eval.json, the model's
  * correlation matrix, winner counts and covariance eigenvalues (.npy) for
@@ -40,6 +42,15 @@
 #include "imx/timer.h"
 
 /* One column of the comparison: the trained layer or a baseline. */
+/* The supervised head of the judged layer, as training wrote it
+ * (src/train/stack.c): logits U a + c on the layer's outputs a = phi(z). */
+typedef struct sup_head {
+  int classes;                  /* C; 0: the run has no head (or other weights are judged) */
+  double *U, *c;                /* C x K and C (owned) */
+  char path[IMX_PATH_LEN + 32]; /* layerL_head_W.npy */
+  double accuracy[2];           /* on the train and the test split (NaN: no labels) */
+} sup_head;
+
 typedef struct column {
   char name[32];           /* heading: "model", "raw", "pca-64", "random-64" */
   const char *key;         /* JSON key: "model", "raw", "pca", "random" */
@@ -50,6 +61,7 @@ typedef struct column {
   const char *features; /* what the probe saw: "activation", "z" or "input" */
   imx_probe_result probe;
   double seconds; /* wall time of the whole column */
+  sup_head head;  /* the model's supervised head */
 } column;
 
 /* A progress note on standard error (rank 0): standard output is the JSON. */
@@ -167,6 +179,61 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
   return IMX_OK;
 }
 
+/* The head of layer L in dir (layerL_head_W.npy, C x K; layerL_head_b.npy,
+ * C x 1) into h, if the files exist (else h->classes = 0). Collective
+ * (read on rank 0, agreed, broadcast). */
+static imx_err head_read(imx_ctx *ctx, const char *dir, int L, int K, sup_head *h) {
+  char bpath[sizeof h->path];
+  snprintf(h->path, sizeof h->path, "%s/layer%d_head_W.npy", dir, L);
+  snprintf(bpath, sizeof bpath, "%s/layer%d_head_b.npy", dir, L);
+  h->accuracy[0] = h->accuracy[1] = NAN;
+  struct stat sb;
+  int C = ctx->rank == 0 && stat(h->path, &sb) == 0 ? -1 : 0;
+  imx_err e = IMX_OK;
+  if (C) {
+    int64_t r = 0, c = 0, rb = 0, cb = 0;
+    e = imx_npy_read_all(ctx, h->path, &h->U, &r, &c);
+    if (!e) e = imx_npy_read_all(ctx, bpath, &h->c, &rb, &cb);
+    if (!e && (c != K || r < 1 || rb * cb != r))
+      e = imx_fail(ctx, IMX_ERR_DATA,
+                   "%s is %lld x %lld and %s %lld x %lld: a head on K = %d outputs needs C x %d "
+                   "and C x 1",
+                   h->path, (long long)r, (long long)c, bpath, (long long)rb, (long long)cb, K, K);
+    C = e ? 0 : (int)r;
+  }
+  IMX_TRY(imx_agree(ctx, e));
+  IMX_MPI(ctx, MPI_Bcast(&C, 1, MPI_INT, 0, ctx->comm));
+  h->classes = C;
+  if (!C) return IMX_OK;
+  if (ctx->rank != 0) h->U = malloc((size_t)C * K * sizeof *h->U), h->c = malloc(C * sizeof *h->c);
+  IMX_TRY(
+      imx_agree(ctx, h->U && h->c ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "head %d x %d", C, K)));
+  IMX_MPI(ctx, MPI_Bcast(h->U, C * K, MPI_DOUBLE, 0, ctx->comm));
+  IMX_MPI(ctx, MPI_Bcast(h->c, C, MPI_DOUBLE, 0, ctx->comm));
+  return IMX_OK;
+}
+
+/* The head's accuracy on the labeled rows of d from the outputs A (nloc x
+ * K): argmax of U a + c (ties to the lower class) against the label; exact
+ * integer counts. NaN without labels. Collective. */
+static imx_err head_score(imx_ctx *ctx, const sup_head *h, int K, const imx_data *d,
+                          const double *A, double *acc) {
+  long long v[2] = {0, 0}; /* correct, labeled */
+  for (int64_t i = 0; d->labels && i < d->nloc; i++) {
+    int best = 0;
+    double top = -INFINITY;
+    for (int k = 0; k < h->classes; k++) {
+      double s = h->c[k];
+      for (int j = 0; j < K; j++) s += h->U[(size_t)k * K + j] * A[i * K + j];
+      if (s > top) top = s, best = k;
+    }
+    v[0] += best == d->labels[i], v[1]++;
+  }
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_LONG_LONG, MPI_SUM, ctx->comm));
+  *acc = v[1] ? (double)v[0] / (double)v[1] : NAN;
+  return IMX_OK;
+}
+
 /* Measures of col's outputs (Z, A) on one split. Collective. */
 static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const imx_data *d,
                        const double *Z, const double *A, const double *mixing, imx_metrics *m) {
@@ -176,7 +243,12 @@ static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const i
                    .K = col->layer.K,
                    .act = col->layer.act,
                    .Z = Z,
-                   .A = A};
+                   .A = A,
+                   /* random hyperplanes at the column's offsets (not for the raw input) */
+                   .X = d->X,
+                   .n = d->n,
+                   .b = col->layer.b,
+                   .seed = cfg->model.seed};
   IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
   if (!col->layer.W) return IMX_OK;
   return imx_agree(ctx,
@@ -224,6 +296,13 @@ static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_mo
     if (!e) e = measure(ctx, cfg, col, dt, Zt, At, mixing, &col->test);
     col->has_test = !e;
   }
+  if (!e && col->head.classes)
+    e = head_score(ctx, &col->head, col->layer.K, d, A, &col->head.accuracy[0]);
+  if (!e && col->head.classes && dt)
+    e = head_score(ctx, &col->head, col->layer.K, dt, At, &col->head.accuracy[1]);
+  if (!e && col->head.classes)
+    note(ctx, "%-10s supervised head (%d classes): train accuracy %.4f, test accuracy %.4f",
+         col->name, col->head.classes, col->head.accuracy[0], col->head.accuracy[1]);
   if (!e)
     note(ctx,
          "%-10s measures done (%.2f s): dead %d, max |corr| %.4g, effective rank %.4g, "
@@ -292,6 +371,14 @@ static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
   imx_metrics_json(j, "measures", &col->train);
   if (col->has_test) imx_metrics_json(j, "measures_test", &col->test);
   if (col->probed) probe_json(j, cfg, col);
+  if (col->head.classes) {
+    imx_json_object(j, "head");
+    imx_json_str(j, "weights", col->head.path);
+    imx_json_int(j, "classes", col->head.classes);
+    imx_json_num(j, "train_accuracy", col->head.accuracy[0]);
+    imx_json_num(j, "test_accuracy", col->head.accuracy[1]);
+    imx_json_end(j);
+  }
 }
 
 /* What the evaluation found, besides the terms. */
@@ -381,6 +468,16 @@ static void print_tables(const imx_ctx *ctx, const report *r) {
       fputc('\n', stderr);
     }
   }
+  for (int k = 0; r->cols[0].head.classes && k < 2; k++) {
+    fprintf(stderr, "%-*s", IMX_METRICS_LABEL_WIDTH,
+            k ? "head test accuracy" : "head train accuracy");
+    for (int c = 0; c < n; c++) {
+      double v = r->cols[c].head.accuracy[k];
+      if (r->cols[c].head.classes && !isnan(v)) fprintf(stderr, "%*.4f", IMX_METRICS_COL_WIDTH, v);
+      else fprintf(stderr, "%*s", IMX_METRICS_COL_WIDTH, "-");
+    }
+    fputc('\n', stderr);
+  }
   if (r->dt) {
     for (int c = 0; c < n; c++) m[c] = &r->cols[c].test;
     fprintf(stderr, "\nmeasures on the test split (%s, N=%lld):\n", r->cfg->eval.test_path,
@@ -440,6 +537,7 @@ static int writes_into(const char *out, const char *run) {
 }
 
 static void free_column(column *col, int is_model) {
+  free(col->head.U), free(col->head.c);
   if (is_model) memset(&col->layer, 0, sizeof col->layer); /* W, b belong to the caller */
   else imx_fixed_clear(&col->layer);
   imx_metrics_clear(&col->train);
@@ -530,8 +628,8 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (t == IMX_TERM_SUPERVISED) {
       single[t].terms[t] = NAN;
       snprintf(why[t], sizeof why[t],
-               "needs the trained head of the supervised term (eval "
-               "judges the layer's features with the linear probe instead)");
+               "not evaluated (the head's accuracy is under \"head\" when the run has one; "
+               "the linear probe judges the layer's features)");
       continue;
     }
     if (t == IMX_TERM_HSIC && !hsic_on) { /* N (K D)^2 flops: only when the run used it */
@@ -566,6 +664,8 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   }
 
   /* The model, then the baselines. */
+  /* The run's own head (not with --weights: it was trained with other weights). */
+  if (!e && isdir && !a->weights) e = head_read(ctx, a->pos[0], cfg.eval.layer, K, &cols[0].head);
   if (!e) {
     column *m = &cols[ncols++];
     snprintf(m->name, sizeof m->name, "model");

@@ -24,6 +24,7 @@ _Static_assert(sizeof(imx_path_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_feed) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_features) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_precondition) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_objective_on) == sizeof(int), "enum size");
 
 /* Declared in imx/term.h, the objective module's; defined here until the
  * objective module keeps its terms and presets as tables of its own. */
@@ -97,6 +98,10 @@ const key_row imx_config_keys[] = {
      CHOICES(imx_preset_names), "named combination of terms; explicit weights below override it"},
     {SEC_OBJECTIVE, "lambda", K_DOUBLE, FIELD(objective.lambda), "0.1", 0, 0, F_MIN, NO_CHOICES,
      "the preset's redundancy weight"},
+    {SEC_OBJECTIVE, "on", K_ENUM, FIELD(objective.on), "activation", 0, 0, 0,
+     CHOICES(imx_objective_on_names),
+     "what the moment terms, entropy and hsic read: phi(z) or z = W x + b (lse and supervised "
+     "read phi(z) either way)"},
     {SEC_OBJECTIVE, "eps", K_DOUBLE, FIELD(objective.eps), "0.0", 0, 0, F_MIN, NO_CHOICES,
      "ridge added to C (and to diag C in the variance terms)"},
     WEIGHT(IMX_TERM_LOGDET, "logdet", "-log det(C + eps I)"),

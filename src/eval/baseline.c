@@ -46,18 +46,21 @@ static imx_err make_pca(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, 
   return e;
 }
 
-/* Random unit hyperplanes through the origin. Local. */
-static void make_random(const imx_config *cfg, imx_fixed *f) {
-  int n = f->n;
-  for (int k = 0; k < f->K; k++) {
-    double *w = f->W + (size_t)k * n, s = 0;
+void imx_baseline_random_rows(uint64_t seed, int K, int n, double *W) {
+  for (int k = 0; k < K; k++) {
+    double *w = W + (size_t)k * n, s = 0;
     for (int j = 0; j < n; j++) {
-      w[j] = imx_rng_normal(cfg->model.seed, IMX_STREAM_RANDOM_HYPERPLANES, (uint64_t)k * n + j);
+      w[j] = imx_rng_normal(seed, IMX_STREAM_RANDOM_HYPERPLANES, (uint64_t)k * n + j);
       s += w[j] * w[j];
     }
     for (int j = 0; j < n; j++) w[j] /= sqrt(s);
-    f->b[k] = 0;
   }
+}
+
+/* Random unit hyperplanes through the origin. Local. */
+static void make_random(const imx_config *cfg, imx_fixed *f) {
+  imx_baseline_random_rows(cfg->model.seed, f->K, f->n, f->W);
+  for (int k = 0; k < f->K; k++) f->b[k] = 0;
 }
 
 imx_err imx_baseline_make(imx_ctx *ctx, const imx_config *cfg, imx_baseline_kind kind,
@@ -111,6 +114,7 @@ imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *
     double *theta = malloc(((size_t)K * n + K) * sizeof *theta);
     e = imx_agree(ctx, theta ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "parameters (%d x %d)", K, n));
     if (!e) e = imx_layer_create(ctx, &c, d, &l);
+    if (!e) imx_layer_biases_as_given(l);
     if (!e) {
       memcpy(theta, f->W, (size_t)K * n * sizeof *theta);
       memcpy(theta + (size_t)K * n, f->b, (size_t)K * sizeof *theta);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "imx/activation.h"
+#include "imx/baseline.h"
 #include "imx/blas.h"
 #include "imx/linalg.h"
 #include "imx/moments.h"
@@ -17,11 +18,13 @@ void imx_metrics_init(imx_metrics *m) {
   memset(m, 0, sizeof *m);
   m->winner_entropy_bits = m->max_abs_corr = m->mean_abs_corr = NAN;
   m->gaussian_tc = m->effective_rank = m->weight_redundancy = m->amari = NAN;
+  m->sign_entropy_mean = m->sign_entropy_min = NAN;
+  m->random_regions = -1;
 }
 
 void imx_metrics_clear(imx_metrics *m) {
   if (!m) return;
-  free(m->winners), free(m->corr), free(m->eigenvalues);
+  free(m->winners), free(m->corr), free(m->eigenvalues), free(m->sign_entropy);
   imx_metrics_init(m);
 }
 
@@ -270,6 +273,64 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, 
   return imx_agree(ctx, e);
 }
 
+/* ---- sign partitions ---- */
+
+/* The sign entropy of each unit from exact counts of z_j > 0. Collective. */
+static imx_err sign_entropy(imx_ctx *ctx, int64_t N, int64_t nloc, int K, const double *Z,
+                            imx_metrics *m) {
+  long long *pos = calloc((size_t)K, sizeof *pos);
+  m->sign_entropy = malloc((size_t)K * sizeof *m->sign_entropy);
+  imx_err e = pos && m->sign_entropy
+                  ? IMX_OK
+                  : imx_fail(ctx, IMX_ERR_NOMEM, "sign entropy of K=%d units", K);
+  if ((e = imx_agree(ctx, e))) {
+    free(pos);
+    return e;
+  }
+  for (int64_t i = 0; i < nloc; i++)
+    for (int k = 0; k < K; k++) pos[k] += Z[i * K + k] > 0;
+  /* Integer sums: exact in any order. */
+  int rc = MPI_Allreduce(MPI_IN_PLACE, pos, K, MPI_LONG_LONG, MPI_SUM, ctx->comm);
+  if (rc != MPI_SUCCESS)
+    e = imx_fail_mpi(ctx, rc, "MPI_Allreduce(signs)", __func__, __FILE__, __LINE__);
+  double sum = 0, mn = INFINITY;
+  m->constant_sign_units = 0;
+  for (int k = 0; !e && k < K; k++) {
+    double p = (double)pos[k] / (double)N, h = 0;
+    if (p > 0 && p < 1) h = -p * log2(p) - (1 - p) * log2(1 - p);
+    m->sign_entropy[k] = h;
+    sum += h, mn = h < mn ? h : mn;
+    m->constant_sign_units += pos[k] == 0 || pos[k] == N;
+  }
+  if (!e && K > 0) m->sign_entropy_mean = sum / K, m->sign_entropy_min = mn;
+  free(pos);
+  return imx_agree(ctx, e);
+}
+
+/* The regions of K random unit hyperplanes at the offsets o->b. Collective. */
+static imx_err random_regions(imx_ctx *ctx, const imx_outputs *o, imx_metrics *m) {
+  int K = o->K, n = o->n;
+  size_t rows = (size_t)(o->nloc ? o->nloc : 1);
+  double *W = malloc((size_t)K * n * sizeof *W), *Z = malloc(rows * K * sizeof *Z);
+  imx_err e = W && Z ? IMX_OK
+                     : imx_fail(ctx, IMX_ERR_NOMEM, "random regions: %lld rows x K=%d",
+                                (long long)o->nloc, K);
+  e = imx_agree(ctx, e);
+  if (!e) {
+    imx_baseline_random_rows(o->seed, K, n, W);
+    const double one = 1, zero = 0;
+    int c = (int)o->nloc;
+    /* Row-major Z (nloc x K) = X W^T: column-major Z^T = W X^T. */
+    if (c > 0) dgemm_("T", "N", &K, &c, &n, &one, W, &n, o->X, &n, &zero, Z, &K);
+    for (int64_t i = 0; i < o->nloc; i++)
+      for (int k = 0; k < K; k++) Z[i * K + k] += o->b[k];
+    long long largest = 0;
+    e = imx_metrics_regions(ctx, o->nloc, K, Z, &m->random_regions, &largest);
+  }
+  free(W), free(Z);
+  return e;
+}
+
 /* ---- the outputs ---- */
 
 imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o,
@@ -286,6 +347,8 @@ imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs 
   if (!e)
     e = imx_metrics_regions(ctx, o->nloc, K, o->Z ? o->Z : o->A, &out->regions,
                             &out->largest_region);
+  if (!e) e = sign_entropy(ctx, o->N, o->nloc, K, o->Z ? o->Z : o->A, out);
+  if (!e && o->X && o->b) e = random_regions(ctx, o, out);
   free(C);
   return e;
 }
@@ -363,6 +426,7 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                   : imx_fail(ctx, IMX_ERR_NOMEM, "measures: outputs of %lld rows x K=%d",
                              (long long)d->nloc, K);
   e = imx_agree(ctx, e);
+  if (!e) imx_layer_weights(layer, theta, W, b);
   if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_Z, Z);
   /* Identity units: the outputs are z. */
   if (!e && cfg->model.activation == IMX_ACT_IDENTITY) memcpy(A, Z, rows * K * sizeof *A);
@@ -375,11 +439,14 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                      .K = K,
                      .act = cfg->model.activation,
                      .Z = Z,
-                     .A = A};
+                     .A = A,
+                     .X = d->X,
+                     .n = n,
+                     .b = b,
+                     .seed = cfg->model.seed};
     e = imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, out);
   }
   if (!e) {
-    imx_layer_weights(layer, theta, W, b);
     if (mix) imx_metrics_mixing(n, transform, d->truth, mix);
     e = imx_agree(ctx, imx_metrics_weights(ctx, K, n, W, mix, out));
   }
@@ -401,12 +468,20 @@ void imx_metrics_json(imx_json *j, const char *key, const imx_metrics *m) {
   imx_json_num(j, "effective_rank", m->effective_rank);
   imx_json_int(j, "regions", m->regions);
   imx_json_int(j, "largest_region", m->largest_region);
+  if (m->random_regions >= 0) imx_json_int(j, "random_regions", m->random_regions);
+  else imx_json_num(j, "random_regions", NAN);
+  imx_json_num(j, "sign_entropy_mean_bits", m->sign_entropy_mean);
+  imx_json_num(j, "sign_entropy_min_bits", m->sign_entropy_min);
+  imx_json_int(j, "constant_sign_units", m->constant_sign_units);
   imx_json_num(j, "winner_entropy_bits", m->winner_entropy_bits);
   imx_json_int(j, "winning_units", m->winning_units);
   imx_json_num(j, "weight_redundancy", m->weight_redundancy);
   imx_json_num(j, "amari_distance", m->amari);
   imx_json_array(j, "winner_counts");
   for (int k = 0; m->winners && k < m->K; k++) imx_json_int(j, NULL, m->winners[k]);
+  imx_json_end(j);
+  imx_json_array(j, "sign_entropy_bits");
+  for (int k = 0; m->sign_entropy && k < m->K; k++) imx_json_num(j, NULL, m->sign_entropy[k]);
   imx_json_end(j);
   imx_json_end(j);
 }
@@ -419,7 +494,7 @@ static void cell_num(FILE *f, double v) {
 }
 
 /* The rows of the table: a label and the field of imx_metrics it shows. */
-typedef enum { CELL_INT, CELL_LLONG, CELL_NUM } cell_type;
+typedef enum { CELL_INT, CELL_LLONG, CELL_COUNT, CELL_NUM } cell_type; /* COUNT: < 0 is "-" */
 typedef struct table_row {
   const char *label;
   cell_type type;
@@ -436,6 +511,10 @@ static const table_row table_rows[] = {
     {"effective rank", CELL_NUM, offsetof(imx_metrics, effective_rank)},
     {"regions (sign patterns)", CELL_LLONG, offsetof(imx_metrics, regions)},
     {"largest region", CELL_LLONG, offsetof(imx_metrics, largest_region)},
+    {"random regions, same b", CELL_COUNT, offsetof(imx_metrics, random_regions)},
+    {"sign entropy mean (bits)", CELL_NUM, offsetof(imx_metrics, sign_entropy_mean)},
+    {"sign entropy min (bits)", CELL_NUM, offsetof(imx_metrics, sign_entropy_min)},
+    {"constant-sign units", CELL_INT, offsetof(imx_metrics, constant_sign_units)},
     {"winner entropy (bits)", CELL_NUM, offsetof(imx_metrics, winner_entropy_bits)},
     {"winning units", CELL_INT, offsetof(imx_metrics, winning_units)},
     {"||W W^T - I||_F", CELL_NUM, offsetof(imx_metrics, weight_redundancy)},
@@ -458,8 +537,10 @@ void imx_metrics_table(const imx_ctx *ctx, FILE *f, int ncols, const char *const
     for (int c = 0; c < ncols; c++) {
       const char *field = (const char *)cols[c] + row->offset;
       if (row->type == CELL_INT) fprintf(f, "%*d", IMX_METRICS_COL_WIDTH, *(const int *)field);
-      else if (row->type == CELL_LLONG)
+      else if (row->type == CELL_LLONG ||
+               (row->type == CELL_COUNT && *(const long long *)field >= 0))
         fprintf(f, "%*lld", IMX_METRICS_COL_WIDTH, *(const long long *)field);
+      else if (row->type == CELL_COUNT) fprintf(f, "%*s", IMX_METRICS_COL_WIDTH, "-");
       else cell_num(f, *(const double *)field);
     }
     fputc('\n', f);

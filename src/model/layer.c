@@ -57,7 +57,7 @@ void imx_layer_free(imx_layer **lp) {
   if (!lp || !*lp) return;
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
-  free(l->A), free(l->D), free(l->m), free(l->gW), free(l->gb);
+  free(l->A), free(l->P), free(l->H), free(l->D), free(l->m), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
@@ -105,17 +105,29 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
   return e;
 }
 
-/* The per-row buffers of the data path (nloc x K twice, nloc). */
+/* Does the data path keep phi(z) beside z (terms on z, and lse or supervised
+ * on phi(z))? */
+static int keeps_activation(const imx_layer *l) {
+  return l->on_z && imx_objective_reads_activation(&l->obj);
+}
+
+/* The per-row buffers of the data path (nloc x K twice, three times with
+ * keeps_activation; nloc). */
 static imx_err data_buffers(imx_ctx *ctx, imx_layer *l) {
   if (l->A) return IMX_OK;
   int bad = 0;
-  size_t rows = (size_t)l->nloc, K = (size_t)l->K;
+  size_t rows = (size_t)l->nloc, K = (size_t)l->K, copies = 2 + keeps_activation(l);
   l->A = imx_layer_alloc(l, rows * K, &bad), l->D = imx_layer_alloc(l, rows * K, &bad);
   l->rowv = imx_layer_alloc(l, rows, &bad);
+  if (keeps_activation(l)) {
+    l->P = imx_layer_alloc(l, rows * K, &bad);
+    l->H = imx_layer_alloc(l, (size_t)imx_layer_chunk(l) * K, &bad);
+  }
   if (bad)
     return imx_fail(ctx, IMX_ERR_NOMEM,
-                    "data-path buffers: 2 x %lld local rows x K=%d need %.1f MiB on this rank",
-                    (long long)l->nloc, l->K, ((double)2 * rows * K + rows) * 8 / 1048576);
+                    "data-path buffers: %zu x %lld local rows x K=%d need %.1f MiB on this rank",
+                    copies, (long long)l->nloc, l->K,
+                    ((double)copies * rows * K + rows) * 8 / 1048576);
   return IMX_OK;
 }
 
@@ -123,8 +135,8 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   imx_err e = IMX_OK;
   if (moments && !l->moments_ok)
     e = imx_fail(ctx, IMX_ERR_CONFIG,
-                 "parallel.path: moments needs identity activation and moment terms only "
-                 "(no lse, entropy or hsic)");
+                 "parallel.path: moments needs identity activation (or objective.on: z) and "
+                 "moment terms only (no lse, supervised, entropy or hsic)");
   else if (!moments) e = data_buffers(ctx, l);
   if (!e) e = l->ops->set_path(ctx, l, moments);
   IMX_TRY(imx_agree(ctx, e));
@@ -144,9 +156,10 @@ static imx_err choose_backend(imx_ctx *ctx, const imx_config *cfg, imx_layer *l,
   double Kd = K, nd = n, rows = (double)l->nloc;
   /* Every backend: weights, gradients, K- and K x n-sums and the per-row
    * (data) or input-moment (moments) buffers. */
+  double keep = keeps_activation(l); /* P and H */
+  double per_row = ((2 + keep) * rows + keep * (double)imx_layer_chunk(l)) * Kd + rows;
   double common = (2 * Kd * nd + 5 * Kd + nd) * 8 + imx_layer_rsum_bytes(l->mode, 1, Kd) +
-                  imx_layer_rsum_bytes(l->mode, Kd, nd) +
-                  (want_moments ? nd * nd * 8 : (2 * rows * Kd + rows) * 8);
+                  imx_layer_rsum_bytes(l->mode, Kd, nd) + (want_moments ? nd * nd : per_row) * 8;
   double est[IMX_LINALG_SCALAPACK + 1] = {0}, avail = 0;
   for (int k = IMX_LINALG_REPLICATED; k <= IMX_LINALG_SCALAPACK; k++)
     est[k] = backends[k]->estimate(cfg, l, P, want_moments, common);
@@ -217,6 +230,28 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   return imx_agree(ctx, e);
 }
 
+/* Outputs on the simplex ignore a common shift of z, so terms on them only
+ * see b - mean(b); terms on z (a covariance, centered entropy, shift-
+ * invariant hsic) see no bias at all, so b is what lse and supervised make
+ * of it through phi, or nothing. */
+static imx_gauge choose_gauge(const imx_layer *l) {
+  int shift_free = imx_activation_simplex(l->act);
+  if (!l->on_z) return shift_free ? IMX_GAUGE_MEAN : IMX_GAUGE_NONE;
+  if (!imx_objective_reads_activation(&l->obj)) return IMX_GAUGE_FIXED;
+  return shift_free ? IMX_GAUGE_MEAN : IMX_GAUGE_NONE;
+}
+
+void imx_layer_biases_as_given(imx_layer *l) { l->gauge = IMX_GAUGE_NONE; }
+
+/* v -= mean(v) over K entries, summed in index order (the same bits on every
+ * rank for a replicated v). */
+static void subtract_mean(int K, const double *v, double *out) {
+  double s = 0;
+  for (int j = 0; j < K; j++) s += v[j];
+  double mean = s / K;
+  for (int j = 0; j < K; j++) out[j] = v[j] - mean;
+}
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
@@ -229,7 +264,10 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = d->X;
   imx_err e = imx_agree(ctx, imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj));
-  l->moments_ok = l->act == IMX_ACT_IDENTITY && !imx_objective_per_sample(&l->obj);
+  /* With identity units z and phi(z) are the same: the terms read A either way. */
+  l->on_z = l->obj.on == IMX_ON_Z && l->act != IMX_ACT_IDENTITY;
+  l->moments_ok = imx_layer_linear_stat(l) && !imx_objective_per_sample(&l->obj);
+  l->gauge = choose_gauge(l);
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
                      (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
   if (!e) e = imx_agree(ctx, choose_backend(ctx, cfg, l, want_moments && l->moments_ok));
@@ -255,6 +293,7 @@ static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cf
   double *V = theta, *b = theta + (size_t)K * n;
   uint64_t seed = cfg->model.seed;
   for (int j = 0; j < K; j++) b[j] = cfg->model.init_bias * imx_rng_normal(seed, 2, (uint64_t)j);
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, b, b); /* start on sum b = 0 */
   /* The supervised head starts at 0: uniform class probabilities. */
   if (l->sup) memset(b + K, 0, (size_t)imx_supervised_nparams(l->sup) * sizeof *b);
   if (!strcmp(cfg->model.init, "random")) {
@@ -295,7 +334,7 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
   /* hsic's bandwidths from the initial outputs: one objective for the whole
    * run, also after an exact resume, which recomputes these parameters. */
   imx_layer_weights(l, theta, l->W, l->b);
-  forward(l, l->A, 1);
+  forward(l, l->A, !l->on_z);
   return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
@@ -310,6 +349,10 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
     for (int i = 0; i < n; i++) W[(size_t)j * n + i] = v[i] * inv;
     b[j] = theta[(size_t)K * n + j];
   }
+  /* TAO's lmvm scales each component of a step by its own factor (a diagonal
+   * initial Hessian), so a step can move sum b although dL/db sums to 0:
+   * evaluate at the pinned biases whatever theta holds. */
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, b, b);
 }
 
 /* a = phi(z) in place on rows x K (include/imx/activation.h). */
@@ -407,12 +450,15 @@ static void chain_weight_norm(const imx_layer *l, double *gV) {
   }
 }
 
+/* The rows of phi(z) that lse and supervised read. */
+static const double *activation_rows(const imx_layer *l) { return l->P ? l->P : l->A; }
+
 /* The lse term: one value per local row, summed like a moment. */
 static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
                          double terms[IMX_NTERMS], double *value) {
   imx_timer_start(IMX_T_MOMENTS);
   for (int64_t i = 0; i < rows; i++)
-    l->rowv[i] = imx_objective_lse_row(l->K, l->A + i * l->K, NULL, 0);
+    l->rowv[i] = imx_objective_lse_row(l->K, activation_rows(l) + i * l->K, NULL, 0);
   double s = 0;
   imx_err e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, &s);
   imx_timer_stop(IMX_T_MOMENTS);
@@ -438,7 +484,8 @@ static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double 
 static imx_err supervised_value(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS],
                                 double *value) {
   imx_timer_start(IMX_T_MOMENTS);
-  imx_err e = imx_supervised_value(ctx, l->sup, l->head, l->A, &terms[IMX_TERM_SUPERVISED]);
+  imx_err e = imx_supervised_value(ctx, l->sup, l->head, activation_rows(l),
+                                   &terms[IMX_TERM_SUPERVISED]);
   imx_timer_stop(IMX_T_MOMENTS);
   if (!e) *value += l->obj.w[IMX_TERM_SUPERVISED] * terms[IMX_TERM_SUPERVISED];
   return e;
@@ -465,17 +512,35 @@ static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double in
   if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
 }
 
-/* The data path begins here: A = phi(X W^T + b) for the local rows, the
- * means m (reduced) and the centered outputs D = A - m. Collective. */
+/* The dL/da of lse and supervised added to T (c rows x K) for the local rows
+ * r0 .. r0 + c - 1. */
+static void activation_grad(imx_layer *l, int64_t r0, int c, double *T, double invN) {
+  double wl = l->obj.w[IMX_TERM_LSE];
+  if (wl != 0)
+    for (int i = 0; i < c; i++)
+      imx_objective_lse_row(l->K, activation_rows(l) + (r0 + i) * l->K, T + (size_t)i * l->K,
+                            wl * invN);
+  if (l->sup)
+    imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], T);
+}
+
+/* The data path begins here: A = phi(X W^T + b) (or z, when on_z; then
+ * P = phi(z) if lse or supervised read it) for the local rows, the means m
+ * (reduced) and the centered outputs D = A - m. Collective. */
 static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   int K = l->K;
-  int64_t rows = l->nloc;
+  int64_t rows = l->nloc, step = imx_layer_chunk(l);
   imx_timer_start(IMX_T_FORWARD);
-  forward(l, l->A, 1);
+  forward(l, l->A, !l->on_z);
+  if (l->P) {
+    memcpy(l->P, l->A, (size_t)rows * K * sizeof *l->P);
+    for (int64_t r0 = 0; r0 < rows; r0 += step)
+      activate(l, r0 + step < rows ? step : rows - r0, l->P + r0 * K);
+  }
   imx_timer_stop(IMX_T_FORWARD);
   imx_timer_start(IMX_T_MOMENTS);
   imx_err e = IMX_OK;
-  if (l->cov_from_Sx) { /* identity units: m = W mu_x + b, no pass over the rows */
+  if (l->cov_from_Sx) { /* A = z: m = W mu_x + b, no pass over the rows */
     for (int k = 0; k < K; k++) {
       double s = 0;
       for (int i = 0; i < l->n; i++) s += l->W[(size_t)k * l->n + i] * l->mux[i];
@@ -519,13 +584,19 @@ static imx_err eval_data(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], d
   for (int64_t r0 = 0; !e && r0 < rows; r0 += step) {
     int c = (int)(r0 + step < rows ? step : rows - r0);
     double *Tc = l->ops->grad_rows(l, r0, c), *dZc = dZ + r0 * K;
-    if (wl != 0)
-      for (int i = 0; i < c; i++)
-        imx_objective_lse_row(K, l->A + (r0 + i) * K, Tc + (size_t)i * K, wl * invN);
-    if (l->sup)
-      imx_supervised_backward_rows(l->sup, l->head, r0, c, l->obj.w[IMX_TERM_SUPERVISED], Tc);
-    nonlinear_grad(l, r0, c, Tc, invN);
-    activate_backward(l, c, l->A + r0 * K, Tc);
+    if (!l->on_z) { /* every term reads phi(z): one pass through phi */
+      activation_grad(l, r0, c, Tc, invN);
+      nonlinear_grad(l, r0, c, Tc, invN);
+      activate_backward(l, c, l->A + r0 * K, Tc);
+    } else { /* Tc is dL/dz already; lse and supervised pass through phi alone */
+      nonlinear_grad(l, r0, c, Tc, invN);
+      if (l->P) {
+        memset(l->H, 0, (size_t)c * K * sizeof *l->H);
+        activation_grad(l, r0, c, l->H, invN);
+        activate_backward(l, c, l->P + r0 * K, l->H);
+        for (size_t i = 0; i < (size_t)c * K; i++) Tc[i] += l->H[i];
+      }
+    }
     if (Tc != dZc) memcpy(dZc, Tc, (size_t)c * K * sizeof *dZc);
   }
   imx_timer_stop(IMX_T_BACKWARD);
@@ -534,7 +605,8 @@ static imx_err eval_data(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], d
   e = reduce_gW(ctx, l, rows, dZ);
   if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, dZ, K, l->gb);
   if (!e && l->sup)
-    e = imx_supervised_grad_head(ctx, l->sup, l->A, l->obj.w[IMX_TERM_SUPERVISED], l->ghead);
+    e = imx_supervised_grad_head(ctx, l->sup, activation_rows(l), l->obj.w[IMX_TERM_SUPERVISED],
+                                 l->ghead);
   if (!e) l->ops->grad_end(l);
   imx_timer_stop(IMX_T_REDUCE);
   return e;
@@ -612,6 +684,10 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
   fill_eval(l, terms, value, ev);
   if (!grad) return IMX_OK;
   if (l->wn) chain_weight_norm(l, l->gW);
+  /* The gradient of L(b - mean b) is dL/db less its mean: 0 along the
+   * common shift, where rounding would otherwise leave a little. */
+  if (l->gauge == IMX_GAUGE_MEAN) subtract_mean(K, l->gb, l->gb);
+  if (l->gauge == IMX_GAUGE_FIXED) memset(l->gb, 0, (size_t)K * sizeof *l->gb);
   memcpy(grad, l->gW, (size_t)K * n * sizeof *grad);
   memcpy(grad + (size_t)K * n, l->gb, (size_t)K * sizeof *grad);
   if (l->sup)

@@ -25,6 +25,14 @@
 
 typedef struct imx_layer_ops imx_layer_ops;
 
+/* What the objective leaves free in the biases, and how the layer pins it
+ * (docs/objectives.md, "The gauge of the biases"). */
+typedef enum {
+  IMX_GAUGE_NONE = 0, /* the objective sees every b_j */
+  IMX_GAUGE_MEAN,     /* only b - mean(b) is seen: evaluate there, project dL/db onto sum 0 */
+  IMX_GAUGE_FIXED     /* no term depends on b: dL/db = 0, b keeps its initial value */
+} imx_gauge;
+
 struct imx_layer {
   int K, n;              /* units, inputs */
   int64_t N, nloc, row0; /* global and local rows, first global row here */
@@ -48,11 +56,15 @@ struct imx_layer {
   double *Sx;      /* n x n input covariance (moments path, cov_from_Sx) */
   double *mux;     /* n: mean of the inputs (with S_x) */
   double *W, *norms, *b; /* effective weights, ||v_j||, biases */
-  double *A;             /* nloc x K outputs (data path) */
-  double *D;       /* nloc x K: centered outputs, then dL/dZ unless the backend keeps its own */
-  double *m;       /* K: means of the outputs */
-  double *gW, *gb; /* K x n, K: dL/dW, dL/db */
-  double *rowv;    /* nloc per-sample values (lse) */
+  imx_gauge gauge;       /* the free part of b and how it is pinned */
+  int on_z;  /* the InfoMax terms read z (objective.on: z, an activation other than identity) */
+  double *A; /* nloc x K: what the InfoMax terms read (data path): phi(z), or z when on_z */
+  double *P; /* nloc x K: phi(z) for lse and supervised when on_z (else NULL: they read A) */
+  double *H; /* chunk x K: their dL/da, then dL/dz, of one chunk of rows (when P) */
+  double *D; /* nloc x K: centered A, then dL/dZ unless the backend keeps its own */
+  double *m; /* K: means of the outputs */
+  double *gW, *gb;         /* K x n, K: dL/dW, dL/db */
+  double *rowv;            /* nloc per-sample values (lse) */
   imx_rsum *rK, *rKn, *r1; /* sums of K, K x n and 1 column(s) */
   imx_entropy *ent;        /* the entropy term's sums (NULL when its weight is 0) */
   imx_hsic *hsic;          /* the hsic term's features and sums (NULL when its weight is 0) */
@@ -116,6 +128,12 @@ struct imx_layer_ops {
 
 extern const imx_layer_ops imx_layer_replicated_ops; /* layer_replicated.c */
 extern const imx_layer_ops imx_layer_scalapack_ops;  /* layer_scalapack.c */
+
+/* Is what the InfoMax terms read linear in x (identity units, or
+ * objective.on: z), so that its covariance is W S_x W^T? Local. */
+static inline int imx_layer_linear_stat(const imx_layer *l) {
+  return l->act == IMX_ACT_IDENTITY || l->on_z;
+}
 
 /* Rows per BLAS call in the data path. Local. */
 int64_t imx_layer_chunk(const imx_layer *l);

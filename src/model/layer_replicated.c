@@ -63,11 +63,11 @@ static void destroy(imx_layer *l) {
   l->impl = NULL;
 }
 
-/* Identity units take C = W S_x W^T exactly: a K x n x n product instead of
+/* Identity units (or terms on z) take C = W S_x W^T exactly: a K x n x n product instead of
  * two N K^2 ones (C's and dL/dC's) per evaluation. */
 static imx_err set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   (void)ctx;
-  l->cov_from_Sx = !moments && l->act == IMX_ACT_IDENTITY && imx_objective_needs_cov(&l->obj);
+  l->cov_from_Sx = !moments && imx_layer_linear_stat(l) && imx_objective_needs_cov(&l->obj);
   return IMX_OK;
 }
 

@@ -26,7 +26,9 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                 : p->w[t] == IMX_PRESET_LAMBDA   ? cfg->objective.lambda
                                                  : p->w[t];
   obj->eps = cfg->objective.eps;
-  obj->null_vector = imx_activation_simplex(cfg->model.activation);
+  obj->on = cfg->objective.on;
+  /* z does not sum to 1 whatever the activation. */
+  obj->null_vector = obj->on == IMX_ON_ACTIVATION && imx_activation_simplex(cfg->model.activation);
   int any = 0;
   for (int t = 0; t < IMX_NTERMS; t++) any |= obj->w[t] != 0;
   if (!any)
@@ -40,6 +42,13 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                     "lse >= -log K) or softmax");
   int K = cfg->model.units;
   long long rank_bound = n < N - 1 ? n : N - 1;
+  if (imx_objective_needs_factor(obj) && obj->on == IMX_ON_Z && obj->eps == 0 && K > rank_bound)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "objective: log det of z with K=%d units but rank(C) <= min(n, N-1) = %lld "
+                    "(objective.on: z): C = W S_x W^T is singular and -log det C is +infinity. "
+                    "Set objective.eps > 0 (e.g. 1e-3), use K <= %lld, or objective.on: "
+                    "activation with model.activation: softmax (the post-softmax statistic)",
+                    K, rank_bound, rank_bound);
   if (imx_objective_needs_factor(obj) && cfg->model.activation == IMX_ACT_IDENTITY &&
       obj->eps == 0 && K > rank_bound)
     return imx_fail(ctx, IMX_ERR_CONFIG,
@@ -59,6 +68,10 @@ int imx_objective_has_kind(const imx_objective *obj, imx_term_kind kind) {
 
 int imx_objective_per_sample(const imx_objective *obj) {
   return imx_objective_has_kind(obj, IMX_KIND_PER_ROW);
+}
+
+int imx_objective_reads_activation(const imx_objective *obj) {
+  return obj->w[IMX_TERM_LSE] != 0 || obj->w[IMX_TERM_SUPERVISED] != 0;
 }
 
 int imx_objective_needs_cov(const imx_objective *obj) {

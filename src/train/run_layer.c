@@ -83,11 +83,19 @@ static void log_layer(imx_ctx *ctx, const imx_run_layer *r) {
             "  hsic       K D = %d x %d random Fourier features: (K D)^2 matrices and feature "
             "blocks %.1f MiB per rank (objective.hsic_features sets D)",
             imx_layer_units(l), c->objective.hsic_features, imx_layer_hsic_bytes(l) / 1048576);
-  imx_log(
-      ctx, IMX_INFO, "  path       %s%s", imx_layer_path(l),
-      !strcmp(imx_layer_path(l), "moments")
-          ? " (identity activation, moment terms: C = W S_x W^T, an iteration never touches the data)"
-          : " (forward, block moments, reduction, backward over the local rows)");
+  if (o->on == IMX_ON_Z)
+    imx_log(
+        ctx, IMX_INFO,
+        "  on         z = W x + b (objective.on: z): the moment terms, entropy and hsic read z; "
+        "%s reads phi(z)",
+        imx_objective_reads_activation(o) ? "lse/supervised" : "nothing");
+  imx_log(ctx, IMX_INFO, "  path       %s%s%s", imx_layer_path(l),
+          !strcmp(imx_layer_path(l), "moments")
+              ? (o->on == IMX_ON_Z ? " (moment terms on z" : " (identity activation, moment terms")
+              : " (forward, block moments, reduction, backward over the local rows)",
+          !strcmp(imx_layer_path(l), "moments")
+              ? ": C = W S_x W^T, an iteration never touches the data)"
+              : "");
   char la[1024];
   imx_layer_describe_linalg(l, la, sizeof la);
   imx_log(ctx, IMX_INFO, "  linalg     %s", la);
