@@ -1,8 +1,8 @@
 /* rowsout: a row-sharded matrix written to one .npy or .h5 file by P ranks has
  * exactly the bytes rank 0 alone writes (a file on MPI_COMM_SELF with all
  * rows), the values read back equal what was written, a failed write leaves
- * nothing at the path and an older file intact, and bad requests are agreed
- * errors. Run at P = 1..4; uneven shards and an empty rank included. */
+ * nothing at the path and an older file intact, no time stamp changes a byte,
+ * and bad requests are agreed errors. Run at P = 1..4; uneven shards and an empty rank included. */
 #include <hdf5.h>
 #include <sys/stat.h>
 
@@ -120,6 +120,10 @@ int main(int argc, char **argv) {
       e = write_file(&self, ref, 0, N);
       t_check(e == IMX_OK, "%s written by rank 0 alone: code %d", names[k], (int)e);
       t_check(same_bytes(p, ref), "%s: %d ranks wrote the bytes 1 rank writes", names[k], ctx.size);
+      sleep(1); /* a second later: no time stamp may change a byte */
+      e = write_file(&self, ref, 0, N);
+      t_check(e == IMX_OK && same_bytes(p, ref), "%s: written again a second later, the same bytes",
+              names[k]);
       if (k == 0) check_npy_values(&self, p);
       else check_h5_values(p);
       snprintf(ref, sizeof ref, "%s/%s.tmp.%ld", dir, names[k], (long)getpid());

@@ -78,10 +78,12 @@ imx_err imx_rows_open(imx_ctx *ctx, const char *path, imx_rows_file **out) {
     e = imx_agree(ctx, rc == MPI_SUCCESS ? IMX_OK : mpi_io_fail(ctx, "create", f->tmp, rc));
   } else if (!e) {
     H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
-    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
-    if (fapl >= 0 && H5Pset_fapl_mpio(fapl, ctx->comm, MPI_INFO_NULL) >= 0)
-      f->h5 = H5Fcreate(f->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), fcpl = H5Pcreate(H5P_FILE_CREATE);
+    if (fapl >= 0 && fcpl >= 0 && H5Pset_fapl_mpio(fapl, ctx->comm, MPI_INFO_NULL) >= 0 &&
+        H5Pset_obj_track_times(fcpl, 0) >= 0) /* no times in the root group either */
+      f->h5 = H5Fcreate(f->tmp, H5F_ACC_TRUNC, fcpl, fapl);
     if (fapl >= 0) H5Pclose(fapl);
+    if (fcpl >= 0) H5Pclose(fcpl);
     e = imx_agree(ctx, f->h5 >= 0 ? IMX_OK
                                   : imx_fail(ctx, IMX_ERR_IO,
                                              "%s: cannot create an HDF5 file there (is the "
@@ -166,12 +168,17 @@ static imx_err put_h5(imx_ctx *ctx, imx_rows_file *f, const char *name, imx_rows
   hid_t fspace = H5Screate_simple(rank, dims, NULL);
   hid_t mspace = H5Screate_simple(rank, count, NULL);
   hid_t dset = H5I_INVALID_HID, dxpl = H5Pcreate(H5P_DATASET_XFER);
-  imx_err e = fspace >= 0 && mspace >= 0 && dxpl >= 0
+  /* No modification times in the object headers: the file's bytes are then
+   * a function of its contents alone (the same for any number of ranks, and
+   * from one run to the next). */
+  hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+  if (dcpl >= 0 && H5Pset_obj_track_times(dcpl, 0) < 0) H5Pclose(dcpl), dcpl = H5I_INVALID_HID;
+  imx_err e = fspace >= 0 && mspace >= 0 && dxpl >= 0 && dcpl >= 0
                   ? IMX_OK
                   : imx_fail(ctx, IMX_ERR_IO, "%s: cannot describe dataset %s", f->tmp, name);
   e = imx_agree(ctx, e);
   if (!e) { /* collective: every rank creates the same dataset */
-    dset = H5Dcreate2(f->h5, name, ftype, fspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    dset = H5Dcreate2(f->h5, name, ftype, fspace, H5P_DEFAULT, dcpl, H5P_DEFAULT);
     e = imx_agree(
         ctx, dset >= 0 ? IMX_OK
                        : imx_fail(ctx, IMX_ERR_IO, "%s: cannot create dataset %s", f->tmp, name));
@@ -197,6 +204,7 @@ static imx_err put_h5(imx_ctx *ctx, imx_rows_file *f, const char *name, imx_rows
   }
   if (dset >= 0) H5Dclose(dset);
   if (dxpl >= 0) H5Pclose(dxpl);
+  if (dcpl >= 0) H5Pclose(dcpl);
   if (mspace >= 0) H5Sclose(mspace);
   if (fspace >= 0) H5Sclose(fspace);
   return e;
