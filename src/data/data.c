@@ -310,7 +310,8 @@ static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_o
   d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
   err = vals && d->labels ? IMX_OK
                           : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
-  if (!err) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
+  /* agreed first: a row reader may be collective (hdf5) */
+  if (!(err = imx_agree(ctx, err))) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
   if (!(err = imx_agree(ctx, err))) {
     ops->to_double(&h.y, vals, (size_t)d->nloc, 1.0);
     err = set_labels(ctx, d, vals, py);

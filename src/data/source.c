@@ -10,6 +10,7 @@ const imx_source_row imx_sources[] = {
     [IMX_SRC_GMM] = {"gmm", 0, NULL, &imx_synth_source},
     [IMX_SRC_NPY] = {"npy", 1, ".npy", &imx_npy_source},
     [IMX_SRC_IDX] = {"idx", 1, NULL, &imx_idx_source},
+    [IMX_SRC_HDF5] = {"hdf5", 1, ".h5 .hdf5", &imx_hdf5_source},
     {NULL, 0, NULL, NULL}};
 
 /* The name of source s, or "?" outside the table. Local. */
@@ -18,17 +19,31 @@ const char *imx_source_name(imx_source s) {
   return (int)s >= 0 && (int)s < rows ? imx_sources[s].name : "?";
 }
 
-/* The first file source whose suffix ends path (path longer than it), else
- * the first file source without a suffix (idx: MNIST's files have none).
- * Local. */
-imx_source imx_source_of_path(const char *path) {
+/* Does the ending x (len chars) name path: at its end, or right before a ':'
+ * (a place inside the file: "x.h5:/images")? The file name must be longer
+ * than the ending. */
+static int names(const char *path, const char *x, size_t len) {
   size_t L = strlen(path);
+  if (L > len && !strncmp(path + L - len, x, len)) return 1;
+  for (const char *c = strchr(path, ':'); c; c = strchr(c + 1, ':'))
+    if ((size_t)(c - path) > len && !strncmp(c - len, x, len)) return 1;
+  return 0;
+}
+
+/* The first file source one of whose suffixes names path, else the first
+ * file source without a suffix (idx: MNIST's files have none). Local. */
+imx_source imx_source_of_path(const char *path) {
   int fallback = -1;
   for (int i = 0; imx_sources[i].name; i++) {
     const char *x = imx_sources[i].suffix;
     if (!imx_sources[i].file) continue;
     if (!x && fallback < 0) fallback = i;
-    if (x && L > strlen(x) && !strcmp(path + L - strlen(x), x)) return (imx_source)i;
+    while (x && *x) {
+      size_t len = strcspn(x, " ");
+      if (len && names(path, x, len)) return (imx_source)i;
+      x += len;
+      x += strspn(x, " ");
+    }
   }
   return (imx_source)fallback;
 }
