@@ -7,6 +7,7 @@ with data.scale 1/255 (against the same values as float64 in a .npy file). A
 test split in HDF5 beside .npy training data gives the same measures_test as
 the same split in .npy. Bad HDF5 inputs through the command line end with the
 documented exit code and one message on 2 or 3 ranks, without hanging."""
+import fcntl
 import os
 import shutil
 
@@ -151,6 +152,14 @@ for what, P, paths, want, needle in bad:
     msgs = [l for l in err.splitlines() if l.startswith("infomax: error")]
     check(code == want and len(msgs) == 1 and needle in msgs[0] and not os.path.exists(p(out)),
           "%s on %d ranks: exit %d (want %d), one message: %s" % (what, P, code, want, ours(err)))
+
+# 5. A file another program holds locked for writing (as h5py does while a
+# file is open for writing): exit 4, and the message says what to do.
+with open(p("train.h5"), "rb") as held:
+    fcntl.flock(held, fcntl.LOCK_EX)
+    code, _, err = train(h5, "locked", 2)
+check(code == 4 and "HDF5_USE_FILE_LOCKING=FALSE" in err and not os.path.exists(p("locked")),
+      "a file locked by a writer on 2 ranks: exit %d (want 4), the hint named: %s" % (code, ours(err)))
 
 shutil.rmtree(d, ignore_errors=True)
 finish()

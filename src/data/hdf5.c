@@ -34,6 +34,11 @@
 #define MAX_READ_BYTES ((int64_t)1 << 30)
 /* Members of a group named in a "no such dataset" message. */
 #define LIST_MAX 12
+/* libhdf5 1.10+ locks a file it opens: a writer that still has it open, or
+ * a file system without file locks (some parallel ones), make it refuse. */
+#define LOCK_HINT                                                                     \
+  " (another program has it open for writing, or the file system has no file locks: " \
+  "then set HDF5_USE_FILE_LOCKING=FALSE in the environment of every rank)"
 /* Integers beyond 2^53 in magnitude are not all exact doubles. */
 #define EXACT_INT ((int64_t)1 << 53)
 
@@ -372,9 +377,11 @@ static imx_err read_header(imx_ctx *ctx, const char *spec, int labels, h5_header
   fclose(probe);
   char why[160];
   hid_t f = H5Fopen(p.file, H5F_ACC_RDONLY, H5P_DEFAULT);
+  if (f < 0 && strstr(reason(why), "lock"))
+    return imx_fail(ctx, IMX_ERR_IO, "%s: cannot open: %s%s", p.file, why, LOCK_HINT);
   if (f < 0)
     return imx_fail(ctx, IMX_ERR_DATA, "%s: not an HDF5 file, or a damaged one (HDF5: %s)", p.file,
-                    reason(why));
+                    why);
   imx_err e = locate(ctx, f, spec, &p);
   hid_t ds = -1;
   if (!e) {
@@ -486,8 +493,8 @@ static imx_err h5_rows(imx_ctx *ctx, const char *spec, const void *hv, int64_t r
   if ((e = imx_agree(ctx, e))) goto out;
   f = H5Fopen(p.file, H5F_ACC_RDONLY, fapl);
   if (f < 0)
-    e = imx_fail(ctx, IMX_ERR_IO, "%s: cannot open with parallel HDF5 (MPI-IO): %s", p.file,
-                 reason(why));
+    e = imx_fail(ctx, IMX_ERR_IO, "%s: cannot open with parallel HDF5 (MPI-IO): %s%s", p.file,
+                 reason(why), strstr(why, "lock") ? LOCK_HINT : "");
   int opened = all_ok(ctx, f >= 0);
   if (!opened && f >= 0) {
     /* The others failed where this rank did not: its file handle can only be
