@@ -153,7 +153,17 @@ for what, P, paths, want, needle in bad:
     check(code == want and len(msgs) == 1 and needle in msgs[0] and not os.path.exists(p(out)),
           "%s on %d ranks: exit %d (want %d), one message: %s" % (what, P, code, want, ours(err)))
 
-# 5. A file another program holds locked for writing (as h5py does while a
+# 5 (regression). `config --check` leaves the objective's check against n to
+# train for an HDF5 source as for the other files (it took data.dim = 8 for n
+# and refused 16 identity units under log det).
+chk = write(p("chk.yaml"), "data:\n  source: hdf5\n  path: %s:/X\nmodel:\n  units: 16\n"
+            "objective:\n  preset: gaussian\n" % p("train.h5"))
+code, out, err = run(["config", "--check", chk])
+check(code == 0 and "checked when train reads" in out + err,
+      "config --check of 16 identity units on an HDF5 source: exit %d (want 0) %s"
+      % (code, (out + err).strip()[-160:]))
+
+# 6. A file another program holds locked for writing (as h5py does while a
 # file is open for writing): exit 4, and the message says what to do.
 with open(p("train.h5"), "rb") as held:
     fcntl.flock(held, fcntl.LOCK_EX)

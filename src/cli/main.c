@@ -147,7 +147,7 @@ static const char config_help[] =
  * (*file_n = 1). Collective. */
 static imx_err check_layers(imx_ctx *ctx, const imx_config *top, int *file_n) {
   int layers = top->model.nlayers > 1 ? top->model.nlayers : 1;
-  *file_n = top->data.source == IMX_SRC_NPY || top->data.source == IMX_SRC_IDX;
+  *file_n = imx_sources[top->data.source].file; /* checked against the table */
   long long n = *file_n ? INT_MAX : top->data.dim, N = *file_n ? LLONG_MAX : top->data.samples;
   for (int i = 0; i < layers; i++) {
     imx_config c;
