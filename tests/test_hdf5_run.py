@@ -5,7 +5,8 @@ layer1_W.npy and layer1_b.npy on 1..4 ranks: float64 contiguous, float64
 chunked with gzip and shuffle, float32, and uint8 images as an N x 2 x 4 stack
 with data.scale 1/255 (against the same values as float64 in a .npy file). A
 test split in HDF5 beside .npy training data gives the same measures_test as
-the same split in .npy. Bad HDF5 inputs through the command line end with the
+the same split in .npy, and `eval --data FILE.h5:/X` the same measures as
+on the .npy data. Bad HDF5 inputs through the command line end with the
 documented exit code and one message on 2 or 3 ranks, without hanging."""
 import fcntl
 import os
@@ -127,6 +128,20 @@ check(ev["npy"].get("measures_test") == ev["h5"].get("measures_test")
       "measures_test and the probe's accuracies of the .hdf5 test split equal those of the .npy "
       "one (%d measures, test accuracy %s)" % (len(ev["npy"].get("measures_test", {})),
                                                ev["npy"].get("probe", {}).get("test_accuracy")))
+
+# eval --data FILE.h5:/DATASET: the source follows the suffix; the same measures
+# as on the run's own .npy data.
+code, out, err = run(["eval", p("npy"), "--data", p("train.h5") + ":/X",
+                      "--set", "data.labels=%s:/y" % p("train.h5")], ranks=3, timeout=120)
+try:
+    evd = __import__("json").loads(out[out.index("{"):])
+except ValueError:
+    evd = {}
+check(code == 0 and evd.get("measures") == ev["npy"].get("measures") and evd.get("measures")
+      and untimed(evd.get("probe")).get("train_accuracy") ==
+      untimed(ev["npy"].get("probe")).get("train_accuracy"),
+      "eval --data train.h5:/X on 3 ranks: exit %d, measures and probe train accuracy equal to "
+      "those on x.npy %s" % (code, ours(err)))
 
 # 4. Bad input through the command line: exit code, one message, no hang.
 bad = [
