@@ -2,7 +2,8 @@
  * exactly the bytes rank 0 alone writes (a file on MPI_COMM_SELF with all
  * rows), the values read back equal what was written, a failed write leaves
  * nothing at the path and an older file intact, no time stamp changes a byte,
- * and bad requests are agreed errors. Run at P = 1..4; uneven shards and an empty rank included. */
+ * and bad requests are agreed errors. Run at P = 1..4; uneven shards and an
+ * empty rank included. */
 #include <hdf5.h>
 #include <sys/stat.h>
 

@@ -16,7 +16,13 @@
 typedef struct imx_config imx_config;
 
 /* data.source: where the samples come from, one row of imx_sources each. */
-typedef enum { IMX_SRC_SYNTHETIC_ICA = 0, IMX_SRC_GMM, IMX_SRC_NPY, IMX_SRC_IDX } imx_source;
+typedef enum {
+  IMX_SRC_SYNTHETIC_ICA = 0,
+  IMX_SRC_GMM,
+  IMX_SRC_NPY,
+  IMX_SRC_IDX,
+  IMX_SRC_HDF5
+} imx_source;
 
 /* How a source loads: the generator, or a file format's header and row
  * readers (src/data/data_impl.h). */
@@ -27,8 +33,10 @@ typedef struct imx_source_ops imx_source_ops;
 typedef struct imx_source_row {
   const char *name;   /* the value of data.source (first: the config key table reads it) */
   int file;           /* 1: reads data.path (and data.labels); 0: a generator of data.dim columns */
-  const char *suffix; /* files: a path ending that names this format (eval.test_path of a
-                                generator's run); NULL: the format of paths no suffix names */
+  const char *suffix; /* files: the path endings that name this format, separated by spaces
+                         (a path names it when it ends in one, or has one right before a ':'
+                         that starts a place inside the file); NULL: the format of paths no
+                         suffix names */
   const imx_source_ops *ops; /* how it loads */
 } imx_source_row;
 
@@ -38,7 +46,9 @@ extern const imx_source_row imx_sources[];
 /* The name of a source, or "?" outside the table. Local. */
 const char *imx_source_name(imx_source s);
 
-/* The file source that reads path, by its ending (see imx_source_row.suffix). Local. */
+/* The file source that reads path, by its ending (see imx_source_row.suffix):
+ * "x.npy" is npy, "x.h5" and "x.h5:/images" are hdf5, "train-images-idx3-ubyte"
+ * is idx (the format no suffix names). Local. */
 imx_source imx_source_of_path(const char *path);
 
 typedef struct imx_data {

@@ -18,8 +18,9 @@ typedef struct imx_config imx_config;
 /* Load the test split of cfg->eval and preprocess it with the train split's
  * mean (n) and transform (n x n, row-major; NULL: identity). Collective.
  *   cfg (in, global): data.* as for the train split; eval.test_path,
- *     eval.test_labels. A .npy test_path is read as npy, anything else as
- *     IDX, when data.source is a generator.
+ *     eval.test_labels. A test_path whose suffix names a format is read in
+ *     it (.npy: npy, .h5/.hdf5: hdf5); any other in data.source's format, or
+ *     as IDX when data.source is a generator.
  *   n (in, global): columns of the train split; the test split must match.
  *   out (out, local): the new data set (free with imx_data_free).
  * Errors (agreed): those of imx_data_load; IMX_ERR_DATA if the number of

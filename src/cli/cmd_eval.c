@@ -563,14 +563,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (ctx->rank == 0) fputs("infomax eval: a config file needs --weights W.npy\n", stderr);
     return IMX_ERR_USAGE;
   }
-  /* --data PATH: the source follows the file. */
+  /* --data PATH: the source follows the file's suffix (imx_source_of_path). */
   char **set = malloc((size_t)(a->nset + 2) * sizeof *set);
   char dpath[IMX_PATH_LEN + 16], dsrc[64];
   int nset = 0;
   if (set && a->data) {
-    size_t L = strlen(a->data);
-    snprintf(dsrc, sizeof dsrc, "data.source=%s",
-             L > 4 && !strcmp(a->data + L - 4, ".npy") ? "npy" : "idx");
+    snprintf(dsrc, sizeof dsrc, "data.source=%s", imx_source_name(imx_source_of_path(a->data)));
     snprintf(dpath, sizeof dpath, "data.path=%s", a->data);
     set[nset++] = dsrc, set[nset++] = dpath;
   }

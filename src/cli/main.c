@@ -77,7 +77,8 @@ static const char eval_help[] =
     "       mpiexec -n P infomax eval CONFIG.yaml --weights W.npy [--bias b.npy] ...\n"
     "\n"
     "Judges the layer of RUN_DIR (its config.yaml, layer1_W.npy, layer1_b.npy) on the\n"
-    "data of its config (the train split), or on PATH (.npy, or IDX images) with --data.\n"
+    "data of its config (the train split), or on PATH (.npy, FILE.h5:/DATASET, or IDX\n"
+    "images) with --data.\n"
     "Standard output gets one JSON document:\n"
     "  terms, loss, dead_units, max_abs_corr, ...  every objective term alone and the loss\n"
     "  measures       dead units, winner counts and entropy (bits), max and mean |corr|,\n"
@@ -149,7 +150,7 @@ static const char config_help[] =
  * (*file_n = 1). Collective. */
 static imx_err check_layers(imx_ctx *ctx, const imx_config *top, int *file_n) {
   int layers = top->model.nlayers > 1 ? top->model.nlayers : 1;
-  *file_n = top->data.source == IMX_SRC_NPY || top->data.source == IMX_SRC_IDX;
+  *file_n = imx_sources[top->data.source].file; /* checked against the table */
   long long n = *file_n ? INT_MAX : top->data.dim, N = *file_n ? LLONG_MAX : top->data.samples;
   for (int i = 0; i < layers; i++) {
     imx_config c;

@@ -53,9 +53,11 @@ const key_row imx_config_keys[] = {
     {SEC_DATA, "source", K_ENUM, FIELD(data.source), "synthetic-ica", 0, 0, 0, CHOICES(imx_sources),
      "where the samples come from: a generator or a file"},
     {SEC_DATA, "path", K_STRING, FIELD(data.path), "", 0, 0, 0, NO_CHOICES,
-     "the .npy or IDX images file (npy, idx)"},
+     "the data file: .npy, IDX images, or FILE.h5:/DATASET (hdf5; the dataset may be left out "
+     "if it is the file's only one at its root)"},
     {SEC_DATA, "labels", K_STRING, FIELD(data.labels), "", 0, 0, 0, NO_CHOICES,
-     "IDX labels file or .npy vector of class numbers 0..65535 (\"\" = none)"},
+     "class numbers 0..65535, in data.path's format: IDX labels file, .npy vector or "
+     "FILE.h5:/DATASET (\"\" = none)"},
     {SEC_DATA, "samples", K_INT64, FIELD(data.samples), "0", 0, 0, F_MIN, NO_CHOICES,
      "rows: for files the first N (0 = all); for generators N (0 = 10000)"},
     {SEC_DATA, "dim", K_INT, FIELD(data.dim), "8", 1, 100000, F_MIN | F_MAX, NO_CHOICES,
@@ -165,9 +167,10 @@ const key_row imx_config_keys[] = {
      "topk, sparsemax: form dL/dW = dZ^T X from the nonzeros of dZ where a block has <= 1/8"},
 
     {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NO_CHOICES,
-     "test split, same format as data.path (\"\" = none)"},
+     "test split: a file of the format its suffix names (.npy, .h5/.hdf5 as FILE.h5:/DATASET), "
+     "else data.path's format (\"\" = none)"},
     {SEC_EVAL, "test_labels", K_STRING, FIELD(eval.test_labels), "", 0, 0, 0, NO_CHOICES,
-     "labels of the test split"},
+     "labels of the test split, in eval.test_path's format"},
     {SEC_EVAL, "features", K_ENUM, FIELD(eval.features), "activation", 0, 0, 0,
      CHOICES(imx_features_names), "what the linear probe sees: phi(z), z, or the raw input"},
     {SEC_EVAL, "probe", K_BOOL, FIELD(eval.probe), "true", 0, 0, 0, NO_CHOICES,

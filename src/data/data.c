@@ -310,7 +310,8 @@ static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_o
   d->labels = malloc((size_t)d->nloc * sizeof *d->labels);
   err = vals && d->labels ? IMX_OK
                           : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %lld labels", py, (long long)d->nloc);
-  if (!err) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
+  /* agreed first: a row reader may be collective (hdf5) */
+  if (!(err = imx_agree(ctx, err))) err = ops->read_rows(ctx, py, &h.y, d->row0, d->nloc, vals);
   if (!(err = imx_agree(ctx, err))) {
     ops->to_double(&h.y, vals, (size_t)d->nloc, 1.0);
     err = set_labels(ctx, d, vals, py);
@@ -325,7 +326,8 @@ static imx_err load_file(imx_ctx *ctx, const imx_config *cfg, const imx_source_o
  *     imx_data_free; NULL on error.
  * Errors, agreed (every rank returns the same code and message): IMX_ERR_IO
  * (missing or unreadable file), IMX_ERR_DATA (bad header, size, non-finite
- * value, bad label, fewer blocks than ranks), IMX_ERR_CONFIG (empty path,
+ * value, bad label, fewer blocks than ranks; HDF5: missing dataset, wrong
+ * rank or type), IMX_ERR_CONFIG (empty path, an HDF5 path naming no dataset,
  * bad scale/components/samples), IMX_ERR_NOMEM, IMX_ERR_MPI. */
 imx_err imx_data_load(imx_ctx *ctx, const imx_config *cfg, imx_data **out) {
   *out = NULL;

@@ -1,5 +1,5 @@
-/* data_impl: internals shared by data.c, source.c, npy.c, idx.c, synth.c and
- * their tests.
+/* data_impl: internals shared by data.c, source.c, npy.c, idx.c, hdf5.c,
+ * h5path.c, synth.c and their tests.
  *
  * The readers here are the pieces imx_data_load assembles: header readers run on
  * one rank (rank 0) and their result is broadcast as plain bytes; row readers run
@@ -35,7 +35,10 @@ struct imx_source_ops {
   /* Rows and values per row of a file with header h. Local. */
   void (*shape)(const void *h, int64_t *rows, int64_t *cols);
   /* This rank's rows [row0, row0 + nrows) as raw items into out, which has
-   * room for nrows*cols doubles. Local. */
+   * room for nrows*cols doubles. Called on every rank together (after an
+   * agreement): Local for most formats; a format that reads collectively
+   * (hdf5) agrees itself before each collective call, so that no rank waits
+   * in one that another skipped. */
   imx_err (*read_rows)(imx_ctx *ctx, const char *path, const void *h, int64_t row0, int64_t nrows,
                        void *out);
   /* The count raw items at the start of buf into count doubles, times scale,
@@ -45,6 +48,7 @@ struct imx_source_ops {
 
 extern const imx_source_ops imx_npy_source;   /* npy.c */
 extern const imx_source_ops imx_idx_source;   /* idx.c */
+extern const imx_source_ops imx_hdf5_source;  /* hdf5.c */
 extern const imx_source_ops imx_synth_source; /* synth.c: synthetic-ica and gmm */
 
 /* ---- data.c: the phases every loader shares ---- */
@@ -130,6 +134,23 @@ imx_err imx_idx_read_header(imx_ctx *ctx, const char *path, imx_idx_header *h);
  * last row, checked by the rank that holds it; corrupt gzip stream). */
 imx_err imx_idx_read_rows(imx_ctx *ctx, const char *path, const imx_idx_header *h, int64_t row0,
                           int64_t nrows, unsigned char *out);
+
+/* ---- h5path.c: where an array is inside an HDF5 file ---- */
+
+/* "FILE.h5:/DATASET" split: the file ends at the first ':' right after ".h5"
+ * or ".hdf5"; the dataset is a '/'-separated path from the root group. */
+typedef struct imx_h5_path {
+  char file[IMX_PATH_LEN];    /* the file */
+  char dataset[IMX_PATH_LEN]; /* "/GROUP/.../NAME", or "": the only dataset at the root */
+} imx_h5_path;
+
+/* Split an HDF5 path. Local; pure (no file is opened).
+ *   spec (in): "FILE.h5:/DATASET", "FILE.h5:DATASET" (the leading '/' is
+ *     implied) or "FILE.h5" (the only dataset at the root).
+ *   p (out): the file and the dataset with its leading '/'.
+ * Errors: IMX_ERR_CONFIG naming spec: nothing after ':', the root group
+ * itself, an empty or '.' component, a control character, too long. */
+imx_err imx_h5_path_parse(imx_ctx *ctx, const char *spec, imx_h5_path *p);
 
 /* ---- synth.c ---- */
 

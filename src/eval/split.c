@@ -52,7 +52,10 @@ imx_err imx_split_load_test(imx_ctx *ctx, const imx_config *cfg, int n, const do
   snprintf(tc.data.path, sizeof tc.data.path, "%s", cfg->eval.test_path);
   snprintf(tc.data.labels, sizeof tc.data.labels, "%s", cfg->eval.test_labels);
   tc.data.samples = 0;
-  if (!imx_sources[tc.data.source].file) tc.data.source = imx_source_of_path(tc.data.path);
+  /* A suffix that names a format decides (a test split in .h5 beside .npy
+   * training data); else the train split's format, or idx after a generator. */
+  imx_source by_path = imx_source_of_path(tc.data.path);
+  if (!imx_sources[tc.data.source].file || imx_sources[by_path].suffix) tc.data.source = by_path;
   imx_data *d = NULL;
   IMX_TRY(imx_data_load(ctx, &tc, &d));
   imx_err e = IMX_OK;

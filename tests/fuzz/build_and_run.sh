@@ -2,7 +2,7 @@
 # Build the libFuzzer harnesses of tests/fuzz with clang (ASan + UBSan) and run
 # each one on its seed corpus. See docs/fuzzing.md.
 #
-#   bash tests/fuzz/build_and_run.sh [options] [config|npy|idx ...] [-- libFuzzer flags]
+#   bash tests/fuzz/build_and_run.sh [options] [config|npy|idx|h5path ...] [-- libFuzzer flags]
 #     -o DIR    build and work directory (default: build-fuzz)
 #     -n RUNS   executions per harness (default 20000)
 #     -t SECS   run each harness this long instead of -n
@@ -11,7 +11,7 @@
 #               from the seeds every time)
 #     -b        build only
 #     -c        afterwards, report the line coverage of the file each harness targets
-#               (src/config/*.c, npy.c, idx.c) over the corpus (needs llvm-cov, llvm-profdata)
+#               (src/config/*.c, npy.c, idx.c, h5path.c) over the corpus (needs llvm-cov, llvm-profdata)
 #
 # Exit status: 0 clean, 1 a crash, a sanitizer report, a failed invariant or a
 # failed regression input (the input is saved under DIR/artifacts-NAME/), 77 if
@@ -39,14 +39,14 @@ shift $((OPTIND - 1))
 targets=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do
   case $1 in
-    config|npy|idx) targets+=("$1") ;;
-    *) echo "build_and_run.sh: unknown harness '$1' (config, npy, idx)" >&2; exit 2 ;;
+    config|npy|idx|h5path) targets+=("$1") ;;
+    *) echo "build_and_run.sh: unknown harness '$1' (config, npy, idx, h5path)" >&2; exit 2 ;;
   esac
   shift
 done
 [ "${1:-}" = "--" ] && shift
 extra=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(config npy idx)
+[ ${#targets[@]} -gt 0 ] || targets=(config npy idx h5path)
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
 
@@ -86,7 +86,9 @@ cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -DIMX_VERSION='"fuzz"' -g -O1 -fno-om
         -fno-sanitize-recover=all -Wall -Wextra -I"$root/include" "${pc_cflags[@]}")
 # config validates data.source against the table of sources, which links their loaders
 sources=(base/ctx base/log base/rng config/keys config/value config/yaml config/write objective/terms
-         data/data data/source data/npy data/idx data/synth)  # under src/
+         data/data data/source data/npy data/idx data/synth data/h5path)  # under src/
+# without libhdf5: the hdf5 source's ops are a stub (its path syntax, h5path.c, is real)
+stubs=("$here/hdf5_stub.c")
 headers=("$root"/include/imx/*.h "$root/src/config/config_impl.h" "$root/src/data/data_impl.h" "$here/fuzz_common.h")
 
 stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
@@ -96,17 +98,20 @@ stale() { # stale OUTPUT INPUT...: 0 if OUTPUT is missing or older than an input
   for i in "$@"; do [ "$i" -nt "$o" ] && return 0; done
   return 1
 }
+files=()  # every C file to compile: the sources under src/, then the stubs
+for s in "${sources[@]}"; do files+=("$root/src/$s.c"); done
+files+=("${stubs[@]}")
 pids=()
-for s in "${sources[@]}"; do
-  o="$out/$(basename "$s").o"
-  if stale "$o" "$root/src/$s.c" "${headers[@]}" "$0"; then
-    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$root/src/$s.c" -o "$o" &
+objs=()
+for f in "${files[@]}"; do
+  o="$out/$(basename "$f" .c).o"
+  objs+=("$o")
+  if stale "$o" "$f" "${headers[@]}" "$0"; then
+    "$cc" "${cflags[@]}" -fsanitize=fuzzer-no-link,address,undefined -c "$f" -o "$o" &
     pids+=($!)
   fi
 done
 for p in ${pids[@]+"${pids[@]}"}; do wait "$p"; done
-objs=()
-for s in "${sources[@]}"; do objs+=("$out/$(basename "$s").o"); done
 for t in "${targets[@]}"; do
   if stale "$out/fuzz_$t" "$here/fuzz_$t.c" "${objs[@]}" "${headers[@]}" "$0"; then
     "$cc" "${cflags[@]}" -fsanitize=fuzzer,address,undefined "$here/fuzz_$t.c" "${objs[@]}" \
@@ -121,7 +126,7 @@ done
 export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:abort_on_error=1:allocator_may_return_null=1"
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 unset LSAN_OPTIONS
-declare -A max_len=([config]=4096 [npy]=8192 [idx]=8192)
+declare -A max_len=([config]=4096 [npy]=8192 [idx]=8192 [h5path]=1024)
 limit=(-runs="$runs")
 [ -n "$secs" ] && limit=(-max_total_time="$secs")
 status=0
@@ -165,12 +170,13 @@ if [ "$cover" = 1 ]; then
   bindir=$(dirname "$(readlink -f "$cc")")
   profdata=$(command -v llvm-profdata || echo "$bindir/llvm-profdata")
   llvmcov=$(command -v llvm-cov || echo "$bindir/llvm-cov")
-  declare -A target_src=([config]="config/keys config/value config/yaml config/write" [npy]=data/npy [idx]=data/idx)
+  declare -A target_src=([config]="config/keys config/value config/yaml config/write" [npy]=data/npy [idx]=data/idx
+                         [h5path]="data/h5path data/source")
   cov="$out/cov"
   mkdir -p "$cov"
   covflags=(-fprofile-instr-generate -fcoverage-mapping)
-  for s in "${sources[@]}"; do
-    "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer-no-link -c "$root/src/$s.c" -o "$cov/$(basename "$s").o"
+  for f in "${files[@]}"; do
+    "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer-no-link -c "$f" -o "$cov/$(basename "$f" .c).o"
   done
   for t in "${targets[@]}"; do
     "$cc" "${cflags[@]}" "${covflags[@]}" -fsanitize=fuzzer "$here/fuzz_$t.c" "$cov"/*.o \

@@ -8,6 +8,8 @@ a few near misses, so that the fuzzer starts next to every branch:
   npy/     tests/data/*.npy (written by numpy), hand-made v1/v2/v3 headers,
            1-D, every dtype, Python 2 'L', long padding, near misses
   idx/     plain and gzip'd labels and images (1-D, 2-D, 3-D), near misses
+  h5path/  HDF5 paths "FILE.h5:/DATASET": with and without a dataset, groups,
+           .hdf5, ':' in names, and every kind of refused path
 """
 import glob
 import gzip
@@ -112,3 +114,11 @@ put(d, "trailing-idx3", images3 + b"\0")
 put(d, "truncated.gz", gz(images3)[:-9])
 put(d, "trailing.gz", gz(images3 + b"extra"))
 put(d, "wide-rows-idx3", idx([1, 65536, 65536], b""))
+
+# ---- h5path ----
+d = reset("h5path")
+for i, spec in enumerate(["train.h5", "train.h5:/images", "train.h5:images", "/data/mnist.hdf5:/train/x",
+                          "a:b.h5", "dir.h5:v/a.hdf5:/g/x", "x.npy", "t10k-images-idx3-ubyte",
+                          "x.h5:", "x.h5:/", "x.h5://a", "x.h5:/a/", "x.h5:/./a", "x.h5:/a\x01",
+                          ".h5:/x", ""]):
+    put(d, "spec%02d" % i, spec.encode())
