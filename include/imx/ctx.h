@@ -116,5 +116,9 @@ void imx_report(const imx_ctx *ctx);
   } while (0)
 imx_err imx_fail_mpi(imx_ctx *ctx, int rc, const char *call, const char *func, const char *file,
                      int line);
+/* The same check as a value, for code that must go on to an agreement:
+ * IMX_OK, or IMX_ERR_MPI recorded with the MPI error string and `what`. Local. */
+#define IMX_MPI_ERR(ctx, rc, what) \
+  ((rc) == MPI_SUCCESS ? IMX_OK : imx_fail_mpi((ctx), (rc), (what), __func__, __FILE__, __LINE__))
 
 #endif

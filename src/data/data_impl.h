@@ -90,6 +90,14 @@ imx_err imx_npy_read_rows(imx_ctx *ctx, const char *path, const imx_npy_header *
  *     it must have room for count doubles. */
 void imx_npy_to_double(const char *descr, void *buf, size_t count);
 
+/* The bytes before the data of a version 1.0 .npy file holding a C-order
+ * array of dtype descr ("<f8", "<i4") and shape (rows,) (ndim 1) or (rows,
+ * cols), padded so the data start at a multiple of 64 bytes, into head;
+ * returns their count. Local. */
+#define IMX_NPY_HEADER_MAX 256
+int imx_npy_header_bytes(const char *descr, int ndim, int64_t rows, int64_t cols,
+                         unsigned char head[IMX_NPY_HEADER_MAX]);
+
 /* ---- idx.c ---- */
 
 /* IDX (MNIST) header. */

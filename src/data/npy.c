@@ -460,20 +460,21 @@ imx_err imx_npy_read_all(imx_ctx *ctx, const char *path, double **a, int64_t *ro
  *   a (in, local): rows x cols doubles, row-major; borrowed for the call.
  * The header is padded so that the data start at a multiple of 64 bytes.
  * Errors: IMX_ERR_IO with strerror (the temp file is removed). */
-imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t rows, int64_t cols) {
-  if (rows < 0 || cols < 0)
-    return imx_fail(ctx, IMX_ERR_INTERNAL, "%s: negative shape (%lld, %lld)", path, (long long)rows,
-                    (long long)cols);
+int imx_npy_header_bytes(const char *descr, int ndim, int64_t rows, int64_t cols,
+                         unsigned char head[IMX_NPY_HEADER_MAX]) {
   char dict[128];
-  int dlen = snprintf(dict, sizeof dict,
-                      "{'descr': '<f8', 'fortran_order': False, 'shape': (%lld, %lld), }",
-                      (long long)rows, (long long)cols);
+  int dlen = ndim == 1
+                 ? snprintf(dict, sizeof dict,
+                            "{'descr': '%s', 'fortran_order': False, 'shape': (%lld,), }", descr,
+                            (long long)rows)
+                 : snprintf(dict, sizeof dict,
+                            "{'descr': '%s', 'fortran_order': False, 'shape': (%lld, %lld), }",
+                            descr, (long long)rows, (long long)cols);
   /* Pad with spaces and a final '\n' so the data start on a 64-byte boundary,
    * as numpy does (aligned memory maps). */
   int total = 10 + dlen + 1;
   int pad = (64 - total % 64) % 64;
   int hlen = dlen + pad + 1;
-  unsigned char head[10 + 128 + 64];
   memcpy(head, MAGIC, MAGIC_LEN);
   head[6] = 1;
   head[7] = 0;
@@ -482,6 +483,15 @@ imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t r
   memcpy(head + 10, dict, (size_t)dlen);
   memset(head + 10 + dlen, ' ', (size_t)pad);
   head[10 + hlen - 1] = '\n';
+  return 10 + hlen;
+}
+
+imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t rows, int64_t cols) {
+  if (rows < 0 || cols < 0)
+    return imx_fail(ctx, IMX_ERR_INTERNAL, "%s: negative shape (%lld, %lld)", path, (long long)rows,
+                    (long long)cols);
+  unsigned char head[IMX_NPY_HEADER_MAX];
+  int hbytes = imx_npy_header_bytes("<f8", 2, rows, cols, head);
 
   /* Write a temporary file and rename it, so that a reader never sees half a
    * file and a crash leaves the previous version intact. */
@@ -490,7 +500,7 @@ imx_err imx_npy_write(imx_ctx *ctx, const char *path, const double *a, int64_t r
     return imx_fail(ctx, IMX_ERR_IO, "%s: path too long", path);
   FILE *f = fopen(tmp, "wb");
   if (!f) return imx_fail(ctx, IMX_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-  int ok = fwrite(head, 1, (size_t)(10 + hlen), f) == (size_t)(10 + hlen);
+  int ok = fwrite(head, 1, (size_t)hbytes, f) == (size_t)hbytes;
   unsigned char chunk[8 * 4096];
   int64_t count = rows * cols;
   for (int64_t i = 0; ok && i < count;) {
