@@ -7,7 +7,7 @@ feeding r = softmax(-z/tau); layer 2: relu units). Then:
     of the train split (whiten), each layer's W and b equal to layerL_W.npy
     and layerL_b.npy bit for bit, the head equal to layer1_head_*.npy;
   - `transform` on 1, 2, 3 and 4 ranks writes byte-identical .npy files, and
-    .h5 files with identical datasets;
+    .h5 files with the same datasets (their bytes: tests/test_rowsout.c);
   - they are bit for bit the features `eval --out` writes to features.h5 for
     the train and the test split (layer 2's activation; layer 1's z with
     --layer 1), and probe.h5 with features.h5 reproduces eval's test accuracy;
@@ -159,7 +159,7 @@ for P in (1, 3):
         with h5py.File(path, "r") as f:
             h5.append((f["features"][:], f["labels"][:]))
 check(len(h5) == 2 and all(np.array_equal(h[0], act_te) and np.array_equal(h[1], yt) for h in h5),
-      ".h5 datasets features (= the .npy's) and labels on 1 and 3 ranks")
+      ".h5 datasets features (= the .npy's) and labels, the same on 1 and 3 ranks")
 
 # 3. z, r, winner against numpy on model.h5.
 def softmax_neg(Z, tau):
