@@ -205,11 +205,11 @@ static imx_err write_on_root(imx_ctx *ctx, const imx_model *m, const char *dir,
   H5E_auto2_t func;
   void *data;
   H5Eget_auto2(H5E_DEFAULT, &func, &data);
-  H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* our message names the file instead */
-  int bad = write_h5(m, tmp, status, config);
+  H5Eset_auto2(H5E_DEFAULT, NULL, NULL);              /* our message names the file instead */
+  int bad = write_h5(m, tmp, status, config) ? 3 : 0; /* 3: HDF5 failed, 1: fsync, 2: rename */
+  int why = errno;
   H5Eset_auto2(H5E_DEFAULT, func, data);
   free(config);
-  int why = errno;
   if (!bad) { /* HDF5 closed the file: make its bytes durable before the rename */
     int fd = open(tmp, O_RDONLY);
     bad = fd < 0 || fsync(fd) != 0;
@@ -219,9 +219,13 @@ static imx_err write_on_root(imx_ctx *ctx, const imx_model *m, const char *dir,
   if (!bad && rename(tmp, dst)) bad = 2, why = errno;
   if (!bad) return IMX_OK;
   unlink(tmp); /* never leave a partial file behind */
-  return bad == 2 ? imx_fail(ctx, IMX_ERR_IO, "cannot rename %s to %s: %s", tmp, dst, strerror(why))
-                  : imx_fail(ctx, IMX_ERR_IO, "cannot write %s (HDF5, through %s): %s", dst, tmp,
-                             why ? strerror(why) : "HDF5 error");
+  if (bad == 3)
+    return imx_fail(ctx, IMX_ERR_IO,
+                    "cannot write %s: HDF5 failed writing %s (last system error: %s)", dst, tmp,
+                    why ? strerror(why) : "none");
+  if (bad == 2)
+    return imx_fail(ctx, IMX_ERR_IO, "cannot rename %s to %s: %s", tmp, dst, strerror(why));
+  return imx_fail(ctx, IMX_ERR_IO, "cannot write %s (fsync of %s): %s", dst, tmp, strerror(why));
 }
 
 imx_err imx_model_write(imx_ctx *ctx, const imx_model *m, const char *dir, const char *status) {
