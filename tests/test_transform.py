@@ -7,7 +7,8 @@ feeding r = softmax(-z/tau); layer 2: relu units). Then:
     of the train split (whiten), each layer's W and b equal to layerL_W.npy
     and layerL_b.npy bit for bit, the head equal to layer1_head_*.npy;
   - `transform` on 1, 2, 3 and 4 ranks writes byte-identical .npy files, and
-    .h5 files with the same datasets (their bytes: tests/test_rowsout.c);
+    .h5 files with the same datasets (their bytes: tests/test_rowsout.c), and
+    an HDF5 input FILE.h5:/DATASET the same as the .npy one;
   - they are bit for bit the features `eval --out` writes to features.h5 for
     the train and the test split (layer 2's activation; layer 1's z with
     --layer 1), and probe.h5 with features.h5 reproduces eval's test accuracy;
@@ -160,6 +161,20 @@ for P in (1, 3):
             h5.append((f["features"][:], f["labels"][:]))
 check(len(h5) == 2 and all(np.array_equal(h[0], act_te) and np.array_equal(h[1], yt) for h in h5),
       ".h5 datasets features (= the .npy's) and labels, the same on 1 and 3 ranks")
+
+# HDF5 input (data.source hdf5, FILE.h5:/DATASET) gives the bits of the .npy input.
+if os.path.exists(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "data", "hdf5.c")):
+    with h5py.File(p("test.h5"), "w") as f:
+        f["test/x"], f["test/y"] = Xt, yt
+    code, _, err = transform(["--data", p("test.h5") + ":/test/x", "--labels", p("test.h5") + ":/test/y",
+                              "--out", p("from_h5.h5")], 3)
+    ok = code == 0
+    if ok:
+        with h5py.File(p("from_h5.h5"), "r") as f:
+            ok = np.array_equal(f["features"][:], act_te) and np.array_equal(f["labels"][:], yt)
+    check(ok, "HDF5 input on 3 ranks = the .npy input, bit for bit (exit %d) %s" % (code, err[-200:]))
+else:
+    print("SKIPPED: HDF5 input (no src/data/hdf5.c in this tree)")
 
 # 3. z, r, winner against numpy on model.h5.
 def softmax_neg(Z, tau):
