@@ -7,13 +7,18 @@ from clitest import ENV, INFOMAX, check, finish, run, tmpdir, write
 
 code, out, err = run(["--version"])
 check(code == 0 and out.startswith("infomax "), "--version prints the version: %r" % out.strip())
-for args in (["--help"], ["train", "--help"], ["eval", "--help"]):
+for args in (["--help"], ["train", "--help"], ["eval", "--help"], ["transform", "--help"]):
     code, out, err = run(args)
     check(code == 0 and "usage:" in out, "%s exits 0 with usage" % " ".join(args))
 code, out, err = run([])
 check(code == 2 and "usage:" in err, "no command: exit 2 with usage on stderr")
 code, out, err = run(["frobnicate"], ranks=2)
 check(code == 2 and err.count("unknown command") == 1, "unknown command: exit 2, said once")
+code, out, err = run(["transform", "runs/x"], ranks=2)
+check(code == 2 and err.count("needs --data") == 1 and "usage: infomax transform" in err,
+      "transform without --data: exit 2, said once with its usage")
+code, out, err = run(["--help"])
+check("transform RUN_DIR" in out, "the usage lists transform")
 code, out, err = run(["info"], ranks=2)
 check(code == 0 and "PETSc" in out and "BLAS" in out and "MPI" in out,
       "info names MPI, PETSc and BLAS:\n" + out)

@@ -24,7 +24,7 @@ import sys
 from clitest import ROOT, check, finish, run
 
 # "objective.c", "data.h", "config.md": file names, not keys.
-FILE_SUFFIXES = {"c", "h", "md", "py", "yaml", "yml", "npy", "json", "jsonl", "txt", "gz", "sh",
+FILE_SUFFIXES = {"c", "h", "md", "py", "yaml", "yml", "npy", "h5", "json", "jsonl", "txt", "gz", "sh",
                  "build", "tmp"}
 
 # (a) The reference page is generated, never edited by hand.

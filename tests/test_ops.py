@@ -209,6 +209,23 @@ check(p.returncode == 75 and s.get("status") == "stopped" and s.get("exit_code")
       and not os.path.exists(os.path.join(st_dir, "layer3_W.npy")),
       "stack stopped by SIGUSR1 in layer 2: exit %d (want 75), summary.json %s, layer2_summary.json %s, "
       "stdout names layer2_checkpoint.bin, which exists" % (p.returncode, s.get("status"), s2.get("status")))
+
+
+def model_h5(rundir):
+    """model.h5's status and layers, and whether each layer's W and b equal the .npy files."""
+    import h5py
+    with h5py.File(os.path.join(rundir, "model.h5"), "r") as f:
+        L = int(f.attrs["layers"])
+        same = all(np.array_equal(f["layer%d/W" % i][:], np.load(os.path.join(rundir, "layer%d_W.npy" % i)))
+                   and np.array_equal(f["layer%d/b" % i][:], np.load(os.path.join(rundir, "layer%d_b.npy" % i)).ravel())
+                   for i in range(1, L + 1))
+        return f.attrs["status"], L, same
+
+
+st, L, same_w = model_h5(st_dir)
+check(st == "stopped" and L == 2 and same_w,
+      "model.h5 of the stopped stack: status %s (want stopped), %d layers (want 2: layer 3 absent), "
+      "W and b = layerL_*.npy: %s" % (st, L, same_w))
 k = s2.get("optimizer", {}).get("iterations", 0) + 3
 code, out, err = run(["train", "--resume", st_dir, "--set", "optimizer.max_it=%d" % k], ranks=1)
 s = load_json(os.path.join(st_dir, "summary.json"))
@@ -217,6 +234,10 @@ code2, _, _ = run(["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_
 files = ["layer%d_%s.npy" % (i, f) for i in (1, 2, 3) for f in ("W", "b")]
 same_stack = code == 0 and code2 == 0 and all(
     np.array_equal(np.load(os.path.join(st_dir, f)), np.load(os.path.join(st_ref, f))) for f in files)
+st, L, same_w = model_h5(st_dir)
+check(st == "finished" and L == 3 and same_w,
+      "model.h5 after the resume: status %s (want finished), %d layers (want 3), W and b = layerL_*.npy: %s"
+      % (st, L, same_w))
 check(same_stack and s["status"] == "ok" and "TAO state rebuilt" in out and "layer 1 stays fixed" in out,
       "stack resumed in layer 2 on 1 rank (to %d iterations) == uninterrupted run on 2 ranks, bit for bit "
       "(layers 1-3, W and b; exits %d %d; %.0f s) %s" % (k, code, code2, time.time() - t0, err.strip()[-200:]))

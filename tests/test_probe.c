@@ -126,7 +126,7 @@ static void separable(void) {
   if (!d || !dt) return;
   imx_probe_data tr = split_of(d, F), te = split_of(dt, Ft);
   imx_probe_result res;
-  imx_err e = imx_probe_run(&ctx, &cfg, 11, 4, &tr, &te, &res);
+  imx_err e = imx_probe_run(&ctx, &cfg, 11, 4, &tr, &te, &res, NULL);
   t_check(!e && res.train_accuracy >= 0.99 && res.test_accuracy == res.train_accuracy,
           "separable mixture: train accuracy %.4f (>= 0.99); the same rows as a test split %.4f "
           "(equal: standardized with the train statistics); TAO %s after %d iterations",

@@ -57,4 +57,13 @@ void imx_fixed_clear(imx_fixed *f);
 imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *f,
                           const imx_data *d, double **Z, double **A);
 
+/* What f passes on as cfg->model.feed says (phi(z), z, or r = softmax(-z/tau)
+ * with f's tau, whatever its activation) for the local rows of x, which it
+ * replaces: x->X becomes nloc x K and x->n = K; the labels stay, the
+ * synthetic ground truth goes. x NULL: nothing. The outputs are those of
+ * imx_fixed_outputs with cfg (`infomax eval` and `infomax transform` pass
+ * rows up a stack with this). Collective.
+ * Errors (agreed): those of imx_fixed_outputs. */
+imx_err imx_fixed_feed(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *f, imx_data *x);
+
 #endif

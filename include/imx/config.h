@@ -128,6 +128,11 @@ void imx_config_defaults(imx_config *cfg);
  * (after overrides). Errors name file:line:column. Local (call on rank 0). */
 imx_err imx_config_load(imx_ctx *ctx, imx_config *cfg, const char *path);
 
+/* Read YAML text (a configuration as imx_config_write writes it; empty text
+ * gives cfg unchanged) into cfg, as imx_config_load a file; messages and
+ * cfg->file name it `name`. Local. */
+imx_err imx_config_load_text(imx_ctx *ctx, imx_config *cfg, const char *name, const char *text);
+
 /* Apply one override "section.key=value" (the value is parsed as YAML scalar
  * text, with the same type and range checks). Local. */
 imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment);

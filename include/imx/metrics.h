@@ -141,6 +141,11 @@ imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const d
 imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, long long *regions,
                             long long *largest);
 
+/* The winner of one row a (K outputs of activation act): the largest a for
+ * outputs on the simplex (softmax, topk, sparsemax), the smallest otherwise;
+ * ties go to the lowest index (the rule of the winner counts). Local. */
+int imx_metrics_winner(imx_activation act, int K, const double *a);
+
 /* Normalized Amari index of the n x n matrix P (row-major), in [0, 1]:
  * 0 iff P is a scaled permutation.
  *   1/(2n(n-1)) [sum_i (sum_j |p_ij| / max_j |p_ij| - 1)

@@ -52,6 +52,18 @@ typedef struct imx_probe_result {
   double seconds; /* wall time of the whole probe */
 } imx_probe_result;
 
+/* A trained probe as a user applies it to features f (dim): f' = (f - mean)
+ * * scale (scale = 1/sd of the train split, 0 for a constant column), logits
+ * V f' + c, the class is the largest logit (the first of equal ones). */
+typedef struct imx_probe_model {
+  int dim, classes;
+  double *mean, *scale; /* dim each, owned */
+  double *V, *c;        /* classes x dim (row-major) and classes, owned */
+} imx_probe_model;
+
+/* Free the arrays of m and zero it (accepts NULL). Local. */
+void imx_probe_model_clear(imx_probe_model *m);
+
 /* Create a probe on the train split: its features are standardized in place
  * (the statistics are kept for imx_probe_standardize). train must stay valid
  * while the probe lives. Collective.
@@ -86,8 +98,10 @@ imx_err imx_probe_accuracy(imx_ctx *ctx, imx_probe *p, const double *theta,
 
 /* The whole probe: create on train, train from zero, score train and (if not
  * NULL) test, whose features are standardized in place too. classes is the
- * number of classes of both splits. Collective. */
+ * number of classes of both splits. keep (may be NULL) receives the trained
+ * probe (the same on every rank; clear with imx_probe_model_clear). Collective. */
 imx_err imx_probe_run(imx_ctx *ctx, const imx_config *cfg, int dim, int classes,
-                      imx_probe_data *train, imx_probe_data *test, imx_probe_result *res);
+                      imx_probe_data *train, imx_probe_data *test, imx_probe_result *res,
+                      imx_probe_model *keep);
 
 #endif

@@ -23,6 +23,7 @@
 #include "imx/data.h"
 #include "imx/layer.h"
 #include "imx/metrics.h"
+#include "imx/model_file.h"
 #include "imx/train.h"
 
 /* How a layer starts. */
@@ -45,6 +46,9 @@ typedef struct imx_run_layer {
   imx_feed fed;              /* index >= 2: what layer L-1 passes on */
   uint64_t data_fingerprint; /* imx_data_fingerprint of the run's rows as loaded (layer 1's) */
   int allow_changes;         /* resume: continue although settings or data differ (not exact) */
+  imx_model *model;          /* the run's model.h5 (include/imx/model_file.h; borrowed, NULL:
+                              * none): this layer is set in it and it is written with every
+                              * checkpoint and at the end of the layer */
   /* Out. */
   imx_layer *layer;     /* NULL if creation failed */
   double *theta;        /* its parameters (trained, resumed or rebuilt) */

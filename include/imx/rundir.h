@@ -3,8 +3,9 @@
  *
  * Layout: config.yaml (resolved config), metrics.jsonl (one line per
  * iteration), layer1_W.npy, layer1_b.npy, summary.json, checkpoint.bin and
- * optimizer_log.bin (what --resume continues from), and for synthetic data
- * the ground truth (truth_mixing.npy or truth_means.npy).
+ * optimizer_log.bin (what --resume continues from), model.h5 (the whole
+ * model: include/imx/model_file.h), and for synthetic data the ground truth
+ * (truth_mixing.npy or truth_means.npy).
  */
 #ifndef IMX_RUNDIR_H
 #define IMX_RUNDIR_H

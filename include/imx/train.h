@@ -50,6 +50,10 @@ typedef struct imx_train_io {
   int replay_iterations;              /* ... and the iteration they end at (the checkpoint's) */
   const struct imx_checkpoint *stamp; /* what the run trains on (data fingerprint, backend,
                                        * settings), copied into every checkpoint (NULL: none) */
+  /* Called on every rank after each checkpoint is written, with its parameters (NULL:
+   * nothing); an error it returns (agreed) stops the run like a failed checkpoint. */
+  imx_err (*checkpointed)(imx_ctx *ctx, void *arg, const double *theta);
+  void *arg; /* checkpointed's first argument */
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted

@@ -16,7 +16,9 @@
  * Standard output gets one JSON document; standard error gets progress notes
  * and the tables. --out DIR also writes DIR/eval.json, the model's
  * correlation matrix, winner counts and covariance eigenvalues (.npy) for
- * tools/plot_run.py.
+ * tools/plot_run.py, and what the model's probe saw and learned:
+ * features.h5 (datasets train, test, train_labels, test_labels) and probe.h5
+ * (mean, scale, V, c: include/imx/probe.h's imx_probe_model).
  */
 #include <errno.h>
 #include <libgen.h>
@@ -37,6 +39,7 @@
 #include "imx/metrics.h"
 #include "imx/preprocess.h"
 #include "imx/probe.h"
+#include "imx/rowsout.h"
 #include "imx/rundir.h"
 #include "imx/split.h"
 #include "imx/timer.h"
@@ -60,8 +63,10 @@ typedef struct column {
   int probed;
   const char *features; /* what the probe saw: "activation", "z" or "input" */
   imx_probe_result probe;
-  double seconds; /* wall time of the whole column */
-  sup_head head;  /* the model's supervised head */
+  double seconds;       /* wall time of the whole column */
+  sup_head head;        /* the model's supervised head */
+  const char *save_dir; /* --out DIR for the model's column: features.h5, probe.h5 (else NULL) */
+  imx_probe_model kept; /* the trained probe, when saved */
 } column;
 
 /* A progress note on standard error (rank 0): standard output is the JSON. */
@@ -104,24 +109,13 @@ static imx_err read_bcast(imx_ctx *ctx, const char *path, int rows, int cols, do
  * rows of x, which become x's columns. */
 static imx_err pass_on(imx_ctx *ctx, const imx_config *cj, double *W, double *b, int n,
                        imx_data *x) {
-  if (!x) return IMX_OK;
   imx_fixed f = {.K = cj->model.units,
                  .n = n,
                  .act = cj->model.activation,
                  .tau = cj->model.temperature,
                  .W = W,
                  .b = b};
-  double *Z = NULL, *A = NULL;
-  IMX_TRY(imx_fixed_outputs(ctx, cj, &f, x, &Z, &A));
-  if (cj->model.feed != IMX_FEED_ACTIVATION && Z) free(A), A = Z, Z = NULL;
-  if (cj->model.feed == IMX_FEED_R) {
-    imx_act r = {.kind = IMX_ACT_SOFTMAX, .tau = cj->model.temperature, .k = 0, .K = f.K};
-    imx_act_forward(&r, x->nloc, A, NULL);
-  }
-  free(Z), free(x->X);
-  x->X = A, x->n = f.K;
-  free(x->truth), x->truth = NULL;
-  return IMX_OK;
+  return imx_fixed_feed(ctx, cj, &f, x);
 }
 
 /* eval.layer L > 1: the train split d and the test split (loaded here) become
@@ -283,6 +277,55 @@ static imx_err choose(imx_ctx *ctx, const char *features, const imx_data *d, dou
   return IMX_OK;
 }
 
+/* DIR (--out) exists, made by rank 0 if needed. Collective. */
+static imx_err make_dir(imx_ctx *ctx, const char *dir) {
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0 && mkdir(dir, 0777) && errno != EEXIST)
+    e = imx_fail(ctx, IMX_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+  return imx_agree(ctx, e);
+}
+
+/* DIR/features.h5: the features the probe sees (F: d's rows, Ft: dt's, dim
+ * columns, before the probe standardizes them) and the labels, each rank
+ * writing its rows. Collective. */
+static imx_err save_features(imx_ctx *ctx, const column *col, int dim, const imx_data *d,
+                             const imx_data *dt, const double *F, const double *Ft) {
+  char path[IMX_PATH_LEN + 32];
+  snprintf(path, sizeof path, "%s/features.h5", col->save_dir);
+  imx_rows_file *f = NULL;
+  IMX_TRY(make_dir(ctx, col->save_dir));
+  IMX_TRY(imx_rows_open(ctx, path, &f));
+  imx_err e = imx_rows_put(ctx, f, "train", IMX_ROWS_F64, 0, F, d->N, d->row0, d->nloc, dim);
+  if (!e && d->labels)
+    e = imx_rows_put(ctx, f, "train_labels", IMX_ROWS_I32, 1, d->labels, d->N, d->row0, d->nloc, 1);
+  if (!e && Ft)
+    e = imx_rows_put(ctx, f, "test", IMX_ROWS_F64, 0, Ft, dt->N, dt->row0, dt->nloc, dim);
+  if (!e && Ft && dt->labels)
+    e = imx_rows_put(ctx, f, "test_labels", IMX_ROWS_I32, 1, dt->labels, dt->N, dt->row0, dt->nloc,
+                     1);
+  IMX_TRY(imx_rows_close(ctx, &f, e == IMX_OK));
+  return e;
+}
+
+/* DIR/probe.h5: the trained probe (replicated: rank 0 writes every row).
+ * Collective. */
+static imx_err save_probe(imx_ctx *ctx, const column *col) {
+  const imx_probe_model *p = &col->kept;
+  char path[IMX_PATH_LEN + 32];
+  snprintf(path, sizeof path, "%s/probe.h5", col->save_dir);
+  int64_t dim = p->dim, C = p->classes, all = ctx->rank == 0;
+  imx_rows_file *f = NULL;
+  IMX_TRY(imx_rows_open(ctx, path, &f));
+  imx_err e = imx_rows_put(ctx, f, "mean", IMX_ROWS_F64, 1, p->mean, dim, all ? 0 : dim, all * dim,
+                           1);
+  if (!e)
+    e = imx_rows_put(ctx, f, "scale", IMX_ROWS_F64, 1, p->scale, dim, all ? 0 : dim, all * dim, 1);
+  if (!e) e = imx_rows_put(ctx, f, "V", IMX_ROWS_F64, 0, p->V, C, all ? 0 : C, all * C, dim);
+  if (!e) e = imx_rows_put(ctx, f, "c", IMX_ROWS_F64, 1, p->c, C, all ? 0 : C, all * C, 1);
+  IMX_TRY(imx_rows_close(ctx, &f, e == IMX_OK));
+  return e;
+}
+
 /* Measures and probe of one column on the train split d and the test split
  * dt (may be NULL). Collective. */
 static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_model,
@@ -312,27 +355,31 @@ static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_mo
   int test_classes = dt ? dt->nclasses : 0;
   int classes = d->nclasses > test_classes ? d->nclasses : test_classes;
   int probe = !e && cfg->eval.probe && d->labels && classes >= 2;
-  if (probe) {
+  int save = !e && col->save_dir;
+  if (probe || save) {
     col->features = probe_features(cfg, col, is_model);
     e = choose(ctx, col->features, d, &Z, &A, &F);
-    if (!e && dt && dt->labels) e = choose(ctx, col->features, dt, &Zt, &At, &Ft);
+    if (!e && dt && (dt->labels || save)) e = choose(ctx, col->features, dt, &Zt, &At, &Ft);
   }
+  int dim = col->features && !strcmp(col->features, "input") ? d->n : col->layer.K;
+  if (save && !e) e = save_features(ctx, col, dim, d, dt, F, Ft);
   if (probe && !e) {
-    int dim = !strcmp(col->features, "input") ? d->n : col->layer.K;
     imx_probe_data tr = {.N = d->N,
                          .nloc = d->nloc,
                          .block = d->block,
                          .F = F,
                          .labels = d->labels};
     imx_probe_data te = {0};
-    if (Ft)
+    if (Ft && dt->labels)
       te = (imx_probe_data){.N = dt->N,
                             .nloc = dt->nloc,
                             .block = dt->block,
                             .F = Ft,
                             .labels = dt->labels};
-    e = imx_probe_run(ctx, cfg, dim, classes, &tr, Ft ? &te : NULL, &col->probe);
+    e = imx_probe_run(ctx, cfg, dim, classes, &tr, te.F ? &te : NULL, &col->probe,
+                      save ? &col->kept : NULL);
     col->probed = !e;
+    if (!e && save) e = save_probe(ctx, col);
     if (!e)
       note(ctx,
            "%-10s probe on %s (%d features, %d classes): train accuracy %.4f, test accuracy "
@@ -542,6 +589,7 @@ static void free_column(column *col, int is_model) {
   else imx_fixed_clear(&col->layer);
   imx_metrics_clear(&col->train);
   imx_metrics_clear(&col->test);
+  imx_probe_model_clear(&col->kept);
 }
 
 int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
@@ -668,6 +716,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     column *m = &cols[ncols++];
     snprintf(m->name, sizeof m->name, "model");
     m->key = "model";
+    m->save_dir = a->out;
     m->layer = (imx_fixed){.K = K,
                            .n = d->n,
                            .act = cfg.model.activation,
@@ -703,7 +752,10 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (a->out) {
       e = save(ctx, a->out, &r);
       if (!e)
-        note(ctx, "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy)", a->out);
+        note(ctx,
+             "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy, "
+             "features.h5%s)",
+             a->out, cols[0].probed ? ", probe.h5" : "");
     }
   }
   if (e) imx_report(ctx);

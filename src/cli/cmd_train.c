@@ -117,11 +117,12 @@ static imx_err load_config(imx_ctx *ctx, const imx_args *a, imx_config *top, imx
   return imx_agree(ctx, imx_train_options(ctx, cfg));
 }
 
-/* The data, preprocessed (transform: the n x n preprocessing matrix, for the
- * measures; allocated here), and the fingerprint of its rows as loaded.
+/* The data, preprocessed (mean: n, transform: the n x n preprocessing matrix,
+ * for the measures and model.h5; allocated here), and the fingerprint of its
+ * rows as loaded.
  * Collective. */
-static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, double **transform,
-                         uint64_t *fp) {
+static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, double **mean,
+                         double **transform, uint64_t *fp) {
   imx_timer_start(IMX_T_LOAD);
   imx_err e = imx_data_load(ctx, cfg, d);
   if (!e) e = imx_data_fingerprint(ctx, *d, fp);
@@ -135,8 +136,9 @@ static imx_err load_data(imx_ctx *ctx, const imx_config *cfg, imx_data **d, doub
           (long long)((x->N + ctx->size - 1) / ctx->size),
           (long long)((x->N + x->block - 1) / x->block), x->block);
   *transform = malloc((size_t)x->n * x->n * sizeof **transform);
-  IMX_TRY(imx_agree(ctx, *transform ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "transform")));
-  return imx_preprocess_apply(ctx, cfg, *d, NULL, *transform);
+  *mean = malloc((size_t)x->n * sizeof **mean);
+  IMX_TRY(imx_agree(ctx, *transform && *mean ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "transform")));
+  return imx_preprocess_apply(ctx, cfg, *d, *mean, *transform);
 }
 
 /* A new run directory with config.yaml (and the ground truth of synthetic
@@ -163,6 +165,7 @@ static imx_err next_layer(imx_ctx *ctx, const imx_config *top, int i, const imx_
   cur->dir = below->dir, cur->index = i, cur->layers = below->layers;
   cur->fed = below->cfg.model.feed;
   cur->data_fingerprint = below->data_fingerprint, cur->allow_changes = below->allow_changes;
+  cur->model = below->model;
   IMX_TRY(imx_agree(ctx, imx_config_layer(ctx, top, i - 1, &cur->cfg)));
   return imx_stack_data(ctx, below->layer, below->theta, below->data, below->cfg.model.feed,
                         below->cfg.model.temperature, &cur->features);
@@ -213,7 +216,9 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   }
   imx_config top;
   imx_data *d = NULL;
-  double *transform = NULL; /* preprocessing matrix, for layer 1's measures */
+  double *transform = NULL; /* preprocessing matrix, for layer 1's measures and model.h5 */
+  double *mean = NULL;      /* the train split's mean, for model.h5 */
+  imx_model *model = NULL;  /* model.h5: every layer as it trains */
   char dir[IMX_PATH_LEN] = "";
   int lock = -1; /* rank 0's lock on the run directory, held to the end */
   /* Layer 1 (kept to the end: summary.json is its summary), and for i >= 2
@@ -228,7 +233,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   if (!e) e = a->resume ? imx_rundir_lock(ctx, a->resume, &lock) : imx_rundir_check(ctx, &top);
   if (!e) echo_config(ctx, &l1.cfg);
   if (!e) e = stop_point(ctx, &early);
-  if (!e) e = load_data(ctx, &l1.cfg, &d, &transform, &fp);
+  if (!e) e = load_data(ctx, &l1.cfg, &d, &mean, &transform, &fp);
+  if (!e) e = imx_agree(ctx, imx_model_create(ctx, &top, d->n, mean, transform, &model));
   if (!e) e = stop_point(ctx, &early);
   int layers = !e && top.model.nlayers > 1 ? top.model.nlayers : 1;
   l1 = (imx_run_layer){.cfg = l1.cfg,
@@ -238,7 +244,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
                        .index = 1,
                        .layers = layers,
                        .data_fingerprint = fp,
-                       .allow_changes = a->allow_changes};
+                       .allow_changes = a->allow_changes,
+                       .model = model};
 
   /* The layers, greedily. On resume the layer in progress continues from its
    * checkpoint, and the finished ones below it are rebuilt from theirs. */
@@ -304,7 +311,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
   imx_rundir_unlock(&lock);
   imx_run_layer_clear(&hi);
   imx_run_layer_clear(&l1);
-  free(transform);
+  free(transform), free(mean);
+  imx_model_free(&model);
   imx_data_free(&d);
   return e;
 }

@@ -50,7 +50,8 @@ static const char train_help[] =
     "name>, -2, -3, ... never overwriting an earlier run; one process at a time (a\n"
     "second one exits 4 naming the holder of DIR/.lock):\n"
     "  config.yaml  metrics.jsonl  layer1_W.npy  layer1_b.npy  summary.json  checkpoint.bin\n"
-    "  optimizer_log.bin  (every key of summary.json and metrics.jsonl: docs/guide.md);\n"
+    "  optimizer_log.bin  model.h5 (the whole model, for `infomax transform`; every key of\n"
+    "  summary.json and metrics.jsonl, and model.h5's layout: docs/guide.md);\n"
     "  layer L >= 2 of a stack: layerL_W.npy ... layerL_checkpoint.bin\n"
     "\n"
     "A checkpoint is written every output.checkpoint_every iterations and at the end.\n"
@@ -93,11 +94,38 @@ static const char eval_help[] =
     "Standard error gets progress lines and the numbers as tables.\n"
     "\n"
     "  --out DIR        also write DIR/eval.json, correlation.npy, winners.npy,\n"
-    "                   eigenvalues.npy (python3 tools/plot_run.py RUN_DIR reads RUN_DIR/eval)\n"
+    "                   eigenvalues.npy (python3 tools/plot_run.py RUN_DIR reads RUN_DIR/eval),\n"
+    "                   features.h5 (what the probe saw: train, test, train_labels,\n"
+    "                   test_labels) and probe.h5 (mean, scale, V, c)\n"
     "  --set eval.test_path=P --set eval.test_labels=L   a test split\n"
     "  --set eval.baselines=true                         the baselines\n"
     "  -probe_tao_type TYPE, -probe_tao_max_it N, ...    the probe's TAO (its monitors print\n"
     "                   on standard output, before the JSON)\n";
+
+static const char transform_help[] =
+    "usage: mpiexec -n P infomax transform RUN_DIR --data PATH --out FEATURES.npy|.h5\n"
+    "                                      [--labels PATH] [--features z|activation|r|winner]\n"
+    "                                      [--layer L] [--force]\n"
+    "\n"
+    "Applies the model of RUN_DIR (its model.h5: the preprocessing of the train split and\n"
+    "every layer) to the rows of PATH, read as train reads data.path (the format from\n"
+    "the name: .npy, IDX, ...; data.scale and the format's keys from the model), each\n"
+    "rank its rows, and writes each row's features, each rank its rows: the same bits for\n"
+    "any P, and those `infomax eval --out` writes to features.h5 for the same rows.\n"
+    "\n"
+    "  --features WHAT  z = W u + b, activation = phi(z) (default), r = softmax(-z/tau),\n"
+    "                   or winner (the winning unit of each row, int32)\n"
+    "  --layer L        the outputs of layer L of a stack (default: the last present)\n"
+    "  --labels PATH    the rows' labels, written beside the features (.h5 only)\n"
+    "  --force          replace FEATURES if it exists (else refused, exit 2)\n"
+    "FEATURES.npy holds one array (N x K float64, or N int32 winners); FEATURES.h5 the\n"
+    "datasets features and labels. Written under a temporary name and renamed at the end:\n"
+    "a failed transform leaves no file.\n"
+    "\n"
+    "Exit codes: 0 ok, 2 usage (also --layer beyond the model, an existing FEATURES),\n"
+    "4 I/O (no RUN_DIR/model.h5, unreadable data, unwritable FEATURES), 5 data (a width\n"
+    "other than the model's, not an infomax model, a newer format_version), 7 out of\n"
+    "memory, 8 MPI.\n";
 
 static const char bench_help[] =
     "usage: mpiexec -n P infomax bench [CONFIG.yaml] [SECTION.KEY=V1,V2,...]... [SETTING=N]...\n"
@@ -195,6 +223,8 @@ static const struct command {
      "train a layer, or a stack (model.layers); results go to a new run directory", train_help},
     {"eval", imx_cmd_eval, "RUN_DIR",
      "judge a trained layer: terms, measures, linear probe, baselines (JSON)", eval_help},
+    {"transform", imx_cmd_transform, "RUN_DIR --data PATH --out FEATURES",
+     "apply a trained model to new rows: features (.npy or .h5)", transform_help},
     {"info", imx_cmd_info, "", "build and runtime: MPI, PETSc, BLAS, threads", info_help},
     {"bench", imx_cmd_bench, "[CONFIG.yaml] [KEY=V1,V2,...]",
      "time evaluations by phase (table and CSV)", bench_help},
@@ -251,8 +281,10 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
       else if (!strcmp(t, "--reference")) a->reference = 1;
       else if (!strcmp(t, "--check")) a->reference = 0;
       else if (!strcmp(t, "--allow-changes")) a->allow_changes = 1;
+      else if (!strcmp(t, "--force")) a->force = 1;
       else if (!strcmp(t, "--set") || !strcmp(t, "--out") || !strcmp(t, "--data") ||
-               !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume"))
+               !strcmp(t, "--weights") || !strcmp(t, "--bias") || !strcmp(t, "--resume") ||
+               !strcmp(t, "--labels") || !strcmp(t, "--features") || !strcmp(t, "--layer"))
         need = t;
       else if (!strncmp(t, "--set=", 6)) a->set[a->nset++] = argv[i] + 6;
       else {
@@ -270,6 +302,9 @@ static int split_args(int argc, char **argv, imx_args *a, int *pargc, char **par
         else if (!strcmp(need, "--data")) a->data = v;
         else if (!strcmp(need, "--weights")) a->weights = v;
         else if (!strcmp(need, "--resume")) a->resume = v;
+        else if (!strcmp(need, "--labels")) a->labels = v;
+        else if (!strcmp(need, "--features")) a->features = v;
+        else if (!strcmp(need, "--layer")) a->layer = v;
         else a->bias = v;
       }
     } else if (petsc_option(t)) {

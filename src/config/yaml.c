@@ -324,6 +324,36 @@ static imx_err parse_stream(reader *rd, imx_config *cfg) {
   return IMX_OK;
 }
 
+/* Parse the open stream fp (named `name` in messages) into cfg. */
+static imx_err load_stream(imx_ctx *ctx, imx_config *cfg, const char *name, FILE *fp) {
+  reader *rd = calloc(1, sizeof *rd);
+  if (!rd) return imx_fail(ctx, IMX_ERR_NOMEM, "config reader for %s", name);
+  imx_err err;
+  rd->ctx = ctx;
+  rd->file = name;
+  rd->fp = fp;
+  if (!yaml_parser_initialize(&rd->parser)) {
+    err = imx_fail(ctx, IMX_ERR_NOMEM, "YAML parser for %s", name);
+    goto out_free_rd;
+  }
+  yaml_parser_set_input_file(&rd->parser, rd->fp);
+
+  /* Parse into a copy so that a failed load leaves cfg as it was. */
+  imx_config next = *cfg;
+  err = parse_stream(rd, &next);
+  if (!err) {
+    memset(next.file, 0, sizeof next.file);
+    memcpy(next.file, name, strlen(name));
+    *cfg = next;
+  }
+
+  if (rd->have_ev) yaml_event_delete(&rd->ev);
+  yaml_parser_delete(&rd->parser);
+out_free_rd:
+  free(rd);
+  return err;
+}
+
 /* Read a YAML file into cfg. Local. cfg is changed only on success; on success
  * cfg->file = path. Errors: IMX_ERR_IO (cannot open or read), IMX_ERR_CONFIG
  * (syntax, unknown or duplicate key, bad value; message starts with
@@ -334,37 +364,21 @@ imx_err imx_config_load(imx_ctx *ctx, imx_config *cfg, const char *path) {
   if (strlen(path) >= IMX_PATH_LEN)
     return imx_fail(ctx, IMX_ERR_CONFIG, "config path too long (%zu characters, at most %d)",
                     strlen(path), IMX_PATH_LEN - 1);
-  reader *rd = calloc(1, sizeof *rd);
-  if (!rd) return imx_fail(ctx, IMX_ERR_NOMEM, "config reader for %s", path);
-  imx_err err;
-  rd->ctx = ctx;
-  rd->file = path;
-  rd->fp = fopen(path, "rb");
-  if (!rd->fp) {
-    err = imx_fail(ctx, IMX_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
-    goto out_free_rd;
-  }
-  if (!yaml_parser_initialize(&rd->parser)) {
-    err = imx_fail(ctx, IMX_ERR_NOMEM, "YAML parser for %s", path);
-    goto out_close;
-  }
-  yaml_parser_set_input_file(&rd->parser, rd->fp);
+  FILE *fp = fopen(path, "rb");
+  if (!fp) return imx_fail(ctx, IMX_ERR_IO, "cannot open config %s: %s", path, strerror(errno));
+  imx_err err = load_stream(ctx, cfg, path, fp);
+  fclose(fp);
+  return err;
+}
 
-  /* Parse into a copy so that a failed load leaves cfg as it was. */
-  imx_config next = *cfg;
-  err = parse_stream(rd, &next);
-  if (!err) {
-    memset(next.file, 0, sizeof next.file);
-    memcpy(next.file, path, strlen(path));
-    *cfg = next;
-  }
-
-  if (rd->have_ev) yaml_event_delete(&rd->ev);
-  yaml_parser_delete(&rd->parser);
-out_close:
-  fclose(rd->fp);
-out_free_rd:
-  free(rd);
+imx_err imx_config_load_text(imx_ctx *ctx, imx_config *cfg, const char *name, const char *text) {
+  if (strlen(name) >= IMX_PATH_LEN)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "config name too long (%zu characters, at most %d)",
+                    strlen(name), IMX_PATH_LEN - 1);
+  FILE *fp = fmemopen((void *)text, strlen(text), "r");
+  if (!fp) return imx_fail(ctx, IMX_ERR_NOMEM, "config text of %s", name);
+  imx_err err = load_stream(ctx, cfg, name, fp);
+  fclose(fp);
   return err;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/activation.h"
 #include "imx/layer.h"
 #include "imx/linalg.h"
 #include "imx/moments.h"
@@ -130,5 +131,20 @@ imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *
     return e;
   }
   *Z = z, *A = a;
+  return IMX_OK;
+}
+
+imx_err imx_fixed_feed(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *f, imx_data *x) {
+  if (!x) return IMX_OK;
+  double *Z = NULL, *A = NULL;
+  IMX_TRY(imx_fixed_outputs(ctx, cfg, f, x, &Z, &A));
+  if (cfg->model.feed != IMX_FEED_ACTIVATION && Z) free(A), A = Z, Z = NULL;
+  if (cfg->model.feed == IMX_FEED_R) { /* r = softmax(-z/tau), whatever phi is */
+    imx_act r = {.kind = IMX_ACT_SOFTMAX, .tau = f->tau, .k = 0, .K = f->K};
+    imx_act_forward(&r, x->nloc, A, NULL);
+  }
+  free(Z), free(x->X);
+  x->X = A, x->n = f->K;
+  free(x->truth), x->truth = NULL;
   return IMX_OK;
 }

@@ -100,7 +100,7 @@ static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const do
 
 /* The winner of a row: argmax r with r = a (softmax, topk, sparsemax) or r = softmax(-a), i.e.
  * the largest a or the smallest a; ties go to the lowest index. */
-static int winner(imx_activation act, int K, const double *a) {
+int imx_metrics_winner(imx_activation act, int K, const double *a) {
   int best = 0;
   for (int k = 1; k < K; k++)
     if (imx_activation_simplex(act) ? a[k] > a[best] : a[k] < a[best]) best = k;
@@ -112,7 +112,7 @@ static imx_err winners(imx_ctx *ctx, const imx_outputs *o, imx_metrics *m) {
   m->winners = calloc((size_t)K, sizeof *m->winners);
   IMX_TRY(
       imx_agree(ctx, m->winners ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "winner counts (%d)", K)));
-  for (int64_t i = 0; i < o->nloc; i++) m->winners[winner(o->act, K, o->A + i * K)]++;
+  for (int64_t i = 0; i < o->nloc; i++) m->winners[imx_metrics_winner(o->act, K, o->A + i * K)]++;
   /* Integer sums: exact in any order. */
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, m->winners, K, MPI_LONG_LONG, MPI_SUM, ctx->comm));
   double h = 0;

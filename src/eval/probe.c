@@ -314,8 +314,33 @@ imx_err imx_probe_train(imx_ctx *ctx, imx_probe *p, double *theta, imx_probe_res
   return e;
 }
 
+void imx_probe_model_clear(imx_probe_model *m) {
+  if (!m) return;
+  free(m->mean), free(m->scale), free(m->V), free(m->c);
+  memset(m, 0, sizeof *m);
+}
+
+/* The trained probe p at theta into keep. Local. */
+static imx_err keep_model(imx_ctx *ctx, const imx_probe *p, const double *theta,
+                          imx_probe_model *keep) {
+  size_t dim = (size_t)p->dim, C = (size_t)p->C;
+  *keep = (imx_probe_model){.dim = p->dim, .classes = p->C};
+  keep->mean = malloc(dim * sizeof *keep->mean), keep->scale = malloc(dim * sizeof *keep->scale);
+  keep->V = malloc(C * dim * sizeof *keep->V), keep->c = malloc(C * sizeof *keep->c);
+  if (!keep->mean || !keep->scale || !keep->V || !keep->c) {
+    imx_probe_model_clear(keep);
+    return imx_fail(ctx, IMX_ERR_NOMEM, "probe: %zu x %zu parameters", C, dim);
+  }
+  memcpy(keep->mean, p->mean, dim * sizeof *keep->mean);
+  memcpy(keep->scale, p->scale, dim * sizeof *keep->scale);
+  memcpy(keep->V, theta, C * dim * sizeof *keep->V);
+  memcpy(keep->c, theta + C * dim, C * sizeof *keep->c);
+  return IMX_OK;
+}
+
 imx_err imx_probe_run(imx_ctx *ctx, const imx_config *cfg, int dim, int classes,
-                      imx_probe_data *train, imx_probe_data *test, imx_probe_result *res) {
+                      imx_probe_data *train, imx_probe_data *test, imx_probe_result *res,
+                      imx_probe_model *keep) {
   double t0 = imx_now();
   memset(res, 0, sizeof *res);
   res->dim = dim, res->classes = classes;
@@ -340,6 +365,7 @@ imx_err imx_probe_run(imx_ctx *ctx, const imx_config *cfg, int dim, int classes,
       e = imx_probe_accuracy(ctx, p, theta, test, &res->test_accuracy);
     }
   }
+  if (!e && keep) e = keep_model(ctx, p, theta, keep);
   free(theta);
   imx_probe_free(&p);
   res->seconds = imx_now() - t0;

@@ -446,6 +446,30 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
   return imx_summary_write(ctx, &s, r->dir);
 }
 
+/* model.h5's status for a layer that ended with e: a stack's lower layer
+ * that finished leaves the run "training"; else summary.json's status. */
+static const char *model_status(const imx_run_layer *r, imx_err e) {
+  return e == IMX_STOPPED       ? "stopped"
+         : e == IMX_DIVERGED    ? "diverged"
+         : e                    ? "failed"
+         : r->index < r->layers ? "training"
+                                : "finished";
+}
+
+/* The layer at theta into the run's model, and model.h5 written with
+ * status (NULL: only set). Collective. */
+static imx_err model_update(imx_ctx *ctx, imx_run_layer *r, const double *theta,
+                            const char *status) {
+  if (!r->model) return IMX_OK;
+  IMX_TRY(imx_agree(ctx, imx_model_set_layer(ctx, r->model, r->index, &r->cfg, r->layer, theta)));
+  return status ? imx_model_write(ctx, r->model, r->dir, status) : IMX_OK;
+}
+
+/* imx_train_io.checkpointed: model.h5 beside every checkpoint. Collective. */
+static imx_err model_checkpointed(imx_ctx *ctx, void *arg, const double *theta) {
+  return model_update(ctx, arg, theta, "training");
+}
+
 /* A finished layer below the one in progress: its checkpoint's parameters
  * (the last iterate: its trained weights, bit for bit) and its weight files.
  * Collective. */
@@ -455,7 +479,8 @@ static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
   IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
           r->dir, ckname, r->ck.iteration, r->ck.loss, r->index);
-  return imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index);
+  IMX_TRY(imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index));
+  return model_update(ctx, r, r->theta, NULL);
 }
 
 imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r) {
@@ -495,7 +520,11 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
   imx_run_layer_file(logname, sizeof logname, r->index, "optimizer_log.bin");
   imx_checkpoint st;
-  imx_train_io io = {.dir = r->dir, .checkpoint = ckname, .stamp = &st};
+  imx_train_io io = {.dir = r->dir,
+                     .checkpoint = ckname,
+                     .stamp = &st,
+                     .checkpointed = r->model ? model_checkpointed : NULL,
+                     .arg = r};
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
   if (start == IMX_LAYER_RESUME && r->absent) start = IMX_LAYER_FRESH; /* said by the check */
@@ -531,6 +560,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   int keep = r->trained && (!e || r->advanced);
   imx_timer_start(IMX_T_OUTPUT);
   imx_err we = keep ? imx_stack_write_layer(ctx, r->layer, r->theta, r->dir, r->index) : IMX_OK;
+  if (keep && !we) we = model_update(ctx, r, r->theta, model_status(r, e));
   imx_timer_stop(IMX_T_OUTPUT);
   r->status = imx_failed(e) ? e : we ? we : e;
   if (r->index > 1 && keep && !we) {

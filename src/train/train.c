@@ -70,6 +70,7 @@ static imx_err checkpoint(state *s, const double *x, int it, double loss) {
   if (!e)
     e = imx_checkpoint_write(s->ctx, s->io->dir,
                              s->io->checkpoint ? s->io->checkpoint : "checkpoint.bin", &h, x);
+  if (!e && s->io->checkpointed) e = s->io->checkpointed(s->ctx, s->io->arg, x);
   imx_timer_stop(IMX_T_OUTPUT);
   if (!e) s->checkpoints++, s->last_checkpoint = it;
   return e;

@@ -82,7 +82,7 @@ done
 # ---- build: the parsers' sources and each harness, rebuilt when any input is newer ----
 read -r -a pc_cflags <<<"$(pkg-config --cflags ompi-c yaml-0.1 zlib)"
 read -r -a pc_libs <<<"$(pkg-config --libs ompi-c yaml-0.1 zlib)"
-cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -DIMX_VERSION='"fuzz"' -g -O1 -fno-omit-frame-pointer
+cflags=(-std=c11 -D_POSIX_C_SOURCE=200809L -g -O1 -fno-omit-frame-pointer
         -fno-sanitize-recover=all -Wall -Wextra -I"$root/include" "${pc_cflags[@]}")
 # config validates data.source against the table of sources, which links their loaders
 sources=(base/ctx base/log base/rng config/keys config/value config/yaml config/write objective/terms
