@@ -90,10 +90,10 @@ for act, pre, scale, extra in [("softmax", "whiten", 1.0, ""),
               and t.get_params()["features"] == "r",
               "InfomaxTransformer: fit/transform give responsibilities (rows sum to 1 within 1e-12)")
 
-# 2. A stack: softmax feeding r, topk feeding z, relu with a supervised head.
+# 2. A stack: softmax feeding r, relu feeding z, topk with a supervised head.
 stack = ("  units: 5\n  activation: softmax\n  feed: r\n  layers:\n    - {}\n"
-         "    - {units: 4, activation: topk, topk: 2, feed: z}\n"
-         "    - {units: 3, activation: relu, objective.supervised: 0.5}\n")
+         "    - {units: 4, activation: relu, feed: z}\n"
+         "    - {units: 3, activation: topk, topk: 2, objective.eps: 1e-1, objective.supervised: 0.5}\n")
 rdir = train("stack", stack, "standardize", 1.0)
 for L in (1, 2, 3):
     compare("stack", rdir, L)
@@ -103,7 +103,7 @@ check(len(m.layers) == 3 and m.layers[2].head is not None and m.layers[2].head[0
 
 # 3. Bad model files: a clear error, not a traceback from h5py.
 for what, path, needle in [("a missing run directory", os.path.join(d, "nope"), "no model file"),
-                           ("a file that is not a model", os.path.join(d, "x.npy"), "")]:
+                           ("a file that is not a model", os.path.join(d, "x.npy"), "not an HDF5 file")]:
     try:
         infomax_model.load(path)
         check(False, "%s is refused" % what)

@@ -202,7 +202,11 @@ def load(path):
     if h5py is None:
         raise ImportError("infomax_model needs h5py (Debian: apt-get install python3-h5py)")
     p = _model_path(path)
-    with h5py.File(p, "r") as f:
+    try:
+        f = h5py.File(p, "r")
+    except OSError as e:
+        raise ValueError("%s: not an HDF5 file, so not an infomax model (%s)" % (p, e)) from None
+    with f:
         a = f.attrs
         if _text(a.get("format", "")) != FORMAT:
             raise ValueError("%s: not an infomax model (attribute format is %r, want %r)"
