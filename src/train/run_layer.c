@@ -426,8 +426,8 @@ static void report(imx_ctx *ctx, const imx_run_layer *r) {
   for (int i = 0; i < 5; i++) imx_run_layer_file(names[i], sizeof names[i], r->index, base[i]);
   snprintf(names[0], sizeof names[0], "layer%d_W.npy", r->index);
   snprintf(names[1], sizeof names[1], "layer%d_b.npy", r->index);
-  imx_log(ctx, IMX_INFO, "%sresults in %s/ (%s, %s, %s, %s, %s)", lead, r->dir, names[0], names[1],
-          names[2], names[3], names[4]);
+  imx_log(ctx, IMX_INFO, "%sresults in %s/ (%s, %s, %s, %s, %s, model.h5)", lead, r->dir, names[0],
+          names[1], names[2], names[3], names[4]);
 }
 
 imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err status,
