@@ -8,7 +8,18 @@
  *    activation: the PCA features);
  *  - random: K random unit hyperplanes (normal rows, normalized; rng stream 11
  *    of model.seed, so the same for any P; the initial weights use streams 1
- *    and 2), b = 0, with the model's activation and temperature.
+ *    and 2), b = 0, with the model's activation and temperature;
+ *  - kmeans: K centers c_k from Lloyd's algorithm on the train split
+ *    (imx_baseline_kmeans), judged through their soft assignments
+ *    r = softmax(-||x - c_k||^2 / (2 s^2)): the fixed softmax layer (tau = 1)
+ *    z_k = (||c_k||^2 / 2 - c_k . x) / s^2, which differs from
+ *    ||x - c_k||^2 / (2 s^2) by a term constant in k that softmax ignores;
+ *    s^2 is the mean squared distance of a row to its own center per
+ *    coordinate (the spherical Gaussian's maximum likelihood variance);
+ *  - kmeans-triangle: the same centers through the Coates-Ng "triangle"
+ *    features a_k = max(0, mean_j d_j - d_k), d_k = ||x - c_k||, computed
+ *    directly (z_k = mean_j d_j - d_k, activation relu); W and b stay those
+ *    of the soft layer (for the weight measures).
  */
 #ifndef IMX_BASELINE_H
 #define IMX_BASELINE_H
@@ -16,15 +27,40 @@
 #include "imx/activation.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
+#include "imx/rsum.h"
 
 /* Only used through pointers here: the full struct is in imx/config.h. */
 typedef struct imx_config imx_config;
 
-typedef enum { IMX_BASE_RAW = 0, IMX_BASE_PCA, IMX_BASE_RANDOM, IMX_NBASELINES } imx_baseline_kind;
-extern const char *const imx_baseline_names[IMX_NBASELINES]; /* "raw", "pca", "random" */
+typedef enum {
+  IMX_BASE_RAW = 0,
+  IMX_BASE_PCA,
+  IMX_BASE_RANDOM,
+  IMX_BASE_KMEANS,
+  IMX_BASE_KMEANS_TRIANGLE, /* made from the kmeans column (imx_baseline_triangle) */
+  IMX_NBASELINES
+} imx_baseline_kind;
+/* "raw", "pca", "random", "kmeans", "kmeans-triangle" */
+extern const char *const imx_baseline_names[IMX_NBASELINES];
 
 /* RNG stream of the random hyperplanes. */
 #define IMX_STREAM_RANDOM_HYPERPLANES 11
+/* RNG stream of the k-means seeding: row i gets the key imx_rng_bits(seed,
+ * 12, i) and the K rows with the smallest keys (ties: lower row) are the
+ * initial centers, in increasing key order. */
+#define IMX_STREAM_KMEANS_SEEDS 12
+/* Lloyd steps at most; k-means stops earlier when a step changes no assignment. */
+#define IMX_KMEANS_MAX_IT 100
+
+/* How Lloyd's algorithm went. */
+typedef struct imx_kmeans_info {
+  int iterations; /* center updates made (<= IMX_KMEANS_MAX_IT) */
+  int converged;  /* 1: the assignments to the final centers are those of the last update */
+  int empty;      /* clusters without rows under the final centers */
+  double inertia; /* mean over rows of ||x - c_a(x)||^2 (a(x): the nearest center) */
+  double s2;      /* s^2 = inertia / n, the soft assignments' variance */
+  int64_t *seeds; /* K global rows of the initial centers (owned) */
+} imx_kmeans_info;
 
 /* A layer with fixed parameters: a trained one read back, or a baseline. */
 typedef struct imx_fixed {
@@ -32,6 +68,9 @@ typedef struct imx_fixed {
   imx_activation act; /* phi */
   double tau;         /* softmax temperature */
   double *W, *b;      /* K x n and K (owned); both NULL for the raw input (features = x) */
+  double *centers;    /* kmeans, kmeans-triangle: K x n centers (owned), else NULL */
+  int triangle;       /* 1: outputs are the triangle features of centers, not phi(W x + b) */
+  imx_kmeans_info km; /* kmeans, kmeans-triangle: how the centers were found */
 } imx_fixed;
 
 /* Build a baseline for cfg->model (K, activation, seed) on the train split.
@@ -40,6 +79,39 @@ typedef struct imx_fixed {
  * Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC (eigensolver), IMX_ERR_MPI. */
 imx_err imx_baseline_make(imx_ctx *ctx, const imx_config *cfg, imx_baseline_kind kind,
                           const imx_data *train, imx_fixed *out);
+
+/* Lloyd's algorithm with K centers on the rows of d, the same bits for any
+ * P in reproducible mode. Seeds: see IMX_STREAM_KMEANS_SEEDS. A step assigns
+ * every row to its nearest center (argmin_k ||c_k||^2 / 2 - c_k . x, ties to
+ * the lowest k; the products per block of B rows), sums the rows and counts
+ * per cluster block by block through an imx_rsum and sets each center to the
+ * mean of its rows; an empty cluster keeps its center. It stops when the
+ * assignments no longer change or after IMX_KMEANS_MAX_IT updates. centers:
+ * K x n (out, global). info->seeds is allocated here. Collective.
+ * Errors (agreed): IMX_ERR_DATA (K > N), IMX_ERR_NOMEM, IMX_ERR_MPI. */
+imx_err imx_baseline_kmeans(imx_ctx *ctx, imx_reduction mode, uint64_t seed, int K,
+                            const imx_data *d, double *centers, imx_kmeans_info *info);
+
+/* The kmeans-triangle column from the kmeans column km (a copy of its
+ * centers, W, b and info with triangle = 1, activation relu). Collective.
+ * Errors (agreed): IMX_ERR_NOMEM. */
+imx_err imx_baseline_triangle(imx_ctx *ctx, const imx_fixed *km, imx_fixed *out);
+
+/* The mean of the rows of d whose winner (imx_metrics_winner on A, nloc x K
+ * outputs of activation act) is unit k, into P (K x n), and the row counts
+ * into count (K); a unit that wins no row gets zeros. Reproducible sums.
+ * Collective. Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_MPI. */
+imx_err imx_baseline_winner_means(imx_ctx *ctx, imx_reduction mode, int K, imx_activation act,
+                                  const double *A, const imx_data *d, double *P, double *count);
+
+/* Prototypes against true means: greedy matching (repeatedly the closest
+ * pair of an unmatched prototype with count[k] > 0 and an unmatched true
+ * mean), over min(C, live prototypes) pairs. *matched, the mean and the
+ * largest distance of the matched pairs, and *separation, the mean distance
+ * between two different true means (the scale to read them against). Local. */
+void imx_baseline_match(int K, int n, const double *P, const double *count, int C,
+                        const double *truth, int *matched, double *mean, double *max,
+                        double *separation);
 
 /* The random baseline's K unit rows (K x n, row-major) for a seed:
  * normalized draws of the counter-based RNG, the same for any P. Local. */
