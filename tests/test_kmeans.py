@@ -11,6 +11,9 @@
   - data with repeated rows give empty clusters, which keep their seed
     (numpy does the same) and are reported;
   - K larger than the number of rows is refused on every rank (exit 5);
+  - the gmm baseline (EM, diagonal covariances, from the k-means centers)
+    equals a numpy EM from the same start to 1e-10, is bitwise identical on
+    1..4 ranks (gmm_means.npy), and its winner counts are numpy's;
   - on gmm data (preprocess none) the prototype distances of eval.json are
     numpy's greedy matching of the centers with truth_means.npy.
 """
@@ -59,6 +62,27 @@ def lloyd(X, K, seed, max_it=100):
                 empty=int(K - len(np.unique(a))))
 
 
+def em(X, C, s2, steps=20, floor=1e-3):
+    """EM for a diagonal Gaussian mixture as the header describes it."""
+    N, n = X.shape
+    K = len(C)
+    mu, v, pi = C.copy(), np.full((K, n), s2), np.full(K, 1.0 / K)
+
+    def logp(X):
+        return (np.log(pi) - 0.5 * (np.log(2 * np.pi * v) + mu ** 2 / v).sum(axis=1)
+                - 0.5 * (X ** 2) @ (1 / v).T + X @ (mu / v).T)
+
+    for _ in range(steps):
+        L = logp(X)
+        R = np.exp(L - L.max(axis=1, keepdims=True))
+        R /= R.sum(axis=1, keepdims=True)
+        Nk = R.sum(axis=0)
+        pi = Nk / N
+        mu = (R.T @ X) / Nk[:, None]
+        v = np.maximum((R.T @ X ** 2) / Nk[:, None] - mu ** 2, 0) + floor * s2
+    return mu, logp(X).argmax(axis=1)
+
+
 def evaluate(cfg, W, ranks, out, extra=()):
     wp = os.path.join(d, "W%d.npy" % len(W))
     np.save(wp, W)
@@ -84,11 +108,14 @@ for P in (1, 2, 3, 4):
     check(code == 0, "eval with the k-means baselines on %d rank%s exits 0" % (P, "s" * (P > 1))
           + ("" if code == 0 else ": " + err.strip()[-300:]))
     if code == 0:
-        res[P] = (json.loads(out)["baselines"], open(os.path.join(d, "e%d" % P, "kmeans_centers.npy"), "rb").read())
+        res[P] = (json.loads(out)["baselines"],
+                  open(os.path.join(d, "e%d" % P, "kmeans_centers.npy"), "rb").read()
+                  + open(os.path.join(d, "e%d" % P, "gmm_means.npy"), "rb").read())
 if len(res) == 4:
     same = all(res[P][1] == res[1][1] and res[P][0]["kmeans"]["kmeans"] == res[1][0]["kmeans"]["kmeans"]
                for P in (2, 3, 4))
-    check(same, "k-means centers bitwise identical on 1..4 ranks (kmeans_centers.npy, inertia, s2, seeds)")
+    check(same, "k-means centers and gmm means bitwise identical on 1..4 ranks (kmeans_centers.npy, "
+          "gmm_means.npy, inertia, s2, seeds)")
     bl = res[1][0]
     km = bl["kmeans"]["kmeans"]
     C = np.load(os.path.join(d, "e1", "kmeans_centers.npy"))
@@ -110,9 +137,17 @@ if len(res) == 4:
     tri = bl["kmeans-triangle"]
     check(abs(tri["measures"]["max_abs_corr"] - mc) < 1e-9 and tri["activation"] == "relu",
           "triangle features: max |corr| %.12g = numpy's %.12g" % (tri["measures"]["max_abs_corr"], mc))
-    acc = [bl[k]["probe"]["train_accuracy"] for k in ("kmeans", "kmeans-triangle")]
-    check(min(acc) >= 0.9, "the probe on k-means features: train accuracy soft %.3f, triangle %.3f (>= 0.9)"
-          % tuple(acc))
+    acc = [bl[k]["probe"]["train_accuracy"] for k in ("kmeans", "kmeans-triangle", "gmm")]
+    check(min(acc) >= 0.9, "the probe on k-means and gmm features: train accuracy soft %.3f, triangle %.3f, "
+          "gmm %.3f (>= 0.9)" % tuple(acc))
+    mu, win = em(X, C, km["s2"])
+    Mg = np.load(os.path.join(d, "e1", "gmm_means.npy"))
+    gerr = np.abs(Mg - mu).max()
+    gm = bl["gmm"]
+    check(gerr <= 1e-10 and gm["gmm"]["iterations"] == 20 and gm["activation"] == "softmax"
+          and gm["measures"]["winner_counts"] == np.bincount(win, minlength=K).tolist(),
+          "gmm = numpy EM from the k-means centers: max |mu - mu_np| = %.1e, winner counts %s"
+          % (gerr, gm["measures"]["winner_counts"]))
 
 # 2. Repeated rows: 3 distinct points, 40 rows, K = 8: empty clusters keep their seed
 # (objective.eps: the random layer's terms on such data need it).
@@ -162,10 +197,12 @@ if ok:
     ok = (pk["matched"] == 4 and abs(pk["mean_distance"] - np.mean(dist)) < 1e-12
           and abs(pk["max_distance"] - max(dist)) < 1e-12 and abs(pk["mean_separation"] - sep) < 1e-12
           and pk["compared"] == "centers" and ev["prototypes"]["compared"] == "winner means"
+          and ev["baselines"]["gmm"]["prototypes"]["compared"] == "means"
           and "prototypes" not in ev["baselines"]["raw"] and "prototypes" not in ev["baselines"]["kmeans-triangle"])
     check(ok, "gmm: k-means centers %.3g from the true means on average (numpy %.3g, separation %.3g), "
-          "the model's winner means %.3g" % (pk["mean_distance"], np.mean(dist), sep,
-                                              ev["prototypes"]["mean_distance"]))
+          "gmm means %.3g, the model's winner means %.3g"
+          % (pk["mean_distance"], np.mean(dist), sep, ev["baselines"]["gmm"]["prototypes"]["mean_distance"],
+             ev["prototypes"]["mean_distance"]))
 else:
     check(False, "gmm train and eval exit 0: " + err.strip()[-300:])
 finish()

@@ -19,7 +19,10 @@
  *  - kmeans-triangle: the same centers through the Coates-Ng "triangle"
  *    features a_k = max(0, mean_j d_j - d_k), d_k = ||x - c_k||, computed
  *    directly (z_k = mean_j d_j - d_k, activation relu); W and b stay those
- *    of the soft layer (for the weight measures).
+ *    of the soft layer (for the weight measures);
+ *  - gmm: EM for a Gaussian mixture with diagonal covariances started at
+ *    the k-means centers, judged through its responsibilities
+ *    (imx_baseline_gmm).
  */
 #ifndef IMX_BASELINE_H
 #define IMX_BASELINE_H
@@ -38,9 +41,10 @@ typedef enum {
   IMX_BASE_RANDOM,
   IMX_BASE_KMEANS,
   IMX_BASE_KMEANS_TRIANGLE, /* made from the kmeans column (imx_baseline_triangle) */
+  IMX_BASE_GMM,             /* made from the kmeans column (imx_baseline_gmm) */
   IMX_NBASELINES
 } imx_baseline_kind;
-/* "raw", "pca", "random", "kmeans", "kmeans-triangle" */
+/* "raw", "pca", "random", "kmeans", "kmeans-triangle", "gmm" */
 extern const char *const imx_baseline_names[IMX_NBASELINES];
 
 /* RNG stream of the random hyperplanes. */
@@ -51,6 +55,10 @@ extern const char *const imx_baseline_names[IMX_NBASELINES];
 #define IMX_STREAM_KMEANS_SEEDS 12
 /* Lloyd steps at most; k-means stops earlier when a step changes no assignment. */
 #define IMX_KMEANS_MAX_IT 100
+/* EM steps of the gmm baseline, and its variance floor in units of the
+ * k-means s^2. */
+#define IMX_GMM_IT 20
+#define IMX_GMM_VAR_FLOOR 1e-3
 
 /* How Lloyd's algorithm went. */
 typedef struct imx_kmeans_info {
@@ -70,7 +78,10 @@ typedef struct imx_fixed {
   double *W, *b;      /* K x n and K (owned); both NULL for the raw input (features = x) */
   double *centers;    /* kmeans, kmeans-triangle: K x n centers (owned), else NULL */
   int triangle;       /* 1: outputs are the triangle features of centers, not phi(W x + b) */
-  imx_kmeans_info km; /* kmeans, kmeans-triangle: how the centers were found */
+  imx_kmeans_info km; /* kmeans, kmeans-triangle: how the centers were found (gmm: its start) */
+  double *gmm;        /* gmm: 1/v_kj (K x n) then log pi_k - sum_j (log(2 pi v_kj) +
+                         mu_kj^2 / v_kj) / 2 (K) (owned), the means in centers; else NULL */
+  int gmm_it;         /* gmm: EM steps made */
 } imx_fixed;
 
 /* Build a baseline for cfg->model (K, activation, seed) on the train split.
@@ -96,6 +107,19 @@ imx_err imx_baseline_kmeans(imx_ctx *ctx, imx_reduction mode, uint64_t seed, int
  * centers, W, b and info with triangle = 1, activation relu). Collective.
  * Errors (agreed): IMX_ERR_NOMEM. */
 imx_err imx_baseline_triangle(imx_ctx *ctx, const imx_fixed *km, imx_fixed *out);
+
+/* The gmm column: EM for a mixture of K Gaussians with diagonal
+ * covariances on the rows of d, from the kmeans column km: means c_k,
+ * every variance s^2, weights 1/K; IMX_GMM_IT steps, each an E-step
+ * (responsibilities r_ik per block of B rows) and an M-step from the sums
+ * of r, r x and r x^2 (reproducible sums: the same bits for any P): pi_k =
+ * N_k / N, mu_k, v_kj = max(0, E_r[x_j^2] - mu_kj^2) + IMX_GMM_VAR_FLOOR
+ * s^2; a component with N_k = 0 keeps its parameters. Its outputs:
+ * z_k = -log(pi_k N(x; mu_k, diag(v_k))) and r = softmax(-z) (activation
+ * softmax, tau 1), computed directly; W, b hold the part of z linear in x.
+ * Collective. Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_MPI. */
+imx_err imx_baseline_gmm(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *km,
+                         const imx_data *d, imx_fixed *out);
 
 /* The mean of the rows of d whose winner (imx_metrics_winner on A, nloc x K
  * outputs of activation act) is unit k, into P (K x n), and the row counts

@@ -450,7 +450,10 @@ static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
   if (col->probed) probe_json(j, cfg, col);
   if (col->protos) {
     imx_json_object(j, "prototypes");
-    imx_json_str(j, "compared", col->layer.centers ? "centers" : "winner means");
+    imx_json_str(j, "compared",
+                 col->layer.gmm       ? "means"
+                 : col->layer.centers ? "centers"
+                                      : "winner means");
     imx_json_int(j, "components", cfg->data.components);
     imx_json_int(j, "matched", col->matched);
     imx_json_num(j, "mean_distance", col->proto[0]);
@@ -458,7 +461,15 @@ static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
     imx_json_num(j, "mean_separation", col->proto[2]);
     imx_json_end(j);
   }
-  if (col->layer.centers && !col->layer.triangle) {
+  if (col->layer.gmm) {
+    imx_json_object(j, "gmm");
+    imx_json_int(j, "iterations", col->layer.gmm_it);
+    imx_json_str(j, "covariances", "diagonal");
+    imx_json_str(j, "start", "kmeans centers, variances s2, equal weights");
+    imx_json_num(j, "variance_floor", IMX_GMM_VAR_FLOOR * col->layer.km.s2);
+    imx_json_end(j);
+  }
+  if (col->layer.centers && !col->layer.triangle && !col->layer.gmm) {
     const imx_kmeans_info *km = &col->layer.km;
     imx_json_object(j, "kmeans");
     imx_json_int(j, "iterations", km->iterations);
@@ -621,12 +632,12 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
       e = imx_npy_write(ctx, path, m->eigenvalues, K, 1);
     }
     free(w);
-    for (int c = 1; !e && c < r->ncols;
-         c++) /* the k-means centers (once: both columns share them) */
-      if (r->cols[c].layer.centers && !r->cols[c].layer.triangle) {
-        snprintf(path, sizeof path, "%s/kmeans_centers.npy", dir);
-        e = imx_npy_write(ctx, path, r->cols[c].layer.centers, r->cols[c].layer.K, r->d->n);
-      }
+    for (int c = 1; !e && c < r->ncols; c++) { /* k-means centers, gmm means */
+      const imx_fixed *f = &r->cols[c].layer;
+      if (!f->centers || f->triangle) continue; /* the triangle column shares kmeans' centers */
+      snprintf(path, sizeof path, "%s/%s", dir, f->gmm ? "gmm_means.npy" : "kmeans_centers.npy");
+      e = imx_npy_write(ctx, path, f->centers, f->K, r->d->n);
+    }
   }
   return imx_agree(ctx, e);
 }
@@ -801,6 +812,8 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     c->key = imx_baseline_names[k];
     if (k == IMX_BASE_KMEANS_TRIANGLE) /* the kmeans column's centers */
       e = imx_baseline_triangle(ctx, &cols[ncols - 2].layer, &c->layer);
+    else if (k == IMX_BASE_GMM) /* EM from the kmeans column's centers */
+      e = imx_baseline_gmm(ctx, &cfg, &cols[ncols - 3].layer, d, &c->layer);
     else e = imx_baseline_make(ctx, &cfg, (imx_baseline_kind)k, d, &c->layer);
     if (k == IMX_BASE_RAW) snprintf(c->name, sizeof c->name, "raw input");
     else if (k == IMX_BASE_KMEANS_TRIANGLE) snprintf(c->name, sizeof c->name, "tri-%d", c->layer.K);

@@ -16,12 +16,12 @@
 #include "imx/rng.h"
 #include "imx/rsum.h"
 
-const char *const imx_baseline_names[IMX_NBASELINES] = {"raw", "pca", "random", "kmeans",
-                                                        "kmeans-triangle"};
+const char *const imx_baseline_names[IMX_NBASELINES] = {
+    "raw", "pca", "random", "kmeans", "kmeans-triangle", "gmm"};
 
 void imx_fixed_clear(imx_fixed *f) {
   if (!f) return;
-  free(f->W), free(f->b), free(f->centers), free(f->km.seeds);
+  free(f->W), free(f->b), free(f->centers), free(f->km.seeds), free(f->gmm);
   memset(f, 0, sizeof *f);
 }
 
@@ -387,6 +387,129 @@ void imx_baseline_match(int K, int n, const double *P, const double *count, int 
   free(D), free(used);
 }
 
+/* ---- GMM-EM with diagonal covariances ---- */
+
+/* z = -log(pi_k N(x; mu_k, diag(v_k))) of the rows X (rows x n, one block)
+ * into Z and, if A, r = softmax(-z) into A (Z may be Q). g: 1/v_kj (K x n)
+ * then c_k = log pi_k - sum_j (log(2 pi v_kj) + mu_kj^2 / v_kj) / 2 (K);
+ * W = -mu_kj / v_kj (K x n). XX: rows x n and Q: rows x K scratch. Local. */
+static void gmm_rows(int K, int n, const double *g, const double *W, const double *X, int rows,
+                     double *XX, double *Q, double *Z, double *A) {
+  const double mone = -1, one = 1, zero = 0, mhalf = -0.5;
+  for (size_t i = 0; i < (size_t)rows * n; i++) XX[i] = X[i] * X[i];
+  /* Row-major Q (rows x K) = -XX V^T / 2 - X W^T: column-major Q^T. */
+  dgemm_("T", "N", &K, &rows, &n, &mhalf, g, &n, XX, &n, &zero, Q, &K);
+  dgemm_("T", "N", &K, &rows, &n, &mone, W, &n, X, &n, &one, Q, &K);
+  const double *c = g + (size_t)K * n;
+  for (int i = 0; i < rows; i++) {
+    double *q = Q + (size_t)i * K, top = -INFINITY, s = 0;
+    for (int k = 0; k < K; k++) {
+      q[k] += c[k]; /* log pi_k p_k(x) */
+      if (q[k] > top) top = q[k];
+    }
+    for (int k = 0; k < K; k++) s += exp(q[k] - top);
+    for (int k = 0; k < K; k++) {
+      if (A) A[(size_t)i * K + k] = exp(q[k] - top) / s;
+      Z[(size_t)i * K + k] = -q[k];
+    }
+  }
+}
+
+/* The tables of gmm_rows (g and W, b = -c) from means mu (K x n), variances v
+ * (K x n) and weights pi (K). Local. */
+static void gmm_tables(int K, int n, const double *mu, const double *v, const double *pi, double *g,
+                       double *W, double *b) {
+  for (int k = 0; k < K; k++) {
+    double c = log(pi[k]);
+    for (int j = 0; j < n; j++) {
+      size_t kj = (size_t)k * n + j;
+      g[kj] = 1 / v[kj];
+      W[kj] = -mu[kj] / v[kj];
+      c -= 0.5 * (log(6.283185307179586 * v[kj]) + mu[kj] * mu[kj] / v[kj]);
+    }
+    g[(size_t)K * n + k] = c, b[k] = -c;
+  }
+}
+
+imx_err imx_baseline_gmm(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *km,
+                         const imx_data *d, imx_fixed *out) {
+  int K = km->K, n = d->n, B = d->block, w = 2 * n + 1; /* partial: K x (r x, r x^2, r) */
+  int64_t m = d->nloc;
+  imx_reduction mode = cfg->parallel.reduction;
+  memset(out, 0, sizeof *out);
+  out->K = K, out->n = n, out->act = IMX_ACT_SOFTMAX, out->tau = 1, out->km = km->km;
+  out->km.seeds = NULL;
+  out->W = malloc((size_t)K * n * sizeof *out->W), out->b = malloc((size_t)K * sizeof *out->b);
+  out->centers = malloc((size_t)K * n * sizeof *out->centers);
+  out->gmm = malloc(((size_t)K * n + K) * sizeof *out->gmm);
+  out->km.seeds = malloc((size_t)K * sizeof *out->km.seeds);
+  double *v = malloc((size_t)K * n * sizeof *v), *pi = malloc((size_t)K * sizeof *pi);
+  double *bound = calloc((size_t)w, sizeof *bound);
+  double *XX = malloc((size_t)B * n * sizeof *XX), *Q = malloc((size_t)B * K * sizeof *Q);
+  double *R = malloc((size_t)B * K * sizeof *R), *tot = malloc((size_t)K * w * sizeof *tot);
+  imx_rsum *s = NULL;
+  imx_err e = out->W && out->b && out->centers && out->gmm && out->km.seeds && v && pi && bound &&
+                      XX && Q && R && tot && km->centers
+                  ? IMX_OK
+                  : imx_fail(ctx, IMX_ERR_NOMEM, "gmm: %d components x %d", K, n);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_agree(ctx, imx_rsum_create(ctx, mode, K, w, 0, &s));
+  if (!e) e = imx_colmax(ctx, m, n, d->X, n, bound);
+  /* Start: the k-means centers, every variance s^2, equal weights. */
+  double s2 = km->km.s2 > 0 ? km->km.s2 : 1, floor = IMX_GMM_VAR_FLOOR * s2;
+  if (!e) {
+    memcpy(out->km.seeds, km->km.seeds, (size_t)K * sizeof *out->km.seeds);
+    memcpy(out->centers, km->centers, (size_t)K * n * sizeof *out->centers);
+    for (int j = 0; j < n; j++) bound[n + j] = bound[j] * bound[j];
+    bound[2 * n] = 1;
+    for (int k = 0; k < K; k++) {
+      pi[k] = 1.0 / K;
+      for (int j = 0; j < n; j++) v[(size_t)k * n + j] = s2;
+    }
+  }
+  const double one = 1;
+  int64_t step = mode == IMX_RED_REPRODUCIBLE ? B : (m > 0 ? m : 1);
+  for (int it = 0; !e && it < IMX_GMM_IT; it++) {
+    gmm_tables(K, n, out->centers, v, pi, out->gmm, out->W, out->b);
+    imx_rsum_begin(s, (double)B, NULL, bound);
+    double *part = imx_rsum_work(s);
+    for (int64_t r0 = 0; r0 < m; r0 += step) {
+      int64_t r1 = r0 + step < m ? r0 + step : m;
+      memset(part, 0, (size_t)K * w * sizeof *part);
+      for (int64_t b0 = r0; b0 < r1; b0 += B) { /* E-step on whole blocks, as for any P */
+        int rows = (int)((b0 + B < r1 ? b0 + B : r1) - b0);
+        const double *X = d->X + b0 * n;
+        gmm_rows(K, n, out->gmm, out->W, X, rows, XX, Q, Q, R);
+        /* part[:, 0:n] += R^T X, part[:, n:2n] += R^T XX (column-major: X^T R). */
+        dgemm_("N", "T", &n, &K, &rows, &one, X, &n, R, &K, &one, part, &w);
+        dgemm_("N", "T", &n, &K, &rows, &one, XX, &n, R, &K, &one, part + n, &w);
+        for (int i = 0; i < rows; i++)
+          for (int k = 0; k < K; k++) part[(size_t)k * w + 2 * n] += R[(size_t)i * K + k];
+      }
+      imx_rsum_add(s, part, w);
+    }
+    e = imx_agree(ctx, imx_rsum_end(ctx, s, tot));
+    /* M-step; a component without weight keeps its parameters. */
+    for (int k = 0; !e && k < K; k++) {
+      double Nk = tot[(size_t)k * w + 2 * n];
+      if (!(Nk > 0)) continue;
+      pi[k] = Nk / (double)d->N;
+      for (int j = 0; j < n; j++) {
+        double mu = tot[(size_t)k * w + j] / Nk, var = tot[(size_t)k * w + n + j] / Nk - mu * mu;
+        out->centers[(size_t)k * n + j] = mu;
+        v[(size_t)k * n + j] = (var > 0 ? var : 0) + floor;
+      }
+    }
+    if (!e) out->gmm_it++;
+  }
+  /* The final tables; W x + b is the part of z linear in x (the weight measures see it). */
+  if (!e) gmm_tables(K, n, out->centers, v, pi, out->gmm, out->W, out->b);
+  imx_rsum_free(&s);
+  free(v), free(pi), free(bound), free(XX), free(Q), free(R), free(tot);
+  if (e) imx_fixed_clear(out);
+  return e;
+}
+
 imx_err imx_baseline_make(imx_ctx *ctx, const imx_config *cfg, imx_baseline_kind kind,
                           const imx_data *train, imx_fixed *out) {
   memset(out, 0, sizeof *out);
@@ -408,9 +531,10 @@ imx_err imx_baseline_make(imx_ctx *ctx, const imx_config *cfg, imx_baseline_kind
   if (!e && kind == IMX_BASE_PCA) e = make_pca(ctx, cfg, train, out);
   if (!e && kind == IMX_BASE_RANDOM) make_random(cfg, out);
   if (!e && kind == IMX_BASE_KMEANS) e = make_kmeans(ctx, cfg, train, out);
-  if (!e && kind == IMX_BASE_KMEANS_TRIANGLE)
+  if (!e && (kind == IMX_BASE_KMEANS_TRIANGLE || kind == IMX_BASE_GMM))
     e = imx_fail(ctx, IMX_ERR_INTERNAL,
-                 "kmeans-triangle is made from kmeans (imx_baseline_triangle)");
+                 "%s is made from kmeans (imx_baseline_triangle, imx_baseline_gmm)",
+                 imx_baseline_names[kind]);
   if (e) imx_fixed_clear(out);
   return e;
 }
@@ -443,6 +567,15 @@ imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *
       triangle_rows(K, n, f->centers, cn, d->X + r0 * n, rows, z + r0 * K, a + r0 * K);
     }
     free(cn);
+  } else if (!e && f->gmm) { /* not a layer either: the log densities */
+    double *XX = malloc((size_t)d->block * n * sizeof *XX);
+    e = imx_agree(ctx,
+                  XX ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "gmm outputs (%d x %d)", d->block, n));
+    for (int64_t r0 = 0; !e && r0 < d->nloc; r0 += d->block) {
+      int rows = (int)(r0 + d->block < d->nloc ? d->block : d->nloc - r0);
+      gmm_rows(K, n, f->gmm, f->W, d->X + r0 * n, rows, XX, z + r0 * K, z + r0 * K, a + r0 * K);
+    }
+    free(XX);
   } else if (!e && f->W) {
     /* A layer for the forward pass only: no weight normalization (W is used
      * as given), the data path, and an objective that every model accepts. */
