@@ -14,8 +14,9 @@
  *    r = softmax(-||x - c_k||^2 / (2 s^2)): the fixed softmax layer (tau = 1)
  *    z_k = (||c_k||^2 / 2 - c_k . x) / s^2, which differs from
  *    ||x - c_k||^2 / (2 s^2) by a term constant in k that softmax ignores;
- *    s^2 is the mean squared distance of a row to its own center per
- *    coordinate (the spherical Gaussian's maximum likelihood variance);
+ *    s^2 is the mean squared distance of a row to its own center (n times
+ *    the spherical Gaussian's maximum likelihood variance: with that
+ *    variance the assignments are almost hard in many dimensions);
  *  - kmeans-triangle: the same centers through the Coates-Ng "triangle"
  *    features a_k = max(0, mean_j d_j - d_k), d_k = ||x - c_k||, computed
  *    directly (z_k = mean_j d_j - d_k, activation relu); W and b stay those
@@ -56,7 +57,7 @@ extern const char *const imx_baseline_names[IMX_NBASELINES];
 /* Lloyd steps at most; k-means stops earlier when a step changes no assignment. */
 #define IMX_KMEANS_MAX_IT 100
 /* EM steps of the gmm baseline, and its variance floor in units of the
- * k-means s^2. */
+ * k-means s^2 / n. */
 #define IMX_GMM_IT 20
 #define IMX_GMM_VAR_FLOOR 1e-3
 
@@ -66,7 +67,7 @@ typedef struct imx_kmeans_info {
   int converged;  /* 1: the assignments to the final centers are those of the last update */
   int empty;      /* clusters without rows under the final centers */
   double inertia; /* mean over rows of ||x - c_a(x)||^2 (a(x): the nearest center) */
-  double s2;      /* s^2 = inertia / n, the soft assignments' variance */
+  double s2;      /* s^2 = inertia, the soft assignments' scale */
   int64_t *seeds; /* K global rows of the initial centers (owned) */
 } imx_kmeans_info;
 
@@ -110,11 +111,11 @@ imx_err imx_baseline_triangle(imx_ctx *ctx, const imx_fixed *km, imx_fixed *out)
 
 /* The gmm column: EM for a mixture of K Gaussians with diagonal
  * covariances on the rows of d, from the kmeans column km: means c_k,
- * every variance s^2, weights 1/K; IMX_GMM_IT steps, each an E-step
+ * every variance s^2 / n (the spherical maximum likelihood), weights 1/K; IMX_GMM_IT steps, each an E-step
  * (responsibilities r_ik per block of B rows) and an M-step from the sums
  * of r, r x and r x^2 (reproducible sums: the same bits for any P): pi_k =
  * N_k / N, mu_k, v_kj = max(0, E_r[x_j^2] - mu_kj^2) + IMX_GMM_VAR_FLOOR
- * s^2; a component with N_k = 0 keeps its parameters. Its outputs:
+ * s^2 / n; a component with N_k = 0 keeps its parameters. Its outputs:
  * z_k = -log(pi_k N(x; mu_k, diag(v_k))) and r = softmax(-z) (activation
  * softmax, tau 1), computed directly; W, b hold the part of z linear in x.
  * Collective. Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_MPI. */

@@ -10,9 +10,9 @@
  *   3. with labels and eval.probe, a linear probe (include/imx/probe.h) on
  *      eval.features, trained on the train split and scored on the test split;
  *   4. with eval.baselines, the same measures and probe for the raw input,
- *      PCA with K components, K random hyperplanes and k-means with K
- *      centers, soft and triangle (include/imx/baseline.h); on gmm data the
- *      prototypes of each layer against the true means;
+ *      PCA with K components, K random hyperplanes, k-means with K centers
+ *      (soft and triangle) and GMM-EM (include/imx/baseline.h); on gmm data
+ *      the prototypes of each layer against the true means;
  *   5. the run's supervised head of the judged layer, if it has one: its
  *      accuracy on each split.
  * Standard output gets one JSON document; standard error gets progress notes
@@ -465,8 +465,9 @@ static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
     imx_json_object(j, "gmm");
     imx_json_int(j, "iterations", col->layer.gmm_it);
     imx_json_str(j, "covariances", "diagonal");
-    imx_json_str(j, "start", "kmeans centers, variances s2, equal weights");
-    imx_json_num(j, "variance_floor", IMX_GMM_VAR_FLOOR * col->layer.km.s2);
+    imx_json_str(j, "start", "kmeans centers, variances s2 / n, equal weights");
+    double s2 = col->layer.km.s2 > 0 ? col->layer.km.s2 / col->layer.n : 1; /* as gmm's start */
+    imx_json_num(j, "variance_floor", IMX_GMM_VAR_FLOOR * s2);
     imx_json_end(j);
   }
   if (col->layer.centers && !col->layer.triangle && !col->layer.gmm) {

@@ -229,7 +229,7 @@ imx_err imx_baseline_kmeans(imx_ctx *ctx, imx_reduction mode, uint64_t seed, int
       info->empty += tot[(size_t)k * w + n] == 0;
     }
     info->inertia = sse / (double)d->N;
-    info->s2 = info->inertia / n;
+    info->s2 = info->inertia;
   }
   imx_rsum_free(&s);
   free(a), free(na), free(G), free(d2), free(cn), free(v), free(tot);
@@ -455,8 +455,8 @@ imx_err imx_baseline_gmm(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *k
   e = imx_agree(ctx, e);
   if (!e) e = imx_agree(ctx, imx_rsum_create(ctx, mode, K, w, 0, &s));
   if (!e) e = imx_colmax(ctx, m, n, d->X, n, bound);
-  /* Start: the k-means centers, every variance s^2, equal weights. */
-  double s2 = km->km.s2 > 0 ? km->km.s2 : 1, floor = IMX_GMM_VAR_FLOOR * s2;
+  /* Start: the k-means centers, every variance s^2 / n, equal weights. */
+  double s2 = km->km.s2 > 0 ? km->km.s2 / n : 1, floor = IMX_GMM_VAR_FLOOR * s2;
   if (!e) {
     memcpy(out->km.seeds, km->km.seeds, (size_t)K * sizeof *out->km.seeds);
     memcpy(out->centers, km->centers, (size_t)K * n * sizeof *out->centers);
