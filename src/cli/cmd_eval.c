@@ -811,6 +811,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   for (int k = 0; !e && cfg.eval.baselines && k < IMX_NBASELINES; k++) {
     column *c = &cols[ncols++];
     c->key = imx_baseline_names[k];
+    double fit = imx_now();            /* the column's seconds include making it (Lloyd, EM, PCA) */
     if (k == IMX_BASE_KMEANS_TRIANGLE) /* the kmeans column's centers */
       e = imx_baseline_triangle(ctx, &cols[ncols - 2].layer, &c->layer);
     else if (k == IMX_BASE_GMM) /* EM from the kmeans column's centers */
@@ -819,7 +820,12 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (k == IMX_BASE_RAW) snprintf(c->name, sizeof c->name, "raw input");
     else if (k == IMX_BASE_KMEANS_TRIANGLE) snprintf(c->name, sizeof c->name, "tri-%d", c->layer.K);
     else snprintf(c->name, sizeof c->name, "%s-%d", c->key, c->layer.K);
+    fit = imx_now() - fit;
+    if (!e && c->layer.centers && !c->layer.triangle)
+      note(ctx, "%-10s fitted in %.2f s (%d steps)", c->name, fit,
+           c->layer.gmm ? c->layer.gmm_it : c->layer.km.iterations);
     if (!e) e = judge(ctx, &cfg, c, 0, d, dt, mixing, truth);
+    c->seconds += fit;
   }
 
   if (!e) {
