@@ -3,7 +3,8 @@
 On small well separated Gaussian-mixture data with train and test splits
 (.npy, labels as .npy vectors):
   - the JSON keeps the term keys and adds measures (train and test split),
-    probe and baselines (raw input, PCA-K, random hyperplanes);
+    probe and baselines (raw input, PCA-K, random hyperplanes; k-means soft
+    and triangle, gmm: tests/test_kmeans.py checks those);
   - every measure agrees with an independent numpy implementation (test split
     centered with the train split's mean);
   - the linear probe classifies the mixture (test accuracy >= 0.95 for the raw
@@ -159,9 +160,11 @@ ev = json.loads(out) if code == 0 else {}
 check(all(k in ev for k in ("terms", "unavailable", "loss", "dead_units", "max_abs_corr", "measures",
                              "measures_test", "probe", "baselines")),
       "JSON keeps the term keys and adds measures, measures_test, probe, baselines")
-check(sorted(ev.get("baselines", {})) == ["pca", "random", "raw"]
+check(sorted(ev.get("baselines", {})) == ["gmm", "kmeans", "kmeans-triangle", "pca", "random", "raw"]
       and ev["baselines"]["raw"]["K"] == n and ev["baselines"]["pca"]["K"] == K
-      and ev["baselines"]["random"]["K"] == K, "baselines: raw (K = n), pca-K, random-K")
+      and ev["baselines"]["random"]["K"] == K and ev["baselines"]["kmeans"]["K"] == K
+      and ev["baselines"]["kmeans-triangle"]["K"] == K and ev["baselines"]["gmm"]["K"] == K,
+      "baselines: raw (K = n), pca-K, random-K, kmeans-K, kmeans-triangle-K, gmm-K")
 check("probe test accuracy" in err and "measures on the test split" in err,
       "the tables go to standard error")
 

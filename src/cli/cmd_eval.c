@@ -10,7 +10,9 @@
  *   3. with labels and eval.probe, a linear probe (include/imx/probe.h) on
  *      eval.features, trained on the train split and scored on the test split;
  *   4. with eval.baselines, the same measures and probe for the raw input,
- *      PCA with K components and K random hyperplanes (include/imx/baseline.h);
+ *      PCA with K components, K random hyperplanes, k-means with K centers
+ *      (soft and triangle) and GMM-EM (include/imx/baseline.h); on gmm data
+ *      the prototypes of each layer against the true means;
  *   5. the run's supervised head of the judged layer, if it has one: its
  *      accuracy on each split.
  * Standard output gets one JSON document; standard error gets progress notes
@@ -55,9 +57,9 @@ typedef struct sup_head {
 } sup_head;
 
 typedef struct column {
-  char name[32];           /* heading: "model", "raw", "pca-64", "random-64" */
-  const char *key;         /* JSON key: "model", "raw", "pca", "random" */
-  imx_fixed layer;         /* its parameters (the model's are borrowed, see free_column) */
+  char name[32];   /* heading: "model", "raw", "pca-64", "random-64", "kmeans-64", "tri-64" */
+  const char *key; /* JSON key: "model" or imx_baseline_names */
+  imx_fixed layer; /* its parameters (the model's are borrowed, see free_column) */
   imx_metrics train, test; /* measures on the train split and on the test split */
   int has_test;
   int probed;
@@ -67,6 +69,9 @@ typedef struct column {
   sup_head head;        /* the model's supervised head */
   const char *save_dir; /* --out DIR for the model's column: features.h5, probe.h5 (else NULL) */
   imx_probe_model kept; /* the trained probe, when saved */
+  int protos;           /* gmm data: the prototypes below were compared with the true means */
+  int matched;          /* prototype-mean pairs of imx_baseline_match */
+  double proto[3];      /* their mean and largest distance, the true means' mean separation */
 } column;
 
 /* A progress note on standard error (rank 0): standard output is the JSON. */
@@ -249,6 +254,28 @@ static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const i
                    imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing, m));
 }
 
+/* gmm data: the column's prototypes (k-means: its centers; a layer: the
+ * means of the rows each unit wins on A) against the true means (C x n, in
+ * the preprocessed coordinates). Collective. */
+static imx_err prototypes(imx_ctx *ctx, const imx_config *cfg, column *col, const imx_data *d,
+                          const double *A, const double *truth) {
+  int K = col->layer.K, n = d->n;
+  double *P = malloc((size_t)K * n * sizeof *P), *count = malloc((size_t)K * sizeof *count);
+  imx_err e = imx_agree(ctx, P && count ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "prototypes"));
+  if (!e && col->layer.centers) {
+    memcpy(P, col->layer.centers, (size_t)K * n * sizeof *P);
+    for (int k = 0; k < K; k++) count[k] = 1;
+  } else if (!e) {
+    e = imx_baseline_winner_means(ctx, cfg->parallel.reduction, K, col->layer.act, A, d, P, count);
+  }
+  if (!e)
+    imx_baseline_match(K, n, P, count, cfg->data.components, truth, &col->matched, &col->proto[0],
+                       &col->proto[1], &col->proto[2]);
+  col->protos = !e;
+  free(P), free(count);
+  return e;
+}
+
 /* The features the probe of a column sees: the input, z or phi(z). */
 static const char *probe_features(const imx_config *cfg, const column *col, int is_model) {
   if (!col->layer.W) return "input";
@@ -329,11 +356,14 @@ static imx_err save_probe(imx_ctx *ctx, const column *col) {
 /* Measures and probe of one column on the train split d and the test split
  * dt (may be NULL). Collective. */
 static imx_err judge(imx_ctx *ctx, const imx_config *cfg, column *col, int is_model,
-                     const imx_data *d, const imx_data *dt, const double *mixing) {
+                     const imx_data *d, const imx_data *dt, const double *mixing,
+                     const double *truth) {
   double t0 = imx_now();
   double *Z = NULL, *A = NULL, *Zt = NULL, *At = NULL, *F = NULL, *Ft = NULL;
   imx_err e = imx_fixed_outputs(ctx, cfg, &col->layer, d, &Z, &A);
   if (!e) e = measure(ctx, cfg, col, d, Z, A, mixing, &col->train);
+  if (!e && truth && col->layer.W && !col->layer.triangle)
+    e = prototypes(ctx, cfg, col, d, A, truth);
   if (!e && dt) {
     e = imx_fixed_outputs(ctx, cfg, &col->layer, dt, &Zt, &At);
     if (!e) e = measure(ctx, cfg, col, dt, Zt, At, mixing, &col->test);
@@ -418,6 +448,42 @@ static void column_json(imx_json *j, const imx_config *cfg, const column *col) {
   imx_metrics_json(j, "measures", &col->train);
   if (col->has_test) imx_metrics_json(j, "measures_test", &col->test);
   if (col->probed) probe_json(j, cfg, col);
+  if (col->protos) {
+    imx_json_object(j, "prototypes");
+    imx_json_str(j, "compared",
+                 col->layer.gmm       ? "means"
+                 : col->layer.centers ? "centers"
+                                      : "winner means");
+    imx_json_int(j, "components", cfg->data.components);
+    imx_json_int(j, "matched", col->matched);
+    imx_json_num(j, "mean_distance", col->proto[0]);
+    imx_json_num(j, "max_distance", col->proto[1]);
+    imx_json_num(j, "mean_separation", col->proto[2]);
+    imx_json_end(j);
+  }
+  if (col->layer.gmm) {
+    imx_json_object(j, "gmm");
+    imx_json_int(j, "iterations", col->layer.gmm_it);
+    imx_json_str(j, "covariances", "diagonal");
+    imx_json_str(j, "start", "kmeans centers, variances s2 / n, equal weights");
+    double s2 = col->layer.km.s2 > 0 ? col->layer.km.s2 / col->layer.n : 1; /* as gmm's start */
+    imx_json_num(j, "variance_floor", IMX_GMM_VAR_FLOOR * s2);
+    imx_json_end(j);
+  }
+  if (col->layer.centers && !col->layer.triangle && !col->layer.gmm) {
+    const imx_kmeans_info *km = &col->layer.km;
+    imx_json_object(j, "kmeans");
+    imx_json_int(j, "iterations", km->iterations);
+    imx_json_int(j, "max_iterations", IMX_KMEANS_MAX_IT);
+    imx_json_bool(j, "converged", km->converged);
+    imx_json_int(j, "empty_clusters", km->empty);
+    imx_json_num(j, "inertia", km->inertia);
+    imx_json_num(j, "s2", km->s2);
+    imx_json_array(j, "seed_rows");
+    for (int k = 0; k < col->layer.K; k++) imx_json_int(j, NULL, km->seeds[k]);
+    imx_json_end(j);
+    imx_json_end(j);
+  }
   if (col->head.classes) {
     imx_json_object(j, "head");
     imx_json_str(j, "weights", col->head.path);
@@ -567,6 +633,12 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
       e = imx_npy_write(ctx, path, m->eigenvalues, K, 1);
     }
     free(w);
+    for (int c = 1; !e && c < r->ncols; c++) { /* k-means centers, gmm means */
+      const imx_fixed *f = &r->cols[c].layer;
+      if (!f->centers || f->triangle) continue; /* the triangle column shares kmeans' centers */
+      snprintf(path, sizeof path, "%s/%s", dir, f->gmm ? "gmm_means.npy" : "kmeans_centers.npy");
+      e = imx_npy_write(ctx, path, f->centers, f->K, r->d->n);
+    }
   }
   return imx_agree(ctx, e);
 }
@@ -623,7 +695,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   for (int i = 0; set && i < a->nset; i++) set[nset++] = a->set[i];
   imx_config cfg;
   imx_data *d = NULL, *dt = NULL;
-  double *W = NULL, *b = NULL, *mean = NULL, *transform = NULL, *mixing = NULL;
+  double *W = NULL, *b = NULL, *mean = NULL, *transform = NULL, *mixing = NULL, *truth = NULL;
   column cols[1 + IMX_NBASELINES];
   int ncols = 0;
   memset(cols, 0, sizeof cols);
@@ -708,6 +780,17 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     e = imx_agree(ctx, mixing ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "mixing matrix"));
     if (!e) imx_metrics_mixing(d->n, transform, d->truth, mixing);
   }
+  /* The true gmm means in the same coordinates: (mu_c - mean) P. */
+  if (!e && d->means && cfg.eval.layer <= 1) {
+    int C = cfg.data.components, n = d->n;
+    truth = calloc((size_t)C * n, sizeof *truth);
+    e = imx_agree(ctx, truth ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "true means"));
+    for (int c = 0; !e && c < C; c++)
+      for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+          truth[(size_t)c * n + j] += (d->means[(size_t)c * n + i] - mean[i]) *
+                                      transform[(size_t)i * n + j];
+  }
 
   /* The model, then the baselines. */
   /* The run's own head (not with --weights: it was trained with other weights). */
@@ -723,15 +806,26 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
                            .tau = cfg.model.temperature,
                            .W = W,
                            .b = b};
-    e = judge(ctx, &cfg, m, 1, d, dt, mixing);
+    e = judge(ctx, &cfg, m, 1, d, dt, mixing, truth);
   }
   for (int k = 0; !e && cfg.eval.baselines && k < IMX_NBASELINES; k++) {
     column *c = &cols[ncols++];
     c->key = imx_baseline_names[k];
-    e = imx_baseline_make(ctx, &cfg, (imx_baseline_kind)k, d, &c->layer);
+    double fit = imx_now();            /* the column's seconds include making it (Lloyd, EM, PCA) */
+    if (k == IMX_BASE_KMEANS_TRIANGLE) /* the kmeans column's centers */
+      e = imx_baseline_triangle(ctx, &cols[ncols - 2].layer, &c->layer);
+    else if (k == IMX_BASE_GMM) /* EM from the kmeans column's centers */
+      e = imx_baseline_gmm(ctx, &cfg, &cols[ncols - 3].layer, d, &c->layer);
+    else e = imx_baseline_make(ctx, &cfg, (imx_baseline_kind)k, d, &c->layer);
     if (k == IMX_BASE_RAW) snprintf(c->name, sizeof c->name, "raw input");
+    else if (k == IMX_BASE_KMEANS_TRIANGLE) snprintf(c->name, sizeof c->name, "tri-%d", c->layer.K);
     else snprintf(c->name, sizeof c->name, "%s-%d", c->key, c->layer.K);
-    if (!e) e = judge(ctx, &cfg, c, 0, d, dt, mixing);
+    fit = imx_now() - fit;
+    if (!e && c->layer.centers && !c->layer.triangle)
+      note(ctx, "%-10s fitted in %.2f s (%d steps)", c->name, fit,
+           c->layer.gmm ? c->layer.gmm_it : c->layer.km.iterations);
+    if (!e) e = judge(ctx, &cfg, c, 0, d, dt, mixing, truth);
+    c->seconds += fit;
   }
 
   if (!e) {
@@ -761,7 +855,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
   if (e) imx_report(ctx);
   imx_rundir_unlock(&lock);
   for (int c = 0; c < ncols; c++) free_column(&cols[c], c == 0);
-  free(W), free(b), free(mean), free(transform), free(mixing);
+  free(W), free(b), free(mean), free(transform), free(mixing), free(truth);
   imx_data_free(&dt);
   imx_data_free(&d);
   return e;

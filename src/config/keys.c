@@ -180,7 +180,7 @@ const key_row imx_config_keys[] = {
     {SEC_EVAL, "probe_l2", K_DOUBLE, FIELD(eval.probe_l2), "1e-4", 0, 0, F_MIN, NO_CHOICES,
      "L2 penalty of the probe's weights"},
     {SEC_EVAL, "baselines", K_BOOL, FIELD(eval.baselines), "false", 0, 0, 0, NO_CHOICES,
-     "also score raw input, PCA with K components and random hyperplanes"},
+     "also score raw input, PCA-K, K random hyperplanes, k-means (soft, triangle) and GMM-EM"},
     {SEC_EVAL, "layer", K_INT, FIELD(eval.layer), "1", 1, IMX_MAX_LAYERS, F_MIN | F_MAX, NO_CHOICES,
      "the layer of model.layers to judge, on the features of the layers below it"},
 
