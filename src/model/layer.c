@@ -221,6 +221,7 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
   /* The ICA preconditioner's statistics come from the entropy pass. */
   int curvature = cfg->optimizer.precondition == IMX_PRECONDITION_ICA;
+  l->extended = cfg->objective.extended_every > 0;
   if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0)
     e = imx_entropy_create(ctx, l->mode, K, l->nloc, curvature, cfg->objective.extended_every > 0,
                            &l->ent);
@@ -431,6 +432,8 @@ int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len)
                      .wl = l->obj.w[IMX_TERM_LOGDET]};
   return 1;
 }
+
+int imx_layer_switch_applies(const imx_layer *l) { return l->ent && l->extended; }
 
 imx_err imx_layer_switch(imx_ctx *ctx, imx_layer *l, const double *theta, int *flips, int *sub) {
   *flips = 0, *sub = 0;
