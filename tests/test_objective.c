@@ -196,14 +196,14 @@ int main(int argc, char **argv) {
     if (!e) imx_entropy_set_signs(ent, k);
     double v0 = 0, maxrel = 0;
     /* value of the centered A */
-#define ENT_VALUE(out)                                                                             \
-  do {                                                                                             \
-    for (int j = 0; j < KE; j++) {                                                                 \
-      double m = 0;                                                                                \
-      for (int i = 0; i < NS; i++) m += A[i * KE + j] / NS;                                        \
-      for (int i = 0; i < NS; i++) D[i * KE + j] = A[i * KE + j] - m;                              \
-    }                                                                                              \
-    if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &(out));                          \
+#define ENT_VALUE(out)                                                    \
+  do {                                                                    \
+    for (int j = 0; j < KE; j++) {                                        \
+      double m = 0;                                                       \
+      for (int i = 0; i < NS; i++) m += A[i * KE + j] / NS;               \
+      for (int i = 0; i < NS; i++) D[i * KE + j] = A[i * KE + j] - m;     \
+    }                                                                     \
+    if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &(out)); \
   } while (0)
     ENT_VALUE(v0);
     for (int i = 0; i < NS * KE; i++) g[i] = 0;
@@ -231,7 +231,7 @@ int main(int argc, char **argv) {
     double *U = malloc((size_t)NU * 2 * sizeof *U);
     for (int i = 0; i < NU; i++) {
       double u = imx_rng_uniform(13, 0, (uint64_t)i) - 0.5;
-      U[2 * i] = (u < 0 ? 1 : -1) * log(1 - 2 * fabs(u)) / sqrt(2.0); /* Laplace, var 1 */
+      U[2 * i] = (u < 0 ? 1 : -1) * log(1 - 2 * fabs(u)) / sqrt(2.0);          /* Laplace, var 1 */
       U[2 * i + 1] = sqrt(12.0) * (imx_rng_uniform(13, 1, (uint64_t)i) - 0.5); /* uniform */
     }
     e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NU, 0, 1, &ent);

@@ -25,11 +25,11 @@ struct imx_entropy {
   int nsums;      /* 2, 5 with the curvature, NSUMS with the switch */
   imx_rsum *sum;  /* nsums x K: log cosh d, tanh d[, sech^2 d, d tanh d, d^2 sech^2 d[, d^2]] */
   signed char *k; /* K: +1 super-Gaussian (log cosh), -1 sub-Gaussian density */
-  double *tbar;  /* K: mean tanh(d_j) of the last value */
-  double *bound; /* K: max(1, global max |d_j|), the partials' bound per block row */
-  double *tot;   /* NSUMS K: the reduced sums */
-  double *th;    /* rows x K: tanh(d) of the last value, for the gradient */
-  int64_t rows;  /* local rows */
+  double *tbar;   /* K: mean tanh(d_j) of the last value */
+  double *bound;  /* K: max(1, global max |d_j|), the partials' bound per block row */
+  double *tot;    /* NSUMS K: the reduced sums */
+  double *th;     /* rows x K: tanh(d) of the last value, for the gradient */
+  int64_t rows;   /* local rows */
 };
 
 imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows, int curvature,
@@ -180,8 +180,7 @@ void imx_entropy_grad_rows(const imx_entropy *e, int64_t r0, int64_t rows, const
     const double *th = e->th + (r0 + i) * K, *d = D + i * K;
     double *gi = g + i * K;
     for (int j = 0; j < K; j++)
-      gi[j] += e->k[j] > 0 ? 2 * scale * (th[j] - e->tbar[j])
-                           : scale * (d[j] - th[j] + e->tbar[j]);
+      gi[j] += e->k[j] > 0 ? 2 * scale * (th[j] - e->tbar[j]) : scale * (d[j] - th[j] + e->tbar[j]);
   }
 }
 
