@@ -7,6 +7,7 @@ weights are the same bits on 1..4 ranks; a resume that retraces a switch, and
 one that meets it after the checkpoint, end where the uninterrupted run ends,
 bit for bit (also with optimizer.precondition: ica); the switch without an
 entropy term is a config error."""
+import json
 import os
 
 import numpy as np
@@ -59,7 +60,9 @@ for every in (0, 10):
     res[every] = (c, amari(rd) if c == 0 else float("nan"), out)
 c0, a0, _ = res[0]
 c1, a1, out1 = res[10]
-check(c0 == c1 == 0 and a1 < 0.05 and a0 > 0.1 and "2 of 4 units sub-Gaussian" in out1,
+ml = [json.loads(l) for l in open(os.path.join(d, "sep10", "metrics.jsonl"))] if c1 == 0 else []
+check(c0 == c1 == 0 and a1 < 0.05 and a0 > 0.1 and "2 of 4 units sub-Gaussian" in out1
+      and ml and ml[-1].get("sub_gaussian") == 2,
       "2 uniform + 2 Laplace sources, ica preset: Amari distance %.4f with objective.extended_every: "
       "10 (< 0.05), %.4f without (> 0.1)" % (a1, a0))
 

@@ -51,6 +51,7 @@ typedef struct state {
   int ext_every; /* 0: one TaoSolve */
   int seg_start; /* global iteration at which the current TaoSolve started */
   int segment;   /* segments before the current one */
+  int sub;       /* units with the sub-Gaussian density (metrics.jsonl) */
 } state;
 
 /* Write a checkpoint of x at global iteration it. Collective. */
@@ -216,6 +217,7 @@ static imx_err switch_densities(state *s, Vec x, int git, int *flips) {
   VecRestoreArrayRead(x, &xa);
   if (e) return e;
   if (flips) *flips = nf;
+  s->sub = sub;
   int retraced = s->io->replay_evaluations > 0 && git < s->io->replay_iterations;
   if (!retraced && (!flips || nf))
     imx_log(s->ctx, IMX_INFO,
@@ -322,6 +324,7 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     imx_json_int(&j, "evaluations", s->io->start_evaluations + s->evals);
     imx_json_int(&j, "dead_units", ev.dead_units);
     imx_json_num(&j, "max_abs_bias", ev.max_abs_bias);
+    if (s->ext_every) imx_json_int(&j, "sub_gaussian", s->sub);
     imx_json_num(&j, "time", now);
     imx_json_object(&j, "phase_seconds");
     for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
