@@ -170,7 +170,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < NS; i++) m[0] += D[2 * i] / NS, m[1] += D[2 * i + 1] / NS;
     for (int i = 0; i < NS; i++) D[2 * i] -= m[0], D[2 * i + 1] -= m[1];
     imx_entropy *ent = NULL;
-    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, 0, &ent);
+    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NS, 0, 0, &ent);
     if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &v);
     /* the value is the sum over both units; the Gaussian's cross-entropy
      * E[2 log cosh u] + log 2 is 1.44228 (trapezoid rule on [-12, 12]), above its
@@ -181,6 +181,71 @@ int main(int argc, char **argv) {
             h_logistic + ce_gauss, tol);
     imx_entropy_free(&ent);
     free(D);
+  }
+  /* Extended Infomax: value and gradient of the entropy term with mixed
+   * densities (k = +1, -1, -1) against central differences of the value of
+   * the centered outputs, and the switch on a Laplace and a uniform unit
+   * (unit variance): it must pick super for the first, sub for the second. */
+  {
+    enum { NS = 96, KE = 3, B = 16 };
+    double A[NS * KE], D[NS * KE], g[NS * KE];
+    for (int i = 0; i < NS * KE; i++) A[i] = 1.5 * imx_rng_normal(11, 0, (uint64_t)i);
+    imx_entropy *ent = NULL;
+    imx_err e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, KE, NS, 0, 1, &ent);
+    const signed char k[KE] = {1, -1, -1};
+    if (!e) imx_entropy_set_signs(ent, k);
+    double v0 = 0, maxrel = 0;
+    /* value of the centered A */
+#define ENT_VALUE(out)                                                    \
+  do {                                                                    \
+    for (int j = 0; j < KE; j++) {                                        \
+      double m = 0;                                                       \
+      for (int i = 0; i < NS; i++) m += A[i * KE + j] / NS;               \
+      for (int i = 0; i < NS; i++) D[i * KE + j] = A[i * KE + j] - m;     \
+    }                                                                     \
+    if (!e) e = imx_entropy_value(&ctx, ent, B, NS, D, 1.0 / NS, &(out)); \
+  } while (0)
+    ENT_VALUE(v0);
+    for (int i = 0; i < NS * KE; i++) g[i] = 0;
+    if (!e) imx_entropy_grad_rows(ent, 0, NS, D, g, 1.0 / NS);
+    for (int q = 0; !e && q < NS * KE; q += 7) {
+      double a = A[q], h = 1e-5, vp = 0, vm = 0;
+      A[q] = a + h;
+      ENT_VALUE(vp);
+      A[q] = a - h;
+      ENT_VALUE(vm);
+      A[q] = a;
+      double fd = (vp - vm) / (2 * h), gmax = 0;
+      for (int r = 0; r < NS * KE; r++) gmax = fabs(g[r]) > gmax ? fabs(g[r]) : gmax;
+      double rel = fabs(fd - g[q]) / gmax;
+      maxrel = rel > maxrel ? rel : maxrel;
+    }
+#undef ENT_VALUE
+    t_check(!e && maxrel < 1e-7,
+            "entropy with k = (+1, -1, -1): gradient vs central differences: max err %.2e "
+            "of max |g| (tol 1e-7)",
+            maxrel);
+    imx_entropy_free(&ent);
+    /* the switch */
+    enum { NU = 20000 };
+    double *U = malloc((size_t)NU * 2 * sizeof *U);
+    for (int i = 0; i < NU; i++) {
+      double u = imx_rng_uniform(13, 0, (uint64_t)i) - 0.5;
+      U[2 * i] = (u < 0 ? 1 : -1) * log(1 - 2 * fabs(u)) / sqrt(2.0);          /* Laplace, var 1 */
+      U[2 * i + 1] = sqrt(12.0) * (imx_rng_uniform(13, 1, (uint64_t)i) - 0.5); /* uniform */
+    }
+    e = imx_entropy_create(&ctx, IMX_RED_REPRODUCIBLE, 2, NU, 0, 1, &ent);
+    double v = 0;
+    int sub = 0, flips = 0;
+    signed char ks[2] = {0, 0};
+    if (!e) e = imx_entropy_value(&ctx, ent, 256, NU, U, 1.0 / NU, &v);
+    if (!e) flips = imx_entropy_switch(ent, 1.0 / NU, &sub), imx_entropy_signs(ent, ks);
+    t_check(!e && ks[0] == 1 && ks[1] == -1 && sub == 1 && flips == 1,
+            "Extended Infomax switch: Laplace k = %+d (expected +1), uniform k = %+d (expected "
+            "-1), %d flip(s)",
+            ks[0], ks[1], flips);
+    imx_entropy_free(&ent);
+    free(U);
   }
   /* hsic: the random-feature estimate against the direct V-statistic
    * HSIC_b = (1/N^2) sum_{u<v} tr(Kc_u Kc_v) with the Gaussian kernel of

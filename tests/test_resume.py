@@ -10,7 +10,9 @@ import hashlib
 import os
 import re
 import shutil
+import struct
 import subprocess
+import zlib
 
 import numpy as np
 
@@ -191,6 +193,32 @@ lines = PROGRESS.findall(out)
 bad = eta_ok(lines, 6, 10)
 check(c == 0 and "resumed at iteration 6/10" in out and [int(l[0]) for l in lines] == list(range(7, 11))
       and not bad, "resumed: iter 7/10 .. 10/10, the ETA counted from the resume%s" % (": " + "; ".join(bad) if bad else ""))
+
+# A checkpoint written before a key existed (here objective.extended_every,
+# removed from its settings as an older infomax wrote them): the key at its
+# default is no difference, so the resume is exact and ends where an
+# uninterrupted run ends; at another value it is a difference.
+rk, rf = os.path.join(d, "rk"), os.path.join(d, "rkfull")
+ck1 = train(rk, 4)[0]
+ck2 = train(rf, 8)[0]
+path = os.path.join(rk, "checkpoint.bin")
+raw = open(path, "rb").read()[:-4]
+line = b"objective.extended_every: 0\n"
+at = raw.find(line)
+if at >= 0:
+    end = raw.index(b"\0", at)
+    raw = raw[:at] + raw[at + len(line):end] + b"\0" * len(line) + raw[end:]
+    open(path, "wb").write(raw + struct.pack("<I", zlib.crc32(raw)))
+saved = os.path.join(d, "rk_saved")
+shutil.copytree(rk, saved)
+cx, out, err = run(["train", "--resume", saved, "--set", "optimizer.max_it=8",
+                    "--set", "objective.extended_every=3", "--set", "objective.entropy=1"], ranks=1)
+c, out, err2 = run(["train", "--resume", rk, "--set", "optimizer.max_it=8"], ranks=2)
+ok = (at >= 0 and ck1 == ck2 == c == 0 and "exact" in out and "NOT exact" not in out and same_weights(rk, rf)
+      and cx == 3 and "objective.extended_every: (none) -> 3" in err)
+check(ok,
+      "checkpoint without a later key: resume at its default is exact and bitwise the uninterrupted run "
+      "(exit %d), at another value a difference (exit %d) %s" % (c, cx, "" if ok else (err2 + err).strip()[-300:]))
 
 shutil.rmtree(d)
 finish()

@@ -74,7 +74,8 @@ typedef struct imx_config {
         weight[IMX_NTERMS]; /* objective.<term>: explicit weight; NAN = take it from the preset */
     double
         label_fraction; /* objective.label_fraction: share of rows whose labels the supervised term uses */
-    int hsic_features; /* objective.hsic_features: D random Fourier features per unit */
+    int extended_every; /* objective.extended_every: Extended Infomax sign update period (0 = off) */
+    int hsic_features;  /* objective.hsic_features: D random Fourier features per unit */
     double
         hsic_bandwidth; /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
   } objective;

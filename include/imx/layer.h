@@ -127,6 +127,17 @@ void imx_layer_weights(const imx_layer *l, const double *theta, double *W, doubl
  * were trained). Local. */
 void imx_layer_biases_as_given(imx_layer *l);
 
+/* The Extended Infomax switch (objective.extended_every > 0): evaluate the
+ * objective at theta and give every unit of the entropy term the density its
+ * stability criterion picks (include/imx/objective_entropy.h). *flips:
+ * units whose density changed, *sub: units now sub-Gaussian (both 0 without
+ * an entropy term or the switch). Collective; the same on every rank and for
+ * any rank count (the criterion is made of reproducible sums). */
+imx_err imx_layer_switch(imx_ctx *ctx, imx_layer *l, const double *theta, int *flips, int *sub);
+
+/* Has l an entropy term with the switch on (objective.extended_every > 0)? Local. */
+int imx_layer_switch_applies(const imx_layer *l);
+
 /* Does the ICA preconditioner (include/imx/precond.h) apply to this layer:
  * only the entropy and logdet terms, identity units, K = n, the replicated
  * backend? If so fill p and return 1; else return 0 and say why in why.

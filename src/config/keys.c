@@ -119,6 +119,11 @@ const key_row imx_config_keys[] = {
      F_MIN | F_MIN_EXCL | F_MAX, NO_CHOICES,
      "share of the rows whose labels the supervised term uses (chosen from data.seed, any P)"},
     WEIGHT(IMX_TERM_ENTROPY, "entropy", "log-cosh marginal entropy"),
+    {SEC_OBJECTIVE, "extended_every", K_INT, FIELD(objective.extended_every), "0", 0, 0, F_MIN,
+     NO_CHOICES,
+     "Extended Infomax: every this many iterations each entropy unit picks the super- or "
+     "sub-Gaussian density by the stability criterion and L-BFGS restarts (0 = off: "
+     "super-Gaussian only)"},
     WEIGHT(IMX_TERM_HSIC, "hsic", "pairwise HSIC (random Fourier features)"),
     {SEC_OBJECTIVE, "hsic_features", K_INT, FIELD(objective.hsic_features), "16", 2, 4096,
      F_MIN | F_MAX, NO_CHOICES,

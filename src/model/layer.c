@@ -221,8 +221,10 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, 1, 0, &l->r1);
   /* The ICA preconditioner's statistics come from the entropy pass. */
   int curvature = cfg->optimizer.precondition == IMX_PRECONDITION_ICA;
+  l->extended = cfg->objective.extended_every > 0;
   if (!e && l->obj.w[IMX_TERM_ENTROPY] != 0)
-    e = imx_entropy_create(ctx, l->mode, K, l->nloc, curvature, &l->ent);
+    e = imx_entropy_create(ctx, l->mode, K, l->nloc, curvature, cfg->objective.extended_every > 0,
+                           &l->ent);
   l->bytes += imx_entropy_bytes(l->ent);
   e = imx_agree(ctx, e);
   if (!e && l->obj.w[IMX_TERM_HSIC] != 0) e = hsic_create(ctx, cfg, l);
@@ -431,6 +433,18 @@ int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len)
   return 1;
 }
 
+int imx_layer_switch_applies(const imx_layer *l) { return l->ent && l->extended; }
+
+imx_err imx_layer_switch(imx_ctx *ctx, imx_layer *l, const double *theta, int *flips, int *sub) {
+  *flips = 0, *sub = 0;
+  if (!l->ent) return IMX_OK;
+  double f;
+  imx_eval ev;
+  IMX_TRY(imx_layer_eval(ctx, l, theta, &f, NULL, &ev));
+  *flips = imx_entropy_switch(l->ent, 1.0 / (double)l->N, sub);
+  return IMX_OK;
+}
+
 void imx_layer_precond_aux(const imx_layer *l, double *aux) {
   int K = l->K;
   imx_entropy_curvature(l->ent, 1.0 / (double)l->N, aux, aux + K, aux + 2 * K);
@@ -508,7 +522,8 @@ static imx_err nonlinear_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double 
 
 /* Their dL/dA added to T (c rows x K) for the local rows r0 .. r0 + c - 1. */
 static void nonlinear_grad(imx_layer *l, int64_t r0, int c, double *T, double invN) {
-  if (l->ent) imx_entropy_grad_rows(l->ent, r0, c, T, l->obj.w[IMX_TERM_ENTROPY] * invN);
+  if (l->ent)
+    imx_entropy_grad_rows(l->ent, r0, c, l->D + r0 * l->K, T, l->obj.w[IMX_TERM_ENTROPY] * invN);
   if (l->hsic) imx_hsic_grad_rows(l->hsic, l->A, r0, c, T, l->obj.w[IMX_TERM_HSIC], invN);
 }
 

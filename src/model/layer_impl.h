@@ -46,6 +46,7 @@ struct imx_layer {
   double *ghead;       /* its gradient */
   int sparse;          /* use the zeros of dZ in dL/dW (topk, sparsemax; parallel.sparse) */
   int wn;              /* weight normalization */
+  int extended;        /* objective.extended_every > 0: the entropy term's switch */
   imx_reduction mode;
   imx_objective obj;
   const double *X;  /* nloc x n, borrowed from the data set */

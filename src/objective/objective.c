@@ -40,6 +40,12 @@ imx_err imx_objective_resolve(imx_ctx *ctx, const imx_config *cfg, int n, long l
                     "objective: lse with identity activation is unbounded below (a = z goes to "
                     "-infinity with the biases); use model.activation: relu (distances >= 0, "
                     "lse >= -log K) or softmax");
+  if (cfg->objective.extended_every > 0 && obj->w[IMX_TERM_ENTROPY] == 0)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "objective.extended_every = %d switches the densities of the entropy term, "
+                    "which is off (preset \"%s\"); use preset ica or objective.entropy > 0, or "
+                    "objective.extended_every: 0",
+                    cfg->objective.extended_every, cfg->objective.preset);
   int K = cfg->model.units;
   long long rank_bound = n < N - 1 ? n : N - 1;
   if (imx_objective_needs_factor(obj) && obj->on == IMX_ON_Z && obj->eps == 0 && K > rank_bound)

@@ -176,11 +176,18 @@ static void append(char *out, size_t n, size_t *off, const char *fmt, ...) {
 }
 
 /* "key: old -> new; ..." for every setting that differs between the texts
- * was and now, and the data when the fingerprints differ; the count. Local. */
+ * was and now, and the data when the fingerprints differ; the count. A key
+ * the checkpoint does not have (added to the program after it was written)
+ * at its default is no difference: the default keeps the old behaviour.
+ * Local. */
 static int differences(const imx_checkpoint *was, const imx_checkpoint *now, char *out, size_t n) {
   int count = 0;
   size_t off = 0;
   out[0] = 0;
+  static imx_config dcfg;
+  static char defaults[IMX_CHECKPOINT_SETTINGS];
+  imx_config_defaults(&dcfg);
+  imx_config_lines(&dcfg, SHAPING, UNSHAPING, defaults, sizeof defaults);
   if (was->data_fingerprint != now->data_fingerprint)
     count++, append(out, n, &off, "data: rows differ (fingerprint %016llx != %016llx)",
                     (unsigned long long)was->data_fingerprint,
@@ -193,10 +200,12 @@ static int differences(const imx_checkpoint *was, const imx_checkpoint *now, cha
       size_t len = nl ? (size_t)(nl - p) : strlen(p);
       if (colon && colon < p + len) {
         size_t klen = (size_t)(colon - p);
-        char a[256], b[256];
+        char a[256], b[256], def[256];
         setting(was->settings, p, klen, a, sizeof a);
         setting(now->settings, p, klen, b, sizeof b);
-        if (strcmp(a, b) && (pass == 0 || !strcmp(a, "(none)")))
+        setting(defaults, p, klen, def, sizeof def);
+        int added = !strcmp(a, "(none)") && strcmp(def, "(none)") && !strcmp(b, def);
+        if (strcmp(a, b) && (pass == 0 || !strcmp(a, "(none)")) && !added)
           count++,
               append(out, n, &off, "%s%.*s: %s -> %s", count > 1 ? "; " : "", (int)klen, p, a, b);
       }

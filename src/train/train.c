@@ -45,6 +45,13 @@ typedef struct state {
   double *pc_aux; /* those of the last evaluation */
   double *pc_work;
   Mat H0; /* L-BFGS's initial Hessian: a shell whose MatSolve applies it */
+  /* Extended Infomax (objective.extended_every > 0): TAO runs in segments
+   * that end at multiples of ext_every (or converge); the densities change
+   * only between segments, each segment is a fresh TAO (L-BFGS) state. */
+  int ext_every; /* 0: one TaoSolve */
+  int seg_start; /* global iteration at which the current TaoSolve started */
+  int segment;   /* segments before the current one */
+  int sub;       /* units with the sub-Gaussian density (metrics.jsonl) */
 } state;
 
 /* Write a checkpoint of x at global iteration it. Collective. */
@@ -164,6 +171,12 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   }
   if (!fits)
     return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.precondition: ica does not apply: %s", why);
+  if (s->H0) { /* a later segment: the same H0 and damping */
+    PetscErrorCode pe = TaoLMVMSetH0(tao, s->H0);
+    return pe ? imx_fail(ctx, IMX_ERR_PETSC, "setting the ICA preconditioner: PETSc error %d",
+                         (int)pe)
+              : IMX_OK;
+  }
   if (strcmp(type, "lmvm"))
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "optimizer.precondition: ica is for TAO lmvm, not %s "
@@ -191,16 +204,38 @@ static imx_err precond_setup(imx_ctx *ctx, Tao tao, state *s, const char *type) 
   return IMX_OK;
 }
 
+/* Extended Infomax between two segments (and before the first): every unit
+ * of the entropy term takes the density its stability criterion picks at x,
+ * the accepted point (*flips: how many changed; NULL before the first).
+ * The criterion is a function of x alone, so a resume that retraces the
+ * logged run finds the same densities at the same iterations. Collective. */
+static imx_err switch_densities(state *s, Vec x, int git, int *flips) {
+  const PetscScalar *xa;
+  int nf = 0, sub = 0;
+  VecGetArrayRead(x, &xa);
+  imx_err e = imx_layer_switch(s->ctx, s->layer, xa, &nf, &sub);
+  VecRestoreArrayRead(x, &xa);
+  if (e) return e;
+  if (flips) *flips = nf;
+  s->sub = sub;
+  int retraced = s->io->replay_evaluations > 0 && git < s->io->replay_iterations;
+  if (!retraced && (!flips || nf))
+    imx_log(s->ctx, IMX_INFO,
+            "  extended   iteration %d: %d of %d units sub-Gaussian (%d changed)%s", git, sub,
+            imx_layer_units(s->layer), nf, flips ? "; L-BFGS starts over" : "");
+  return IMX_OK;
+}
+
 /* The progress line's ETA: iterations left to max_it at the mean time per
  * iteration since the first one this session reported (on a resume, since the
  * resume). An upper bound: TAO may converge before max_it. Local. */
-static void print_eta(char *buf, size_t len, const state *s, int its, double now, int done) {
-  int left = done ? 0 : s->max_it - (s->io->start_iteration + its);
-  if (its <= s->eta_it && left > 0) {
+static void print_eta(char *buf, size_t len, const state *s, int git, double now, int done) {
+  int left = done ? 0 : s->max_it - git;
+  if (git <= s->eta_it && left > 0) {
     snprintf(buf, len, "ETA ?");
     return;
   }
-  double sec = left > 0 ? left * (now - s->eta_t) / (its - s->eta_it) : 0;
+  double sec = left > 0 ? left * (now - s->eta_t) / (git - s->eta_it) : 0;
   if (sec < 10) snprintf(buf, len, "ETA %.1f s", sec);
   else if (sec < 60) snprintf(buf, len, "ETA %.0f s", sec);
   else if (sec < 3600) snprintf(buf, len, "ETA %dm%02ds", (int)(sec / 60), (int)fmod(sec, 60));
@@ -228,18 +263,22 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   PetscCall(TaoGetSolution(tao, &x));
   PetscCall(VecGetArrayRead(x, &xa));
   memcpy(s->accepted, xa, (size_t)s->n * sizeof *xa);
-  int git = s->io->start_iteration + (int)its; /* iteration over all resumes */
+  int git = s->seg_start + (int)its; /* iteration over all resumes and segments */
   /* Also while retracing a logged run: the same steps give the same damping. */
   if (s->use_pc && its > 0) imx_precond_adapt(&s->pc, step);
-  if (s->io->replay_evaluations > 0 && its <= s->io->replay_iterations) {
+  if (s->io->replay_evaluations > 0 && git <= s->io->replay_iterations) {
     /* Retraced iterations were reported by the original run. */
-    if (its == s->io->replay_iterations && s->replayed == s->io->replay_evaluations) {
+    if (git == s->io->replay_iterations && s->replayed == s->io->replay_evaluations) {
       imx_log(s->ctx, IMX_INFO,
               "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e  (TAO state "
               "rebuilt from %lld logged evaluations)",
               git, s->max_it, (double)f, (double)gnorm, (long long)s->replayed);
-      s->eta_it = (int)its, s->eta_t = imx_now() - s->t0;
+      s->eta_it = git, s->eta_t = imx_now() - s->t0;
     }
+    PetscCall(VecRestoreArrayRead(x, &xa));
+    PetscFunctionReturn(0);
+  }
+  if (its == 0 && s->segment > 0) { /* a new segment's start: the last one's end, reported */
     PetscCall(VecRestoreArrayRead(x, &xa));
     PetscFunctionReturn(0);
   }
@@ -257,10 +296,10 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     }
   }
   double now = imx_now() - s->t0;
-  if (s->eta_it < 0) s->eta_it = (int)its, s->eta_t = now;
+  if (s->eta_it < 0) s->eta_it = git, s->eta_t = now;
   char terms[512], eta[32];
   print_terms(terms, sizeof terms, &ev);
-  print_eta(eta, sizeof eta, s, (int)its, now, reason != TAO_CONTINUE_ITERATING);
+  print_eta(eta, sizeof eta, s, git, now, reason != TAO_CONTINUE_ITERATING);
   int resumed_start = its == 0 && s->io->start_iteration > 0;
   if (resumed_start)
     imx_log(s->ctx, IMX_INFO, "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e", git,
@@ -285,6 +324,7 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     imx_json_int(&j, "evaluations", s->io->start_evaluations + s->evals);
     imx_json_int(&j, "dead_units", ev.dead_units);
     imx_json_num(&j, "max_abs_bias", ev.max_abs_bias);
+    if (s->ext_every) imx_json_int(&j, "sub_gaussian", s->sub);
     imx_json_num(&j, "time", now);
     imx_json_object(&j, "phase_seconds");
     for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
@@ -467,6 +507,10 @@ static imx_err bound_biases(imx_ctx *ctx, Tao tao, const imx_layer *l, double B,
                     "model.bias_bound = %g needs a bound-constrained TAO "
                     "type (blmvm, bncg, bqnls); optimizer.type is %s",
                     B, type);
+  if (*xl) { /* a later segment: the same bounds */
+    TaoSetVariableBounds(tao, *xl, *xu);
+    return IMX_OK;
+  }
   int n = imx_layer_nparams(l), kn = imx_layer_units(l) * imx_layer_inputs(l);
   PetscScalar *lo, *hi;
   if (VecCreateSeq(PETSC_COMM_SELF, n, xl) || VecDuplicate(*xl, xu))
@@ -519,7 +563,7 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
     TaoSetSolution(*tao, x);
     TaoSetObjectiveAndGradient(*tao, NULL, form_fg, s);
     TaoSetTolerances(*tao, cfg->optimizer.gatol, cfg->optimizer.grtol, 0);
-    int remaining = cfg->optimizer.max_it - io->start_iteration;
+    int remaining = cfg->optimizer.max_it - s->seg_start;
     TaoSetMaximumIterations(*tao, remaining > 0 ? remaining : 0);
     TaoSetMaximumFunctionEvaluations(*tao, 100 * (cfg->optimizer.max_it + 10));
     TaoSetMonitor(*tao, monitor, s, NULL);
@@ -533,7 +577,7 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
     if ((pe = TaoSetFromOptions(*tao))) e = petsc_fail(ctx, pe, "TaoSetFromOptions");
     if (!have_hist) PetscOptionsClearValue(NULL, hist);
   }
-  if (!e) { /* what TAO will do, after the options */
+  if (!e && s->segment == 0) { /* what TAO will do, after the options */
     PetscInt max_it, max_funcs;
     PetscReal gatol, grtol, gttol;
     TaoGetMaximumIterations(*tao, &max_it);
@@ -545,6 +589,10 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
                                   .grtol = grtol,
                                   .gttol = gttol};
     s->max_it = res->tao.max_it;
+  }
+  if (!e && s->ext_every > 0) { /* this segment ends at the next multiple of ext_every */
+    int end = (s->seg_start / s->ext_every + 1) * s->ext_every;
+    TaoSetMaximumIterations(*tao, (end < s->max_it ? end : s->max_it) - s->seg_start);
   }
   if (!e) {
     TaoType type;
@@ -568,13 +616,13 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
  * one step, a line search that gave up (*diverged, with the warning and its
  * remedy) or one at the rounding level (converged); the final checkpoint.
  * e: the solve's agreed status. Collective (the checkpoint). */
-static imx_err tao_outcome(imx_ctx *ctx, Tao tao, state *s, const imx_train_io *io,
-                           imx_train_result *res, imx_err e, int *diverged) {
+static imx_err tao_outcome(imx_ctx *ctx, Tao tao, state *s, imx_train_result *res, imx_err e,
+                           int *diverged) {
   PetscInt its;
   PetscReal f, gnorm;
   TaoConvergedReason reason;
   TaoGetSolutionStatus(tao, &its, &f, &gnorm, NULL, NULL, &reason);
-  res->iterations = io->start_iteration + (int)its;
+  res->iterations = s->seg_start + (int)its;
   res->grad_norm = gnorm;
   if (!e && s->rejected && its == 0 && reason == TAO_DIVERGED_LS_FAILURE)
     /* Not one step: the same outcome as before trial points got +Inf. */
@@ -636,6 +684,8 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
       /* A fresh run has none yet: a stop at iteration 0 writes one. */
       .last_checkpoint = io->start_iteration || io->replay_evaluations ? io->start_iteration : -1};
   s.n = imx_layer_nparams(layer);
+  s.seg_start = io->start_iteration;
+  s.ext_every = imx_layer_switch_applies(layer) ? cfg->objective.extended_every : 0;
   s.naux = imx_train_precond_aux(cfg, layer);
   s.accepted = malloc((size_t)s.n * sizeof *s.accepted);
   s.last_x = malloc((size_t)s.n * sizeof *s.last_x);
@@ -670,15 +720,30 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     imx_log(ctx, IMX_INFO, "  optimizer  TAO %s, max_it %d, gatol %g, grtol %g", res->tao_type,
             res->tao.max_it, res->tao.gatol, res->tao.grtol);
     s.t0 = imx_now();
-    imx_timer_start(IMX_T_OPTIMIZER);
-    pe = TaoSolve(tao);
-    imx_timer_stop(IMX_T_OPTIMIZER);
+    if (s.ext_every) e = switch_densities(&s, x, s.seg_start, NULL);
+    while (!e) {
+      imx_timer_start(IMX_T_OPTIMIZER);
+      pe = TaoSolve(tao);
+      imx_timer_stop(IMX_T_OPTIMIZER);
+      if (s.err) e = s.err; /* our own error, already agreed and recorded */
+      else if (pe) e = petsc_fail(ctx, pe, "TaoSolve");
+      e = imx_agree(ctx, e);
+      if (e || !s.ext_every || s.stopped_by) break;
+      /* The segment's end: its iteration limit below max_it, or converged
+       * (then only a change of density goes on). */
+      PetscInt its;
+      TaoConvergedReason reason;
+      TaoGetSolutionStatus(tao, &its, NULL, NULL, NULL, NULL, &reason);
+      int git = s.seg_start + (int)its, flips = 0;
+      if (reason == TAO_DIVERGED_MAXITS ? git >= s.max_it : reason <= 0) break;
+      if ((e = switch_densities(&s, x, git, &flips)) || (reason > 0 && flips == 0)) break;
+      TaoDestroy(&tao);
+      s.seg_start = git, s.segment++;
+      e = imx_agree(ctx, tao_setup(ctx, cfg, io, &s, layer, x, &tao, &xl, &xu, res));
+    }
     res->seconds = imx_now() - s.t0;
-    if (s.err) e = s.err; /* our own error, already agreed and recorded */
-    else if (pe) e = petsc_fail(ctx, pe, "TaoSolve");
-    e = imx_agree(ctx, e);
   }
-  if (tao) e = tao_outcome(ctx, tao, &s, io, res, e, &diverged);
+  if (tao) e = tao_outcome(ctx, tao, &s, res, e, &diverged);
   res->evaluations = io->start_evaluations + s.evals;
   res->stopped_by = s.stopped_by;
   res->checkpoints = s.checkpoints;
