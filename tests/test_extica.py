@@ -5,8 +5,9 @@ Four whitened sources, two uniform (sub-Gaussian) and two Laplace
 switch (Amari distance < 0.05 with it, > 0.1 without); the switch and the
 weights are the same bits on 1..4 ranks; a resume that retraces a switch, and
 one that meets it after the checkpoint, end where the uninterrupted run ends,
-bit for bit (also with optimizer.precondition: ica); the switch without an
-entropy term is a config error."""
+bit for bit (also with optimizer.precondition: ica); eval's entropy term
+uses the switched densities; the switch without an entropy term is a config
+error."""
 import json
 import os
 
@@ -65,6 +66,23 @@ check(c0 == c1 == 0 and a1 < 0.05 and a0 > 0.1 and "2 of 4 units sub-Gaussian" i
       and ml and ml[-1].get("sub_gaussian") == 2,
       "2 uniform + 2 Laplace sources, ica preset: Amari distance %.4f with objective.extended_every: "
       "10 (< 0.05), %.4f without (> 0.1)" % (a1, a0))
+
+# 1b. eval judges the entropy with the densities the switch picks (2 units
+# sub-Gaussian): its entropy term is the run's final one, not all-super-Gaussian's.
+if c1 == 0:
+    ce, oe, ee = run(["eval", os.path.join(d, "sep10")])
+    fin = json.load(open(os.path.join(d, "sep10", "summary.json")))["final"]["terms"]["entropy"]
+    got = json.loads(oe)["terms"]["entropy"] if ce == 0 else float("nan")
+    check(ce == 0 and abs(got - fin) <= 1e-10 * abs(fin),
+          "eval's entropy term %.12g = the run's final %.12g (rel tol 1e-10): the switched densities"
+          % (got, fin))
+
+    # transform applies such a model too (its forward layers have no switch).
+    ct, _, et = run(["transform", os.path.join(d, "sep10"), "--data", os.path.join(d, "x.npy"),
+                     "--out", os.path.join(d, "sep10.npy")])
+    F = np.load(os.path.join(d, "sep10.npy")) if ct == 0 else None
+    check(ct == 0 and F.shape == (N, n),
+          "transform applies an Extended Infomax model (exit %d) %s" % (ct, et.strip()[-200:]))
 
 # 2. The same bits on 1..4 ranks (switches at 0 and 5, restarts every 5).
 X5 = ["--set", "objective.extended_every=5", "--set", "optimizer.gatol=0", "--set", "optimizer.max_it=30"]

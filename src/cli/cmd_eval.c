@@ -101,7 +101,11 @@ static imx_err evaluate(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, 
   if (!e) {
     memcpy(theta, W, (size_t)K * n * sizeof *W);
     memcpy(theta + (size_t)K * n, b, (size_t)K * sizeof *b);
-    e = imx_layer_eval(ctx, l, theta, &f, NULL, ev);
+    /* Extended Infomax: each unit's entropy with the density the switch
+     * picks at these weights, as training's last switch would. */
+    int flips = 0, sub = 0;
+    if (imx_layer_switch_applies(l)) e = imx_layer_switch(ctx, l, theta, &flips, &sub);
+    if (!e) e = imx_layer_eval(ctx, l, theta, &f, NULL, ev);
   }
   free(theta);
   imx_layer_free(&l);
@@ -742,6 +746,7 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     imx_config one = cfg;
     snprintf(one.objective.preset, sizeof one.objective.preset, "none");
     for (int u = 0; u < IMX_NTERMS; u++) one.objective.weight[u] = u == t;
+    if (t != IMX_TERM_ENTROPY) one.objective.extended_every = 0; /* the switch is the entropy's */
     why[t][0] = 0;
     if (t == IMX_TERM_SUPERVISED) {
       single[t].terms[t] = NAN;

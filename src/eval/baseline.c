@@ -584,6 +584,7 @@ imx_err imx_fixed_outputs(imx_ctx *ctx, const imx_config *cfg, const imx_fixed *
     c.model.weight_norm = 0;
     snprintf(c.objective.preset, sizeof c.objective.preset, "none");
     for (int t = 0; t < IMX_NTERMS; t++) c.objective.weight[t] = t == IMX_TERM_VARIANCE;
+    c.objective.extended_every = 0; /* no entropy term here to switch */
     c.parallel.path = IMX_PATH_DATA;
     c.parallel.linalg = IMX_LINALG_REPLICATED;
     imx_layer *l = NULL;
