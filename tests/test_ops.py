@@ -278,7 +278,7 @@ def ranks_of(out_dir, launcher):
 
 
 def catches(pid):
-    """The signals pid has handlers for (a bit mask; 0 before main)."""
+    """The signals pid has handlers for (a bit mask: bit s-1 for signal s)."""
     try:
         with open("/proc/%d/status" % pid) as f:
             return int([l for l in f if l.startswith("SigCgt")][0].split()[1], 16)
@@ -286,9 +286,11 @@ def catches(pid):
         return 0
 
 
-# 7. A signal before training: SIGUSR1 to every rank as soon as it has any
-# handler (the first instructions of main, or MPI_Init before): the run stops
-# at the first safe point, exit 75, no run directory; nothing is killed.
+# 7. A signal before training: SIGUSR1 to every rank as soon as it handles
+# SIGUSR1 (the first instructions of main; a library's constructor may install
+# handlers for other signals earlier, which is why the bit of SIGUSR1 itself is
+# read): the run stops at the first safe point, exit 75, no run directory;
+# nothing is killed.
 early = os.path.join(d, "early")
 p = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG, "--out", early,
                       "--set", "data.samples=2000"],
@@ -296,7 +298,7 @@ p = subprocess.Popen([shutil.which("mpiexec"), "-n", "2", INFOMAX, "train", CFG,
 sent, t0 = set(), time.time()
 while len(sent) < 2 and p.poll() is None and time.time() - t0 < 30:
     for r in ranks_of(early, p):
-        if r not in sent and catches(r):
+        if r not in sent and catches(r) & (1 << (signal.SIGUSR1 - 1)):
             os.kill(r, signal.SIGUSR1)
             sent.add(r)
     time.sleep(0.002)
