@@ -271,10 +271,20 @@ check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
       "a stack whose layer 1 gives up ends there: exit %d, summary.json %s" % (code, s["status"]))
 
 
+def runs_infomax(pid):
+    """Has pid exec'd the infomax binary? (A child mpiexec forked has mpiexec's
+    command line and handlers until its exec, and a signal pending then
+    survives the exec into the default action: it is not a rank yet.)"""
+    try:
+        return os.path.realpath("/proc/%d/exe" % pid) == os.path.realpath(INFOMAX)
+    except OSError:
+        return False
+
+
 def ranks_of(out_dir, launcher):
     """The rank processes of a run (by its --out), not mpiexec."""
     ps = subprocess.run(["pgrep", "-f", "--", "--out " + out_dir], capture_output=True, text=True).stdout
-    return [int(r) for r in ps.split() if int(r) != launcher.pid]
+    return [int(r) for r in ps.split() if int(r) != launcher.pid and runs_infomax(int(r))]
 
 
 def catches(pid):
