@@ -343,8 +343,6 @@ imx_err imx_config_setup(imx_ctx *ctx, imx_config *cfg, const char *cfg_path, in
   if (ctx->rank == 0) err = resolve(ctx, cfg, cfg_path, noverrides, overrides);
   IMX_TRY(imx_agree(ctx, err));
   int rc = MPI_Bcast(cfg, (int)sizeof *cfg, MPI_BYTE, 0, ctx->comm);
-  err = (rc == MPI_SUCCESS)
-            ? IMX_OK
-            : imx_fail_mpi(ctx, rc, "MPI_Bcast(config)", __func__, __FILE__, __LINE__);
+  err = IMX_MPI_ERR(ctx, rc, "MPI_Bcast(config)");
   return imx_agree(ctx, err);
 }

@@ -239,11 +239,8 @@ static imx_err set_labels(imx_ctx *ctx, imx_data *d, const double *vals, const c
 
 /* Broadcast rank 0's parsed headers (plain structs, same binary everywhere). */
 static imx_err bcast_bytes(imx_ctx *ctx, void *buf, size_t len) {
-  imx_err err = IMX_OK;
   int rc = MPI_Bcast(buf, (int)len, MPI_BYTE, 0, ctx->comm);
-  if (rc != MPI_SUCCESS)
-    err = imx_fail_mpi(ctx, rc, "MPI_Bcast(headers)", __func__, __FILE__, __LINE__);
-  return imx_agree(ctx, err);
+  return imx_agree(ctx, IMX_MPI_ERR(ctx, rc, "MPI_Bcast(headers)"));
 }
 
 /* N from the file's row count and data.samples (0 = all rows). Local. */

@@ -242,8 +242,7 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, 
   if (!e) {
     int rc = MPI_Alltoallv(tmp, scount, sdispl, MPI_UINT64_T, recv, rcount, rdispl, MPI_UINT64_T,
                            ctx->comm);
-    if (rc != MPI_SUCCESS)
-      e = imx_fail_mpi(ctx, rc, "MPI_Alltoallv(patterns)", __func__, __FILE__, __LINE__);
+    e = IMX_MPI_ERR(ctx, rc, "MPI_Alltoallv(patterns)");
   }
   e = imx_agree(ctx, e);
   if (!e) {
@@ -264,8 +263,7 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, 
     long long s = v[0], mx = v[1];
     int rc = MPI_Allreduce(&v[0], &s, 1, MPI_LONG_LONG, MPI_SUM, ctx->comm);
     if (rc == MPI_SUCCESS) rc = MPI_Allreduce(&v[1], &mx, 1, MPI_LONG_LONG, MPI_MAX, ctx->comm);
-    if (rc != MPI_SUCCESS)
-      e = imx_fail_mpi(ctx, rc, "MPI_Allreduce(regions)", __func__, __FILE__, __LINE__);
+    e = IMX_MPI_ERR(ctx, rc, "MPI_Allreduce(regions)");
     *regions = s, *largest = mx;
   }
   free(rec), free(tmp), free(recv);
