@@ -566,6 +566,46 @@ static void test_layers(void) {
          "model.layers=[] removes it)");
 }
 
+static void test_stages(void) {
+  imx_config c = load_text("stages: three entries",
+                           "objective:\n  preset: hsic\noptimizer:\n  max_it: 30\n  stages:\n"
+                           "    - {hsic_bandwidth: 0.5, max_it: 100, optimizer.gatol: 1e-9}\n"
+                           "    - ~\n"
+                           "    - objective.hsic_seed_offset: 1\n",
+                           IMX_OK, NULL);
+  imx_config s1, s2, s3;
+  imx_err e = imx_config_stage(&ctx, &c, 0, &s1);
+  if (!e) e = imx_config_stage(&ctx, &c, 1, &s2);
+  if (!e) e = imx_config_stage(&ctx, &c, 2, &s3);
+  t_check(c.optimizer.nstages == 3 && !e && s1.objective.hsic_bandwidth == 0.5 &&
+              s1.optimizer.max_it == 100 && s1.optimizer.gatol == 1e-9 &&
+              s2.optimizer.max_it == 30 && s2.objective.hsic_bandwidth == 1.0 &&
+              s3.objective.hsic_seed_offset == 1 && s3.optimizer.max_it == 30,
+          "stages: 3 entries; stage 1 has bandwidth 0.5, max_it 100, gatol 1e-9; stage 2 the "
+          "file's; stage 3 hsic_seed_offset 1");
+  round_trip("stages", &c);
+  load_text("stages: a model key", "optimizer:\n  stages:\n    - {}\n    - {model.units: 5}\n",
+            IMX_ERR_CONFIG, ":4:8: optimizer.stages[2]: \"model.units\": a stage sets");
+  load_text("stages: the supervised head", "optimizer:\n  stages:\n    - {supervised: 1}\n",
+            IMX_ERR_CONFIG, ":3:8: optimizer.stages[1]: \"supervised\": a stage sets");
+  load_text("stages: the TAO type", "optimizer:\n  stages:\n    - {optimizer.type: cg}\n",
+            IMX_ERR_CONFIG, ":3:8: optimizer.stages[1]: \"optimizer.type\": a stage sets");
+  load_text("stages: a bad value", "optimizer:\n  stages:\n    - {gatol: -1}\n", IMX_ERR_CONFIG,
+            ":3:15: optimizer.stages[1]: optimizer.gatol:");
+  load_text("stages: odd hsic features", "optimizer:\n  stages:\n    - {hsic_features: 7}\n",
+            IMX_ERR_CONFIG, "optimizer.stages[1]: objective.hsic_features is 7");
+  load_text("stages: not a list", "optimizer:\n  stages: 3\n", IMX_ERR_CONFIG,
+            ":2:11: optimizer.stages: expected a list of stages");
+  load_text("stages: with a stack",
+            "model:\n  layers: [{}, {units: 2}]\noptimizer:\n  stages: [{}, {}]\n", IMX_ERR_CONFIG,
+            "optimizer.stages and model.layers (2 layers) together");
+  imx_config_defaults(&c);
+  expect("--set optimizer.stages=[{}]", imx_config_set(&ctx, &c, "optimizer.stages=[{}]"),
+         IMX_ERR_CONFIG,
+         "--set optimizer.stages=[{}]: optimizer.stages is a list: give it in the config file "
+         "(--set optimizer.stages=[] removes it)");
+}
+
 int main(int argc, char **argv) {
   t_init(&argc, &argv, &ctx);
   test_defaults();
@@ -575,6 +615,7 @@ int main(int argc, char **argv) {
   test_validate();
   test_round_trip();
   test_layers();
+  test_stages();
   test_reference();
   return t_end(&ctx);
 }

@@ -26,6 +26,7 @@
 #define IMX_NAME_LEN 32
 #define IMX_OPTS_LEN 1024
 #define IMX_MAX_LAYERS 8 /* entries of model.layers */
+#define IMX_MAX_STAGES 8 /* entries of optimizer.stages */
 
 typedef struct imx_config {
   char file[IMX_PATH_LEN]; /* the YAML file it came from ("" for defaults only) */
@@ -78,6 +79,7 @@ typedef struct imx_config {
     int hsic_features;  /* objective.hsic_features: D random Fourier features per unit */
     double
         hsic_bandwidth; /* objective.hsic_bandwidth: times the median heuristic (< 0: -sigma itself) */
+    int hsic_seed_offset; /* objective.hsic_seed_offset: features from model.seed + this */
   } objective;
 
   struct {
@@ -87,6 +89,9 @@ typedef struct imx_config {
     char options
         [IMX_OPTS_LEN]; /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
     imx_precondition precondition; /* optimizer.precondition: none | ica */
+    int nstages;                   /* optimizer.stages: entries (0 = one stage, the classic form) */
+    char stage_set[IMX_MAX_STAGES]
+                  [IMX_OPTS_LEN]; /* per stage: "section.key=value" lines (imx_config_stage_keys) */
   } optimizer;
 
   struct {
@@ -164,5 +169,16 @@ void imx_config_reference(FILE *f);
  * that entry's settings applied, validated (messages name model.layers[i]).
  * out keeps base's list. With no list, index 0 gives base. Local. */
 imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_config *out);
+
+/* The configuration of stage `index` (0-based) of optimizer.stages: base with
+ * that entry's settings applied, validated (messages name
+ * optimizer.stages[i]). out keeps base's list. With no list, index 0 gives
+ * base. Local. */
+imx_err imx_config_stage(imx_ctx *ctx, const imx_config *base, int index, imx_config *out);
+
+/* May an entry of optimizer.stages set the key "section.key"? The keys that
+ * keep the parameter vector as it is: the objective's weights and settings
+ * (not the supervised head's) and the optimizer's stopping rules. Local. */
+int imx_config_stage_key_ok(const char *full);
 
 #endif

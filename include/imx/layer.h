@@ -104,6 +104,14 @@ const imx_objective *imx_layer_objective(const imx_layer *l);
 imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg,
                               double *theta);
 
+/* Initial parameters of a stage (optimizer.stages) from the previous stage's
+ * final ones, from: the weights as layer1_W.npy holds them (with
+ * model.weight_norm, each row of V scaled to w_j = v_j / ||v_j||, as
+ * model.init would read that file), the biases and the supervised head as
+ * they are. With the hsic term it fixes the kernel bandwidths from the outputs
+ * at theta. from and theta: nparams doubles (may be the same). Collective. */
+imx_err imx_layer_start_params(imx_ctx *ctx, const imx_layer *l, const double *from, double *theta);
+
 /* Objective value and gradient at theta (grad may be NULL: value only).
  * Collective; every rank gets the same bits. ev (may be NULL) receives the
  * per-term values and collapse indicators. */

@@ -9,6 +9,9 @@
  *
  *   layer 1        checkpoint.bin  optimizer_log.bin  metrics.jsonl
  *   layer L >= 2   layerL_checkpoint.bin  layerL_optimizer_log.bin  layerL_metrics.jsonl
+ *   stage S >= 2   stageS_checkpoint.bin  stageS_optimizer_log.bin  (optimizer.stages: layer 1
+ *                  in stages, each from the previous one's final parameters; one metrics.jsonl
+ *                  whose lines name their stage)
  *
  * and layerL_W.npy, layerL_b.npy (layerL_head_*.npy) for every L, and
  * layerL_summary.json for L >= 2. summary.json is written by the command at
@@ -24,6 +27,7 @@
 #include "imx/layer.h"
 #include "imx/metrics.h"
 #include "imx/model_file.h"
+#include "imx/summary.h"
 #include "imx/train.h"
 
 /* How a layer starts. */
@@ -64,6 +68,12 @@ typedef struct imx_run_layer {
   int resume;         /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */
   char changes[1024]; /* what differs from the checkpoint ("key: old -> new; ...") */
   int advanced;       /* trained past where it started (fresh: any training) */
+  /* Stages (optimizer.stages; layer 1 of a run without model.layers). */
+  int stage, stages;   /* this stage (1-based) of how many; 0: a run without stages */
+  const double *start; /* stage >= 2: the previous stage's final parameters (borrowed), which
+                        * imx_layer_start_params turns into this stage's initial ones */
+  imx_stage_record records[IMX_MAX_STAGES]; /* per stage, for summary.json (the caller fills
+                                             * those of stages before a resume) */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,
@@ -71,9 +81,18 @@ typedef struct imx_run_layer {
  * layerL_NAME) into out. Local. */
 void imx_run_layer_file(char *out, size_t len, int index, const char *name);
 
+/* The file NAME (checkpoint.bin, optimizer_log.bin) of stage `stage` of
+ * layer `index`: as imx_run_layer_file, with stageS_NAME for a stage S >= 2
+ * (stage 0 or 1: the layer's own name). Local. */
+void imx_run_layer_stage_file(char *out, size_t len, int index, int stage, const char *name);
+
 /* The layer a run directory was training when it stopped: the highest of
  * 1..layers that has a checkpoint (1 if none has). Collective. */
 imx_err imx_run_layer_find(imx_ctx *ctx, const char *dir, int layers, int *index);
+
+/* The stage of layer 1 a run directory was training when it stopped: the
+ * highest of 1..stages that has a checkpoint (1 if none has). Collective. */
+imx_err imx_run_layer_find_stage(imx_ctx *ctx, const char *dir, int stages, int *stage);
 
 /* Before resuming layer r (created): read its checkpoint into r->ck and
  * r->theta and check that it was trained on the same data (fingerprint) and

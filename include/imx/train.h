@@ -53,7 +53,9 @@ typedef struct imx_train_io {
   /* Called on every rank after each checkpoint is written, with its parameters (NULL:
    * nothing); an error it returns (agreed) stops the run like a failed checkpoint. */
   imx_err (*checkpointed)(imx_ctx *ctx, void *arg, const double *theta);
-  void *arg; /* checkpointed's first argument */
+  void *arg;         /* checkpointed's first argument */
+  int stage, stages; /* optimizer.stages: this stage (1-based) of how many, shown in the progress
+                      * line and in every metrics line ("stage"); 0: a run without stages */
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted

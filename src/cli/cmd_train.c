@@ -4,6 +4,7 @@
  * layers (include/imx/run_layer.h: layer 1, then 2..L of model.layers on the
  * features of the layer below), epilog (the run's summary.json and how the
  * run ended). */
+#include <math.h>
 #include <petscsys.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,50 @@ static imx_err next_layer(imx_ctx *ctx, const imx_config *top, int i, const imx_
                         below->cfg.model.temperature, &cur->features);
 }
 
+/* Layer 1 (created: r->layer and r->theta of stage s - 1, or none) in stage
+ * s of optimizer.stages: the stage's configuration, a new layer (its
+ * objective may differ) whose initial parameters are the previous stage's
+ * final ones. *prev takes the previous stage's parameters (freed by the
+ * caller). Collective. */
+static imx_err next_stage(imx_ctx *ctx, const imx_config *top, int s, imx_run_layer *r,
+                          double **prev) {
+  free(*prev);
+  *prev = r->theta;
+  r->theta = NULL;
+  imx_layer_free(&r->layer);
+  imx_metrics_clear(&r->measures);
+  imx_metrics_init(&r->measures);
+  r->stage = s, r->stages = top->optimizer.nstages, r->start = *prev;
+  IMX_TRY(imx_agree(ctx, imx_config_stage(ctx, top, s - 1, &r->cfg)));
+  char set[IMX_OPTS_LEN];
+  snprintf(set, sizeof set, "%s", top->optimizer.stage_set[s - 1]);
+  for (char *p = set; (p = strchr(p, '\n'));) *p = p[1] ? ';' : '\0';
+  imx_log(ctx, IMX_INFO, "%sstage %d/%d: %s", s > 1 ? "\n" : "", s, r->stages,
+          set[0] ? set : "the file's settings");
+  return imx_run_layer_create(ctx, r);
+}
+
+/* A stage before the one a resume continues: its checkpoint's parameters
+ * (its final ones), checked against its settings, and its record for
+ * summary.json (without its TAO reason and time, which were another
+ * process's). Collective. */
+static imx_err finished_stage(imx_ctx *ctx, imx_run_layer *r) {
+  IMX_TRY(imx_run_layer_check(ctx, r));
+  if (r->absent)
+    return imx_fail(ctx, IMX_ERR_DATA,
+                    "%s: stage %d has no checkpoint although a later stage has one: the run "
+                    "directory is incomplete",
+                    r->dir, r->stage);
+  r->records[r->stage - 1] = (imx_stage_record){.ran = 1,
+                                                .status = IMX_OK,
+                                                .iterations = r->ck.iteration,
+                                                .evaluations = r->ck.evaluations,
+                                                .loss = r->ck.loss,
+                                                .seconds = NAN};
+  r->done = 0;
+  return IMX_OK;
+}
+
 /* A safe point before training: a stop signal that arrived since the start
  * (on any rank) ends the run here, before anything is written. Collective. */
 static imx_err stop_point(imx_ctx *ctx, int *sig) {
@@ -191,8 +236,9 @@ static void report_end(imx_ctx *ctx, const imx_run_layer *r, imx_err e, const ch
             ctx->msg, IMX_DIVERGED, dir, above);
   } else if (e == IMX_STOPPED) {
     char ck[64], in[32] = "";
-    imx_run_layer_file(ck, sizeof ck, r->index, "checkpoint.bin");
+    imx_run_layer_stage_file(ck, sizeof ck, r->index, r->stage, "checkpoint.bin");
     if (r->layers > 1) snprintf(in, sizeof in, " of layer %d", r->index);
+    if (r->stages) snprintf(in, sizeof in, " of stage %d/%d", r->stage, r->stages);
     imx_log(ctx, IMX_INFO,
             "\nstopped by %s after %d iterations%s; checkpoint in %s/%s."
             "\ncontinue with: mpiexec -n P infomax train --resume %s",
@@ -251,6 +297,40 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
    * checkpoint, and the finished ones below it are rebuilt from theirs. */
   int first = 1, reported = 0, advanced = 0, done = 0;
   if (!e && a->resume) e = imx_run_layer_find(ctx, a->resume, layers, &first);
+  /* Stages (optimizer.stages, one layer): each a new layer of the stage's
+   * settings from the previous stage's final parameters; a resume continues
+   * the stage in progress, from the final parameters of the one before. */
+  int stages = !e ? top.optimizer.nstages : 0, first_stage = 1, resumed = -1;
+  double *prev = NULL;
+  char changes[sizeof l1.changes] = "";
+  if (!e && stages && a->resume) e = imx_run_layer_find_stage(ctx, a->resume, stages, &first_stage);
+  for (int s = 1; !e && !done && s <= stages; s++) {
+    e = next_stage(ctx, &top, s, &l1, &prev);
+    if (!e && s == 1) e = open_run_dir(ctx, a, &top, &l1.cfg, d, dir, &lock);
+    if (!e && a->resume && s < first_stage) {
+      e = finished_stage(ctx, &l1);
+      resumed = l1.resume, memcpy(changes, l1.changes, sizeof changes);
+      continue;
+    }
+    if (!e && a->resume && s == first_stage) {
+      e = imx_run_layer_check(ctx, &l1);
+      done = !e && l1.done;
+      if (!e && !done) e = imx_rundir_write_config(ctx, &top, dir);
+      resumed = l1.resume, memcpy(changes, l1.changes, sizeof changes);
+    }
+    if (!e && !done) {
+      e = imx_run_layer_train(ctx, &l1,
+                              s == first_stage && a->resume ? IMX_LAYER_RESUME : IMX_LAYER_FRESH);
+      reported = e != 0;
+      advanced |= l1.advanced;
+    }
+  }
+  if (stages) {
+    l1.resume = resumed, memcpy(l1.changes, changes, sizeof changes);
+    free(prev);
+    l1.start = NULL;
+    done = 1; /* the one layer is done (or failed) */
+  }
   for (int i = 1; !e && !done && i <= layers; i++) {
     if (i > 1) {
       lo = hi;

@@ -133,6 +133,10 @@ const key_row imx_config_keys[] = {
      F_NONZERO, NO_CHOICES,
      "hsic kernel bandwidth: this times the median |a_i - a_i'| of each unit on a fixed "
      "subsample (< 0: the bandwidth -value itself)"},
+    {SEC_OBJECTIVE, "hsic_seed_offset", K_INT, FIELD(objective.hsic_seed_offset), "0", 0, 0, F_MIN,
+     NO_CHOICES,
+     "the hsic term's random features are drawn from model.seed + this: new features without "
+     "new initial weights (a stage of optimizer.stages)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NO_CHOICES,
      "TAO solver type (lmvm, bncg, cg, nm, ...)"},
@@ -251,6 +255,16 @@ imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
     imx_config c;
     IMX_TRY(imx_config_layer(ctx, cfg, i, &c));
   }
+  if (cfg->optimizer.nstages && cfg->model.nlayers > 1)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%s%soptimizer.stages and model.layers (%d layers) together: stages are for "
+                    "one layer (train a stack's layers with their own optimizer.max_it, or one "
+                    "layer in stages)",
+                    cfg->file[0] ? cfg->file : "", cfg->file[0] ? ": " : "", cfg->model.nlayers);
+  for (int i = 0; i < cfg->optimizer.nstages; i++) {
+    imx_config c;
+    IMX_TRY(imx_config_stage(ctx, cfg, i, &c));
+  }
   return IMX_OK;
 }
 
@@ -317,6 +331,83 @@ imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_co
     char msg[IMX_MSG_LEN];
     snprintf(msg, sizeof msg, "%s", ctx->msg);
     return imx_fail(ctx, e, "model.layers[%d]: %s", index + 1, msg);
+  }
+  return IMX_OK;
+}
+
+/* ---- entries of optimizer.stages ----------------------------------------- */
+
+/* The keys a stage may set: none changes the parameter vector (the
+ * supervised head's weight and label_fraction would add or change a head;
+ * model.* is the layer and its initial weights; optimizer.type and options
+ * are the run's TAO). */
+static const char *const STAGE_KEYS[] = {"objective.preset",
+                                         "objective.lambda",
+                                         "objective.on",
+                                         "objective.eps",
+                                         "objective.logdet",
+                                         "objective.offdiag",
+                                         "objective.variance",
+                                         "objective.gaussian_tc",
+                                         "objective.decorrelation",
+                                         "objective.weight_redundancy",
+                                         "objective.lse",
+                                         "objective.entropy",
+                                         "objective.extended_every",
+                                         "objective.hsic",
+                                         "objective.hsic_features",
+                                         "objective.hsic_bandwidth",
+                                         "objective.hsic_seed_offset",
+                                         "optimizer.max_it",
+                                         "optimizer.gatol",
+                                         "optimizer.grtol",
+                                         "optimizer.precondition",
+                                         NULL};
+
+int imx_config_stage_key_ok(const char *full) {
+  for (const char *const *k = STAGE_KEYS; *k; k++)
+    if (!strcmp(*k, full)) return 1;
+  return 0;
+}
+
+/* The configuration of stage `index`: base with the entry's assignment lines
+ * applied (as --set), then checked like one configuration; messages name
+ * optimizer.stages[index + 1]. Local. Errors: IMX_ERR_CONFIG,
+ * IMX_ERR_INTERNAL (index beyond the list). */
+imx_err imx_config_stage(imx_ctx *ctx, const imx_config *base, int index, imx_config *out) {
+  *out = *base;
+  if (index >= base->optimizer.nstages) {
+    if (index == 0) return IMX_OK;
+    return imx_fail(ctx, IMX_ERR_INTERNAL, "optimizer.stages has %d entries, asked for %d",
+                    base->optimizer.nstages, index + 1);
+  }
+  char lines[IMX_OPTS_LEN];
+  snprintf(lines, sizeof lines, "%s", base->optimizer.stage_set[index]);
+  for (char *p = lines, *nl; *p; p = nl + 1) {
+    nl = strchr(p, '\n');
+    if (!nl) break;
+    *nl = '\0';
+    char *eq = strchr(p, '=');
+    if (eq) *eq = '\0';
+    int ok = eq && imx_config_stage_key_ok(p);
+    if (eq) *eq = '=';
+    if (!ok)
+      return imx_fail(ctx, IMX_ERR_CONFIG,
+                      "optimizer.stages[%d]: \"%.80s\": a stage may not set this key", index + 1,
+                      p);
+    if (imx_config_set(ctx, out, p)) {
+      char msg[IMX_MSG_LEN];
+      snprintf(msg, sizeof msg, "%s", ctx->msg);
+      return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.stages[%d]: %s", index + 1, msg);
+    }
+  }
+  out->file[0] = '\0';
+  imx_err e = imx_config_validate_one(ctx, out);
+  memcpy(out->file, base->file, sizeof out->file);
+  if (e) {
+    char msg[IMX_MSG_LEN];
+    snprintf(msg, sizeof msg, "%s", ctx->msg);
+    return imx_fail(ctx, e, "optimizer.stages[%d]: %s", index + 1, msg);
   }
   return IMX_OK;
 }

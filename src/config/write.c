@@ -30,21 +30,22 @@ static int emit_mapping_end(yaml_emitter_t *em) {
   return yaml_emitter_emit(em, &ev);
 }
 
-/* All events of the resolved config; 0 on the first failure. */
-/* model.layers, when given: one flow mapping per layer of its assignments. */
-static int emit_layers(yaml_emitter_t *em, const imx_config *cfg) {
+/* A list key (model.layers, optimizer.stages), when given: one flow mapping
+ * per entry of its assignments. */
+static int emit_list(yaml_emitter_t *em, const char *key, int count,
+                     const char (*set)[IMX_OPTS_LEN]) {
   yaml_event_t ev;
-  if (!cfg->model.nlayers) return 1;
-  if (!emit_scalar(em, "layers", YAML_PLAIN_SCALAR_STYLE) ||
+  if (!count) return 1;
+  if (!emit_scalar(em, key, YAML_PLAIN_SCALAR_STYLE) ||
       !yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE) ||
       !yaml_emitter_emit(em, &ev))
     return 0;
-  for (int i = 0; i < cfg->model.nlayers; i++) {
+  for (int i = 0; i < count; i++) {
     if (!yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_FLOW_MAPPING_STYLE) ||
         !yaml_emitter_emit(em, &ev))
       return 0;
     char lines[IMX_OPTS_LEN];
-    snprintf(lines, sizeof lines, "%s", cfg->model.layer_set[i]);
+    snprintf(lines, sizeof lines, "%s", set[i]);
     for (char *p = lines, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
       *nl = '\0';
       char *eq = strchr(p, '=');
@@ -61,6 +62,7 @@ static int emit_layers(yaml_emitter_t *em, const imx_config *cfg) {
   return yaml_sequence_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
 }
 
+/* All events of the resolved config; 0 on the first failure. */
 static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
   yaml_event_t ev;
   if (!yaml_stream_start_event_initialize(&ev, YAML_UTF8_ENCODING) || !yaml_emitter_emit(em, &ev))
@@ -90,7 +92,12 @@ static int emit_config(yaml_emitter_t *em, const imx_config *cfg) {
       if (!emit_scalar(em, r->key, YAML_PLAIN_SCALAR_STYLE) || !emit_scalar(em, text, style))
         return 0;
     }
-    if (s == SEC_MODEL && !emit_layers(em, cfg)) return 0;
+    if (s == SEC_MODEL && !emit_list(em, "layers", cfg->model.nlayers,
+                                     (const char(*)[IMX_OPTS_LEN])cfg->model.layer_set))
+      return 0;
+    if (s == SEC_OPTIMIZER && !emit_list(em, "stages", cfg->optimizer.nstages,
+                                         (const char(*)[IMX_OPTS_LEN])cfg->optimizer.stage_set))
+      return 0;
     if (!emit_mapping_end(em)) return 0;
   }
   if (!emit_mapping_end(em)) return 0;
@@ -211,6 +218,16 @@ void imx_config_reference(FILE *f) {
               "optimizer that differ from the rest of the file (`units: 32`, `objective.preset: "
               "decorrelation`, `optimizer.max_it: 50`); [] = one layer |\n",
               IMX_MAX_LAYERS);
+    if (s == SEC_OPTIMIZER)
+      fprintf(f,
+              "| `stages` | list | `[]` | up to %d mappings of `key: value` | one layer trained in "
+              "stages, each from the previous one's weights (L-BFGS starts over): one entry per "
+              "stage, each the keys that differ from the rest of the file, of those that keep "
+              "the parameter vector: the objective's weights and settings but `supervised` and "
+              "`label_fraction`, `optimizer.max_it`, `gatol`, `grtol`, `precondition` "
+              "(`hsic_bandwidth: 0.5`, `max_it: 1000`); not with model.layers; [] = one stage "
+              "(docs/guide.md) |\n",
+              IMX_MAX_STAGES);
   }
 }
 

@@ -1,4 +1,5 @@
-/* config YAML: reading a config file (model.layers included) and the
+/* config YAML: reading a config file (model.layers and optimizer.stages
+ * included) and the
  * `--set section.key=value` overrides, with the same per-key checks; errors
  * name file:line:column from the parser's marks.
  */
@@ -23,6 +24,7 @@ typedef struct {
   int key_line[IMX_CONFIG_MAX_KEYS]; /* line where each key was set (0 = not yet), for duplicates */
   int section_line[NSECTIONS];
   int layers_line; /* line of model.layers (0 = not yet) */
+  int stages_line; /* line of optimizer.stages (0 = not yet) */
 } reader;
 
 /* Record IMX_ERR_CONFIG at a parser mark (0-based in libyaml, 1-based for people). */
@@ -125,86 +127,133 @@ static imx_err scalar_text(reader *rd, const char **text) {
   return IMX_OK;
 }
 
-/* ---- model.layers ---------------------------------------------------------
- * A list of mappings, one per layer, of settings that differ from the rest of
- * the file for that layer: `section.key: value` for the model, objective and
- * optimizer sections, or a bare model key (`units: 32`). Stored as the
- * assignment lines of imx_config_set, which checks each value. */
+/* ---- model.layers and optimizer.stages -------------------------------------
+ * Lists of mappings, one per layer (stage), of settings that differ from the
+ * rest of the file for that layer (stage): `section.key: value`, or a bare
+ * key. Stored as the assignment lines of imx_config_set, which checks each
+ * value.
+ *
+ * model.layers: keys of the model, objective and optimizer sections; a bare
+ * key is the model's (`units: 32`).
+ * optimizer.stages: the keys imx_config_stage_key_ok allows (those that keep
+ * the parameter vector); a bare key is the allowed key of that name
+ * (`max_it: 300`, `hsic_bandwidth: 0.5`). */
+
+/* One list key: its name and where its entries go. */
+typedef struct {
+  const char *name; /* "model.layers" */
+  int max;          /* entries at most */
+  int *count;       /* entries given */
+  char (*set)[IMX_OPTS_LEN];
+  int stages; /* 1: optimizer.stages's rules, 0: model.layers's */
+} list_key;
 
 /* The sections an entry of model.layers may set. */
 static int layer_section_ok(int s) {
   return s == SEC_MODEL || s == SEC_OBJECTIVE || s == SEC_OPTIMIZER;
 }
 
-/* One assignment "section.key=value" of entry i into cfg, checked like --set
- * (the error names model.layers[i+1] at mark). */
-static imx_err layer_assign(reader *rd, yaml_mark_t key_mark, yaml_mark_t mark, int i,
-                            const char *name, const char *text, imx_config *cfg) {
-  char full[96];
-  const char *dot = strchr(name, '.');
-  snprintf(full, sizeof full, "%s%.80s", dot ? "" : "model.", name);
+/* The full name of an entry's key into full: as given, or for a bare name the
+ * list's section (layers) or the one allowed key of that name (stages). */
+static void entry_key(const list_key *lk, const char *name, char *full, size_t n) {
+  if (strchr(name, '.') || !lk->stages) {
+    snprintf(full, n, "%s%.80s", strchr(name, '.') ? "" : "model.", name);
+    return;
+  }
+  snprintf(full, n, "%.80s", name);
+  for (int s = 0; s < NSECTIONS; s++) {
+    char try[96];
+    snprintf(try, sizeof try, "%s.%.80s", imx_config_sections[s], name);
+    if (imx_config_stage_key_ok(try)) {
+      snprintf(full, n, "%s", try);
+      return;
+    }
+  }
+}
+
+/* Does the entry's key pass the list's rule? Fills why when it does not. */
+static int entry_key_ok(const list_key *lk, const char *full, char *why, size_t n) {
+  if (lk->stages) {
+    if (imx_config_stage_key_ok(full)) return 1;
+    snprintf(why, n,
+             "a stage sets the objective's weights and settings (not objective.supervised or "
+             "label_fraction) and optimizer.max_it, gatol, grtol, precondition only: keys that "
+             "keep the parameter vector and the run's data, layer and TAO");
+    return 0;
+  }
   int s = -1;
   if (strchr(full, '.')) {
     char sec[96];
     snprintf(sec, sizeof sec, "%.*s", (int)(strchr(full, '.') - full), full);
     s = imx_section_find(sec);
   }
-  if (s < 0 || !layer_section_ok(s) || !strcmp(full, "model.layers"))
-    return fail_mark(rd, key_mark,
-                     "model.layers[%d]: \"%.80s\": a layer sets keys of model, "
-                     "objective and optimizer only (data, parallel, eval and output are the run's)",
-                     i + 1, name);
+  if (s >= 0 && layer_section_ok(s) && strcmp(full, "model.layers") &&
+      strcmp(full, "optimizer.stages"))
+    return 1;
+  snprintf(why, n,
+           "a layer sets keys of model, objective and optimizer only (data, parallel, eval and "
+           "output are the run's)");
+  return 0;
+}
+
+/* One assignment "section.key=value" of entry i into cfg, checked like --set
+ * (the error names the list's entry i+1 at mark). */
+static imx_err entry_assign(reader *rd, const list_key *lk, yaml_mark_t key_mark, yaml_mark_t mark,
+                            int i, const char *name, const char *text, imx_config *cfg) {
+  char full[96], why[400];
+  entry_key(lk, name, full, sizeof full);
+  if (!entry_key_ok(lk, full, why, sizeof why))
+    return fail_mark(rd, key_mark, "%s[%d]: \"%.80s\": %s", lk->name, i + 1, name, why);
   char line[IMX_OPTS_LEN];
   int len = snprintf(line, sizeof line, "%s=%s\n", full, text);
-  size_t used = strlen(cfg->model.layer_set[i]);
+  size_t used = strlen(lk->set[i]);
   if (len >= (int)sizeof line || used + (size_t)len >= IMX_OPTS_LEN)
-    return fail_mark(rd, mark, "model.layers[%d]: more than %d characters of settings", i + 1,
+    return fail_mark(rd, mark, "%s[%d]: more than %d characters of settings", lk->name, i + 1,
                      IMX_OPTS_LEN - 1);
   imx_config scratch = *cfg;
   line[len - 1] = '\0';
   if (imx_config_set(rd->ctx, &scratch, line)) {
-    const char *why = rd->ctx->msg + strlen("--set ") + strlen(line);
-    return fail_mark(rd, mark, "model.layers[%d]: %s", i + 1, *why == ':' ? why + 2 : rd->ctx->msg);
+    const char *msg = rd->ctx->msg + strlen("--set ") + strlen(line);
+    return fail_mark(rd, mark, "%s[%d]: %s", lk->name, i + 1, *msg == ':' ? msg + 2 : rd->ctx->msg);
   }
   line[len - 1] = '\n';
-  memcpy(cfg->model.layer_set[i] + used, line, (size_t)len + 1);
+  memcpy(lk->set[i] + used, line, (size_t)len + 1);
   return IMX_OK;
 }
 
-/* model.layers: the key has been read. */
-static imx_err parse_layers(reader *rd, imx_config *cfg) {
+/* A list key (model.layers, optimizer.stages): the key has been read; *line
+ * is where it was first given (0 = not yet). */
+static imx_err parse_list(reader *rd, const list_key *lk, int *line, imx_config *cfg) {
   yaml_mark_t key_mark = rd->ev.start_mark;
-  if (rd->layers_line)
-    return fail_mark(rd, key_mark, "duplicate key model.layers (first given at line %d)",
-                     rd->layers_line);
-  rd->layers_line = (int)key_mark.line + 1;
+  if (*line)
+    return fail_mark(rd, key_mark, "duplicate key %s (first given at line %d)", lk->name, *line);
+  *line = (int)key_mark.line + 1;
   IMX_TRY(next_event(rd));
-  cfg->model.nlayers = 0;
-  memset(cfg->model.layer_set, 0, sizeof cfg->model.layer_set);
+  *lk->count = 0;
+  memset(lk->set, 0, (size_t)lk->max * IMX_OPTS_LEN);
   if (event_is_null(&rd->ev)) return IMX_OK;
   if (rd->ev.type != YAML_SEQUENCE_START_EVENT)
-    return fail_mark(rd, rd->ev.start_mark,
-                     "model.layers: expected a list of layers (- {...}), "
-                     "got %s",
-                     node_kind(rd->ev.type));
+    return fail_mark(rd, rd->ev.start_mark, "%s: expected a list of %s (- {...}), got %s", lk->name,
+                     lk->stages ? "stages" : "layers", node_kind(rd->ev.type));
   for (int i = 0;; i++) {
     IMX_TRY(next_event(rd));
     if (rd->ev.type == YAML_SEQUENCE_END_EVENT) return IMX_OK;
-    if (i == IMX_MAX_LAYERS)
-      return fail_mark(rd, rd->ev.start_mark, "model.layers: at most %d layers", IMX_MAX_LAYERS);
-    cfg->model.nlayers = i + 1;
+    if (i == lk->max)
+      return fail_mark(rd, rd->ev.start_mark, "%s: at most %d %s", lk->name, lk->max,
+                       lk->stages ? "stages" : "layers");
+    *lk->count = i + 1;
     if (event_is_null(&rd->ev)) continue; /* "- ~": the file's settings */
     if (rd->ev.type != YAML_MAPPING_START_EVENT)
       return fail_mark(rd, rd->ev.start_mark,
-                       "model.layers[%d]: expected a mapping of key: "
+                       "%s[%d]: expected a mapping of key: "
                        "value, got %s",
-                       i + 1, node_kind(rd->ev.type));
+                       lk->name, i + 1, node_kind(rd->ev.type));
     for (;;) {
       IMX_TRY(next_event(rd));
       if (rd->ev.type == YAML_MAPPING_END_EVENT) break;
       yaml_mark_t mark = rd->ev.start_mark;
       if (rd->ev.type != YAML_SCALAR_EVENT)
-        return fail_mark(rd, mark, "model.layers[%d]: keys must be names, got %s", i + 1,
+        return fail_mark(rd, mark, "%s[%d]: keys must be names, got %s", lk->name, i + 1,
                          node_kind(rd->ev.type));
       const char *name;
       IMX_TRY(scalar_text(rd, &name));
@@ -213,12 +262,12 @@ static imx_err parse_layers(reader *rd, imx_config *cfg) {
       IMX_TRY(next_event(rd));
       if (rd->ev.type != YAML_SCALAR_EVENT)
         return fail_mark(rd, rd->ev.start_mark,
-                         "model.layers[%d].%s: expected a single value, "
+                         "%s[%d].%s: expected a single value, "
                          "got %s",
-                         i + 1, key, node_kind(rd->ev.type));
+                         lk->name, i + 1, key, node_kind(rd->ev.type));
       const char *text;
       IMX_TRY(scalar_text(rd, &text));
-      IMX_TRY(layer_assign(rd, mark, rd->ev.start_mark, i, key, text, cfg));
+      IMX_TRY(entry_assign(rd, lk, mark, rd->ev.start_mark, i, key, text, cfg));
     }
   }
 }
@@ -234,7 +283,14 @@ static imx_err parse_section(reader *rd, int s, imx_config *cfg) {
     const char *name;
     IMX_TRY(scalar_text(rd, &name));
     if (s == SEC_MODEL && !strcmp(name, "layers")) {
-      IMX_TRY(parse_layers(rd, cfg));
+      list_key lk = {"model.layers", IMX_MAX_LAYERS, &cfg->model.nlayers, cfg->model.layer_set, 0};
+      IMX_TRY(parse_list(rd, &lk, &rd->layers_line, cfg));
+      continue;
+    }
+    if (s == SEC_OPTIMIZER && !strcmp(name, "stages")) {
+      list_key lk = {"optimizer.stages", IMX_MAX_STAGES, &cfg->optimizer.nstages,
+                     cfg->optimizer.stage_set, 1};
+      IMX_TRY(parse_list(rd, &lk, &rd->stages_line, cfg));
       continue;
     }
     int k = imx_key_find(s, name);
@@ -445,6 +501,19 @@ imx_err imx_config_set(imx_ctx *ctx, imx_config *cfg, const char *assignment) {
       err = imx_fail(ctx, IMX_ERR_CONFIG,
                      "--set %.200s: model.layers is a list: give it in the "
                      "config file (--set model.layers=[] removes it)",
+                     assignment);
+    }
+    goto out_free;
+  }
+  if (s == SEC_OPTIMIZER && !strcmp(key, "stages")) {
+    /* As model.layers: --set can only remove the list (one stage). */
+    if (imx_yaml_is_null(text) || !strcmp(text, "[]")) {
+      cfg->optimizer.nstages = 0;
+      memset(cfg->optimizer.stage_set, 0, sizeof cfg->optimizer.stage_set);
+    } else {
+      err = imx_fail(ctx, IMX_ERR_CONFIG,
+                     "--set %.200s: optimizer.stages is a list: give it in the "
+                     "config file (--set optimizer.stages=[] removes it)",
                      assignment);
     }
     goto out_free;

@@ -340,6 +340,20 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
   return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
+imx_err imx_layer_start_params(imx_ctx *ctx, const imx_layer *l, const double *from,
+                               double *theta) {
+  int K = l->K, n = l->n;
+  if (theta != from) memcpy(theta, from, (size_t)imx_layer_nparams(l) * sizeof *theta);
+  if (l->wn) {
+    imx_layer_weights(l, from, l->W, l->b);
+    memcpy(theta, l->W, (size_t)K * n * sizeof *theta);
+  }
+  if (!l->hsic) return IMX_OK;
+  imx_layer_weights(l, theta, l->W, l->b);
+  forward(l, l->A, !l->on_z);
+  return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
+}
+
 void imx_layer_weights(const imx_layer *l, const double *theta, double *W, double *b) {
   int K = l->K, n = l->n;
   for (int j = 0; j < K; j++) {

@@ -49,7 +49,9 @@ static imx_err fill(imx_ctx *ctx, imx_hsic *h, const imx_config *cfg) {
   if (!h->omega || !h->sigma || !h->mu || !h->F || !h->G || !h->Phi || !h->dPhi || !h->Y)
     return imx_fail(ctx, IMX_ERR_NOMEM, "hsic: K D = %d features need %.1f MiB", h->KD,
                     imx_hsic_bytes_needed(h->K, h->D, h->chunk, cfg->parallel.reduction) / 1048576);
-  for (size_t i = 0; i < nf; i++) h->omega[i] = imx_rng_normal(cfg->model.seed, STREAM_OMEGA, i);
+  /* objective.hsic_seed_offset: other features, the same initial weights */
+  uint64_t seed = cfg->model.seed + (uint64_t)cfg->objective.hsic_seed_offset;
+  for (size_t i = 0; i < nf; i++) h->omega[i] = imx_rng_normal(seed, STREAM_OMEGA, i);
   IMX_TRY(imx_rsum_create(ctx, cfg->parallel.reduction, h->KD, h->KD, 1, &h->sS));
   return imx_rsum_create(ctx, cfg->parallel.reduction, 1, h->KD, 0, &h->sm);
 }

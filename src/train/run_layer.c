@@ -23,6 +23,12 @@ void imx_run_layer_file(char *out, size_t len, int index, const char *name) {
   else snprintf(out, len, "layer%d_%s", index, name);
 }
 
+void imx_run_layer_stage_file(char *out, size_t len, int index, int stage, const char *name) {
+  char staged[NAME_LEN];
+  if (stage > 1) snprintf(staged, sizeof staged, "stage%d_%s", stage, name);
+  imx_run_layer_file(out, len, index, stage > 1 ? staged : name);
+}
+
 /* 1 if DIR/NAME is readable (rank 0), broadcast. Collective. */
 static imx_err file_exists(imx_ctx *ctx, const char *dir, const char *name, int *have) {
   *have = 0;
@@ -44,6 +50,21 @@ imx_err imx_run_layer_find(imx_ctx *ctx, const char *dir, int layers, int *index
     IMX_TRY(file_exists(ctx, dir, name, &have));
     if (have) {
       *index = i;
+      break;
+    }
+  }
+  return IMX_OK;
+}
+
+imx_err imx_run_layer_find_stage(imx_ctx *ctx, const char *dir, int stages, int *stage) {
+  *stage = 1;
+  for (int i = stages; i > 1; i--) {
+    char name[NAME_LEN];
+    int have;
+    imx_run_layer_stage_file(name, sizeof name, 1, i, "checkpoint.bin");
+    IMX_TRY(file_exists(ctx, dir, name, &have));
+    if (have) {
+      *stage = i;
       break;
     }
   }
@@ -149,8 +170,21 @@ static void stamp(const imx_run_layer *r, int altered, imx_checkpoint *st) {
     if (!strcmp(imx_linalg_names[k], used)) st->linalg = k;
   size_t off = imx_config_lines(&r->cfg, SHAPING, UNSHAPING, st->settings, sizeof st->settings);
   if (off < sizeof st->settings)
-    snprintf(st->settings + off, sizeof st->settings - off, "layer.path: %s\nlayer.linalg: %s\n",
-             imx_layer_path(r->layer), used);
+    off += (size_t)snprintf(st->settings + off, sizeof st->settings - off,
+                            "layer.path: %s\nlayer.linalg: %s\n", imx_layer_path(r->layer), used);
+  if (r->stages && off < sizeof st->settings) {
+    /* The stage, and the whole list as a hash: a resume with another list
+     * (any stage's keys, max_it included) is a change. */
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (int i = 0; i < r->cfg.optimizer.nstages; i++)
+      for (const char *p = r->cfg.optimizer.stage_set[i];; p++) {
+        h = (h ^ (unsigned char)*p) * 1099511628211ull;
+        if (!*p) break;
+      }
+    snprintf(st->settings + off, sizeof st->settings - off,
+             "optimizer.stage: %d of %d\noptimizer.stages: %d entries, hash %016llx\n", r->stage,
+             r->stages, r->cfg.optimizer.nstages, (unsigned long long)h);
+  }
 }
 
 /* The value of "key: value" line `key` in text, into val ("(none)" if absent). */
@@ -260,7 +294,7 @@ static imx_err verify(imx_ctx *ctx, imx_run_layer *r, const char *name) {
 
 imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
-  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  imx_run_layer_stage_file(ckname, sizeof ckname, r->index, r->stage, "checkpoint.bin");
   int have = 1;
   IMX_TRY(file_exists(ctx, r->dir, ckname, &have));
   if (!have) { /* config.yaml but no checkpoint: nothing was done yet, so do it here */
@@ -283,6 +317,13 @@ imx_err imx_run_layer_check(imx_ctx *ctx, imx_run_layer *r) {
             "one). To continue, raise optimizer.max_it above %d: --set optimizer.max_it=N",
             r->dir, ckname, r->ck.iteration, r->cfg.optimizer.max_it, r->ck.iteration);
   return IMX_OK;
+}
+
+/* The initial parameters into r->theta: model.init and model.seed's, or a
+ * stage's from the previous stage's final ones. Collective. */
+static imx_err initial(imx_ctx *ctx, imx_run_layer *r) {
+  if (r->start) return imx_layer_start_params(ctx, r->layer, r->start, r->theta);
+  return imx_layer_init_params(ctx, r->layer, &r->cfg, r->theta);
 }
 
 /* Parameters from the layer's checkpoint, and how the optimizer continues:
@@ -311,7 +352,7 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_t
     IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
                             imx_train_precond_aux(cfg, r->layer), ck.evaluations, log));
     IMX_TRY(imx_optlog_plan(ctx, *log, cfg->output.optimizer_log_max_mib, cfg->optimizer.max_it));
-    IMX_TRY(imx_layer_init_params(ctx, r->layer, cfg, r->theta));
+    IMX_TRY(initial(ctx, r));
     io->log = *log;
     io->replay_evaluations = ck.evaluations;
     io->replay_iterations = ck.iteration;
@@ -339,7 +380,7 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_t
 /* Initial parameters and a new optimizer log. Collective. */
 static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_train_io *io,
                      imx_optlog **log) {
-  IMX_TRY(imx_layer_init_params(ctx, r->layer, &r->cfg, r->theta));
+  IMX_TRY(initial(ctx, r));
   if (r->cfg.output.optimizer_log)
     IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
                             imx_train_precond_aux(&r->cfg, r->layer), -1, log));
@@ -351,22 +392,26 @@ static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_tr
 }
 
 /* The end of the lines of metrics.jsonl (open for reading) that the
- * checkpoint saw: whole lines with "iter" <= iteration, up to the first
- * other (a line of an iteration after the checkpoint, left by a kill or a
- * failed write, or a partial line). Local. */
-static long seen_by_checkpoint(FILE *f, int iteration) {
+ * checkpoint saw: whole lines of earlier stages and of this stage with
+ * "iter" <= iteration, up to the first other (a line of an iteration after
+ * the checkpoint, left by a kill or a failed write, or a partial line).
+ * Local. */
+static long seen_by_checkpoint(FILE *f, int stage, int iteration) {
   long keep = 0;
   char line[4096];
   while (fgets(line, sizeof line, f)) {
-    const char *it = strstr(line, "\"iter\":");
-    if (!strchr(line, '\n') || !it || atoi(it + 7) > iteration) break;
+    const char *it = strstr(line, "\"iter\":"), *st = strstr(line, "\"stage\":");
+    int ls = st ? atoi(st + 8) : 0; /* a line's stage (0: a run without stages) */
+    if (!strchr(line, '\n') || !it || ls > stage || (ls == stage && atoi(it + 7) > iteration))
+      break;
     keep = ftell(f);
   }
   return keep;
 }
 
 /* The layer's metrics.jsonl (rank 0): new, or on resume cut to the lines the
- * checkpoint saw and appended to, so that each iteration is there once.
+ * checkpoint saw and appended to, so that each iteration is there once; a
+ * stage S >= 2 that starts afresh appends to the earlier stages' lines.
  * Collective. */
 static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FILE **f) {
   imx_err e = IMX_OK;
@@ -374,10 +419,11 @@ static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FI
     char name[NAME_LEN], path[IMX_PATH_LEN + NAME_LEN];
     imx_run_layer_file(name, sizeof name, r->index, "metrics.jsonl");
     snprintf(path, sizeof path, "%s/%s", r->dir, name);
-    *f = fopen(path, append ? "a+" : "w");
+    /* a later stage's fresh start adds to the earlier stages' lines */
+    *f = fopen(path, append ? "a+" : r->stage > 1 ? "a" : "w");
     if (*f && append) {
       rewind(*f);
-      long keep = seen_by_checkpoint(*f, r->ck.iteration);
+      long keep = seen_by_checkpoint(*f, r->stage, r->ck.iteration);
       if (fflush(*f) || ftruncate(fileno(*f), keep) || fseek(*f, 0, SEEK_END))
         e = imx_fail(ctx, IMX_ERR_IO, "cannot cut %s to iteration %d", path, r->ck.iteration);
     }
@@ -433,6 +479,7 @@ static void report(imx_ctx *ctx, const imx_run_layer *r) {
           res->grad_norm, terms, res->final.dead_units);
   const char *base[5] = {"W.npy", "b.npy", "metrics.jsonl", "summary.json", "checkpoint.bin"};
   for (int i = 0; i < 5; i++) imx_run_layer_file(names[i], sizeof names[i], r->index, base[i]);
+  imx_run_layer_stage_file(names[4], sizeof names[4], r->index, r->stage, base[4]);
   snprintf(names[0], sizeof names[0], "layer%d_W.npy", r->index);
   snprintf(names[1], sizeof names[1], "layer%d_b.npy", r->index);
   imx_log(ctx, IMX_INFO, "%sresults in %s/ (%s, %s, %s, %s, %s, model.h5)", lead, r->dir, names[0],
@@ -451,7 +498,9 @@ imx_err imx_run_layer_summary(imx_ctx *ctx, const imx_run_layer *r, imx_err stat
                    .message = status && status != IMX_STOPPED ? ctx->msg : "",
                    .file = file,
                    .resume = r->resume,
-                   .changes = r->changes};
+                   .changes = r->changes,
+                   .stages = r->stages ? r->records : NULL,
+                   .nstages = r->stages};
   return imx_summary_write(ctx, &s, r->dir);
 }
 
@@ -484,7 +533,7 @@ static imx_err model_checkpointed(imx_ctx *ctx, void *arg, const double *theta) 
  * Collective. */
 static imx_err rebuild(imx_ctx *ctx, imx_run_layer *r) {
   char ckname[NAME_LEN];
-  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
+  imx_run_layer_stage_file(ckname, sizeof ckname, r->index, r->stage, "checkpoint.bin");
   IMX_TRY(verify(ctx, r, ckname));
   imx_log(ctx, IMX_INFO, "  restored   %s/%s: iteration %d, loss %.10g; layer %d stays fixed",
           r->dir, ckname, r->ck.iteration, r->ck.loss, r->index);
@@ -526,14 +575,16 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
 
   /* Start, train with checkpoints and the optimizer log, measure. */
   char ckname[NAME_LEN], logname[NAME_LEN];
-  imx_run_layer_file(ckname, sizeof ckname, r->index, "checkpoint.bin");
-  imx_run_layer_file(logname, sizeof logname, r->index, "optimizer_log.bin");
+  imx_run_layer_stage_file(ckname, sizeof ckname, r->index, r->stage, "checkpoint.bin");
+  imx_run_layer_stage_file(logname, sizeof logname, r->index, r->stage, "optimizer_log.bin");
   imx_checkpoint st;
   imx_train_io io = {.dir = r->dir,
                      .checkpoint = ckname,
                      .stamp = &st,
                      .checkpointed = r->model ? model_checkpointed : NULL,
-                     .arg = r};
+                     .arg = r,
+                     .stage = r->stage,
+                     .stages = r->stages};
   imx_optlog *log = NULL;
   FILE *metrics = NULL;
   if (start == IMX_LAYER_RESUME && r->absent) start = IMX_LAYER_FRESH; /* said by the check */
@@ -547,9 +598,27 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
     io.metrics = metrics;
     e = imx_train(ctx, c, r->layer, r->theta, &io, &r->res);
     r->trained = 1;
+    if (r->stage >= 1 && r->stage <= IMX_MAX_STAGES) {
+      imx_stage_record *g = &r->records[r->stage - 1];
+      *g = (imx_stage_record){.ran = 1,
+                              .status = e,
+                              .iterations = r->res.iterations,
+                              .evaluations = r->res.evaluations,
+                              .loss = r->res.final.loss,
+                              .seconds = r->res.seconds};
+      snprintf(g->reason, sizeof g->reason, "%s", r->res.reason);
+    }
   }
   if (metrics) fclose(metrics);
   imx_optlog_close(&log);
+  if (!e && r->stage < r->stages) { /* a stage before the last: on to the next */
+    r->advanced = r->trained && (start != IMX_LAYER_RESUME || r->res.iterations > r->ck.iteration);
+    imx_log(ctx, IMX_INFO,
+            "stage %d/%d: %s after %d iterations (%d evaluations, %.2f s), loss %.10g", r->stage,
+            r->stages, r->res.reason, r->res.iterations, r->res.evaluations, r->res.seconds,
+            r->res.final.loss);
+    return r->status = IMX_OK;
+  }
   if (!e || e == IMX_DIVERGED) {
     imx_err me = measure(ctx, r);
     if (me) e = me;
@@ -557,6 +626,7 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   if (e == IMX_DIVERGED) { /* summary.json's message; not reported as an error */
     char lead[32] = "";
     if (r->layers > 1) snprintf(lead, sizeof lead, "layer %d: ", r->index);
+    if (r->stages) snprintf(lead, sizeof lead, "stage %d/%d: ", r->stage, r->stages);
     imx_fail(ctx, e, "%sTAO %s gave up at iteration %d with %s: not converged", lead,
              r->res.tao_type, r->res.iterations, r->res.reason);
   }

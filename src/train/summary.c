@@ -143,6 +143,29 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
           imx_json_end(&j);
         }
       }
+      if (s->stages) {
+        imx_json_array(&j, "stages");
+        for (int k = 0; k < s->nstages; k++) {
+          const imx_stage_record *g = &s->stages[k];
+          imx_json_object(&j, NULL);
+          imx_json_int(&j, "stage", k + 1);
+          imx_json_str(&j, "status",
+                       !g->ran                     ? "not run"
+                       : g->status == IMX_STOPPED  ? "stopped"
+                       : g->status == IMX_DIVERGED ? "diverged"
+                       : g->status                 ? "failed"
+                                                   : "ok");
+          if (g->ran) {
+            imx_json_str(&j, "reason", g->reason);
+            imx_json_int(&j, "iterations", g->iterations);
+            imx_json_int(&j, "evaluations", g->evaluations);
+            imx_json_num(&j, "loss", g->loss);
+            imx_json_num(&j, "seconds", g->seconds);
+          }
+          imx_json_end(&j);
+        }
+        imx_json_end(&j);
+      }
       if (s->measures) imx_metrics_json(&j, "measures", s->measures);
       imx_json_object(&j, "timers");
       for (int t = 0; t < IMX_NTIMERS; t++) {

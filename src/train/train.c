@@ -269,10 +269,12 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   if (s->io->replay_evaluations > 0 && git <= s->io->replay_iterations) {
     /* Retraced iterations were reported by the original run. */
     if (git == s->io->replay_iterations && s->replayed == s->io->replay_evaluations) {
+      char st[32] = "";
+      if (s->io->stages) snprintf(st, sizeof st, "stage %d/%d  ", s->io->stage, s->io->stages);
       imx_log(s->ctx, IMX_INFO,
-              "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e  (TAO state "
+              "%sresumed at iteration %d/%d  loss %- .10g  |grad| %.3e  (TAO state "
               "rebuilt from %lld logged evaluations)",
-              git, s->max_it, (double)f, (double)gnorm, (long long)s->replayed);
+              st, git, s->max_it, (double)f, (double)gnorm, (long long)s->replayed);
       s->eta_it = git, s->eta_t = imx_now() - s->t0;
     }
     PetscCall(VecRestoreArrayRead(x, &xa));
@@ -301,12 +303,14 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   print_terms(terms, sizeof terms, &ev);
   print_eta(eta, sizeof eta, s, git, now, reason != TAO_CONTINUE_ITERATING);
   int resumed_start = its == 0 && s->io->start_iteration > 0;
+  char st[32] = "";
+  if (s->io->stages) snprintf(st, sizeof st, "stage %d/%d  ", s->io->stage, s->io->stages);
   if (resumed_start)
-    imx_log(s->ctx, IMX_INFO, "resumed at iteration %d/%d  loss %- .10g  |grad| %.3e", git,
+    imx_log(s->ctx, IMX_INFO, "%sresumed at iteration %d/%d  loss %- .10g  |grad| %.3e", st, git,
             s->max_it, (double)f, (double)gnorm);
   else if (git % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
     imx_log(s->ctx, IMX_INFO,
-            "iter %5d/%d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s  %s", git,
+            "%siter %5d/%d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s  %s", st, git,
             s->max_it, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now, eta);
   FILE *mf = resumed_start ? NULL : s->io->metrics; /* the checkpoint's line is there already */
   if (mf) {
@@ -314,6 +318,7 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     imx_json_init(&j, mf, 0);
     imx_json_object(&j, NULL);
     imx_json_int(&j, "iter", git);
+    if (s->io->stages) imx_json_int(&j, "stage", s->io->stage);
     imx_json_num(&j, "loss", f);
     imx_json_object(&j, "terms");
     for (int t = 0; t < IMX_NTERMS; t++)
