@@ -64,6 +64,7 @@ typedef struct imx_run_layer {
   int resume;         /* -1: not resumed; 0: resumed, not exact; 1: resumed exactly */
   char changes[1024]; /* what differs from the checkpoint ("key: old -> new; ...") */
   int advanced;       /* trained past where it started (fresh: any training) */
+  double *moments;    /* a mini-batch resume: the optimizer's moments (owned, while training) */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,

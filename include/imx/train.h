@@ -54,6 +54,12 @@ typedef struct imx_train_io {
    * nothing); an error it returns (agreed) stops the run like a failed checkpoint. */
   imx_err (*checkpointed)(imx_ctx *ctx, void *arg, const double *theta);
   void *arg; /* checkpointed's first argument */
+  /* Mini-batch types (adam, sgd): the file of the optimizer's moments in dir,
+   * written before each checkpoint (its header names the same iteration), and
+   * the moments to start from (2 nparams: adam's m and v, sgd's velocity and
+   * unused; NULL: zeros, a fresh run). */
+  const char *state;
+  const double *moments;
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted
