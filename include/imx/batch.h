@@ -74,8 +74,7 @@ double imx_batch_lr(const imx_batch_plan *p, imx_schedule s, double lr, double d
  * update is the (t + 1)-th): adam (m, v: its moments, beta1, beta2, eps) or
  * sgd with momentum (m: the velocity, m = mu m + g, x -= lr m; v unused).
  * Local; the same bits wherever it runs. */
-void imx_batch_update(imx_stochastic kind, int n, double *x, const double *g, double *m,
-                      double *v, double lr, double beta1, double beta2, double eps, double mu,
-                      int64_t t);
+void imx_batch_update(imx_stochastic kind, int n, double *x, const double *g, double *m, double *v,
+                      double lr, double beta1, double beta2, double eps, double mu, int64_t t);
 
 #endif

@@ -89,11 +89,11 @@ typedef struct imx_config {
         [IMX_OPTS_LEN]; /* optimizer.options: extra PETSc options, "-tao_ls_type armijo ..." */
     imx_precondition precondition; /* optimizer.precondition: none | ica */
     /* Mini-batch training (optimizer.type adam or sgd; include/imx/batch.h). */
-    double lr;           /* optimizer.lr: learning rate */
-    int batch;           /* optimizer.batch: rows per step, a multiple of parallel.block */
-    double momentum;     /* optimizer.momentum (sgd) */
-    double beta1, beta2; /* optimizer.beta1, optimizer.beta2 (adam) */
-    double epsilon;      /* optimizer.epsilon (adam) */
+    double lr;             /* optimizer.lr: learning rate */
+    int batch;             /* optimizer.batch: rows per step, a multiple of parallel.block */
+    double momentum;       /* optimizer.momentum (sgd) */
+    double beta1, beta2;   /* optimizer.beta1, optimizer.beta2 (adam) */
+    double epsilon;        /* optimizer.epsilon (adam) */
     imx_schedule schedule; /* optimizer.schedule: constant | cosine | step */
     double decay;          /* optimizer.decay: the step schedule's factor */
     int decay_every;       /* optimizer.decay_every: epochs between the step schedule's decays */

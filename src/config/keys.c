@@ -136,7 +136,7 @@ const key_row imx_config_keys[] = {
      "subsample (< 0: the bandwidth -value itself)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NO_CHOICES,
-     "TAO solver type (lmvm, bncg, cg, nm, ...)"},
+     "TAO solver type (lmvm, bncg, cg, nm, ...), or adam, sgd: mini-batch training (docs/guide.md)"},
     {SEC_OPTIMIZER, "max_it", K_INT, FIELD(optimizer.max_it), "200", 0, 0, F_MIN, NO_CHOICES,
      "maximum number of iterations"},
     {SEC_OPTIMIZER, "gatol", K_DOUBLE, FIELD(optimizer.gatol), "1e-8", 0, 0, F_MIN, NO_CHOICES,
@@ -161,8 +161,8 @@ const key_row imx_config_keys[] = {
      NO_CHOICES, "adam: decay of the first moment"},
     {SEC_OPTIMIZER, "beta2", K_DOUBLE, FIELD(optimizer.beta2), "0.999", 0, 1, F_MIN | F_MAX,
      NO_CHOICES, "adam: decay of the second moment"},
-    {SEC_OPTIMIZER, "epsilon", K_DOUBLE, FIELD(optimizer.epsilon), "1e-8", 0, 0, F_MIN,
-     NO_CHOICES, "adam: added to the root of the second moment"},
+    {SEC_OPTIMIZER, "epsilon", K_DOUBLE, FIELD(optimizer.epsilon), "1e-8", 0, 0, F_MIN, NO_CHOICES,
+     "adam: added to the root of the second moment"},
     {SEC_OPTIMIZER, "schedule", K_ENUM, FIELD(optimizer.schedule), "constant", 0, 0, 0,
      CHOICES(imx_schedule_names),
      "adam, sgd: learning rate over the steps: constant, cosine (to 0 at optimizer.max_it) or "
@@ -171,8 +171,7 @@ const key_row imx_config_keys[] = {
      NO_CHOICES, "step schedule: the factor"},
     {SEC_OPTIMIZER, "decay_every", K_INT, FIELD(optimizer.decay_every), "10", 1, 0, F_MIN,
      NO_CHOICES, "step schedule: epochs between decays"},
-    {SEC_OPTIMIZER, "eval_every", K_INT, FIELD(optimizer.eval_every), "1", 0, 0, F_MIN,
-     NO_CHOICES,
+    {SEC_OPTIMIZER, "eval_every", K_INT, FIELD(optimizer.eval_every), "1", 0, 0, F_MIN, NO_CHOICES,
      "adam, sgd: the loss on all rows every this many epochs, in the progress line and "
      "metrics.jsonl as full_loss (0 = only at the end)"},
     {SEC_OPTIMIZER, "seed", K_SEED, FIELD(optimizer.seed), "3", 0, 0, 0, NO_CHOICES,
@@ -299,14 +298,19 @@ static imx_err check_batch(imx_ctx *ctx, const imx_config *cfg, const char *wher
                     "use at least %d rows (a few times K keeps the bias of log det C small, "
                     "docs/objectives.md)",
                     where, b, K, b - 1, ((K / B) + 1) * B);
+  if (cfg->optimizer.beta1 >= 1 || cfg->optimizer.beta2 >= 1)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.beta1 = %g, optimizer.beta2 = %g: adam needs both below 1 (its "
+                    "bias correction divides by 1 - beta^t)",
+                    where, cfg->optimizer.beta1, cfg->optimizer.beta2);
   if (cfg->model.bias_bound > 0)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%smodel.bias_bound needs a bound-constrained TAO type; optimizer.type %s "
                     "has no bounds",
                     where, t);
   if (cfg->optimizer.precondition != IMX_PRECONDITION_NONE)
-    return imx_fail(ctx, IMX_ERR_CONFIG,
-                    "%soptimizer.precondition: ica is for TAO lmvm, not %s", where, t);
+    return imx_fail(ctx, IMX_ERR_CONFIG, "%soptimizer.precondition: ica is for TAO lmvm, not %s",
+                    where, t);
   if (cfg->objective.extended_every > 0)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sobjective.extended_every needs L-BFGS segments (optimizer.type lmvm); "

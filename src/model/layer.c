@@ -714,13 +714,12 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
 }
 
 int imx_layer_batchable(const imx_layer *l, char *why, size_t len) {
-  const char *no = l->moments_path ? "the moments path forms C from the input covariance of all "
-                                     "rows (set parallel.path: data)"
-                   : l->cov_from_Sx ? "identity units (or objective.on: z) form C from the input "
-                                      "covariance of all rows"
-                   : l->sup         ? "the supervised term's labeled rows are fixed per row"
-                   : l->hsic        ? "the hsic term's features are fixed per row"
-                                    : NULL;
+  const char *no = l->moments_path || l->cov_from_Sx
+                       ? "its C is formed from the input covariance of all rows (identity units, "
+                         "or objective.on: z, with moment terms)"
+                   : l->sup  ? "the supervised term's labeled rows are fixed per row"
+                   : l->hsic ? "the hsic term's features are fixed per row"
+                             : NULL;
   if (no) snprintf(why, len, "%s", no);
   return !no;
 }

@@ -55,13 +55,13 @@ double imx_batch_lr(const imx_batch_plan *p, imx_schedule s, double lr, double d
       return max_it > 0 && t < max_it ? lr * 0.5 * (1 + cos(pi * (double)t / max_it)) : 0;
     case IMX_SCHED_STEP:
       return lr * pow(decay, (double)((t / p->steps) / (decay_every > 0 ? decay_every : 1)));
-    default: return lr;
+    default:
+      return lr;
   }
 }
 
-void imx_batch_update(imx_stochastic kind, int n, double *x, const double *g, double *m,
-                      double *v, double lr, double beta1, double beta2, double eps, double mu,
-                      int64_t t) {
+void imx_batch_update(imx_stochastic kind, int n, double *x, const double *g, double *m, double *v,
+                      double lr, double beta1, double beta2, double eps, double mu, int64_t t) {
   if (kind == IMX_STOCH_SGD) {
     for (int i = 0; i < n; i++) {
       m[i] = mu * m[i] + g[i];

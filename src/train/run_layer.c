@@ -324,10 +324,9 @@ static imx_err resume_stochastic(imx_ctx *ctx, imx_run_layer *r, imx_train_io *i
     if (!why[0]) {
       r->moments = mv;
       io->moments = mv;
-      imx_log(ctx, IMX_INFO,
-              "  resume     %s: %s continues at step %d with its moments from %s",
-              r->resume == 1 ? "exact" : "NOT exact (settings or data changed)", type,
-              ck.iteration, name);
+      imx_log(ctx, IMX_INFO, "  resume     %s: %s continues at step %d with its moments from %s",
+              r->resume == 1 ? "exact" : "NOT exact (settings or data changed)", type, ck.iteration,
+              name);
       return IMX_OK;
     }
     free(mv);

@@ -539,9 +539,9 @@ static imx_err stochastic_setup(imx_ctx *ctx, state *s, Tao tao, const char *typ
   s->perm_epoch = -1;
   s->stoch = imx_batch_kind(type);
   TaoSetApplicationContext(tao, s); /* TaoShellSetContext needs the type name "shell" */
-  /* E log det S - log det Sigma for S the covariance of b Gaussian rows:
-   * about -K (K + 1) / (2 b) (docs/objectives.md). */
-  double b = (double)c->optimizer.batch, bias = -K * (K + 1.0) / (2 * b);
+  /* E log det C_b - log det C for the covariance C_b of b Gaussian rows:
+   * about -K (K + 3) / (2 b) (docs/objectives.md, "Mini-batch estimates"). */
+  double b = (double)c->optimizer.batch, bias = K * (K + 3.0) / (2 * b);
   imx_log(ctx, IMX_INFO,
           "  batches    %d rows (%d blocks of %d), %d steps per epoch (%.4g epochs in "
           "max_it %d), shuffle seed %llu; lr %g, schedule %s",
@@ -550,10 +550,10 @@ static imx_err stochastic_setup(imx_ctx *ctx, state *s, Tao tao, const char *typ
           c->optimizer.lr, imx_schedule_name(c->optimizer.schedule));
   if (imx_objective_needs_cov(imx_layer_objective(s->layer)))
     imx_log(ctx, b < 4.0 * K ? IMX_WARN : IMX_INFO,
-            "%s log det of a batch's C is biased: about -K(K+1)/(2 batch) = %.3g for Gaussian "
-            "outputs (K = %d, batch %d rows)%s",
+            "%s log det of a batch's C is biased low by about K(K+3)/(2 batch) = %.3g nats "
+            "for Gaussian outputs (K = %d, batch %d rows)%s",
             b < 4.0 * K ? "mini-batch:" : "  bias      ", bias, K, c->optimizer.batch,
-            b < 4.0 * K ? "; a batch of at least 4 K rows keeps it below K/8" : "");
+            b < 4.0 * K ? "; a batch of at least 4 K rows keeps it below (K+3)/8" : "");
   return IMX_OK;
 }
 
