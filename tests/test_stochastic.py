@@ -135,6 +135,10 @@ bad = [
     (["model.activation=identity"], "input covariance"),
     (["optimizer.precondition=ica"], "is for TAO lmvm"),
 ]
+c, out, err = run(["train", CFG, "--out", os.path.join(d, "tt"), "--set", "optimizer.type=lmvm",
+                   "-tao_type", "adam"], ranks=1)
+check(c == 3 and "chosen with optimizer.type" in err,
+      "-tao_type adam with optimizer.type lmvm: exit %d (want 3), refused" % c)
 for k, (sets, want) in enumerate(bad):
     args = []
     for a in sets:

@@ -615,6 +615,12 @@ static imx_err check_type(imx_ctx *ctx, const imx_config *cfg) {
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%s: \"%s\" is not a TAO type (try lmvm, blmvm, bncg, cg, nm, owlqn, bqnls)",
                     from, type);
+  if (imx_batch_kind(type) != imx_batch_kind(cfg->optimizer.type))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "-tao_type %s: the mini-batch types adam and sgd are chosen with "
+                    "optimizer.type (--set optimizer.type=%s), whose checks, files and resume "
+                    "follow it; optimizer.type is %s",
+                    type, imx_batch_kind(type) ? type : "lmvm", cfg->optimizer.type);
   if (needs_hessian(type))
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%s: TAO type %s needs a Hessian, which infomax does not provide; use a "
