@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #include "imx/activation.h"
+#include "imx/batch.h"
 #include "imx/ctx.h"
 #include "imx/data.h"
 #include "imx/layer.h"
@@ -92,6 +93,17 @@ typedef struct imx_config {
     int nstages;                   /* optimizer.stages: entries (0 = one stage, the classic form) */
     char stage_set[IMX_MAX_STAGES]
                   [IMX_OPTS_LEN]; /* per stage: "section.key=value" lines (imx_config_stage_keys) */
+    /* Mini-batch training (optimizer.type adam or sgd; include/imx/batch.h). */
+    double lr;             /* optimizer.lr: learning rate */
+    int batch;             /* optimizer.batch: rows per step, a multiple of parallel.block */
+    double momentum;       /* optimizer.momentum (sgd) */
+    double beta1, beta2;   /* optimizer.beta1, optimizer.beta2 (adam) */
+    double epsilon;        /* optimizer.epsilon (adam) */
+    imx_schedule schedule; /* optimizer.schedule: constant | cosine | step */
+    double decay;          /* optimizer.decay: the step schedule's factor */
+    int decay_every;       /* optimizer.decay_every: epochs between the step schedule's decays */
+    int eval_every; /* optimizer.eval_every: full-data loss every this many epochs (0 = never) */
+    unsigned long long seed; /* optimizer.seed: the batch shuffle's seed */
   } optimizer;
 
   struct {

@@ -156,6 +156,21 @@ int imx_layer_precond(const imx_layer *l, imx_precond *p, char *why, size_t len)
  * imx_layer_precond true. Local. */
 void imx_layer_precond_aux(const imx_layer *l, double *aux);
 
+/* Can the layer evaluate over a subset of its rows (imx_layer_use_blocks)?
+ * Not on the moments path, with C from the input covariance (identity units
+ * or objective.on: z), or with the supervised or hsic terms, which are tied to
+ * fixed rows: then 0 and why. Local. */
+int imx_layer_batchable(const imx_layer *l, char *why, size_t len);
+
+/* Evaluate over the global blocks blocks[0 .. count-1] of parallel.block rows
+ * (mini-batch training; any order, each once) from now on: the objective, its
+ * gradient and the forward pass take those rows alone, N their number over
+ * all ranks. Each rank takes the listed blocks it holds, in block order;
+ * they are used in place when they are one run of rows, else copied to a
+ * buffer of the layer. blocks NULL: all rows again. The caller has checked
+ * imx_layer_batchable. Local (every rank must list the same blocks). */
+imx_err imx_layer_use_blocks(imx_ctx *ctx, imx_layer *l, const int64_t *blocks, int64_t count);
+
 /* Force an evaluation path ("data" or "moments"); for tests. Returns
  * IMX_ERR_CONFIG if the moments path does not apply. Collective. */
 imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments);

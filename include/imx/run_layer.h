@@ -74,6 +74,7 @@ typedef struct imx_run_layer {
                         * imx_layer_start_params turns into this stage's initial ones */
   imx_stage_record records[IMX_MAX_STAGES]; /* per stage, for summary.json (the caller fills
                                              * those of stages before a resume) */
+  double *moments; /* a mini-batch resume: the optimizer's moments (owned, while training) */
 } imx_run_layer;
 
 /* The file NAME of layer `index` (checkpoint.bin, optimizer_log.bin,

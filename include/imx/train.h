@@ -56,6 +56,12 @@ typedef struct imx_train_io {
   void *arg;         /* checkpointed's first argument */
   int stage, stages; /* optimizer.stages: this stage (1-based) of how many, shown in the progress
                       * line and in every metrics line ("stage"); 0: a run without stages */
+  /* Mini-batch types (adam, sgd): the file of the optimizer's moments in dir,
+   * written before each checkpoint (its header names the same iteration), and
+   * the moments to start from (2 nparams: adam's m and v, sgd's velocity and
+   * unused; NULL: zeros, a fresh run). */
+  const char *state;
+  const double *moments;
 } imx_train_io;
 
 /* Optimize theta (nparams, replicated; in: initial, out: the last accepted

@@ -25,6 +25,7 @@ _Static_assert(sizeof(imx_feed) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_features) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_precondition) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_objective_on) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_schedule) == sizeof(int), "enum size");
 
 /* Declared in imx/term.h, the objective module's; defined here until the
  * objective module keeps its terms and presets as tables of its own. */
@@ -139,7 +140,7 @@ const key_row imx_config_keys[] = {
      "new initial weights (a stage of optimizer.stages)"},
 
     {SEC_OPTIMIZER, "type", K_STRING, FIELD(optimizer.type), "lmvm", 0, 0, F_IDENT, NO_CHOICES,
-     "TAO solver type (lmvm, bncg, cg, nm, ...)"},
+     "TAO solver type (lmvm, bncg, cg, nm, ...), or adam, sgd: mini-batch training (docs/guide.md)"},
     {SEC_OPTIMIZER, "max_it", K_INT, FIELD(optimizer.max_it), "200", 0, 0, F_MIN, NO_CHOICES,
      "maximum number of iterations"},
     {SEC_OPTIMIZER, "gatol", K_DOUBLE, FIELD(optimizer.gatol), "1e-8", 0, 0, F_MIN, NO_CHOICES,
@@ -153,6 +154,32 @@ const key_row imx_config_keys[] = {
      "ica: L-BFGS (TAO lmvm) starts each step from the ICA Hessian approximation (entropy + "
      "logdet on K = n identity units, the ica preset; 2-4x fewer evaluations on ICA data, "
      "fewer is not promised elsewhere); none: plain L-BFGS"},
+    {SEC_OPTIMIZER, "lr", K_DOUBLE, FIELD(optimizer.lr), "0.01", 0, 0, F_NONZERO | F_MIN,
+     NO_CHOICES, "adam, sgd: the learning rate (its start, under optimizer.schedule)"},
+    {SEC_OPTIMIZER, "batch", K_INT, FIELD(optimizer.batch), "4096", 1, 0, F_MIN, NO_CHOICES,
+     "adam, sgd: rows per step, a multiple of parallel.block and more than model.units (whole "
+     "blocks drawn by a shuffle that is the same for any rank count)"},
+    {SEC_OPTIMIZER, "momentum", K_DOUBLE, FIELD(optimizer.momentum), "0.9", 0, 1, F_MIN | F_MAX,
+     NO_CHOICES, "sgd: momentum mu (v = mu v + g, theta -= lr v; 0 = plain SGD)"},
+    {SEC_OPTIMIZER, "beta1", K_DOUBLE, FIELD(optimizer.beta1), "0.9", 0, 1, F_MIN | F_MAX,
+     NO_CHOICES, "adam: decay of the first moment"},
+    {SEC_OPTIMIZER, "beta2", K_DOUBLE, FIELD(optimizer.beta2), "0.999", 0, 1, F_MIN | F_MAX,
+     NO_CHOICES, "adam: decay of the second moment"},
+    {SEC_OPTIMIZER, "epsilon", K_DOUBLE, FIELD(optimizer.epsilon), "1e-8", 0, 0, F_MIN, NO_CHOICES,
+     "adam: added to the root of the second moment"},
+    {SEC_OPTIMIZER, "schedule", K_ENUM, FIELD(optimizer.schedule), "constant", 0, 0, 0,
+     CHOICES(imx_schedule_names),
+     "adam, sgd: learning rate over the steps: constant, cosine (to 0 at optimizer.max_it) or "
+     "step (times optimizer.decay every optimizer.decay_every epochs)"},
+    {SEC_OPTIMIZER, "decay", K_DOUBLE, FIELD(optimizer.decay), "0.1", 0, 1, F_MIN | F_MAX,
+     NO_CHOICES, "step schedule: the factor"},
+    {SEC_OPTIMIZER, "decay_every", K_INT, FIELD(optimizer.decay_every), "10", 1, 0, F_MIN,
+     NO_CHOICES, "step schedule: epochs between decays"},
+    {SEC_OPTIMIZER, "eval_every", K_INT, FIELD(optimizer.eval_every), "1", 0, 0, F_MIN, NO_CHOICES,
+     "adam, sgd: the loss on all rows every this many epochs, in the progress line and "
+     "metrics.jsonl as full_loss (0 = only at the end)"},
+    {SEC_OPTIMIZER, "seed", K_SEED, FIELD(optimizer.seed), "3", 0, 0, 0, NO_CHOICES,
+     "adam, sgd: seed of the batch shuffle"},
 
     {SEC_PARALLEL, "reduction", K_ENUM, FIELD(parallel.reduction), "reproducible", 0, 0, 0,
      CHOICES(imx_reduction_names),
@@ -261,10 +288,53 @@ imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
                     "one layer (train a stack's layers with their own optimizer.max_it, or one "
                     "layer in stages)",
                     cfg->file[0] ? cfg->file : "", cfg->file[0] ? ": " : "", cfg->model.nlayers);
+  if (cfg->optimizer.nstages && imx_batch_kind(cfg->optimizer.type))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%s%soptimizer.stages with optimizer.type %s: stages restart L-BFGS and are "
+                    "for the full-batch TAO types (use optimizer.schedule for a mini-batch run)",
+                    cfg->file[0] ? cfg->file : "", cfg->file[0] ? ": " : "", cfg->optimizer.type);
   for (int i = 0; i < cfg->optimizer.nstages; i++) {
     imx_config c;
     IMX_TRY(imx_config_stage(ctx, cfg, i, &c));
   }
+  return IMX_OK;
+}
+
+/* optimizer.type adam or sgd: the batch against parallel.block and
+ * model.units, and what mini-batch training cannot do. Local. */
+static imx_err check_batch(imx_ctx *ctx, const imx_config *cfg, const char *where) {
+  const char *t = cfg->optimizer.type;
+  int B = cfg->parallel.block, b = cfg->optimizer.batch, K = cfg->model.units;
+  if (b % B)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.batch is %d rows but a batch is made of whole blocks of "
+                    "parallel.block = %d rows: use a multiple of %d (e.g. %d)",
+                    where, b, B, B, (b / B + 1) * B);
+  if (b <= K)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.batch is %d rows, not more than model.units = %d: the batch's "
+                    "K x K covariance C would be singular (rank <= %d) and log det C undefined; "
+                    "use at least %d rows (a few times K keeps the bias of log det C small, "
+                    "docs/objectives.md)",
+                    where, b, K, b - 1, ((K / B) + 1) * B);
+  if (cfg->optimizer.beta1 >= 1 || cfg->optimizer.beta2 >= 1)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.beta1 = %g, optimizer.beta2 = %g: adam needs both below 1 (its "
+                    "bias correction divides by 1 - beta^t)",
+                    where, cfg->optimizer.beta1, cfg->optimizer.beta2);
+  if (cfg->model.bias_bound > 0)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%smodel.bias_bound needs a bound-constrained TAO type; optimizer.type %s "
+                    "has no bounds",
+                    where, t);
+  if (cfg->optimizer.precondition != IMX_PRECONDITION_NONE)
+    return imx_fail(ctx, IMX_ERR_CONFIG, "%soptimizer.precondition: ica is for TAO lmvm, not %s",
+                    where, t);
+  if (cfg->objective.extended_every > 0)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%sobjective.extended_every needs L-BFGS segments (optimizer.type lmvm); "
+                    "%s does not have them",
+                    where, t);
   return IMX_OK;
 }
 
@@ -290,6 +360,7 @@ imx_err imx_config_validate_one(imx_ctx *ctx, const imx_config *cfg) {
                     "%smodel.activation is topk but model.topk is %d: it needs 1 <= k <= "
                     "model.units = %d",
                     where, cfg->model.topk, cfg->model.units);
+  if (imx_batch_kind(cfg->optimizer.type)) IMX_TRY(check_batch(ctx, cfg, where));
   if (cfg->objective.hsic_features % 2)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sobjective.hsic_features is %d but the hsic features come in (cos, sin) "

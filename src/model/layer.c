@@ -45,7 +45,7 @@ int imx_layer_head_classes(const imx_layer *l) {
 }
 int imx_layer_units(const imx_layer *l) { return l->K; }
 int imx_layer_inputs(const imx_layer *l) { return l->n; }
-long long imx_layer_samples(const imx_layer *l) { return (long long)l->N; }
+long long imx_layer_samples(const imx_layer *l) { return (long long)l->N_all; }
 const char *imx_layer_path(const imx_layer *l) { return l->moments_path ? "moments" : "data"; }
 const char *imx_layer_linalg(const imx_layer *l) { return imx_linalg_name(l->linalg); }
 const char *imx_layer_linalg_reason(const imx_layer *l) { return l->linalg_why; }
@@ -58,7 +58,7 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
   free(l->A), free(l->P), free(l->H), free(l->D), free(l->m), free(l->gW), free(l->gb);
-  free(l->rowv), free(l->actwork), free(l->ghead);
+  free(l->rowv), free(l->actwork), free(l->ghead), free(l->Xb);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_supervised_free(&l->sup);
@@ -264,7 +264,8 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->phi = (imx_act){.kind = l->act, .tau = l->tau, .k = cfg->model.topk, .K = l->K};
   l->sparse = cfg->parallel.sparse && imx_activation_sparse(l->act);
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
-  l->X = d->X;
+  l->X = l->X_all = d->X;
+  l->nloc_all = d->nloc, l->N_all = d->N;
   imx_err e = imx_agree(ctx, imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj));
   /* With identity units z and phi(z) are the same: the terms read A either way. */
   l->on_z = l->obj.on == IMX_ON_Z && l->act != IMX_ACT_IDENTITY;
@@ -723,5 +724,59 @@ imx_err imx_layer_eval(imx_ctx *ctx, imx_layer *l, const double *theta, double *
     memcpy(grad + (size_t)K * n + K, l->ghead,
            (size_t)imx_supervised_nparams(l->sup) * sizeof *grad);
   if (l->mode == IMX_RED_FAST) IMX_TRY(same_on_all_ranks(ctx, f, grad, imx_layer_nparams(l)));
+  return IMX_OK;
+}
+
+int imx_layer_batchable(const imx_layer *l, char *why, size_t len) {
+  const char *no = l->moments_path || l->cov_from_Sx
+                       ? "its C is formed from the input covariance of all rows (identity units, "
+                         "or objective.on: z, with moment terms)"
+                   : l->sup  ? "the supervised term's labeled rows are fixed per row"
+                   : l->hsic ? "the hsic term's features are fixed per row"
+                             : NULL;
+  if (no) snprintf(why, len, "%s", no);
+  return !no;
+}
+
+imx_err imx_layer_use_blocks(imx_ctx *ctx, imx_layer *l, const int64_t *blocks, int64_t count) {
+  l->X = l->X_all, l->nloc = l->nloc_all, l->N = l->N_all;
+  if (!blocks) return IMX_OK;
+  int64_t B = l->block, first = l->row0 / B, nlb = (l->nloc_all + B - 1) / B;
+  unsigned char *mine = calloc((size_t)(nlb > 0 ? nlb : 1), 1);
+  if (!mine) return imx_fail(ctx, IMX_ERR_NOMEM, "batch: %lld local blocks", (long long)nlb);
+  int64_t N = 0, rows = 0, lo = nlb, hi = -1;
+  for (int64_t k = 0; k < count; k++) {
+    int64_t i = blocks[k], r0 = i * B, r = l->N_all - r0 < B ? l->N_all - r0 : B;
+    N += r;
+    if (i >= first && i < first + nlb) {
+      mine[i - first] = 1, rows += r;
+      if (i - first < lo) lo = i - first;
+      if (i - first > hi) hi = i - first;
+    }
+  }
+  /* In block order, so that the short last block of the data stays last. */
+  if (rows == 0) l->X = l->X_all;
+  else if ((hi - lo) * B < rows) l->X = l->X_all + (size_t)(lo * B) * l->n; /* one run: no copy */
+  else {
+    if ((size_t)rows > l->Xb_rows) {
+      free(l->Xb);
+      l->Xb = malloc((size_t)rows * l->n * sizeof *l->Xb);
+      l->Xb_rows = l->Xb ? (size_t)rows : 0;
+      if (!l->Xb) {
+        free(mine);
+        return imx_fail(ctx, IMX_ERR_NOMEM, "batch: %lld local rows x %d", (long long)rows, l->n);
+      }
+    }
+    size_t at = 0;
+    for (int64_t j = lo; j <= hi; j++) {
+      if (!mine[j]) continue;
+      int64_t r0 = j * B, r = l->nloc_all - r0 < B ? l->nloc_all - r0 : B;
+      memcpy(l->Xb + at, l->X_all + (size_t)r0 * l->n, (size_t)(r * l->n) * sizeof *l->Xb);
+      at += (size_t)(r * l->n);
+    }
+    l->X = l->Xb;
+  }
+  free(mine);
+  l->nloc = rows, l->N = N;
   return IMX_OK;
 }

@@ -49,7 +49,13 @@ struct imx_layer {
   int extended;        /* objective.extended_every > 0: the entropy term's switch */
   imx_reduction mode;
   imx_objective obj;
-  const double *X;  /* nloc x n, borrowed from the data set */
+  const double *X; /* nloc x n, borrowed from the data set (or the batch's rows) */
+  /* Mini-batch evaluation (imx_layer_use_blocks): while a subset of the blocks
+   * is in use, X, nloc and N describe it and these keep the whole data set. */
+  const double *X_all;
+  int64_t nloc_all, N_all;
+  double *Xb;       /* the batch's local rows when they are not contiguous */
+  size_t Xb_rows;   /* rows Xb holds room for */
   double *xmax;     /* n: global column maxima of |X| */
   int moments_ok;   /* the moments path applies */
   int moments_path; /* evaluate from S_x instead of the data */

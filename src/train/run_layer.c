@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "imx/batch.h"
 #include "imx/checkpoint.h"
 #include "imx/linalg.h"
 #include "imx/log.h"
@@ -154,6 +155,14 @@ static const char *const SHAPING[] = {"data.",
                                       "model.",
                                       "objective.",
                                       "optimizer.precondition",
+                                      "optimizer.lr",
+                                      "optimizer.batch",
+                                      "optimizer.momentum",
+                                      "optimizer.beta",
+                                      "optimizer.epsilon",
+                                      "optimizer.schedule",
+                                      "optimizer.decay",
+                                      "optimizer.seed",
                                       "parallel.reduction",
                                       "parallel.block",
                                       "parallel.scalapack_block",
@@ -326,6 +335,51 @@ static imx_err initial(imx_ctx *ctx, imx_run_layer *r) {
   return imx_layer_init_params(ctx, r->layer, &r->cfg, r->theta);
 }
 
+/* A mini-batch run (optimizer.type adam, sgd) continues from the
+ * checkpoint's weights with the moments of its optimizer_state.bin, written
+ * at the same iteration, and the step count is its place in the shuffle:
+ * exact. Without that file (or another optimizer before) the moments start
+ * at zero: not exact, said so. Collective. */
+static imx_err resume_stochastic(imx_ctx *ctx, imx_run_layer *r, imx_train_io *io) {
+  const imx_checkpoint ck = r->ck;
+  const char *type = r->cfg.optimizer.type;
+  char name[NAME_LEN], why[IMX_PATH_LEN + 160] = "";
+  imx_run_layer_file(name, sizeof name, r->index, "optimizer_state.bin");
+  int have = 0;
+  IMX_TRY(file_exists(ctx, r->dir, name, &have));
+  io->start_iteration = ck.iteration;
+  /* The checkpoint counts the evaluation at its point, which the resume repeats. */
+  io->start_evaluations = ck.evaluations > 0 ? ck.evaluations - 1 : 0;
+  if (strcmp(ck.tao_type, type))
+    snprintf(why, sizeof why, "the checkpoint was written by TAO %s", ck.tao_type);
+  else if (!have) snprintf(why, sizeof why, "no %s in %s", name, r->dir);
+  else {
+    imx_checkpoint h;
+    double *mv = NULL;
+    IMX_TRY(imx_checkpoint_read(ctx, r->dir, name, &h, &mv));
+    if (h.iteration != ck.iteration || h.nparams != 2 * ck.nparams)
+      snprintf(why, sizeof why,
+               "%s is at iteration %d with %lld values, the checkpoint at iteration %d needs "
+               "%lld",
+               name, h.iteration, (long long)h.nparams, ck.iteration, 2 * (long long)ck.nparams);
+    if (!why[0]) {
+      r->moments = mv;
+      io->moments = mv;
+      imx_log(ctx, IMX_INFO, "  resume     %s: %s continues at step %d with its moments from %s",
+              r->resume == 1 ? "exact" : "NOT exact (settings or data changed)", type, ck.iteration,
+              name);
+      return IMX_OK;
+    }
+    free(mv);
+  }
+  imx_log(ctx, IMX_WARN,
+          "resume: %s; continuing from the checkpoint's weights and step %d with the %s moments "
+          "at zero, so the path differs from an uninterrupted run",
+          why, ck.iteration, type);
+  r->resume = 0, r->ck.altered = 1;
+  return IMX_OK;
+}
+
 /* Parameters from the layer's checkpoint, and how the optimizer continues:
  * by retracing the logged run from the initial parameters (exact), or from
  * the checkpoint's weights with a fresh TAO state when there is no usable
@@ -335,6 +389,7 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_t
   const imx_config *cfg = &r->cfg;
   const imx_checkpoint ck = r->ck; /* read and accepted by imx_run_layer_check */
   int have = 0;
+  if (imx_batch_kind(cfg->optimizer.type)) return resume_stochastic(ctx, r, io);
   IMX_TRY(file_exists(ctx, r->dir, logname, &have));
   int64_t capped = -1; /* a log stopped by output.optimizer_log_max_mib: its length */
   char why[160] = "";
@@ -381,7 +436,8 @@ static imx_err resume(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_t
 static imx_err fresh(imx_ctx *ctx, imx_run_layer *r, const char *logname, imx_train_io *io,
                      imx_optlog **log) {
   IMX_TRY(initial(ctx, r));
-  if (r->cfg.output.optimizer_log)
+  /* Mini-batch types keep their moments instead (optimizer_state.bin). */
+  if (r->cfg.output.optimizer_log && !imx_batch_kind(r->cfg.optimizer.type))
     IMX_TRY(imx_optlog_open(ctx, r->dir, logname, imx_layer_nparams(r->layer),
                             imx_train_precond_aux(&r->cfg, r->layer), -1, log));
   if (*log)
@@ -548,6 +604,7 @@ imx_err imx_run_layer_create(imx_ctx *ctx, imx_run_layer *r) {
   memset(&r->res, 0, sizeof r->res);
   r->trained = r->measured = 0;
   r->checked = r->done = r->advanced = 0, r->resume = -1, r->changes[0] = 0;
+  r->moments = NULL;
   memset(&r->ck, 0, sizeof r->ck);
   if (r->index > 1)
     imx_log(ctx, IMX_INFO,
@@ -574,12 +631,14 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   }
 
   /* Start, train with checkpoints and the optimizer log, measure. */
-  char ckname[NAME_LEN], logname[NAME_LEN];
+  char ckname[NAME_LEN], logname[NAME_LEN], statename[NAME_LEN];
   imx_run_layer_stage_file(ckname, sizeof ckname, r->index, r->stage, "checkpoint.bin");
   imx_run_layer_stage_file(logname, sizeof logname, r->index, r->stage, "optimizer_log.bin");
+  imx_run_layer_stage_file(statename, sizeof statename, r->index, r->stage, "optimizer_state.bin");
   imx_checkpoint st;
   imx_train_io io = {.dir = r->dir,
                      .checkpoint = ckname,
+                     .state = statename,
                      .stamp = &st,
                      .checkpointed = r->model ? model_checkpointed : NULL,
                      .arg = r,
@@ -611,6 +670,8 @@ imx_err imx_run_layer_train(imx_ctx *ctx, imx_run_layer *r, imx_layer_start star
   }
   if (metrics) fclose(metrics);
   imx_optlog_close(&log);
+  free(r->moments);
+  r->moments = NULL;
   if (!e && r->stage < r->stages) { /* a stage before the last: on to the next */
     r->advanced = r->trained && (start != IMX_LAYER_RESUME || r->res.iterations > r->ck.iteration);
     imx_log(ctx, IMX_INFO,

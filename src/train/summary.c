@@ -19,13 +19,16 @@ static void optimizer_log(imx_json *j, const imx_config *c, const char *dir, con
   char path[2 * IMX_PATH_LEN];
   int prefix = (int)(strlen(file) - strlen("summary.json"));
   snprintf(path, sizeof path, "%s/%.*soptimizer_log.bin", dir, prefix > 0 ? prefix : 0, file);
-  int64_t capped = c->output.optimizer_log ? imx_optlog_capped_at(path) : -1;
+  int stochastic = imx_batch_kind(c->optimizer.type) != IMX_STOCH_NONE; /* no log: moments */
+  int enabled = c->output.optimizer_log && !stochastic;
+  int64_t capped = enabled ? imx_optlog_capped_at(path) : -1;
   imx_json_object(j, "optimizer_log");
-  imx_json_bool(j, "enabled", c->output.optimizer_log);
+  imx_json_bool(j, "enabled", enabled);
   imx_json_num(j, "max_mib", c->output.optimizer_log_max_mib);
   imx_json_int(j, "capped_at_evaluation", capped);
   imx_json_str(j, "next_resume",
-               !c->output.optimizer_log ? "from the checkpoint's weights, fresh optimizer state"
+               stochastic    ? "exact from the checkpoint and its moments in optimizer_state.bin"
+               : !enabled    ? "from the checkpoint's weights, fresh optimizer state"
                : capped >= 0 ? "exact from checkpoints up to the cap; later ones from the "
                                "checkpoint's weights with a fresh optimizer state (not exact)"
                              : "exact");

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "imx/batch.h"
 #include "imx/checkpoint.h"
 #include "imx/json.h"
 #include "imx/log.h"
@@ -52,7 +53,20 @@ typedef struct state {
   int seg_start; /* global iteration at which the current TaoSolve started */
   int segment;   /* segments before the current one */
   int sub;       /* units with the sub-Gaussian density (metrics.jsonl) */
+  /* Mini-batch training (optimizer.type adam or sgd, include/imx/batch.h). */
+  imx_stochastic stoch; /* IMX_STOCH_NONE: a TAO of PETSc's */
+  imx_batch_plan plan;
+  double *mv;         /* adam: m and v (2 n); sgd: the velocity (n) and n unused */
+  int64_t *perm;      /* the permutation of the blocks of epoch perm_epoch */
+  int64_t perm_epoch; /* -1: none yet */
+  double lr;          /* the learning rate of the last step */
+  double full_loss;   /* the loss on all rows at this iteration (NAN: not measured) */
+  Vec g;              /* the batch gradient */
+  Vec accepted_vec;   /* the solution Vec (a template for g) */
 } state;
+
+/* Epochs done at global step t of a mini-batch run. Local. */
+static double epochs_at(const state *s, int t) { return (double)t / s->plan.steps; }
 
 /* Write a checkpoint of x at global iteration it. Collective. */
 static imx_err checkpoint(state *s, const double *x, int it, double loss) {
@@ -74,6 +88,11 @@ static imx_err checkpoint(state *s, const double *x, int it, double loss) {
   }
   imx_timer_start(IMX_T_OUTPUT);
   imx_err e = s->io->log ? imx_optlog_sync(s->ctx, s->io->log) : IMX_OK;
+  if (!e && s->stoch) { /* the moments first: the checkpoint names the iteration they are at */
+    imx_checkpoint m = h;
+    m.nparams = 2 * (int64_t)s->n;
+    e = imx_checkpoint_write(s->ctx, s->io->dir, s->io->state, &m, s->mv);
+  }
   if (!e)
     e = imx_checkpoint_write(s->ctx, s->io->dir,
                              s->io->checkpoint ? s->io->checkpoint : "checkpoint.bin", &h, x);
@@ -101,7 +120,7 @@ static PetscErrorCode form_fg(Tao tao, Vec x, PetscReal *f, Vec g, void *p) {
     if (!e && s->use_pc && isfinite(*f)) memcpy(s->pc_x, xa, (size_t)s->n * sizeof *xa);
   } else {
     e = imx_layer_eval(s->ctx, s->layer, xa, f, ga, &s->last);
-    if (e == IMX_ERR_NUMERIC && s->evals > 0) {
+    if (e == IMX_ERR_NUMERIC && s->evals > 0 && !s->stoch) {
       /* A trial point of a line search where the objective is not defined
        * (C + eps I not positive definite; agreed by all ranks): +Inf makes
        * TAO's More-Thuente line search shorten the step. */
@@ -308,7 +327,15 @@ static PetscErrorCode monitor(Tao tao, void *p) {
   if (resumed_start)
     imx_log(s->ctx, IMX_INFO, "%sresumed at iteration %d/%d  loss %- .10g  |grad| %.3e", st, git,
             s->max_it, (double)f, (double)gnorm);
-  else if (git % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING)
+  else if (s->stoch && (git % s->cfg->output.every == 0 || !isnan(s->full_loss))) {
+    char full[64] = "";
+    if (!isnan(s->full_loss)) snprintf(full, sizeof full, "  full loss %- .10g", s->full_loss);
+    imx_log(s->ctx, IMX_INFO,
+            "iter %5d/%d  epoch %.2f  batch loss %- .10g%s  |grad| %.3e  lr %.2e%s  dead %d  "
+            "%.2f s  %s",
+            git, s->max_it, epochs_at(s, git), (double)f, full, (double)gnorm, s->lr, terms,
+            ev.dead_units, now, eta);
+  } else if (!s->stoch && (git % s->cfg->output.every == 0 || reason != TAO_CONTINUE_ITERATING))
     imx_log(s->ctx, IMX_INFO,
             "%siter %5d/%d  loss %- .10g  |grad| %.3e  step %.2e%s  dead %d  %.2f s  %s", st, git,
             s->max_it, (double)f, (double)gnorm, (double)step, terms, ev.dead_units, now, eta);
@@ -330,6 +357,11 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     imx_json_int(&j, "dead_units", ev.dead_units);
     imx_json_num(&j, "max_abs_bias", ev.max_abs_bias);
     if (s->ext_every) imx_json_int(&j, "sub_gaussian", s->sub);
+    if (s->stoch) {
+      imx_json_num(&j, "epoch", epochs_at(s, git));
+      imx_json_num(&j, "lr", s->lr);
+      if (!isnan(s->full_loss)) imx_json_num(&j, "full_loss", s->full_loss);
+    }
     imx_json_num(&j, "time", now);
     imx_json_object(&j, "phase_seconds");
     for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
@@ -379,6 +411,155 @@ static PetscErrorCode monitor(Tao tao, void *p) {
             (int)its, ev.max_abs_bias);
   }
   PetscFunctionReturn(0);
+}
+
+/* ---- mini-batch training: the TAO types adam and sgd -------------------- */
+
+/* The blocks of global step t into the layer (the epoch's permutation is
+ * drawn when the epoch changes). Collective (agreed). */
+static imx_err use_batch(state *s, int64_t t) {
+  int64_t epoch = t / s->plan.steps, first, count;
+  if (epoch != s->perm_epoch) {
+    imx_batch_permutation(&s->plan, epoch, s->perm);
+    s->perm_epoch = epoch;
+  }
+  imx_batch_of_step(&s->plan, t, &first, &count);
+  return imx_agree(s->ctx, imx_layer_use_blocks(s->ctx, s->layer, s->perm + first, count));
+}
+
+/* The loss on all rows at x into s->full_loss. Collective. */
+static imx_err measure_full(state *s, Vec x) {
+  const PetscScalar *xa;
+  double f;
+  imx_err e = imx_layer_use_blocks(s->ctx, s->layer, NULL, 0);
+  VecGetArrayRead(x, &xa);
+  if (!e) e = imx_layer_eval(s->ctx, s->layer, xa, &f, NULL, NULL);
+  VecRestoreArrayRead(x, &xa);
+  if (!e) s->full_loss = f;
+  return e;
+}
+
+/* TAO's solve of the types adam and sgd (a TAOSHELL underneath): step t
+ * evaluates the objective and its gradient on step t's batch at x_t (through
+ * form_fg, so evaluations count as TAO's), reports iteration t to TAO's
+ * monitors and convergence test, then updates x and the moments. The loss on
+ * all rows is measured first every optimizer.eval_every epochs and at
+ * max_it. Collective. */
+static PetscErrorCode stochastic_solve(Tao tao) {
+  state *s;
+  Vec x;
+  PetscFunctionBeginUser;
+  PetscCall(TaoGetApplicationContext(tao, &s));
+  PetscCall(TaoGetSolution(tao, &x));
+  PetscCall(TaoSetConvergedReason(tao, TAO_CONTINUE_ITERATING)); /* TAOSHELL says USER */
+  const imx_config *c = s->cfg;
+  int64_t every = (int64_t)c->optimizer.eval_every * s->plan.steps;
+  for (PetscInt its = 0;; its++) {
+    int64_t t = s->seg_start + its;
+    PetscReal f, gnorm;
+    TaoConvergedReason reason;
+    s->full_loss = NAN;
+    s->lr = imx_batch_lr(&s->plan, c->optimizer.schedule, c->optimizer.lr, c->optimizer.decay,
+                         c->optimizer.decay_every, t, s->max_it);
+    imx_err e = IMX_OK;
+    int resumed = its == 0 && s->io->start_iteration > 0; /* measured before the stop */
+    if (!resumed && ((every > 0 && t % every == 0) || t >= s->max_it)) e = measure_full(s, x);
+    if (!e) e = use_batch(s, t);
+    if (e) {
+      s->err = e;
+      SETERRQ(PETSC_COMM_SELF, PETSC_ERR_USER, "objective evaluation failed");
+    }
+    PetscCall(TaoComputeObjectiveAndGradient(tao, x, &f, s->g));
+    PetscCall(VecNorm(s->g, NORM_2, &gnorm));
+    PetscCall(TaoSetIterationNumber(tao, its));
+    PetscCall(TaoMonitor(tao, its, f, gnorm, 0.0, s->lr));
+    PetscCall(TaoGetConvergedReason(tao, &reason));
+    if (reason == TAO_CONTINUE_ITERATING) {
+      PetscCall(TaoDefaultConvergenceTest(tao, NULL));
+      PetscCall(TaoGetConvergedReason(tao, &reason));
+    }
+    if (reason != TAO_CONTINUE_ITERATING) break;
+    PetscScalar *xa;
+    const PetscScalar *ga;
+    PetscCall(VecGetArray(x, &xa));
+    PetscCall(VecGetArrayRead(s->g, &ga));
+    imx_batch_update(s->stoch, s->n, xa, ga, s->mv, s->mv + s->n, s->lr, c->optimizer.beta1,
+                     c->optimizer.beta2, c->optimizer.epsilon, c->optimizer.momentum, t);
+    PetscCall(VecRestoreArrayRead(s->g, &ga));
+    PetscCall(VecRestoreArray(x, &xa));
+  }
+  PetscFunctionReturn(0);
+}
+
+/* PETSc's TAOSHELL, whose solve is stochastic_solve. */
+PETSC_EXTERN PetscErrorCode TaoCreate_Shell(Tao tao);
+static PetscErrorCode create_stochastic(Tao tao) {
+  PetscFunctionBeginUser;
+  PetscCall(TaoCreate_Shell(tao));
+  PetscCall(TaoShellSetSolve(tao, stochastic_solve));
+  PetscFunctionReturn(0);
+}
+
+/* Register adam and sgd as TAO types (once). Local. */
+static imx_err register_types(imx_ctx *ctx) {
+  static int done;
+  if (done) return IMX_OK;
+  if (TaoRegister("adam", create_stochastic) || TaoRegister("sgd", create_stochastic))
+    return imx_fail(ctx, IMX_ERR_PETSC, "cannot register the TAO types adam and sgd");
+  done = 1;
+  return IMX_OK;
+}
+
+/* The batches, the moments (zeros, or io->moments on a resume) and the log
+ * lines of a mini-batch run; refusals name the numbers. Local. */
+static imx_err stochastic_setup(imx_ctx *ctx, state *s, Tao tao, const char *type) {
+  const imx_config *c = s->cfg;
+  char why[200];
+  if (!imx_layer_batchable(s->layer, why, sizeof why))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "optimizer.type %s (mini-batch) cannot evaluate this layer on a batch: %s; "
+                    "use optimizer.type lmvm",
+                    type, why);
+  int K = imx_layer_units(s->layer);
+  long long N = imx_layer_samples(s->layer);
+  imx_batch_plan_init(&s->plan, N, c->parallel.block, c->optimizer.batch, c->optimizer.seed);
+  if ((long long)c->optimizer.batch > s->plan.nb * c->parallel.block)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "optimizer.batch is %d rows but the data have %lld (%lld blocks of %d): "
+                    "use a smaller batch, or optimizer.type lmvm for full-batch training",
+                    c->optimizer.batch, N, (long long)s->plan.nb, c->parallel.block);
+  long long least = imx_batch_min_rows(&s->plan);
+  if (least <= K)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "optimizer.batch: the batch that holds the short last block has %lld rows, "
+                    "not more than model.units = %d (C would be singular): raise optimizer.batch",
+                    least, K);
+  s->n = imx_layer_nparams(s->layer);
+  s->mv = calloc(2 * (size_t)s->n, sizeof *s->mv);
+  s->perm = malloc((size_t)s->plan.nb * sizeof *s->perm);
+  if (!s->mv || !s->perm || VecDuplicate(s->accepted_vec, &s->g))
+    return imx_fail(ctx, IMX_ERR_NOMEM, "%s state (%d parameters, %lld blocks)", type, s->n,
+                    (long long)s->plan.nb);
+  if (s->io->moments) memcpy(s->mv, s->io->moments, 2 * (size_t)s->n * sizeof *s->mv);
+  s->perm_epoch = -1;
+  s->stoch = imx_batch_kind(type);
+  TaoSetApplicationContext(tao, s); /* TaoShellSetContext needs the type name "shell" */
+  /* E log det C_b - log det C for the covariance C_b of b Gaussian rows:
+   * about -K (K + 3) / (2 b) (docs/objectives.md, "Mini-batch estimates"). */
+  double b = (double)c->optimizer.batch, bias = K * (K + 3.0) / (2 * b);
+  imx_log(ctx, IMX_INFO,
+          "  batches    %d rows (%d blocks of %d), %d steps per epoch (%.4g epochs in "
+          "max_it %d), shuffle seed %llu; lr %g, schedule %s",
+          c->optimizer.batch, s->plan.per_batch, c->parallel.block, s->plan.steps,
+          (double)s->max_it / s->plan.steps, s->max_it, (unsigned long long)c->optimizer.seed,
+          c->optimizer.lr, imx_schedule_name(c->optimizer.schedule));
+  if (imx_objective_needs_cov(imx_layer_objective(s->layer)))
+    imx_log(ctx, b < 4.0 * K ? IMX_WARN : IMX_INFO,
+            "%s log det of a batch's C is biased low by about K(K+3)/(2 batch) = %.3g nats "
+            "for Gaussian outputs (K = %d, batch %d rows)%s",
+            b < 4.0 * K ? "mini-batch:" : "  bias      ", bias, K, c->optimizer.batch,
+            b < 4.0 * K ? "; a batch of at least 4 K rows keeps it below (K+3)/8" : "");
+  return IMX_OK;
 }
 
 char *imx_train_options_in_use(void) {
@@ -439,6 +620,12 @@ static imx_err check_type(imx_ctx *ctx, const imx_config *cfg) {
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%s: \"%s\" is not a TAO type (try lmvm, blmvm, bncg, cg, nm, owlqn, bqnls)",
                     from, type);
+  if (imx_batch_kind(type) != imx_batch_kind(cfg->optimizer.type))
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "-tao_type %s: the mini-batch types adam and sgd are chosen with "
+                    "optimizer.type (--set optimizer.type=%s), whose checks, files and resume "
+                    "follow it; optimizer.type is %s",
+                    type, imx_batch_kind(type) ? type : "lmvm", cfg->optimizer.type);
   if (needs_hessian(type))
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%s: TAO type %s needs a Hessian, which infomax does not provide; use a "
@@ -481,6 +668,7 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
                       val ? val : "");
     tok = next;
   }
+  IMX_TRY(register_types(ctx));
   return check_type(ctx, cfg);
 }
 
@@ -611,6 +799,8 @@ static imx_err tao_setup(imx_ctx *ctx, const imx_config *cfg, const imx_train_io
                    "bqnls, owlqn) or nm",
                    type);
   }
+  if (!e && imx_batch_kind(res->tao_type) && s->segment == 0)
+    e = stochastic_setup(ctx, s, *tao, res->tao_type);
   if (!e && cfg->model.bias_bound > 0)
     e = bound_biases(ctx, *tao, layer, cfg->model.bias_bound, res->tao_type, xl, xu);
   if (!e) e = precond_setup(ctx, *tao, s, res->tao_type);
@@ -718,6 +908,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     memcpy(xa, theta, (size_t)s.n * sizeof *xa);
     VecRestoreArray(x, &xa);
   }
+  s.accepted_vec = x;
   if (!e) e = tao_setup(ctx, cfg, io, &s, layer, x, &tao, &xl, &xu, res);
   if (!e && s.use_pc) snprintf(res->precondition, sizeof res->precondition, "ica");
   e = imx_agree(ctx, e);
@@ -748,6 +939,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
     }
     res->seconds = imx_now() - s.t0;
   }
+  if (s.stoch) imx_layer_use_blocks(ctx, layer, NULL, 0); /* all rows again */
   if (tao) e = tao_outcome(ctx, tao, &s, res, e, &diverged);
   res->evaluations = io->start_evaluations + s.evals;
   res->stopped_by = s.stopped_by;
@@ -769,6 +961,7 @@ imx_err imx_train(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer, double 
   VecDestroy(&x);
   VecDestroy(&xl);
   VecDestroy(&xu);
-  free(s.accepted), free(s.last_x);
+  free(s.accepted), free(s.last_x), free(s.mv), free(s.perm);
+  VecDestroy(&s.g);
   return e ? e : s.stopped_by ? IMX_STOPPED : diverged ? IMX_DIVERGED : IMX_OK;
 }
