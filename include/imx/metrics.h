@@ -110,6 +110,11 @@ void imx_metrics_clear(imx_metrics *m);
  * centered outputs of nloc rows and the eigensolver's workspace). Local. */
 double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc);
 
+/* m->eigenvalues (allocated, K) = w (K eigenvalues of C, ascending) in
+ * descending order, and the effective rank from them (tiny negative ones are
+ * rounding and count as 0). Local. */
+void imx_metrics_spectrum(int K, const double *w, imx_metrics *m);
+
 /* Where `infomax eval` takes the moment measures of K units: o->tiles,
  * grid_rows, grid_cols from parallel.linalg (replicated: 0; scalapack: the
  * tiles of parallel.scalapack_block on parallel.grid_rows x grid_cols; auto:

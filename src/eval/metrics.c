@@ -30,6 +30,14 @@ void imx_metrics_clear(imx_metrics *m) {
 
 /* ---- moments: dead units, correlations, total correlation, effective rank ---- */
 
+void imx_metrics_spectrum(int K, const double *w, imx_metrics *m) {
+  double tr = 0, h = 0;
+  for (int k = 0; k < K; k++) m->eigenvalues[k] = w[K - 1 - k], tr += w[k] > 0 ? w[k] : 0;
+  for (int k = 0; k < K; k++)
+    if (w[k] > 0 && tr > 0) h -= w[k] / tr * log(w[k] / tr);
+  m->effective_rank = tr > 0 ? exp(h) : NAN;
+}
+
 /* Dead units, correlations of the live ones, their total correlation, and
  * the effective rank, from the replicated C. Local (the same bits on every
  * rank). */
@@ -85,13 +93,7 @@ static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const do
     memcpy(M, C, (size_t)K * K * sizeof *M);
     e = imx_linalg_eigh(ctx, K, M, w);
   }
-  if (!e) {
-    double tr = 0, h = 0;
-    for (int k = 0; k < K; k++) m->eigenvalues[k] = w[K - 1 - k], tr += w[k] > 0 ? w[k] : 0;
-    for (int k = 0; k < K; k++)
-      if (w[k] > 0 && tr > 0) h -= w[k] / tr * log(w[k] / tr);
-    m->effective_rank = tr > 0 ? exp(h) : NAN;
-  }
+  if (!e) imx_metrics_spectrum(K, w, m);
   free(live), free(M), free(w);
   return e;
 }

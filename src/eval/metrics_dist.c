@@ -170,13 +170,7 @@ imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_ou
   }
   /* Effective rank from the eigenvalues of C (tiny negative ones are rounding). */
   if (!e) e = imx_linalg_dist_eigvalsh(ctx, C, "covariance of the outputs", ev);
-  if (!e) {
-    double tr = 0, h = 0;
-    for (int k = 0; k < K; k++) m->eigenvalues[k] = ev[K - 1 - k], tr += ev[k] > 0 ? ev[k] : 0;
-    for (int k = 0; k < K; k++)
-      if (ev[k] > 0 && tr > 0) h -= ev[k] / tr * log(ev[k] / tr);
-    m->effective_rank = tr > 0 ? exp(h) : NAN;
-  }
+  if (!e) imx_metrics_spectrum(K, ev, m);
   imx_dmat_free(&C);
   imx_grid_free(&g);
   free(d), free(ev), free(live);

@@ -305,42 +305,6 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
   return IMX_OK;
 }
 
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
-                                       double *work, imx_dinv *w) {
-  int K = M->K, one = 1, info = 0;
-  int64_t bad = -1;
-  IMX_TRY(first_nonfinite(ctx, M, &bad));
-  if (bad >= 0)
-    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)", what, K,
-                    (size_t)(bad / K), (size_t)(bad % K));
-  if (w) {
-    IMX_TRY(tile_cholesky(ctx, M, w, &info));
-  } else {
-    pdpotrf_("L", &K, M->a, &one, &one, M->desc, &info);
-    /* pdpotrf returns the same INFO on every rank of the grid; agree anyway,
-     * so that no rank goes on alone. */
-    int v[2] = {info > 0 ? info : INT32_MAX, info < 0 ? info : 0};
-    IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, ctx->comm));
-    if (v[1]) return imx_fail(ctx, IMX_ERR_INTERNAL, "pdpotrf: argument %d illegal", -v[1]);
-    info = v[0] == INT32_MAX ? 0 : v[0];
-  }
-  /* The tile algorithm's failing call is LAPACK's dpotrf on a diagonal tile
-   * (INFO made global): the replicated backend's message, word for word. */
-  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, K);
-  IMX_TRY(imx_dmat_diag(ctx, M, work));
-  double ld = 0;
-  for (int i = 0; i < K; i++) ld += log(work[i]);
-  *logdet = 2 * ld;
-  if (w) return inverse_from_factor(ctx, M, w);
-  pdpotri_("L", &K, M->a, &one, &one, M->desc, &info);
-  int v = info;
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, ctx->comm));
-  if (v != 0)
-    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdpotri INFO=%d (singular factor), K=%d", what, v,
-                    K);
-  return IMX_OK;
-}
-
 imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *what, double *work,
                                         imx_dinv *w, double *logdet, int *info) {
   int K = M->K, one = 1;
@@ -354,6 +318,8 @@ imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *w
     IMX_TRY(tile_cholesky(ctx, M, w, info));
   } else {
     pdpotrf_("L", &K, M->a, &one, &one, M->desc, info);
+    /* pdpotrf returns the same INFO on every rank of the grid; agree anyway,
+     * so that no rank goes on alone. */
     int v[2] = {*info > 0 ? *info : INT32_MAX, *info < 0 ? *info : 0};
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, ctx->comm));
     if (v[1]) return imx_fail(ctx, IMX_ERR_INTERNAL, "pdpotrf: argument %d illegal", -v[1]);
@@ -364,6 +330,23 @@ imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *w
   double ld = 0;
   for (int i = 0; i < K; i++) ld += log(work[i]);
   *logdet = 2 * ld;
+  return IMX_OK;
+}
+
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w) {
+  int K = M->K, one = 1, info = 0;
+  IMX_TRY(imx_linalg_dist_cholesky_logdet(ctx, M, what, work, w, logdet, &info));
+  /* The tile algorithm's failing call is LAPACK's dpotrf on a diagonal tile
+   * (INFO made global): the replicated backend's message, word for word. */
+  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, K);
+  if (w) return inverse_from_factor(ctx, M, w);
+  pdpotri_("L", &K, M->a, &one, &one, M->desc, &info);
+  int v = info;
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, ctx->comm));
+  if (v != 0)
+    return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdpotri INFO=%d (singular factor), K=%d", what, v,
+                    K);
   return IMX_OK;
 }
 
