@@ -12,10 +12,14 @@
  *      0 alone with all the rows; the effective rank within 1e-12 (the
  *      eigensolver's bits depend on the grid);
  *   3. no K x K array: the correlations are not kept (corr NULL), and the
- *      bytes per rank the plan counts fall as 1/P.
+ *      bytes per rank the plan counts fall as 1/P;
+ *   4. two grids at once (the layer's and the measures') have BLACS system
+ *      handles of their own (they shared one, and freeing the measures' grid
+ *      freed the layer's: a BLACS warning at the end of every run).
  * Collective. */
 #include "imx/activation.h"
 #include "imx/data.h"
+#include "imx/dmat.h"
 #include "imx/log.h"
 #include "imx/metrics.h"
 #include "imx/rng.h"
@@ -152,6 +156,18 @@ static void across_ranks(const test_case *t) {
   imx_metrics_clear(&one);
 }
 
+/* Two grids at once on one communicator (the layer's and the measures') have
+ * BLACS system handles of their own, so freeing one leaves the other's. */
+static void two_grids(void) {
+  imx_grid *a = NULL, *b = NULL;
+  imx_err e = imx_grid_create(&ctx, 0, 0, &a);
+  if (!e) e = imx_grid_create(&ctx, 0, 0, &b);
+  t_check(!e && a->handle != b->handle, "two grids at once: BLACS system handles %d and %d",
+          a ? a->handle : -1, b ? b->handle : -1);
+  imx_grid_free(&b);
+  imx_grid_free(&a);
+}
+
 static void bytes(void) {
   int K = 16384;
   double b1 = imx_metrics_bytes(K, 1, 64, 0), b2 = imx_metrics_bytes(K, 2, 64, 0);
@@ -177,6 +193,7 @@ int main(int argc, char **argv) {
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) against_replicated(&cases[c]);
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
     if (cases[c].mode == IMX_RED_REPRODUCIBLE) across_ranks(&cases[c]);
+  two_grids();
   bytes();
   return t_end(&ctx);
 }

@@ -106,8 +106,8 @@ void imx_metrics_clear(imx_metrics *m);
 /* Bytes per rank the moment measures need for K units on P ranks, tiles as
  * in imx_outputs: on replicated K x K matrices (tiles = 0: the reproducible
  * sum, C, the correlation and a copy for the eigensolver, about 7 K^2
- * doubles), or on block-cyclic tiles (two local blocks of K^2 / P, the
- * centered outputs of nloc rows and the eigensolver's workspace). Local. */
+ * doubles), or on block-cyclic tiles (two local blocks of K^2 / P; z, phi(z)
+ * and the centered outputs of nloc rows; the eigensolver's workspace). Local. */
 double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc);
 
 /* m->eigenvalues (allocated, K) = w (K eigenvalues of C, ascending) in

@@ -860,8 +860,8 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
       if (!e && !cols[0].train.corr)
         note(ctx,
              "no correlation.npy: the measures of K=%d units were taken on block-cyclic tiles "
-             "(parallel.linalg), where no rank holds the %.1f GiB K x K matrix",
-             cols[0].train.K, (double)cols[0].train.K * cols[0].train.K * 8 / 1073741824);
+             "(parallel.linalg), where no rank holds the %.1f MiB K x K matrix",
+             cols[0].train.K, (double)cols[0].train.K * cols[0].train.K * 8 / 1048576);
     }
   }
   if (e) imx_report(ctx);

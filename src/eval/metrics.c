@@ -438,7 +438,7 @@ imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const d
 
 double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc) {
   if (tiles <= 0) return 7.0 * K * K * sizeof(double);
-  return (2.0 * K * K / P + (double)nloc * K + (2.0 * tiles + 8) * K) * sizeof(double);
+  return (2.0 * K * K / P + 3.0 * (double)nloc * K + (2.0 * tiles + 8) * K) * sizeof(double);
 }
 
 imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs *o) {
