@@ -54,7 +54,9 @@ static imx_err covariance(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o
     e = imx_dmoments_create(ctx, C, mode, 1, 0, 0, &dm);
   }
   if (!e && mode == IMX_RED_REPRODUCIBLE) e = imx_colmax(ctx, o->nloc, K, D, K, dmax);
-  if (!e) e = imx_dmoments_gram(ctx, dm, o->block, o->nloc, D, dmax, 1.0 / (double)o->N, C);
+  if (!e)
+    e = imx_dmoments_gram(ctx, dm, o->block, o->nloc, D, mode == IMX_RED_REPRODUCIBLE ? dmax : NULL,
+                          1.0 / (double)o->N, C);
   imx_dmoments_free(&dm);
   imx_rsum_free(&rs);
   free(mean), free(dmax), free(D);
