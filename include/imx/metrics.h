@@ -141,8 +141,9 @@ imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs
 imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o,
                                   imx_metrics *m);
 
-/* Every measure of the layer at theta on the data d it was created on.
- * Collective.
+/* Every measure of the layer at theta on the data d it was created on, the
+ * moment measures where the layer's K x K matrices live (replicated, or the
+ * scalapack backend's grid and tile size). Collective.
  *   cfg (in, global): parallel.reduction picks the reduction mode.
  *   layer (in): created on d; theta (in, global): its parameters.
  *   transform (in, global): the n x n preprocessing matrix P of
@@ -156,7 +157,9 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                             const double *theta, const imx_data *d, const double *transform,
                             imx_metrics *out);
 
-/* The output measures (all but the weight ones) of o. Collective.
+/* The output measures (all but the weight ones) of o; the moment measures
+ * on replicated K x K matrices or, with o->tiles > 0, on block-cyclic tiles
+ * (imx_metrics_moments_tiles). Collective.
  *   mode (in, global): reduction mode of the moments.
  *   out (out, global): initialized here; same values on every rank.
  * Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC, IMX_ERR_MPI. */
