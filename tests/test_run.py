@@ -156,7 +156,7 @@ check(code == 0 and bmax <= 0.05, "model.bias_bound=0.05 with blmvm: max |b| = %
 # close to the replicated backend.
 cs = config(name="scalapack", K=12, max_it=10, eps=1e-6)
 tiles = ["--set", "parallel.scalapack_block=4"]
-Ws = {}
+Ws, Ms = {}, {}
 for P in (1, 2, 3, 4):
     out_dir = os.path.join(d, "sl%d" % P)
     code, out, err = run(["train", cs, "--out", out_dir, "--set", "parallel.linalg=scalapack"] + tiles, ranks=P)
@@ -166,8 +166,40 @@ for P in (1, 2, 3, 4):
         check(la["backend"] == "scalapack" and la["grid_rows"] * la["grid_cols"] == P and la["tile"] == 4
               and len(la["layer_buffers_mib"]) == P and "linalg     scalapack on a" in out,
               "P=%d: log and summary.json name the backend, a %dx%d grid, 4x4 tiles" % (P, la["grid_rows"], la["grid_cols"]))
+        ms = load_json(os.path.join(out_dir, "summary.json")).get("measures", {})
+        Ms[P] = [ms.get(k) for k in ("dead_units", "max_abs_corr", "mean_abs_corr", "gaussian_tc")]
+        check("measures skipped" not in err and "BLACS WARNING" not in out + err
+              and isinstance(ms.get("effective_rank"), float) and isinstance(ms.get("gaussian_tc"), float) and "Gaussian TC" in out,
+              "P=%d: the end-of-run measures are taken on the tiles (summary.json measures: effective rank %s, "
+              "TC %s; no skip warning, no BLACS warning)" % (P, ms.get("effective_rank"), ms.get("gaussian_tc")))
 check(len(Ws) == 4 and all(np.array_equal(Ws[1], Ws[P]) for P in Ws),
       "scalapack backend: layer1_W.npy bitwise identical on 1, 2, 3, 4 ranks")
+check(len(Ms) == 4 and all(Ms[1] == Ms[P] for P in Ms),
+      "scalapack backend: dead units, max and mean |corr|, Gaussian TC in summary.json identical on 1..4 ranks: %s"
+      % Ms.get(1))
+# `infomax eval` of the same weights, measures on tiles against replicated ones.
+if 2 in Ws:
+    evs = {}
+    for how in ("scalapack", "replicated"):
+        code, out, err = run(["eval", os.path.join(d, "sl2"), "--out", os.path.join(d, "ev_" + how),
+                              "--set", "parallel.linalg=" + how] + tiles, ranks=2)
+        evs[how] = (code, json.loads(out) if code == 0 else {}, err)
+    (c1, e1, r1), (c2, e2, r2) = evs["scalapack"], evs["replicated"]
+    worst = float("inf")
+    if c1 == 0 and c2 == 0:
+        m1, m2 = e1["measures"], e2["measures"]
+        worst = max(abs(m1[k] - m2[k]) / abs(m2[k]) for k in
+                    ("max_abs_corr", "mean_abs_corr", "gaussian_tc", "effective_rank", "weight_redundancy"))
+        worst = worst if m1["dead_units"] == m2["dead_units"] else float("inf")
+        ev1 = np.load(os.path.join(d, "ev_scalapack", "eigenvalues.npy"))
+        ev2 = np.load(os.path.join(d, "ev_replicated", "eigenvalues.npy"))
+        worst = max(worst, abs(ev1 - ev2).max() / ev2.max())
+    check(worst <= 1e-10, "eval on 2 ranks: measures on tiles vs replicated, max rel err %.2e (tol 1e-10; exits %d %d)"
+          % (worst, c1, c2))
+    check(c1 == 0 and not os.path.exists(os.path.join(d, "ev_scalapack", "correlation.npy"))
+          and "no correlation.npy: the measures of K=12 units were taken on block-cyclic tiles" in r1
+          and os.path.exists(os.path.join(d, "ev_replicated", "correlation.npy")),
+          "eval --out on tiles writes eigenvalues.npy and says why there is no correlation.npy")
 code, out, err = run(["train", cs, "--out", os.path.join(d, "rep12"), "--set", "parallel.linalg=replicated"], ranks=2)
 if code == 0 and 1 in Ws:
     s_rep = load_json(os.path.join(d, "rep12", "summary.json"))
@@ -181,7 +213,7 @@ code, out, err = run(["train", cs, "--out", os.path.join(d, "auto12"), "--set", 
 s_auto = load_json(os.path.join(d, "auto12", "summary.json")) if code == 0 else {}
 la = s_auto.get("linalg", {})
 check(code == 0 and s_auto["status"] == "ok" and "measures" not in s_auto
-      and "measures skipped: they need replicated K x K matrices" in err,
+      and "measures skipped: they need" in err and "(K x K on block-cyclic tiles)" in err,
       "measures that would not fit in parallel.memory_mib are skipped with a warning, the run is ok")
 check(code == 0 and la.get("backend") == "scalapack" and la["reason"].startswith("auto: replicated")
       and "linalg     scalapack on a 1 x 2 BLACS grid" in out,

@@ -23,11 +23,12 @@
 
 /* A BLACS process grid over ctx->comm. */
 typedef struct imx_grid {
-  MPI_Comm comm;    /* borrowed: the communicator of the context it was made in */
-  int handle;       /* BLACS system handle of comm */
-  int ctxt;         /* BLACS context of the grid */
-  int pr, pc;       /* grid rows x columns, pr * pc = P */
-  int myrow, mycol; /* this rank's grid coordinates */
+  MPI_Comm comm;       /* borrowed: the communicator of the context it was made in */
+  MPI_Comm blacs_comm; /* owned: a duplicate of comm, the BLACS' own (one handle per grid) */
+  int handle;          /* BLACS system handle of comm */
+  int ctxt;            /* BLACS context of the grid */
+  int pr, pc;          /* grid rows x columns, pr * pc = P */
+  int myrow, mycol;    /* this rank's grid coordinates */
 } imx_grid;
 
 /* The grid shape for P ranks: rows x cols as given, one of them 0 = derived

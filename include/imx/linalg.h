@@ -64,6 +64,31 @@ size_t imx_dinv_bytes(const imx_dinv *w);
 /* About the bytes imx_dinv_create takes per rank (for planning). Local. */
 size_t imx_dinv_estimate(int K, int nb, int P);
 
+/* Scratch for imx_linalg_dist_cholesky_logdet alone (no inverse: one
+ * tile column of L per exchange, about (cq + 1) K nb doubles). Collective
+ * (agreed). Free with imx_dinv_free. */
+imx_err imx_dinv_create_factor(imx_ctx *ctx, const imx_dmat *M, imx_dinv **out);
+
+/* Cholesky M = L L^T of the symmetric M (lower tiles, overwritten by L) and
+ * log det M = 2 sum_i log L_ii (summed in index order: the same bits on every
+ * rank) into *logdet; work: K doubles. w != NULL: the reproducible tile
+ * Cholesky (the same bits for any grid and P; w from imx_dinv_create_factor
+ * or imx_dinv_create), NULL: pdpotrf. A matrix that is not positive definite
+ * is not an error here: *info > 0 is the failing pivot (1-based, the same on
+ * every rank) and *logdet is NaN. Errors: a non-finite entry
+ * (IMX_ERR_NUMERIC, naming `what`), IMX_ERR_MPI. Collective. */
+imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *what, double *work,
+                                        imx_dinv *w, double *logdet, int *info);
+
+/* Eigenvalues of the symmetric M (lower tiles; M is destroyed) into w[K],
+ * ascending, with ScaLAPACK's pdsyevr (eigenvalues only: no eigenvector
+ * matrix; its workspace is queried, a few K nb doubles). Rank 0's values are
+ * broadcast, so every rank has the same bits; they depend on the grid
+ * (different grids block the reduction to tridiagonal form differently),
+ * within rounding. Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC (INFO !=
+ * 0, naming `what`), IMX_ERR_MPI. Collective. */
+imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w);
+
 /* Cholesky M = L L^T of the SPD M (lower tiles), log det M into *logdet (the
  * diagonal of L gathered, its logs summed in index order: the same bits on
  * every rank), then M^{-1} into M's lower tiles. work: K doubles.

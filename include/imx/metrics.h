@@ -74,7 +74,7 @@ typedef struct imx_metrics {
   double weight_redundancy;   /* ||W W^T - I||_F; NaN without weights */
   double amari;               /* Amari distance to the true mixing; NaN if unknown */
   double *corr;               /* K x K: R_jk for live j, k (1 on their diagonal), 0 if
-                                 either is dead (owned) */
+                                 either is dead (owned); NULL when measured on tiles */
   double *eigenvalues;        /* K eigenvalues of C, descending (owned) */
 } imx_metrics;
 
@@ -92,6 +92,10 @@ typedef struct imx_outputs {
   int n;           /* their columns */
   const double *b; /* K offsets of the layer */
   uint64_t seed;   /* of the random directions (model.seed, as the random baseline's) */
+  /* Where the moment measures work (imx_metrics_plan): */
+  int tiles;                /* 0: replicated K x K matrices; > 0: block-cyclic tiles of this
+                               size (doubled as the scalapack backend does for large K) */
+  int grid_rows, grid_cols; /* their BLACS grid (0 = automatic, as parallel.grid_rows/cols) */
 } imx_outputs;
 
 /* Set every field to "not computed" (NaN, 0, NULL). Local. */
@@ -99,14 +103,47 @@ void imx_metrics_init(imx_metrics *m);
 /* Free the arrays m owns and re-initialize it; accepts NULL. Local. */
 void imx_metrics_clear(imx_metrics *m);
 
-/* Bytes per rank imx_metrics_compute needs for K units: the correlation and
- * spectrum measures work on replicated K x K matrices (the reproducible sum,
- * C, the correlation and a copy for the eigensolver: about 7 K^2 doubles),
- * whatever the layer's linear-algebra backend. Local. */
-double imx_metrics_bytes(int K);
+/* Bytes per rank the moment measures need for K units on P ranks, tiles as
+ * in imx_outputs: on replicated K x K matrices (tiles = 0: the reproducible
+ * sum, C, the correlation and a copy for the eigensolver, about 7 K^2
+ * doubles), or on block-cyclic tiles (two local blocks of K^2 / P; z, phi(z)
+ * and the centered outputs of nloc rows; the eigensolver's workspace). Local. */
+double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc);
 
-/* Every measure of the layer at theta on the data d it was created on.
- * Collective.
+/* m->eigenvalues (allocated, K) = w (K eigenvalues of C, ascending) in
+ * descending order, and the effective rank from them (tiny negative ones are
+ * rounding and count as 0). Local. */
+void imx_metrics_spectrum(int K, const double *w, imx_metrics *m);
+
+/* Where `infomax eval` takes the moment measures of K units: o->tiles,
+ * grid_rows, grid_cols from parallel.linalg (replicated: 0; scalapack: the
+ * tiles of parallel.scalapack_block on parallel.grid_rows x grid_cols; auto:
+ * the layer's rule, imx_linalg_choose, with the bytes of imx_metrics_bytes).
+ * Collective (reads the memory per rank). */
+imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs *o);
+
+/* The moment measures of o (dead units, max and mean |corr|, Gaussian TC,
+ * effective rank and the eigenvalues of C) on block-cyclic tiles
+ * (src/eval/metrics_dist.c): C from the rows straight into its owners' tiles
+ * (include/imx/dmoments.h); correlations over each rank's tiles, the mean
+ * from exact per-tile deposits; Gaussian TC = -1/2 log det R from a
+ * Cholesky of R (the dead units' rows and columns replaced by the identity;
+ * for outputs on the simplex R + v v^T, v its null vector D^1/2 1 / norm);
+ * +infinity where the Cholesky fails; the eigenvalues of C from ScaLAPACK's
+ * pdsyevr. No rank holds a K x K array; out->corr stays NULL. In
+ * reproducible mode dead units, max and mean |corr| and Gaussian TC have the
+ * same bits for any P and grid; the eigenvalues (and the effective rank)
+ * depend on the grid within rounding. Against the replicated code the values
+ * agree within rounding, except that the replicated code reports +infinity
+ * from R's smallest eigenvalue <= 1e-12 while the Cholesky only fails near
+ * the rounding level. Collective.
+ * Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC, IMX_ERR_MPI, IMX_ERR_CONFIG. */
+imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o,
+                                  imx_metrics *m);
+
+/* Every measure of the layer at theta on the data d it was created on, the
+ * moment measures where the layer's K x K matrices live (replicated, or the
+ * scalapack backend's grid and tile size). Collective.
  *   cfg (in, global): parallel.reduction picks the reduction mode.
  *   layer (in): created on d; theta (in, global): its parameters.
  *   transform (in, global): the n x n preprocessing matrix P of
@@ -120,7 +157,9 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                             const double *theta, const imx_data *d, const double *transform,
                             imx_metrics *out);
 
-/* The output measures (all but the weight ones) of o. Collective.
+/* The output measures (all but the weight ones) of o; the moment measures
+ * on replicated K x K matrices or, with o->tiles > 0, on block-cyclic tiles
+ * (imx_metrics_moments_tiles). Collective.
  *   mode (in, global): reduction mode of the moments.
  *   out (out, global): initialized here; same values on every rank.
  * Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC, IMX_ERR_MPI. */
@@ -129,10 +168,11 @@ imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs 
 
 /* The weight measures into out: redundancy of W (K x n, row-major) and, if
  * mixing (n x n, the true mixing in the coordinates W acts on) is not NULL
- * and K == n, the Amari distance of W mixing. Local. Returns IMX_ERR_NOMEM
- * if scratch memory runs out (the measures are then NaN). */
+ * and K == n, the Amari distance of W mixing. rows: 0 forms W W^T whole
+ * (K x K), > 0 that many of its rows at a time (rows x K). Local. Returns
+ * IMX_ERR_NOMEM if scratch memory runs out (the measures are then NaN). */
 imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const double *mixing,
-                            imx_metrics *out);
+                            int rows, imx_metrics *out);
 
 /* Distinct sign patterns (z_k > 0) of the rows of Z (nloc x K local rows)
  * over all ranks, and the size of the largest group. Exact for any K (bit

@@ -26,6 +26,14 @@ void pdpotrf_(const char *uplo, const int *n, double *a, const int *ia, const in
 void pdpotri_(const char *uplo, const int *n, double *a, const int *ia, const int *ja,
               const int *desca, int *info);
 
+/* Eigenvalues (and optionally eigenvectors) of a distributed symmetric matrix
+ * (MRRR); W is global output, ascending. */
+void pdsyevr_(const char *jobz, const char *range, const char *uplo, const int *n, double *a,
+              const int *ia, const int *ja, const int *desca, const double *vl, const double *vu,
+              const int *il, const int *iu, int *m, int *nz, double *w, double *z, const int *iz,
+              const int *jz, const int *descz, double *work, const int *lwork, int *iwork,
+              const int *liwork, int *info);
+
 /* The library's version (ScaLAPACK 2.0 and later; `infomax info`) */
 void pilaver_(int *major, int *minor, int *patch);
 

@@ -252,10 +252,12 @@ static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const i
                    .n = d->n,
                    .b = col->layer.b,
                    .seed = cfg->model.seed};
+  IMX_TRY(imx_metrics_plan(ctx, cfg, col->layer.K, &o));
   IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
   if (!col->layer.W) return IMX_OK;
-  return imx_agree(ctx,
-                   imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing, m));
+  /* On tiles W W^T is formed 64 rows at a time too. */
+  return imx_agree(ctx, imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing,
+                                            o.tiles > 0 ? 64 : 0, m));
 }
 
 /* gmm data: the column's prototypes (k-means: its centers; a layer: the
@@ -623,7 +625,9 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
     char path[IMX_PATH_LEN + 32];
     double *w = malloc((size_t)K * sizeof *w);
     if (!e && !w) e = imx_fail(ctx, IMX_ERR_NOMEM, "winner counts");
-    if (!e) {
+    /* Measured on tiles, no rank holds the K x K correlations (see
+     * docs/guide.md): there is no correlation.npy then. */
+    if (!e && m->corr) {
       snprintf(path, sizeof path, "%s/correlation.npy", dir);
       e = imx_npy_write(ctx, path, m->corr, K, K);
     }
@@ -851,10 +855,13 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (a->out) {
       e = save(ctx, a->out, &r);
       if (!e)
+        note(ctx, "wrote %s/ (eval.json, %swinners.npy, eigenvalues.npy, features.h5%s)", a->out,
+             cols[0].train.corr ? "correlation.npy, " : "", cols[0].probed ? ", probe.h5" : "");
+      if (!e && !cols[0].train.corr)
         note(ctx,
-             "wrote %s/ (eval.json, correlation.npy, winners.npy, eigenvalues.npy, "
-             "features.h5%s)",
-             a->out, cols[0].probed ? ", probe.h5" : "");
+             "no correlation.npy: the measures of K=%d units were taken on block-cyclic tiles "
+             "(parallel.linalg), where no rank holds the %.1f MiB K x K matrix",
+             cols[0].train.K, (double)cols[0].train.K * cols[0].train.K * 8 / 1048576);
     }
   }
   if (e) imx_report(ctx);

@@ -30,6 +30,14 @@ void imx_metrics_clear(imx_metrics *m) {
 
 /* ---- moments: dead units, correlations, total correlation, effective rank ---- */
 
+void imx_metrics_spectrum(int K, const double *w, imx_metrics *m) {
+  double tr = 0, h = 0;
+  for (int k = 0; k < K; k++) m->eigenvalues[k] = w[K - 1 - k], tr += w[k] > 0 ? w[k] : 0;
+  for (int k = 0; k < K; k++)
+    if (w[k] > 0 && tr > 0) h -= w[k] / tr * log(w[k] / tr);
+  m->effective_rank = tr > 0 ? exp(h) : NAN;
+}
+
 /* Dead units, correlations of the live ones, their total correlation, and
  * the effective rank, from the replicated C. Local (the same bits on every
  * rank). */
@@ -85,13 +93,7 @@ static imx_err from_covariance(imx_ctx *ctx, imx_activation act, int K, const do
     memcpy(M, C, (size_t)K * K * sizeof *M);
     e = imx_linalg_eigh(ctx, K, M, w);
   }
-  if (!e) {
-    double tr = 0, h = 0;
-    for (int k = 0; k < K; k++) m->eigenvalues[k] = w[K - 1 - k], tr += w[k] > 0 ? w[k] : 0;
-    for (int k = 0; k < K; k++)
-      if (w[k] > 0 && tr > 0) h -= w[k] / tr * log(w[k] / tr);
-    m->effective_rank = tr > 0 ? exp(h) : NAN;
-  }
+  if (!e) imx_metrics_spectrum(K, w, m);
   free(live), free(M), free(w);
   return e;
 }
@@ -336,11 +338,17 @@ imx_err imx_metrics_outputs(imx_ctx *ctx, imx_reduction mode, const imx_outputs 
   imx_metrics_init(out);
   int K = o->K;
   out->K = K, out->N = (long long)o->N;
-  double *C = malloc((size_t)K * K * sizeof *C);
-  imx_err e = imx_agree(ctx, C ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "covariance %d x %d", K, K));
-  if (!e) e = imx_moments_covariance(ctx, mode, o->block, o->N, o->nloc, K, o->A, NULL, C);
-  /* Every rank has the same C: no agreement needed until the next collective. */
-  if (!e) e = imx_agree(ctx, from_covariance(ctx, o->act, K, C, out));
+  double *C = NULL;
+  imx_err e = IMX_OK;
+  if (o->tiles > 0) {
+    e = imx_metrics_moments_tiles(ctx, mode, o, out);
+  } else {
+    C = malloc((size_t)K * K * sizeof *C);
+    e = imx_agree(ctx, C ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "covariance %d x %d", K, K));
+    if (!e) e = imx_moments_covariance(ctx, mode, o->block, o->N, o->nloc, K, o->A, NULL, C);
+    /* Every rank has the same C: no agreement needed until the next collective. */
+    if (!e) e = imx_agree(ctx, from_covariance(ctx, o->act, K, C, out));
+  }
   if (!e) e = winners(ctx, o, out);
   if (!e)
     e = imx_metrics_regions(ctx, o->nloc, K, o->Z ? o->Z : o->A, &out->regions,
@@ -381,21 +389,38 @@ void imx_metrics_mixing(int n, const double *transform, const double *A, double 
 }
 
 imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const double *mixing,
-                            imx_metrics *out) {
-  double *G = malloc((size_t)K * K * sizeof *G);
-  if (!G) return imx_fail(ctx, IMX_ERR_NOMEM, "weight redundancy: %d x %d Gram matrix", K, K);
-  /* Row-major G = W W^T is column-major W^T^T W^T: syrk of the n x K column-major W^T. */
+                            int rows, imx_metrics *out) {
   const double one = 1, zero = 0;
-  dsyrk_("U", "T", &K, &n, &one, W, &n, &zero, G, &K);
   double s = 0;
-  for (int j = 0; j < K; j++)
-    for (int k = 0; k <= j; k++) {
-      /* Column-major upper = row-major lower triangle. */
-      double g = G[(size_t)j * K + k] - (j == k);
-      s += (j == k ? 1 : 2) * g * g;
+  if (rows <= 0) {
+    double *G = malloc((size_t)K * K * sizeof *G);
+    if (!G) return imx_fail(ctx, IMX_ERR_NOMEM, "weight redundancy: %d x %d Gram matrix", K, K);
+    /* Row-major G = W W^T is column-major W^T^T W^T: syrk of the n x K column-major W^T. */
+    dsyrk_("U", "T", &K, &n, &one, W, &n, &zero, G, &K);
+    for (int j = 0; j < K; j++)
+      for (int k = 0; k <= j; k++) {
+        /* Column-major upper = row-major lower triangle. */
+        double g = G[(size_t)j * K + k] - (j == k);
+        s += (j == k ? 1 : 2) * g * g;
+      }
+    free(G);
+  } else {
+    /* Rows j0..j0+r of W W^T at a time; the same order of the sum. */
+    double *G = malloc((size_t)rows * K * sizeof *G);
+    if (!G) return imx_fail(ctx, IMX_ERR_NOMEM, "weight redundancy: %d x %d rows", rows, K);
+    for (int j0 = 0; j0 < K; j0 += rows) {
+      int r = K - j0 < rows ? K - j0 : rows;
+      /* Row-major G (r x K) = W_rows W^T: column-major G^T (K x r) = W^T^T W_rows^T. */
+      dgemm_("T", "N", &K, &r, &n, &one, W, &n, W + (size_t)j0 * n, &n, &zero, G, &K);
+      for (int j = j0; j < j0 + r; j++)
+        for (int k = 0; k <= j; k++) {
+          double g = G[(size_t)(j - j0) * K + k] - (j == k);
+          s += (j == k ? 1 : 2) * g * g;
+        }
     }
+    free(G);
+  }
   out->weight_redundancy = sqrt(s);
-  free(G);
   if (mixing && K == n) {
     double *P = malloc((size_t)n * n * sizeof *P);
     if (!P) return imx_fail(ctx, IMX_ERR_NOMEM, "Amari distance: %d x %d", n, n);
@@ -408,13 +433,33 @@ imx_err imx_metrics_weights(imx_ctx *ctx, int K, int n, const double *W, const d
   return IMX_OK;
 }
 
-double imx_metrics_bytes(int K) { return 7.0 * K * K * sizeof(double); }
+/* Rows of W W^T the weight measures form at a time on tiles. */
+#define WR_ROWS 64
+
+double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc) {
+  if (tiles <= 0) return 7.0 * K * K * sizeof(double);
+  return (2.0 * K * K / P + 3.0 * (double)nloc * K + (2.0 * tiles + 8) * K) * sizeof(double);
+}
+
+imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs *o) {
+  int nb = cfg->parallel.scalapack_block;
+  o->tiles = 0, o->grid_rows = cfg->parallel.grid_rows, o->grid_cols = cfg->parallel.grid_cols;
+  double avail = 0;
+  if (cfg->parallel.linalg == IMX_LINALG_AUTO)
+    IMX_TRY(imx_linalg_memory_per_rank(ctx, cfg->parallel.memory_mib, &avail));
+  char why[512];
+  imx_linalg_kind k = imx_linalg_choose(
+      cfg->parallel.linalg, K, ctx->size, imx_metrics_bytes(K, ctx->size, 0, o->nloc),
+      imx_metrics_bytes(K, ctx->size, nb, o->nloc), avail, why, sizeof why);
+  if (k == IMX_LINALG_SCALAPACK) o->tiles = nb;
+  return IMX_OK;
+}
 
 imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *layer,
                             const double *theta, const imx_data *d, const double *transform,
                             imx_metrics *out) {
   imx_metrics_init(out);
-  int K = imx_layer_units(layer), n = imx_layer_inputs(layer);
+  int K = imx_layer_units(layer), n = imx_layer_inputs(layer), wr_rows = 0;
   size_t rows = (size_t)(d->nloc ? d->nloc : 1);
   double *Z = malloc(rows * K * sizeof *Z), *A = malloc(rows * K * sizeof *A);
   double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
@@ -442,11 +487,15 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
                      .n = n,
                      .b = b,
                      .seed = cfg->model.seed};
+    /* The measures work where the layer's K x K matrices do: on its tiles
+     * (the same grid and tile size) or replicated. */
+    imx_layer_grid(layer, &o.grid_rows, &o.grid_cols, &o.tiles);
     e = imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, out);
+    wr_rows = o.tiles > 0 ? WR_ROWS : 0;
   }
   if (!e) {
     if (mix) imx_metrics_mixing(n, transform, d->truth, mix);
-    e = imx_agree(ctx, imx_metrics_weights(ctx, K, n, W, mix, out));
+    e = imx_agree(ctx, imx_metrics_weights(ctx, K, n, W, mix, wr_rows, out));
   }
   free(Z), free(A), free(W), free(b), free(mix);
   return e;

@@ -39,7 +39,15 @@ imx_err imx_grid_create(imx_ctx *ctx, int rows, int cols, imx_grid **out) {
   int me, np;
   Cblacs_pinfo(&me, &np); /* initializes the BLACS on top of the running MPI */
   g->comm = ctx->comm;
-  g->handle = Csys2blacs_handle(ctx->comm);
+  /* The BLACS give one system handle per communicator: two grids at once
+   * (the layer's and the measures') on ctx->comm would share it, and the
+   * first freed would free the other's. Each grid has its own duplicate. */
+  int rc = MPI_Comm_dup(ctx->comm, &g->blacs_comm);
+  if (rc != MPI_SUCCESS) {
+    free(g);
+    return imx_agree(ctx, IMX_MPI_ERR(ctx, rc, "MPI_Comm_dup(BLACS grid)"));
+  }
+  g->handle = Csys2blacs_handle(g->blacs_comm);
   g->ctxt = g->handle;
   g->pr = pr, g->pc = pc;
   Cblacs_gridinit(&g->ctxt, "Row", pr, pc);
@@ -66,6 +74,7 @@ void imx_grid_free(imx_grid **gp) {
   imx_grid *g = *gp;
   if (g->ctxt >= 0) Cblacs_gridexit(g->ctxt);
   Cfree_blacs_system_handle(g->handle);
+  MPI_Comm_free(&g->blacs_comm);
   free(g);
   *gp = NULL;
 }

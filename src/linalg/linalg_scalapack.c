@@ -58,22 +58,25 @@ void imx_dinv_free(imx_dinv **wp) {
 
 size_t imx_dinv_bytes(const imx_dinv *w) { return w->bytes; }
 
-imx_err imx_dinv_create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int group_tiles,
-                        imx_dinv **out) {
+/* The scratch; without `inverse` only the factorization's (no x, one tile
+ * column per exchange). */
+static imx_err create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int group_tiles,
+                      int inverse, imx_dinv **out) {
   *out = NULL;
   imx_dinv *w = calloc(1, sizeof *w);
   if (!w) return imx_agree(ctx, imx_fail(ctx, IMX_ERR_NOMEM, "inverse scratch"));
   w->K = M->K, w->nb = M->nb, w->kt = M->kt;
   /* About 256 columns per trailing pass, as dmoments' panels. */
   w->cq = panel_tiles > 0 ? panel_tiles : (256 / w->nb > 1 ? 256 / w->nb : 1);
-  w->gp = group_tiles > 0 ? (group_tiles < w->kt ? group_tiles : w->kt)
-                          : group_width(w->K, w->nb, w->kt, ctx->size);
+  w->gp = !inverse          ? 1
+          : group_tiles > 0 ? (group_tiles < w->kt ? group_tiles : w->kt)
+                            : group_width(w->K, w->nb, w->kt, ctx->size);
   imx_err e = imx_dpanel_create(ctx, M, w->gp, &w->pan);
   int64_t xs = 0, max_total = 0, max_mine = 0;
   w->jt = malloc((size_t)w->kt * sizeof *w->jt);
   w->xoff = malloc((size_t)w->kt * sizeof *w->xoff);
   if (!e && (!w->jt || !w->xoff)) e = imx_fail(ctx, IMX_ERR_NOMEM, "inverse scratch");
-  for (int J = 0; !e && J < w->kt; J++)
+  for (int J = 0; !e && inverse && J < w->kt; J++)
     if (solver(M, J) == ctx->rank) {
       w->jt[w->nj] = J, w->xoff[w->nj] = xs, w->nj++;
       xs += (int64_t)(w->K - J * w->nb) * imx_dmat_tile_rows(M, J);
@@ -101,6 +104,15 @@ imx_err imx_dinv_create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int gr
   }
   *out = w;
   return IMX_OK;
+}
+
+imx_err imx_dinv_create(imx_ctx *ctx, const imx_dmat *M, int panel_tiles, int group_tiles,
+                        imx_dinv **out) {
+  return create(ctx, M, panel_tiles, group_tiles, 1, out);
+}
+
+imx_err imx_dinv_create_factor(imx_ctx *ctx, const imx_dmat *M, imx_dinv **out) {
+  return create(ctx, M, 0, 1, 0, out);
 }
 
 /* R = rows k nb..K of tile column k, from the gathered group (column-major,
@@ -293,32 +305,41 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
   return IMX_OK;
 }
 
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
-                                       double *work, imx_dinv *w) {
-  int K = M->K, one = 1, info = 0;
+imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *what, double *work,
+                                        imx_dinv *w, double *logdet, int *info) {
+  int K = M->K, one = 1;
   int64_t bad = -1;
+  *info = 0, *logdet = NAN;
   IMX_TRY(first_nonfinite(ctx, M, &bad));
   if (bad >= 0)
     return imx_fail(ctx, IMX_ERR_NUMERIC, "%s (K=%d) has a non-finite entry at (%zu, %zu)", what, K,
                     (size_t)(bad / K), (size_t)(bad % K));
   if (w) {
-    IMX_TRY(tile_cholesky(ctx, M, w, &info));
+    IMX_TRY(tile_cholesky(ctx, M, w, info));
   } else {
-    pdpotrf_("L", &K, M->a, &one, &one, M->desc, &info);
+    pdpotrf_("L", &K, M->a, &one, &one, M->desc, info);
     /* pdpotrf returns the same INFO on every rank of the grid; agree anyway,
      * so that no rank goes on alone. */
-    int v[2] = {info > 0 ? info : INT32_MAX, info < 0 ? info : 0};
+    int v[2] = {*info > 0 ? *info : INT32_MAX, *info < 0 ? *info : 0};
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MIN, ctx->comm));
     if (v[1]) return imx_fail(ctx, IMX_ERR_INTERNAL, "pdpotrf: argument %d illegal", -v[1]);
-    info = v[0] == INT32_MAX ? 0 : v[0];
+    *info = v[0] == INT32_MAX ? 0 : v[0];
   }
-  /* The tile algorithm's failing call is LAPACK's dpotrf on a diagonal tile
-   * (INFO made global): the replicated backend's message, word for word. */
-  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, K);
+  if (*info) return IMX_OK;
   IMX_TRY(imx_dmat_diag(ctx, M, work));
   double ld = 0;
   for (int i = 0; i < K; i++) ld += log(work[i]);
   *logdet = 2 * ld;
+  return IMX_OK;
+}
+
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w) {
+  int K = M->K, one = 1, info = 0;
+  IMX_TRY(imx_linalg_dist_cholesky_logdet(ctx, M, what, work, w, logdet, &info));
+  /* The tile algorithm's failing call is LAPACK's dpotrf on a diagonal tile
+   * (INFO made global): the replicated backend's message, word for word. */
+  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, K);
   if (w) return inverse_from_factor(ctx, M, w);
   pdpotri_("L", &K, M->a, &one, &one, M->desc, &info);
   int v = info;
@@ -327,4 +348,39 @@ imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *wh
     return imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdpotri INFO=%d (singular factor), K=%d", what, v,
                     K);
   return IMX_OK;
+}
+
+imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w) {
+  int K = M->K, one = 1, m = 0, nz = 0, info = 0, lwork = -1, liwork = -1, iq = 0;
+  double vl = 0, vu = 0, wq = 0, zdummy = 0;
+  /* Eigenvalues only: Z is not referenced, its descriptor is M's. */
+  pdsyevr_("N", "A", "L", &K, M->a, &one, &one, M->desc, &vl, &vu, &one, &one, &m, &nz, w, &zdummy,
+           &one, &one, M->desc, &wq, &lwork, &iq, &liwork, &info);
+  lwork = (int)wq + 1, liwork = iq > 1 ? iq : 1;
+  double *work = malloc((size_t)lwork * sizeof *work);
+  int *iwork = malloc((size_t)liwork * sizeof *iwork);
+  imx_err e = work && iwork
+                  ? IMX_OK
+                  : imx_fail(ctx, IMX_ERR_NOMEM, "%s: pdsyevr workspace of %.1f MiB (K=%d)", what,
+                             (double)lwork * 8 / 1048576, K);
+  e = imx_agree(ctx, e);
+  if (!e) {
+    pdsyevr_("N", "A", "L", &K, M->a, &one, &one, M->desc, &vl, &vu, &one, &one, &m, &nz, w,
+             &zdummy, &one, &one, M->desc, work, &lwork, iwork, &liwork, &info);
+    int v[2] = {info != 0 ? info : 0, m != K};
+    int rc = MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT, MPI_MAX, ctx->comm);
+    e = IMX_MPI_ERR(ctx, rc, "MPI_Allreduce(pdsyevr INFO)");
+    if (!e && (v[0] != 0 || v[1]))
+      e = imx_fail(ctx, IMX_ERR_NUMERIC, "%s: pdsyevr INFO=%d, %d of %d eigenvalues", what, v[0], m,
+                   K);
+    e = imx_agree(ctx, e);
+  }
+  /* The eigenvalues are global output; rank 0's go to all, so that every
+   * rank has the same bits. */
+  if (!e) {
+    int rc = MPI_Bcast(w, K, MPI_DOUBLE, 0, ctx->comm);
+    e = imx_agree(ctx, IMX_MPI_ERR(ctx, rc, "MPI_Bcast(eigenvalues)"));
+  }
+  free(work), free(iwork);
+  return e;
 }

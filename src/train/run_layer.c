@@ -489,18 +489,23 @@ static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FI
 }
 
 /* The measures at the end of training (docs/results-fashion-mnist.md explains
- * them) work on replicated K x K matrices: skip them, with a note, when those
- * would not fit beside the layer (very wide layers on the scalapack backend).
- * Collective. */
+ * them) work where the layer's K x K matrices do: replicated, or on the
+ * scalapack backend's tiles (about two more local blocks). Skip them, with a
+ * note, when they would not fit beside the layer. Collective. */
 static imx_err measure(imx_ctx *ctx, imx_run_layer *r) {
-  double avail = 0, need = imx_metrics_bytes(imx_layer_units(r->layer)) + imx_layer_bytes(r->layer);
+  int pr = 0, pc = 0, nb = 0;
+  imx_layer_grid(r->layer, &pr, &pc, &nb);
+  double avail = 0,
+         need = imx_metrics_bytes(imx_layer_units(r->layer), ctx->size, nb, r->data->nloc) +
+                imx_layer_bytes(r->layer);
   IMX_TRY(imx_linalg_memory_per_rank(ctx, r->cfg.parallel.memory_mib, &avail));
   if (avail > 0 && need > 0.75 * avail) {
     imx_log(ctx, IMX_WARN,
-            "measures skipped: they need replicated K x K matrices (%.1f GiB per rank "
-            "with the layer), more than 3/4 of the %.1f GiB available; the weights are saved, "
-            "run `infomax eval` where more memory is available",
-            need / 1073741824, avail / 1073741824);
+            "measures skipped: they need %.1f GiB per rank with the layer (%s), more than 3/4 "
+            "of the %.1f GiB available; the weights are saved, run `infomax eval` where more "
+            "memory is available",
+            need / 1073741824, nb ? "K x K on block-cyclic tiles" : "replicated K x K matrices",
+            avail / 1073741824);
     return IMX_OK;
   }
   imx_timer_start(IMX_T_OUTPUT);
