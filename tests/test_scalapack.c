@@ -316,14 +316,20 @@ static void invariance(void) {
     imx_activation act;
     const char *preset;
     int moments;
+    int N, K;      /* 0: 1000 rows, 45 units */
+    double lambda; /* the preset's lambda (< 0: the default) */
   } cases[] = {
-      {"softmax, gaussian (logdet + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian", 0},
-      {"softmax, gaussian-tc, data path", IMX_ACT_SOFTMAX, "gaussian-tc", 0},
-      {"relu, implicit-em, data path", IMX_ACT_RELU, "implicit-em", 0},
-      {"topk (k = 5), gaussian, data path", IMX_ACT_TOPK, "gaussian", 0},
-      {"sparsemax, gaussian-tc, data path", IMX_ACT_SPARSEMAX, "gaussian-tc", 0},
-      {"identity, decorrelation, moments path", IMX_ACT_IDENTITY, "decorrelation", 1},
-      {"identity, gaussian, moments path", IMX_ACT_IDENTITY, "gaussian", 1},
+      {"softmax, gaussian (logdet + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian", 0, 0, 0, -1},
+      {"softmax, gaussian-tc, data path", IMX_ACT_SOFTMAX, "gaussian-tc", 0, 0, 0, -1},
+      {"relu, implicit-em, data path", IMX_ACT_RELU, "implicit-em", 0, 0, 0, -1},
+      {"topk (k = 5), gaussian, data path", IMX_ACT_TOPK, "gaussian", 0, 0, 0, -1},
+      {"sparsemax, gaussian-tc, data path", IMX_ACT_SPARSEMAX, "gaussian-tc", 0, 0, 0, -1},
+      {"identity, decorrelation, moments path", IMX_ACT_IDENTITY, "decorrelation", 1, 0, 0, -1},
+      {"identity, gaussian, moments path", IMX_ACT_IDENTITY, "gaussian", 1, 0, 0, -1},
+      /* logdet's M^-1 applied by triangular solves (imx_objective_dist_solves) */
+      {"softmax, logdet alone (solves), data path", IMX_ACT_SOFTMAX, "gaussian", 0, 0, 0, 0},
+      {"softmax, gaussian, N = 40 < K/3 (solves + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian",
+       0, 40, 130, -1},
   };
   for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
     double f1 = 0, *g1 = NULL;
@@ -337,7 +343,9 @@ static void invariance(void) {
         imx_ctx sc;
         imx_ctx_init(&sc, sub);
         imx_config c;
-        t_small_config(&c, 1000, 6, 45, 32);
+        t_small_config(&c, cases[ci].N ? cases[ci].N : 1000, 6, cases[ci].K ? cases[ci].K : 45,
+                       cases[ci].N ? 8 : 32);
+        if (cases[ci].lambda >= 0) c.objective.lambda = cases[ci].lambda;
         c.model.activation = cases[ci].act;
         c.model.topk = 5;
         c.model.init_bias = 0.2;
@@ -369,6 +377,56 @@ static void invariance(void) {
               cases[ci].name);
     free(g1);
   }
+}
+
+/* 3b. The solves beside other terms (3 N < K): scalapack against
+ * replicated (which forms M^{-1}), both reductions, two tile sizes; the
+ * rule's choice at the boundary. */
+static void solves(void) {
+  imx_config c;
+  t_small_config(&c, 40, 6, 130, 8);
+  c.model.activation = IMX_ACT_SOFTMAX;
+  c.model.temperature = 0.7;
+  c.objective.eps = 0.05;
+  snprintf(c.objective.preset, sizeof c.objective.preset, "gaussian");
+  imx_data *d = load(&ctx, &c);
+  if (!d) return;
+  imx_objective o = {0};
+  o.w[IMX_TERM_LOGDET] = 1, o.w[IMX_TERM_OFFDIAG] = 0.1;
+  int rule = imx_objective_dist_solves(&o, 40, 130) && !imx_objective_dist_solves(&o, 44, 130) &&
+             imx_objective_dist_solves(&o, 43, 130);
+  o.w[IMX_TERM_OFFDIAG] = 0;
+  rule = rule && imx_objective_dist_solves(&o, 100000, 130);
+  o.w[IMX_TERM_GAUSSIAN_TC] = 1;
+  rule = rule && !imx_objective_dist_solves(&o, 1, 130);
+  t_check(rule,
+          "solves rule: logdet + offdiag solves iff 3 N < K (N = 43 yes, 44 no at K = 130); "
+          "logdet alone always; never with gaussian_tc");
+  c.parallel.linalg = IMX_LINALG_REPLICATED;
+  double fr, *gr = NULL, worst_f = 0, worst_g = 0;
+  int np = 0, bad = evaluate(&ctx, &c, d, 0, 0, 0, &fr, &gr, &np, NULL), cases = 0;
+  for (int mode = 0; !bad && mode < 2; mode++)
+    for (int nb = 8; nb <= 32; nb *= 4) {
+      c.parallel.linalg = IMX_LINALG_SCALAPACK;
+      c.parallel.scalapack_block = nb;
+      c.parallel.reduction = mode ? IMX_RED_FAST : IMX_RED_REPRODUCIBLE;
+      double fs, *gs = NULL;
+      char be[16] = "";
+      int b = evaluate(&ctx, &c, d, 0, nb == 8 ? 1 : 0, nb == 8 ? 2 : 0, &fs, &gs, &np, be);
+      worst_f = fmax(worst_f, b ? INFINITY : t_relerr(fs, fr, 1e-300));
+      worst_g = fmax(worst_g, b ? INFINITY : grad_err(gs, gr, np));
+      bad |= b || strcmp(be, "scalapack");
+      cases++;
+      free(gs);
+    }
+  t_check(
+      !bad && worst_f <= 1e-10 && worst_g <= 1e-10,
+      "solves beside offdiag (softmax, gaussian, N = 40, K = 130), scalapack vs replicated, %d "
+      "cases (nb 8 and 32, both reductions): max rel err loss %.2e, gradient %.2e (tol 1e-10)%s",
+      cases, worst_f, worst_g, bad ? ctx.msg : "");
+  ctx.code = IMX_OK;
+  free(gr);
+  imx_data_free(&d);
 }
 
 /* 4. auto: the choice and its reason; the grid must fit the ranks. */
@@ -441,6 +499,7 @@ int main(int argc, char **argv) {
   on_z();
   not_spd();
   invariance();
+  solves();
   choice();
   imx_ctx_finalize(&ctx);
   int rc = t_finish();

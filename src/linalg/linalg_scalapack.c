@@ -293,8 +293,8 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
   return IMX_OK;
 }
 
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
-                                       double *work, imx_dinv *w) {
+imx_err imx_linalg_dist_logdet_factor(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                      double *work, imx_dinv *w) {
   int K = M->K, one = 1, info = 0;
   int64_t bad = -1;
   IMX_TRY(first_nonfinite(ctx, M, &bad));
@@ -319,7 +319,14 @@ imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *wh
   double ld = 0;
   for (int i = 0; i < K; i++) ld += log(work[i]);
   *logdet = 2 * ld;
+  return IMX_OK;
+}
+
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w) {
+  IMX_TRY(imx_linalg_dist_logdet_factor(ctx, M, what, logdet, work, w));
   if (w) return inverse_from_factor(ctx, M, w);
+  int K = M->K, one = 1, info = 0;
   pdpotri_("L", &K, M->a, &one, &one, M->desc, &info);
   int v = info;
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, ctx->comm));
