@@ -429,6 +429,69 @@ static void solves(void) {
   imx_data_free(&d);
 }
 
+/* 3c. Bytes sent per rank in one evaluation (imx_comm_sent): 0 on one rank,
+ * (P-1)/P of a P-independent payload B on P ranks, and B = 8 (a Ltot + 2 K
+ * n' + c K) for the scalapack backend with a = 6 lower triangles (gram's 3
+ * bins, the Cholesky's panels, two solves) with the solves, a = 8 with the
+ * inverse (+2 for the inverse, +1 for G), docs/performance.md's formula
+ * (Ltot the elements of the lower tiles, n' = 3 (K n + K) for the exact
+ * sums of dL/dW and dL/db, (kt-1) nb^2 the diagonal tiles' broadcasts,
+ * about 16 K for the O(K) vectors; within 2 %). */
+static void comm_bytes(void) {
+  int P = ctx.size, wrank = ctx.rank;
+  for (int solve = 1; solve >= 0; solve--) {
+    double B[5] = {0}, L = 0;
+    for (int p = 1; p <= P; p++) {
+      MPI_Comm sub;
+      MPI_Comm_split(MPI_COMM_WORLD, wrank < p ? 0 : MPI_UNDEFINED, wrank, &sub);
+      double sent = 0;
+      if (sub != MPI_COMM_NULL) {
+        imx_ctx sc;
+        imx_ctx_init(&sc, sub);
+        imx_config c;
+        t_small_config(&c, 1000, 6, 96, 32);
+        c.model.activation = IMX_ACT_SOFTMAX;
+        c.objective.eps = 1e-3;
+        c.objective.lambda = solve
+                                 ? 0
+                                 : 0.1; /* logdet alone: solves; with offdiag at N > 3K: inverse */
+        c.parallel.linalg = IMX_LINALG_SCALAPACK;
+        c.parallel.scalapack_block = 16;
+        imx_data *d = load(&sc, &c);
+        imx_layer *l = NULL;
+        int bad = !d || imx_layer_create(&sc, &c, d, &l) || imx_layer_set_path(&sc, l, 0);
+        int np = l ? imx_layer_nparams(l) : 1;
+        double *th = malloc((size_t)np * sizeof *th), *g = malloc((size_t)np * sizeof *g), f;
+        if (!bad) bad = imx_layer_init_params(&sc, l, &c, th) != IMX_OK;
+        sc.sent_bytes = 0;
+        if (!bad) bad = imx_layer_eval(&sc, l, th, &f, g, NULL) != IMX_OK;
+        MPI_Allreduce(&sc.sent_bytes, &sent, 1, MPI_DOUBLE, MPI_MAX, sub);
+        if (bad) t_check(0, "bytes on %d ranks: %s", p, sc.msg);
+        free(th), free(g);
+        imx_layer_free(&l);
+        imx_data_free(&d);
+        imx_ctx_finalize(&sc);
+        MPI_Comm_free(&sub);
+      }
+      if (p <= 4) B[p] = p > 1 ? sent * p / (p - 1) : sent;
+    }
+    int K = 96, nb = 16, kt = K / nb, n = 6;
+    for (int J = 0; J < kt; J++) L += (double)(kt - J) * nb * nb;
+    double model = 8 * ((solve ? 6 : 8) * L + 2 * 3.0 * (K * n + K) + (kt - 1) * nb * nb + 16 * K);
+    if (wrank != 0) continue;
+    int same = 1;
+    for (int p = 3; p <= P && p <= 4; p++) same &= fabs(B[p] - B[2]) <= 1e-12 * B[2];
+    double ratio = P > 1 ? B[2] / model : 1;
+    t_check(
+        B[1] == 0 && same && fabs(ratio - 1) < 0.02,
+        "bytes per rank per evaluation (%s, K = 96, nb = 16, n = 6): P = 1: %.0f; "
+        "sent x P/(P-1) = %.0f / %.0f / %.0f at P = 2 / 3 / 4; model 8 (%d Ltot + 6 (K n + K) + (kt-1) nb^2 + 16 K) "
+        "= %.0f, ratio %.4f (tol 2 %%)",
+        solve ? "logdet alone, solves" : "gaussian, inverse", B[1], B[2], B[3], B[4], solve ? 6 : 8,
+        model, ratio);
+  }
+}
+
 /* 4. auto: the choice and its reason; the grid must fit the ranks. */
 static void choice(void) {
   imx_config c;
@@ -500,6 +563,7 @@ int main(int argc, char **argv) {
   not_spd();
   invariance();
   solves();
+  comm_bytes();
   choice();
   imx_ctx_finalize(&ctx);
   int rc = t_finish();

@@ -381,6 +381,7 @@ imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *
             if (a > rm[J * nb + j]) rm[J * nb + j] = a;
           }
       }
+    imx_comm_sent(ctx, 8.0 * K, 1);
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, rm, K, MPI_DOUBLE, MPI_MAX, ctx->comm));
     double ps = imx_exact_pow2((double)nb);
     for (int i = 0; i < K; i++) rm[i] = ps * imx_exact_pow2(rm[i]);

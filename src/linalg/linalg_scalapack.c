@@ -212,6 +212,7 @@ static imx_err first_nonfinite(imx_ctx *ctx, const imx_dmat *M, int64_t *first) 
             if (gj * K + gi < best) best = gj * K + gi;
           }
     }
+  imx_comm_sent(ctx, sizeof best, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_INT64_T, MPI_MIN, ctx->comm));
   *first = best == INT64_MAX ? -1 : best;
   return IMX_OK;
@@ -248,6 +249,7 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
           memcpy(L + (size_t)j * nk, t + (size_t)j * lld, (size_t)nk * sizeof *L);
         L[(size_t)nk * nk] = kinfo;
       }
+      imx_comm_sent(ctx, 8.0 * (nk * nk + 1), 0);
       IMX_MPI(ctx, MPI_Bcast(L, nk * nk + 1, MPI_DOUBLE, root, ctx->comm));
       kinfo = (int)L[(size_t)nk * nk];
       if (kinfo) {

@@ -36,6 +36,7 @@ static imx_err off_maxima(imx_ctx *ctx, const imx_dmat *C, const double *d, doub
         }
       }
     }
+  imx_comm_sent(ctx, 2 * sizeof *mx, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_DOUBLE, MPI_MAX, ctx->comm));
   return IMX_OK;
 }
@@ -101,6 +102,7 @@ static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const doub
         for (int i = (I == J ? j : 0); i < tr; i++)
           mx[0] = fmax(mx[0], fabs(t[i + (size_t)j * M->lld]));
     }
+  imx_comm_sent(ctx, sizeof mx, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   for (int k = 0; k < K; k++) vmax = fmax(vmax, fabs(v[k]));
   /* One tile's partial of q_i: at most nb products |m_ij v_j|. */
@@ -369,6 +371,7 @@ imx_err imx_objective_dist_max_corr(imx_ctx *ctx, const imx_dmat *C, const doubl
           r = v > r ? v : r;
         }
     }
+  imx_comm_sent(ctx, sizeof r, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   *rmax = r;
   return IMX_OK;

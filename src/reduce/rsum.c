@@ -125,6 +125,7 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
   int64_t n = nbins * s->count;
   int64_t tot[3] = {s->deposits, s->violated, s->violated && s->clamped}, all[3];
+  imx_comm_sent(ctx, sizeof tot, 1);
   IMX_MPI(ctx, MPI_Allreduce(tot, all, 3, MPI_INT64_T, MPI_SUM, ctx->comm));
   if (s->mode == IMX_RED_REPRODUCIBLE && all[2]) /* too large to sum, not a bug */
     return imx_fail(ctx, IMX_ERR_NUMERIC,
@@ -146,6 +147,7 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   const int64_t chunk = INT64_C(1) << 26;
   for (int64_t off = 0; off < n; off += chunk) {
     int len = (int)(n - off < chunk ? n - off : chunk);
+    imx_comm_sent(ctx, 8.0 * len, 1);
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, s->bins + off, len, MPI_DOUBLE, MPI_SUM, ctx->comm));
   }
   for (int i = 0; i < s->rows; i++) {
