@@ -36,6 +36,7 @@
 #include "imx/layer.h"
 #include "imx/log.h"
 #include "imx/moments.h"
+#include "imx/objective.h"
 #include "imx/preprocess.h"
 #include "imx/rsum.h"
 #include "imx/timer.h"
@@ -323,11 +324,19 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
 static void flops(const imx_config *c, const imx_layer *l, double *total, double *blas3) {
   double K = imx_layer_units(l), n = imx_layer_inputs(l), N = (double)imx_layer_samples(l);
   double chol = K * K * K; /* potrf K^3/3 + potri 2K^3/3 */
+  const imx_objective *obj = imx_layer_objective(l);
   if (!strcmp(imx_layer_path(l), "moments")) {
     *blas3 = 2 * n * n * K + 2 * K * K * n + 2 * K * K * n;
   } else {
     *blas3 = 2 * N * K * n + N * K * (K + 1) + 2 * N * K * n;
-    if (imx_objective_needs_cov(imx_layer_objective(l))) *blas3 += 2 * N * K * K;
+    if (imx_objective_needs_cov(obj)) *blas3 += 2 * N * K * K;
+    /* The scalapack backend's solves (2 N K^2, beside D G when other terms
+     * write G) instead of the inverse: the flops of the algorithm run. */
+    if (imx_objective_needs_cov(obj) && !strcmp(imx_layer_linalg(l), "scalapack") &&
+        imx_objective_dist_solves(obj, imx_layer_samples(l), (int)K)) {
+      chol = K * K * K / 3;
+      if (imx_objective_dist_rest(obj)) *blas3 += 2 * N * K * K;
+    }
   }
   (void)c;
   *total = *blas3 + (imx_objective_needs_cov(imx_layer_objective(l)) ? chol : 0);
