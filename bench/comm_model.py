@@ -13,7 +13,8 @@ Model of one iteration (one evaluation + TAO's own work), P ranks:
        + sum over the evaluation's MPI_Allreduce calls of
              ceil(log2 P) * alpha + 2 (P - 1) / P * bytes * beta
 The calls of one evaluation (src/model/layer.c, src/reduce/moments.c, src/reduce/rsum.c):
-  reproducible: 4 sums (colsum A: 3K, A^T A: 3K^2, dZ^T X: 3Kn, colsum dZ: 3K doubles),
+  reproducible: 4 sums (colsum A: 3K, A^T A: 3K(K+1)/2 (its lower triangle), dZ^T X: 3Kn,
+                colsum dZ: 3K doubles),
                 4 column-maxima MAX reductions (K doubles each), 4 two-int64 checks;
   fast:         4 sums (K, K^2, Kn, K doubles), 4 two-int64 checks, 1 two-uint64 hash.
 alpha (latency) and beta (seconds per byte) are fitted to ALLRED.csv at its P
@@ -55,7 +56,8 @@ import sys
 def calls(K, n, mode):
     """(count of latency terms, bytes) of one evaluation's reductions."""
     if mode == "reproducible":
-        sizes = [3 * K, 3 * K * K, 3 * K * n, 3 * K] + [K] * 4 + [2] * 4
+        # C is symmetric: its reproducible sum sends the lower triangle
+        sizes = [3 * K, 3 * K * (K + 1) // 2, 3 * K * n, 3 * K] + [K] * 4 + [2] * 4
     else:
         sizes = [K, K * K, K * n, K] + [2] * 4 + [2]
     return [8 * s for s in sizes]
