@@ -13,7 +13,8 @@ Model of one iteration (one evaluation + TAO's own work), P ranks:
        + sum over the evaluation's MPI_Allreduce calls of
              ceil(log2 P) * alpha + 2 (P - 1) / P * bytes * beta
 The calls of one evaluation (src/model/layer.c, src/reduce/moments.c, src/reduce/rsum.c):
-  reproducible: 4 sums (colsum A: 3K, A^T A: 3K^2, dZ^T X: 3Kn, colsum dZ: 3K doubles),
+  reproducible: 4 sums (colsum A: 3K, A^T A: 3K(K+1)/2 (its lower triangle), dZ^T X: 3Kn,
+                colsum dZ: 3K doubles),
                 4 column-maxima MAX reductions (K doubles each), 4 two-int64 checks;
   fast:         4 sums (K, K^2, Kn, K doubles), 4 two-int64 checks, 1 two-uint64 hash.
 alpha (latency) and beta (seconds per byte) are fitted to ALLRED.csv at its P
@@ -24,6 +25,27 @@ numbers of one host are not a network's. --alpha/--beta override the fit.
 Usage: bench/comm_model.py BENCH.csv ALLRED.csv [--K 64,256,1024] [--out PREFIX]
 Writes PREFIX.csv (projections), PREFIX.md (tables) and PREFIX.png (plot, if
 matplotlib is installed).
+
+The scalapack backend (--scalapack K1,K2,...: weak scaling with --rows rows
+per rank, no BENCH.csv needed; ALLRED.csv or --alpha/--beta for the network):
+  bytes each rank sends per evaluation (the ring model of src/base's
+  imx_comm_sent, checked by tests/test_scalapack.c within 2 %):
+      (P - 1) / P * 8 * (a Ltot + 6 (K n + K) + (kt - 1) nb^2 + 16 K)
+  Ltot ~ K (K + nb) / 2 the elements of the lower tiles, a = 3 (gram:
+  reduce-scatter of three exact pieces per value; 1 in fast mode) + 1 (the
+  Cholesky's panels) + 2 (the two triangular solves with L) [+ 1: G to the
+  rows when other terms write it]; with M^-1 formed instead of the solves,
+  + 3 (two passes over L and the reduce-scatter of M^-1) + 1 (G): a = 8;
+  collectives per evaluation: kt broadcasts and kt - 1 all-gathers (the
+  Cholesky) + one per group of columns in the gram, the solves and G.
+  Time per evaluation and rank:
+      flops / (frac * rate) + collectives * ceil(log2 P) * alpha + bytes * beta
+  flops per rank: gram N_p K^2 + solves 2 N_p K^2 (+ 2 N_p K^2 for G beside
+  other terms) + forward and dL/dW 4 N_p n K + Cholesky K^3 / (3 P) (the
+  inverse: + 2 K^3 / (3 P)); rate the DGEMM rate per rank (--rate), frac
+  the share of it the phases reach (--frac). At fixed rows per rank the
+  Cholesky's share falls as 1/P, so T(1) / T(P) exceeds 1; the efficiency
+  reported is compute / (compute + communication) at each P (1 at P = 1).
 """
 import argparse
 import csv
@@ -34,7 +56,8 @@ import sys
 def calls(K, n, mode):
     """(count of latency terms, bytes) of one evaluation's reductions."""
     if mode == "reproducible":
-        sizes = [3 * K, 3 * K * K, 3 * K * n, 3 * K] + [K] * 4 + [2] * 4
+        # C is symmetric: its reproducible sum sends the lower triangle
+        sizes = [3 * K, 3 * K * (K + 1) // 2, 3 * K * n, 3 * K] + [K] * 4 + [2] * 4
     else:
         sizes = [K, K * K, K * n, K] + [2] * 4 + [2]
     return [8 * s for s in sizes]
@@ -67,10 +90,68 @@ def fit(rows):
     return max(alpha, 0.0), max(beta, 0.0)
 
 
+def scalapack_model(K, nb, n, rows, P, mode, solves, other, alpha, beta, rate, frac):
+    """(bytes per rank, collectives, compute s, comm s) of one evaluation."""
+    kt = -(-K // nb)
+    ltot = sum((kt - j) * nb * nb for j in range(kt))  # nb divides K here: the tiles are full
+    a = (3 if mode == "reproducible" else 1) + 1 + (2 + (1 if other else 0) if solves else 4)
+    payload = 8.0 * (a * ltot + 6 * (K * n + K) + (kt - 1) * nb * nb + 16 * K)
+    sent = (P - 1) / P * payload
+    # groups of about 2^24 doubles (or K^2/P) per exchange, as dmoments/dinv choose them
+    gcols = max(nb, min(K * K // max(P, 1), 1 << 24) // K // nb * nb)
+    groups = -(-K // gcols)
+    ncoll = 2 * kt + groups * (1 + (2 + (1 if other else 0) if solves else 4))
+    flops = rows * K * K + 2.0 * rows * K * K * (2 if (solves and other) or not solves else 1) \
+        + 4.0 * rows * n * K + K ** 3 / 3.0 / P * (1 if solves else 3)
+    comp = flops / (frac * rate)
+    lat = math.ceil(math.log2(P)) * alpha if P > 1 else 0.0
+    return sent, ncoll, comp, ncoll * lat + sent * beta
+
+
+def scalapack_projection(a, alpha, beta):
+    lines = ["", "# scalapack backend, weak scaling (%d rows per rank, n = %d, nb = %d, %s)" %
+             (a.rows, a.n, a.nb, a.mode), "",
+             "Assumptions: DGEMM rate %.3g GFLOP/s per rank, phases at %.0f %% of it; alpha = %.3g s, "
+             "beta = %.3g s/byte (%.2f GB/s); one rank per node; no overlap of communication "
+             "and compute; the collectives' bytes by the ring model (the bytes each rank sends)."
+             % (a.rate / 1e9, 100 * a.frac, alpha, beta, 1e-9 / beta if beta > 0 else float("inf"))]
+    rows_out = []
+    for K in [int(k) for k in a.scalapack.split(",") if k]:
+        for solves, other, what in ((1, 0, "logdet alone: solves"), (1, 1, "logdet + offdiag, solves"),
+                                    (0, 1, "logdet + offdiag, M^-1 formed (the rule's choice when N > K/3)")):
+            lines += ["", "## K = %d, %s" % (K, what), "",
+                      "| P | bytes/rank/eval | collectives | compute s | comm s | s/eval | efficiency |",
+                      "|---|---|---|---|---|---|---|"]
+            for e in range(0, 11):
+                P = 2 ** e
+                sent, nc, comp, comm = scalapack_model(K, a.nb, a.n, a.rows, P, a.mode, solves, other,
+                                                       alpha, beta, a.rate, a.frac)
+                tot = comp + comm
+                rows_out.append((K, what, P, sent, comp, comm, tot, comp / tot))
+                lines.append("| %d | %.3g | %d | %.4g | %.4g | %.4g | %.1f%% |" %
+                             (P, sent, nc, comp, comm, tot, 100 * comp / tot))
+        # A decomposition of the units (each rank all N = P rows_p rows of K/P
+        # units) all-gathers the activations, (P-1)/P N K doubles, instead of
+        # the gram's reduce-scatter, (P-1)/P pieces K^2/2 (pieces 3 or 1).
+        pieces = 3 if a.mode == "reproducible" else 1
+        lines += ["", "Units across ranks instead of rows (K = %d): the gram's reduce-scatter sends "
+                  "(P-1)/P %d K^2/2 doubles per rank, an all-gather of the activations (P-1)/P N K: "
+                  "fewer bytes only while N = P rows_per_rank < %g K = %d rows in all (at P = 1024: "
+                  "%.1f rows per rank)." % (K, pieces, pieces / 2, pieces * K // 2, pieces * K / 2 / 1024)]
+    return lines, rows_out
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("bench")
-    ap.add_argument("allreduce")
+    ap.add_argument("bench", nargs="?", default="")
+    ap.add_argument("allreduce", nargs="?", default="")
+    ap.add_argument("--scalapack", default="", help="K values: project the scalapack backend")
+    ap.add_argument("--rows", type=int, default=8192, help="rows per rank (--scalapack)")
+    ap.add_argument("--n", type=int, default=64, help="inputs n (--scalapack)")
+    ap.add_argument("--nb", type=int, default=64, help="tile size (--scalapack)")
+    ap.add_argument("--mode", default="reproducible", help="reproducible or fast (--scalapack)")
+    ap.add_argument("--rate", type=float, default=40e9, help="DGEMM flop/s per rank (--scalapack)")
+    ap.add_argument("--frac", type=float, default=0.7, help="share of --rate reached (--scalapack)")
     ap.add_argument("--K", default="")
     ap.add_argument("--alpha", type=float)
     ap.add_argument("--beta", type=float)
@@ -78,6 +159,17 @@ def main():
     ap.add_argument("--out", default="comm_model")
     a = ap.parse_args()
 
+    if a.scalapack and not a.allreduce:
+        if a.alpha is None or a.beta is None:
+            sys.exit("comm_model: --scalapack without ALLRED.csv needs --alpha and --beta")
+        lines, rows_out = scalapack_projection(a, a.alpha, a.beta)
+        with open(a.out + ".csv", "w") as out:
+            out.write("K,case,P,bytes_per_rank,compute_s,comm_s,total_s,efficiency\n")
+            for r in rows_out:
+                out.write("%d,%s,%d,%.6e,%.6e,%.6e,%.6e,%.4f\n" % r)
+        open(a.out + ".md", "w").write("\n".join(lines) + "\n")
+        print("\n".join(lines))
+        return
     ar = [(int(r["P"]), float(r["bytes"]), float(r["seconds"])) for r in csv.DictReader(open(a.allreduce))
           if int(r["P"]) >= 2]
     if not ar:
@@ -134,6 +226,8 @@ def main():
                 lines.append("| %d | %.0f | %.4g | %.4g | %.4g | %.4g | %.0f%% | %.0f%% |" %
                              (P, rows, comp, rep, comm, tot, 100 * eff, 100 * comm / tot))
     out.close()
+    if a.scalapack:
+        lines += scalapack_projection(a, alpha, beta)[0]
     open(a.out + ".md", "w").write("\n".join(lines) + "\n")
     print("\n".join(lines))
     try:

@@ -316,14 +316,20 @@ static void invariance(void) {
     imx_activation act;
     const char *preset;
     int moments;
+    int N, K;      /* 0: 1000 rows, 45 units */
+    double lambda; /* the preset's lambda (< 0: the default) */
   } cases[] = {
-      {"softmax, gaussian (logdet + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian", 0},
-      {"softmax, gaussian-tc, data path", IMX_ACT_SOFTMAX, "gaussian-tc", 0},
-      {"relu, implicit-em, data path", IMX_ACT_RELU, "implicit-em", 0},
-      {"topk (k = 5), gaussian, data path", IMX_ACT_TOPK, "gaussian", 0},
-      {"sparsemax, gaussian-tc, data path", IMX_ACT_SPARSEMAX, "gaussian-tc", 0},
-      {"identity, decorrelation, moments path", IMX_ACT_IDENTITY, "decorrelation", 1},
-      {"identity, gaussian, moments path", IMX_ACT_IDENTITY, "gaussian", 1},
+      {"softmax, gaussian (logdet + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian", 0, 0, 0, -1},
+      {"softmax, gaussian-tc, data path", IMX_ACT_SOFTMAX, "gaussian-tc", 0, 0, 0, -1},
+      {"relu, implicit-em, data path", IMX_ACT_RELU, "implicit-em", 0, 0, 0, -1},
+      {"topk (k = 5), gaussian, data path", IMX_ACT_TOPK, "gaussian", 0, 0, 0, -1},
+      {"sparsemax, gaussian-tc, data path", IMX_ACT_SPARSEMAX, "gaussian-tc", 0, 0, 0, -1},
+      {"identity, decorrelation, moments path", IMX_ACT_IDENTITY, "decorrelation", 1, 0, 0, -1},
+      {"identity, gaussian, moments path", IMX_ACT_IDENTITY, "gaussian", 1, 0, 0, -1},
+      /* logdet's M^-1 applied by triangular solves (imx_objective_dist_solves) */
+      {"softmax, logdet alone (solves), data path", IMX_ACT_SOFTMAX, "gaussian", 0, 0, 0, 0},
+      {"softmax, gaussian, N = 40 < K/3 (solves + offdiag), data path", IMX_ACT_SOFTMAX, "gaussian",
+       0, 40, 130, -1},
   };
   for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
     double f1 = 0, *g1 = NULL;
@@ -337,7 +343,9 @@ static void invariance(void) {
         imx_ctx sc;
         imx_ctx_init(&sc, sub);
         imx_config c;
-        t_small_config(&c, 1000, 6, 45, 32);
+        t_small_config(&c, cases[ci].N ? cases[ci].N : 1000, 6, cases[ci].K ? cases[ci].K : 45,
+                       cases[ci].N ? 8 : 32);
+        if (cases[ci].lambda >= 0) c.objective.lambda = cases[ci].lambda;
         c.model.activation = cases[ci].act;
         c.model.topk = 5;
         c.model.init_bias = 0.2;
@@ -368,6 +376,119 @@ static void invariance(void) {
       t_check(g1 != NULL, "scalapack, reproducible: %s: 1 rank evaluated (run at P > 1 to compare)",
               cases[ci].name);
     free(g1);
+  }
+}
+
+/* 3b. The solves beside other terms (3 N < K): scalapack against
+ * replicated (which forms M^{-1}), both reductions, two tile sizes; the
+ * rule's choice at the boundary. */
+static void solves(void) {
+  imx_config c;
+  t_small_config(&c, 40, 6, 130, 8);
+  c.model.activation = IMX_ACT_SOFTMAX;
+  c.model.temperature = 0.7;
+  c.objective.eps = 0.05;
+  snprintf(c.objective.preset, sizeof c.objective.preset, "gaussian");
+  imx_data *d = load(&ctx, &c);
+  if (!d) return;
+  imx_objective o = {0};
+  o.w[IMX_TERM_LOGDET] = 1, o.w[IMX_TERM_OFFDIAG] = 0.1;
+  int rule = imx_objective_dist_solves(&o, 40, 130) && !imx_objective_dist_solves(&o, 44, 130) &&
+             imx_objective_dist_solves(&o, 43, 130);
+  o.w[IMX_TERM_OFFDIAG] = 0;
+  rule = rule && imx_objective_dist_solves(&o, 100000, 130);
+  o.w[IMX_TERM_GAUSSIAN_TC] = 1;
+  rule = rule && !imx_objective_dist_solves(&o, 1, 130);
+  t_check(rule,
+          "solves rule: logdet + offdiag solves iff 3 N < K (N = 43 yes, 44 no at K = 130); "
+          "logdet alone always; never with gaussian_tc");
+  c.parallel.linalg = IMX_LINALG_REPLICATED;
+  double fr, *gr = NULL, worst_f = 0, worst_g = 0;
+  int np = 0, bad = evaluate(&ctx, &c, d, 0, 0, 0, &fr, &gr, &np, NULL), cases = 0;
+  for (int mode = 0; !bad && mode < 2; mode++)
+    for (int nb = 8; nb <= 32; nb *= 4) {
+      c.parallel.linalg = IMX_LINALG_SCALAPACK;
+      c.parallel.scalapack_block = nb;
+      c.parallel.reduction = mode ? IMX_RED_FAST : IMX_RED_REPRODUCIBLE;
+      double fs, *gs = NULL;
+      char be[16] = "";
+      int b = evaluate(&ctx, &c, d, 0, nb == 8 ? 1 : 0, nb == 8 ? 2 : 0, &fs, &gs, &np, be);
+      worst_f = fmax(worst_f, b ? INFINITY : t_relerr(fs, fr, 1e-300));
+      worst_g = fmax(worst_g, b ? INFINITY : grad_err(gs, gr, np));
+      bad |= b || strcmp(be, "scalapack");
+      cases++;
+      free(gs);
+    }
+  t_check(
+      !bad && worst_f <= 1e-10 && worst_g <= 1e-10,
+      "solves beside offdiag (softmax, gaussian, N = 40, K = 130), scalapack vs replicated, %d "
+      "cases (nb 8 and 32, both reductions): max rel err loss %.2e, gradient %.2e (tol 1e-10)%s",
+      cases, worst_f, worst_g, bad ? ctx.msg : "");
+  ctx.code = IMX_OK;
+  free(gr);
+  imx_data_free(&d);
+}
+
+/* 3c. Bytes sent per rank in one evaluation (imx_comm_sent): 0 on one rank,
+ * (P-1)/P of a P-independent payload B on P ranks, and B = 8 (a Ltot + 2 K
+ * n' + c K) for the scalapack backend with a = 6 lower triangles (gram's 3
+ * bins, the Cholesky's panels, two solves) with the solves, a = 8 with the
+ * inverse (+2 for the inverse, +1 for G), docs/performance.md's formula
+ * (Ltot the elements of the lower tiles, n' = 3 (K n + K) for the exact
+ * sums of dL/dW and dL/db, (kt-1) nb^2 the diagonal tiles' broadcasts,
+ * about 16 K for the O(K) vectors; within 2 %). */
+static void comm_bytes(void) {
+  int P = ctx.size, wrank = ctx.rank;
+  for (int solve = 1; solve >= 0; solve--) {
+    double B[5] = {0}, L = 0;
+    for (int p = 1; p <= P; p++) {
+      MPI_Comm sub;
+      MPI_Comm_split(MPI_COMM_WORLD, wrank < p ? 0 : MPI_UNDEFINED, wrank, &sub);
+      double sent = 0;
+      if (sub != MPI_COMM_NULL) {
+        imx_ctx sc;
+        imx_ctx_init(&sc, sub);
+        imx_config c;
+        t_small_config(&c, 1000, 6, 96, 32);
+        c.model.activation = IMX_ACT_SOFTMAX;
+        c.objective.eps = 1e-3;
+        c.objective.lambda = solve
+                                 ? 0
+                                 : 0.1; /* logdet alone: solves; with offdiag at N > 3K: inverse */
+        c.parallel.linalg = IMX_LINALG_SCALAPACK;
+        c.parallel.scalapack_block = 16;
+        imx_data *d = load(&sc, &c);
+        imx_layer *l = NULL;
+        int bad = !d || imx_layer_create(&sc, &c, d, &l) || imx_layer_set_path(&sc, l, 0);
+        int np = l ? imx_layer_nparams(l) : 1;
+        double *th = malloc((size_t)np * sizeof *th), *g = malloc((size_t)np * sizeof *g), f;
+        if (!bad) bad = imx_layer_init_params(&sc, l, &c, th) != IMX_OK;
+        sc.sent_bytes = 0;
+        if (!bad) bad = imx_layer_eval(&sc, l, th, &f, g, NULL) != IMX_OK;
+        MPI_Allreduce(&sc.sent_bytes, &sent, 1, MPI_DOUBLE, MPI_MAX, sub);
+        if (bad) t_check(0, "bytes on %d ranks: %s", p, sc.msg);
+        free(th), free(g);
+        imx_layer_free(&l);
+        imx_data_free(&d);
+        imx_ctx_finalize(&sc);
+        MPI_Comm_free(&sub);
+      }
+      if (p <= 4) B[p] = p > 1 ? sent * p / (p - 1) : sent;
+    }
+    int K = 96, nb = 16, kt = K / nb, n = 6;
+    for (int J = 0; J < kt; J++) L += (double)(kt - J) * nb * nb;
+    double model = 8 * ((solve ? 6 : 8) * L + 2 * 3.0 * (K * n + K) + (kt - 1) * nb * nb + 16 * K);
+    if (wrank != 0) continue;
+    int same = 1;
+    for (int p = 3; p <= P && p <= 4; p++) same &= fabs(B[p] - B[2]) <= 1e-12 * B[2];
+    double ratio = P > 1 ? B[2] / model : 1;
+    t_check(
+        B[1] == 0 && same && fabs(ratio - 1) < 0.02,
+        "bytes per rank per evaluation (%s, K = 96, nb = 16, n = 6): P = 1: %.0f; "
+        "sent x P/(P-1) = %.0f / %.0f / %.0f at P = 2 / 3 / 4; model 8 (%d Ltot + 6 (K n + K) + (kt-1) nb^2 + 16 K) "
+        "= %.0f, ratio %.4f (tol 2 %%)",
+        solve ? "logdet alone, solves" : "gaussian, inverse", B[1], B[2], B[3], B[4], solve ? 6 : 8,
+        model, ratio);
   }
 }
 
@@ -441,6 +562,8 @@ int main(int argc, char **argv) {
   on_z();
   not_spd();
   invariance();
+  solves();
+  comm_bytes();
   choice();
   imx_ctx_finalize(&ctx);
   int rc = t_finish();

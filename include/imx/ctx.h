@@ -77,7 +77,20 @@ typedef struct imx_ctx {
   int err_rank;          /* rank that recorded it (after imx_agree: the lowest failing rank) */
   char msg[IMX_MSG_LEN]; /* "what failed, with the numbers" */
   char where[160];       /* "function (file:line)" */
+  double sent_bytes;     /* bytes this rank sent in the counted collectives (imx_comm_sent) */
 } imx_ctx;
+
+/* The bytes a rank sends in a collective whose payload (the whole vector,
+ * summed over ranks for a gather) is `bytes`, under the bandwidth-optimal
+ * ring algorithms: (P-1)/P of it for an all-gather, a reduce-scatter or a
+ * broadcast (all = 0), twice that for an all-reduce (all = 1); added to
+ * ctx->sent_bytes. Called where the layer, the objective, linalg and the
+ * reductions call MPI collectives (docs/performance.md, "Bytes per
+ * evaluation"): a model of the traffic, not a measurement of MPI's own
+ * algorithm. Local. */
+static inline void imx_comm_sent(imx_ctx *ctx, double bytes, int all) {
+  if (ctx->size > 1) ctx->sent_bytes += (all ? 2 : 1) * bytes * (ctx->size - 1) / ctx->size;
+}
 
 #define IMX_TRY(call)    \
   do {                   \

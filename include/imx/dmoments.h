@@ -7,6 +7,9 @@
  *  - outer:         C = T W^T from replicated K x n factors (moments path);
  *  - apply_rows:    T = alpha D G for the local rows (data-path backward),
  *                   G's columns all-gathered one group at a time;
+ *  - solve_rows:    T = alpha D M^{-1} for the local rows from M's Cholesky
+ *                   factor (two triangular solves per row, L's columns
+ *                   all-gathered one group at a time);
  *  - apply_replicated: out = alpha G T (K x n, replicated; moments-path
  *                   backward), the tile products summed exactly.
  *
@@ -65,6 +68,19 @@ void imx_dmoments_outer(imx_dmoments *dm, imx_dmat *C, const double *T, const do
  * row-major), G symmetric (lower tiles), rows taken `step` at a time.
  * Mirrors G's diagonal tiles. Collective. */
 imx_err imx_dmoments_apply_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int64_t step,
+                                int64_t m, const double *D, double alpha, double *T);
+
+/* The same without zeroing T first: T += alpha D G. Collective. */
+imx_err imx_dmoments_apply_rows_add(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int64_t step,
+                                    int64_t m, const double *D, double alpha, double *T);
+
+/* T = alpha D M^{-1} (m x K, row-major) for the m local rows of D, from the
+ * Cholesky factor M = L L^T in L's lower tiles, by two triangular solves per
+ * row (L's compute panels all-gathered one group at a time, forward then
+ * backward: 2 m K^2 flops, as apply_rows, without forming M^{-1}). Each
+ * row's bits depend on K, nb and the row only (not on P or the grid).
+ * Collective. */
+imx_err imx_dmoments_solve_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *L, int64_t step,
                                 int64_t m, const double *D, double alpha, double *T);
 
 /* out = alpha G T (K x n, row-major, the same bits on every rank) for G

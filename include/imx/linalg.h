@@ -107,6 +107,13 @@ imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, do
 imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
                                        double *work, imx_dinv *w);
 
+/* The first half of imx_linalg_dist_logdet_inverse: the Cholesky factor L
+ * into M's lower tiles and log det M, without the inverse (for the
+ * triangular solves of imx_dmoments_solve_rows). The same bits of L and
+ * log det, the same errors. Collective. */
+imx_err imx_linalg_dist_logdet_factor(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                      double *work, imx_dinv *w);
+
 /* ---- choice of backend ---- */
 
 /* Memory per rank the choice may plan with, in bytes: memory_mib if > 0, else

@@ -126,6 +126,31 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
                                    imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
                                    double *value);
 
+/* imx_objective_moments_dist with logdet's M only factored: its Cholesky
+ * factor L into L's lower tiles (the inverse is not formed) and G receives
+ * dL/dC without logdet's -w M^{-1}: the caller applies that part to the rows
+ * by triangular solves (imx_dmoments_solve_rows). G is left untouched when
+ * no other term writes it (imx_objective_dist_rest), and L may then be G.
+ * Needs logdet on and gaussian_tc off (else IMX_ERR_INTERNAL). Collective;
+ * all ranks return the same status. */
+imx_err imx_objective_moments_dist_factor(imx_ctx *ctx, const imx_objective *obj,
+                                          imx_reduction mode, const imx_dmat *C,
+                                          const double *diagC, imx_dmat *G, imx_dmat *L,
+                                          imx_dinv *inv, double terms[IMX_NTERMS], double *value);
+
+/* Does G hold a moment term other than logdet (gaussian_tc, offdiag,
+ * variance, decorrelation)? Local. */
+int imx_objective_dist_rest(const imx_objective *obj);
+
+/* The rule of the data path (N rows in all, K units): apply logdet's
+ * M^{-1} to the rows by triangular solves with its Cholesky factor instead
+ * of forming it? Yes when logdet is on, gaussian_tc off (it needs M^{-1}
+ * itself), and either logdet is G's only term (the solves, 2 N K^2 flops,
+ * replace the product D G) or 3 N < K (the solves' 2 N K^2 beside the
+ * product with the other terms cost less than the 2/3 K^3 of the inverse).
+ * Depends on N and K only, so every P takes the same path. Local. */
+int imx_objective_dist_solves(const imx_objective *obj, int64_t N, int K);
+
 /* Does imx_objective_moments_dist need its work matrix for obj? Local. */
 int imx_objective_dist_needs_work(const imx_objective *obj);
 

@@ -36,6 +36,7 @@
 #include "imx/layer.h"
 #include "imx/log.h"
 #include "imx/moments.h"
+#include "imx/objective.h"
 #include "imx/preprocess.h"
 #include "imx/rsum.h"
 #include "imx/timer.h"
@@ -77,6 +78,7 @@ typedef struct row {
   double peak;               /* DGEMM rate per rank (min over ranks), GFLOP/s */
   double dep_s, colmax_s, ar_rep_s, ar_fast_s; /* reduction parts, seconds per evaluation */
   double load1, foreign;                       /* load average, foreign CPU (cores) */
+  double sent; /* bytes sent per rank in the best evaluation, max over ranks (imx_comm_sent) */
   double loss;
 } row;
 
@@ -322,11 +324,19 @@ static imx_err allreduce_table(imx_ctx *ctx, size_t max_doubles, FILE *csv) {
 static void flops(const imx_config *c, const imx_layer *l, double *total, double *blas3) {
   double K = imx_layer_units(l), n = imx_layer_inputs(l), N = (double)imx_layer_samples(l);
   double chol = K * K * K; /* potrf K^3/3 + potri 2K^3/3 */
+  const imx_objective *obj = imx_layer_objective(l);
   if (!strcmp(imx_layer_path(l), "moments")) {
     *blas3 = 2 * n * n * K + 2 * K * K * n + 2 * K * K * n;
   } else {
     *blas3 = 2 * N * K * n + N * K * (K + 1) + 2 * N * K * n;
-    if (imx_objective_needs_cov(imx_layer_objective(l))) *blas3 += 2 * N * K * K;
+    if (imx_objective_needs_cov(obj)) *blas3 += 2 * N * K * K;
+    /* The scalapack backend's solves (2 N K^2, beside D G when other terms
+     * write G) instead of the inverse: the flops of the algorithm run. */
+    if (imx_objective_needs_cov(obj) && !strcmp(imx_layer_linalg(l), "scalapack") &&
+        imx_objective_dist_solves(obj, imx_layer_samples(l), (int)K)) {
+      chol = K * K * K / 3;
+      if (imx_objective_dist_rest(obj)) *blas3 += 2 * N * K * K;
+    }
   }
   (void)c;
   *total = *blas3 + (imx_objective_needs_cov(imx_layer_objective(l)) ? chol : 0);
@@ -371,22 +381,25 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   for (int k = 0; !e && k < o->evals; k++) {
     imx_timer_reset();
     e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
+    ctx->sent_bytes = 0;
     double t = imx_now();
     if (!e) e = imx_layer_eval(ctx, l, theta, &f, grad, NULL);
     if (!e) e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     t = imx_now() - t;
-    double ph[IMX_NTIMERS];
+    double ph[IMX_NTIMERS + 1];
     for (int i = 0; i < IMX_NTIMERS; i++) ph[i] = imx_timer_get((imx_timer_id)i);
+    ph[IMX_NTIMERS] = ctx->sent_bytes;
     if (!e)
-      e = BENCH_MPI(ctx,
-                    MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx->comm));
+      e = BENCH_MPI(
+          ctx, MPI_Allreduce(MPI_IN_PLACE, ph, IMX_NTIMERS + 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
     if (!e) e = BENCH_MPI(ctx, MPI_Bcast(&t, 1, MPI_DOUBLE, 0, ctx->comm));
     e = imx_agree(ctx, e);
     if (e) break;
     sum += t;
     if (t < rw->best) {
       rw->best = t;
-      memcpy(rw->ph, ph, sizeof ph);
+      memcpy(rw->ph, ph, sizeof rw->ph);
+      rw->sent = ph[IMX_NTIMERS];
     }
   }
   double wall = imx_now() - t0, own = own_cpu_seconds() - own0, busy = cpu_busy_seconds() - busy0;
@@ -458,7 +471,7 @@ static const char *csv_header =
     "moments_s,reduce_s,linalg_s,backward_s,other_s,optimizer_s_per_it,gflop,blas3_gflop,"
     "gflops,blas3_gflops_phases,blas3_alone_s,blas3_alone_gflops,dgemm_gflops,blas3_frac_peak,"
     "deposit_s,colmax_s,allreduce_rep_s,allreduce_fast_s,repro_overhead_frac,load1,"
-    "foreign_cores,openblas_coretype,loss";
+    "foreign_cores,sent_bytes_per_rank,openblas_coretype,loss";
 
 static void csv_row(FILE *f, const row *r, int evals) {
   double ph = r->ph[IMX_T_FORWARD] + r->ph[IMX_T_MOMENTS] + r->ph[IMX_T_REDUCE] +
@@ -472,20 +485,20 @@ static void csv_row(FILE *f, const row *r, int evals) {
   const char *ct = getenv("OPENBLAS_CORETYPE");
   fprintf(f,
           "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
-          "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%s,%.17g\n",
+          "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%.0f,%s,%.17g\n",
           r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, evals, r->best,
           r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
           r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->best - ph, r->opt, r->gflop,
           r->blas3_gflop, r->gflop / r->best, b3rate, r->blas3_s, alone, r->peak,
           b3rate / r->P / r->peak, r->dep_s, r->colmax_s, r->ar_rep_s, r->ar_fast_s, repro,
-          r->load1, r->foreign, ct && ct[0] ? ct : "auto", r->loss);
+          r->load1, r->foreign, r->sent, ct && ct[0] ? ct : "auto", r->loss);
 }
 
 static void table_header(imx_ctx *ctx) {
   imx_log(ctx, IMX_INFO,
-          "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s", "P",
-          "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
-          "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn");
+          "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s %9s",
+          "P", "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
+          "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn", "sent_MiB");
 }
 
 static void table_row(imx_ctx *ctx, const row *r) {
@@ -496,10 +509,10 @@ static void table_row(imx_ctx *ctx, const row *r) {
   imx_log(
       ctx, IMX_INFO,
       "%3d %7lld %5d %5d %-8s %-12s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
-      "%5.1f%% %6.1f %5.2f",
+      "%5.1f%% %6.1f %5.2f %9.3f",
       r->P, r->N, r->n, r->K, r->act, r->red, r->path, r->best, r->ph[IMX_T_FORWARD],
       r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->opt,
-      r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign);
+      r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign, r->sent / 1048576);
 }
 
 /* Parse "word=value" benchmark settings and "section.key=v1,v2" sweeps. */

@@ -134,6 +134,7 @@ imx_err imx_dmat_diag(imx_ctx *ctx, const imx_dmat *m, double *d) {
     for (int i = 0; i < r; i++) d[I * m->nb + i] = t[i + (size_t)i * m->lld];
   }
   /* One nonzero contribution per entry: x + 0 + ... + 0 = x, exactly. */
+  imx_comm_sent(ctx, 8.0 * m->K, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, d, m->K, MPI_DOUBLE, MPI_SUM, ctx->comm));
   return IMX_OK;
 }
@@ -207,6 +208,7 @@ imx_err imx_dpanel_reduce_scatter(imx_ctx *ctx, const imx_dpanel *p, int nbins, 
   int *counts = malloc((size_t)P * sizeof *counts);
   if (!counts) return imx_fail(ctx, IMX_ERR_NOMEM, "reduce-scatter counts");
   for (int r = 0; r < P; r++) counts[r] = nbins * p->count[r];
+  imx_comm_sent(ctx, 8.0 * nbins * p->total, 0);
   int rc = MPI_Reduce_scatter(send, recv, counts, MPI_DOUBLE, MPI_SUM, ctx->comm);
   free(counts);
   IMX_MPI(ctx, rc);
@@ -226,6 +228,7 @@ imx_err imx_dpanel_allgather(imx_ctx *ctx, const imx_dpanel *p, const imx_dmat *
       for (int j = 0; j < c; j++)
         memcpy(dst + (size_t)j * r, t + (size_t)j * m->lld, (size_t)r * sizeof *dst);
     }
+  imx_comm_sent(ctx, 8.0 * p->total, 0);
   IMX_MPI(ctx, MPI_Allgatherv(send, p->count[ctx->rank], MPI_DOUBLE, packed, p->count, p->displ,
                               MPI_DOUBLE, ctx->comm));
   return IMX_OK;

@@ -9,6 +9,7 @@
 #include "imx/blas.h"
 #include "imx/exact.h"
 #include "imx/rsum.h"
+#include "imx/scalapack.h"
 
 struct imx_dmoments {
   int nbins;        /* IMX_EXACT_FOLD (reproducible) or 1 (fast) */
@@ -248,9 +249,14 @@ void imx_dmoments_outer(imx_dmoments *dm, imx_dmat *C, const double *T, const do
 
 imx_err imx_dmoments_apply_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int64_t step,
                                 int64_t m, const double *D, double alpha, double *T) {
+  memset(T, 0, (size_t)m * dm->K * sizeof *T);
+  return imx_dmoments_apply_rows_add(ctx, dm, G, step, m, D, alpha, T);
+}
+
+imx_err imx_dmoments_apply_rows_add(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int64_t step,
+                                    int64_t m, const double *D, double alpha, double *T) {
   int K = dm->K, nb = dm->nb, kt = dm->kt;
   const double one = 1;
-  memset(T, 0, (size_t)m * K * sizeof *T);
   if (step < 1) step = 1;
   for (int g0 = 0; g0 < kt; g0 += dm->gp) {
     int g1 = g0 + dm->gp < kt ? g0 + dm->gp : kt;
@@ -288,6 +294,70 @@ imx_err imx_dmoments_apply_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, int
   return IMX_OK;
 }
 
+/* R = L[J0:K, J0:J1] (mr x w, leading dimension mr) of compute panel q0..q1
+ * from the gathered lower tiles of group g0; the upper part of its leading
+ * w x w block is left as it is (the solves read the lower triangle only). */
+static void panel_lower(const imx_dmoments *dm, int g0, int q0, int q1, double *R) {
+  int K = dm->K, nb = dm->nb, kt = dm->kt, J0 = q0 * nb, mr = K - J0;
+  for (int J = q0; J < q1; J++) {
+    int tc = tile_rows(dm, J), cj = J * nb - J0;
+    for (int I = J; I < kt; I++) {
+      int tr = tile_rows(dm, I), ri = I * nb - J0;
+      const double *s = dm->buf + dm->pan->off[(size_t)(J - g0) * kt + I];
+      for (int jj = 0; jj < tc; jj++)
+        memcpy(R + ri + (size_t)(cj + jj) * mr, s + (size_t)jj * tr, (size_t)tr * sizeof *R);
+    }
+  }
+}
+
+imx_err imx_dmoments_solve_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *L, int64_t step,
+                                int64_t m, const double *D, double alpha, double *T) {
+  int K = dm->K, nb = dm->nb, kt = dm->kt;
+  const double one = 1, mone = -1;
+  if (step < 1) step = 1;
+  for (int64_t i = 0; i < m * K; i++) T[i] = alpha * D[i];
+  /* Row t of T as a column of T^T (K x m, leading dimension K): forward
+   * Y = L^{-1} T^T over L's compute panels in ascending order, then
+   * X = L^{-T} Y in descending order; each panel's DTRSM and DGEMM have
+   * shapes fixed by K, nb and the panel, so a row's bits do not depend on
+   * which rank holds it or on P. */
+  for (int g0 = 0; g0 < kt; g0 += dm->gp) {
+    int g1 = g0 + dm->gp < kt ? g0 + dm->gp : kt;
+    imx_dpanel_set(dm->pan, L, g0, g1);
+    IMX_TRY(imx_dpanel_allgather(ctx, dm->pan, L, dm->part, dm->buf));
+    for (int q0 = g0; q0 < g1; q0 += dm->cp) {
+      int q1 = q0 + dm->cp < g1 ? q0 + dm->cp : g1;
+      int J0 = q0 * nb, J1 = q1 * nb < K ? q1 * nb : K, w = J1 - J0, mr = K - J0, rest = mr - w;
+      panel_lower(dm, g0, q0, q1, dm->R);
+      for (int64_t r0 = 0; r0 < m; r0 += step) {
+        int c = (int)(r0 + step < m ? step : m - r0);
+        double *Tt = T + r0 * K;
+        dtrsm_("L", "L", "N", "N", &w, &c, &one, dm->R, &mr, Tt + J0, &K);
+        if (rest > 0)
+          dgemm_("N", "N", &rest, &c, &w, &mone, dm->R + w, &mr, Tt + J0, &K, &one, Tt + J1, &K);
+      }
+    }
+  }
+  for (int g0 = (kt - 1) / dm->gp * dm->gp; g0 >= 0; g0 -= dm->gp) {
+    int g1 = g0 + dm->gp < kt ? g0 + dm->gp : kt;
+    imx_dpanel_set(dm->pan, L, g0, g1);
+    IMX_TRY(imx_dpanel_allgather(ctx, dm->pan, L, dm->part, dm->buf));
+    for (int q0 = g0 + (g1 - 1 - g0) / dm->cp * dm->cp; q0 >= g0; q0 -= dm->cp) {
+      int q1 = q0 + dm->cp < g1 ? q0 + dm->cp : g1;
+      int J0 = q0 * nb, J1 = q1 * nb < K ? q1 * nb : K, w = J1 - J0, mr = K - J0, rest = mr - w;
+      panel_lower(dm, g0, q0, q1, dm->R);
+      for (int64_t r0 = 0; r0 < m; r0 += step) {
+        int c = (int)(r0 + step < m ? step : m - r0);
+        double *Tt = T + r0 * K;
+        if (rest > 0)
+          dgemm_("T", "N", &w, &c, &rest, &mone, dm->R + w, &mr, Tt + J1, &K, &one, Tt + J0, &K);
+        dtrsm_("L", "L", "T", "N", &w, &c, &one, dm->R, &mr, Tt + J0, &K);
+      }
+    }
+  }
+  return IMX_OK;
+}
+
 imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G, const double *T,
                                       double alpha, double *out) {
   int K = dm->K, nb = dm->nb, kt = dm->kt, n = dm->n, nbins = dm->nbins;
@@ -311,6 +381,7 @@ imx_err imx_dmoments_apply_replicated(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *
             if (a > rm[J * nb + j]) rm[J * nb + j] = a;
           }
       }
+    imx_comm_sent(ctx, 8.0 * K, 1);
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, rm, K, MPI_DOUBLE, MPI_MAX, ctx->comm));
     double ps = imx_exact_pow2((double)nb);
     for (int i = 0; i < K; i++) rm[i] = ps * imx_exact_pow2(rm[i]);

@@ -224,6 +224,7 @@ static imx_err first_nonfinite(imx_ctx *ctx, const imx_dmat *M, int64_t *first) 
             if (gj * K + gi < best) best = gj * K + gi;
           }
     }
+  imx_comm_sent(ctx, sizeof best, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &best, 1, MPI_INT64_T, MPI_MIN, ctx->comm));
   *first = best == INT64_MAX ? -1 : best;
   return IMX_OK;
@@ -260,6 +261,7 @@ static imx_err tile_cholesky(imx_ctx *ctx, imx_dmat *M, imx_dinv *w, int *info) 
           memcpy(L + (size_t)j * nk, t + (size_t)j * lld, (size_t)nk * sizeof *L);
         L[(size_t)nk * nk] = kinfo;
       }
+      imx_comm_sent(ctx, 8.0 * (nk * nk + 1), 0);
       IMX_MPI(ctx, MPI_Bcast(L, nk * nk + 1, MPI_DOUBLE, root, ctx->comm));
       kinfo = (int)L[(size_t)nk * nk];
       if (kinfo) {
@@ -333,14 +335,21 @@ imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *w
   return IMX_OK;
 }
 
-imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
-                                       double *work, imx_dinv *w) {
-  int K = M->K, one = 1, info = 0;
+imx_err imx_linalg_dist_logdet_factor(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                      double *work, imx_dinv *w) {
+  int info = 0;
   IMX_TRY(imx_linalg_dist_cholesky_logdet(ctx, M, what, work, w, logdet, &info));
   /* The tile algorithm's failing call is LAPACK's dpotrf on a diagonal tile
    * (INFO made global): the replicated backend's message, word for word. */
-  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, K);
+  if (info) return imx_linalg_fail_not_spd(ctx, w ? "dpotrf" : "pdpotrf", what, info, M->K);
+  return IMX_OK;
+}
+
+imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *what, double *logdet,
+                                       double *work, imx_dinv *w) {
+  IMX_TRY(imx_linalg_dist_logdet_factor(ctx, M, what, logdet, work, w));
   if (w) return inverse_from_factor(ctx, M, w);
+  int K = M->K, one = 1, info = 0;
   pdpotri_("L", &K, M->a, &one, &one, M->desc, &info);
   int v = info;
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &v, 1, MPI_INT, MPI_MAX, ctx->comm));

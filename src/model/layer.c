@@ -678,12 +678,14 @@ static imx_err same_on_all_ranks(imx_ctx *ctx, double *f, double *grad, int np) 
     h = (h ^ bits) * 1099511628211ULL;
   }
   uint64_t v[2] = {h, ~h};
+  imx_comm_sent(ctx, sizeof v, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_UINT64_T, MPI_BAND, ctx->comm));
   /* A bit that differs anywhere is 0 in the AND of h or in the AND of ~h, so
    * every rank sees the difference and all of them take the broadcast. */
   if (v[0] != h || v[1] != ~h) {
     IMX_MPI(ctx, MPI_Bcast(f, 1, MPI_DOUBLE, 0, ctx->comm));
     IMX_MPI(ctx, MPI_Bcast(grad, np, MPI_DOUBLE, 0, ctx->comm));
+    imx_comm_sent(ctx, 8.0 * (np + 1), 0);
   }
   return IMX_OK;
 }

@@ -24,7 +24,11 @@
 typedef struct scalapack {
   imx_grid *grid;      /* the BLACS grid */
   imx_dmat *dC, *dG;   /* C and G, lower tiles */
-  imx_dmat *dM;        /* gaussian_tc's matrix when logdet also needs one */
+  imx_dmat *dM;        /* gaussian_tc's matrix when logdet also needs one; logdet's factor
+                          when the solves run beside other terms */
+  int solves;          /* data path: logdet's M^-1 applied by triangular solves
+                          (imx_objective_dist_solves) */
+  imx_dmat *L;         /* where its factor is: dG (logdet alone) or dM */
   imx_dmoments *dm;    /* panel plan and scratch */
   imx_dinv *inv;       /* scratch of M^{-1} (logdet, gaussian_tc; reproducible mode) */
   double *diag, *dmax; /* diag C; column maxima of |D| (K each) */
@@ -53,7 +57,14 @@ static int tile_size(const imx_config *cfg, int K) {
   return nb;
 }
 
-/* Two local blocks (three for logdet + gaussian_tc of softmax outputs), panel
+/* A third matrix: gaussian_tc's M beside logdet's (softmax outputs), or
+ * logdet's factor beside G when the solves run with other terms. */
+static int extra_matrix(const imx_layer *l) {
+  return imx_objective_dist_needs_work(&l->obj) ||
+         (imx_objective_dist_solves(&l->obj, l->N, l->K) && imx_objective_dist_rest(&l->obj));
+}
+
+/* Two local blocks (three: extra_matrix), panel
  * scratch, W S_x, the backward rows and WR_ROWS x K. */
 static double estimate(const imx_config *cfg, const imx_layer *l, int P, int moments,
                        double common) {
@@ -62,7 +73,7 @@ static double estimate(const imx_config *cfg, const imx_layer *l, int P, int mom
   int nb = tile_size(cfg, K);
   if (imx_grid_shape(P, cfg->parallel.grid_rows, cfg->parallel.grid_cols, &pr, &pc))
     imx_grid_shape(P, 0, 0, &pr, &pc);
-  return common + nK + (2 + imx_objective_dist_needs_work(&l->obj)) * local_bytes(K, nb, pr, pc) +
+  return common + nK + (2 + extra_matrix(l)) * local_bytes(K, nb, pr, pc) +
          (double)imx_dmoments_estimate(K, nb, l->mode, n, P) + (WR_ROWS + 2) * Kd * 8 +
          (imx_objective_needs_factor(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE
               ? (double)imx_dinv_estimate(K, nb, P)
@@ -79,7 +90,9 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
   IMX_TRY(imx_grid_create(ctx, cfg->parallel.grid_rows, cfg->parallel.grid_cols, &s->grid));
   IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dC));
   IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dG));
-  if (imx_objective_dist_needs_work(&l->obj)) IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dM));
+  if (extra_matrix(l)) IMX_TRY(imx_dmat_create(ctx, s->grid, K, nb, &s->dM));
+  s->solves = imx_objective_dist_solves(&l->obj, l->N, K);
+  s->L = imx_objective_dist_rest(&l->obj) ? s->dM : s->dG;
   if (imx_objective_needs_factor(&l->obj) && l->mode == IMX_RED_REPRODUCIBLE) {
     IMX_TRY(imx_dinv_create(ctx, s->dC, 0, 0, &s->inv));
     l->bytes += imx_dinv_bytes(s->inv);
@@ -140,11 +153,16 @@ static imx_err indicators(imx_ctx *ctx, scalapack *s) {
   return imx_objective_dist_max_corr(ctx, s->dC, s->diag, &s->corr);
 }
 
-/* The collapse indicators, then the moment terms on the tiles of C: L and G.
+/* The collapse indicators, then the moment terms on the tiles of C: L and G
+ * (solves: logdet's factor in s->L, its part of G left to grad_begin).
  * Collective. */
-static imx_err objective_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], double *value) {
+static imx_err objective_dist(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], double *value,
+                              int solves) {
   scalapack *s = l->impl;
   IMX_TRY(indicators(ctx, s));
+  if (solves)
+    return imx_objective_moments_dist_factor(ctx, &l->obj, l->mode, s->dC, s->diag, s->dG, s->L,
+                                             s->inv, terms, value);
   return imx_objective_moments_dist(ctx, &l->obj, l->mode, s->dC, s->diag, s->dG, s->dM, s->inv,
                                     terms, value);
 }
@@ -162,21 +180,29 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   imx_timer_stop(IMX_T_MOMENTS);
   if (e) return e;
   imx_timer_start(IMX_T_LINALG);
-  if (imx_objective_needs_cov(&l->obj)) e = objective_dist(ctx, l, terms, value);
+  if (imx_objective_needs_cov(&l->obj)) e = objective_dist(ctx, l, terms, value, s->solves);
   else /* C still gives the collapse indicators */ e = indicators(ctx, s);
   imx_timer_stop(IMX_T_LINALG);
   return e;
 }
 
 /* (2/N) D G for all local rows into Tb, G's columns all-gathered one group
- * at a time; dL/dZ stays there. */
+ * at a time; dL/dZ stays there. With the solves, G = -w M^-1 + (the other
+ * terms): Tb = -(2/N) w D M^-1 by two triangular solves with L, then
+ * += (2/N) D G when other terms wrote G. */
 static imx_err grad_begin(imx_ctx *ctx, imx_layer *l, double **dZ) {
   scalapack *s = l->impl;
   int64_t rows = l->nloc;
   double invN = 1.0 / (double)l->N;
   imx_err e = IMX_OK;
   *dZ = s->Tb;
-  if (imx_objective_needs_cov(&l->obj))
+  if (imx_objective_needs_cov(&l->obj) && s->solves) {
+    double a = -2 * invN * l->obj.w[IMX_TERM_LOGDET];
+    e = imx_dmoments_solve_rows(ctx, s->dm, s->L, imx_layer_chunk(l), rows, l->D, a, s->Tb);
+    if (!e && imx_objective_dist_rest(&l->obj))
+      e = imx_dmoments_apply_rows_add(ctx, s->dm, s->dG, imx_layer_chunk(l), rows, l->D, 2 * invN,
+                                      s->Tb);
+  } else if (imx_objective_needs_cov(&l->obj))
     e = imx_dmoments_apply_rows(ctx, s->dm, s->dG, imx_layer_chunk(l), rows, l->D, 2 * invN, s->Tb);
   else memset(s->Tb, 0, (size_t)rows * l->K * sizeof *s->Tb);
   return e;
@@ -201,7 +227,7 @@ static imx_err eval_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   imx_dmoments_outer(s->dm, s->dC, s->T, l->W);
   imx_timer_stop(IMX_T_FORWARD);
   imx_timer_start(IMX_T_LINALG);
-  imx_err e = objective_dist(ctx, l, terms, value);
+  imx_err e = objective_dist(ctx, l, terms, value, 0);
   imx_timer_stop(IMX_T_LINALG);
   if (e || !want_grad) return e;
   imx_timer_start(IMX_T_BACKWARD);

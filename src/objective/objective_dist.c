@@ -6,6 +6,7 @@
  * per-unit sums across ranks exactly (include/imx/exact.h): one partial per
  * tile, so the values are the same bits on every rank and for any grid. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,6 +36,7 @@ static imx_err off_maxima(imx_ctx *ctx, const imx_dmat *C, const double *d, doub
         }
       }
     }
+  imx_comm_sent(ctx, 2 * sizeof *mx, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 2, MPI_DOUBLE, MPI_MAX, ctx->comm));
   return IMX_OK;
 }
@@ -48,11 +50,27 @@ int imx_objective_dist_needs_work(const imx_objective *obj) {
   return factors > 1 && obj->null_vector;
 }
 
+int imx_objective_dist_rest(const imx_objective *obj) {
+  const double *w = obj->w;
+  return w[IMX_TERM_GAUSSIAN_TC] != 0 || w[IMX_TERM_OFFDIAG] != 0 || w[IMX_TERM_VARIANCE] != 0 ||
+         w[IMX_TERM_DECORRELATION] != 0;
+}
+
+/* Solves cost 2 N K^2 flops, as the product D G they replace when logdet is
+ * G's only term; beside other terms (G still applied to the rows) they cost
+ * 2 N K^2 more, against 2/3 K^3 for M^{-1} = L^{-T} L^{-1}. */
+int imx_objective_dist_solves(const imx_objective *obj, int64_t N, int K) {
+  const double *w = obj->w;
+  if (w[IMX_TERM_LOGDET] == 0 || w[IMX_TERM_GAUSSIAN_TC] != 0) return 0;
+  return !imx_objective_dist_rest(obj) || 3 * (double)N < (double)K;
+}
+
 /* M = C + eps I + u u^T (u = NULL: no rank-one term) into M's lower tiles,
- * then log det M and M^{-1} (lower tiles). work: K doubles. Collective. */
+ * then log det M and M^{-1} (lower tiles), or only its Cholesky factor L
+ * (inverse = 0). work: K doubles. Collective. */
 static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, const imx_dmat *C,
                               const double *u, imx_dmat *M, const char *what, double *logdet,
-                              double *work, imx_dinv *inv) {
+                              double *work, imx_dinv *inv, int inverse) {
   int nb = C->nb;
   for (int J = 0; J < C->kt; J++)
     for (int I = J; I < C->kt; I++) {
@@ -66,6 +84,7 @@ static imx_err logdet_inverse(imx_ctx *ctx, const imx_objective *obj, const imx_
           m[i + (size_t)j * M->lld] = shifted_entry(c[i + (size_t)j * C->lld], u, gi, gj, obj->eps);
         }
     }
+  if (!inverse) return imx_linalg_dist_logdet_factor(ctx, M, what, logdet, work, inv);
   return imx_linalg_dist_logdet_inverse(ctx, M, what, logdet, work, inv);
 }
 
@@ -83,6 +102,7 @@ static imx_err sym_matvec(imx_ctx *ctx, int nbins, const imx_dmat *M, const doub
         for (int i = (I == J ? j : 0); i < tr; i++)
           mx[0] = fmax(mx[0], fabs(t[i + (size_t)j * M->lld]));
     }
+  imx_comm_sent(ctx, sizeof mx, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, mx, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   for (int k = 0; k < K; k++) vmax = fmax(vmax, fabs(v[k]));
   /* One tile's partial of q_i: at most nb products |m_ij v_j|. */
@@ -139,6 +159,7 @@ typedef struct dist_eval {
   double ld, ldtc;     /* log det of logdet's and of gaussian_tc's M */
   double S, qd;        /* gaussian_tc's null-vector scalars */
   const imx_dmat *Mtc; /* the matrix holding gaussian_tc's M^-1 (G when shared) */
+  imx_dmat *L;         /* logdet's Cholesky factor, its M^-1 not formed (NULL: formed into G) */
 } dist_eval;
 
 /* logdet's M^-1 into G and gaussian_tc's into G or work (one factorization
@@ -150,8 +171,8 @@ static imx_err factorizations(imx_ctx *ctx, dist_eval *st, const imx_dmat *C, im
   st->Mtc = G;
   if (obj->w[IMX_TERM_LOGDET] != 0) {
     logdet_null_vector(K, st->u);
-    IMX_TRY(logdet_inverse(ctx, obj, C, nv ? st->u : NULL, G, logdet_matrix(nv), &st->ld, st->sums,
-                           inv));
+    IMX_TRY(logdet_inverse(ctx, obj, C, nv ? st->u : NULL, st->L ? st->L : G, logdet_matrix(nv),
+                           &st->ld, st->sums, inv, !st->L));
   }
   if (obj->w[IMX_TERM_GAUSSIAN_TC] == 0) return IMX_OK;
   st->S = gaussian_tc_null_vector(K, st->d, st->u);
@@ -160,7 +181,7 @@ static imx_err factorizations(imx_ctx *ctx, dist_eval *st, const imx_dmat *C, im
   } else {
     imx_dmat *M = st->two ? work : G;
     IMX_TRY(logdet_inverse(ctx, obj, C, nv ? st->u : NULL, M, gaussian_tc_matrix(nv), &st->ldtc,
-                           st->sums, inv));
+                           st->sums, inv, 1));
     st->Mtc = M;
   }
   if (nv) { /* q = M^-1 v, summed exactly over tiles */
@@ -178,7 +199,8 @@ static imx_err factorizations(imx_ctx *ctx, dist_eval *st, const imx_dmat *C, im
 static int tile_pass(dist_eval *st, const imx_dmat *C, imx_dmat *G, const double mx[2],
                      int64_t *tiles) {
   const double *w = st->obj->w, *d = st->d, *q = st->q;
-  double wld = w[IMX_TERM_LOGDET], wtc = w[IMX_TERM_GAUSSIAN_TC], woff = w[IMX_TERM_OFFDIAG];
+  double wld = st->L ? 0 : w[IMX_TERM_LOGDET], wtc = w[IMX_TERM_GAUSSIAN_TC],
+         woff = w[IMX_TERM_OFFDIAG];
   double wvar = w[IMX_TERM_VARIANCE], wdec = w[IMX_TERM_DECORRELATION];
   int K = st->K, nb = st->nb, nv = st->nv;
   double *rp = st->rp, *cq = st->cq, S = st->S, qd = st->qd;
@@ -257,10 +279,12 @@ static void decorrelation_diagonal(const dist_eval *st, imx_dmat *G) {
   }
 }
 
-imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
-                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
-                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
-                                   double *value) {
+/* imx_objective_moments_dist, and with L: logdet's factor into L, G
+ * without logdet's -w M^{-1} (G untouched when no other term writes it, so
+ * L may be G then). */
+static imx_err moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
+                            const imx_dmat *C, const double *diagC, imx_dmat *G, imx_dmat *work,
+                            imx_dinv *inv, imx_dmat *L, double terms[IMX_NTERMS], double *value) {
   const double *w = obj->w;
   int K = C->K, nb = C->nb;
   double val[IMX_NTERMS] = {0};
@@ -272,7 +296,8 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
                   .nv = obj->null_vector,
                   .nbins = mode == IMX_RED_REPRODUCIBLE ? IMX_EXACT_FOLD : 1,
                   /* logdet and gaussian_tc factor two matrices */
-                  .two = imx_objective_dist_needs_work(obj)};
+                  .two = imx_objective_dist_needs_work(obj),
+                  .L = L};
   st.d = malloc((size_t)K * sizeof *st.d), st.sums = malloc((size_t)(K + 2) * sizeof *st.sums);
   st.u = malloc((size_t)K * sizeof *st.u), st.q = calloc((size_t)K, sizeof *st.q);
   st.bins = calloc((size_t)st.nbins * (K + 2), sizeof *st.bins);
@@ -290,7 +315,7 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
   int sums = w[IMX_TERM_OFFDIAG] != 0 || w[IMX_TERM_DECORRELATION] != 0;
   double mx[2] = {0, 0};
   if (!e && sums) e = off_maxima(ctx, C, w[IMX_TERM_DECORRELATION] != 0 ? st.d : NULL, mx);
-  if (!e) {
+  if (!e && (!L || imx_objective_dist_rest(obj))) {
     int64_t tiles = 0;
     int bad = tile_pass(&st, C, G, mx, &tiles);
     if (sums)
@@ -313,6 +338,24 @@ imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_r
   return e;
 }
 
+imx_err imx_objective_moments_dist(imx_ctx *ctx, const imx_objective *obj, imx_reduction mode,
+                                   const imx_dmat *C, const double *diagC, imx_dmat *G,
+                                   imx_dmat *work, imx_dinv *inv, double terms[IMX_NTERMS],
+                                   double *value) {
+  return moments_dist(ctx, obj, mode, C, diagC, G, work, inv, NULL, terms, value);
+}
+
+imx_err imx_objective_moments_dist_factor(imx_ctx *ctx, const imx_objective *obj,
+                                          imx_reduction mode, const imx_dmat *C,
+                                          const double *diagC, imx_dmat *G, imx_dmat *L,
+                                          imx_dinv *inv, double terms[IMX_NTERMS], double *value) {
+  if (!imx_objective_dist_solves(obj, 0, INT32_MAX))
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_INTERNAL,
+                                   "objective: the factor-only path needs logdet without "
+                                   "gaussian_tc"));
+  return moments_dist(ctx, obj, mode, C, diagC, G, NULL, inv, L, terms, value);
+}
+
 imx_err imx_objective_dist_max_corr(imx_ctx *ctx, const imx_dmat *C, const double *diagC,
                                     double *rmax) {
   double r = 0;
@@ -328,6 +371,7 @@ imx_err imx_objective_dist_max_corr(imx_ctx *ctx, const imx_dmat *C, const doubl
           r = v > r ? v : r;
         }
     }
+  imx_comm_sent(ctx, sizeof r, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &r, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   *rmax = r;
   return IMX_OK;

@@ -126,6 +126,7 @@ static imx_err bandwidths(imx_ctx *ctx, imx_hsic *h, const double *A) {
     int64_t r = (int64_t)((double)s * (double)h->N / M) - h->row0;
     if (r >= 0 && r < h->rows) memcpy(S + (size_t)s * K, A + r * K, (size_t)K * sizeof *S);
   }
+  imx_comm_sent(ctx, 8.0 * M * K, 1);
   int rc = MPI_Allreduce(MPI_IN_PLACE, S, M * K, MPI_DOUBLE, MPI_SUM, ctx->comm);
   for (int j = 0; rc == MPI_SUCCESS && j < K; j++) {
     size_t q = 0;

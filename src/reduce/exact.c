@@ -75,6 +75,7 @@ void imx_exact_total(int64_t n, const double *b0, const double *b1, const double
 imx_err imx_exact_check(imx_ctx *ctx, int violated, int64_t deposits, const char *what,
                         const char *knob) {
   int64_t v[2] = {violated, deposits};
+  imx_comm_sent(ctx, sizeof v, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, v, 2, MPI_INT64_T, MPI_SUM, ctx->comm));
   if (v[0])
     return imx_fail(ctx, IMX_ERR_INTERNAL,
@@ -91,6 +92,7 @@ imx_err imx_exact_allreduce(imx_ctx *ctx, int nbins, int n, double *bins, int vi
                             int64_t deposits, const char *what, double *out) {
   if (nbins == IMX_EXACT_FOLD)
     IMX_TRY(imx_exact_check(ctx, violated, deposits, what, "parallel.scalapack_block"));
+  imx_comm_sent(ctx, 8.0 * nbins * n, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, bins, nbins * n, MPI_DOUBLE, MPI_SUM, ctx->comm));
   if (nbins == 1) {
     memcpy(out, bins, (size_t)n * sizeof *out);

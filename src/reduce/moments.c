@@ -15,6 +15,7 @@ imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, dou
       if (v > out[j]) out[j] = v;
     }
   }
+  imx_comm_sent(ctx, 8.0 * k, 1);
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, out, k, MPI_DOUBLE, MPI_MAX, ctx->comm));
   return IMX_OK;
 }

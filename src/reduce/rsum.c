@@ -125,6 +125,7 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
   int64_t n = nbins * s->count;
   int64_t tot[3] = {s->deposits, s->violated, s->violated && s->clamped}, all[3];
+  imx_comm_sent(ctx, sizeof tot, 1);
   IMX_MPI(ctx, MPI_Allreduce(tot, all, 3, MPI_INT64_T, MPI_SUM, ctx->comm));
   if (s->mode == IMX_RED_REPRODUCIBLE && all[2]) /* too large to sum, not a bug */
     return imx_fail(ctx, IMX_ERR_NUMERIC,
@@ -141,19 +142,38 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
                     "reproducible sum of %lld blocks exceeds the exact limit of %lld: raise "
                     "parallel.block or use parallel.reduction: fast",
                     (long long)all[0], (long long)IMX_RSUM_MAX_DEPOSITS);
+  /* A symmetric sum in reproducible mode sends its lower triangle only:
+   * each bin's elements j <= i packed in place, in row-major order, to the
+   * front (a packed index never exceeds its full one, so the copy reads
+   * ahead of what it writes). Its pieces sum exactly in any order, so the
+   * bits are those of the full exchange; fast mode keeps the full layout
+   * (a different message size may change MPI's summation order). */
+  int64_t tri = (int64_t)s->rows * (s->rows + 1) / 2;
+  int packed = s->lower && nbins == FOLD && s->rows == s->cols;
+  if (packed) {
+    for (int b = 0; b < nbins; b++) {
+      const double *src = s->bins + b * s->count;
+      double *dst = s->bins + b * tri;
+      for (int64_t i = 0, p = 0; i < s->rows; i++)
+        for (int64_t j = 0; j <= i; j++) dst[p++] = src[i * s->cols + j];
+    }
+    n = nbins * tri;
+  }
   /* MPI counts are int: reduce in chunks. Piece sums are exact, so any
    * reduction order gives the same bits. */
   const int64_t chunk = INT64_C(1) << 26;
   for (int64_t off = 0; off < n; off += chunk) {
     int len = (int)(n - off < chunk ? n - off : chunk);
+    imx_comm_sent(ctx, 8.0 * len, 1);
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, s->bins + off, len, MPI_DOUBLE, MPI_SUM, ctx->comm));
   }
+  int64_t stride = packed ? tri : s->count;
   for (int i = 0; i < s->rows; i++) {
     int jend = s->lower ? i + 1 : s->cols;
     for (int j = 0; j < jend; j++) {
-      int64_t k = (int64_t)i * s->cols + j;
-      double v = s->bins[k];
-      if (nbins == FOLD) v = (s->bins[k] + s->bins[s->count + k]) + s->bins[2 * s->count + k];
+      int64_t k = (int64_t)i * s->cols + j, q = packed ? (int64_t)i * (i + 1) / 2 + j : k;
+      double v = s->bins[q];
+      if (nbins == FOLD) v = (s->bins[q] + s->bins[stride + q]) + s->bins[2 * stride + q];
       out[k] = v;
       if (s->lower) out[(int64_t)j * s->cols + i] = v;
     }

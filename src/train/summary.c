@@ -2,6 +2,7 @@
 #include "imx/config.h"
 #include "imx/summary.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,9 +40,12 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
   imx_timer_stat st[IMX_NTIMERS];
   IMX_TRY(imx_timer_stats(ctx, st));
   /* Per rank: peak resident set, and the layer's own buffers. */
-  double mem[2] = {imx_peak_rss_mib(), s->layer ? imx_layer_bytes(s->layer) / 1048576 : 0};
-  double *mems = ctx->rank == 0 ? malloc(2 * (size_t)ctx->size * sizeof *mems) : NULL;
-  IMX_MPI(ctx, MPI_Gather(mem, 2, MPI_DOUBLE, mems, 2, MPI_DOUBLE, 0, ctx->comm));
+  /* Per rank: peak resident set, the layer's own buffers, bytes sent in
+   * the counted collectives (imx_comm_sent). */
+  double mem[3] = {imx_peak_rss_mib(), s->layer ? imx_layer_bytes(s->layer) / 1048576 : 0,
+                   ctx->sent_bytes};
+  double *mems = ctx->rank == 0 ? malloc(3 * (size_t)ctx->size * sizeof *mems) : NULL;
+  IMX_MPI(ctx, MPI_Gather(mem, 3, MPI_DOUBLE, mems, 3, MPI_DOUBLE, 0, ctx->comm));
   imx_err e = IMX_OK;
   if (ctx->rank == 0) {
     FILE *f = NULL;
@@ -102,8 +106,17 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
         imx_json_int(&j, "grid_cols", pc);
         imx_json_int(&j, "tile", nb);
         imx_json_array(&j, "layer_buffers_mib");
-        for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[2 * r + 1]);
+        for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[3 * r + 1]);
         imx_json_end(&j);
+        imx_json_array(&j, "sent_bytes");
+        double most = 0;
+        for (int r = 0; r < ctx->size; r++) {
+          imx_json_num(&j, NULL, mems[3 * r + 2]);
+          most = mems[3 * r + 2] > most ? mems[3 * r + 2] : most;
+        }
+        imx_json_end(&j);
+        int evals = s->train ? s->train->evaluations : 0;
+        imx_json_num(&j, "sent_bytes_per_evaluation", evals > 0 ? most / evals : NAN);
         imx_json_end(&j);
       }
       imx_json_str(&j, "reduction", imx_reduction_name(c->parallel.reduction));
@@ -182,7 +195,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       }
       imx_json_end(&j);
       imx_json_array(&j, "peak_memory_mib");
-      for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[2 * r]);
+      for (int r = 0; r < ctx->size; r++) imx_json_num(&j, NULL, mems[3 * r]);
       imx_json_end(&j);
       imx_json_end(&j);
       e = imx_file_commit(ctx, dir, s->file ? s->file : "summary.json", f);
