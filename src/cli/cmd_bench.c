@@ -68,7 +68,7 @@ typedef struct sweep {
 typedef struct row {
   int P, K, n;
   long long N;
-  char act[16], preset[32], red[16], path[16], linalg[16];
+  char act[16], preset[32], red[16], path[16], linalg[16], prec[8];
   double best, mean;         /* seconds per evaluation */
   double ph[IMX_NTIMERS];    /* phases of the best evaluation, max over ranks */
   double opt;                /* optimizer seconds per TAO iteration (NAN: not run) */
@@ -148,6 +148,47 @@ static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
   IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, ctx->comm));
   *gflops = rate;
   return IMX_OK;
+}
+
+/* The same calls in float32 (parallel.precision: single) on a float copy of
+ * the rank's rows. Best of 2; max over ranks. Collective. */
+static imx_err blas3_alone_single(imx_ctx *ctx, const imx_data *d, int K, int step, double *secs) {
+  int n = d->n;
+  size_t KK = (size_t)K * K, blk = (size_t)step * K, xn = (size_t)(d->nloc ? d->nloc : 1) * n;
+  float *W = malloc((size_t)K * n * sizeof *W), *G = malloc(KK * sizeof *G);
+  float *Z = malloc(blk * sizeof *Z), *T = malloc(blk * sizeof *T);
+  float *S = malloc(KK * sizeof *S), *gW = malloc((size_t)K * n * sizeof *gW);
+  float *X = malloc(xn * sizeof *X);
+  int bad = !W || !G || !Z || !T || !S || !gW || !X;
+  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
+  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "float32 blas probe K=%d", K);
+  if (!e) {
+    for (size_t i = 0; i < (size_t)d->nloc * n; i++) X[i] = (float)d->X[i];
+    for (size_t i = 0; i < (size_t)K * n; i++) W[i] = 1e-3f * (float)(i % 13);
+    for (size_t i = 0; i < KK; i++) G[i] = 1e-3f * (float)(i % 11);
+    for (size_t i = 0; i < blk; i++) Z[i] = T[i] = 1e-3f * (float)(i % 5);
+    const float one = 1, zero = 0;
+    double best = INFINITY;
+    for (int r = 0; r < 2 && !e; r++) {
+      e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
+      double t = imx_now();
+      for (int64_t r0 = 0; r0 < d->nloc; r0 += step) {
+        int c = (int)(r0 + step < d->nloc ? step : d->nloc - r0);
+        const float *Xc = X + r0 * n;
+        sgemm_("T", "N", &K, &c, &n, &one, W, &n, Xc, &n, &zero, Z, &K);
+        ssyrk_("U", "N", &K, &c, &one, Z, &K, &zero, S, &K);
+        sgemm_("N", "N", &K, &c, &K, &one, G, &K, Z, &K, &zero, T, &K);
+        sgemm_("N", "T", &n, &K, &c, &one, Xc, &n, T, &K, &zero, gW, &n);
+      }
+      t = imx_now() - t;
+      best = t < best ? t : best;
+    }
+    *secs = best;
+    if (!e)
+      e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  }
+  free(W), free(G), free(Z), free(T), free(S), free(gW), free(X);
+  return imx_agree(ctx, e);
 }
 
 /* The layer's BLAS-3 calls of one data-path evaluation (replicated backend)
@@ -357,6 +398,7 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   snprintf(rw->red, sizeof rw->red, "%s", imx_reduction_name(cfg->parallel.reduction));
   snprintf(rw->path, sizeof rw->path, "%s", imx_layer_path(l));
   snprintf(rw->linalg, sizeof rw->linalg, "%s", imx_layer_linalg(l));
+  snprintf(rw->prec, sizeof rw->prec, "%s", imx_precision_name(cfg->parallel.precision));
   rw->opt = rw->blas3_s = rw->peak = NAN;
   rw->dep_s = rw->colmax_s = rw->ar_rep_s = rw->ar_fast_s = NAN;
   double f = 0, peak0 = NAN;
@@ -436,7 +478,9 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
                  ? d->block
                  : (int)(d->nloc < 4096 ? (d->nloc > 0 ? d->nloc : 1) : 4096);
   if (!e && o->blas && !strcmp(rw->path, "data"))
-    e = blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
+    e = cfg->parallel.precision == IMX_PRECISION_SINGLE
+            ? blas3_alone_single(ctx, d, rw->K, step, &rw->blas3_s)
+            : blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
   if (!e && o->reduce && !strcmp(rw->path, "data")) e = reduce_parts(ctx, d, rw->K, d->block, rw);
   if (!e) e = dgemm_rate(ctx, o->dgemm, &rw->peak);
   if (!e && (isnan(rw->peak) || peak0 > rw->peak)) rw->peak = peak0;
@@ -454,7 +498,7 @@ static double repro_frac(const row *r) {
 }
 
 static const char *csv_header =
-    "P,N,n,K,activation,preset,reduction,path,linalg,evals,eval_best_s,eval_mean_s,forward_s,"
+    "P,N,n,K,activation,preset,reduction,path,linalg,precision,evals,eval_best_s,eval_mean_s,forward_s,"
     "moments_s,reduce_s,linalg_s,backward_s,other_s,optimizer_s_per_it,gflop,blas3_gflop,"
     "gflops,blas3_gflops_phases,blas3_alone_s,blas3_alone_gflops,dgemm_gflops,blas3_frac_peak,"
     "deposit_s,colmax_s,allreduce_rep_s,allreduce_fast_s,repro_overhead_frac,load1,"
@@ -471,10 +515,10 @@ static void csv_row(FILE *f, const row *r, int evals) {
   double repro = repro_frac(r);
   const char *ct = getenv("OPENBLAS_CORETYPE");
   fprintf(f,
-          "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
+          "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
           "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%s,%.17g\n",
-          r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, evals, r->best,
-          r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
+          r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, r->prec, evals,
+          r->best, r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
           r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->best - ph, r->opt, r->gflop,
           r->blas3_gflop, r->gflop / r->best, b3rate, r->blas3_s, alone, r->peak,
           b3rate / r->P / r->peak, r->dep_s, r->colmax_s, r->ar_rep_s, r->ar_fast_s, repro,
@@ -483,9 +527,9 @@ static void csv_row(FILE *f, const row *r, int evals) {
 
 static void table_header(imx_ctx *ctx) {
   imx_log(ctx, IMX_INFO,
-          "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s", "P",
-          "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
-          "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn");
+          "%3s %7s %5s %5s %-8s %-12s %-6s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s",
+          "P", "N", "n", "K", "act", "reduction", "prec", "path", "eval_s", "forward", "moments",
+          "reduce", "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn");
 }
 
 static void table_row(imx_ctx *ctx, const row *r) {
@@ -495,9 +539,9 @@ static void table_row(imx_ctx *ctx, const row *r) {
   double repro = repro_frac(r);
   imx_log(
       ctx, IMX_INFO,
-      "%3d %7lld %5d %5d %-8s %-12s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
+      "%3d %7lld %5d %5d %-8s %-12s %-6s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
       "%5.1f%% %6.1f %5.2f",
-      r->P, r->N, r->n, r->K, r->act, r->red, r->path, r->best, r->ph[IMX_T_FORWARD],
+      r->P, r->N, r->n, r->K, r->act, r->red, r->prec, r->path, r->best, r->ph[IMX_T_FORWARD],
       r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->opt,
       r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign);
 }
