@@ -128,6 +128,18 @@ static void refusals(void) {
   t_expect_err(&ctx, imx_layer_create(&ctx, &c, d, &l), IMX_ERR_CONFIG, "replicated backend only",
                "single precision on the scalapack backend");
   imx_layer_free(&l);
+  /* Inputs beyond float32's comfortable range: refused, naming the column. */
+  c.parallel.linalg = IMX_LINALG_AUTO, c.data.preprocess = IMX_PRE_NONE;
+  c.data.scale = 1e13;
+  imx_data *big = NULL;
+  e = imx_data_load(&ctx, &c, &big);
+  if (!e) e = imx_preprocess_apply(&ctx, &c, big, NULL, NULL);
+  if (!e)
+    t_expect_err(&ctx, imx_layer_create(&ctx, &c, big, &l), IMX_ERR_DATA, "input column 0",
+                 "single precision on inputs scaled by 1e13");
+  else t_check(0, "refusals: load scaled data: %s", ctx.msg);
+  imx_layer_free(&l);
+  imx_data_free(&big);
   imx_data_free(&d);
 }
 

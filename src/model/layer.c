@@ -273,6 +273,24 @@ static void subtract_mean(int K, const double *v, double *out) {
   for (int j = 0; j < K; j++) out[j] = v[j] - mean;
 }
 
+/* Single precision: every column's largest |x| (global, l->xmax) is 0 or
+ * within [SINGLE_MIN_ABS, SINGLE_MAX_ABS], so that the inputs, their products
+ * and the sums of a block stay normal floats. Local (xmax is global). */
+#define SINGLE_MIN_ABS 1e-12
+#define SINGLE_MAX_ABS 1e12
+static imx_err single_range(imx_ctx *ctx, const imx_layer *l) {
+  for (int j = 0; j < l->n; j++) {
+    double v = l->xmax[j];
+    if (v != 0 && !(v >= SINGLE_MIN_ABS && v <= SINGLE_MAX_ABS))
+      return imx_fail(ctx, IMX_ERR_DATA,
+                      "parallel.precision: single: input column %d has largest |x| = %g, outside "
+                      "[%g, %g] (float32 products and block sums need it): rescale the data "
+                      "with data.scale, or use parallel.precision: double",
+                      j, v, SINGLE_MIN_ABS, SINGLE_MAX_ABS);
+  }
+  return IMX_OK;
+}
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
@@ -309,6 +327,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   if (!e) e = common_create(ctx, cfg, d, l);
   if (!e) e = l->ops->create(ctx, cfg, l);
   if (!e) e = imx_colmax(ctx, l->nloc, l->n, l->X, l->n, l->xmax);
+  if (!e && l->single) e = single_range(ctx, l);
   if (!e) e = imx_layer_set_path(ctx, l, want_moments);
   e = imx_agree(ctx, e);
   if (!e) e = max_bytes(ctx, l);
