@@ -150,76 +150,57 @@ static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
   return IMX_OK;
 }
 
-/* The same calls in float32 (parallel.precision: single) on a float copy of
- * the rank's rows. Best of 2; max over ranks. Collective. */
-static imx_err blas3_alone_single(imx_ctx *ctx, const imx_data *d, int K, int step, double *secs) {
-  int n = d->n;
-  size_t KK = (size_t)K * K, blk = (size_t)step * K, xn = (size_t)(d->nloc ? d->nloc : 1) * n;
-  float *W = malloc((size_t)K * n * sizeof *W), *G = malloc(KK * sizeof *G);
-  float *Z = malloc(blk * sizeof *Z), *T = malloc(blk * sizeof *T);
-  float *S = malloc(KK * sizeof *S), *gW = malloc((size_t)K * n * sizeof *gW);
-  float *X = malloc(xn * sizeof *X);
-  int bad = !W || !G || !Z || !T || !S || !gW || !X;
-  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
-  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "float32 blas probe K=%d", K);
-  if (!e) {
-    for (size_t i = 0; i < (size_t)d->nloc * n; i++) X[i] = (float)d->X[i];
-    for (size_t i = 0; i < (size_t)K * n; i++) W[i] = 1e-3f * (float)(i % 13);
-    for (size_t i = 0; i < KK; i++) G[i] = 1e-3f * (float)(i % 11);
-    for (size_t i = 0; i < blk; i++) Z[i] = T[i] = 1e-3f * (float)(i % 5);
-    const float one = 1, zero = 0;
-    double best = INFINITY;
-    for (int r = 0; r < 2 && !e; r++) {
-      e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
-      double t = imx_now();
-      for (int64_t r0 = 0; r0 < d->nloc; r0 += step) {
-        int c = (int)(r0 + step < d->nloc ? step : d->nloc - r0);
-        const float *Xc = X + r0 * n;
-        sgemm_("T", "N", &K, &c, &n, &one, W, &n, Xc, &n, &zero, Z, &K);
-        ssyrk_("U", "N", &K, &c, &one, Z, &K, &zero, S, &K);
-        sgemm_("N", "N", &K, &c, &K, &one, G, &K, Z, &K, &zero, T, &K);
-        sgemm_("N", "T", &n, &K, &c, &one, Xc, &n, T, &K, &zero, gW, &n);
-      }
-      t = imx_now() - t;
-      best = t < best ? t : best;
-    }
-    *secs = best;
-    if (!e)
-      e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+/* Count values 1e-3 (i % mod) into p, floats or doubles. Local. */
+static void fill(void *p, size_t count, int mod, int single) {
+  for (size_t i = 0; i < count; i++) {
+    double v = 1e-3 * (double)(i % (size_t)mod);
+    if (single) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
   }
-  free(W), free(G), free(Z), free(T), free(S), free(gW), free(X);
-  return imx_agree(ctx, e);
 }
 
 /* The layer's BLAS-3 calls of one data-path evaluation (replicated backend)
  * alone, at its shapes and on the rank's rows, outputs into block-sized
  * scratch: forward X_b W^T, syrk D_b^T D_b, backward D_b G, gradient
- * dZ_b^T X_b. Best of 2; max over ranks. Collective. */
-static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, double *secs) {
+ * dZ_b^T X_b; in double, or with single in float32 on a float copy of the
+ * rows (parallel.precision: single). Best of 2; max over ranks. Collective. */
+static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, int single,
+                           double *secs) {
   int n = d->n;
-  size_t KK = (size_t)K * K, blk = (size_t)step * K;
-  double *W = malloc((size_t)K * n * sizeof *W), *G = malloc(KK * sizeof *G);
-  double *Z = malloc(blk * sizeof *Z), *T = malloc(blk * sizeof *T);
-  double *S = malloc(KK * sizeof *S), *gW = malloc((size_t)K * n * sizeof *gW);
-  int bad = !W || !G || !Z || !T || !S || !gW;
+  size_t KK = (size_t)K * K, blk = (size_t)step * K, Kn = (size_t)K * n;
+  size_t xn = (size_t)d->nloc * n, es = single ? sizeof(float) : sizeof(double);
+  char *W = malloc(Kn * es), *G = malloc(KK * es), *Z = malloc(blk * es), *T = malloc(blk * es);
+  char *S = malloc(KK * es), *gW = malloc(Kn * es), *Xf = single ? malloc(xn * es + 1) : NULL;
+  int bad = !W || !G || !Z || !T || !S || !gW || (single && !Xf);
   imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
   if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "blas probe K=%d", K);
   if (!e) {
-    for (size_t i = 0; i < (size_t)K * n; i++) W[i] = 1e-3 * (double)(i % 13);
-    for (size_t i = 0; i < KK; i++) G[i] = 1e-3 * (double)(i % 11);
-    for (size_t i = 0; i < blk; i++) Z[i] = T[i] = 1e-3 * (double)(i % 5);
+    for (size_t i = 0; single && i < xn; i++) ((float *)Xf)[i] = (float)d->X[i];
+    fill(W, Kn, 13, single), fill(G, KK, 11, single), fill(Z, blk, 5, single);
+    fill(T, blk, 5, single);
     const double one = 1, zero = 0;
+    const float onef = 1, zerof = 0;
     double best = INFINITY;
     for (int r = 0; r < 2 && !e; r++) {
       e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       double t = imx_now();
       for (int64_t r0 = 0; r0 < d->nloc; r0 += step) {
         int c = (int)(r0 + step < d->nloc ? step : d->nloc - r0);
-        const double *Xc = d->X + r0 * n;
-        dgemm_("T", "N", &K, &c, &n, &one, W, &n, Xc, &n, &zero, Z, &K);
-        dsyrk_("U", "N", &K, &c, &one, Z, &K, &zero, S, &K);
-        dgemm_("N", "N", &K, &c, &K, &one, G, &K, Z, &K, &zero, T, &K);
-        dgemm_("N", "T", &n, &K, &c, &one, Xc, &n, T, &K, &zero, gW, &n);
+        if (single) {
+          const float *Xc = (const float *)Xf + r0 * n;
+          float *w = (float *)W, *g = (float *)G, *z = (float *)Z, *tt = (float *)T;
+          sgemm_("T", "N", &K, &c, &n, &onef, w, &n, Xc, &n, &zerof, z, &K);
+          ssyrk_("U", "N", &K, &c, &onef, z, &K, &zerof, (float *)S, &K);
+          sgemm_("N", "N", &K, &c, &K, &onef, g, &K, z, &K, &zerof, tt, &K);
+          sgemm_("N", "T", &n, &K, &c, &onef, Xc, &n, tt, &K, &zerof, (float *)gW, &n);
+        } else {
+          const double *Xc = d->X + r0 * n;
+          double *w = (double *)W, *g = (double *)G, *z = (double *)Z, *tt = (double *)T;
+          dgemm_("T", "N", &K, &c, &n, &one, w, &n, Xc, &n, &zero, z, &K);
+          dsyrk_("U", "N", &K, &c, &one, z, &K, &zero, (double *)S, &K);
+          dgemm_("N", "N", &K, &c, &K, &one, g, &K, z, &K, &zero, tt, &K);
+          dgemm_("N", "T", &n, &K, &c, &one, Xc, &n, tt, &K, &zero, (double *)gW, &n);
+        }
       }
       t = imx_now() - t;
       best = t < best ? t : best;
@@ -228,7 +209,7 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, dou
     if (!e)
       e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   }
-  free(W), free(G), free(Z), free(T), free(S), free(gW);
+  free(W), free(G), free(Z), free(T), free(S), free(gW), free(Xf);
   return imx_agree(ctx, e);
 }
 
@@ -478,9 +459,8 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
                  ? d->block
                  : (int)(d->nloc < 4096 ? (d->nloc > 0 ? d->nloc : 1) : 4096);
   if (!e && o->blas && !strcmp(rw->path, "data"))
-    e = cfg->parallel.precision == IMX_PRECISION_SINGLE
-            ? blas3_alone_single(ctx, d, rw->K, step, &rw->blas3_s)
-            : blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
+    e = blas3_alone(ctx, d, rw->K, step, cfg->parallel.precision == IMX_PRECISION_SINGLE,
+                    &rw->blas3_s);
   if (!e && o->reduce && !strcmp(rw->path, "data")) e = reduce_parts(ctx, d, rw->K, d->block, rw);
   if (!e) e = dgemm_rate(ctx, o->dgemm, &rw->peak);
   if (!e && (isnan(rw->peak) || peak0 > rw->peak)) rw->peak = peak0;

@@ -49,22 +49,16 @@ int imx_exact_deposit(int n, const double *x, const double *u, double v, double 
   return bad;
 }
 
-/* The same for float values (every float is a double: the same pieces). */
+/* Float values through a short double buffer (every float is a double: the
+ * same pieces as imx_exact_deposit of the widened values). */
 int imx_exact_deposit_f(int n, const float *x, const double *u, double v, double *b0, double *b1,
                         double *b2) {
-  const double c0 = 1.5 * 0x1p22, c1 = 1.5 * 0x1p-8, c2 = 1.5 * 0x1p-38;
+  double buf[256];
   int bad = 0;
-  for (int i = 0; i < n; i++) {
-    double U = u[i] * v, r = x[i];
-    bad |= fabs(r) > U;
-    double m0 = U * c0, p0 = (r + m0) - m0;
-    r -= p0;
-    double m1 = U * c1, p1 = (r + m1) - m1;
-    r -= p1;
-    double m2 = U * c2, p2 = (r + m2) - m2;
-    b0[i] += p0;
-    b1[i] += p1;
-    b2[i] += p2;
+  for (int i0 = 0; i0 < n; i0 += 256) {
+    int m = n - i0 < 256 ? n - i0 : 256;
+    for (int i = 0; i < m; i++) buf[i] = x[i0 + i];
+    bad |= imx_exact_deposit(m, buf, u + i0, v, b0 + i0, b1 + i0, b2 + i0);
   }
   return bad;
 }
