@@ -11,9 +11,10 @@ COLUMNS = ["P", "N", "n", "K", "activation", "reduction", "path", "linalg", "pre
            "eval_mean_s", "forward_s", "moments_s", "reduce_s", "linalg_s", "backward_s",
            "optimizer_s_per_it", "gflops", "blas3_gflops_phases", "dgemm_gflops",
            "blas3_frac_peak", "deposit_s", "colmax_s", "allreduce_rep_s", "allreduce_fast_s",
-           "repro_overhead_frac", "load1", "foreign_cores", "loss"]
+           "repro_overhead_frac", "load1", "foreign_cores", "eval_cpu_s", "loss"]
 POSITIVE = ["eval_best_s", "eval_mean_s", "forward_s", "moments_s", "reduce_s", "backward_s",
-            "optimizer_s_per_it", "gflops", "dgemm_gflops", "deposit_s", "allreduce_rep_s"]
+            "optimizer_s_per_it", "gflops", "dgemm_gflops", "deposit_s", "allreduce_rep_s",
+            "eval_cpu_s"]
 
 d = tmpdir()
 base = ["bench", "--set", "data.source=gmm", "--set", "data.samples=1024", "--set", "data.dim=8",
