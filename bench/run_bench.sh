@@ -10,7 +10,7 @@
 #        on N = 8192; the PyTorch peer right after infomax for the same K (so
 #        that the ratio is taken under the same load); the input-moment path
 #        against the peer; MPI_Allreduce calibration at P = 2 and the
-#        communication model.
+#        communication model; parallel.precision double against single.
 # full:  adds K = 4096 on Fashion-MNIST (about 1 minute per evaluation on one
 #        core) and both OPENBLAS_CORETYPE settings.
 #
@@ -80,6 +80,9 @@ bench 1 moments_p1 $FM --set model.activation=identity --set objective.eps=1e-3 
   model.units=64,256,1024 evals=5 iterations=0 blas=0 reduce=0
 peer peer_moments --fmnist --K 64,256,1024 --activation identity --eps 1e-3 \
   --variants manual,moments --evals 3
+# parallel.precision: double against single, back to back (K = 256, 1024).
+bench 1 precision_p1 $FM model.units=256,1024 parallel.precision=double,single evals=3 \
+  iterations=0 reduce=0
 # MPI_Allreduce calibration at P = 2 and the model.
 bench 2 allreduce_p2 $SYN data.samples=4096 model.units=1024 evals=1 iterations=0 blas=0 \
   reduce=0 allreduce=1

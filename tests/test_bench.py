@@ -7,13 +7,14 @@ import os
 
 from clitest import ENV, INFOMAX, check, finish, run, tmpdir
 
-COLUMNS = ["P", "N", "n", "K", "activation", "reduction", "path", "linalg", "eval_best_s",
+COLUMNS = ["P", "N", "n", "K", "activation", "reduction", "path", "linalg", "precision", "eval_best_s",
            "eval_mean_s", "forward_s", "moments_s", "reduce_s", "linalg_s", "backward_s",
            "optimizer_s_per_it", "gflops", "blas3_gflops_phases", "dgemm_gflops",
            "blas3_frac_peak", "deposit_s", "colmax_s", "allreduce_rep_s", "allreduce_fast_s",
-           "repro_overhead_frac", "load1", "foreign_cores", "loss"]
+           "repro_overhead_frac", "load1", "foreign_cores", "eval_cpu_s", "loss"]
 POSITIVE = ["eval_best_s", "eval_mean_s", "forward_s", "moments_s", "reduce_s", "backward_s",
-            "optimizer_s_per_it", "gflops", "dgemm_gflops", "deposit_s", "allreduce_rep_s"]
+            "optimizer_s_per_it", "gflops", "dgemm_gflops", "deposit_s", "allreduce_rep_s",
+            "eval_cpu_s"]
 
 d = tmpdir()
 base = ["bench", "--set", "data.source=gmm", "--set", "data.samples=1024", "--set", "data.dim=8",
@@ -47,6 +48,17 @@ for ranks in (1, 2):
     arows = list(csv.DictReader(open(ar))) if os.path.exists(ar) else []
     check(len(arows) > 3 and all(float(r["seconds"]) > 0 for r in arows),
           "allreduce calibration CSV with positive times (%d rows)" % len(arows))
+
+# parallel.precision swept: one row per precision, the float32 loss within 1e-5 of the double one.
+pcsv = os.path.join(d, "prec.csv")
+code, out, err = run(base + ["iterations=0", "allreduce=0", "model.units=8",
+                             "parallel.precision=double,single", "--out", pcsv], ranks=2)
+rows = list(csv.DictReader(open(pcsv))) if code == 0 and os.path.exists(pcsv) else []
+ls = {r["precision"]: float(r["loss"]) for r in rows}
+check(code == 0 and sorted(ls) == ["double", "single"]
+      and abs(ls["single"] - ls["double"]) <= 1e-5 * abs(ls["double"]),
+      "parallel.precision=double,single: a row each, losses %s agree within 1e-5 (stderr: %s)"
+      % (ls, err.strip()[-200:]))
 
 # Without --out the CSV follows the table on standard output.
 code, out, err = run(base + ["iterations=0", "allreduce=0"], ranks=1)

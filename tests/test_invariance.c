@@ -160,6 +160,19 @@ int main(int argc, char **argv) {
     case_("the same on the scalapack backend", &cs);
   }
   gauge();
+  {
+    /* parallel.precision: single: float32 products per block, their sums in double. */
+    imx_config cs = c;
+    cs.parallel.precision = IMX_PRECISION_SINGLE, cs.model.activation = IMX_ACT_SOFTMAX;
+    case_("single precision: softmax, gaussian preset, data path", &cs);
+    cs.model.activation = IMX_ACT_TOPK, cs.model.topk = 2, cs.model.units = 16;
+    cs.objective.eps = 1e-3, cs.parallel.sparse = 0;
+    case_("single precision: topk (k = 2 of K = 16), gaussian preset, dense dL/dW", &cs);
+    cs.model.units = 6, cs.model.activation = IMX_ACT_RELU, cs.objective.eps = 0;
+    cs.data.preprocess = IMX_PRE_STANDARDIZE;
+    snprintf(cs.objective.preset, sizeof cs.objective.preset, "implicit-em");
+    case_("single precision: relu, implicit-em preset, standardized", &cs);
+  }
   c.model.activation = IMX_ACT_IDENTITY;
   snprintf(c.objective.preset, sizeof c.objective.preset, "decorrelation");
   c.data.preprocess = IMX_PRE_WHITEN;

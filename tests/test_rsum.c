@@ -48,6 +48,30 @@ int main(int argc, char **argv) {
   }
   t_check(worst < 1e-15, "reproducible sum accuracy: max rel err %.2e (tol 1e-15)", worst);
 
+  /* Float partials added several at a time (imx_rsum_add_f) give the bits
+   * of imx_rsum_add of each widened to double, in any grouping. */
+  static float pf[PARTS][COUNT];
+  double wide[COUNT], grouped[COUNT];
+  const float *parts[7];
+  for (int i = 0; i < PARTS; i++)
+    for (int j = 0; j < COUNT; j++) pf[i][j] = (float)p[i][j];
+  imx_rsum_begin(s, 1.0, NULL, bound);
+  for (int i = 0; i < PARTS; i++) {
+    for (int j = 0; j < COUNT; j++) wide[j] = pf[i][j];
+    imx_rsum_add(s, wide, COUNT);
+  }
+  imx_rsum_end(&ctx, s, wide);
+  imx_rsum_begin(s, 1.0, NULL, bound);
+  for (int i = 0; i < PARTS;) {
+    int g = 0;
+    for (; g < 1 + i % 7 && i < PARTS; g++, i++) parts[g] = pf[i];
+    imx_rsum_add_f(s, parts, g, COUNT);
+  }
+  imx_rsum_end(&ctx, s, grouped);
+  t_check(!memcmp(wide, grouped, sizeof wide),
+          "reproducible sum of float partials: 1 to 7 at a time (imx_rsum_add_f) gives the bits "
+          "of one at a time widened to double");
+
   /* A violated bound is reported, not silently wrong. */
   double small[COUNT];
   for (int j = 0; j < COUNT; j++) small[j] = 1e-9;

@@ -51,6 +51,10 @@ int imx_act_work(const imx_act *a);
  * doubles (may be NULL when that is 0). Local. */
 void imx_act_forward(const imx_act *a, int64_t rows, double *Z, double *work);
 
+/* The same in float32 (parallel.precision: single): the steps of
+ * imx_act_forward in float arithmetic. work: imx_act_work(a) doubles. Local. */
+void imx_act_forward_f(const imx_act *a, int64_t rows, float *Z, double *work);
+
 /* g <- dL/dz from g = dL/da in place, for rows x K; A holds phi(z). The
  * topk and sparsemax gradients are exact where the kept set / support does
  * not change (almost everywhere). Local. */

@@ -115,6 +115,7 @@ typedef struct imx_config {
     int scalapack_block;      /* parallel.scalapack_block: block-cyclic block size nb */
     double memory_mib; /* parallel.memory_mib: memory per rank for linalg: auto (0 = detect) */
     int sparse; /* parallel.sparse: skip the zeros of topk/sparsemax outputs in dL/dW (bool) */
+    imx_precision precision; /* parallel.precision: double | single (the data path's products) */
   } parallel;
 
   struct {

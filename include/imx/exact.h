@@ -36,6 +36,10 @@ double imx_exact_pow2(double x);
 int imx_exact_deposit(int n, const double *x, const double *u, double v, double *b0, double *b1,
                       double *b2);
 
+/* imx_exact_deposit of float values. Local. */
+int imx_exact_deposit_f(int n, const float *x, const double *u, double v, double *b0, double *b1,
+                        double *b2);
+
 /* The same with one bound U for all values. Local. */
 int imx_exact_deposit1(int n, const double *x, double U, double *b0, double *b1, double *b2);
 

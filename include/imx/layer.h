@@ -35,6 +35,18 @@ static inline const char *imx_path_name(imx_path_kind p) {
   return imx_name_of(imx_path_names, (int)p);
 }
 
+/* parallel.precision: the data path's row-block products and activation in
+ * double (DGEMM) or single (SGEMM; their block partial sums converted to
+ * double and reduced as in double mode). C, its factorization and the
+ * optimizer's parameters stay double. */
+typedef enum { IMX_PRECISION_DOUBLE = 0, IMX_PRECISION_SINGLE } imx_precision;
+/* The names of imx_precision, in its order (config accepts and writes these). */
+static const char *const imx_precision_names[] = {"double", "single", NULL};
+/* The name of a value, or "?" outside the enum. Local. */
+static inline const char *imx_precision_name(imx_precision p) {
+  return imx_name_of(imx_precision_names, (int)p);
+}
+
 /* What a layer's forward pass gives (imx_layer_forward) and what the
  * linear probe sees (eval.features): phi(z), z, or the raw input. */
 typedef enum { IMX_FEAT_ACTIVATION = 0, IMX_FEAT_Z, IMX_FEAT_INPUT } imx_features;

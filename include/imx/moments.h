@@ -30,6 +30,16 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
                         int lda, int kb, const double *Bm, int ldb, const double *bmax,
                         double *out);
 
+/* The same sum with the products in float32 (parallel.precision: single):
+ * each block of B rows of A is rounded to float and multiplied by SSYRK
+ * (Bf == NULL: A^T A, s created with lower = 1) or SGEMM with the float Bf (m
+ * x kb, ld ldb; bmax required: global column maxima of |Bf|); each block's
+ * float product is converted to double and added to s. Blocks of B rows in
+ * either mode, so reproducible sums keep their bits for any P. */
+imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                               const double *A, int lda, int kb, const float *Bf, int ldb,
+                               const double *bmax, double *out);
+
 /* The same as imx_moments_atb (A != Bm, bmax required), for an A with many
  * zeros (topk and sparsemax outputs): a partial whose rows of A have at most
  * density * rows * ka nonzeros is formed by skipping them (cost nnz * kb

@@ -60,6 +60,11 @@ double *imx_rsum_work(imx_rsum *s);
 /* Add one partial (rows x cols, row-major, leading dimension ld). Local. */
 void imx_rsum_add(imx_rsum *s, const double *partial, int ld);
 
+/* Add nparts float partials (each rows x cols, row-major, leading dimension
+ * ld), the same sum as imx_rsum_add of each widened to double, in one pass
+ * over the bins. Local. */
+void imx_rsum_add_f(imx_rsum *s, const float *const *parts, int nparts, int ld);
+
 /* Combine across ranks and write the total (rows x cols, full) to out.
  * Collective; all ranks get the same bits. */
 imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out);

@@ -13,7 +13,7 @@
  * section does not change), create the layer, `warmup` evaluations, then
  * `evals` timed evaluations between barriers. The table reports the best
  * evaluation (wall time, barrier to barrier) and its phases (max over ranks),
- * the mean, the BLAS-3 flops and rates, the measured DGEMM rate of every rank
+ * the CPU time of the cheapest evaluation (max over ranks), the mean, the BLAS-3 flops and rates, the measured DGEMM rate of every rank
  * (square n=dgemm, best of 3, all ranks at once, before and after the run),
  * the pure BLAS-3 time of the layer's own calls at the layer's shapes, the cost of the reproducible
  * reduction (deposits, column maxima, three bins in MPI_Allreduce) against
@@ -69,8 +69,9 @@ typedef struct sweep {
 typedef struct row {
   int P, K, n;
   long long N;
-  char act[16], preset[32], red[16], path[16], linalg[16];
+  char act[16], preset[32], red[16], path[16], linalg[16], prec[8];
   double best, mean;         /* seconds per evaluation */
+  double cpu;                /* CPU seconds of the least costly evaluation (max over ranks) */
   double ph[IMX_NTIMERS];    /* phases of the best evaluation, max over ranks */
   double opt;                /* optimizer seconds per TAO iteration (NAN: not run) */
   double gflop, blas3_gflop; /* flops of one evaluation (global), BLAS-3 share */
@@ -152,35 +153,57 @@ static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
   return IMX_OK;
 }
 
+/* Count values 1e-3 (i % mod) into p, floats or doubles. Local. */
+static void fill(void *p, size_t count, int mod, int single) {
+  for (size_t i = 0; i < count; i++) {
+    double v = 1e-3 * (double)(i % (size_t)mod);
+    if (single) ((float *)p)[i] = (float)v;
+    else ((double *)p)[i] = v;
+  }
+}
+
 /* The layer's BLAS-3 calls of one data-path evaluation (replicated backend)
  * alone, at its shapes and on the rank's rows, outputs into block-sized
  * scratch: forward X_b W^T, syrk D_b^T D_b, backward D_b G, gradient
- * dZ_b^T X_b. Best of 2; max over ranks. Collective. */
-static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, double *secs) {
+ * dZ_b^T X_b; in double, or with single in float32 on a float copy of the
+ * rows (parallel.precision: single). Best of 2; max over ranks. Collective. */
+static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, int single,
+                           double *secs) {
   int n = d->n;
-  size_t KK = (size_t)K * K, blk = (size_t)step * K;
-  double *W = malloc((size_t)K * n * sizeof *W), *G = malloc(KK * sizeof *G);
-  double *Z = malloc(blk * sizeof *Z), *T = malloc(blk * sizeof *T);
-  double *S = malloc(KK * sizeof *S), *gW = malloc((size_t)K * n * sizeof *gW);
-  int bad = !W || !G || !Z || !T || !S || !gW;
+  size_t KK = (size_t)K * K, blk = (size_t)step * K, Kn = (size_t)K * n;
+  size_t xn = (size_t)d->nloc * n, es = single ? sizeof(float) : sizeof(double);
+  char *W = malloc(Kn * es), *G = malloc(KK * es), *Z = malloc(blk * es), *T = malloc(blk * es);
+  char *S = malloc(KK * es), *gW = malloc(Kn * es), *Xf = single ? malloc(xn * es + 1) : NULL;
+  int bad = !W || !G || !Z || !T || !S || !gW || (single && !Xf);
   imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
   if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "blas probe K=%d", K);
   if (!e) {
-    for (size_t i = 0; i < (size_t)K * n; i++) W[i] = 1e-3 * (double)(i % 13);
-    for (size_t i = 0; i < KK; i++) G[i] = 1e-3 * (double)(i % 11);
-    for (size_t i = 0; i < blk; i++) Z[i] = T[i] = 1e-3 * (double)(i % 5);
+    for (size_t i = 0; single && i < xn; i++) ((float *)Xf)[i] = (float)d->X[i];
+    fill(W, Kn, 13, single), fill(G, KK, 11, single), fill(Z, blk, 5, single);
+    fill(T, blk, 5, single);
     const double one = 1, zero = 0;
+    const float onef = 1, zerof = 0;
     double best = INFINITY;
     for (int r = 0; r < 2 && !e; r++) {
       e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
       double t = imx_now();
       for (int64_t r0 = 0; r0 < d->nloc; r0 += step) {
         int c = (int)(r0 + step < d->nloc ? step : d->nloc - r0);
-        const double *Xc = d->X + r0 * n;
-        dgemm_("T", "N", &K, &c, &n, &one, W, &n, Xc, &n, &zero, Z, &K);
-        dsyrk_("U", "N", &K, &c, &one, Z, &K, &zero, S, &K);
-        dgemm_("N", "N", &K, &c, &K, &one, G, &K, Z, &K, &zero, T, &K);
-        dgemm_("N", "T", &n, &K, &c, &one, Xc, &n, T, &K, &zero, gW, &n);
+        if (single) {
+          const float *Xc = (const float *)Xf + r0 * n;
+          float *w = (float *)W, *g = (float *)G, *z = (float *)Z, *tt = (float *)T;
+          sgemm_("T", "N", &K, &c, &n, &onef, w, &n, Xc, &n, &zerof, z, &K);
+          ssyrk_("U", "N", &K, &c, &onef, z, &K, &zerof, (float *)S, &K);
+          sgemm_("N", "N", &K, &c, &K, &onef, g, &K, z, &K, &zerof, tt, &K);
+          sgemm_("N", "T", &n, &K, &c, &onef, Xc, &n, tt, &K, &zerof, (float *)gW, &n);
+        } else {
+          const double *Xc = d->X + r0 * n;
+          double *w = (double *)W, *g = (double *)G, *z = (double *)Z, *tt = (double *)T;
+          dgemm_("T", "N", &K, &c, &n, &one, w, &n, Xc, &n, &zero, z, &K);
+          dsyrk_("U", "N", &K, &c, &one, z, &K, &zero, (double *)S, &K);
+          dgemm_("N", "N", &K, &c, &K, &one, g, &K, z, &K, &zero, tt, &K);
+          dgemm_("N", "T", &n, &K, &c, &one, Xc, &n, tt, &K, &zero, (double *)gW, &n);
+        }
       }
       t = imx_now() - t;
       best = t < best ? t : best;
@@ -189,7 +212,7 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, dou
     if (!e)
       e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, secs, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
   }
-  free(W), free(G), free(Z), free(T), free(S), free(gW);
+  free(W), free(G), free(Z), free(T), free(S), free(gW), free(Xf);
   return imx_agree(ctx, e);
 }
 
@@ -367,6 +390,7 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   snprintf(rw->red, sizeof rw->red, "%s", imx_reduction_name(cfg->parallel.reduction));
   snprintf(rw->path, sizeof rw->path, "%s", imx_layer_path(l));
   snprintf(rw->linalg, sizeof rw->linalg, "%s", imx_layer_linalg(l));
+  snprintf(rw->prec, sizeof rw->prec, "%s", imx_precision_name(cfg->parallel.precision));
   rw->opt = rw->blas3_s = rw->peak = NAN;
   rw->dep_s = rw->colmax_s = rw->ar_rep_s = rw->ar_fast_s = NAN;
   double f = 0, peak0 = NAN;
@@ -378,14 +402,20 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   rw->best = INFINITY;
   double sum = 0, busy0 = cpu_busy_seconds(), own0 = own_cpu_seconds(), t0 = imx_now();
   rw->load1 = loadavg1();
+  rw->cpu = INFINITY;
   for (int k = 0; !e && k < o->evals; k++) {
     imx_timer_reset();
     e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     ctx->sent_bytes = 0;
-    double t = imx_now();
+    double t = imx_now(), c = own_cpu_seconds();
     if (!e) e = imx_layer_eval(ctx, l, theta, &f, grad, NULL);
+    c = own_cpu_seconds() - c;
     if (!e) e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
     t = imx_now() - t;
+    /* CPU time: what the evaluation cost this rank, whatever share of the
+     * cores it got (under load the wall time also holds the waits). */
+    if (!e) e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &c, 1, MPI_DOUBLE, MPI_MAX, ctx->comm));
+    if (!e && c < rw->cpu) rw->cpu = c;
     double ph[IMX_NTIMERS + 1];
     for (int i = 0; i < IMX_NTIMERS; i++) ph[i] = imx_timer_get((imx_timer_id)i);
     ph[IMX_NTIMERS] = ctx->sent_bytes;
@@ -449,7 +479,8 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
                  ? d->block
                  : (int)(d->nloc < 4096 ? (d->nloc > 0 ? d->nloc : 1) : 4096);
   if (!e && o->blas && !strcmp(rw->path, "data"))
-    e = blas3_alone(ctx, d, rw->K, step, &rw->blas3_s);
+    e = blas3_alone(ctx, d, rw->K, step, cfg->parallel.precision == IMX_PRECISION_SINGLE,
+                    &rw->blas3_s);
   if (!e && o->reduce && !strcmp(rw->path, "data")) e = reduce_parts(ctx, d, rw->K, d->block, rw);
   if (!e) e = dgemm_rate(ctx, o->dgemm, &rw->peak);
   if (!e && (isnan(rw->peak) || peak0 > rw->peak)) rw->peak = peak0;
@@ -467,11 +498,11 @@ static double repro_frac(const row *r) {
 }
 
 static const char *csv_header =
-    "P,N,n,K,activation,preset,reduction,path,linalg,evals,eval_best_s,eval_mean_s,forward_s,"
+    "P,N,n,K,activation,preset,reduction,path,linalg,precision,evals,eval_best_s,eval_mean_s,forward_s,"
     "moments_s,reduce_s,linalg_s,backward_s,other_s,optimizer_s_per_it,gflop,blas3_gflop,"
     "gflops,blas3_gflops_phases,blas3_alone_s,blas3_alone_gflops,dgemm_gflops,blas3_frac_peak,"
     "deposit_s,colmax_s,allreduce_rep_s,allreduce_fast_s,repro_overhead_frac,load1,"
-    "foreign_cores,sent_bytes_per_rank,openblas_coretype,loss";
+    "foreign_cores,sent_bytes_per_rank,openblas_coretype,eval_cpu_s,loss";
 
 static void csv_row(FILE *f, const row *r, int evals) {
   double ph = r->ph[IMX_T_FORWARD] + r->ph[IMX_T_MOMENTS] + r->ph[IMX_T_REDUCE] +
@@ -483,22 +514,25 @@ static void csv_row(FILE *f, const row *r, int evals) {
   double alone = r->blas3_gflop / r->P / r->blas3_s; /* per rank */
   double repro = repro_frac(r);
   const char *ct = getenv("OPENBLAS_CORETYPE");
-  fprintf(f,
-          "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
-          "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%.0f,%s,%.17g\n",
-          r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, evals, r->best,
-          r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
-          r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->best - ph, r->opt, r->gflop,
-          r->blas3_gflop, r->gflop / r->best, b3rate, r->blas3_s, alone, r->peak,
-          b3rate / r->P / r->peak, r->dep_s, r->colmax_s, r->ar_rep_s, r->ar_fast_s, repro,
-          r->load1, r->foreign, r->sent, ct && ct[0] ? ct : "auto", r->loss);
+  fprintf(
+      f,
+      "%d,%lld,%d,%d,%s,%s,%s,%s,%s,%s,%d,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,%.6e,"
+      "%.6e,%.4f,%.4f,%.6e,%.4f,%.4f,%.4f,%.6e,%.6e,%.6e,%.6e,%.4f,%.2f,%.2f,%.0f,%s,%.6e,%.17g\n",
+      r->P, r->N, r->n, r->K, r->act, r->preset, r->red, r->path, r->linalg, r->prec, evals,
+      r->best, r->mean, r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE],
+      r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->best - ph, r->opt, r->gflop, r->blas3_gflop,
+      r->gflop / r->best, b3rate, r->blas3_s, alone, r->peak, b3rate / r->P / r->peak, r->dep_s,
+      r->colmax_s, r->ar_rep_s, r->ar_fast_s, repro, r->load1, r->foreign, r->sent,
+      ct && ct[0] ? ct : "auto", r->cpu, r->loss);
 }
 
 static void table_header(imx_ctx *ctx) {
   imx_log(ctx, IMX_INFO,
-          "%3s %7s %5s %5s %-8s %-12s %-7s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s %5s %9s",
-          "P", "N", "n", "K", "act", "reduction", "path", "eval_s", "forward", "moments", "reduce",
-          "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load", "frgn", "sent_MiB");
+          "%3s %7s %5s %5s %-8s %-12s %-6s %-7s %8s %8s %8s %8s %8s %8s %8s %8s %7s %7s %6s %6s "
+          "%5s %9s",
+          "P", "N", "n", "K", "act", "reduction", "prec", "path", "eval_s", "cpu_s", "forward",
+          "moments", "reduce", "linalg", "backward", "optim/it", "GF/s", "b3%pk", "repro", "load",
+          "frgn", "sent_MiB");
 }
 
 static void table_row(imx_ctx *ctx, const row *r) {
@@ -506,13 +540,13 @@ static void table_row(imx_ctx *ctx, const row *r) {
               r->ph[IMX_T_REDUCE];
   double frac = r->blas3_gflop / b3 / r->P / r->peak;
   double repro = repro_frac(r);
-  imx_log(
-      ctx, IMX_INFO,
-      "%3d %7lld %5d %5d %-8s %-12s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %7.1f %6.0f%% "
-      "%5.1f%% %6.1f %5.2f %9.3f",
-      r->P, r->N, r->n, r->K, r->act, r->red, r->path, r->best, r->ph[IMX_T_FORWARD],
-      r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG], r->ph[IMX_T_BACKWARD], r->opt,
-      r->gflop / r->best, 100 * frac, 100 * repro, r->load1, r->foreign, r->sent / 1048576);
+  imx_log(ctx, IMX_INFO,
+          "%3d %7lld %5d %5d %-8s %-12s %-6s %-7s %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f %8.4f "
+          "%7.1f %6.0f%% %5.1f%% %6.1f %5.2f %9.3f",
+          r->P, r->N, r->n, r->K, r->act, r->red, r->prec, r->path, r->best, r->cpu,
+          r->ph[IMX_T_FORWARD], r->ph[IMX_T_MOMENTS], r->ph[IMX_T_REDUCE], r->ph[IMX_T_LINALG],
+          r->ph[IMX_T_BACKWARD], r->opt, r->gflop / r->best, 100 * frac, 100 * repro, r->load1,
+          r->foreign, r->sent / 1048576);
 }
 
 /* Parse "word=value" benchmark settings and "section.key=v1,v2" sweeps. */
@@ -610,7 +644,8 @@ int imx_cmd_bench(imx_ctx *ctx, const imx_args *a) {
           o.evals, ct ? ct : "(unset)", th ? th : "(unset)");
   imx_log(
       ctx, IMX_INFO,
-      "seconds per evaluation; phases of the best evaluation (max over ranks); "
+      "seconds per evaluation; cpu_s: CPU seconds of the cheapest evaluation (max over ranks; "
+      "steadier than eval_s under load);\nphases of the best evaluation (max over ranks); "
       "optim/it: TAO's own seconds per iteration;\nGF/s: flops of the evaluation / its time; "
       "b3%%pk: BLAS-3 flops / time of the phases holding them, per rank, against the\n"
       "measured DGEMM rate; repro: extra cost of reproducible reductions (deposits, column maxima, "

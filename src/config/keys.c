@@ -21,6 +21,7 @@ _Static_assert(sizeof(imx_preprocess) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_reduction) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_linalg_kind) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_path_kind) == sizeof(int), "enum size");
+_Static_assert(sizeof(imx_precision) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_feed) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_features) == sizeof(int), "enum size");
 _Static_assert(sizeof(imx_precondition) == sizeof(int), "enum size");
@@ -201,6 +202,11 @@ const key_row imx_config_keys[] = {
      "memory per rank that linalg: auto may plan with, MiB (0 = detect)"},
     {SEC_PARALLEL, "sparse", K_BOOL, FIELD(parallel.sparse), "true", 0, 0, 0, NO_CHOICES,
      "topk, sparsemax: form dL/dW = dZ^T X from the nonzeros of dZ where a block has <= 1/8"},
+    {SEC_PARALLEL, "precision", K_ENUM, FIELD(parallel.precision), "double", 0, 0, 0,
+     CHOICES(imx_precision_names),
+     "single: the data path's row-block products (SGEMM) and activation in float32, block sums "
+     "reduced in double (same bits for any rank count); C, log det and the parameters stay "
+     "double (replicated backend, data path)"},
 
     {SEC_EVAL, "test_path", K_STRING, FIELD(eval.test_path), "", 0, 0, 0, NO_CHOICES,
      "test split: a file of the format its suffix names (.npy, .h5/.hdf5 as FILE.h5:/DATASET), "
@@ -334,6 +340,11 @@ static imx_err check_batch(imx_ctx *ctx, const imx_config *cfg, const char *wher
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sobjective.extended_every needs L-BFGS segments (optimizer.type lmvm); "
                     "%s does not have them",
+                    where, t);
+  if (cfg->parallel.precision == IMX_PRECISION_SINGLE)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%sparallel.precision: single with optimizer.type %s: the float copy of the "
+                    "rows is of all rows, not of a batch's; use parallel.precision: double",
                     where, t);
   return IMX_OK;
 }

@@ -1,6 +1,6 @@
 /* activation: phi and its backward pass (see include/imx/activation.h and
  * docs/objectives.md, "Activations"). One row of `acts` per activation, in the
- * order of imx_activation: a new activation is one row here, its two
+ * order of imx_activation: a new activation is one row here, its three
  * functions and its name in include/imx/activation.h. */
 #include "imx/activation.h"
 
@@ -118,6 +118,74 @@ static void sparsemax_bwd(const imx_act *a, int64_t rows, const double *A, doubl
   }
 }
 
+/* ---- forward in float32 (parallel.precision: single) ---- */
+
+/* The float rows of the forward functions above, with the same steps in
+ * float arithmetic (expf, float sums). topk selects its k-th value in double
+ * on a copy of the row (exact: every float is a double). */
+static void identity_fwd_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  (void)a, (void)rows, (void)Z, (void)work;
+}
+
+static void relu_fwd_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  (void)work;
+  for (int64_t i = 0; i < rows * a->K; i++) Z[i] = Z[i] > 0 ? Z[i] : 0;
+}
+
+static void softmax_fwd_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  (void)work;
+  int K = a->K;
+  float tau = (float)a->tau;
+  for (int64_t i = 0; i < rows; i++) {
+    float *z = Z + i * K, zmin = z[0], s = 0;
+    for (int k = 1; k < K; k++) zmin = z[k] < zmin ? z[k] : zmin;
+    for (int k = 0; k < K; k++) s += (z[k] = expf(-(z[k] - zmin) / tau));
+    for (int k = 0; k < K; k++) z[k] /= s;
+  }
+}
+
+static void topk_fwd_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  int K = a->K, k = a->k;
+  float tau = (float)a->tau;
+  for (int64_t i = 0; i < rows; i++) {
+    float *z = Z + i * K;
+    for (int j = 0; j < K; j++) work[j] = z[j];
+    double t = imx_select_kth(work, K, k - 1);
+    int below = 0;
+    for (int j = 0; j < K; j++) below += z[j] < t;
+    int ties = k - below;
+    float zmin = z[0], s = 0;
+    for (int j = 1; j < K; j++) zmin = z[j] < zmin ? z[j] : zmin;
+    for (int j = 0; j < K; j++) {
+      int keep = z[j] < t || (z[j] == t && ties-- > 0);
+      s += (z[j] = keep ? expf(-(z[j] - zmin) / tau) : 0);
+    }
+    for (int j = 0; j < K; j++) z[j] /= s;
+  }
+}
+
+static void sparsemax_fwd_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  (void)work;
+  int K = a->K;
+  float tau = (float)a->tau;
+  for (int64_t i = 0; i < rows; i++) {
+    float *z = Z + i * K, zmin = z[0];
+    for (int j = 1; j < K; j++) zmin = z[j] < zmin ? z[j] : zmin;
+    for (int j = 0; j < K; j++) z[j] = -(z[j] - zmin) / tau;
+    float t = -INFINITY;
+    for (int round = 0; round <= K; round++) {
+      float s = 0;
+      int c = 0;
+      for (int j = 0; j < K; j++)
+        if (z[j] > t) s += z[j], c++;
+      float tn = (s - 1) / (float)c;
+      if (!(tn > t)) break;
+      t = tn;
+    }
+    for (int j = 0; j < K; j++) z[j] = z[j] > t ? z[j] - t : 0;
+  }
+}
+
 /* ---- the table ---- */
 
 typedef struct act_row {
@@ -126,14 +194,15 @@ typedef struct act_row {
   int work;    /* needs K doubles of scratch in the forward pass */
   void (*forward)(const imx_act *a, int64_t rows, double *Z, double *work);
   void (*backward)(const imx_act *a, int64_t rows, const double *A, double *g);
+  void (*forward_f)(const imx_act *a, int64_t rows, float *Z, double *work); /* in float32 */
 } act_row;
 
 static const act_row acts[] = {
-    [IMX_ACT_IDENTITY] = {0, 0, 0, identity_fwd, identity_bwd},
-    [IMX_ACT_RELU] = {0, 0, 0, relu_fwd, relu_bwd},
-    [IMX_ACT_SOFTMAX] = {1, 0, 0, softmax_fwd, softmax_bwd},
-    [IMX_ACT_TOPK] = {1, 1, 1, topk_fwd, softmax_bwd},
-    [IMX_ACT_SPARSEMAX] = {1, 1, 0, sparsemax_fwd, sparsemax_bwd},
+    [IMX_ACT_IDENTITY] = {0, 0, 0, identity_fwd, identity_bwd, identity_fwd_f},
+    [IMX_ACT_RELU] = {0, 0, 0, relu_fwd, relu_bwd, relu_fwd_f},
+    [IMX_ACT_SOFTMAX] = {1, 0, 0, softmax_fwd, softmax_bwd, softmax_fwd_f},
+    [IMX_ACT_TOPK] = {1, 1, 1, topk_fwd, softmax_bwd, topk_fwd_f},
+    [IMX_ACT_SPARSEMAX] = {1, 1, 0, sparsemax_fwd, sparsemax_bwd, sparsemax_fwd_f},
 };
 _Static_assert(sizeof acts / sizeof acts[0] == sizeof imx_activation_names / sizeof(char *) - 1,
                "one row of acts per name in imx_activation_names");
@@ -146,6 +215,10 @@ int imx_act_work(const imx_act *a) { return acts[a->kind].work ? a->K : 0; }
 
 void imx_act_forward(const imx_act *a, int64_t rows, double *Z, double *work) {
   acts[a->kind].forward(a, rows, Z, work);
+}
+
+void imx_act_forward_f(const imx_act *a, int64_t rows, float *Z, double *work) {
+  acts[a->kind].forward_f(a, rows, Z, work);
 }
 
 void imx_act_backward(const imx_act *a, int64_t rows, const double *A, double *g) {

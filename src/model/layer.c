@@ -59,6 +59,7 @@ void imx_layer_free(imx_layer **lp) {
   free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
   free(l->A), free(l->P), free(l->H), free(l->D), free(l->m), free(l->gW), free(l->gb);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->Xb);
+  free(l->Xf), free(l->Wf), free(l->bf), free(l->Zf);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
   imx_supervised_free(&l->sup);
@@ -76,6 +77,13 @@ static void *alloc(size_t count, int *bad) {
 void *imx_layer_alloc(imx_layer *l, size_t count, int *bad) {
   l->bytes += count * sizeof(double);
   return alloc(count, bad);
+}
+
+float *imx_layer_alloc_float(imx_layer *l, size_t count, int *bad) {
+  l->bytes += count * sizeof(float);
+  float *p = malloc((count ? count : 1) * sizeof(float));
+  if (!p) *bad = 1;
+  return p;
 }
 
 /* Input covariance S_x = (1/N) sum (x - mu)(x - mu)^T, reduced like C. */
@@ -160,6 +168,8 @@ static imx_err choose_backend(imx_ctx *ctx, const imx_config *cfg, imx_layer *l,
   double per_row = ((2 + keep) * rows + keep * (double)imx_layer_chunk(l)) * Kd + rows;
   double common = (2 * Kd * nd + 5 * Kd + nd) * 8 + imx_layer_rsum_bytes(l->mode, 1, Kd) +
                   imx_layer_rsum_bytes(l->mode, Kd, nd) + (want_moments ? nd * nd : per_row) * 8;
+  if (l->single) /* X, W, b and a chunk of z in float */
+    common += (rows * nd + Kd * nd + Kd + (double)imx_layer_chunk(l) * Kd) * 4;
   double est[IMX_LINALG_SCALAPACK + 1] = {0}, avail = 0;
   for (int k = IMX_LINALG_REPLICATED; k <= IMX_LINALG_SCALAPACK; k++)
     est[k] = backends[k]->estimate(cfg, l, P, want_moments, common);
@@ -213,6 +223,15 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
     IMX_TRY(imx_supervised_create(ctx, cfg, d, K, &l->sup));
     l->ghead = imx_layer_alloc(l, (size_t)imx_supervised_nparams(l->sup), &bad);
   }
+  if (l->single) {
+    size_t rows = (size_t)l->nloc, chunk = (size_t)imx_layer_chunk(l);
+    l->Xf = imx_layer_alloc_float(l, rows * n, &bad);
+    l->Wf = imx_layer_alloc_float(l, (size_t)K * n, &bad);
+    l->bf = imx_layer_alloc_float(l, (size_t)K, &bad);
+    l->Zf = imx_layer_alloc_float(l, chunk * K, &bad);
+    if (!bad)
+      for (size_t i = 0; i < rows * n; i++) l->Xf[i] = (float)l->X[i];
+  }
   if (bad)
     e = imx_fail(ctx, IMX_ERR_NOMEM, "layer buffers: K=%d, n=%d need about %.1f MiB on this rank",
                  K, n, (double)l->bytes / 1048576);
@@ -254,6 +273,24 @@ static void subtract_mean(int K, const double *v, double *out) {
   for (int j = 0; j < K; j++) out[j] = v[j] - mean;
 }
 
+/* Single precision: every column's largest |x| (global, l->xmax) is 0 or
+ * within [SINGLE_MIN_ABS, SINGLE_MAX_ABS], so that the inputs, their products
+ * and the sums of a block stay normal floats. Local (xmax is global). */
+#define SINGLE_MIN_ABS 1e-12
+#define SINGLE_MAX_ABS 1e12
+static imx_err single_range(imx_ctx *ctx, const imx_layer *l) {
+  for (int j = 0; j < l->n; j++) {
+    double v = l->xmax[j];
+    if (v != 0 && !(v >= SINGLE_MIN_ABS && v <= SINGLE_MAX_ABS))
+      return imx_fail(ctx, IMX_ERR_DATA,
+                      "parallel.precision: single: input column %d has largest |x| = %g, outside "
+                      "[%g, %g] (float32 products and block sums need it): rescale the data "
+                      "with data.scale, or use parallel.precision: double",
+                      j, v, SINGLE_MIN_ABS, SINGLE_MAX_ABS);
+  }
+  return IMX_OK;
+}
+
 imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d, imx_layer **out) {
   *out = NULL;
   imx_layer *l = calloc(1, sizeof *l);
@@ -266,17 +303,32 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   l->wn = cfg->model.weight_norm, l->mode = cfg->parallel.reduction;
   l->X = l->X_all = d->X;
   l->nloc_all = d->nloc, l->N_all = d->N;
+  l->single = cfg->parallel.precision == IMX_PRECISION_SINGLE;
   imx_err e = imx_agree(ctx, imx_objective_resolve(ctx, cfg, d->n, (long long)d->N, &l->obj));
   /* With identity units z and phi(z) are the same: the terms read A either way. */
   l->on_z = l->obj.on == IMX_ON_Z && l->act != IMX_ACT_IDENTITY;
   l->moments_ok = imx_layer_linear_stat(l) && !imx_objective_per_sample(&l->obj);
   l->gauge = choose_gauge(l);
+  /* Single precision is a mode of the data path: auto takes the data path. */
   int want_moments = cfg->parallel.path == IMX_PATH_MOMENTS ||
-                     (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok);
+                     (cfg->parallel.path == IMX_PATH_AUTO && l->moments_ok && !l->single);
+  if (!e && l->single && want_moments)
+    e = imx_fail(ctx, IMX_ERR_CONFIG,
+                 "parallel.precision: single runs the data path only; the moments path "
+                 "(parallel.path: moments) is double: set parallel.path: data or auto, or "
+                 "parallel.precision: double");
   if (!e) e = imx_agree(ctx, choose_backend(ctx, cfg, l, want_moments && l->moments_ok));
+  if (!e && l->single && l->linalg != IMX_LINALG_REPLICATED)
+    e = imx_fail(ctx, IMX_ERR_CONFIG,
+                 "parallel.precision: single runs on the replicated backend only, and "
+                 "parallel.linalg: %s chose %s (%s): set parallel.linalg: replicated, or "
+                 "parallel.precision: double",
+                 imx_linalg_name(cfg->parallel.linalg), imx_linalg_name(l->linalg), l->linalg_why);
+  e = imx_agree(ctx, e);
   if (!e) e = common_create(ctx, cfg, d, l);
   if (!e) e = l->ops->create(ctx, cfg, l);
   if (!e) e = imx_colmax(ctx, l->nloc, l->n, l->X, l->n, l->xmax);
+  if (!e && l->single) e = single_range(ctx, l);
   if (!e) e = imx_layer_set_path(ctx, l, want_moments);
   e = imx_agree(ctx, e);
   if (!e) e = max_bytes(ctx, l);
@@ -382,11 +434,42 @@ static void activate_backward(const imx_layer *l, int64_t rows, const double *A,
   imx_act_backward(&l->phi, rows, A, g);
 }
 
+/* a = phi(z) in float32 on rows x K doubles in place, through Zf (single). */
+static void activate_single(const imx_layer *l, int64_t rows, double *Z) {
+  for (size_t i = 0; i < (size_t)rows * l->K; i++) l->Zf[i] = (float)Z[i];
+  imx_act_forward_f(&l->phi, rows, l->Zf, l->actwork);
+  for (size_t i = 0; i < (size_t)rows * l->K; i++) Z[i] = l->Zf[i];
+}
+
+/* forward in float32: W and b rounded to float once, then per chunk
+ * Z = Xf Wf^T + bf (SGEMM) and phi in float, widened into out. */
+static void forward_single(const imx_layer *l, double *out, int apply_phi) {
+  int K = l->K, n = l->n;
+  int64_t rows = l->nloc, step = imx_layer_chunk(l);
+  const float one = 1, zero = 0;
+  for (size_t i = 0; i < (size_t)K * n; i++) l->Wf[i] = (float)l->W[i];
+  for (int k = 0; k < K; k++) l->bf[k] = (float)l->b[k];
+  for (int64_t r0 = 0; r0 < rows; r0 += step) {
+    int c = (int)(r0 + step < rows ? step : rows - r0);
+    float *Z = l->Zf;
+    sgemm_("T", "N", &K, &c, &n, &one, l->Wf, &n, l->Xf + r0 * n, &n, &zero, Z, &K);
+    for (int i = 0; i < c; i++)
+      for (int k = 0; k < K; k++) Z[(size_t)i * K + k] += l->bf[k];
+    if (apply_phi) imx_act_forward_f(&l->phi, c, Z, l->actwork);
+    double *o = out + r0 * K;
+    for (size_t i = 0; i < (size_t)c * K; i++) o[i] = Z[i];
+  }
+}
+
 /* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if asked. */
 static void forward(const imx_layer *l, double *out, int apply_phi) {
   int K = l->K, n = l->n;
   int64_t rows = l->nloc, step = imx_layer_chunk(l);
   const double one = 1, zero = 0;
+  if (l->single) {
+    forward_single(l, out, apply_phi);
+    return;
+  }
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
     int c = (int)(r0 + step < rows ? step : rows - r0);
     double *Z = out + r0 * K;
@@ -502,6 +585,9 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
  * nonzeros skip them (parallel.sparse). */
 #define SPARSE_DENSITY 0.125
 static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double *dZ) {
+  if (l->single && !l->sparse)
+    return imx_moments_atb_single(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->Xf, l->n,
+                                  l->xmax, l->gW);
   if (l->sparse)
     return imx_moments_atb_sparse(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n,
                                   l->xmax, SPARSE_DENSITY, l->gW);
@@ -564,8 +650,11 @@ static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   forward(l, l->A, !l->on_z);
   if (l->P) {
     memcpy(l->P, l->A, (size_t)rows * K * sizeof *l->P);
-    for (int64_t r0 = 0; r0 < rows; r0 += step)
-      activate(l, r0 + step < rows ? step : rows - r0, l->P + r0 * K);
+    for (int64_t r0 = 0; r0 < rows; r0 += step) {
+      int64_t c = r0 + step < rows ? step : rows - r0;
+      if (l->single) activate_single(l, c, l->P + r0 * K);
+      else activate(l, c, l->P + r0 * K);
+    }
   }
   imx_timer_stop(IMX_T_FORWARD);
   imx_timer_start(IMX_T_MOMENTS);

@@ -56,6 +56,10 @@ struct imx_layer {
   int64_t nloc_all, N_all;
   double *Xb;       /* the batch's local rows when they are not contiguous */
   size_t Xb_rows;   /* rows Xb holds room for */
+  int single;       /* parallel.precision: single: the row-block products in float32 */
+  float *Xf;        /* nloc x n: X rounded to float (single) */
+  float *Wf, *bf;   /* K x n, K: W and b rounded to float, per evaluation (single) */
+  float *Zf;        /* chunk x K: one chunk of z, then phi(z), in float (single) */
   double *xmax;     /* n: global column maxima of |X| */
   int moments_ok;   /* the moments path applies */
   int moments_path; /* evaluate from S_x instead of the data */
@@ -148,6 +152,10 @@ int64_t imx_layer_chunk(const imx_layer *l);
 /* malloc of count doubles (at least one), counted in l->bytes; sets *bad
  * on failure. Local. */
 void *imx_layer_alloc(imx_layer *l, size_t count, int *bad);
+
+/* malloc of count floats (at least one), counted in l->bytes; sets *bad on
+ * failure. Local. */
+float *imx_layer_alloc_float(imx_layer *l, size_t count, int *bad);
 
 /* Bytes of an imx_rsum of rows x cols (bins and its scratch). Local. */
 double imx_layer_rsum_bytes(imx_reduction mode, double rows, double cols);

@@ -15,10 +15,12 @@
 #include "layer_impl.h"
 
 typedef struct replicated {
-  double *C, *G; /* K x K: the output covariance and dL/dC */
-  double *T;     /* max(chunk, n) x K: dL/dA of a chunk (data path) or W S_x (K x n) */
-  double *work;  /* 2 K^2 + 3 K: LAPACK and weight_redundancy scratch */
-  imx_rsum *rKK; /* the K x K sum of C */
+  double *C, *G;  /* K x K: the output covariance and dL/dC */
+  double *T;      /* max(chunk, n) x K: dL/dA of a chunk (data path) or W S_x (K x n) */
+  double *work;   /* 2 K^2 + 3 K: LAPACK and weight_redundancy scratch */
+  imx_rsum *rKK;  /* the K x K sum of C */
+  float *Gf;      /* K x K: G in float, per evaluation (single) */
+  float *Df, *Tf; /* chunk x K: a chunk of D and its (2/N) D G in float (single) */
 } replicated;
 
 static double estimate(const imx_config *cfg, const imx_layer *l, int P, int moments,
@@ -27,7 +29,9 @@ static double estimate(const imx_config *cfg, const imx_layer *l, int P, int mom
   double Kd = l->K, n = l->n, c = (double)imx_layer_chunk(l);
   /* T, C, G, LAPACK scratch and the K x K sum. */
   double chunkK = (c > n ? c : n) * Kd * 8;
-  return common + chunkK + (4 * Kd * Kd + 3 * Kd) * 8 + imx_layer_rsum_bytes(l->mode, Kd, Kd);
+  double single = l->single ? (Kd * Kd + 2 * c * Kd) * 4 : 0; /* Gf, Df, Tf */
+  return common + chunkK + single + (4 * Kd * Kd + 3 * Kd) * 8 +
+         imx_layer_rsum_bytes(l->mode, Kd, Kd);
 }
 
 static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
@@ -43,6 +47,11 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
     r->T = imx_layer_alloc(l, (size_t)trows * K, &bad);
     r->C = imx_layer_alloc(l, KK, &bad), r->G = imx_layer_alloc(l, KK, &bad);
     r->work = imx_layer_alloc(l, 2 * KK + 3 * (size_t)K, &bad);
+    if (l->single) {
+      size_t cK = (size_t)imx_layer_chunk(l) * K;
+      r->Gf = imx_layer_alloc_float(l, KK, &bad);
+      r->Df = imx_layer_alloc_float(l, cK, &bad), r->Tf = imx_layer_alloc_float(l, cK, &bad);
+    }
     if (bad)
       e = imx_fail(ctx, IMX_ERR_NOMEM,
                    "replicated backend buffers: K=%d, n=%d need about %.1f "
@@ -58,6 +67,7 @@ static void destroy(imx_layer *l) {
   replicated *r = l->impl;
   if (!r) return;
   free(r->C), free(r->G), free(r->T), free(r->work);
+  free(r->Gf), free(r->Df), free(r->Tf);
   imx_rsum_free(&r->rKK);
   free(r);
   l->impl = NULL;
@@ -103,7 +113,10 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   imx_err e = IMX_OK;
   imx_timer_start(IMX_T_MOMENTS);
   if (l->cov_from_Sx) {
-    cov_from_Sx(l); /* T (>= n x K) is free: the backward pass writes into D */
+    cov_from_Sx(l);       /* T (>= n x K) is free: the backward pass writes into D */
+  } else if (l->single) { /* SSYRK per block, the blocks' sums in double */
+    e = imx_moments_atb_single(ctx, r->rKK, l->block, l->nloc, K, l->D, K, K, NULL, K, NULL, r->C);
+    for (size_t i = 0; i < (size_t)K * K; i++) r->C[i] *= invN;
   } else {
     e = imx_moments_atb(ctx, r->rKK, l->block, l->nloc, K, l->D, K, K, l->D, K, NULL, r->C);
     for (size_t i = 0; i < (size_t)K * K; i++) r->C[i] *= invN;
@@ -116,6 +129,8 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   }
   imx_timer_start(IMX_T_LINALG);
   e = imx_objective_moments(ctx, &l->obj, K, r->C, r->G, r->work, terms, value);
+  if (!e && l->single)
+    for (size_t i = 0; i < (size_t)K * K; i++) r->Gf[i] = (float)r->G[i];
   imx_timer_stop(IMX_T_LINALG);
   return e;
 }
@@ -135,6 +150,13 @@ static double *grad_rows(imx_layer *l, int64_t r0, int c) {
   double twoN = 2 * (1.0 / (double)l->N);
   const double zero = 0;
   double *Dc = l->D + r0 * K;
+  if (imx_objective_needs_cov(&l->obj) && !l->cov_from_Sx && l->single) {
+    const float twoNf = (float)twoN, zerof = 0;
+    for (size_t i = 0; i < (size_t)c * K; i++) r->Df[i] = (float)Dc[i];
+    sgemm_("N", "N", &K, &c, &K, &twoNf, r->Gf, &K, r->Df, &K, &zerof, r->Tf, &K);
+    for (size_t i = 0; i < (size_t)c * K; i++) r->T[i] = r->Tf[i];
+    return r->T;
+  }
   if (imx_objective_needs_cov(&l->obj) && !l->cov_from_Sx) {
     dgemm_("N", "N", &K, &c, &K, &twoN, r->G, &K, Dc, &K, &zero, r->T, &K);
     return r->T;

@@ -49,6 +49,20 @@ int imx_exact_deposit(int n, const double *x, const double *u, double v, double 
   return bad;
 }
 
+/* Float values through a short double buffer (every float is a double: the
+ * same pieces as imx_exact_deposit of the widened values). */
+int imx_exact_deposit_f(int n, const float *x, const double *u, double v, double *b0, double *b1,
+                        double *b2) {
+  double buf[256];
+  int bad = 0;
+  for (int i0 = 0; i0 < n; i0 += 256) {
+    int m = n - i0 < 256 ? n - i0 : 256;
+    for (int i = 0; i < m; i++) buf[i] = x[i0 + i];
+    bad |= imx_exact_deposit(m, buf, u + i0, v, b0 + i0, b1 + i0, b2 + i0);
+  }
+  return bad;
+}
+
 int imx_exact_deposit1(int n, const double *x, double U, double *b0, double *b1, double *b2) {
   const double c0 = 1.5 * 0x1p22, c1 = 1.5 * 0x1p-8, c2 = 1.5 * 0x1p-38;
   const double m0 = U * c0, m1 = U * c1, m2 = U * c2;

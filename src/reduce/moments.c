@@ -90,6 +90,54 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
   return imx_rsum_end(ctx, s, out);
 }
 
+/* Blocks whose float products imx_moments_atb_single keeps before adding them
+ * to the bins in one pass (imx_rsum_add_f: one read and write of the bins
+ * per GROUP blocks instead of per block; the same sum). */
+#define GROUP 4
+
+imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
+                               const double *A, int lda, int kb, const float *Bf, int ldb,
+                               const double *bmax, double *out) {
+  int sym = Bf == NULL;
+  int64_t step = block; /* float sums over at most B rows, in either mode */
+  size_t prod = (size_t)ka * kb;
+  float *Af = malloc(((size_t)step * ka + GROUP * prod) * sizeof *Af);
+  double *amax = malloc((size_t)ka * sizeof *amax);
+  imx_err e = Af && amax ? IMX_OK
+                         : imx_fail(ctx, IMX_ERR_NOMEM, "single-precision block of %d x %d", block,
+                                    ka > kb ? ka : kb);
+  e = imx_agree(ctx, e);
+  if (!e && imx_rsum_reproducible(s)) e = imx_colmax(ctx, m, ka, A, lda, amax);
+  if (e) {
+    free(Af), free(amax);
+    return e;
+  }
+  /* |a_i b_j| summed over B rows in float: at most B max|a| max|b| (1 + (B + 2) 2^-23)
+   * with the rounding of the inputs to float and of the B additions. */
+  imx_rsum_begin(s, (double)block * (1 + (block + 2.0) * 0x1p-23), amax, sym ? amax : bmax);
+  free(amax);
+  const float *parts[GROUP];
+  int held = 0;
+  const float one = 1, zero = 0;
+  for (int64_t r0 = 0; r0 < m; r0 += step) {
+    int rows = (int)((r0 + step < m ? r0 + step : m) - r0);
+    float *wf = Af + (size_t)step * ka + held * prod;
+    for (int64_t i = 0; i < rows; i++)
+      for (int j = 0; j < ka; j++) Af[i * ka + j] = (float)A[(r0 + i) * lda + j];
+    /* Row-major W (ka x kb) = A_b^T B_b is column-major W^T = B_b^T A_b; SSYRK's
+     * column-major upper triangle is the row-major lower one. */
+    if (sym) ssyrk_("U", "N", &ka, &rows, &one, Af, &ka, &zero, wf, &ka);
+    else sgemm_("N", "T", &kb, &ka, &rows, &one, Bf + r0 * ldb, &ldb, Af, &ka, &zero, wf, &kb);
+    parts[held++] = wf;
+    if (held == GROUP || r0 + step >= m) {
+      imx_rsum_add_f(s, parts, held, kb);
+      held = 0;
+    }
+  }
+  free(Af);
+  return imx_rsum_end(ctx, s, out);
+}
+
 imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
                                const double *A, int lda, int kb, const double *Bm, int ldb,
                                const double *bmax, double density, double *out) {

@@ -121,6 +121,26 @@ void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
   s->violated |= bad;
 }
 
+void imx_rsum_add_f(imx_rsum *s, const float *const *parts, int nparts, int ld) {
+  s->deposits += nparts;
+  double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
+  int bad = 0;
+  /* Row by row, every partial in turn: the row's bins stay in cache. */
+  for (int i = 0; i < s->rows; i++) {
+    int64_t off = (int64_t)i * s->cols;
+    int jend = s->lower ? i + 1 : s->cols;
+    for (int k = 0; k < nparts; k++) {
+      const float *x = parts[k] + (int64_t)i * ld;
+      if (s->mode != IMX_RED_REPRODUCIBLE) {
+        for (int j = 0; j < jend; j++) b0[off + j] += x[j];
+      } else {
+        bad |= imx_exact_deposit_f(jend, x, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
+      }
+    }
+  }
+  s->violated |= bad;
+}
+
 imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
   int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
   int64_t n = nbins * s->count;

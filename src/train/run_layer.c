@@ -166,6 +166,7 @@ static const char *const SHAPING[] = {"data.",
                                       "parallel.reduction",
                                       "parallel.block",
                                       "parallel.scalapack_block",
+                                      "parallel.precision",
                                       NULL};
 static const char *const UNSHAPING[] = {"data.path", "data.labels", NULL};
 

@@ -121,6 +121,7 @@ imx_err imx_summary_write(imx_ctx *ctx, const imx_summary *s, const char *dir) {
       }
       imx_json_str(&j, "reduction", imx_reduction_name(c->parallel.reduction));
       imx_json_int(&j, "block", c->parallel.block);
+      imx_json_str(&j, "precision", imx_precision_name(c->parallel.precision));
       if (s->train) {
         const imx_train_result *r = s->train;
         imx_json_object(&j, "optimizer");
