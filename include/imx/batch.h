@@ -16,6 +16,7 @@
 #define IMX_BATCH_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "imx/names.h"
 
@@ -36,8 +37,13 @@ static inline const char *imx_schedule_name(imx_schedule s) {
 /* The stochastic TAO types this program registers (imx_batch_register). */
 typedef enum { IMX_STOCH_NONE = 0, IMX_STOCH_ADAM, IMX_STOCH_SGD } imx_stochastic;
 
-/* IMX_STOCH_ADAM for "adam", IMX_STOCH_SGD for "sgd", else IMX_STOCH_NONE. Local. */
-imx_stochastic imx_batch_kind(const char *tao_type);
+/* IMX_STOCH_ADAM for "adam", IMX_STOCH_SGD for "sgd", else IMX_STOCH_NONE. Local.
+ * Inline: the configuration's checks use it without the training code. */
+static inline imx_stochastic imx_batch_kind(const char *tao_type) {
+  if (!strcmp(tao_type, "adam")) return IMX_STOCH_ADAM;
+  if (!strcmp(tao_type, "sgd")) return IMX_STOCH_SGD;
+  return IMX_STOCH_NONE;
+}
 
 typedef struct imx_batch_plan {
   int64_t N;     /* rows of the data set */

@@ -6,12 +6,6 @@
 
 #include "imx/rng.h"
 
-imx_stochastic imx_batch_kind(const char *tao_type) {
-  if (!strcmp(tao_type, "adam")) return IMX_STOCH_ADAM;
-  if (!strcmp(tao_type, "sgd")) return IMX_STOCH_SGD;
-  return IMX_STOCH_NONE;
-}
-
 void imx_batch_plan_init(imx_batch_plan *p, int64_t N, int block, int batch, uint64_t seed) {
   p->N = N, p->block = block, p->seed = seed;
   p->nb = (N + block - 1) / block;
