@@ -382,6 +382,42 @@ imx_err imx_config_validate_one(imx_ctx *ctx, const imx_config *cfg) {
 
 /* ---- entries of model.layers --------------------------------------------- */
 
+/* The message of the failed check, prefixed with the entry it came from. */
+static imx_err entry_fail(imx_ctx *ctx, imx_err e, const char *list, int index) {
+  char msg[IMX_MSG_LEN];
+  snprintf(msg, sizeof msg, "%s", ctx->msg);
+  return imx_fail(ctx, e, "%s[%d]: %s", list, index + 1, msg);
+}
+
+/* out = base with one entry's assignment lines (set) applied as --set, each
+ * key allowed by key_ok (NULL: any), then checked like one configuration;
+ * messages name list[index + 1]. Local. */
+static imx_err apply_entry(imx_ctx *ctx, const imx_config *base, const char *set, const char *list,
+                           int index, int (*key_ok)(const char *), imx_config *out) {
+  char lines[IMX_OPTS_LEN];
+  snprintf(lines, sizeof lines, "%s", set);
+  for (char *p = lines, *nl; *p; p = nl + 1) {
+    nl = strchr(p, '\n');
+    if (!nl) break;
+    *nl = '\0';
+    if (key_ok) {
+      char *eq = strchr(p, '=');
+      if (eq) *eq = '\0';
+      int ok = eq && key_ok(p);
+      if (eq) *eq = '=';
+      if (!ok)
+        return imx_fail(ctx, IMX_ERR_CONFIG, "%s[%d]: \"%.80s\": a stage may not set this key",
+                        list, index + 1, p);
+    }
+    if (imx_config_set(ctx, out, p)) return entry_fail(ctx, IMX_ERR_CONFIG, list, index);
+  }
+  /* the entry, not the file, is what failed: no file name in the message */
+  out->file[0] = '\0';
+  imx_err e = imx_config_validate_one(ctx, out);
+  memcpy(out->file, base->file, sizeof out->file);
+  return e ? entry_fail(ctx, e, list, index) : IMX_OK;
+}
+
 /* The configuration of layer `index` of model.layers: base with the entry's
  * assignment lines applied (as --set), then checked like one configuration;
  * messages name model.layers[index + 1]. Local. Errors: IMX_ERR_CONFIG,
@@ -393,28 +429,7 @@ imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_co
     return imx_fail(ctx, IMX_ERR_INTERNAL, "model.layers has %d entries, asked for %d",
                     base->model.nlayers, index + 1);
   }
-  char lines[IMX_OPTS_LEN];
-  snprintf(lines, sizeof lines, "%s", base->model.layer_set[index]);
-  for (char *p = lines, *nl; *p; p = nl + 1) {
-    nl = strchr(p, '\n');
-    if (!nl) break;
-    *nl = '\0';
-    if (imx_config_set(ctx, out, p)) {
-      char msg[IMX_MSG_LEN];
-      snprintf(msg, sizeof msg, "%s", ctx->msg);
-      return imx_fail(ctx, IMX_ERR_CONFIG, "model.layers[%d]: %s", index + 1, msg);
-    }
-  }
-  /* the entry, not the file, is what failed: no file name in the message */
-  out->file[0] = '\0';
-  imx_err e = imx_config_validate_one(ctx, out);
-  memcpy(out->file, base->file, sizeof out->file);
-  if (e) {
-    char msg[IMX_MSG_LEN];
-    snprintf(msg, sizeof msg, "%s", ctx->msg);
-    return imx_fail(ctx, e, "model.layers[%d]: %s", index + 1, msg);
-  }
-  return IMX_OK;
+  return apply_entry(ctx, base, base->model.layer_set[index], "model.layers", index, NULL, out);
 }
 
 /* ---- entries of optimizer.stages ----------------------------------------- */
@@ -463,35 +478,8 @@ imx_err imx_config_stage(imx_ctx *ctx, const imx_config *base, int index, imx_co
     return imx_fail(ctx, IMX_ERR_INTERNAL, "optimizer.stages has %d entries, asked for %d",
                     base->optimizer.nstages, index + 1);
   }
-  char lines[IMX_OPTS_LEN];
-  snprintf(lines, sizeof lines, "%s", base->optimizer.stage_set[index]);
-  for (char *p = lines, *nl; *p; p = nl + 1) {
-    nl = strchr(p, '\n');
-    if (!nl) break;
-    *nl = '\0';
-    char *eq = strchr(p, '=');
-    if (eq) *eq = '\0';
-    int ok = eq && imx_config_stage_key_ok(p);
-    if (eq) *eq = '=';
-    if (!ok)
-      return imx_fail(ctx, IMX_ERR_CONFIG,
-                      "optimizer.stages[%d]: \"%.80s\": a stage may not set this key", index + 1,
-                      p);
-    if (imx_config_set(ctx, out, p)) {
-      char msg[IMX_MSG_LEN];
-      snprintf(msg, sizeof msg, "%s", ctx->msg);
-      return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.stages[%d]: %s", index + 1, msg);
-    }
-  }
-  out->file[0] = '\0';
-  imx_err e = imx_config_validate_one(ctx, out);
-  memcpy(out->file, base->file, sizeof out->file);
-  if (e) {
-    char msg[IMX_MSG_LEN];
-    snprintf(msg, sizeof msg, "%s", ctx->msg);
-    return imx_fail(ctx, e, "optimizer.stages[%d]: %s", index + 1, msg);
-  }
-  return IMX_OK;
+  return apply_entry(ctx, base, base->optimizer.stage_set[index], "optimizer.stages", index,
+                     imx_config_stage_key_ok, out);
 }
 
 /* ---- setup (collective) -------------------------------------------------- */
