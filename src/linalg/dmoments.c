@@ -185,6 +185,23 @@ static void unpack_group(const imx_ctx *ctx, imx_dmoments *dm, double scale, imx
     }
 }
 
+/* R = M[J0:K, J0:J1] (mr x w, leading dimension mr; M the gathered G or L) of compute panel q0..q1
+ * from the gathered lower tiles of group g0; the upper part of its leading
+ * w x w block is left as it is (the solves read the lower triangle; the
+ * product with G mirrors it). */
+static void panel_lower(const imx_dmoments *dm, int g0, int q0, int q1, double *R) {
+  int K = dm->K, nb = dm->nb, kt = dm->kt, J0 = q0 * nb, mr = K - J0;
+  for (int J = q0; J < q1; J++) {
+    int tc = tile_rows(dm, J), cj = J * nb - J0;
+    for (int I = J; I < kt; I++) {
+      int tr = tile_rows(dm, I), ri = I * nb - J0;
+      const double *s = dm->buf + dm->pan->off[(size_t)(J - g0) * kt + I];
+      for (int jj = 0; jj < tc; jj++)
+        memcpy(R + ri + (size_t)(cj + jj) * mr, s + (size_t)jj * tr, (size_t)tr * sizeof *R);
+    }
+  }
+}
+
 /* Agree on the bound check and the deposit count of an exact sum. */
 static imx_err check_exact(imx_ctx *ctx, const imx_dmoments *dm, int bad, int64_t deposits,
                            const char *what) {
@@ -268,15 +285,7 @@ imx_err imx_dmoments_apply_rows_add(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G,
       /* R = G[J0:K, J0:J1] from the gathered lower tiles, its leading w x w
        * block made symmetric (upper from lower). */
       double *R = dm->R;
-      for (int J = q0; J < q1; J++) {
-        int tc = tile_rows(dm, J), cj = J * nb - J0;
-        for (int I = J; I < kt; I++) {
-          int tr = tile_rows(dm, I), ri = I * nb - J0;
-          const double *s = dm->buf + dm->pan->off[(size_t)(J - g0) * kt + I];
-          for (int jj = 0; jj < tc; jj++)
-            memcpy(R + ri + (size_t)(cj + jj) * mr, s + (size_t)jj * tr, (size_t)tr * sizeof *R);
-        }
-      }
+      panel_lower(dm, g0, q0, q1, R);
       for (int j = 0; j < w; j++)
         for (int i = j + 1; i < w; i++) R[j + (size_t)i * mr] = R[i + (size_t)j * mr];
       /* T[:, J0:K] += alpha D[:, J0:J1] G[J0:J1, J0:K]   (lower part, column view)
@@ -292,22 +301,6 @@ imx_err imx_dmoments_apply_rows_add(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *G,
     }
   }
   return IMX_OK;
-}
-
-/* R = L[J0:K, J0:J1] (mr x w, leading dimension mr) of compute panel q0..q1
- * from the gathered lower tiles of group g0; the upper part of its leading
- * w x w block is left as it is (the solves read the lower triangle only). */
-static void panel_lower(const imx_dmoments *dm, int g0, int q0, int q1, double *R) {
-  int K = dm->K, nb = dm->nb, kt = dm->kt, J0 = q0 * nb, mr = K - J0;
-  for (int J = q0; J < q1; J++) {
-    int tc = tile_rows(dm, J), cj = J * nb - J0;
-    for (int I = J; I < kt; I++) {
-      int tr = tile_rows(dm, I), ri = I * nb - J0;
-      const double *s = dm->buf + dm->pan->off[(size_t)(J - g0) * kt + I];
-      for (int jj = 0; jj < tc; jj++)
-        memcpy(R + ri + (size_t)(cj + jj) * mr, s + (size_t)jj * tr, (size_t)tr * sizeof *R);
-    }
-  }
 }
 
 imx_err imx_dmoments_solve_rows(imx_ctx *ctx, imx_dmoments *dm, imx_dmat *L, int64_t step,
