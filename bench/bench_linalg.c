@@ -7,7 +7,9 @@
  * replicated|scalapack|auto, --evals timed evaluations after one warm-up
  * (2; 0 = time the warm-up alone), --activation softmax|relu|identity,
  * --preset gaussian|..., --eps (1e-3), --nb tile size (64), --grid RxC
- * (0x0 = automatic), --reduction reproducible|fast, --path data|moments|auto.
+ * (0x0 = automatic), --reduction reproducible|fast, --path data|moments|auto,
+ * --dgemm S (the size of the square DGEMM rate probe run after the timed
+ * evaluations, best of 3 on every rank at once; 2000; 0 = none).
  *
  * Prints one JSON line on rank 0: the configuration, the backend and grid,
  * the seconds of the warm-up and of each timed evaluation, the phases of
@@ -17,19 +19,28 @@
  * wall time used by other processes during the timed evaluations (from
  * /proc/stat minus our ranks' own CPU time), the measure of noise on a
  * shared machine, and "cpu_s": the CPU-seconds of all our ranks per timed
- * evaluation, less sensitive than wall time to other processes. The heap is set up as in src/cli/main.c.
+ * evaluation, less sensitive than wall time to other processes. On the data
+ * path also "gflop": the flops of one evaluation per phase (global, counted
+ * for the algorithm the layer runs: M^-1 formed or logdet's triangular
+ * solves), "gflops": each phase's rate per rank (its flops / P / its time),
+ * and with --dgemm "dgemm_gflops" (the slowest rank's probe) and
+ * "frac_dgemm": the evaluation's rate per rank against it. The heap is set
+ * up as in src/cli/main.c.
  */
 #include <malloc.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "imx/blas.h"
 #include "imx/config.h"
 #include "imx/data.h"
 #include "imx/layer.h"
 #include "imx/log.h"
+#include "imx/objective.h"
 #include "imx/preprocess.h"
 #include "imx/timer.h"
 
@@ -68,6 +79,49 @@ static int parse_enum(const char *v, const char *const *names) {
   return -1;
 }
 
+/* Flops of one data-path evaluation, global, per phase (forward, moments,
+ * linalg, backward): the algorithm the layer runs (docs/performance.md). */
+static void phase_flops(const imx_layer *l, double f[4]) {
+  double K = imx_layer_units(l), n = imx_layer_inputs(l), N = (double)imx_layer_samples(l);
+  const imx_objective *obj = imx_layer_objective(l);
+  int cov = imx_objective_needs_cov(obj);
+  int solves = cov && !strcmp(imx_layer_linalg(l), "scalapack") &&
+               imx_objective_dist_solves(obj, imx_layer_samples(l), (int)K);
+  f[0] = 2 * N * K * n;                                                /* Z = X W^T */
+  f[1] = N * K * (K + 1);                                              /* the lower half of D^T D */
+  f[2] = cov ? (solves ? K * K * K / 3 : K * K * K) : 0;               /* Cholesky (+ M^-1) */
+  f[3] = 2 * N * K * n + (cov ? 2 * N * K * K : 0) +                   /* dW, D G or the solves */
+         (solves && imx_objective_dist_rest(obj) ? 2 * N * K * K : 0); /* + D G beside them */
+}
+
+/* The best of 3 square DGEMMs of size s (after a warm-up) on every rank at
+ * once, GFLOP/s of the slowest rank; NAN if s <= 0 or out of memory.
+ * Collective. */
+static double dgemm_rate(MPI_Comm comm, int s) {
+  if (s <= 0) return NAN;
+  size_t ss = (size_t)s * s;
+  double *a = malloc(3 * ss * sizeof *a), best = INFINITY;
+  int bad = !a;
+  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
+  if (bad) {
+    free(a);
+    return NAN;
+  }
+  for (size_t i = 0; i < 3 * ss; i++) a[i] = (double)(i % 7) * 0.1 - 0.3;
+  const double one = 1, zero = 0;
+  for (int r = 0; r < 4; r++) {
+    MPI_Barrier(comm);
+    double t = imx_now();
+    dgemm_("N", "N", &s, &s, &s, &one, a, &s, a + ss, &s, &zero, a + 2 * ss, &s);
+    t = imx_now() - t;
+    if (r > 0 && t < best) best = t;
+  }
+  free(a);
+  double rate = 2.0 * s * s * (double)s / best / 1e9;
+  MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, comm);
+  return rate;
+}
+
 int main(int argc, char **argv) {
   mallopt(M_MMAP_MAX, 0);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
@@ -86,7 +140,7 @@ int main(int argc, char **argv) {
   c.model.init_bias = 0.1;
   c.objective.eps = 1e-3;
   c.parallel.scalapack_block = 64;
-  int evals = 2;
+  int evals = 2, dgemm = 2000;
   const char *const linalgs[] = {"auto", "replicated", "scalapack", NULL};
   const char *const acts[] = {"identity", "relu", "softmax", NULL};
   const char *const reds[] = {"reproducible", "fast", NULL};
@@ -99,6 +153,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(k, "--n")) c.data.dim = atoi(v);
     else if (!strcmp(k, "--evals")) evals = atoi(v);
     else if (!strcmp(k, "--eps")) c.objective.eps = atof(v);
+    else if (!strcmp(k, "--dgemm")) dgemm = atoi(v);
     else if (!strcmp(k, "--nb")) c.parallel.scalapack_block = atoi(v);
     else if (!strcmp(k, "--preset"))
       snprintf(c.objective.preset, sizeof c.objective.preset, "%s", v);
@@ -156,6 +211,7 @@ int main(int argc, char **argv) {
   for (int t = 0; t < IMX_NTIMERS; t++)
     phases[t] = imx_timer_get((imx_timer_id)t) / (evals > 0 ? evals : 1);
   MPI_Allreduce(MPI_IN_PLACE, phases, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx.comm);
+  double peak = e ? NAN : dgemm_rate(ctx.comm, dgemm); /* after the measured window */
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss = ru.ru_maxrss / 1024.0, lbytes = l ? imx_layer_bytes(l) / 1048576 : 0;
@@ -185,7 +241,27 @@ int main(int argc, char **argv) {
       printf("], \"phases_s\": {");
       for (int t = IMX_T_FORWARD; t <= IMX_T_BACKWARD; t++)
         printf("%s\"%s\": %.4f", t > IMX_T_FORWARD ? ", " : "", imx_timer_names[t], phases[t]);
-      printf("}, \"layer_mib\": [");
+      printf("}");
+      if (!strcmp(imx_layer_path(l), "data")) {
+        const imx_timer_id ph[4] = {IMX_T_FORWARD, IMX_T_MOMENTS, IMX_T_LINALG, IMX_T_BACKWARD};
+        double fl[4], tf = 0;
+        phase_flops(l, fl);
+        printf(", \"gflop\": {");
+        for (int t = 0; t < 4; t++)
+          printf("%s\"%s\": %.6g", t ? ", " : "", imx_timer_names[ph[t]], fl[t] / 1e9);
+        printf("}, \"gflops\": {");
+        for (int t = 0; t < 4; t++) {
+          double sec = phases[ph[t]];
+          tf += fl[t];
+          printf("%s\"%s\": %.1f", t ? ", " : "", imx_timer_names[ph[t]],
+                 fl[t] / ctx.size / sec / 1e9);
+        }
+        double whole = evals > 0 ? 0 : first; /* as the phases: the mean of the timed */
+        for (int k = 0; k < evals; k++) whole += secs[k] / evals;
+        printf("}, \"eval_gflops\": %.1f, \"dgemm_gflops\": %.1f, \"frac_dgemm\": %.3f",
+               tf / ctx.size / whole / 1e9, peak, tf / ctx.size / whole / 1e9 / peak);
+      }
+      printf(", \"layer_mib\": [");
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", lbs[r]);
       printf("], \"peak_rss_mib\": [");
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", rsss[r]);

@@ -88,8 +88,8 @@ for r in rows:
     runs[key] = runs.get(key, 0) + 1
     if key not in best or min(r["eval_s"]) < min(best[key]["eval_s"]):
         best[key] = r
-print("\n| K | P | backend | grid | runs | s per evaluation (best) | CPU s per evaluation | scalapack / replicated | linalg s | moments s | backward s | layer MiB per rank | peak RSS MiB per rank | foreign CPU |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("\n| K | P | backend | grid | runs | s per evaluation (best) | CPU s per evaluation | scalapack / replicated | linalg s | moments s | backward s | layer MiB per rank | peak RSS MiB per rank | foreign CPU | GF/s per rank | of DGEMM |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for (K, P, b), r in sorted(best.items()):
     ph = r["phases_s"]
     grid = f"{r['grid'][0]}x{r['grid'][1]}" if b == "scalapack" else "-"
@@ -97,9 +97,11 @@ for (K, P, b), r in sorted(best.items()):
     ratio = f"{min(r['eval_s']) / min(rep['eval_s']):.2f}" if b == "scalapack" and rep else ""
     cpu = "n/a" if r.get("cpu_s") is None else f"{r['cpu_s']:.2f}"
     foreign = "n/a" if r.get("foreign_cpu") is None else f"{r['foreign_cpu']:.2f}"
+    rate = "n/a" if r.get("eval_gflops") is None else f"{r['eval_gflops']:.1f}"
+    frac = "n/a" if r.get("frac_dgemm") is None else f"{100 * r['frac_dgemm']:.0f} %"
     print(f"| {K} | {P} | {b} | {grid} | {runs[(K, P, b)]} | {min(r['eval_s']):.2f} | {cpu} | {ratio} | "
           f"{ph['linalg']:.2f} | {ph['moments']:.2f} | {ph['backward']:.2f} | {max(r['layer_mib']):.0f} | "
-          f"{max(r['peak_rss_mib']):.0f} | {foreign} |")
+          f"{max(r['peak_rss_mib']):.0f} | {foreign} | {rate} | {frac} |")
 for r in skipped:
-    print(f"| {r['K']} | {r['P']} | {r['requested']} | | | {r.get('skipped') or 'error: ' + r['error']} | | | | | | | | |")
+    print(f"| {r['K']} | {r['P']} | {r['requested']} | | | {r.get('skipped') or 'error: ' + r['error']} | | | | | | | | | | |")
 EOF

@@ -77,7 +77,8 @@ build = os.path.dirname(os.path.abspath(INFOMAX))
 jl = os.path.join(tmpdir(), "linalg.jsonl")
 p = subprocess.run(["bash", os.path.join(root, "bench", "run_linalg.sh"), build, jl], capture_output=True,
                    text=True, timeout=300, cwd=root,
-                   env=dict(ENV, KS="40 100", PS="1 2", N="600", NIN="8", IDLE_LOAD="0", EXTRA="--nb 16"))
+                   env=dict(ENV, KS="40 100", PS="1 2", N="600", NIN="8", IDLE_LOAD="0",
+                            EXTRA="--nb 16 --dgemm 200"))
 rows = [json.loads(l) for l in open(jl)] if os.path.exists(jl) else []
 losses = [r.get("loss") for r in rows if r["K"] == 100]
 check(p.returncode == 0 and len(rows) == 8 and all("eval_s" in r for r in rows)
@@ -85,6 +86,18 @@ check(p.returncode == 0 and len(rows) == 8 and all("eval_s" in r for r in rows)
       and "| 100 | 2 | scalapack | 1x2 |" in p.stdout,
       "bench/run_linalg.sh: 8 runs, K=100 loss of both backends on 1 and 2 ranks %s, table printed (stderr: %s)"
       % (losses, p.stderr.strip()[:200]))
+
+# The flops per phase are those of the algorithm run (gaussian, N = 600 > K / 3:
+# M^-1 formed), and the rates are set against the DGEMM probe of the same run.
+K, N, n = 100, 600, 8
+want = {"forward": 2 * N * K * n, "moments": N * K * (K + 1), "linalg": K ** 3,
+        "backward": 2 * N * K * n + 2 * N * K * K}
+r100 = [r for r in rows if r["K"] == K]
+check(r100 and all(abs(r["gflop"][k] * 1e9 - v) <= 1e-5 * v for r in r100 for k, v in want.items())
+      and all(r["dgemm_gflops"] > 0 and 0 < r["frac_dgemm"] < 10 for r in r100),
+      "bench_linalg: flops per phase %s = %s GFLOP, rates against the DGEMM probe %s"
+      % ([r["gflop"] for r in r100[:1]], {k: v / 1e9 for k, v in want.items()},
+         [(r["dgemm_gflops"], r["frac_dgemm"]) for r in r100]))
 
 # The PyTorch peer is optional: check it agrees on the loss where torch exists.
 try:
