@@ -258,8 +258,10 @@ int main(int argc, char **argv) {
         }
         double whole = evals > 0 ? 0 : first; /* as the phases: the mean of the timed */
         for (int k = 0; k < evals; k++) whole += secs[k] / evals;
-        printf("}, \"eval_gflops\": %.1f, \"dgemm_gflops\": %.1f, \"frac_dgemm\": %.3f",
-               tf / ctx.size / whole / 1e9, peak, tf / ctx.size / whole / 1e9 / peak);
+        double rate = tf / ctx.size / whole / 1e9;
+        printf("}, \"eval_gflops\": %.1f", rate);
+        if (peak > 0) printf(", \"dgemm_gflops\": %.1f, \"frac_dgemm\": %.3f", peak, rate / peak);
+        else printf(", \"dgemm_gflops\": null, \"frac_dgemm\": null");
       }
       printf(", \"layer_mib\": [");
       for (int r = 0; r < ctx.size; r++) printf("%s%.1f", r ? ", " : "", lbs[r]);
