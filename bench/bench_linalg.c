@@ -259,8 +259,8 @@ int main(int argc, char **argv) {
         double whole = evals > 0 ? 0 : first; /* as the phases: the mean of the timed */
         for (int k = 0; k < evals; k++) whole += secs[k] / evals;
         double rate = tf / ctx.size / whole / 1e9;
-        printf("}, \"eval_gflops\": %.1f", rate);
-        if (peak > 0) printf(", \"dgemm_gflops\": %.1f, \"frac_dgemm\": %.3f", peak, rate / peak);
+        printf("}, \"eval_gflops\": %.6g", rate);
+        if (peak > 0) printf(", \"dgemm_gflops\": %.6g, \"frac_dgemm\": %.6g", peak, rate / peak);
         else printf(", \"dgemm_gflops\": null, \"frac_dgemm\": null");
       }
       printf(", \"layer_mib\": [");

@@ -94,7 +94,9 @@ want = {"forward": 2 * N * K * n, "moments": N * K * (K + 1), "linalg": K ** 3,
         "backward": 2 * N * K * n + 2 * N * K * K}
 r100 = [r for r in rows if r["K"] == K]
 check(r100 and all(abs(r["gflop"][k] * 1e9 - v) <= 1e-5 * v for r in r100 for k, v in want.items())
-      and all(r["dgemm_gflops"] > 0 and 0 < r["frac_dgemm"] < 10 for r in r100),
+      and all(r["dgemm_gflops"] > 0 and r["eval_gflops"] > 0
+              and abs(r["frac_dgemm"] - r["eval_gflops"] / r["dgemm_gflops"]) <= 1e-5 * r["frac_dgemm"]
+              for r in r100),
       "bench_linalg: flops per phase %s = %s GFLOP, rates against the DGEMM probe %s"
       % ([r["gflop"] for r in r100[:1]], {k: v / 1e9 for k, v in want.items()},
          [(r["dgemm_gflops"], r["frac_dgemm"]) for r in r100]))
