@@ -89,6 +89,12 @@ imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *w
  * 0, naming `what`), IMX_ERR_MPI. Collective. */
 imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w);
 
+/* Can imx_linalg_dist_eigvalsh take order K? ScaLAPACK's pdsyevr (2.2)
+ * redistributes the whole matrix through REDIST, whose buffer size in bytes is
+ * a C int: from 8 K^2 >= 2^31 (K >= 16384) it prints "xxmr2d:out of memory"
+ * and exits the process. Local. */
+int imx_linalg_dist_eigvalsh_fits(int K);
+
 /* Cholesky M = L L^T of the SPD M (lower tiles), log det M into *logdet (the
  * diagonal of L gathered, its logs summed in index order: the same bits on
  * every rank), then M^{-1} into M's lower tiles. work: K doubles.

@@ -636,7 +636,7 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
       snprintf(path, sizeof path, "%s/winners.npy", dir);
       e = imx_npy_write(ctx, path, w, K, 1);
     }
-    if (!e) {
+    if (!e && m->eigenvalues) {
       snprintf(path, sizeof path, "%s/eigenvalues.npy", dir);
       e = imx_npy_write(ctx, path, m->eigenvalues, K, 1);
     }
@@ -855,8 +855,10 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
     if (a->out) {
       e = save(ctx, a->out, &r);
       if (!e)
-        note(ctx, "wrote %s/ (eval.json, %swinners.npy, eigenvalues.npy, features.h5%s)", a->out,
-             cols[0].train.corr ? "correlation.npy, " : "", cols[0].probed ? ", probe.h5" : "");
+        note(ctx, "wrote %s/ (eval.json, %swinners.npy, %sfeatures.h5%s)", a->out,
+             cols[0].train.corr ? "correlation.npy, " : "",
+             cols[0].train.eigenvalues ? "eigenvalues.npy, " : "",
+             cols[0].probed ? ", probe.h5" : "");
       if (!e && !cols[0].train.corr)
         note(ctx,
              "no correlation.npy: the measures of K=%d units were taken on block-cyclic tiles "

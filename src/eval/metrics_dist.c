@@ -10,6 +10,7 @@
 #include "imx/dmoments.h"
 #include "imx/exact.h"
 #include "imx/linalg.h"
+#include "imx/log.h"
 #include "imx/metrics.h"
 #include "imx/moments.h"
 #include "imx/rsum.h"
@@ -170,9 +171,18 @@ imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_ou
     imx_dinv_free(&w);
     imx_dmat_free(&M);
   }
-  /* Effective rank from the eigenvalues of C (tiny negative ones are rounding). */
-  if (!e) e = imx_linalg_dist_eigvalsh(ctx, C, "covariance of the outputs", ev);
-  if (!e) imx_metrics_spectrum(K, ev, m);
+  /* Effective rank from the eigenvalues of C (tiny negative ones are rounding);
+   * none where pdsyevr cannot go (K >= 16384), said so. */
+  if (!e && !imx_linalg_dist_eigvalsh_fits(K)) {
+    imx_log(ctx, IMX_WARN,
+            "measures: no effective rank and no eigenvalues at K = %d: ScaLAPACK's pdsyevr "
+            "sizes its redistribution buffer (8 K^2 bytes) with an int and exits the process "
+            "from K = 16384",
+            K);
+    free(m->eigenvalues);
+    m->eigenvalues = NULL;
+  } else if (!e) e = imx_linalg_dist_eigvalsh(ctx, C, "covariance of the outputs", ev);
+  if (!e && m->eigenvalues) imx_metrics_spectrum(K, ev, m);
   imx_dmat_free(&C);
   imx_grid_free(&g);
   free(d), free(ev), free(live);

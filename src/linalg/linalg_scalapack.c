@@ -359,7 +359,14 @@ imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *wh
   return IMX_OK;
 }
 
+int imx_linalg_dist_eigvalsh_fits(int K) { return (double)K * K * sizeof(double) <= INT32_MAX; }
+
 imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w) {
+  if (!imx_linalg_dist_eigvalsh_fits(M->K))
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_INTERNAL,
+                                   "%s: pdsyevr cannot take K = %d (its redistribution buffer "
+                                   "of 8 K^2 bytes overflows an int)",
+                                   what, M->K));
   int K = M->K, one = 1, m = 0, nz = 0, info = 0, lwork = -1, liwork = -1, iq = 0;
   double vl = 0, vu = 0, wq = 0, zdummy = 0;
   /* Eigenvalues only: Z is not referenced, its descriptor is M's. */
