@@ -17,18 +17,29 @@
 /* Global column maxima of |A| (m x k, row-major, leading dimension lda) into out[k]. */
 imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out);
 
-/* out[k] = sum over all global rows of A (m x k, ld lda). s: a 1 x k imx_rsum. */
+/* The same in two steps, for callers that take the maxima in the loop that
+ * writes A (while its rows are in cache): acc[j] = max(acc[j], |A(i,j)|)
+ * over m local rows (acc starts at 0; Local), then the maxima over the ranks
+ * (Collective). The maxima are exact: the same bits as imx_colmax. */
+void imx_colmax_local(int64_t m, int k, const double *A, int lda, double *acc);
+imx_err imx_colmax_reduce(imx_ctx *ctx, int k, double *acc);
+
+/* out[k] = sum over all global rows of A (m x k, ld lda). s: a 1 x k imx_rsum.
+ * amax: the global column maxima of |A| if the caller has them, else NULL
+ * (in reproducible mode they are then computed here). */
 imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k, const double *A,
-                           int lda, double *out);
+                           int lda, const double *amax, double *out);
 
 /* out (ka x kb) = sum over all global rows of A^T Bm (A: m x ka, Bm: m x kb,
  * row-major). If Bm == A (and ka == kb) the product is formed with syrk and s
- * must have been created with lower = 1. s: a ka x kb imx_rsum. bmax: the
- * global column maxima of |Bm| if the caller has them (kept across calls for
- * fixed data), else NULL. */
+ * must have been created with lower = 1. s: a ka x kb imx_rsum. amax, bmax:
+ * the global column maxima of |A| and |Bm| if the caller has them (bmax kept
+ * across calls for fixed data), else NULL. In reproducible mode the blocks'
+ * partials are added imx_rsum_group(s) at a time (imx_rsum_add_n: the same
+ * bits as one at a time). */
 imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka, const double *A,
-                        int lda, int kb, const double *Bm, int ldb, const double *bmax,
-                        double *out);
+                        int lda, const double *amax, int kb, const double *Bm, int ldb,
+                        const double *bmax, double *out);
 
 /* The same sum with the products in float32 (parallel.precision: single):
  * each block of B rows of A is rounded to float and multiplied by SSYRK
@@ -37,8 +48,8 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
  * float product is converted to double and added to s. Blocks of B rows in
  * either mode, so reproducible sums keep their bits for any P. */
 imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                               const double *A, int lda, int kb, const float *Bf, int ldb,
-                               const double *bmax, double *out);
+                               const double *A, int lda, const double *amax, int kb,
+                               const float *Bf, int ldb, const double *bmax, double *out);
 
 /* The same as imx_moments_atb (A != Bm, bmax required), for an A with many
  * zeros (topk and sparsemax outputs): a partial whose rows of A have at most
@@ -46,8 +57,9 @@ imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
  * instead of rows * ka * kb), else by dgemm. The choice is made per partial
  * from its own rows, so reproducible sums keep their bits for any P. */
 imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                               const double *A, int lda, int kb, const double *Bm, int ldb,
-                               const double *bmax, double density, double *out);
+                               const double *A, int lda, const double *amax, int kb,
+                               const double *Bm, int ldb, const double *bmax, double density,
+                               double *out);
 
 /* mean[k] = colsum(A) / N and C (k x k) = (A - 1 mean^T)^T (A - 1 mean^T) / N
  * over the N global rows of A (m local rows, k columns, row-major, dense),

@@ -53,20 +53,36 @@ void imx_rsum_begin(imx_rsum *s, double scale, const double *u, const double *v)
 /* Is s in reproducible mode? Local. */
 int imx_rsum_reproducible(const imx_rsum *s);
 
-/* A rows x cols scratch buffer owned by s, for callers to form a partial in
- * before adding it (valid until imx_rsum_free). Local. */
+/* A scratch buffer owned by s for callers to form partials in before adding
+ * them: imx_rsum_group(s) consecutive arrays of rows x cols (valid until
+ * imx_rsum_free). Local. */
 double *imx_rsum_work(imx_rsum *s);
+
+/* How many partials imx_rsum_work holds: 1 in fast mode (one partial per
+ * call there), 4 in reproducible mode (fewer, down to 1, when 4 would
+ * exceed 256 MiB). Local. */
+int imx_rsum_group(const imx_rsum *s);
+
+/* Bytes an imx_rsum of rows x cols takes in mode (bins and scratch). Local. */
+double imx_rsum_bytes(imx_reduction mode, double rows, double cols);
 
 /* Add one partial (rows x cols, row-major, leading dimension ld). Local. */
 void imx_rsum_add(imx_rsum *s, const double *partial, int ld);
+
+/* Add nparts partials (each rows x cols, row-major, leading dimension ld) in
+ * one pass over the bins: the same bits as imx_rsum_add of each in turn, with
+ * one read and write of the bins per call instead of per partial. Local. */
+void imx_rsum_add_n(imx_rsum *s, const double *const *parts, int nparts, int ld);
 
 /* Add nparts float partials (each rows x cols, row-major, leading dimension
  * ld), the same sum as imx_rsum_add of each widened to double, in one pass
  * over the bins. Local. */
 void imx_rsum_add_f(imx_rsum *s, const float *const *parts, int nparts, int ld);
 
-/* Combine across ranks and write the total (rows x cols, full) to out.
- * Collective; all ranks get the same bits. */
+/* Combine across ranks and write the total (rows x cols, full) to out: one
+ * MPI_Allreduce of the bins, which in reproducible mode carries the checks
+ * (deposits, bound violations) behind them. Collective; all ranks get the
+ * same bits. */
 imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out);
 
 #endif

@@ -216,9 +216,25 @@ static imx_err blas3_alone(imx_ctx *ctx, const imx_data *d, int K, int step, int
   return imx_agree(ctx, e);
 }
 
+/* nblk deposits of partial (rows x cols) into s, imx_rsum_group(s) per
+ * call from distinct buffers (copies in the sum's scratch, made once), as
+ * imx_moments_atb adds the blocks' products. Local. */
+static void deposit_groups(imx_rsum *s, const double *partial, int64_t nblk, int rows, int cols) {
+  int g = imx_rsum_group(s) < 4 ? imx_rsum_group(s) : 4;
+  size_t count = (size_t)rows * cols;
+  const double *parts[4];
+  for (int k = 0; k < g; k++) {
+    memcpy(imx_rsum_work(s) + k * count, partial, count * sizeof *partial);
+    parts[k] = imx_rsum_work(s) + k * count;
+  }
+  for (int64_t b = 0; b < nblk; b += g)
+    imx_rsum_add_n(s, parts, nblk - b < g ? (int)(nblk - b) : g, cols);
+}
+
 /* The parts of one data-path evaluation's reductions: the reproducible
  * deposits of every local block's partials (K x K lower, K x n, 2 K), the
- * column-maxima passes over the rank's nloc x K outputs (four: A, D, dZ twice),
+ * column maxima over the rank's nloc x K outputs (three: A, D, dZ, each in
+ * the loop that writes them, a block at a time in cache),
  * and MPI_Allreduce of three bins against one. Best of 2; max over ranks.
  * Collective. */
 static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, row *rw) {
@@ -245,19 +261,20 @@ static imx_err reduce_parts(imx_ctx *ctx, const imx_data *d, int K, int block, r
     for (int j = 0; j < K; j++) mx[j] = 0;
     double dep = INFINITY, cmx = INFINITY, arr = INFINITY, arf = INFINITY;
     for (int r = 0; r < 2 && !e; r++) {
-      /* Deposits: one per local block per sum, the local part of each sum. */
+      /* Deposits: one per local block per sum, the local part of each sum,
+       * imx_rsum_group blocks' partials (each its own buffer) per pass over
+       * the bins, as imx_moments_atb adds them. */
       double t = imx_now();
       imx_rsum_begin(sKK, 1.0, NULL, NULL);
       imx_rsum_begin(sKn, 1.0, NULL, NULL);
-      for (int64_t b = 0; b < nblk; b++) {
-        imx_rsum_add(sKK, pKK, K);
-        imx_rsum_add(sKn, pKn, n);
-      }
+      deposit_groups(sKK, pKK, nblk, K, K);
+      deposit_groups(sKn, pKn, nblk, K, n);
       t = imx_now() - t;
       dep = t < dep ? t : dep;
-      /* Column maxima: four passes over nloc x K (colsum A, syrk D, atb dZ, colsum dZ). */
+      /* Column maxima: three passes over nloc x K, a block at a time while it
+       * is in cache (A, D and dZ, taken in the loops that write them). */
       t = imx_now();
-      for (int pass = 0; pass < 4; pass++)
+      for (int pass = 0; pass < 3; pass++)
         for (int64_t b = 0; b < nblk; b++)
           for (int i = 0; i < block; i++)
             for (int j = 0; j < K; j++) {

@@ -20,12 +20,12 @@ static imx_err center(imx_ctx *ctx, const imx_config *cfg, imx_data *d, double *
   imx_err e = imx_rsum_create(ctx, cfg->parallel.reduction, 1, n, 0, &rn);
   if (!e && S) e = imx_rsum_create(ctx, cfg->parallel.reduction, n, n, 1, &rnn);
   e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rn, d->block, d->nloc, n, d->X, n, mu);
+  if (!e) e = imx_moments_colsum(ctx, rn, d->block, d->nloc, n, d->X, n, NULL, mu);
   if (!e) {
     for (int j = 0; j < n; j++) mu[j] /= (double)d->N;
     for (int64_t i = 0; i < d->nloc; i++)
       for (int j = 0; j < n; j++) d->X[i * n + j] -= mu[j];
-    if (S) e = imx_moments_atb(ctx, rnn, d->block, d->nloc, n, d->X, n, n, d->X, n, NULL, S);
+    if (S) e = imx_moments_atb(ctx, rnn, d->block, d->nloc, n, d->X, n, NULL, n, d->X, n, NULL, S);
   }
   if (!e && S)
     for (size_t i = 0; i < (size_t)n * n; i++) S[i] /= (double)d->N;

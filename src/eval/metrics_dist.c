@@ -47,7 +47,7 @@ static imx_err covariance(imx_ctx *ctx, imx_reduction mode, const imx_outputs *o
                              (long long)o->nloc, K);
   if (!e) e = imx_rsum_create(ctx, mode, 1, K, 0, &rs);
   e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rs, o->block, o->nloc, K, o->A, K, mean);
+  if (!e) e = imx_moments_colsum(ctx, rs, o->block, o->nloc, K, o->A, K, NULL, mean);
   if (!e) {
     for (int k = 0; k < K; k++) mean[k] /= (double)o->N;
     for (int64_t i = 0; i < o->nloc; i++)

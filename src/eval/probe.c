@@ -54,7 +54,7 @@ static imx_err standardize_train(imx_ctx *ctx, imx_probe *p) {
   if (!e) e = imx_rsum_create(ctx, p->mode, 1, dim, 0, &rd);
   e = imx_agree(ctx, e);
   if (!e) e = imx_colmax(ctx, t->nloc, dim, t->F, dim, raw);
-  if (!e) e = imx_moments_colsum(ctx, rd, t->block, t->nloc, dim, t->F, dim, p->mean);
+  if (!e) e = imx_moments_colsum(ctx, rd, t->block, t->nloc, dim, t->F, dim, NULL, p->mean);
   if (!e) {
     for (int j = 0; j < dim; j++) p->mean[j] /= (double)t->N;
     for (int64_t i = 0; i < t->nloc; i++)
@@ -169,11 +169,12 @@ imx_err imx_probe_eval(imx_ctx *ctx, imx_probe *p, const double *theta, double *
     }
   }
   double sum = 0, invN = 1.0 / (double)t->N;
-  imx_err e = imx_moments_colsum(ctx, p->r1, t->block, t->nloc, 1, p->loss, 1, &sum);
+  imx_err e = imx_moments_colsum(ctx, p->r1, t->block, t->nloc, 1, p->loss, 1, NULL, &sum);
   if (!e && grad)
-    e = imx_moments_atb(ctx, p->rCd, t->block, t->nloc, C, p->G, C, dim, t->F, dim, p->fmax, p->gV);
+    e = imx_moments_atb(ctx, p->rCd, t->block, t->nloc, C, p->G, C, NULL, dim, t->F, dim, p->fmax,
+                        p->gV);
   if (!e && grad)
-    e = imx_moments_colsum(ctx, p->rC, t->block, t->nloc, C, p->G, C, grad + (size_t)C * dim);
+    e = imx_moments_colsum(ctx, p->rC, t->block, t->nloc, C, p->G, C, NULL, grad + (size_t)C * dim);
   IMX_TRY(imx_agree(ctx, e));
   double pen = 0;
   for (size_t i = 0; i < (size_t)C * dim; i++) pen += theta[i] * theta[i];

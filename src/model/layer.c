@@ -58,6 +58,7 @@ void imx_layer_free(imx_layer **lp) {
   imx_layer *l = *lp;
   free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
   free(l->A), free(l->P), free(l->H), free(l->D), free(l->m), free(l->gW), free(l->gb);
+  free(l->amax), free(l->dmax), free(l->zmax);
   free(l->rowv), free(l->actwork), free(l->ghead), free(l->Xb);
   free(l->Xf), free(l->Wf), free(l->bf), free(l->Zf);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
@@ -97,12 +98,12 @@ static imx_err input_covariance(imx_ctx *ctx, imx_layer *l) {
   if (!e) e = imx_rsum_create(ctx, l->mode, 1, n, 0, &rn);
   if (!e) e = imx_rsum_create(ctx, l->mode, n, n, 1, &rnn);
   e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rn, l->block, l->nloc, n, l->X, n, mu);
+  if (!e) e = imx_moments_colsum(ctx, rn, l->block, l->nloc, n, l->X, n, NULL, mu);
   if (!e) {
     for (int j = 0; j < n; j++) mu[j] /= (double)l->N;
     for (int64_t i = 0; i < l->nloc; i++)
       for (int j = 0; j < n; j++) Xc[i * n + j] = l->X[i * n + j] - mu[j];
-    e = imx_moments_atb(ctx, rnn, l->block, l->nloc, n, Xc, n, n, Xc, n, NULL, l->Sx);
+    e = imx_moments_atb(ctx, rnn, l->block, l->nloc, n, Xc, n, NULL, n, Xc, n, NULL, l->Sx);
   }
   if (!e) {
     for (size_t i = 0; i < (size_t)n * n; i++) l->Sx[i] /= (double)l->N;
@@ -153,10 +154,6 @@ imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments) {
   return IMX_OK;
 }
 
-double imx_layer_rsum_bytes(imx_reduction mode, double rows, double cols) {
-  return ((mode == IMX_RED_REPRODUCIBLE ? 3 : 1) + 1) * rows * cols * sizeof(double);
-}
-
 /* Choose the backend from K, P and the memory per rank (the log says which
  * and why). Collective (memory detection); every rank chooses the same. */
 static imx_err choose_backend(imx_ctx *ctx, const imx_config *cfg, imx_layer *l, int want_moments) {
@@ -166,8 +163,8 @@ static imx_err choose_backend(imx_ctx *ctx, const imx_config *cfg, imx_layer *l,
    * (data) or input-moment (moments) buffers. */
   double keep = keeps_activation(l); /* P and H */
   double per_row = ((2 + keep) * rows + keep * (double)imx_layer_chunk(l)) * Kd + rows;
-  double common = (2 * Kd * nd + 5 * Kd + nd) * 8 + imx_layer_rsum_bytes(l->mode, 1, Kd) +
-                  imx_layer_rsum_bytes(l->mode, Kd, nd) + (want_moments ? nd * nd : per_row) * 8;
+  double common = (2 * Kd * nd + 5 * Kd + nd) * 8 + imx_rsum_bytes(l->mode, 1, Kd) +
+                  imx_rsum_bytes(l->mode, Kd, nd) + (want_moments ? nd * nd : per_row) * 8;
   if (l->single) /* X, W, b and a chunk of z in float */
     common += (rows * nd + Kd * nd + Kd + (double)imx_layer_chunk(l) * Kd) * 4;
   double est[IMX_LINALG_SCALAPACK + 1] = {0}, avail = 0;
@@ -217,6 +214,8 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   l->xmax = imx_layer_alloc(l, (size_t)n, &bad);
   l->W = imx_layer_alloc(l, (size_t)K * n, &bad), l->norms = imx_layer_alloc(l, (size_t)K, &bad);
   l->b = imx_layer_alloc(l, (size_t)K, &bad), l->m = imx_layer_alloc(l, (size_t)K, &bad);
+  l->amax = imx_layer_alloc(l, (size_t)K, &bad), l->dmax = imx_layer_alloc(l, (size_t)K, &bad);
+  l->zmax = imx_layer_alloc(l, (size_t)K, &bad);
   l->gW = imx_layer_alloc(l, (size_t)K * n, &bad), l->gb = imx_layer_alloc(l, (size_t)K, &bad);
   l->actwork = imx_layer_alloc(l, (size_t)imx_act_work(&l->phi), &bad);
   if (l->obj.w[IMX_TERM_SUPERVISED] != 0) {
@@ -247,7 +246,7 @@ static imx_err common_create(imx_ctx *ctx, const imx_config *cfg, const imx_data
   l->bytes += imx_entropy_bytes(l->ent);
   e = imx_agree(ctx, e);
   if (!e && l->obj.w[IMX_TERM_HSIC] != 0) e = hsic_create(ctx, cfg, l);
-  l->bytes += (size_t)(imx_layer_rsum_bytes(l->mode, 1, K) + imx_layer_rsum_bytes(l->mode, K, n));
+  l->bytes += (size_t)(imx_rsum_bytes(l->mode, 1, K) + imx_rsum_bytes(l->mode, K, n));
   return imx_agree(ctx, e);
 }
 
@@ -340,7 +339,7 @@ imx_err imx_layer_create(imx_ctx *ctx, const imx_config *cfg, const imx_data *d,
   return IMX_OK;
 }
 
-static void forward(const imx_layer *l, double *out, int apply_phi);
+static void forward(const imx_layer *l, double *out, int apply_phi, double *amax);
 
 /* theta from model.init and model.seed. Collective. */
 static imx_err init_theta(imx_ctx *ctx, const imx_layer *l, const imx_config *cfg, double *theta) {
@@ -389,7 +388,7 @@ imx_err imx_layer_init_params(imx_ctx *ctx, const imx_layer *l, const imx_config
   /* hsic's bandwidths from the initial outputs: one objective for the whole
    * run, also after an exact resume, which recomputes these parameters. */
   imx_layer_weights(l, theta, l->W, l->b);
-  forward(l, l->A, !l->on_z);
+  forward(l, l->A, !l->on_z, NULL);
   return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
@@ -403,7 +402,7 @@ imx_err imx_layer_start_params(imx_ctx *ctx, const imx_layer *l, const double *f
   }
   if (!l->hsic) return IMX_OK;
   imx_layer_weights(l, theta, l->W, l->b);
-  forward(l, l->A, !l->on_z);
+  forward(l, l->A, !l->on_z, NULL);
   return imx_hsic_set_bandwidths(ctx, l->hsic, l->A);
 }
 
@@ -443,7 +442,7 @@ static void activate_single(const imx_layer *l, int64_t rows, double *Z) {
 
 /* forward in float32: W and b rounded to float once, then per chunk
  * Z = Xf Wf^T + bf (SGEMM) and phi in float, widened into out. */
-static void forward_single(const imx_layer *l, double *out, int apply_phi) {
+static void forward_single(const imx_layer *l, double *out, int apply_phi, double *amax) {
   int K = l->K, n = l->n;
   int64_t rows = l->nloc, step = imx_layer_chunk(l);
   const float one = 1, zero = 0;
@@ -458,16 +457,21 @@ static void forward_single(const imx_layer *l, double *out, int apply_phi) {
     if (apply_phi) imx_act_forward_f(&l->phi, c, Z, l->actwork);
     double *o = out + r0 * K;
     for (size_t i = 0; i < (size_t)c * K; i++) o[i] = Z[i];
+    if (amax) imx_colmax_local(c, K, o, K, amax);
   }
 }
 
-/* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if asked. */
-static void forward(const imx_layer *l, double *out, int apply_phi) {
+/* Z = X W^T + 1 b^T over the local rows into out (nloc x K), then phi if
+ * asked; with amax (K) also the local column maxima of |out|, chunk by chunk
+ * while it is in cache. */
+static void forward(const imx_layer *l, double *out, int apply_phi, double *amax) {
   int K = l->K, n = l->n;
   int64_t rows = l->nloc, step = imx_layer_chunk(l);
   const double one = 1, zero = 0;
+  if (amax)
+    for (int k = 0; k < K; k++) amax[k] = 0;
   if (l->single) {
-    forward_single(l, out, apply_phi);
+    forward_single(l, out, apply_phi, amax);
     return;
   }
   for (int64_t r0 = 0; r0 < rows; r0 += step) {
@@ -478,6 +482,7 @@ static void forward(const imx_layer *l, double *out, int apply_phi) {
     for (int i = 0; i < c; i++)
       for (int k = 0; k < K; k++) Z[(size_t)i * K + k] += l->b[k];
     if (apply_phi) activate(l, c, Z);
+    if (amax) imx_colmax_local(c, K, Z, K, amax);
   }
 }
 
@@ -486,7 +491,7 @@ imx_err imx_layer_forward(imx_ctx *ctx, imx_layer *l, const double *theta, imx_f
   imx_layer_weights(l, theta, l->W, l->b);
   if (which == IMX_FEAT_INPUT)
     return imx_fail(ctx, IMX_ERR_INTERNAL, "imx_layer_forward: the input is not an output");
-  forward(l, out, which == IMX_FEAT_ACTIVATION);
+  forward(l, out, which == IMX_FEAT_ACTIVATION, NULL);
   return IMX_OK;
 }
 
@@ -572,7 +577,7 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
   for (int64_t i = 0; i < rows; i++)
     l->rowv[i] = imx_objective_lse_row(l->K, activation_rows(l) + i * l->K, NULL, 0);
   double s = 0;
-  imx_err e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, &s);
+  imx_err e = imx_moments_colsum(ctx, l->r1, l->block, rows, 1, l->rowv, 1, NULL, &s);
   imx_timer_stop(IMX_T_MOMENTS);
   if (e) return e;
   terms[IMX_TERM_LSE] = s * invN;
@@ -584,15 +589,16 @@ static imx_err lse_value(imx_ctx *ctx, imx_layer *l, int64_t rows, double invN,
  * with the zeros of their outputs: partials with at most SPARSE_DENSITY
  * nonzeros skip them (parallel.sparse). */
 #define SPARSE_DENSITY 0.125
-static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double *dZ) {
+static imx_err reduce_gW(imx_ctx *ctx, imx_layer *l, int64_t rows, const double *dZ,
+                         const double *zmax) {
   if (l->single && !l->sparse)
-    return imx_moments_atb_single(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->Xf, l->n,
-                                  l->xmax, l->gW);
+    return imx_moments_atb_single(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, zmax, l->n, l->Xf,
+                                  l->n, l->xmax, l->gW);
   if (l->sparse)
-    return imx_moments_atb_sparse(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n,
-                                  l->xmax, SPARSE_DENSITY, l->gW);
-  return imx_moments_atb(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, l->n, l->X, l->n, l->xmax,
-                         l->gW);
+    return imx_moments_atb_sparse(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, zmax, l->n, l->X,
+                                  l->n, l->xmax, SPARSE_DENSITY, l->gW);
+  return imx_moments_atb(ctx, l->rKn, l->block, rows, l->K, dZ, l->K, zmax, l->n, l->X, l->n,
+                         l->xmax, l->gW);
 }
 
 /* The supervised term on the outputs A (include/imx/supervised.h). */
@@ -646,8 +652,10 @@ static void activation_grad(imx_layer *l, int64_t r0, int c, double *T, double i
 static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
   int K = l->K;
   int64_t rows = l->nloc, step = imx_layer_chunk(l);
+  /* Reproducible sums need the maxima of A (its column sums) and of D (C). */
+  int maxima = l->mode == IMX_RED_REPRODUCIBLE && !l->cov_from_Sx;
   imx_timer_start(IMX_T_FORWARD);
-  forward(l, l->A, !l->on_z);
+  forward(l, l->A, !l->on_z, maxima ? l->amax : NULL);
   if (l->P) {
     memcpy(l->P, l->A, (size_t)rows * K * sizeof *l->P);
     for (int64_t r0 = 0; r0 < rows; r0 += step) {
@@ -666,12 +674,20 @@ static imx_err outputs_centered(imx_ctx *ctx, imx_layer *l, double invN) {
       l->m[k] = s + l->b[k];
     }
   } else {
-    e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, l->m);
+    if (maxima) e = imx_colmax_reduce(ctx, K, l->amax);
+    if (!e)
+      e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, l->A, K, maxima ? l->amax : NULL, l->m);
     for (int k = 0; !e && k < K; k++) l->m[k] *= invN;
   }
   if (!e) {
-    for (int64_t i = 0; i < rows; i++)
-      for (int k = 0; k < K; k++) l->D[i * K + k] = l->A[i * K + k] - l->m[k];
+    if (maxima)
+      for (int k = 0; k < K; k++) l->dmax[k] = 0;
+    for (int64_t i = 0; i < rows; i++) {
+      double *d = l->D + i * K;
+      for (int k = 0; k < K; k++) d[k] = l->A[i * K + k] - l->m[k];
+      if (maxima) imx_colmax_local(1, K, d, K, l->dmax);
+    }
+    if (maxima) e = imx_colmax_reduce(ctx, K, l->dmax);
   }
   imx_timer_stop(IMX_T_MOMENTS);
   return e;
@@ -698,7 +714,9 @@ static imx_err eval_data(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], d
   if (!want_grad) return IMX_OK;
 
   imx_timer_start(IMX_T_BACKWARD);
-  double *dZ = NULL;
+  double *dZ = NULL, *zmax = l->mode == IMX_RED_REPRODUCIBLE ? l->zmax : NULL;
+  if (zmax)
+    for (int k = 0; k < K; k++) zmax[k] = 0;
   e = l->ops->grad_begin(ctx, l, &dZ);
   for (int64_t r0 = 0; !e && r0 < rows; r0 += step) {
     int c = (int)(r0 + step < rows ? step : rows - r0);
@@ -717,12 +735,14 @@ static imx_err eval_data(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS], d
       }
     }
     if (Tc != dZc) memcpy(dZc, Tc, (size_t)c * K * sizeof *dZc);
+    if (zmax) imx_colmax_local(c, K, dZc, K, zmax);
   }
   imx_timer_stop(IMX_T_BACKWARD);
   if (e) return e;
   imx_timer_start(IMX_T_REDUCE);
-  e = reduce_gW(ctx, l, rows, dZ);
-  if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, dZ, K, l->gb);
+  if (zmax) e = imx_colmax_reduce(ctx, K, zmax);
+  if (!e) e = reduce_gW(ctx, l, rows, dZ, zmax);
+  if (!e) e = imx_moments_colsum(ctx, l->rK, l->block, rows, K, dZ, K, zmax, l->gb);
   if (!e && l->sup)
     e = imx_supervised_grad_head(ctx, l->sup, activation_rows(l), l->obj.w[IMX_TERM_SUPERVISED],
                                  l->ghead);

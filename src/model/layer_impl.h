@@ -74,6 +74,9 @@ struct imx_layer {
   double *H; /* chunk x K: their dL/da, then dL/dz, of one chunk of rows (when P) */
   double *D; /* nloc x K: centered A, then dL/dZ unless the backend keeps its own */
   double *m; /* K: means of the outputs */
+  /* K each: global column maxima of |A|, |D| and |dL/dZ| (reproducible mode,
+   * the bounds of their sums), taken in the loops that write them. */
+  double *amax, *dmax, *zmax;
   double *gW, *gb;         /* K x n, K: dL/dW, dL/db */
   double *rowv;            /* nloc per-sample values (lse) */
   imx_rsum *rK, *rKn, *r1; /* sums of K, K x n and 1 column(s) */
@@ -156,8 +159,5 @@ void *imx_layer_alloc(imx_layer *l, size_t count, int *bad);
 /* malloc of count floats (at least one), counted in l->bytes; sets *bad on
  * failure. Local. */
 float *imx_layer_alloc_float(imx_layer *l, size_t count, int *bad);
-
-/* Bytes of an imx_rsum of rows x cols (bins and its scratch). Local. */
-double imx_layer_rsum_bytes(imx_reduction mode, double rows, double cols);
 
 #endif

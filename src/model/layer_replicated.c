@@ -30,8 +30,7 @@ static double estimate(const imx_config *cfg, const imx_layer *l, int P, int mom
   /* T, C, G, LAPACK scratch and the K x K sum. */
   double chunkK = (c > n ? c : n) * Kd * 8;
   double single = l->single ? (Kd * Kd + 2 * c * Kd) * 4 : 0; /* Gf, Df, Tf */
-  return common + chunkK + single + (4 * Kd * Kd + 3 * Kd) * 8 +
-         imx_layer_rsum_bytes(l->mode, Kd, Kd);
+  return common + chunkK + single + (4 * Kd * Kd + 3 * Kd) * 8 + imx_rsum_bytes(l->mode, Kd, Kd);
 }
 
 static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
@@ -59,7 +58,7 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
                    K, l->n, (double)l->bytes / 1048576);
   }
   if (!e) e = imx_rsum_create(ctx, l->mode, K, K, 1, &r->rKK);
-  if (!e) l->bytes += (size_t)imx_layer_rsum_bytes(l->mode, K, K);
+  if (!e) l->bytes += (size_t)imx_rsum_bytes(l->mode, K, K);
   return imx_agree(ctx, e);
 }
 
@@ -110,15 +109,17 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   replicated *r = l->impl;
   int K = l->K;
   double invN = 1.0 / (double)l->N;
+  const double *dmax = l->mode == IMX_RED_REPRODUCIBLE ? l->dmax : NULL; /* taken with D */
   imx_err e = IMX_OK;
   imx_timer_start(IMX_T_MOMENTS);
   if (l->cov_from_Sx) {
     cov_from_Sx(l);       /* T (>= n x K) is free: the backward pass writes into D */
   } else if (l->single) { /* SSYRK per block, the blocks' sums in double */
-    e = imx_moments_atb_single(ctx, r->rKK, l->block, l->nloc, K, l->D, K, K, NULL, K, NULL, r->C);
+    e = imx_moments_atb_single(ctx, r->rKK, l->block, l->nloc, K, l->D, K, dmax, K, NULL, K, NULL,
+                               r->C);
     for (size_t i = 0; i < (size_t)K * K; i++) r->C[i] *= invN;
   } else {
-    e = imx_moments_atb(ctx, r->rKK, l->block, l->nloc, K, l->D, K, K, l->D, K, NULL, r->C);
+    e = imx_moments_atb(ctx, r->rKK, l->block, l->nloc, K, l->D, K, dmax, K, l->D, K, NULL, r->C);
     for (size_t i = 0; i < (size_t)K * K; i++) r->C[i] *= invN;
   }
   imx_timer_stop(IMX_T_MOMENTS);

@@ -22,20 +22,20 @@
 #define WR_ROWS 64
 
 typedef struct scalapack {
-  imx_grid *grid;      /* the BLACS grid */
-  imx_dmat *dC, *dG;   /* C and G, lower tiles */
-  imx_dmat *dM;        /* gaussian_tc's matrix when logdet also needs one; logdet's factor
-                          when the solves run beside other terms */
-  int solves;          /* data path: logdet's M^-1 applied by triangular solves
-                          (imx_objective_dist_solves) */
-  imx_dmat *L;         /* where its factor is: dG (logdet alone) or dM */
-  imx_dmoments *dm;    /* panel plan and scratch */
-  imx_dinv *inv;       /* scratch of M^{-1} (logdet, gaussian_tc; reproducible mode) */
-  double *diag, *dmax; /* diag C; column maxima of |D| (K each) */
-  double *T;           /* K x n: W S_x (moments path) */
-  double *Tb;          /* nloc x K (data path): dL/dA, then dL/dZ */
-  double *work;        /* WR_ROWS x K (weight_redundancy) */
-  double corr;         /* max |correlation| of the last evaluation */
+  imx_grid *grid;    /* the BLACS grid */
+  imx_dmat *dC, *dG; /* C and G, lower tiles */
+  imx_dmat *dM;      /* gaussian_tc's matrix when logdet also needs one; logdet's factor
+                        when the solves run beside other terms */
+  int solves;        /* data path: logdet's M^-1 applied by triangular solves
+                        (imx_objective_dist_solves) */
+  imx_dmat *L;       /* where its factor is: dG (logdet alone) or dM */
+  imx_dmoments *dm;  /* panel plan and scratch */
+  imx_dinv *inv;     /* scratch of M^{-1} (logdet, gaussian_tc; reproducible mode) */
+  double *diag;      /* diag C (K) */
+  double *T;         /* K x n: W S_x (moments path) */
+  double *Tb;        /* nloc x K (data path): dL/dA, then dL/dZ */
+  double *work;      /* WR_ROWS x K (weight_redundancy) */
+  double corr;       /* max |correlation| of the last evaluation */
 } scalapack;
 
 /* Largest local block of a K x K matrix with nb tiles on a pr x pc grid. */
@@ -101,7 +101,7 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
   l->bytes += imx_dmat_bytes(s->dC) + imx_dmat_bytes(s->dG) + imx_dmoments_bytes(s->dm);
   if (s->dM) l->bytes += imx_dmat_bytes(s->dM);
   s->T = imx_layer_alloc(l, (size_t)l->n * K, &bad);
-  s->diag = imx_layer_alloc(l, (size_t)K, &bad), s->dmax = imx_layer_alloc(l, (size_t)K, &bad);
+  s->diag = imx_layer_alloc(l, (size_t)K, &bad);
   s->work = imx_layer_alloc(l, (size_t)WR_ROWS * K, &bad);
   imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "scalapack backend buffers (K=%d)", K) : IMX_OK;
   return imx_agree(ctx, e);
@@ -110,7 +110,7 @@ static imx_err create(imx_ctx *ctx, const imx_config *cfg, imx_layer *l) {
 static void destroy(imx_layer *l) {
   scalapack *s = l->impl;
   if (!s) return;
-  free(s->T), free(s->Tb), free(s->diag), free(s->dmax), free(s->work);
+  free(s->T), free(s->Tb), free(s->diag), free(s->work);
   imx_dmoments_free(&s->dm);
   imx_dinv_free(&s->inv);
   imx_dmat_free(&s->dC), imx_dmat_free(&s->dG), imx_dmat_free(&s->dM);
@@ -175,8 +175,8 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   double invN = 1.0 / (double)l->N;
   imx_err e = IMX_OK;
   imx_timer_start(IMX_T_MOMENTS);
-  if (l->mode == IMX_RED_REPRODUCIBLE) e = imx_colmax(ctx, rows, l->K, l->D, l->K, s->dmax);
-  if (!e) e = imx_dmoments_gram(ctx, s->dm, l->block, rows, l->D, s->dmax, invN, s->dC);
+  /* D's maxima (reproducible mode) were taken with D (layer.c). */
+  e = imx_dmoments_gram(ctx, s->dm, l->block, rows, l->D, l->dmax, invN, s->dC);
   imx_timer_stop(IMX_T_MOMENTS);
   if (e) return e;
   imx_timer_start(IMX_T_LINALG);

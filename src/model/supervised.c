@@ -105,7 +105,7 @@ imx_err imx_supervised_value(imx_ctx *ctx, imx_supervised *s, const double *head
       si[k] = s->mask[i] ? (exp(si[k] - lse) - (k == s->y[i])) / (double)s->L : 0;
   }
   double tot = 0;
-  IMX_TRY(imx_moments_colsum(ctx, s->r1, s->block, rows, 1, s->rowv, 1, &tot));
+  IMX_TRY(imx_moments_colsum(ctx, s->r1, s->block, rows, 1, s->rowv, 1, NULL, &tot));
   *value = tot / (double)s->L;
   return IMX_OK;
 }
@@ -121,8 +121,9 @@ void imx_supervised_backward_rows(const imx_supervised *s, const double *head, i
 imx_err imx_supervised_grad_head(imx_ctx *ctx, imx_supervised *s, const double *A, double scale,
                                  double *ghead) {
   int K = s->K, C = s->C;
-  IMX_TRY(imx_moments_atb(ctx, s->rCK, s->block, s->nloc, C, s->S, C, K, A, K, NULL, ghead));
-  IMX_TRY(imx_moments_colsum(ctx, s->rC, s->block, s->nloc, C, s->S, C, ghead + (size_t)C * K));
+  IMX_TRY(imx_moments_atb(ctx, s->rCK, s->block, s->nloc, C, s->S, C, NULL, K, A, K, NULL, ghead));
+  IMX_TRY(
+      imx_moments_colsum(ctx, s->rC, s->block, s->nloc, C, s->S, C, NULL, ghead + (size_t)C * K));
   for (int i = 0; i < C * K + C; i++) ghead[i] *= scale;
   return IMX_OK;
 }

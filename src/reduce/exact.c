@@ -27,16 +27,36 @@ double imx_exact_pow2(double x) {
   return pow2i(e < EMIN ? EMIN : e > EMAX ? EMAX : e);
 }
 
+/* Is some |x_i| > U_i = u[i] * v (or U, when u is NULL)? The plain test, for
+ * the rare call whose vectorized test below flagged it (a violation, or a
+ * NaN, which is not one). */
+static int exceeds(int n, const double *x, const double *u, double v) {
+  int bad = 0;
+  for (int i = 0; i < n; i++) bad |= fabs(x[i]) > (u ? u[i] * v : v);
+  return bad;
+}
+
+/* The sign bit of U - |r|: set when |r| > U (a nonzero difference of doubles
+ * never rounds to 0) and possibly for a NaN r. An integer OR keeps the loops
+ * below vectorizable (a comparison in them is not vectorized); a set bit is
+ * confirmed by exceeds. */
+static inline uint64_t sign_of(double t) {
+  uint64_t b;
+  memcpy(&b, &t, sizeof b);
+  return b;
+}
+
 /* Adding M = 1.5 * 2^(q + 52) rounds r to a multiple of the quantum 2^q and
  * the subtraction is exact; the quanta are U 2^-30, U 2^-60, U 2^-90. No
- * branch in the loop, so it vectorizes. */
+ * branch in the loop, so it vectorizes (the same operations in any width: the
+ * same bits). */
 int imx_exact_deposit(int n, const double *x, const double *u, double v, double *b0, double *b1,
                       double *b2) {
   const double c0 = 1.5 * 0x1p22, c1 = 1.5 * 0x1p-8, c2 = 1.5 * 0x1p-38;
-  int bad = 0;
+  uint64_t sign = 0;
   for (int i = 0; i < n; i++) {
     double U = u[i] * v, r = x[i];
-    bad |= fabs(r) > U;
+    sign |= sign_of(U - fabs(r));
     double m0 = U * c0, p0 = (r + m0) - m0;
     r -= p0;
     double m1 = U * c1, p1 = (r + m1) - m1;
@@ -46,7 +66,7 @@ int imx_exact_deposit(int n, const double *x, const double *u, double v, double 
     b1[i] += p1;
     b2[i] += p2;
   }
-  return bad;
+  return sign >> 63 ? exceeds(n, x, u, v) : 0;
 }
 
 /* Float values through a short double buffer (every float is a double: the
@@ -66,10 +86,10 @@ int imx_exact_deposit_f(int n, const float *x, const double *u, double v, double
 int imx_exact_deposit1(int n, const double *x, double U, double *b0, double *b1, double *b2) {
   const double c0 = 1.5 * 0x1p22, c1 = 1.5 * 0x1p-8, c2 = 1.5 * 0x1p-38;
   const double m0 = U * c0, m1 = U * c1, m2 = U * c2;
-  int bad = 0;
+  uint64_t sign = 0;
   for (int i = 0; i < n; i++) {
     double r = x[i];
-    bad |= fabs(r) > U;
+    sign |= sign_of(U - fabs(r));
     double p0 = (r + m0) - m0;
     r -= p0;
     double p1 = (r + m1) - m1;
@@ -79,7 +99,7 @@ int imx_exact_deposit1(int n, const double *x, double U, double *b0, double *b1,
     b1[i] += p1;
     b2[i] += p2;
   }
-  return bad;
+  return sign >> 63 ? exceeds(n, x, NULL, U) : 0;
 }
 
 void imx_exact_total(int64_t n, const double *b0, const double *b1, const double *b2, double *out) {

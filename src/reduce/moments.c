@@ -3,21 +3,30 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "imx/blas.h"
 
-imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out) {
-  for (int j = 0; j < k; j++) out[j] = 0;
+void imx_colmax_local(int64_t m, int k, const double *A, int lda, double *acc) {
   for (int64_t i = 0; i < m; i++) {
     const double *a = A + i * lda;
     for (int j = 0; j < k; j++) {
       double v = fabs(a[j]);
-      if (v > out[j]) out[j] = v;
+      acc[j] = v > acc[j] ? v : acc[j]; /* a store either way: it vectorizes (maxpd) */
     }
   }
+}
+
+imx_err imx_colmax_reduce(imx_ctx *ctx, int k, double *acc) {
   imx_comm_sent(ctx, 8.0 * k, 1);
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, out, k, MPI_DOUBLE, MPI_MAX, ctx->comm));
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, acc, k, MPI_DOUBLE, MPI_MAX, ctx->comm));
   return IMX_OK;
+}
+
+imx_err imx_colmax(imx_ctx *ctx, int64_t m, int k, const double *A, int lda, double *out) {
+  for (int j = 0; j < k; j++) out[j] = 0;
+  imx_colmax_local(m, k, A, lda, out);
+  return imx_colmax_reduce(ctx, k, out);
 }
 
 /* Rows per partial: one block (reproducible) or all local rows (fast). */
@@ -25,58 +34,93 @@ static int64_t chunk_rows(int block, int64_t m, int reproducible) {
   return reproducible ? block : (m > 0 ? m : 1);
 }
 
-/* Begin s with the bound B * max|A| (the column maxima of A, as the rows' u
- * with as_rows, else as the columns' v) times v (as_rows only). Collective. */
+/* Begin s with the bound B * max|A| (the column maxima of A: known, or
+ * computed when known is NULL; as the rows' u with as_rows, else as the
+ * columns' v) times v (as_rows only). Collective. */
 static imx_err begin_bounded(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k,
-                             const double *A, int lda, const double *v, int as_rows) {
-  double *amax = malloc((size_t)k * sizeof *amax);
-  if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", k);
-  imx_err e = imx_rsum_reproducible(s) ? imx_colmax(ctx, m, k, A, lda, amax) : IMX_OK;
-  if (!e) imx_rsum_begin(s, (double)block, as_rows ? amax : NULL, as_rows ? v : amax);
+                             const double *A, int lda, const double *known, const double *v,
+                             int as_rows) {
+  double *amax = known ? NULL : malloc((size_t)k * sizeof *amax);
+  if (!known && !amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", k);
+  imx_err e = !known && imx_rsum_reproducible(s) ? imx_colmax(ctx, m, k, A, lda, amax) : IMX_OK;
+  const double *u = known ? known : amax;
+  if (!e) imx_rsum_begin(s, (double)block, as_rows ? u : NULL, as_rows ? v : u);
   free(amax);
   return e;
 }
 
+/* The partials of s held in its scratch (imx_rsum_work), deposited
+ * imx_rsum_group(s) at a time in one pass over the bins. */
+typedef struct held {
+  imx_rsum *s;
+  const double *part[4];
+  int n, room;
+} held;
+
+static held held_begin(imx_rsum *s) {
+  int g = imx_rsum_group(s);
+  return (held){.s = s, .n = 0, .room = g < 4 ? g : 4};
+}
+
+/* Where the next partial of count values goes. */
+static double *held_next(const held *h, size_t count) {
+  return imx_rsum_work(h->s) + (size_t)h->n * count;
+}
+
+/* The partial at held_next is formed: keep it, and deposit the group when
+ * full or when last. */
+static void held_push(held *h, size_t count, int ld, int last) {
+  h->part[h->n] = held_next(h, count);
+  if (++h->n == h->room || last) {
+    imx_rsum_add_n(h->s, h->part, h->n, ld);
+    h->n = 0;
+  }
+}
+
 imx_err imx_moments_colsum(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int k, const double *A,
-                           int lda, double *out) {
-  IMX_TRY(begin_bounded(ctx, s, block, m, k, A, lda, NULL, 0));
-  double *w = imx_rsum_work(s);
+                           int lda, const double *amax, double *out) {
+  IMX_TRY(begin_bounded(ctx, s, block, m, k, A, lda, amax, NULL, 0));
+  held h = held_begin(s);
   int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
   for (int64_t r0 = 0; r0 < m; r0 += step) {
     int64_t r1 = r0 + step < m ? r0 + step : m;
+    double *w = held_next(&h, (size_t)k);
     for (int j = 0; j < k; j++) w[j] = 0;
     for (int64_t i = r0; i < r1; i++) {
       const double *a = A + i * lda;
       for (int j = 0; j < k; j++) w[j] += a[j];
     }
-    imx_rsum_add(s, w, k);
+    held_push(&h, (size_t)k, k, r1 >= m);
   }
   return imx_rsum_end(ctx, s, out);
 }
 
 imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka, const double *A,
-                        int lda, int kb, const double *Bm, int ldb, const double *bmax,
-                        double *out) {
+                        int lda, const double *amax, int kb, const double *Bm, int ldb,
+                        const double *bmax, double *out) {
   int sym = (Bm == A);
-  double *amax = malloc((size_t)(ka + kb) * sizeof *amax);
-  if (!amax) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", ka + kb);
-  double *bm = amax + ka;
+  double *am = malloc((size_t)(ka + kb) * sizeof *am);
+  if (!am) return imx_fail(ctx, IMX_ERR_NOMEM, "column maxima (%d)", ka + kb);
+  double *bm = am + ka;
   imx_err e = IMX_OK;
   if (imx_rsum_reproducible(s)) { /* bounds are only needed for exact accumulation */
-    e = imx_colmax(ctx, m, ka, A, lda, amax);
+    if (!amax) e = imx_colmax(ctx, m, ka, A, lda, am);
     if (!e && !sym && !bmax) e = imx_colmax(ctx, m, kb, Bm, ldb, bm);
     if (e) {
-      free(amax);
+      free(am);
       return e;
     }
   }
-  imx_rsum_begin(s, (double)block, amax, sym ? amax : bmax ? bmax : bm);
-  free(amax);
-  double *w = imx_rsum_work(s);
+  const double *au = amax ? amax : am;
+  imx_rsum_begin(s, (double)block, au, sym ? au : bmax ? bmax : bm);
+  free(am);
+  held h = held_begin(s);
+  size_t prod = (size_t)ka * kb;
   const double one = 1, zero = 0;
   int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
   for (int64_t r0 = 0; r0 < m; r0 += step) {
     int rows = (int)((r0 + step < m ? r0 + step : m) - r0);
+    double *w = held_next(&h, prod);
     /* Row-major W (ka x kb) = A_b^T B_b is column-major W^T = B_b^T A_b. */
     if (sym) {
       /* Column-major upper of A_b^T A_b is the row-major lower triangle. */
@@ -85,7 +129,7 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
       dgemm_("N", "T", &kb, &ka, &rows, &one, Bm + r0 * ldb, &ldb, A + r0 * lda, &lda, &zero, w,
              &kb);
     }
-    imx_rsum_add(s, w, kb);
+    held_push(&h, prod, kb, r0 + step >= m);
   }
   return imx_rsum_end(ctx, s, out);
 }
@@ -96,8 +140,8 @@ imx_err imx_moments_atb(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
 #define GROUP 4
 
 imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                               const double *A, int lda, int kb, const float *Bf, int ldb,
-                               const double *bmax, double *out) {
+                               const double *A, int lda, const double *known, int kb,
+                               const float *Bf, int ldb, const double *bmax, double *out) {
   int sym = Bf == NULL;
   int64_t step = block; /* float sums over at most B rows, in either mode */
   size_t prod = (size_t)ka * kb;
@@ -107,7 +151,10 @@ imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
                          : imx_fail(ctx, IMX_ERR_NOMEM, "single-precision block of %d x %d", block,
                                     ka > kb ? ka : kb);
   e = imx_agree(ctx, e);
-  if (!e && imx_rsum_reproducible(s)) e = imx_colmax(ctx, m, ka, A, lda, amax);
+  if (!e && imx_rsum_reproducible(s)) {
+    if (known) memcpy(amax, known, (size_t)ka * sizeof *amax);
+    else e = imx_colmax(ctx, m, ka, A, lda, amax);
+  }
   if (e) {
     free(Af), free(amax);
     return e;
@@ -139,14 +186,17 @@ imx_err imx_moments_atb_single(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
 }
 
 imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, int ka,
-                               const double *A, int lda, int kb, const double *Bm, int ldb,
-                               const double *bmax, double density, double *out) {
-  IMX_TRY(begin_bounded(ctx, s, block, m, ka, A, lda, bmax, 1));
-  double *w = imx_rsum_work(s);
+                               const double *A, int lda, const double *amax, int kb,
+                               const double *Bm, int ldb, const double *bmax, double density,
+                               double *out) {
+  IMX_TRY(begin_bounded(ctx, s, block, m, ka, A, lda, amax, bmax, 1));
+  held h = held_begin(s);
+  size_t prod = (size_t)ka * kb;
   const double one = 1, zero = 0;
   int64_t step = chunk_rows(block, m, imx_rsum_reproducible(s));
   for (int64_t r0 = 0; r0 < m; r0 += step) {
     int rows = (int)((r0 + step < m ? r0 + step : m) - r0);
+    double *w = held_next(&h, prod);
     /* The choice depends only on the partial's own rows, so a block gives
      * the same bits on any rank. */
     int64_t nnz = 0;
@@ -166,7 +216,7 @@ imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
         }
       }
     }
-    imx_rsum_add(s, w, kb);
+    held_push(&h, prod, kb, r0 + step >= m);
   }
   return imx_rsum_end(ctx, s, out);
 }
@@ -182,12 +232,12 @@ imx_err imx_moments_covariance(imx_ctx *ctx, imx_reduction mode, int block, int6
   if (!e) e = imx_rsum_create(ctx, mode, 1, k, 0, &rk);
   if (!e) e = imx_rsum_create(ctx, mode, k, k, 1, &rkk);
   e = imx_agree(ctx, e);
-  if (!e) e = imx_moments_colsum(ctx, rk, block, m, k, A, k, mu);
+  if (!e) e = imx_moments_colsum(ctx, rk, block, m, k, A, k, NULL, mu);
   if (!e) {
     for (int j = 0; j < k; j++) mu[j] /= (double)N;
     for (int64_t i = 0; i < m; i++)
       for (int j = 0; j < k; j++) D[i * k + j] = A[i * k + j] - mu[j];
-    e = imx_moments_atb(ctx, rkk, block, m, k, D, k, k, D, k, NULL, C);
+    e = imx_moments_atb(ctx, rkk, block, m, k, D, k, NULL, k, D, k, NULL, C);
   }
   if (!e)
     for (size_t i = 0; i < (size_t)k * k; i++) C[i] /= (double)N;

@@ -14,18 +14,39 @@
  * quanta 2^(e - 3 WIDTH) below them. */
 #define EMIN (-450)
 #define EMAX 480
+/* Partials a reproducible sum's scratch holds for imx_rsum_add_n (one pass
+ * over the bins per group instead of per partial), fewer when GROUP of them
+ * would exceed GROUP_BYTES. */
+#define GROUP 4
+#define GROUP_BYTES (256.0 * 1048576)
+/* The Allreduce's trailer in reproducible mode: deposits, violated, clamped. */
+#define CHECKS 3
 
 struct imx_rsum {
   imx_reduction mode;
   int rows, cols, lower;
   int64_t count;    /* rows * cols */
   double *bins;     /* FOLD x count piece sums (fast mode: 1 x count plain sums) */
-  double *work;     /* rows x cols scratch for one partial */
+  int group;        /* partials the scratch holds (imx_rsum_group) */
+  double *work;     /* group x rows x cols scratch for partials */
   double *pu, *pv;  /* bound: |partial(i,j)| <= pu[i] * pv[j], both powers of two */
   int64_t deposits; /* partials added since begin */
   int violated;     /* a partial exceeded its bound */
   int clamped;      /* a bound factor was above 2^EMAX and clamped to it */
 };
+
+/* Partials of count values a sum's scratch holds in mode. */
+static int group_of(imx_reduction mode, double count) {
+  if (mode != IMX_RED_REPRODUCIBLE) return 1;
+  double fit = GROUP_BYTES / (8 * (count > 1 ? count : 1));
+  return fit >= GROUP ? GROUP : fit >= 2 ? (int)fit : 1;
+}
+
+double imx_rsum_bytes(imx_reduction mode, double rows, double cols) {
+  double count = rows * cols;
+  int bins = mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
+  return (bins * count + CHECKS + group_of(mode, count) * count) * sizeof(double);
+}
 
 imx_err imx_rsum_create(imx_ctx *ctx, imx_reduction mode, int rows, int cols, int lower,
                         imx_rsum **out) {
@@ -35,8 +56,9 @@ imx_err imx_rsum_create(imx_ctx *ctx, imx_reduction mode, int rows, int cols, in
   s->mode = mode, s->rows = rows, s->cols = cols, s->lower = lower;
   s->count = (int64_t)rows * cols;
   int nbins = mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
-  s->bins = malloc((size_t)nbins * (size_t)(s->count ? s->count : 1) * sizeof *s->bins);
-  s->work = malloc((size_t)(s->count ? s->count : 1) * sizeof *s->work);
+  s->group = group_of(mode, (double)s->count);
+  s->bins = malloc(((size_t)nbins * (size_t)s->count + CHECKS) * sizeof *s->bins);
+  s->work = malloc((size_t)s->group * (size_t)(s->count ? s->count : 1) * sizeof *s->work);
   s->pu = malloc((size_t)(rows ? rows : 1) * sizeof *s->pu);
   s->pv = malloc((size_t)(cols ? cols : 1) * sizeof *s->pv);
   if (!s->bins || !s->work || !s->pu || !s->pv) {
@@ -59,6 +81,8 @@ void imx_rsum_free(imx_rsum **s) {
 }
 
 double *imx_rsum_work(imx_rsum *s) { return s->work; }
+
+int imx_rsum_group(const imx_rsum *s) { return s->group; }
 
 int imx_rsum_reproducible(const imx_rsum *s) { return s->mode == IMX_RED_REPRODUCIBLE; }
 
@@ -98,25 +122,26 @@ void imx_rsum_begin(imx_rsum *s, double scale, const double *u, const double *v)
   }
 }
 
-void imx_rsum_add(imx_rsum *s, const double *p, int ld) {
-  s->deposits++;
-  if (s->mode != IMX_RED_REPRODUCIBLE) {
-    for (int i = 0; i < s->rows; i++) {
-      double *b = s->bins + (int64_t)i * s->cols;
-      const double *x = p + (int64_t)i * ld;
-      int jend = s->lower ? i + 1 : s->cols;
-      for (int j = 0; j < jend; j++) b[j] += x[j];
-    }
-    return;
-  }
-  /* The exact split into three pieces (include/imx/exact.h). */
+void imx_rsum_add(imx_rsum *s, const double *p, int ld) { imx_rsum_add_n(s, &p, 1, ld); }
+
+void imx_rsum_add_n(imx_rsum *s, const double *const *parts, int nparts, int ld) {
+  s->deposits += nparts;
   double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
   int bad = 0;
+  /* Row by row, every partial in turn: the row's bins stay in cache. Each
+   * bin gets the partials in the order given (fast mode: the same rounding
+   * as one call per partial; reproducible mode: exact in any order). */
   for (int i = 0; i < s->rows; i++) {
     int64_t off = (int64_t)i * s->cols;
     int jend = s->lower ? i + 1 : s->cols;
-    bad |= imx_exact_deposit(jend, p + (int64_t)i * ld, s->pv, s->pu[i], b0 + off, b1 + off,
-                             b2 + off);
+    for (int k = 0; k < nparts; k++) {
+      const double *x = parts[k] + (int64_t)i * ld;
+      if (s->mode != IMX_RED_REPRODUCIBLE) {
+        for (int j = 0; j < jend; j++) b0[off + j] += x[j];
+      } else {
+        bad |= imx_exact_deposit(jend, x, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
+      }
+    }
   }
   s->violated |= bad;
 }
@@ -141,27 +166,29 @@ void imx_rsum_add_f(imx_rsum *s, const float *const *parts, int nparts, int ld) 
   s->violated |= bad;
 }
 
-imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
-  int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
-  int64_t n = nbins * s->count;
-  int64_t tot[3] = {s->deposits, s->violated, s->violated && s->clamped}, all[3];
-  imx_comm_sent(ctx, sizeof tot, 1);
-  IMX_MPI(ctx, MPI_Allreduce(tot, all, 3, MPI_INT64_T, MPI_SUM, ctx->comm));
-  if (s->mode == IMX_RED_REPRODUCIBLE && all[2]) /* too large to sum, not a bug */
+/* The preconditions of the exact sum, from the totals over the ranks. */
+static imx_err check(imx_ctx *ctx, double deposits, double violated, double clamped) {
+  if (clamped) /* too large to sum, not a bug */
     return imx_fail(ctx, IMX_ERR_NUMERIC,
                     "reproducible sum: values beyond %g (2^%d), the largest it sums exactly; the "
                     "inputs (data: rescale them with data.scale) or the outputs have grown too "
                     "large",
                     pow2(EMAX), EMAX);
-  if (s->mode == IMX_RED_REPRODUCIBLE && all[1])
+  if (violated)
     return imx_fail(
         ctx, IMX_ERR_INTERNAL,
         "reproducible sum: a partial exceeded its magnitude bound (a bug: please report)");
-  if (s->mode == IMX_RED_REPRODUCIBLE && all[0] > IMX_RSUM_MAX_DEPOSITS)
+  if (deposits > (double)IMX_RSUM_MAX_DEPOSITS)
     return imx_fail(ctx, IMX_ERR_DATA,
-                    "reproducible sum of %lld blocks exceeds the exact limit of %lld: raise "
+                    "reproducible sum of %.0f blocks exceeds the exact limit of %lld: raise "
                     "parallel.block or use parallel.reduction: fast",
-                    (long long)all[0], (long long)IMX_RSUM_MAX_DEPOSITS);
+                    deposits, (long long)IMX_RSUM_MAX_DEPOSITS);
+  return IMX_OK;
+}
+
+imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
+  int nbins = s->mode == IMX_RED_REPRODUCIBLE ? FOLD : 1;
+  int64_t n = nbins * s->count;
   /* A symmetric sum in reproducible mode sends its lower triangle only:
    * each bin's elements j <= i packed in place, in row-major order, to the
    * front (a packed index never exceeds its full one, so the copy reads
@@ -179,6 +206,15 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
     }
     n = nbins * tri;
   }
+  /* Reproducible mode: the checks travel behind the bins, as doubles (exact
+   * integers far below 2^53), in the same MPI_Allreduce. Fast mode sums no
+   * checks and keeps its message (its size may change MPI's order). */
+  int checks = nbins == FOLD ? CHECKS : 0;
+  if (checks) {
+    s->bins[n] = (double)s->deposits, s->bins[n + 1] = s->violated;
+    s->bins[n + 2] = s->violated && s->clamped;
+    n += checks;
+  }
   /* MPI counts are int: reduce in chunks. Piece sums are exact, so any
    * reduction order gives the same bits. */
   const int64_t chunk = INT64_C(1) << 26;
@@ -187,6 +223,7 @@ imx_err imx_rsum_end(imx_ctx *ctx, imx_rsum *s, double *out) {
     imx_comm_sent(ctx, 8.0 * len, 1);
     IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, s->bins + off, len, MPI_DOUBLE, MPI_SUM, ctx->comm));
   }
+  if (checks) IMX_TRY(check(ctx, s->bins[n - 3], s->bins[n - 2], s->bins[n - 1]));
   int64_t stride = packed ? tri : s->count;
   for (int i = 0; i < s->rows; i++) {
     int jend = s->lower ? i + 1 : s->cols;
