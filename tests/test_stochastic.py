@@ -139,14 +139,52 @@ c, out, err = run(["train", CFG, "--out", os.path.join(d, "tt"), "--set", "optim
                    "-tao_type", "adam"], ranks=1)
 check(c == 3 and "chosen with optimizer.type" in err,
       "-tao_type adam with optimizer.type lmvm: exit %d (want 3), refused" % c)
-for k, (sets, want) in enumerate(bad):
+
+
+def refused(tag, sets, want):
     args = []
     for a in sets:
         args += ["--set", a]
-    c, out, err = train(os.path.join(d, "bad%d" % k), 5, *args, ranks=2)
+    c, out, err = train(os.path.join(d, tag), 5, *args, ranks=2)
     msg = [line for line in err.splitlines() if "error" in line]
     check(c == 3 and want in err, "%s: exit %d (want 3), says \"%s\": %s" %
           (" ".join(sets), c, want, msg[0][-200:] if msg else ""))
+
+
+for k, (sets, want) in enumerate(bad):
+    refused("bad%d" % k, sets, want)
+
+# 7. optimizer.cov_blend: C blended across steps. The same bytes on 1 and 3 ranks, another
+# path than without it, and a stop at iteration 9 resumed on 2 ranks ends in the same bytes
+# (C_run is in optimizer_state.bin); refused where it is not built or means nothing.
+blend = ["--set", "optimizer.cov_blend=0.9"]
+c1, out1, err1 = train(os.path.join(d, "bl1"), 23, *blend, ranks=1)
+c3, _, _ = train(os.path.join(d, "bl3"), 23, *blend, ranks=3)
+ok = c1 == 0 and c3 == 0
+diff = same(os.path.join(d, "bl1"), os.path.join(d, "bl3")) if ok else FILES
+moved = ok and not filecmp.cmp(os.path.join(d, "bl1", "layer1_W.npy"),
+                               os.path.join(d, "adam1", "layer1_W.npy"), shallow=False)
+check(ok and not diff and moved and "C_prev" in out1,
+      "cov_blend 0.9: exit %d/%d, 1 and 3 ranks %s, weights %s the unblended run's"
+      % (c1, c3, "the same bytes" if not diff else "differ: %s" % ", ".join(diff),
+         "differ from" if moved else "EQUAL to"))
+n8 = 2 * (8 * 8 + 8) + 1 + 8 * 8  # m and v of W and b, then the flag and C_run
+size = os.path.getsize(os.path.join(d, "bl1", "optimizer_state.bin"))
+check(size >= 8 * n8, "optimizer_state.bin holds C_run: %d bytes for %d values" % (size, n8))
+rd = os.path.join(d, "blres")
+train(rd, 9, *blend, ranks=1)
+c, out, err = run(["train", "--resume", rd, "--set", "optimizer.max_it=23"], ranks=2)
+diff = same(os.path.join(d, "bl1"), rd) if c == 0 else FILES
+check(c == 0 and "resume     exact" in out and not diff,
+      "cov_blend: stopped at 9 on 1 rank, resumed on 2: exit %d, %s"
+      % (c, "every file the same bytes" if not diff else "differ: %s" % ", ".join(diff)))
+for k, (sets, want) in enumerate([
+        (["optimizer.cov_blend=1"], "below 1"),
+        (["optimizer.type=lmvm", "optimizer.cov_blend=0.5"], "for the mini-batch types"),
+        (["optimizer.cov_blend=0.5", "parallel.linalg=scalapack", "parallel.scalapack_block=4"],
+         "replicated backend only"),
+        (["optimizer.cov_blend=0.5", "objective.preset=none", "objective.lse=1"], "no term on C")]):
+    refused("blbad%d" % k, sets, want)
 
 # 6. The default optimizer keeps its optimizer log and writes no moments.
 rd = os.path.join(d, "lmvm")

@@ -104,6 +104,7 @@ typedef struct imx_config {
     int decay_every;       /* optimizer.decay_every: epochs between the step schedule's decays */
     int eval_every; /* optimizer.eval_every: full-data loss every this many epochs (0 = never) */
     unsigned long long seed; /* optimizer.seed: the batch shuffle's seed */
+    double cov_blend;        /* optimizer.cov_blend: a step's C = a C_prev + (1 - a) C_batch */
   } optimizer;
 
   struct {

@@ -183,6 +183,26 @@ int imx_layer_batchable(const imx_layer *l, char *why, size_t len);
  * imx_layer_batchable. Local (every rank must list the same blocks). */
 imx_err imx_layer_use_blocks(imx_ctx *ctx, imx_layer *l, const int64_t *blocks, int64_t count);
 
+/* Blend C across mini-batch steps (optimizer.cov_blend = a; 0 turns it off):
+ * while a subset of the blocks is in use, an evaluation's C is
+ * a C_run + (1 - a) C_batch, with C_run the C of the last committed step (C_batch
+ * alone until the first commit), and its gradient flows through the batch's
+ * part (G scaled by 1 - a; C_run is a constant). IMX_ERR_CONFIG, saying why,
+ * unless 0 <= a < 1 and the layer has terms on C on the replicated backend's
+ * data path in double precision. Collective (agreed). */
+imx_err imx_layer_set_blend(imx_ctx *ctx, imx_layer *l, double a);
+
+/* The C of the last evaluation on a batch becomes C_run (a step was taken
+ * there); nothing if there was none since the last commit. Local. */
+void imx_layer_blend_commit(imx_layer *l);
+
+/* The blend's state as doubles, for the optimizer's state file: the count (1
+ * + K^2: whether C_run is set, then C_run; 0 when off), a copy out, and
+ * back. Local. */
+size_t imx_layer_blend_count(const imx_layer *l);
+void imx_layer_blend_save(const imx_layer *l, double *out);
+void imx_layer_blend_load(imx_layer *l, const double *in);
+
 /* Force an evaluation path ("data" or "moments"); for tests. Returns
  * IMX_ERR_CONFIG if the moments path does not apply. Collective. */
 imx_err imx_layer_set_path(imx_ctx *ctx, imx_layer *l, int moments);

@@ -179,6 +179,11 @@ const key_row imx_config_keys[] = {
     {SEC_OPTIMIZER, "eval_every", K_INT, FIELD(optimizer.eval_every), "1", 0, 0, F_MIN, NO_CHOICES,
      "adam, sgd: the loss on all rows every this many epochs, in the progress line and "
      "metrics.jsonl as full_loss (0 = only at the end)"},
+    {SEC_OPTIMIZER, "cov_blend", K_DOUBLE, FIELD(optimizer.cov_blend), "0", 0, 1, F_MIN | F_MAX,
+     NO_CHOICES,
+     "adam, sgd: a step's C = a C_prev + (1 - a) C_batch, C_prev the C of the step before (a "
+     "running estimate; 0 = the batch's own C, below 1); the gradient flows through the batch's "
+     "part"},
     {SEC_OPTIMIZER, "seed", K_SEED, FIELD(optimizer.seed), "3", 0, 0, 0, NO_CHOICES,
      "adam, sgd: seed of the batch shuffle"},
 
@@ -346,6 +351,11 @@ static imx_err check_batch(imx_ctx *ctx, const imx_config *cfg, const char *wher
                     "%sparallel.precision: single with optimizer.type %s: the float copy of the "
                     "rows is of all rows, not of a batch's; use parallel.precision: double",
                     where, t);
+  if (cfg->optimizer.cov_blend >= 1)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.cov_blend = %g: it needs to be below 1 (at 1 the batches would "
+                    "never enter C and the moment terms would have no gradient)",
+                    where, cfg->optimizer.cov_blend);
   return IMX_OK;
 }
 
@@ -372,6 +382,11 @@ imx_err imx_config_validate_one(imx_ctx *ctx, const imx_config *cfg) {
                     "model.units = %d",
                     where, cfg->model.topk, cfg->model.units);
   if (imx_batch_kind(cfg->optimizer.type)) IMX_TRY(check_batch(ctx, cfg, where));
+  else if (cfg->optimizer.cov_blend != 0)
+    return imx_fail(ctx, IMX_ERR_CONFIG,
+                    "%soptimizer.cov_blend = %g with optimizer.type %s: blending C across steps "
+                    "is for the mini-batch types adam and sgd (a full-batch step's C is exact)",
+                    where, cfg->optimizer.cov_blend, cfg->optimizer.type);
   if (cfg->objective.hsic_features % 2)
     return imx_fail(ctx, IMX_ERR_CONFIG,
                     "%sobjective.hsic_features is %d but the hsic features come in (cos, sin) "

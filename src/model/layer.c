@@ -59,7 +59,7 @@ void imx_layer_free(imx_layer **lp) {
   free(l->xmax), free(l->Sx), free(l->mux), free(l->W), free(l->norms), free(l->b);
   free(l->A), free(l->P), free(l->H), free(l->D), free(l->m), free(l->gW), free(l->gb);
   free(l->amax), free(l->dmax), free(l->zmax);
-  free(l->rowv), free(l->actwork), free(l->ghead), free(l->Xb);
+  free(l->rowv), free(l->actwork), free(l->ghead), free(l->Xb), free(l->Crun), free(l->Cnext);
   free(l->Xf), free(l->Wf), free(l->bf), free(l->Zf);
   imx_entropy_free(&l->ent), imx_hsic_free(&l->hsic);
   imx_rsum_free(&l->rK), imx_rsum_free(&l->rKn), imx_rsum_free(&l->r1);
@@ -851,6 +851,7 @@ int imx_layer_batchable(const imx_layer *l, char *why, size_t len) {
 
 imx_err imx_layer_use_blocks(imx_ctx *ctx, imx_layer *l, const int64_t *blocks, int64_t count) {
   l->X = l->X_all, l->nloc = l->nloc_all, l->N = l->N_all;
+  l->on_batch = blocks != NULL;
   if (!blocks) return IMX_OK;
   int64_t B = l->block, first = l->row0 / B, nlb = (l->nloc_all + B - 1) / B;
   unsigned char *mine = calloc((size_t)(nlb > 0 ? nlb : 1), 1);
@@ -890,4 +891,51 @@ imx_err imx_layer_use_blocks(imx_ctx *ctx, imx_layer *l, const int64_t *blocks, 
   free(mine);
   l->nloc = rows, l->N = N;
   return IMX_OK;
+}
+
+imx_err imx_layer_set_blend(imx_ctx *ctx, imx_layer *l, double a) {
+  const char *no = !(a >= 0 && a < 1) ? "it needs 0 <= a < 1"
+                   : !imx_objective_needs_cov(&l->obj)
+                       ? "the objective has no term on C (nothing to blend)"
+                   : l->linalg != IMX_LINALG_REPLICATED
+                       ? "it is built for the replicated backend only (parallel.linalg: "
+                         "replicated); the scalapack backend's C lives in tiles"
+                   : l->moments_path || l->cov_from_Sx ? "C is formed from the input covariance"
+                   : l->single                         ? "it is built for double precision"
+                                                       : NULL;
+  if (no) return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.cov_blend = %g: %s", a, no);
+  free(l->Crun), free(l->Cnext);
+  l->Crun = l->Cnext = NULL;
+  l->blend = a, l->blend_have = l->blend_pending = 0;
+  if (a == 0) return IMX_OK;
+  int bad = 0;
+  l->Crun = imx_layer_alloc(l, (size_t)l->K * l->K, &bad);
+  l->Cnext = imx_layer_alloc(l, (size_t)l->K * l->K, &bad);
+  imx_err e = bad ? imx_fail(ctx, IMX_ERR_NOMEM, "optimizer.cov_blend: two %d x %d matrices", l->K,
+                             l->K)
+                  : IMX_OK;
+  return imx_agree(ctx, e);
+}
+
+void imx_layer_blend_commit(imx_layer *l) {
+  if (!l->blend_pending) return;
+  double *t = l->Crun;
+  l->Crun = l->Cnext, l->Cnext = t;
+  l->blend_have = 1, l->blend_pending = 0;
+}
+
+size_t imx_layer_blend_count(const imx_layer *l) {
+  return l->blend > 0 ? 1 + (size_t)l->K * l->K : 0;
+}
+
+void imx_layer_blend_save(const imx_layer *l, double *out) {
+  if (l->blend <= 0) return;
+  out[0] = l->blend_have;
+  memcpy(out + 1, l->Crun, (size_t)l->K * l->K * sizeof *out);
+}
+
+void imx_layer_blend_load(imx_layer *l, const double *in) {
+  if (l->blend <= 0) return;
+  l->blend_have = in[0] != 0, l->blend_pending = 0;
+  memcpy(l->Crun, in + 1, (size_t)l->K * l->K * sizeof *in);
 }

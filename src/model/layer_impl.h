@@ -54,15 +54,23 @@ struct imx_layer {
    * is in use, X, nloc and N describe it and these keep the whole data set. */
   const double *X_all;
   int64_t nloc_all, N_all;
-  double *Xb;       /* the batch's local rows when they are not contiguous */
-  size_t Xb_rows;   /* rows Xb holds room for */
-  int single;       /* parallel.precision: single: the row-block products in float32 */
-  float *Xf;        /* nloc x n: X rounded to float (single) */
-  float *Wf, *bf;   /* K x n, K: W and b rounded to float, per evaluation (single) */
-  float *Zf;        /* chunk x K: one chunk of z, then phi(z), in float (single) */
-  double *xmax;     /* n: global column maxima of |X| */
-  int moments_ok;   /* the moments path applies */
-  int moments_path; /* evaluate from S_x instead of the data */
+  double *Xb;     /* the batch's local rows when they are not contiguous */
+  size_t Xb_rows; /* rows Xb holds room for */
+  int on_batch;   /* a subset of the blocks is in use */
+  /* C blended across mini-batch steps (imx_layer_set_blend; the replicated
+   * backend applies it): a batch's C = blend C_run + (1 - blend) C_batch. */
+  double blend;      /* 0: off */
+  double *Crun;      /* K x K: the last committed step's C */
+  double *Cnext;     /* K x K: the C of the last evaluation on a batch */
+  int blend_have;    /* Crun holds a step's C (else a batch's C is its own) */
+  int blend_pending; /* Cnext is waiting for imx_layer_blend_commit */
+  int single;        /* parallel.precision: single: the row-block products in float32 */
+  float *Xf;         /* nloc x n: X rounded to float (single) */
+  float *Wf, *bf;    /* K x n, K: W and b rounded to float, per evaluation (single) */
+  float *Zf;         /* chunk x K: one chunk of z, then phi(z), in float (single) */
+  double *xmax;      /* n: global column maxima of |X| */
+  int moments_ok;    /* the moments path applies */
+  int moments_path;  /* evaluate from S_x instead of the data */
   int cov_from_Sx; /* data path, identity units: the backend forms C = W S_x W^T, not from the rows */
   double *Sx;      /* n x n input covariance (moments path, cov_from_Sx) */
   double *mux;     /* n: mean of the inputs (with S_x) */

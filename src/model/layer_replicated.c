@@ -124,12 +124,20 @@ static imx_err data_moments(imx_ctx *ctx, imx_layer *l, double terms[IMX_NTERMS]
   }
   imx_timer_stop(IMX_T_MOMENTS);
   if (e) return e;
+  int blended = l->blend > 0 && l->on_batch && l->blend_have;
+  if (l->blend > 0 && l->on_batch) { /* a C_run + (1 - a) C_batch */
+    for (size_t i = 0; blended && i < (size_t)K * K; i++)
+      r->C[i] = l->blend * l->Crun[i] + (1 - l->blend) * r->C[i];
+    memcpy(l->Cnext, r->C, (size_t)K * K * sizeof *r->C);
+    l->blend_pending = 1;
+  }
   if (!imx_objective_needs_cov(&l->obj)) {
     for (size_t i = 0; i < (size_t)K * K; i++) r->G[i] = 0;
     return IMX_OK;
   }
   imx_timer_start(IMX_T_LINALG);
   e = imx_objective_moments(ctx, &l->obj, K, r->C, r->G, r->work, terms, value);
+  for (size_t i = 0; !e && blended && i < (size_t)K * K; i++) r->G[i] *= 1 - l->blend;
   if (!e && l->single)
     for (size_t i = 0; i < (size_t)K * K; i++) r->Gf[i] = (float)r->G[i];
   imx_timer_stop(IMX_T_LINALG);

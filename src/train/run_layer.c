@@ -163,6 +163,7 @@ static const char *const SHAPING[] = {"data.",
                                       "optimizer.schedule",
                                       "optimizer.decay",
                                       "optimizer.seed",
+                                      "optimizer.cov_blend",
                                       "parallel.reduction",
                                       "parallel.block",
                                       "parallel.scalapack_block",
@@ -358,11 +359,14 @@ static imx_err resume_stochastic(imx_ctx *ctx, imx_run_layer *r, imx_train_io *i
     imx_checkpoint h;
     double *mv = NULL;
     IMX_TRY(imx_checkpoint_read(ctx, r->dir, name, &h, &mv));
-    if (h.iteration != ck.iteration || h.nparams != 2 * ck.nparams)
+    /* adam's m and v (sgd's velocity and a zero half), then optimizer.cov_blend's C_run. */
+    int64_t K = r->cfg.model.units,
+            want = 2 * ck.nparams + (r->cfg.optimizer.cov_blend > 0 ? 1 + K * K : 0);
+    if (h.iteration != ck.iteration || h.nparams != want)
       snprintf(why, sizeof why,
                "%s is at iteration %d with %lld values, the checkpoint at iteration %d needs "
                "%lld",
-               name, h.iteration, (long long)h.nparams, ck.iteration, 2 * (long long)ck.nparams);
+               name, h.iteration, (long long)h.nparams, ck.iteration, (long long)want);
     if (!why[0]) {
       r->moments = mv;
       io->moments = mv;

@@ -90,7 +90,8 @@ static imx_err checkpoint(state *s, const double *x, int it, double loss) {
   imx_err e = s->io->log ? imx_optlog_sync(s->ctx, s->io->log) : IMX_OK;
   if (!e && s->stoch) { /* the moments first: the checkpoint names the iteration they are at */
     imx_checkpoint m = h;
-    m.nparams = 2 * (int64_t)s->n;
+    m.nparams = 2 * (int64_t)s->n + (int64_t)imx_layer_blend_count(s->layer);
+    imx_layer_blend_save(s->layer, s->mv + 2 * (size_t)s->n); /* C_run of the step before */
     e = imx_checkpoint_write(s->ctx, s->io->dir, s->io->state, &m, s->mv);
   }
   if (!e)
@@ -485,6 +486,7 @@ static PetscErrorCode stochastic_solve(Tao tao) {
     PetscCall(VecGetArrayRead(s->g, &ga));
     imx_batch_update(s->stoch, s->n, xa, ga, s->mv, s->mv + s->n, s->lr, c->optimizer.beta1,
                      c->optimizer.beta2, c->optimizer.epsilon, c->optimizer.momentum, t);
+    imx_layer_blend_commit(s->layer); /* the step was taken: its C is the next C_run */
     PetscCall(VecRestoreArrayRead(s->g, &ga));
     PetscCall(VecRestoreArray(x, &xa));
   }
@@ -535,12 +537,18 @@ static imx_err stochastic_setup(imx_ctx *ctx, state *s, Tao tao, const char *typ
                     "not more than model.units = %d (C would be singular): raise optimizer.batch",
                     least, K);
   s->n = imx_layer_nparams(s->layer);
-  s->mv = calloc(2 * (size_t)s->n, sizeof *s->mv);
+  if (c->optimizer.cov_blend > 0)
+    IMX_TRY(imx_layer_set_blend(ctx, s->layer, c->optimizer.cov_blend));
+  size_t extra = imx_layer_blend_count(s->layer); /* C_run after the moments */
+  s->mv = calloc(2 * (size_t)s->n + extra, sizeof *s->mv);
   s->perm = malloc((size_t)s->plan.nb * sizeof *s->perm);
   if (!s->mv || !s->perm || VecDuplicate(s->accepted_vec, &s->g))
     return imx_fail(ctx, IMX_ERR_NOMEM, "%s state (%d parameters, %lld blocks)", type, s->n,
                     (long long)s->plan.nb);
-  if (s->io->moments) memcpy(s->mv, s->io->moments, 2 * (size_t)s->n * sizeof *s->mv);
+  if (s->io->moments) {
+    memcpy(s->mv, s->io->moments, (2 * (size_t)s->n + extra) * sizeof *s->mv);
+    imx_layer_blend_load(s->layer, s->mv + 2 * (size_t)s->n);
+  }
   s->perm_epoch = -1;
   s->stoch = imx_batch_kind(type);
   TaoSetApplicationContext(tao, s); /* TaoShellSetContext needs the type name "shell" */
@@ -559,6 +567,13 @@ static imx_err stochastic_setup(imx_ctx *ctx, state *s, Tao tao, const char *typ
             "for Gaussian outputs (K = %d, batch %d rows)%s",
             b < 4.0 * K ? "mini-batch:" : "  bias      ", bias, K, c->optimizer.batch,
             b < 4.0 * K ? "; a batch of at least 4 K rows keeps it below (K+3)/8" : "");
+  if (extra) {
+    double a = c->optimizer.cov_blend;
+    imx_log(ctx, IMX_INFO,
+            "  blend      a step's C = %g C_prev + %g C_batch (optimizer.cov_blend): the "
+            "variance of about %.0f rows while the weights stand still",
+            a, 1 - a, b * (1 + a) / (1 - a));
+  }
   return IMX_OK;
 }
 
