@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from clitest import ENV, INFOMAX, check, finish, load_json, run, tmpdir, write
+from clitest import ENV, INFOMAX, check, finish, load_json, run, run_many, tmpdir, write
 
 d = tmpdir()
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -43,44 +43,50 @@ def npy_cfg(name, x, labels=None, extra=""):
                  % (path, lab, extra))
 
 
+# Sections 1-3 are independent runs, two at a time (clitest.run_many).
 # 1. Values near 1e150 (whatever the preprocessing) are a data error naming the
 # column, the row of its largest value and the limit (was exit 10, "a bug").
 big = X.copy()
 big[:, 3] *= 1e150
 row = int(np.argmax(np.abs(big[:, 3])))
-for pre in ("none", "standardize", "whiten"):
-    code, out, err = run(["train", npy_cfg("big", big), "--out", os.path.join(d, "big_" + pre),
-                          "--set", "data.preprocess=" + pre], ranks=2)
-    check(code == 5 and "column 3 (0-based)" in err and "row %d" % row in err and "1e+100" in err
-          and "data.scale: 1e-150" in err,
-          "1e150 in column 3, %s: exit %d (want 5), column, row %d, limit and data.scale named: %s"
-          % (pre, code, row, ours(err)))
-
+big_cfg = npy_cfg("big", big)
 # 2. A column of values near 1e-150 is not constant, but its products fall under
 # what the sums resolve: refused the same way (was "constant column" or -nan).
 small = X.copy()
 small[:, 5] = 1e-150 * (1 + 0.1 * X[:, 5])
-for pre in ("standardize", "whiten"):
-    code, out, err = run(["train", npy_cfg("small", small), "--out", os.path.join(d, "small_" + pre),
-                          "--set", "data.preprocess=" + pre], ranks=2)
-    check(code == 5 and "column 5 (0-based)" in err and "1e-100" in err and "data.scale: 1e+150" in err,
-          "1e-150 in column 5, %s: exit %d (want 5), column, limit and data.scale named: %s"
-          % (pre, code, ours(err)))
-code, out, err = run(["train", npy_cfg("tiny", X * 1e-150), "--out", os.path.join(d, "tiny_scaled"),
-                      "--set", "data.scale=1e150", "--set", "data.preprocess=standardize"], ranks=2)
-check(code == 0, "the same data with data.scale: 1e150 train (exit %d)" % code)
-
+small_cfg = npy_cfg("small", small)
 # 3. Labels: 3,000,000 is refused with its row and file; a stray 200 among 0..9
 # (201 classes, most empty) is warned about with its row.
 y = rng.integers(0, 10, 600).astype(np.int32)
 y3m = y.copy()
 y3m[401] = 3000000
-code, out, err = run(["train", npy_cfg("y3m", X, y3m), "--out", os.path.join(d, "y3m")], ranks=2)
-check(code == 5 and "y3m_y.npy: label 3000000 at row 401" in err and "65535" in err,
-      "label 3000000: exit %d (want 5), file, row and the limit 65535 named: %s" % (code, ours(err)))
 y200 = y.copy()
 y200[77] = 200
-code, out, err = run(["train", npy_cfg("y200", X, y200), "--out", os.path.join(d, "y200")], ranks=2)
+r = iter(run_many([(["train", big_cfg, "--out", os.path.join(d, "big_" + pre), "--set", "data.preprocess=" + pre], 2)
+                   for pre in ("none", "standardize", "whiten")]
+                  + [(["train", small_cfg, "--out", os.path.join(d, "small_" + pre), "--set", "data.preprocess=" + pre],
+                      2) for pre in ("standardize", "whiten")]
+                  + [(["train", npy_cfg("tiny", X * 1e-150), "--out", os.path.join(d, "tiny_scaled"),
+                       "--set", "data.scale=1e150", "--set", "data.preprocess=standardize"], 2),
+                     (["train", npy_cfg("y3m", X, y3m), "--out", os.path.join(d, "y3m")], 2),
+                     (["train", npy_cfg("y200", X, y200), "--out", os.path.join(d, "y200")], 2)]))
+for pre in ("none", "standardize", "whiten"):
+    code, out, err = next(r)
+    check(code == 5 and "column 3 (0-based)" in err and "row %d" % row in err and "1e+100" in err
+          and "data.scale: 1e-150" in err,
+          "1e150 in column 3, %s: exit %d (want 5), column, row %d, limit and data.scale named: %s"
+          % (pre, code, row, ours(err)))
+for pre in ("standardize", "whiten"):
+    code, out, err = next(r)
+    check(code == 5 and "column 5 (0-based)" in err and "1e-100" in err and "data.scale: 1e+150" in err,
+          "1e-150 in column 5, %s: exit %d (want 5), column, limit and data.scale named: %s"
+          % (pre, code, ours(err)))
+code, out, err = next(r)
+check(code == 0, "the same data with data.scale: 1e150 train (exit %d)" % code)
+code, out, err = next(r)
+check(code == 5 and "y3m_y.npy: label 3000000 at row 401" in err and "65535" in err,
+      "label 3000000: exit %d (want 5), file, row and the limit 65535 named: %s" % (code, ours(err)))
+code, out, err = next(r)
 check(code == 0 and "201 classes" in err and "row 77" in err,
       "label 200 among 0..9: warned with its row (exit %d): %s" % (code, ours(err)))
 

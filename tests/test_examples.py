@@ -30,10 +30,11 @@ on the line right above a fence says what to do with the block:
 
 How it is run. The blocks of one page run in order, each with `bash -e -o
 pipefail`, in one temporary directory per page (a later block may use the run
-directory of an earlier one). That directory holds symbolic links to the
-repository's configs/, jobs/, tools/ and tests/, and build/infomax: a wrapper
-that runs the real binary with small settings put BEFORE the example's own
-arguments, so that anything the example sets itself wins:
+directory of an earlier one); two pages run at a time. That directory holds
+symbolic links to the repository's configs/, jobs/, tools/ and tests/, and
+build/infomax: a wrapper that runs the real binary with small settings put
+BEFORE the example's own arguments, so that anything the example sets itself
+wins:
 
   train, eval, config: --set data.samples=2048 --set optimizer.max_it=2
                        --set eval.probe_max_it=5
@@ -57,6 +58,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from clitest import check, failed, finish
 
@@ -185,16 +187,42 @@ def first_word(text):
     return ""
 
 
+def runs(tag, marker):
+    """Whether an sh block runs here, and its expected exit code if it does."""
+    m = re.fullmatch(r"exit (\d+)", marker or "")
+    if tag != "sh" or marker == "cluster-only" or (marker or "").startswith("not-run: "):
+        return False, None
+    if (marker == "slow") != SLOW or (marker not in (None, "slow") and not m):
+        return False, None
+    return True, m
+
+
+def run_page(page):
+    """Run the page's blocks that run, in order, in its own directory:
+    {line: (exit code, output, seconds)}."""
+    results = {}
+    for lineno, tag, marker, text in blocks(page):
+        go, m = runs(tag, marker)
+        if go:
+            if page not in workdirs:
+                workdirs[page] = make_workdir(page)
+            results[lineno] = run_block(workdirs[page], text, as_is=m is not None)
+    return results
+
+
 pages = [os.path.join(ROOT, "README.md")] + sorted(glob.glob(os.path.join(ROOT, "docs", "*.md")))
 pages = [p for p in pages if os.path.basename(p) != "config.md"]  # generated; test_docs.py
 if ONLY:
     pages = [p for p in pages if os.path.basename(p) in ONLY]
 counts = {"run": 0, "slow": 0, "cluster-only": 0, "not-run": 0}
 workdirs = {}
+# The pages are independent (a directory each): two at a time, the blocks of
+# a page in order; then their outputs are judged page by page, as they ran.
+with ThreadPoolExecutor(max_workers=2) as pool:
+    ran = dict(zip(pages, pool.map(run_page, pages)))
 for page in pages:
     rel = os.path.relpath(page, ROOT)
     bs = blocks(page)
-    workdir = None
     last = None  # (where, output) of the previous sh block, or "skipped"
     for lineno, tag, marker, text in bs:
         where = "%s:%d" % (rel, lineno)
@@ -235,10 +263,8 @@ for page in pages:
             check(False, "%s: unknown marker %r (exit N, slow, cluster-only, not-run: WHY)"
                   % (where, marker))
             continue
-        if workdir is None:
-            workdir = workdirs[page] = make_workdir(page)
         counts["run"] += 1
-        code, out, secs = run_block(workdir, text, as_is=m is not None)
+        code, out, secs = ran[page][lineno]
         ok = check(code == expect, "%s: exit %s (want %d) in %.1f s: %s"
                    % (where, code, expect, secs, first_word(text) + " ... (%d lines)" % text.count("\n")))
         if not ok:  # the messages, without PETSc's -log_view tables and mpiexec's boxes

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from clitest import check, finish, run, tmpdir, write
+from clitest import check, finish, run, run_many, tmpdir, write
 
 d = tmpdir()
 rng = np.random.default_rng(3)
@@ -87,9 +87,9 @@ if c1 == 0:
 # 2. The same bits on 1..4 ranks (switches at 0 and 5, restarts every 5).
 X5 = ["--set", "objective.extended_every=5", "--set", "optimizer.gatol=0", "--set", "optimizer.max_it=30"]
 Ws, codes = {}, []
-for P in (1, 2, 3, 4):
+runs = run_many([(["train", CFG, "--out", os.path.join(d, "p%d" % P)] + X5, P) for P in (1, 2, 3, 4)])
+for P, (c, _, _) in zip((1, 2, 3, 4), runs):
     rd = os.path.join(d, "p%d" % P)
-    c = run(["train", CFG, "--out", rd] + X5, ranks=P)[0]
     codes.append(c)
     Ws[P] = W(rd) if c == 0 else None
 check(all(c == 0 for c in codes) and all(Ws[P] is not None and (Ws[P] == Ws[1]).all() for P in Ws),

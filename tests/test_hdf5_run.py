@@ -15,7 +15,7 @@ import shutil
 import h5py
 import numpy as np
 
-from clitest import check, finish, load_json, run, tmpdir, write
+from clitest import check, finish, load_json, run, run_many, tmpdir, write
 
 d = tmpdir()
 rng = np.random.default_rng(7)
@@ -80,38 +80,52 @@ def ours(err):
     return " | ".join(l for l in err.splitlines() if l.startswith("infomax"))
 
 
-# 1. The same float64 data from .npy and .h5 (contiguous, and chunked with gzip).
-code, _, err = train(cfg("npy", "npy", p("x.npy"), p("y.npy")), "npy", 1)
-check(code == 0, "npy reference run: exit %d %s" % (code, ours(err)))
+def train_args(config, out, ranks, *sets):
+    return (["train", config, "--out", p(out)] + sum((["--set", s] for s in sets), []), ranks, 120)
+
+
+# Sections 1 and 2 train independently, two at a time (clitest.run_many).
 h5 = cfg("h5", "hdf5", p("train.h5") + ":/X", p("train.h5") + ":/y")
+scale = "data.scale=0.00392156862745098"
+r = iter(run_many([train_args(cfg("npy", "npy", p("x.npy"), p("y.npy")), "npy", 1)]
+                  + [train_args(h5, "h5_np%d" % P, P) for P in (1, 2, 3, 4)]
+                  + [train_args(h5, "gz_np3", 3, "data.path=%s:gz/X" % p("train.h5")),
+                     train_args(cfg("npy4", "npy", p("x4.npy")), "npy4", 1),
+                     train_args(cfg("h54", "hdf5", p("train.h5") + ":/X4"), "h54_np2", 2),
+                     train_args(cfg("npyimg", "npy", p("img.npy")), "npyimg", 1, scale),
+                     train_args(cfg("h5img", "hdf5", p("train.h5") + ":/images"), "h5img_np4", 4, scale)]))
+# 1. The same float64 data from .npy and .h5 (contiguous, and chunked with gzip).
+code, _, err = next(r)
+check(code == 0, "npy reference run: exit %d %s" % (code, ours(err)))
 for P in (1, 2, 3, 4):
-    code, _, err = train(h5, "h5_np%d" % P, P)
+    code, _, err = next(r)
     check(code == 0 and same("npy", "h5_np%d" % P),
           "float64 .h5 on %d rank%s: exit %d, layer1_W.npy and layer1_b.npy cmp-identical to the "
           ".npy run's %s" % (P, "s" if P > 1 else "", code, ours(err)))
-code, _, err = train(h5, "gz_np3", 3, "data.path=%s:gz/X" % p("train.h5"))
+code, _, err = next(r)
 check(code == 0 and same("npy", "gz_np3"),
       "float64 chunked + gzip + shuffle on 3 ranks: exit %d, cmp-identical %s" % (code, ours(err)))
 
 # 2. float32, and uint8 images (N x 2 x 4 flattened to 8 columns) with data.scale.
-code, _, _ = train(cfg("npy4", "npy", p("x4.npy")), "npy4", 1)
-code2, _, err = train(cfg("h54", "hdf5", p("train.h5") + ":/X4"), "h54_np2", 2)
+code, _, _ = next(r)
+code2, _, err = next(r)
 check(code == 0 and code2 == 0 and same("npy4", "h54_np2"),
       "float32 chunked .h5 on 2 ranks vs '<f4' .npy: exits %d %d, cmp-identical %s"
       % (code, code2, ours(err)))
-scale = "data.scale=0.00392156862745098"
-code, _, _ = train(cfg("npyimg", "npy", p("img.npy")), "npyimg", 1, scale)
-code2, _, err = train(cfg("h5img", "hdf5", p("train.h5") + ":/images"), "h5img_np4", 4, scale)
+code, _, _ = next(r)
+code2, _, err = next(r)
 check(code == 0 and code2 == 0 and same("npyimg", "h5img_np4"),
       "uint8 N x 2 x 4 gzip'd images on 4 ranks vs the same values in a float64 .npy, "
       "data.scale 1/255: exits %d %d, cmp-identical %s" % (code, code2, ours(err)))
 
 # 3. A test split in HDF5 beside .npy training data: the same measures_test.
 ev = {}
-for name, tp, tl in (("npy", p("t.npy"), p("ty.npy")),
-                     ("h5", p("test.hdf5") + ":/X", p("test.hdf5") + ":/labels")):
-    code, out, err = run(["eval", p("npy"), "--set", "eval.test_path=" + tp,
-                          "--set", "eval.test_labels=" + tl], ranks=2, timeout=120)
+SPLITS = (("npy", p("t.npy"), p("ty.npy")), ("h5", p("test.hdf5") + ":/X", p("test.hdf5") + ":/labels"))
+evals = run_many([(["eval", p("npy"), "--set", "eval.test_path=" + tp, "--set", "eval.test_labels=" + tl], 2, 120)
+                  for name, tp, tl in SPLITS]
+                 + [(["eval", p("npy"), "--data", p("train.h5") + ":/X", "--set", "data.labels=%s:/y" % p("train.h5")],
+                     3, 120)])
+for (name, tp, tl), (code, out, err) in zip(SPLITS, evals):
     try:
         ev[name] = __import__("json").loads(out[out.index("{"):])
     except ValueError:
@@ -131,8 +145,7 @@ check(ev["npy"].get("measures_test") == ev["h5"].get("measures_test")
 
 # eval --data FILE.h5:/DATASET: the source follows the suffix; the same measures
 # as on the run's own .npy data.
-code, out, err = run(["eval", p("npy"), "--data", p("train.h5") + ":/X",
-                      "--set", "data.labels=%s:/y" % p("train.h5")], ranks=3, timeout=120)
+code, out, err = evals[2]
 try:
     evd = __import__("json").loads(out[out.index("{"):])
 except ValueError:
@@ -158,12 +171,13 @@ bad = [
     ("a .npy file named as HDF5", 2, [p("x.npy")], 5, "not an HDF5 file"),
     ("N < P blocks", 3, [p("small.h5")], 5, "N=100 rows make 2 blocks of B=64 but 3 ranks"),
 ]
-for what, P, paths, want, needle in bad:
-    sets = ["data.path=" + paths[0], "parallel.block=64"]
-    if len(paths) > 1:
-        sets.append("data.labels=" + paths[1])
-    out = "bad_%d" % len(os.listdir(d))
-    code, _, err = train(cfg("bad", "hdf5", p("x.h5")), out, P, *sets)
+bad_cfg = cfg("bad", "hdf5", p("x.h5"))
+r = iter(run_many([train_args(bad_cfg, "bad_%d" % i, P, "data.path=" + paths[0], "parallel.block=64",
+                              *(["data.labels=" + paths[1]] if len(paths) > 1 else []))
+                   for i, (what, P, paths, want, needle) in enumerate(bad)]))
+for i, (what, P, paths, want, needle) in enumerate(bad):
+    out = "bad_%d" % i
+    code, _, err = next(r)
     msgs = [l for l in err.splitlines() if l.startswith("infomax: error")]
     check(code == want and len(msgs) == 1 and needle in msgs[0] and not os.path.exists(p(out)),
           "%s on %d ranks: exit %d (want %d), one message: %s" % (what, P, code, want, ours(err)))

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from clitest import check, finish, run, tmpdir, write
+from clitest import check, finish, run, run_many, tmpdir, write
 
 d = tmpdir()
 M = (1 << 64) - 1
@@ -103,8 +103,10 @@ cfg = write(os.path.join(d, "k.yaml"),
             % (os.path.join(d, "x.npy"), os.path.join(d, "y.npy"), K, seed))
 W = rng.normal(size=(K, n))
 res = {}
-for P in (1, 2, 3, 4):
-    code, out, err = evaluate(cfg, W, P, os.path.join(d, "e%d" % P))
+wp = os.path.join(d, "W%d.npy" % len(W))
+np.save(wp, W)
+evals = run_many([(["eval", cfg, "--weights", wp, "--out", os.path.join(d, "e%d" % P)], P, 300) for P in (1, 2, 3, 4)])
+for P, (code, out, err) in zip((1, 2, 3, 4), evals):
     check(code == 0, "eval with the k-means baselines on %d rank%s exits 0" % (P, "s" * (P > 1))
           + ("" if code == 0 else ": " + err.strip()[-300:]))
     if code == 0:

@@ -11,7 +11,7 @@ import sys
 
 import numpy as np
 
-from clitest import ROOT, check, finish, run, tmpdir, write
+from clitest import ROOT, check, finish, run_many, tmpdir, write
 
 sys.path.insert(0, os.path.join(ROOT, "tools"))
 import infomax_model  # noqa: E402
@@ -27,27 +27,32 @@ np.save(os.path.join(d, "y.npy"), Y)
 np.save(os.path.join(d, "new.npy"), Xnew)
 
 
-def train(name, model, pre="whiten", scale=1.0, extra=""):
-    cfg = write(os.path.join(d, name + ".yaml"),
-                "data:\n  source: npy\n  path: %s\n  labels: %s\n  preprocess: %s\n  scale: %r\n"
-                "model:\n%s"
-                "objective:\n  preset: gaussian\n  lambda: 0.1\n  eps: 1e-3\n%s"
-                "optimizer:\n  max_it: 8\n"
-                "parallel:\n  block: 64\n"
-                % (os.path.join(d, "x.npy"), os.path.join(d, "y.npy"), pre, scale, model, extra))
-    out = os.path.join(d, name)
-    code, _, err = run(["train", cfg, "--out", out], ranks=2)
-    check(code == 0, "%s: trained (exit %d) %s" % (name, code, err.strip()[-300:] if code else ""))
-    return out
+def train(specs):
+    """specs: (name, model, pre, scale); trains each on 2 ranks (two at a time)
+    and returns their run directories."""
+    calls = []
+    for name, model, pre, scale in specs:
+        cfg = write(os.path.join(d, name + ".yaml"),
+                    "data:\n  source: npy\n  path: %s\n  labels: %s\n  preprocess: %s\n  scale: %r\n"
+                    "model:\n%s"
+                    "objective:\n  preset: gaussian\n  lambda: 0.1\n  eps: 1e-3\n"
+                    "optimizer:\n  max_it: 8\n"
+                    "parallel:\n  block: 64\n"
+                    % (os.path.join(d, "x.npy"), os.path.join(d, "y.npy"), pre, scale, model))
+        calls.append((["train", cfg, "--out", os.path.join(d, name)], 2))
+    for (name, *_), (code, _, err) in zip(specs, run_many(calls)):
+        check(code == 0, "%s: trained (exit %d) %s" % (name, code, err.strip()[-300:] if code else ""))
+    return [os.path.join(d, name) for name, *_ in specs]
 
 
 def compare(name, rdir, layer=None):
     m = infomax_model.load(rdir)
-    for feat in ("z", "activation", "r", "winner"):
-        out = os.path.join(d, "%s_%s_%s.npy" % (name, layer, feat))
-        args = ["transform", rdir, "--data", os.path.join(d, "new.npy"), "--out", out,
-                "--features", feat] + (["--layer", str(layer)] if layer else [])
-        code, _, err = run(args)  # one process: test_transform covers 1..4 ranks
+    FEATS = ("z", "activation", "r", "winner")
+    outs = [os.path.join(d, "%s_%s_%s.npy" % (name, layer, feat)) for feat in FEATS]
+    # one process each (test_transform covers 1..4 ranks), two at a time
+    results = run_many([(["transform", rdir, "--data", os.path.join(d, "new.npy"), "--out", out, "--features", feat]
+                         + (["--layer", str(layer)] if layer else []),) for feat, out in zip(FEATS, outs)])
+    for feat, out, (code, _, err) in zip(FEATS, outs, results):
         if not check(code == 0, "%s layer %s %s: infomax transform (exit %d) %s"
                      % (name, layer, feat, code, err.strip()[-300:] if code else "")):
             continue
@@ -65,14 +70,15 @@ def compare(name, rdir, layer=None):
 
 
 # 1. One layer of each activation; whitened, standardized (data.scale) and raw inputs.
-for act, pre, scale, extra in [("softmax", "whiten", 1.0, ""),
-                               ("topk", "standardize", 0.5, "  topk: 3\n"),
-                               ("sparsemax", "center", 1.0, "  temperature: 0.5\n"),
-                               ("relu", "none", 0.25, ""),
-                               ("identity", "whiten", 1.0, "")]:
+ONE = [("softmax", "whiten", 1.0, ""),
+       ("topk", "standardize", 0.5, "  topk: 3\n"),
+       ("sparsemax", "center", 1.0, "  temperature: 0.5\n"),
+       ("relu", "none", 0.25, ""),
+       ("identity", "whiten", 1.0, "")]
+rdirs = train([("one_" + act, "  units: %d\n  activation: %s\n%s" % (4 if act != "identity" else n, act, extra),
+                pre, scale) for act, pre, scale, extra in ONE])
+for (act, pre, scale, extra), rdir in zip(ONE, rdirs):
     name = "one_" + act
-    rdir = train(name, "  units: %d\n  activation: %s\n%s" % (4 if act != "identity" else n, act, extra),
-                 pre, scale)
     compare(name, rdir)
     if act == "softmax":
         m = infomax_model.load(rdir)
@@ -94,7 +100,7 @@ for act, pre, scale, extra in [("softmax", "whiten", 1.0, ""),
 stack = ("  units: 5\n  activation: softmax\n  feed: r\n  layers:\n    - {}\n"
          "    - {units: 4, activation: relu, feed: z}\n"
          "    - {units: 3, activation: topk, topk: 2, objective.eps: 1e-1, objective.supervised: 0.5}\n")
-rdir = train("stack", stack, "standardize", 1.0)
+rdir, = train([("stack", stack, "standardize", 1.0)])
 for L in (1, 2, 3):
     compare("stack", rdir, L)
 m = infomax_model.load(rdir)

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from clitest import ENV, INFOMAX, check, finish, load_json, run, tmpdir
+from clitest import ENV, INFOMAX, check, finish, load_json, run, run_many, tmpdir
 
 d = tmpdir()
 CFG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "synthetic-ica.yaml")
@@ -35,41 +35,16 @@ def same(a, b):
 
 
 # 1. Exact resume: 20 iterations in one go vs 10 + 10 with other rank counts.
-for tao in ("lmvm", "bncg", "nm"):
-    full, part = os.path.join(d, "full_" + tao), os.path.join(d, "part_" + tao)
-    opt = ["--set", "optimizer.type=" + tao]
-    c1 = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=20"] + COMMON + opt, ranks=1)[0]
-    c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=10"] + COMMON + opt, ranks=2)[0]
-    c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=20"], ranks=3)
-    s = load_json(os.path.join(part, "summary.json")) if c3 == 0 else {"optimizer": {}}
-    check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part)
-          and s["optimizer"].get("iterations") == 20,
-          "%s: 20 iterations on 1 rank == 10 on 2 ranks + resume to 20 on 3 ranks, bit for bit" % tao)
 # The hsic kernel bandwidths come from the initial outputs, which an exact resume
 # recomputes: 12 iterations in one go == 6 + resume to 12, bit for bit.
 HS = ["--set", "objective.preset=hsic", "--set", "objective.hsic_features=4", "--set", "data.samples=4000",
       "--set", "data.preprocess=whiten", "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"]
-full, part = os.path.join(d, "full_hsic"), os.path.join(d, "part_hsic")
-c1 = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=12"] + HS, ranks=1)[0]
-c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=6"] + HS, ranks=2)[0]
-c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=12"], ranks=1)
-check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part),
-      "hsic: 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 1 rank, bit for bit "
-      "(exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
 # The ica preset's preconditioner (include/imx/precond.h) depends on statistics
 # of each evaluation, which the optimizer log keeps: 12 iterations in one go ==
 # 6 + resume to 12 (on another rank count), bit for bit.
 IC = ["--set", "objective.preset=ica", "--set", "optimizer.precondition=ica", "--set", "data.samples=4000",
       "--set", "data.preprocess=whiten",
       "--set", "optimizer.gatol=0", "--set", "optimizer.grtol=0"]
-full, part = os.path.join(d, "full_ica"), os.path.join(d, "part_ica")
-c1, out1, _ = run(["train", CFG, "--out", full, "--set", "optimizer.max_it=12"] + IC, ranks=1)
-c2 = run(["train", CFG, "--out", part, "--set", "optimizer.max_it=6"] + IC, ranks=2)[0]
-c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=12"], ranks=3)
-check(c1 == c2 == c3 == 0 and "ICA Hessian approximation" in out1 and "TAO state rebuilt" in out
-      and same(full, part),
-      "ica (preconditioned): 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 3 ranks, "
-      "bit for bit (exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
 # A trial point of the line search where C + eps I is not positive definite
 # (K = 256 softmax units on 3000 Fashion-MNIST rows, eps = 0: three in iteration 4)
 # gets +Inf: lmvm shortens the step and goes on, the optimizer log replays
@@ -77,21 +52,51 @@ check(c1 == c2 == c3 == 0 and "ICA Hessian approximation" in out1 and "TAO state
 FM = os.path.join(os.path.dirname(CFG), "fashion-mnist.yaml")
 FS = ["--set", "model.units=256", "--set", "data.samples=3000", "--set", "optimizer.gatol=0",
       "--set", "optimizer.grtol=0"]
+# Each case: (name, config, settings, full iterations and ranks, part iterations
+# and ranks, resume ranks). The full and part runs, then the resumes, run two
+# at a time (clitest.run_many): none depends on another's files or timing.
+CASES = [(tao, CFG, COMMON + ["--set", "optimizer.type=" + tao], (20, 1), (10, 2), 3) for tao in ("lmvm", "bncg", "nm")]
+CASES += [("hsic", CFG, HS, (12, 1), (6, 2), 1), ("ica", CFG, IC, (12, 1), (6, 2), 3), ("inf", FM, FS, (8, 2), (5, 1), 2)]
+first = run_many(sum(([(["train", cfg, "--out", os.path.join(d, "full_" + name), "--set", "optimizer.max_it=%d" % fi]
+                       + sets, fr),
+                      (["train", cfg, "--out", os.path.join(d, "part_" + name), "--set", "optimizer.max_it=%d" % pi]
+                       + sets, pr)] for name, cfg, sets, (fi, fr), (pi, pr), rr in CASES), [])
+                 + [(["train", FM, "--out", os.path.join(d, "bncg_inf"), "-tao_type", "bncg",
+                      "--set", "data.samples=3000"], 2)])
+resumed = run_many([(["train", "--resume", os.path.join(d, "part_" + name), "--set", "optimizer.max_it=%d" % fi], rr)
+                    for name, cfg, sets, (fi, fr), (pi, pr), rr in CASES])
+R = {name: (first[2 * i], first[2 * i + 1], resumed[i]) for i, (name, *_) in enumerate(CASES)}
+for tao in ("lmvm", "bncg", "nm"):
+    full, part = os.path.join(d, "full_" + tao), os.path.join(d, "part_" + tao)
+    (c1, _, _), (c2, _, _), (c3, out, err) = R[tao]
+    s = load_json(os.path.join(part, "summary.json")) if c3 == 0 else {"optimizer": {}}
+    check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part)
+          and s["optimizer"].get("iterations") == 20,
+          "%s: 20 iterations on 1 rank == 10 on 2 ranks + resume to 20 on 3 ranks, bit for bit" % tao)
+full, part = os.path.join(d, "full_hsic"), os.path.join(d, "part_hsic")
+(c1, _, _), (c2, _, _), (c3, out, err) = R["hsic"]
+check(c1 == c2 == c3 == 0 and "TAO state rebuilt" in out and same(full, part),
+      "hsic: 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 1 rank, bit for bit "
+      "(exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
+full, part = os.path.join(d, "full_ica"), os.path.join(d, "part_ica")
+(c1, out1, _), (c2, _, _), (c3, out, err) = R["ica"]
+check(c1 == c2 == c3 == 0 and "ICA Hessian approximation" in out1 and "TAO state rebuilt" in out
+      and same(full, part),
+      "ica (preconditioned): 12 iterations on 1 rank == 6 on 2 ranks + resume to 12 on 3 ranks, "
+      "bit for bit (exits %d %d %d) %s" % (c1, c2, c3, err.strip()[:200]))
 full, part = os.path.join(d, "full_inf"), os.path.join(d, "part_inf")
-c1, o1, e1 = run(["train", FM, "--out", full, "--set", "optimizer.max_it=8"] + FS, ranks=2)
-c2, o2, e2 = run(["train", FM, "--out", part, "--set", "optimizer.max_it=5"] + FS, ranks=1)
-c3, out, err = run(["train", "--resume", part, "--set", "optimizer.max_it=8"], ranks=2)
+(c1, o1, e1), (c2, o2, e2), (c3, out, err) = R["inf"]
 check(c1 == c2 == c3 == 0 and "of TAO's line search had no objective" in e1
       and "trial point" in e2 and "dpotrf INFO=" in e1 and same(full, part),
       "not positive definite at a trial point: +Inf, lmvm goes on (8 iterations on 2 ranks == 5 on 1 + "
       "resume to 8 on 2, bit for bit; exits %d %d %d) %s" % (c1, c2, c3, (e1 + err).strip()[:300]))
-c, out, err = run(["train", FM, "--out", os.path.join(d, "bncg_inf"), "-tao_type", "bncg",
-                   "--set", "data.samples=3000"], ranks=2)
+c, out, err = first[-1]
 check(c == 6 and "TAO bncg made no iteration" in err and "set objective.eps (e.g. 1e-6), or use TAO lmvm" in err,
       "bncg, whose line search cannot step around such points, makes no iteration: exit 6 with the remedy: %s"
       % err.strip()[-160:])
 lines = [json.loads(l) for l in open(os.path.join(d, "part_lmvm", "metrics.jsonl"))]
 check([l["iter"] for l in lines] == list(range(21)), "metrics.jsonl of the resumed run: iterations 0..20 once each")
+
 
 def start_long_run(rundir, settle):
     """A 2-rank run that would take hours, once it has written a checkpoint."""
@@ -123,10 +128,11 @@ s = load_json(os.path.join(sig_dir, "summary.json"))
 check(p.returncode == 75 and s["status"] == "stopped" and "--resume" in out,
       "SIGUSR1: exit %d (want 75), summary status %s, resume hint printed" % (p.returncode, s["status"]))
 stopped_at = s["optimizer"]["iterations"]
-code, out, err = run(["train", "--resume", sig_dir, "--set", "optimizer.max_it=%d" % (stopped_at + 3)], ranks=1)
 ref = os.path.join(d, "sig_ref")
-code2, _, _ = run(["train", CFG, "--out", ref, "--set", "optimizer.max_it=%d" % (stopped_at + 3),
-                   "--set", "data.samples=200000"] + COMMON, ranks=2)
+(code, out, err), (code2, _, _) = run_many([
+    (["train", "--resume", sig_dir, "--set", "optimizer.max_it=%d" % (stopped_at + 3)], 1),
+    (["train", CFG, "--out", ref, "--set", "optimizer.max_it=%d" % (stopped_at + 3),
+      "--set", "data.samples=200000"] + COMMON, 2)])
 check(code == 0 and code2 == 0 and same(sig_dir, ref),
       "run stopped at iteration %d and resumed on 1 rank == uninterrupted run, bit for bit" % stopped_at)
 
@@ -152,29 +158,32 @@ check(victim and p.returncode != 0 and dt < 15,
 code, out, err = run(["train", "--resume", kdir, "--set", "optimizer.max_it=1"], ranks=2)
 check(code == 0 and "resume" in out, "the checkpoint left by the killed job resumes: exit %d" % code)
 
-# 4. Corruption is detected, never silently used.
-bad = os.path.join(d, "bad")
-shutil.copytree(os.path.join(d, "part_lmvm"), bad)
+# 4. Corruption is detected, never silently used. (Four independent resumes,
+# two at a time: clitest.run_many.)
+bad = shutil.copytree(os.path.join(d, "part_lmvm"), os.path.join(d, "bad"))
 with open(os.path.join(bad, "checkpoint.bin"), "r+b") as f:
     f.seek(200)
     byte = f.read(1)
     f.seek(200)
     f.write(bytes([byte[0] ^ 0x10]))
-code, out, err = run(["train", "--resume", bad], ranks=2)
-check(code == 5 and "checksum mismatch" in err, "flipped bit in checkpoint.bin: exit 5, " + err.strip()[:120])
-shutil.rmtree(bad)
-shutil.copytree(os.path.join(d, "part_lmvm"), bad)
-with open(os.path.join(bad, "optimizer_log.bin"), "r+b") as f:
+badlog = shutil.copytree(os.path.join(d, "part_lmvm"), os.path.join(d, "badlog"))
+with open(os.path.join(badlog, "optimizer_log.bin"), "r+b") as f:
     f.seek(100)
     f.write(b"\xff\xff")
-code, out, err = run(["train", "--resume", bad, "--set", "optimizer.max_it=25"], ranks=2)
-check(code == 5 and "corrupt" in err, "damaged optimizer log: exit 5, " + err.strip()[:120])
-code, out, err = run(["train", "--resume", os.path.join(d, "part_bncg"), "--set", "optimizer.type=lmvm",
-                      "--set", "optimizer.max_it=22"], ranks=2)
-check(code == 0 and "fresh lmvm state" in err, "resume with another optimizer: warned, continues from the weights")
 with open(os.path.join(d, "part_nm", "checkpoint.bin.tmp"), "wb") as f:
     f.write(b"half-written garbage")
-code, out, err = run(["train", "--resume", os.path.join(d, "part_nm"), "--set", "optimizer.max_it=21"], ranks=1)
+r = iter(run_many([(["train", "--resume", bad], 2),
+                   (["train", "--resume", badlog, "--set", "optimizer.max_it=25"], 2),
+                   (["train", "--resume", os.path.join(d, "part_bncg"), "--set", "optimizer.type=lmvm",
+                     "--set", "optimizer.max_it=22"], 2),
+                   (["train", "--resume", os.path.join(d, "part_nm"), "--set", "optimizer.max_it=21"], 1)]))
+code, out, err = next(r)
+check(code == 5 and "checksum mismatch" in err, "flipped bit in checkpoint.bin: exit 5, " + err.strip()[:120])
+code, out, err = next(r)
+check(code == 5 and "corrupt" in err, "damaged optimizer log: exit 5, " + err.strip()[:120])
+code, out, err = next(r)
+check(code == 0 and "fresh lmvm state" in err, "resume with another optimizer: warned, continues from the weights")
+code, out, err = next(r)
 check(code == 0, "a half-written checkpoint.bin.tmp (crash while writing) leaves the previous checkpoint usable")
 
 # 5. Stacked layers: a signal in layer 2 stops the whole run (exit 75, summary.json
@@ -227,10 +236,11 @@ check(st == "stopped" and L == 2 and same_w,
       "model.h5 of the stopped stack: status %s (want stopped), %d layers (want 2: layer 3 absent), "
       "W and b = layerL_*.npy: %s" % (st, L, same_w))
 k = s2.get("optimizer", {}).get("iterations", 0) + 3
-code, out, err = run(["train", "--resume", st_dir, "--set", "optimizer.max_it=%d" % k], ranks=1)
-s = load_json(os.path.join(st_dir, "summary.json"))
 st_ref = os.path.join(d, "stack_ref")
-code2, _, _ = run(["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_it=%d" % k] + STACK, ranks=2)
+(code, out, err), (code2, _, _) = run_many([
+    (["train", "--resume", st_dir, "--set", "optimizer.max_it=%d" % k], 1),
+    (["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_it=%d" % k] + STACK, 2)])
+s = load_json(os.path.join(st_dir, "summary.json"))
 files = ["layer%d_%s.npy" % (i, f) for i in (1, 2, 3) for f in ("W", "b")]
 same_stack = code == 0 and code2 == 0 and all(
     np.array_equal(np.load(os.path.join(st_dir, f)), np.load(os.path.join(st_ref, f))) for f in files)
@@ -241,7 +251,7 @@ check(st == "finished" and L == 3 and same_w,
 check(same_stack and s["status"] == "ok" and "TAO state rebuilt" in out and "layer 1 stays fixed" in out,
       "stack resumed in layer 2 on 1 rank (to %d iterations) == uninterrupted run on 2 ranks, bit for bit "
       "(layers 1-3, W and b; exits %d %d; %.0f s) %s" % (k, code, code2, time.time() - t0, err.strip()[-200:]))
-# 6. TAO giving up is not success: a line search failure (a unit's variance
+# 6. (Three independent runs, two at a time.) TAO giving up is not success: a line search failure (a unit's variance
 # vanishes at a trial point; iteration 1) exits 11 with status "diverged", the
 # last accepted weights, their measures and a checkpoint; the iteration limit
 # stays success. A stack ends at the diverged layer with the same status.
@@ -249,7 +259,11 @@ IEM = ["--set", "data.samples=3000", "--set", "objective.preset=implicit-em",
        "--set", "objective.weight_redundancy=0.1", "--set", "model.activation=topk",
        "--set", "model.topk=4", "--set", "optimizer.max_it=10"]
 dv = os.path.join(d, "diverged")
-code, out, err = run(["train", FM, "--out", dv] + IEM, ranks=2)
+dvs = os.path.join(d, "diverged_stack")
+r = iter(run_many([(["train", FM, "--out", dv] + IEM, 2),
+                   (["train", FM, "--out", os.path.join(d, "diverged_eps"), "--set", "objective.eps=1e-6"] + IEM, 2),
+                   (["train", STACK_CFG, "--out", dvs] + IEM, 2)]))
+code, out, err = next(r)
 s = load_json(os.path.join(dv, "summary.json"))
 check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
       and s["optimizer"]["reason"] == "DIVERGED_LS_FAILURE" and "final" in s and "measures" in s
@@ -257,14 +271,12 @@ check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
       and "objective.eps" in err and os.path.exists(os.path.join(dv, "checkpoint.bin")),
       "line search failure: exit %d (want 11), status %s, reason %s, no \"use TAO lmvm\" to an lmvm "
       "run: %s" % (code, s["status"], s["optimizer"]["reason"], err.strip()[-200:]))
-code, out, err = run(["train", FM, "--out", os.path.join(d, "diverged_eps"), "--set", "objective.eps=1e-6"]
-                     + IEM, ranks=2)
+code, out, err = next(r)
 s = load_json(os.path.join(d, "diverged_eps", "summary.json"))
 check(code == 0 and s["status"] == "ok" and s["optimizer"]["reason"] == "DIVERGED_MAXITS",
       "the remedy (objective.eps=1e-6) runs to max_it: exit %d, status %s (max_it is success)"
       % (code, s["status"]))
-dvs = os.path.join(d, "diverged_stack")
-code, out, err = run(["train", STACK_CFG, "--out", dvs] + IEM, ranks=2)
+code, out, err = next(r)
 s = load_json(os.path.join(dvs, "summary.json"))
 check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
       and not os.path.exists(os.path.join(dvs, "layer2_W.npy")) and "layers 2..3 were not trained" in err,
@@ -339,9 +351,9 @@ check(p.returncode == 75 and s.get("optimizer", {}).get("iterations") == 0 and o
       and ("checkpoint in %s" % ck) in out,
       "SIGUSR1 during iteration 0: exit %d (want 75), stopped at iteration %s, checkpoint.bin %s"
       % (p.returncode, s.get("optimizer", {}).get("iterations"), os.path.exists(ck)))
-code, out, err = run(["train", "--resume", it0, "--set", "optimizer.max_it=2"], ranks=1)
 ref = os.path.join(d, "it0_ref")
-code2 = run(["train", FM, "--out", ref, "--set", "optimizer.max_it=2"] + I0, ranks=2)[0]
+(code, out, err), (code2, _, _) = run_many([(["train", "--resume", it0, "--set", "optimizer.max_it=2"], 1),
+                                            (["train", FM, "--out", ref, "--set", "optimizer.max_it=2"] + I0, 2)])
 check(code == 0 and code2 == 0 and "TAO state rebuilt" in out and same(it0, ref),
       "stopped at iteration 0 and resumed to 2 on 1 rank == uninterrupted run, bit for bit (exits %d %d) %s"
       % (code, code2, err.strip()[-200:]))

@@ -16,26 +16,9 @@ import zlib
 
 import numpy as np
 
-from clitest import ENV, INFOMAX, check, finish, load_json, run, tmpdir, write
+from clitest import ENV, INFOMAX, check, finish, load_json, run, small_npy_run
 
-d = tmpdir()
-rng = np.random.default_rng(5)
-DATA = os.path.join(d, "x.npy")
-np.save(DATA, rng.standard_normal((2000, 8)) @ rng.standard_normal((8, 8)))
-CFG = write(os.path.join(d, "c.yaml"), """data:
-  source: npy
-  path: %s
-model:
-  units: 8
-  activation: softmax
-objective:
-  preset: gaussian
-optimizer:
-  gatol: 0
-  grtol: 0
-output:
-  checkpoint_every: 4
-""" % DATA)
+d, DATA, CFG, train = small_npy_run(5, ["gatol: 0", "grtol: 0"], "output:\n  checkpoint_every: 4\n")
 
 
 def digest(rd, names=("checkpoint.bin", "layer1_W.npy", "layer1_b.npy", "summary.json", "metrics.jsonl")):
@@ -44,10 +27,6 @@ def digest(rd, names=("checkpoint.bin", "layer1_W.npy", "layer1_b.npy", "summary
         with open(os.path.join(rd, n), "rb") as f:
             out[n] = hashlib.sha256(f.read()).hexdigest()
     return out
-
-
-def train(rd, max_it, *extra, ranks=1):
-    return run(["train", CFG, "--out", rd, "--set", "optimizer.max_it=%d" % max_it] + list(extra), ranks=ranks)
 
 
 def same_weights(a, b):
@@ -107,10 +86,14 @@ check(p.returncode == 0 and q.returncode == 0 and "path: " + os.path.join(sub, "
       and "resume     exact" in q.stdout,
       "relative data.path: recorded absolute, resume from / exits %d: %s" % (q.returncode, q.stderr.strip()[-120:]))
 
+# One run of 8 iterations on 1 rank, copied for sections 4, 5 and the last one
+# (each starts from the same bytes a run of its own would write).
+r8 = os.path.join(d, "r8")
+c8 = train(r8, 8)[0]
+
 # 4. A resume that fails while retracing (damaged optimizer log: exit 5) leaves
 # the earlier results as they were.
-r4 = os.path.join(d, "r4")
-train(r4, 8)
+r4 = shutil.copytree(r8, os.path.join(d, "r4"))
 before = digest(r4)
 with open(os.path.join(r4, "optimizer_log.bin"), "r+b") as f:
     f.seek(100)
@@ -122,8 +105,7 @@ check(c == 5 and "corrupt" in err and digest(r4) == before,
 # 5. metrics.jsonl holds each iteration once, as the checkpoint saw it: lines
 # after the checkpoint (a kill -9 after iteration 12, checkpoint at 8) and a
 # partial line are dropped before the resume appends.
-r5, full = os.path.join(d, "r5"), os.path.join(d, "full5")
-train(r5, 8)
+r5, full = shutil.copytree(r8, os.path.join(d, "r5")), os.path.join(d, "full5")
 keep = {n: open(os.path.join(r5, n), "rb").read() for n in ("checkpoint.bin", "optimizer_log.bin")}
 run(["train", "--resume", r5, "--set", "optimizer.max_it=12"], ranks=1)
 for n, b in keep.items():
@@ -198,9 +180,9 @@ check(c == 0 and "resumed at iteration 6/10" in out and [int(l[0]) for l in line
 # removed from its settings as an older infomax wrote them): the key at its
 # default is no difference, so the resume is exact and ends where an
 # uninterrupted run ends; at another value it is a difference.
-rk, rf = os.path.join(d, "rk"), os.path.join(d, "rkfull")
+rk, rf = os.path.join(d, "rk"), r8
 ck1 = train(rk, 4)[0]
-ck2 = train(rf, 8)[0]
+ck2 = c8
 path = os.path.join(rk, "checkpoint.bin")
 raw = open(path, "rb").read()[:-4]
 line = b"objective.extended_every: 0\n"

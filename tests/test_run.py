@@ -9,7 +9,7 @@ import shutil
 
 import numpy as np
 
-from clitest import check, finish, load_json, run, tmpdir, write
+from clitest import check, finish, load_json, run, run_many, tmpdir, write
 
 d = tmpdir()
 rng = np.random.default_rng(5)
@@ -92,12 +92,13 @@ check(len(lines) == s["optimizer"]["iterations"] + 1 and "logdet" in lines[-1]["
       "metrics.jsonl: one line per iteration (%d), terms, last loss = final loss" % len(lines))
 
 # 2. eval against numpy, for each activation.
-for act, preset, tau in (("softmax", "gaussian", 1.0), ("relu", "implicit-em", 1.0), ("identity", "gaussian-tc", 1.0)):
-    name = "ev_" + act
-    rd = os.path.join(d, name)
-    code, out, err = run(["train", config(name=name, act=act, preset=preset, tau=tau, max_it=10, eps=1e-6),
-                          "--out", rd], ranks=3)
-    code2, out2, err2 = run(["eval", rd], ranks=2)
+# (the three trainings, then the three evals, two at a time: clitest.run_many)
+ACTS = (("softmax", "gaussian", 1.0), ("relu", "implicit-em", 1.0), ("identity", "gaussian-tc", 1.0))
+trained = run_many([(["train", config(name="ev_" + act, act=act, preset=preset, tau=tau, max_it=10, eps=1e-6),
+                      "--out", os.path.join(d, "ev_" + act)], 3) for act, preset, tau in ACTS])
+evals = run_many([(["eval", os.path.join(d, "ev_" + act)], 2) for act, preset, tau in ACTS])
+for (act, preset, tau), (code, out, err), (code2, out2, err2) in zip(ACTS, trained, evals):
+    rd = os.path.join(d, "ev_" + act)
     ok = code == 0 and code2 == 0
     worst = float("inf")
     if ok:
@@ -137,8 +138,9 @@ check(code == 0 and s["final"]["max_abs_corr"] < 1e-3,
 
 # 4b. fast reductions: the same run on 3 ranks ends close to the reproducible one.
 cf = config(name="fastred", max_it=15)
-code1, out, err = run(["train", cf, "--out", os.path.join(d, "rep")], ranks=3)
-code2, out, err = run(["train", cf, "--out", os.path.join(d, "fast"), "--set", "parallel.reduction=fast"], ranks=3)
+(code1, out, err), (code2, out, err) = run_many([
+    (["train", cf, "--out", os.path.join(d, "rep")], 3),
+    (["train", cf, "--out", os.path.join(d, "fast"), "--set", "parallel.reduction=fast"], 3)])
 l1 = load_json(os.path.join(d, "rep", "summary.json"))["final"]["loss"] if code1 == 0 else 0
 l2 = load_json(os.path.join(d, "fast", "summary.json"))["final"]["loss"] if code2 == 0 else 1
 check(code1 == 0 and code2 == 0 and abs(l1 - l2) <= 1e-8 * abs(l1),
@@ -157,9 +159,10 @@ check(code == 0 and bmax <= 0.05, "model.bias_bound=0.05 with blmvm: max |b| = %
 cs = config(name="scalapack", K=12, max_it=10, eps=1e-6)
 tiles = ["--set", "parallel.scalapack_block=4"]
 Ws, Ms = {}, {}
-for P in (1, 2, 3, 4):
+runs = run_many([(["train", cs, "--out", os.path.join(d, "sl%d" % P), "--set", "parallel.linalg=scalapack"] + tiles, P)
+                 for P in (1, 2, 3, 4)])
+for P, (code, out, err) in zip((1, 2, 3, 4), runs):
     out_dir = os.path.join(d, "sl%d" % P)
-    code, out, err = run(["train", cs, "--out", out_dir, "--set", "parallel.linalg=scalapack"] + tiles, ranks=P)
     if check(code == 0, "scalapack backend trains on %d rank%s (stderr: %s)" % (P, "s" * (P > 1), err.strip()[:200])):
         Ws[P] = np.load(os.path.join(out_dir, "layer1_W.npy"))
         la = load_json(os.path.join(out_dir, "summary.json"))["linalg"]
@@ -222,9 +225,9 @@ check(code == 0 and la.get("backend") == "scalapack" and la["reason"].startswith
 # 4e. The ica preset warns when the inputs are not whitened (it is ML ICA only then).
 W_ICA = "entropy + logdet is maximum-likelihood ICA for whitened inputs"
 ica = ["--set", "objective.preset=ica", "--set", "optimizer.max_it=2"]
-c1, o1, e1 = run(["train", cfgd, "--out", os.path.join(d, "ica_c")] + ica, ranks=2)
-c2, o2, e2 = run(["train", cfgd, "--out", os.path.join(d, "ica_w"), "--set", "data.preprocess=whiten"] + ica,
-                 ranks=2)
+(c1, o1, e1), (c2, o2, e2) = run_many([
+    (["train", cfgd, "--out", os.path.join(d, "ica_c")] + ica, 2),
+    (["train", cfgd, "--out", os.path.join(d, "ica_w"), "--set", "data.preprocess=whiten"] + ica, 2)])
 check(c1 == 0 and c2 == 0 and W_ICA in e1 and "set data.preprocess: whiten" in e1 and W_ICA not in e2,
       "ica preset: a warning with centered inputs, none with whitened ones (exits %d %d)" % (c1, c2))
 

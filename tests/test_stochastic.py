@@ -14,37 +14,12 @@ import shutil
 
 import numpy as np
 
-from clitest import check, finish, run, tmpdir, write
+from clitest import check, finish, run, run_many, small_npy_run
 
-d = tmpdir()
-rng = np.random.default_rng(7)
-DATA = os.path.join(d, "x.npy")
 # 2000 rows: 31 blocks of 64 and a short one of 16.
-np.save(DATA, rng.standard_normal((2000, 8)) @ rng.standard_normal((8, 8)))
-CFG = write(os.path.join(d, "c.yaml"), """data:
-  source: npy
-  path: %s
-model:
-  units: 8
-  activation: softmax
-objective:
-  preset: gaussian
-optimizer:
-  type: adam
-  lr: 0.05
-  batch: 256
-  eval_every: 2
-parallel:
-  block: 64
-output:
-  checkpoint_every: 5
-""" % DATA)
+d, DATA, CFG, train = small_npy_run(7, ["type: adam", "lr: 0.05", "batch: 256", "eval_every: 2"],
+                                    "parallel:\n  block: 64\noutput:\n  checkpoint_every: 5\n")
 FILES = ("layer1_W.npy", "layer1_b.npy", "optimizer_state.bin", "checkpoint.bin")
-
-
-def train(rd, max_it, *extra, ranks=1):
-    return run(["train", CFG, "--out", rd, "--set", "optimizer.max_it=%d" % max_it] + list(extra),
-               ranks=ranks)
 
 
 def same(a, b):
@@ -103,6 +78,8 @@ check(s["final"]["loss"] == full[-1][1],
 for p0, p1 in ((1, 3), (4, 2)):
     rd = os.path.join(d, "res%d%d" % (p0, p1))
     train(rd, 9, ranks=p0)
+    if p0 == 1:  # section 4 continues this run without its moments
+        shutil.copytree(rd, os.path.join(d, "nomoments"))
     c, out, err = run(["train", "--resume", rd, "--set", "optimizer.max_it=23"], ranks=p1)
     diff = same(os.path.join(d, "adam1"), rd) if c == 0 else FILES
     check(c == 0 and "resume     exact" in out and not diff,
@@ -112,8 +89,7 @@ for p0, p1 in ((1, 3), (4, 2)):
     check(iters == list(range(24)), "metrics.jsonl after the resume: iterations 0..23 once each")
 
 # 4. A resume without the moments continues, and says it is not exact.
-rd = os.path.join(d, "nomoments")
-train(rd, 9)
+rd = os.path.join(d, "nomoments")  # 9 iterations on 1 rank (section 3)
 os.remove(os.path.join(rd, "optimizer_state.bin"))
 c, out, err = run(["train", "--resume", rd, "--set", "optimizer.max_it=12"], ranks=1)
 check(c == 0 and "moments at zero" in out + err and "NOT exact" not in out,
@@ -134,29 +110,31 @@ bad = [
     (["optimizer.beta2=1.5"], "optimizer.beta2"),
     (["model.activation=identity"], "input covariance"),
     (["optimizer.precondition=ica"], "is for TAO lmvm"),
+    # optimizer.cov_blend where it is not built or means nothing (section 7)
+    (["optimizer.cov_blend=1"], "below 1"),
+    (["optimizer.type=lmvm", "optimizer.cov_blend=0.5"], "for the mini-batch types"),
+    (["optimizer.cov_blend=0.5", "parallel.linalg=scalapack", "parallel.scalapack_block=4"],
+     "replicated backend only"),
+    (["optimizer.cov_blend=0.5", "objective.preset=none", "objective.lse=1"], "no term on C"),
 ]
-c, out, err = run(["train", CFG, "--out", os.path.join(d, "tt"), "--set", "optimizer.type=lmvm",
-                   "-tao_type", "adam"], ranks=1)
+# (independent runs, two at a time: clitest.run_many)
+r = iter(run_many([(["train", CFG, "--out", os.path.join(d, "tt"), "--set", "optimizer.type=lmvm",
+                     "-tao_type", "adam"], 1)] +
+                  [(["train", CFG, "--out", os.path.join(d, "bad%d" % k), "--set", "optimizer.max_it=5"]
+                    + sum((["--set", a] for a in sets), []), 2) for k, (sets, want) in enumerate(bad)]))
+c, out, err = next(r)
 check(c == 3 and "chosen with optimizer.type" in err,
       "-tao_type adam with optimizer.type lmvm: exit %d (want 3), refused" % c)
-
-
-def refused(tag, sets, want):
-    args = []
-    for a in sets:
-        args += ["--set", a]
-    c, out, err = train(os.path.join(d, tag), 5, *args, ranks=2)
+for k, (sets, want) in enumerate(bad):
+    c, out, err = next(r)
     msg = [line for line in err.splitlines() if "error" in line]
     check(c == 3 and want in err, "%s: exit %d (want 3), says \"%s\": %s" %
           (" ".join(sets), c, want, msg[0][-200:] if msg else ""))
 
 
-for k, (sets, want) in enumerate(bad):
-    refused("bad%d" % k, sets, want)
-
 # 7. optimizer.cov_blend: C blended across steps. The same bytes on 1 and 3 ranks, another
 # path than without it, and a stop at iteration 9 resumed on 2 ranks ends in the same bytes
-# (C_run is in optimizer_state.bin); refused where it is not built or means nothing.
+# (C_run is in optimizer_state.bin). Its refusals are in section 5.
 blend = ["--set", "optimizer.cov_blend=0.9"]
 c1, out1, err1 = train(os.path.join(d, "bl1"), 23, *blend, ranks=1)
 c3, _, _ = train(os.path.join(d, "bl3"), 23, *blend, ranks=3)
@@ -178,13 +156,6 @@ diff = same(os.path.join(d, "bl1"), rd) if c == 0 else FILES
 check(c == 0 and "resume     exact" in out and not diff,
       "cov_blend: stopped at 9 on 1 rank, resumed on 2: exit %d, %s"
       % (c, "every file the same bytes" if not diff else "differ: %s" % ", ".join(diff)))
-for k, (sets, want) in enumerate([
-        (["optimizer.cov_blend=1"], "below 1"),
-        (["optimizer.type=lmvm", "optimizer.cov_blend=0.5"], "for the mini-batch types"),
-        (["optimizer.cov_blend=0.5", "parallel.linalg=scalapack", "parallel.scalapack_block=4"],
-         "replicated backend only"),
-        (["optimizer.cov_blend=0.5", "objective.preset=none", "objective.lse=1"], "no term on C")]):
-    refused("blbad%d" % k, sets, want)
 
 # 6. The default optimizer keeps its optimizer log and writes no moments.
 rd = os.path.join(d, "lmvm")

@@ -26,7 +26,7 @@ import shutil
 import h5py
 import numpy as np
 
-from clitest import check, finish, run, tmpdir, write
+from clitest import check, finish, run, run_many, tmpdir, write
 
 d = tmpdir()
 rng = np.random.default_rng(7)
@@ -113,28 +113,36 @@ def transform(args, ranks):
     return run(["transform", rd] + args, ranks=ranks)
 
 
-def outputs(name, args, ranks_list=(1, 2, 3, 4)):
-    files = []
-    for P in ranks_list:
-        path = p("%s_np%d.npy" % (name, P))
-        code, _, err = transform(args + ["--out", path], P)
-        check(code == 0, "transform %s on %d ranks (exit %d) %s" % (" ".join(args[-2:]), P, code, err[-200:]))
-        files.append(path)
-    raw = [open(x, "rb").read() for x in files if os.path.exists(x)]
-    check(len(raw) == len(files) and all(r == raw[0] for r in raw),
-          "%s: byte-identical .npy on %s ranks" % (name, list(ranks_list)))
-    return np.load(files[0])
+def outputs(specs):
+    """specs: (name, args, rank counts); transform with each on each rank count
+    (independent runs, two at a time: clitest.run_many), one .npy each; checks
+    they are byte-identical across the rank counts; returns the arrays."""
+    todo = [(name, args, P, p("%s_np%d.npy" % (name, P))) for name, args, ranks_list in specs for P in ranks_list]
+    results = iter(run_many([(["transform", rd] + args + ["--out", path], P) for name, args, P, path in todo]))
+    arrays = []
+    for name, args, ranks_list in specs:
+        files = []
+        for P in ranks_list:
+            code, _, err = next(results)
+            path = p("%s_np%d.npy" % (name, P))
+            check(code == 0, "transform %s on %d ranks (exit %d) %s" % (" ".join(args[-2:]), P, code, err[-200:]))
+            files.append(path)
+        raw = [open(x, "rb").read() for x in files if os.path.exists(x)]
+        check(len(raw) == len(files) and all(r == raw[0] for r in raw),
+              "%s: byte-identical .npy on %s ranks" % (name, list(ranks_list)))
+        arrays.append(np.load(files[0]))
+    return arrays
 
 
-code, _, err = run(["eval", rd, "--set", "eval.layer=2", "--out", p("ev2")], ranks=2)
+(code, _, err), (code1, _, err1) = run_many([
+    (["eval", rd, "--set", "eval.layer=2", "--out", p("ev2")], 2),
+    (["eval", rd, "--set", "eval.layer=1", "--set", "eval.features=z", "--out", p("ev1")], 3)])
 check(code == 0, "eval layer 2 --out (exit %d) %s" % (code, err[-300:]))
-code, _, err = run(["eval", rd, "--set", "eval.layer=1", "--set", "eval.features=z", "--out", p("ev1")],
-                   ranks=3)
-check(code == 0, "eval layer 1, features z --out (exit %d) %s" % (code, err[-300:]))
+check(code1 == 0, "eval layer 1, features z --out (exit %d) %s" % (code1, err1[-300:]))
 
-act_tr = outputs("act_train", ["--data", p("X.npy")])
-act_te = outputs("act_test", ["--data", p("Xt.npy")], (1, 3))
-z1_te = outputs("z1_test", ["--data", p("Xt.npy"), "--layer", "1", "--features", "z"], (1, 4))
+act_tr, act_te, z1_te = outputs([("act_train", ["--data", p("X.npy")], (1, 2, 3, 4)),
+                                 ("act_test", ["--data", p("Xt.npy")], (1, 3)),
+                                 ("z1_test", ["--data", p("Xt.npy"), "--layer", "1", "--features", "z"], (1, 4))])
 with h5py.File(p("ev2/features.h5"), "r") as f:
     check(np.array_equal(f["train"][:], act_tr) and np.array_equal(f["test"][:], act_te)
           and np.array_equal(f["test_labels"][:], yt) and np.array_equal(f["train_labels"][:], y),
@@ -152,9 +160,10 @@ check(abs(acc - ev["probe"]["test_accuracy"]) < 1e-12,
 
 # .h5 output with labels: the same datasets on 1 and 3 ranks.
 h5 = []
-for P in (1, 3):
+res = run_many([(["transform", rd, "--data", p("Xt.npy"), "--labels", p("yt.npy"), "--out", p("act_np%d.h5" % P)], P)
+                for P in (1, 3)])
+for P, (code, _, err) in zip((1, 3), res):
     path = p("act_np%d.h5" % P)
-    code, _, err = transform(["--data", p("Xt.npy"), "--labels", p("yt.npy"), "--out", path], P)
     check(code == 0, "transform to .h5 with labels on %d ranks (exit %d) %s" % (P, code, err[-200:]))
     if code == 0:
         with h5py.File(path, "r") as f:
@@ -185,9 +194,9 @@ def softmax_neg(Z, tau):
 U = (Xt - M["preprocess/mean"]) @ M["preprocess/transform"]
 z1 = U @ M["layer1/W"].T + M["layer1/b"]
 z2 = softmax_neg(z1, 0.7) @ M["layer2/W"].T + M["layer2/b"]
-z2_te = outputs("z2_test", ["--data", p("Xt.npy"), "--features", "z"], (2,))
-r2_te = outputs("r2_test", ["--data", p("Xt.npy"), "--features", "r"], (3,))
-w2_te = outputs("w2_test", ["--data", p("Xt.npy"), "--features", "winner"], (1, 4))
+z2_te, r2_te, w2_te = outputs([("z2_test", ["--data", p("Xt.npy"), "--features", "z"], (2,)),
+                               ("r2_test", ["--data", p("Xt.npy"), "--features", "r"], (3,)),
+                               ("w2_test", ["--data", p("Xt.npy"), "--features", "winner"], (1, 4))])
 err_z1 = np.abs(z1_te - z1).max() / np.abs(z1).max()
 err_z2 = np.abs(z2_te - z2).max() / np.abs(z2).max()
 err_a2 = np.abs(act_te - np.maximum(z2, 0)).max() / np.abs(z2).max()
@@ -220,16 +229,20 @@ cases = [
     ("--features bad", [rd, "--data", p("Xt.npy"), "--features", "bad"], 2, "expected z, activation"),
     ("--labels with .npy", [rd, "--data", p("Xt.npy"), "--labels", p("yt.npy")], 2, "a .npy file holds one array"),
 ]
+# (independent runs, two at a time; each case's leftovers are looked for once all have ended)
+res = iter(run_many([(["transform"] + args + ["--out", p("bad%d.npy" % i)], 2, 60) for i, (what, args, want, msg)
+                     in enumerate(cases)]
+                    + [(["transform", rd, "--data", p("Xt.npy"), "--out", p("out.txt")], 2),
+                       (["transform", rd, "--data", p("Xt.npy"), "--out", existing], 2)]))
 for i, (what, args, want, msg) in enumerate(cases):
-    out = p("bad%d.npy" % i)
-    code, o, e = run(["transform"] + args + ["--out", out], ranks=2, timeout=60)
+    code, o, e = next(res)
     leftovers = [x for x in os.listdir(d) if x.startswith("bad%d" % i)]
     check(code == want and msg in e and not leftovers,
           "%s: exit %d (want %d), message %r, no output file %s" % (what, code, want, msg, leftovers)
           + ("" if msg in e else ": " + e.strip()[-300:]))
-code, o, e = run(["transform", rd, "--data", p("Xt.npy"), "--out", p("out.txt")], ranks=2)
+code, o, e = next(res)
 check(code == 2 and ".npy, .h5 or .hdf5" in e, "--out out.txt: exit %d (want 2)" % code)
-code, o, e = run(["transform", rd, "--data", p("Xt.npy"), "--out", existing], ranks=2)
+code, o, e = next(res)
 check(code == 2 and "exists" in e and "--force" in e and open(existing).read() == "keep me",
       "an existing output is refused (exit %d, want 2) and kept" % code)
 code, o, e = run(["transform", rd, "--data", p("Xt.npy"), "--out", existing, "--force"], ranks=2)
