@@ -39,6 +39,7 @@
 #include "imx/config.h"
 #include "imx/data.h"
 #include "imx/layer.h"
+#include "imx/linalg.h"
 #include "imx/log.h"
 #include "imx/objective.h"
 #include "imx/preprocess.h"
@@ -92,34 +93,6 @@ static void phase_flops(const imx_layer *l, double f[4]) {
   f[2] = cov ? (solves ? K * K * K / 3 : K * K * K) : 0;               /* Cholesky (+ M^-1) */
   f[3] = 2 * N * K * n + (cov ? 2 * N * K * K : 0) +                   /* dW, D G or the solves */
          (solves && imx_objective_dist_rest(obj) ? 2 * N * K * K : 0); /* + D G beside them */
-}
-
-/* The best of 3 square DGEMMs of size s (after a warm-up) on every rank at
- * once, GFLOP/s of the slowest rank; NAN if s <= 0 or out of memory.
- * Collective. */
-static double dgemm_rate(MPI_Comm comm, int s) {
-  if (s <= 0) return NAN;
-  size_t ss = (size_t)s * s;
-  double *a = malloc(3 * ss * sizeof *a), best = INFINITY;
-  int bad = !a;
-  MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
-  if (bad) {
-    free(a);
-    return NAN;
-  }
-  for (size_t i = 0; i < 3 * ss; i++) a[i] = (double)(i % 7) * 0.1 - 0.3;
-  const double one = 1, zero = 0;
-  for (int r = 0; r < 4; r++) {
-    MPI_Barrier(comm);
-    double t = imx_now();
-    dgemm_("N", "N", &s, &s, &s, &one, a, &s, a + ss, &s, &zero, a + 2 * ss, &s);
-    t = imx_now() - t;
-    if (r > 0 && t < best) best = t;
-  }
-  free(a);
-  double rate = 2.0 * s * s * (double)s / best / 1e9;
-  MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, comm);
-  return rate;
 }
 
 int main(int argc, char **argv) {
@@ -211,7 +184,8 @@ int main(int argc, char **argv) {
   for (int t = 0; t < IMX_NTIMERS; t++)
     phases[t] = imx_timer_get((imx_timer_id)t) / (evals > 0 ? evals : 1);
   MPI_Allreduce(MPI_IN_PLACE, phases, IMX_NTIMERS, MPI_DOUBLE, MPI_MAX, ctx.comm);
-  double peak = e ? NAN : dgemm_rate(ctx.comm, dgemm); /* after the measured window */
+  double peak = NAN; /* after the measured window */
+  if (!e) e = imx_linalg_dgemm_rate(&ctx, dgemm, &peak);
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
   double rss = ru.ru_maxrss / 1024.0, lbytes = l ? imx_layer_bytes(l) / 1048576 : 0;

@@ -133,6 +133,11 @@ imx_err imx_linalg_memory_per_rank(imx_ctx *ctx, double memory_mib, double *byte
  * auto: replicated when it fits in 3/4 of avail and K is below the measured
  * crossover for P (docs/performance.md), else scalapack. why receives one
  * line for the log. Local (same result on every rank for the same inputs). */
+/* The machine's DGEMM rate: the best of 3 square DGEMMs of size s (after a
+ * warm-up) on every rank at once, GFLOP/s of the slowest rank into *gflops
+ * (NAN when s <= 0). Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_MPI. Collective. */
+imx_err imx_linalg_dgemm_rate(imx_ctx *ctx, int s, double *gflops);
+
 imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P, double replicated_bytes,
                                   double scalapack_bytes, double avail, char *why, size_t len);
 

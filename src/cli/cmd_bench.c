@@ -121,38 +121,6 @@ static imx_err mpi_status(imx_ctx *ctx, int rc, const char *call, const char *fu
   return rc == MPI_SUCCESS ? IMX_OK : imx_fail_mpi(ctx, rc, call, func, __FILE__, line);
 }
 
-/* Seconds of the best of reps square DGEMMs of size s on every rank at once;
- * returns the smallest rate over the ranks, GFLOP/s. Collective. */
-static imx_err dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
-  *gflops = NAN;
-  if (s <= 0) return IMX_OK;
-  size_t ss = (size_t)s * s;
-  double *a = malloc(3 * ss * sizeof *a);
-  int bad = !a;
-  imx_err e = BENCH_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm));
-  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "dgemm probe of %d x %d", s, s);
-  if (e) {
-    free(a);
-    return e;
-  }
-  for (size_t i = 0; i < 3 * ss; i++) a[i] = (double)(i % 7) * 0.1 - 0.3;
-  const double one = 1, zero = 0;
-  double best = INFINITY;
-  for (int r = 0; r < 4 && !e; r++) { /* the first call is a warm-up */
-    e = BENCH_MPI(ctx, MPI_Barrier(ctx->comm));
-    double t = imx_now();
-    dgemm_("N", "N", &s, &s, &s, &one, a, &s, a + ss, &s, &zero, a + 2 * ss, &s);
-    t = imx_now() - t;
-    if (r > 0 && t < best) best = t;
-  }
-  free(a);
-  IMX_TRY(imx_agree(ctx, e));
-  double rate = 2.0 * s * s * (double)s / best / 1e9;
-  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, ctx->comm));
-  *gflops = rate;
-  return IMX_OK;
-}
-
 /* Count values 1e-3 (i % mod) into p, floats or doubles. Local. */
 static void fill(void *p, size_t count, int mod, int single) {
   for (size_t i = 0; i < count; i++) {
@@ -413,7 +381,7 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
   double f = 0, peak0 = NAN;
   /* The DGEMM rate before and after the run (the better one counts: on a
    * shared machine a single probe may fall in a busy moment). */
-  if (!e) e = dgemm_rate(ctx, o->dgemm, &peak0);
+  if (!e) e = imx_linalg_dgemm_rate(ctx, o->dgemm, &peak0);
   for (int k = 0; !e && k < o->warmup; k++) e = imx_layer_eval(ctx, l, theta, &f, grad, NULL);
   /* Timed evaluations. */
   rw->best = INFINITY;
@@ -499,7 +467,7 @@ static imx_err run_one(imx_ctx *ctx, const imx_config *cfg, const bench_opts *o,
     e = blas3_alone(ctx, d, rw->K, step, cfg->parallel.precision == IMX_PRECISION_SINGLE,
                     &rw->blas3_s);
   if (!e && o->reduce && !strcmp(rw->path, "data")) e = reduce_parts(ctx, d, rw->K, d->block, rw);
-  if (!e) e = dgemm_rate(ctx, o->dgemm, &rw->peak);
+  if (!e) e = imx_linalg_dgemm_rate(ctx, o->dgemm, &rw->peak);
   if (!e && (isnan(rw->peak) || peak0 > rw->peak)) rw->peak = peak0;
   free(theta), free(grad);
   imx_layer_free(&l);

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "imx/blas.h"
+#include "imx/timer.h"
 
 /* From this K on, auto prefers scalapack (docs/performance.md): measured on
  * 2 cores, N = 8192, the scalapack backend was 7% (P = 1) and 3% (P = 2)
@@ -182,4 +183,35 @@ imx_linalg_kind imx_linalg_choose(imx_linalg_kind requested, int K, int P, doubl
     snprintf(why, len, "auto: fits (%s per rank, %s); replicated is faster on %d rank%s", rep, avs,
              P, P > 1 ? "s" : "");
   return IMX_LINALG_REPLICATED;
+}
+
+imx_err imx_linalg_dgemm_rate(imx_ctx *ctx, int s, double *gflops) {
+  *gflops = NAN;
+  if (s <= 0) return IMX_OK;
+  size_t ss = (size_t)s * s;
+  double *a = malloc(3 * ss * sizeof *a);
+  int bad = !a;
+  imx_err e = IMX_MPI_ERR(ctx, MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, ctx->comm),
+                          "MPI_Allreduce(dgemm probe)");
+  if (!e && bad) e = imx_fail(ctx, IMX_ERR_NOMEM, "dgemm probe of %d x %d", s, s);
+  if (e) {
+    free(a);
+    return e;
+  }
+  for (size_t i = 0; i < 3 * ss; i++) a[i] = (double)(i % 7) * 0.1 - 0.3;
+  const double one = 1, zero = 0;
+  double best = INFINITY;
+  for (int r = 0; r < 4 && !e; r++) { /* the first call is a warm-up */
+    e = IMX_MPI_ERR(ctx, MPI_Barrier(ctx->comm), "MPI_Barrier(dgemm probe)");
+    double t = imx_now();
+    dgemm_("N", "N", &s, &s, &s, &one, a, &s, a + ss, &s, &zero, a + 2 * ss, &s);
+    t = imx_now() - t;
+    if (r > 0 && t < best) best = t;
+  }
+  free(a);
+  IMX_TRY(imx_agree(ctx, e));
+  double rate = 2.0 * s * s * (double)s / best / 1e9;
+  IMX_MPI(ctx, MPI_Allreduce(MPI_IN_PLACE, &rate, 1, MPI_DOUBLE, MPI_MIN, ctx->comm));
+  *gflops = rate;
+  return IMX_OK;
 }

@@ -124,46 +124,38 @@ void imx_rsum_begin(imx_rsum *s, double scale, const double *u, const double *v)
 
 void imx_rsum_add(imx_rsum *s, const double *p, int ld) { imx_rsum_add_n(s, &p, 1, ld); }
 
-void imx_rsum_add_n(imx_rsum *s, const double *const *parts, int nparts, int ld) {
+/* nparts partials, double (f NULL) or float (d NULL), row by row, every
+ * partial in turn: the row's bins stay in cache. Each bin gets the partials
+ * in the order given (fast mode: the same rounding as one call per partial;
+ * reproducible mode: exact in any order). */
+static void add_parts(imx_rsum *s, const double *const *d, const float *const *f, int nparts,
+                      int ld) {
   s->deposits += nparts;
   double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
-  int bad = 0;
-  /* Row by row, every partial in turn: the row's bins stay in cache. Each
-   * bin gets the partials in the order given (fast mode: the same rounding
-   * as one call per partial; reproducible mode: exact in any order). */
+  int bad = 0, repro = s->mode == IMX_RED_REPRODUCIBLE;
   for (int i = 0; i < s->rows; i++) {
-    int64_t off = (int64_t)i * s->cols;
+    int64_t off = (int64_t)i * s->cols, row = (int64_t)i * ld;
     int jend = s->lower ? i + 1 : s->cols;
     for (int k = 0; k < nparts; k++) {
-      const double *x = parts[k] + (int64_t)i * ld;
-      if (s->mode != IMX_RED_REPRODUCIBLE) {
-        for (int j = 0; j < jend; j++) b0[off + j] += x[j];
-      } else {
-        bad |= imx_exact_deposit(jend, x, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
-      }
+      if (d && repro)
+        bad |= imx_exact_deposit(jend, d[k] + row, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
+      else if (repro)
+        bad |= imx_exact_deposit_f(jend, f[k] + row, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
+      else if (d)
+        for (int j = 0; j < jend; j++) b0[off + j] += d[k][row + j];
+      else
+        for (int j = 0; j < jend; j++) b0[off + j] += f[k][row + j];
     }
   }
   s->violated |= bad;
 }
 
+void imx_rsum_add_n(imx_rsum *s, const double *const *parts, int nparts, int ld) {
+  add_parts(s, parts, NULL, nparts, ld);
+}
+
 void imx_rsum_add_f(imx_rsum *s, const float *const *parts, int nparts, int ld) {
-  s->deposits += nparts;
-  double *b0 = s->bins, *b1 = b0 + s->count, *b2 = b1 + s->count;
-  int bad = 0;
-  /* Row by row, every partial in turn: the row's bins stay in cache. */
-  for (int i = 0; i < s->rows; i++) {
-    int64_t off = (int64_t)i * s->cols;
-    int jend = s->lower ? i + 1 : s->cols;
-    for (int k = 0; k < nparts; k++) {
-      const float *x = parts[k] + (int64_t)i * ld;
-      if (s->mode != IMX_RED_REPRODUCIBLE) {
-        for (int j = 0; j < jend; j++) b0[off + j] += x[j];
-      } else {
-        bad |= imx_exact_deposit_f(jend, x, s->pv, s->pu[i], b0 + off, b1 + off, b2 + off);
-      }
-    }
-  }
-  s->violated |= bad;
+  add_parts(s, NULL, parts, nparts, ld);
 }
 
 /* The preconditions of the exact sum, from the totals over the ranks. */
