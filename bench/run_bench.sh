@@ -83,6 +83,7 @@ peer peer_moments --fmnist --K 64,256,1024 --activation identity --eps 1e-3 \
 # parallel.precision: double against single, back to back (K = 256, 1024).
 bench 1 precision_p1 $FM model.units=256,1024 parallel.precision=double,single evals=3 \
   iterations=0 reduce=0
+peer peer_float32 --fmnist --K 256,1024 --variants manual,mixed,autograd --dtype float32 --evals 3
 # MPI_Allreduce calibration at P = 2 and the model.
 bench 2 allreduce_p2 $SYN data.samples=4096 model.units=1024 evals=1 iterations=0 blas=0 \
   reduce=0 allreduce=1

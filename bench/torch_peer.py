@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """torch_peer: the same objective and gradient as `infomax` in PyTorch
-(float64, the same threads, the same BLAS through Debian's python3-torch,
+(float64 or --dtype float32, the same threads, the same BLAS through Debian's python3-torch,
 which links libblas.so.3), the peer of docs/performance.md.
 
 The objective is the gaussian preset on the whole data set:
@@ -13,6 +13,8 @@ Variants (each timed as the best of --evals after one warm-up):
   autograd  the plain script: L from tensors, L.backward(), fresh tensors every call
   manual    the hand-written backward (the same algorithm as infomax), with every
             N x K and K x K buffer allocated once and reused (out= everywhere)
+  mixed     manual, with C's factorization, log det and G in float64 (with
+            --dtype float32: what infomax's parallel.precision single does)
   moments   identity activation only: C = W S_x W^T from the input covariance
             S_x computed once (what infomax's moments path does)
 
@@ -63,7 +65,8 @@ class Problem:
     def __init__(self, X, K, act, lam, eps, tau):
         self.X, self.K, self.act, self.lam, self.eps, self.tau = X, K, act, lam, eps, tau
         self.N, self.n = X.shape
-        self.u = torch.full((K,), 1.0 / np.sqrt(K), dtype=torch.float64)
+        self.mixed = False
+        self.u = torch.full((K,), 1.0 / np.sqrt(K), dtype=X.dtype)
 
     # ---- the plain autograd script ----
     def autograd(self, V, b):
@@ -74,7 +77,7 @@ class Problem:
         A = torch.softmax(-Z / self.tau, dim=1) if self.act == "softmax" else Z
         D = A - A.mean(dim=0)
         C = D.t() @ D / self.N
-        M = C + self.eps * torch.eye(self.K, dtype=torch.float64)
+        M = C + self.eps * torch.eye(self.K, dtype=C.dtype)
         if self.act == "softmax":
             M = M + torch.outer(self.u, self.u)
         L = -torch.logdet(M) + self.lam * ((C * C).sum() - (C.diagonal() ** 2).sum())
@@ -84,10 +87,10 @@ class Problem:
     # ---- the hand-written backward with reused buffers ----
     def setup_manual(self):
         N, K, n = self.N, self.K, self.n
-        e = lambda *s: torch.empty(*s, dtype=torch.float64)
+        e = lambda *s: torch.empty(*s, dtype=self.X.dtype)
         self.bufs = dict(W=e(K, n), A=e(N, K), T=e(N, K), C=e(K, K), M=e(K, K), G=e(K, K),
                          gW=e(K, n), gb=e(K), m=e(K), s=e(N, 1), nrm=e(K, 1))
-        self.I = torch.eye(K, dtype=torch.float64)
+        self.I = torch.eye(K, dtype=self.X.dtype)
         self.uu = torch.outer(self.u, self.u)
 
     def manual(self, V, b):
@@ -106,17 +109,28 @@ class Problem:
         A.sub_(B["m"])                                   # D = A - m (A kept via T below)
         torch.mm(A.t(), A, out=C)
         C.div_(N)
-        torch.add(C, self.I, alpha=self.eps, out=M)
-        if self.act == "softmax":
-            M.add_(self.uu)
-        Lc = torch.linalg.cholesky(M)
+        if self.mixed:     # the K x K algebra in float64, the row products in float32
+            Cd, Gd = C.double(), None
+            Md = Cd + self.eps * self.I.double()
+            if self.act == "softmax":
+                Md += self.uu.double()
+            Lc = torch.linalg.cholesky(Md)
+            Gd = -torch.cholesky_inverse(Lc) + 2 * self.lam * (Cd - torch.diag(Cd.diagonal()))
+            G.copy_(Gd)
+            C = Cd
+        else:
+            torch.add(C, self.I, alpha=self.eps, out=M)
+            if self.act == "softmax":
+                M.add_(self.uu)
+            Lc = torch.linalg.cholesky(M)
         logdet = 2.0 * Lc.diagonal().log().sum().item()
         off = (C * C).sum().item() - (C.diagonal() ** 2).sum().item()
         L = -logdet + self.lam * off
-        torch.cholesky_inverse(Lc, out=G)                # M^{-1}
-        G.mul_(-1.0)
-        G.add_(C, alpha=2 * self.lam)
-        G.diagonal().sub_(2 * self.lam * C.diagonal())
+        if not self.mixed:
+            torch.cholesky_inverse(Lc, out=G)            # M^{-1}
+            G.mul_(-1.0)
+            G.add_(C, alpha=2 * self.lam)
+            G.diagonal().sub_(2 * self.lam * C.diagonal())
         torch.mm(A, G, out=T)                            # dL/dA = (2/N) D G
         T.mul_(2.0 / N)
         if self.act == "softmax":
@@ -177,6 +191,9 @@ def main():
     ap.add_argument("--variants", default="autograd,manual")
     ap.add_argument("--evals", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dtype", default="float64", choices=["float64", "float32"],
+                    help="float32: the whole evaluation in single precision, as a PyTorch "
+                         "user's default")
     ap.add_argument("--check", help="PREFIX of PREFIX_W.npy, PREFIX_b.npy")
     ap.add_argument("--expect", type=float, help="infomax's loss at --check's weights")
     ap.add_argument("--out")
@@ -190,9 +207,10 @@ def main():
     else:
         X = load_fmnist(a.samples)
         data = "fashion-mnist"
+    X = X.to(getattr(torch, a.dtype))
     N, n = X.shape
     out = open(a.out, "a") if a.out else None
-    header = "peer,data,N,n,K,activation,variant,threads,best_s,mean_s,loss,load1"
+    header = "peer,data,N,n,K,activation,variant,dtype,threads,best_s,mean_s,loss,load1"
     if not out or out.tell() == 0:
         print(header)
         if out:
@@ -207,6 +225,7 @@ def main():
             g = torch.Generator().manual_seed(K)
             V = torch.randn(K, n, dtype=torch.float64, generator=g)
             b = 0.1 * torch.randn(K, dtype=torch.float64, generator=g)
+        V, b = V.to(X.dtype), b.to(X.dtype)
         for v in a.variants.split(","):
             if v == "moments":
                 if a.activation != "identity":
@@ -217,14 +236,20 @@ def main():
                 print("# moments: S_x computed once in %.3f s (not in the time per evaluation)"
                       % setup, file=sys.stderr)
                 fn = p.moments
-            elif v == "manual":
+            elif v in ("manual", "mixed"):
                 p.setup_manual()
+                p.mixed = v == "mixed"
                 fn = p.manual
             else:
                 fn = p.autograd
-            L, best, mean = timed(fn, V, b, a.evals)
-            line = "torch-%s,%s,%d,%d,%d,%s,%s,%d,%.6e,%.6e,%.17g,%.2f" % (
-                torch.__version__, data, N, n, K, a.activation, v, a.threads, best, mean, L,
+            try:
+                L, best, mean = timed(fn, V, b, a.evals)
+            except RuntimeError as ex:   # e.g. a float32 C that is not positive definite
+                print("# K=%d %s %s failed: %s" % (K, v, a.dtype, str(ex).splitlines()[0]),
+                      file=sys.stderr)
+                L, best, mean = float("nan"), float("nan"), float("nan")
+            line = "torch-%s,%s,%d,%d,%d,%s,%s,%s,%d,%.6e,%.6e,%.17g,%.2f" % (
+                torch.__version__, data, N, n, K, a.activation, v, a.dtype, a.threads, best, mean, L,
                 loadavg())
             print(line, flush=True)
             if out:

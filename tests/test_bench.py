@@ -17,6 +17,7 @@ POSITIVE = ["eval_best_s", "eval_mean_s", "forward_s", "moments_s", "reduce_s", 
             "eval_cpu_s"]
 
 d = tmpdir()
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 base = ["bench", "--set", "data.source=gmm", "--set", "data.samples=1024", "--set", "data.dim=8",
         "--set", "model.activation=softmax", "--set", "objective.preset=gaussian",
         "--set", "objective.eps=1e-3", "--set", "parallel.block=64",
@@ -100,6 +101,25 @@ check(r100 and all(abs(r["gflop"][k] * 1e9 - v) <= 1e-5 * v for r in r100 for k,
       "bench_linalg: flops per phase %s = %s GFLOP, rates against the DGEMM probe %s"
       % ([r["gflop"] for r in r100[:1]], {k: v / 1e9 for k, v in want.items()},
          [(r["dgemm_gflops"], r["frac_dgemm"]) for r in r100]))
+
+# bench/time_to_loss.py (infomax's methods; the PyTorch loop is optional):
+# the target is the L-BFGS run's last loss, reached at its last point.
+ttl_csv = os.path.join(d, "ttl.csv")
+p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "bench", "time_to_loss.py"),
+                    "--methods", "lbfgs-double,adam", "--set", "data.samples=4096",
+                    "--set", "optimizer.max_it=8", "--rows", "4096", "--batch", "1024",
+                    "--epochs", "2", "--K", "16", "--csv", ttl_csv, "--infomax", INFOMAX], capture_output=True, text=True)
+curve = {}
+for line in open(ttl_csv).read().splitlines()[1:] if p.returncode == 0 else []:
+    m, t, L = line.split(",")
+    curve.setdefault(m, []).append((float(t), float(L)))
+last = curve.get("lbfgs-double", [(0, 0)])[-1]
+target = [l for l in p.stdout.splitlines() if l.startswith("| %.7f |" % last[1])]
+check(p.returncode == 0 and len(curve.get("lbfgs-double", [])) == 9 and len(curve.get("adam", [])) == 3
+      and len(target) == 1 and target[0].split("|")[2].strip() == "%.2f" % min(
+          t for t, L in curve["lbfgs-double"] if L <= last[1]),
+      "time_to_loss: exit %d, %s points per method (want 9 L-BFGS, 3 adam), target row %s"
+      % (p.returncode, {k: len(v) for k, v in curve.items()}, target or p.stderr[-300:]))
 
 # The PyTorch peer is optional: check it agrees on the loss where torch exists.
 try:

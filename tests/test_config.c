@@ -588,8 +588,21 @@ static void test_stages(void) {
             IMX_ERR_CONFIG, ":4:8: optimizer.stages[2]: \"model.units\": a stage sets");
   load_text("stages: the supervised head", "optimizer:\n  stages:\n    - {supervised: 1}\n",
             IMX_ERR_CONFIG, ":3:8: optimizer.stages[1]: \"supervised\": a stage sets");
-  load_text("stages: the TAO type", "optimizer:\n  stages:\n    - {optimizer.type: cg}\n",
-            IMX_ERR_CONFIG, ":3:8: optimizer.stages[1]: \"optimizer.type\": a stage sets");
+  load_text("stages: the TAO options", "optimizer:\n  stages:\n    - {options: -tao_monitor}\n",
+            IMX_ERR_CONFIG, ":3:8: optimizer.stages[1]: \"options\": a stage sets");
+  imx_config m = load_text("stages: adam, then L-BFGS in single precision",
+                           "optimizer:\n  stages:\n    - {type: adam, lr: 0.2, batch: 4096}\n"
+                           "    - {type: lmvm, precision: single}\n",
+                           IMX_OK, NULL);
+  e = imx_config_stage(&ctx, &m, 0, &s1);
+  if (!e) e = imx_config_stage(&ctx, &m, 1, &s2);
+  t_check(!e && !strcmp(s1.optimizer.type, "adam") && s1.optimizer.lr == 0.2 &&
+              s1.optimizer.batch == 4096 && s1.parallel.precision == m.parallel.precision &&
+              !strcmp(s2.optimizer.type, "lmvm") && s2.parallel.precision != m.parallel.precision,
+          "stages: stage 1 adam with lr 0.2 and batch 4096, stage 2 lmvm in single precision");
+  load_text("stages: adam in single precision",
+            "optimizer:\n  stages:\n    - {type: adam, parallel.precision: single}\n",
+            IMX_ERR_CONFIG, "optimizer.stages[1]: parallel.precision: single with optimizer.type adam");
   load_text("stages: a bad value", "optimizer:\n  stages:\n    - {gatol: -1}\n", IMX_ERR_CONFIG,
             ":3:15: optimizer.stages[1]: optimizer.gatol:");
   load_text("stages: odd hsic features", "optimizer:\n  stages:\n    - {hsic_features: 7}\n",

@@ -11,7 +11,11 @@ on 2000 rows x 6 columns, each case at P = 1 and 2:
   3. summary.json lists every stage; metrics.jsonl names the stage on every
      line; the progress line shows it;
   4. a bad stage list fails on every rank with file:line and the stage;
-     resuming with a changed stage list is refused."""
+     resuming with a changed stage list is refused;
+  5. stages may change the optimizer: adam on mini-batches, then L-BFGS, in
+     one run: the same bytes on 1 and 2 ranks; a run stopped by SIGUSR1 in an
+     adam stage after an L-BFGS stage and resumed ends with the same bytes as
+     the uninterrupted run."""
 import json
 import os
 import signal
@@ -70,6 +74,20 @@ def metrics(rd):
     return out
 
 
+def stop_in_stage2(config, rd, P):
+    """Train config into rd on P ranks, SIGUSR1 once stage 2 has a checkpoint:
+    (the process, its stdout, its stderr)."""
+    cmd = [shutil.which("mpiexec"), "-n", str(P), INFOMAX, "train", config, "--out", rd]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    t0 = time.time()
+    while not os.path.exists(os.path.join(rd, "stage2_checkpoint.bin")) and time.time() - t0 < 300 \
+            and p.poll() is None:
+        time.sleep(0.02)
+    p.send_signal(signal.SIGUSR1)
+    out, err = p.communicate(timeout=300)
+    return p, out, err
+
+
 staged = write(os.path.join(d, "staged.yaml"), BASE % (2000, 8, stage_list(STAGES), 1))
 slow = write(os.path.join(d, "slow.yaml"), BASE % (20000, 20, stage_list(SLOW_STAGES), 1))
 
@@ -105,14 +123,7 @@ for P in (1, 2):
     ref = os.path.join(d, "ref%d" % P)
     run(["train", slow, "--out", ref], ranks=P, timeout=600)
     sig = os.path.join(d, "sig%d" % P)
-    cmd = [shutil.which("mpiexec"), "-n", str(P), INFOMAX, "train", slow, "--out", sig]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    t0 = time.time()
-    while not os.path.exists(os.path.join(sig, "stage2_checkpoint.bin")) and time.time() - t0 < 300 \
-            and p.poll() is None:
-        time.sleep(0.02)
-    p.send_signal(signal.SIGUSR1)
-    out, err = p.communicate(timeout=300)
+    p, out, err = stop_in_stage2(slow, sig, P)
     s = load_json(os.path.join(sig, "summary.json"))
     stopped = [g["status"] for g in s.get("stages", [])]
     check(p.returncode == 75 and stopped == ["ok", "stopped", "not run"] and "of stage 2/3" in out,
@@ -160,4 +171,60 @@ for i, (entry, want) in enumerate(bad):
 code, out, err = next(r)
 check(code == 3 and "optimizer.stages and model.layers" in err,
       "stages with a stack: exit %d (want 3), refused: %s" % (code, err.strip()[:120]))
+
+# 5. adam, then L-BFGS (stages that change optimizer.type and the mini-batch keys).
+MIXED = """data:
+  source: synthetic-ica
+  samples: 16384
+  dim: 6
+  preprocess: whiten
+model:
+  units: 6
+  activation: softmax
+objective:
+  preset: gaussian
+optimizer:
+  max_it: 5
+  stages:
+    - {type: adam, lr: 0.02, batch: 1024, max_it: %d}
+    - {type: lmvm, max_it: 5}
+parallel:
+  block: 256
+output:
+  every: 1000
+  checkpoint_every: 1
+"""
+mixed = write(os.path.join(d, "mixed.yaml"), MIXED % 48)
+# L-BFGS first, then 300 adam steps: the stop lands in stage 2, whose moments
+# are in stage2_optimizer_state.bin.
+long_adam = write(os.path.join(d, "mixed_long.yaml"), (MIXED % 300).replace(
+    "    - {type: adam, lr: 0.02, batch: 1024, max_it: 300}\n    - {type: lmvm, max_it: 5}\n",
+    "    - {type: lmvm, max_it: 3}\n    - {type: adam, lr: 0.02, batch: 1024, max_it: 300}\n"))
+runs = run_many([(["train", mixed, "--out", os.path.join(d, "mixed%d" % P)], P) for P in (1, 2)]
+                + [(["train", long_adam, "--out", os.path.join(d, "mixref")], 2)])
+lines = []
+for P, (code, out, err) in zip((1, 2), runs):
+    rd = os.path.join(d, "mixed%d" % P)
+    st = load_json(os.path.join(rd, "summary.json")).get("stages", []) if code == 0 else []
+    lines = [json.loads(l) for l in open(os.path.join(rd, "metrics.jsonl"))] if code == 0 else []
+    check(code == 0 and [g["status"] for g in st] == ["ok", "ok"] and st[0]["iterations"] == 48
+          and "TAO adam" in out and "TAO lmvm" in out
+          and all(("epoch" in l) == (l["stage"] == 1) for l in lines),
+          "P=%d: adam stage then lmvm stage: exit %d, stages %s, epochs on the adam stage's lines "
+          "only" % (P, code, [(g["status"], g.get("iterations")) for g in st]))
+check(runs[0][0] == 0 and weights(os.path.join(d, "mixed1")) == weights(os.path.join(d, "mixed2")),
+      "adam then lmvm: the same layer1_W/b bytes on 1 and 2 ranks")
+ref = os.path.join(d, "mixref")
+sig = os.path.join(d, "mixsig")
+p, out, err = stop_in_stage2(long_adam, sig, 2)
+stopped = [g["status"] for g in load_json(os.path.join(sig, "summary.json")).get("stages", [])]
+check(p.returncode == 75 and stopped == ["ok", "stopped"],
+      "SIGUSR1 in the adam stage: exit %d (want 75), stages %s" % (p.returncode, stopped))
+code, out, err = run(["train", "--resume", sig], ranks=2, timeout=600)
+s = load_json(os.path.join(sig, "summary.json"))
+check(code == 0 and weights(sig) == weights(ref) and metrics(sig) == metrics(ref) and
+      s.get("resume", {}).get("exact"),
+      "resumed in the adam stage: exit %d, exact %s, same layer1_W/b bytes and metrics.jsonl (but "
+      "times) as the uninterrupted run: %s" % (code, s.get("resume", {}).get("exact"),
+                                              weights(sig) == weights(ref) and metrics(sig) == metrics(ref)))
 finish()

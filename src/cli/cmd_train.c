@@ -187,6 +187,7 @@ static imx_err next_stage(imx_ctx *ctx, const imx_config *top, int s, imx_run_la
   imx_metrics_init(&r->measures);
   r->stage = s, r->stages = top->optimizer.nstages, r->start = *prev;
   IMX_TRY(imx_agree(ctx, imx_config_stage(ctx, top, s - 1, &r->cfg)));
+  IMX_TRY(imx_agree(ctx, imx_train_options(ctx, &r->cfg))); /* the stage's optimizer.type */
   char set[IMX_OPTS_LEN];
   snprintf(set, sizeof set, "%s", top->optimizer.stage_set[s - 1]);
   for (char *p = set; (p = strchr(p, '\n'));) *p = p[1] ? ';' : '\0';

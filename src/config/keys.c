@@ -299,11 +299,6 @@ imx_err imx_config_validate(imx_ctx *ctx, const imx_config *cfg) {
                     "one layer (train a stack's layers with their own optimizer.max_it, or one "
                     "layer in stages)",
                     cfg->file[0] ? cfg->file : "", cfg->file[0] ? ": " : "", cfg->model.nlayers);
-  if (cfg->optimizer.nstages && imx_batch_kind(cfg->optimizer.type))
-    return imx_fail(ctx, IMX_ERR_CONFIG,
-                    "%s%soptimizer.stages with optimizer.type %s: stages restart L-BFGS and are "
-                    "for the full-batch TAO types (use optimizer.schedule for a mini-batch run)",
-                    cfg->file[0] ? cfg->file : "", cfg->file[0] ? ": " : "", cfg->optimizer.type);
   for (int i = 0; i < cfg->optimizer.nstages; i++) {
     imx_config c;
     IMX_TRY(imx_config_stage(ctx, cfg, i, &c));
@@ -451,8 +446,9 @@ imx_err imx_config_layer(imx_ctx *ctx, const imx_config *base, int index, imx_co
 
 /* The keys a stage may set: none changes the parameter vector (the
  * supervised head's weight and label_fraction would add or change a head;
- * model.* is the layer and its initial weights; optimizer.type and options
- * are the run's TAO). */
+ * model.* is the layer and its initial weights; optimizer.options are the
+ * run's PETSc options). A stage may change the optimizer (mini-batch adam,
+ * then L-BFGS) and the precision of the data path. */
 static const char *const STAGE_KEYS[] = {"objective.preset",
                                          "objective.lambda",
                                          "objective.on",
@@ -474,6 +470,20 @@ static const char *const STAGE_KEYS[] = {"objective.preset",
                                          "optimizer.gatol",
                                          "optimizer.grtol",
                                          "optimizer.precondition",
+                                         "optimizer.type",
+                                         "optimizer.lr",
+                                         "optimizer.batch",
+                                         "optimizer.momentum",
+                                         "optimizer.beta1",
+                                         "optimizer.beta2",
+                                         "optimizer.epsilon",
+                                         "optimizer.schedule",
+                                         "optimizer.decay",
+                                         "optimizer.decay_every",
+                                         "optimizer.eval_every",
+                                         "optimizer.cov_blend",
+                                         "optimizer.seed",
+                                         "parallel.precision",
                                          NULL};
 
 int imx_config_stage_key_ok(const char *full) {

@@ -221,11 +221,12 @@ void imx_config_reference(FILE *f) {
     if (s == SEC_OPTIMIZER)
       fprintf(f,
               "| `stages` | list | `[]` | up to %d mappings of `key: value` | one layer trained in "
-              "stages, each from the previous one's weights (L-BFGS starts over): one entry per "
-              "stage, each the keys that differ from the rest of the file, of those that keep "
-              "the parameter vector: the objective's weights and settings but `supervised` and "
-              "`label_fraction`, `optimizer.max_it`, `gatol`, `grtol`, `precondition` "
-              "(`hsic_bandwidth: 0.5`, `max_it: 1000`); not with model.layers; [] = one stage "
+              "stages, each from the previous one's weights (the optimizer starts over): one "
+              "entry per stage, each the keys that differ from the rest of the file, of those "
+              "that keep the parameter vector: the objective's weights and settings but "
+              "`supervised` and `label_fraction`, `optimizer.type`, `max_it`, `gatol`, `grtol`, "
+              "`precondition`, the mini-batch keys, `parallel.precision` (`hsic_bandwidth: 0.5`, "
+              "`max_it: 1000`; `type: adam, max_it: 70`); not with model.layers; [] = one stage "
               "(docs/guide.md) |\n",
               IMX_MAX_STAGES);
   }

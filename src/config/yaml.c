@@ -177,8 +177,9 @@ static int entry_key_ok(const list_key *lk, const char *full, char *why, size_t 
     if (imx_config_stage_key_ok(full)) return 1;
     snprintf(why, n,
              "a stage sets the objective's weights and settings (not objective.supervised or "
-             "label_fraction) and optimizer.max_it, gatol, grtol, precondition only: keys that "
-             "keep the parameter vector and the run's data, layer and TAO");
+             "label_fraction), optimizer.type, max_it, gatol, grtol, precondition, the "
+             "mini-batch keys and parallel.precision only: keys that keep the parameter vector "
+             "and the run's data and layer");
     return 0;
   }
   int s = -1;

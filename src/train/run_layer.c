@@ -346,7 +346,7 @@ static imx_err resume_stochastic(imx_ctx *ctx, imx_run_layer *r, imx_train_io *i
   const imx_checkpoint ck = r->ck;
   const char *type = r->cfg.optimizer.type;
   char name[NAME_LEN], why[IMX_PATH_LEN + 160] = "";
-  imx_run_layer_file(name, sizeof name, r->index, "optimizer_state.bin");
+  imx_run_layer_stage_file(name, sizeof name, r->index, r->stage, "optimizer_state.bin");
   int have = 0;
   IMX_TRY(file_exists(ctx, r->dir, name, &have));
   io->start_iteration = ck.iteration;

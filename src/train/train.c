@@ -654,11 +654,18 @@ static imx_err check_type(imx_ctx *ctx, const imx_config *cfg) {
   return IMX_OK;
 }
 
+/* Was -tao_type put into the options database by imx_train_options (from
+ * optimizer.type) rather than given on the command line? Then a stage's
+ * optimizer.type replaces it. */
+static int type_from_config;
+
 /* Split "-opt value -flag ..." and set each option not already given; then
  * check the TAO type. */
 imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
   char buf[IMX_OPTS_LEN + IMX_NAME_LEN + 16];
   snprintf(buf, sizeof buf, "-tao_type %s %s", cfg->optimizer.type, cfg->optimizer.options);
+  if (type_from_config && PetscOptionsClearValue(NULL, "-tao_type"))
+    return imx_fail(ctx, IMX_ERR_PETSC, "PetscOptionsClearValue(-tao_type) failed");
   char *save = NULL, *tok = strtok_r(buf, " \t\n", &save);
   while (tok) {
     if (tok[0] != '-' || tok[1] == 0 || (tok[1] >= '0' && tok[1] <= '9'))
@@ -681,6 +688,7 @@ imx_err imx_train_options(imx_ctx *ctx, const imx_config *cfg) {
     if (!set && PetscOptionsSetValue(NULL, tok, val))
       return imx_fail(ctx, IMX_ERR_CONFIG, "optimizer.options: PETSc rejected %s %s", tok,
                       val ? val : "");
+    if (tok == buf) type_from_config = !set;
     tok = next;
   }
   IMX_TRY(register_types(ctx));
