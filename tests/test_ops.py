@@ -237,9 +237,18 @@ check(st == "stopped" and L == 2 and same_w,
       "W and b = layerL_*.npy: %s" % (st, L, same_w))
 k = s2.get("optimizer", {}).get("iterations", 0) + 3
 st_ref = os.path.join(d, "stack_ref")
-(code, out, err), (code2, _, _) = run_many([
+# A copy without layer 2's optimizer log resumes too, not exactly, and says so.
+st_nolog = os.path.join(d, "stack_nolog")
+shutil.copytree(st_dir, st_nolog)
+os.remove(os.path.join(st_nolog, "layer2_optimizer_log.bin"))
+(code, out, err), (code2, _, _), (code3, _, err3) = run_many([
     (["train", "--resume", st_dir, "--set", "optimizer.max_it=%d" % k], 1),
-    (["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_it=%d" % k] + STACK, 2)])
+    (["train", stack_cfg, "--out", st_ref, "--set", "optimizer.max_it=%d" % k] + STACK, 2),
+    (["train", "--resume", st_nolog, "--set", "optimizer.max_it=%d" % k], 2)])
+exact = [load_json(os.path.join(r, "summary.json")).get("resume", {}).get("exact") for r in (st_dir, st_nolog)]
+check(code3 == 0 and exact == [True, False] and "no optimizer log of the layer" in err3,
+      "stack resumed in layer 2: summary.json resume.exact %s (want True with layer 2's optimizer "
+      "log, False without it, warned: %s)" % (exact, "no optimizer log of the layer" in err3))
 s = load_json(os.path.join(st_dir, "summary.json"))
 files = ["layer%d_%s.npy" % (i, f) for i in (1, 2, 3) for f in ("W", "b")]
 same_stack = code == 0 and code2 == 0 and all(

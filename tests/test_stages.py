@@ -227,4 +227,15 @@ check(code == 0 and weights(sig) == weights(ref) and metrics(sig) == metrics(ref
       "resumed in the adam stage: exit %d, exact %s, same layer1_W/b bytes and metrics.jsonl (but "
       "times) as the uninterrupted run: %s" % (code, s.get("resume", {}).get("exact"),
                                               weights(sig) == weights(ref) and metrics(sig) == metrics(ref)))
+
+# Without stage 2's optimizer state the resume is not exact, and summary.json says so.
+sig = os.path.join(d, "mixsig2")
+p, out, err = stop_in_stage2(long_adam, sig, 2)
+if os.path.exists(os.path.join(sig, "stage2_optimizer_state.bin")):
+    os.remove(os.path.join(sig, "stage2_optimizer_state.bin"))
+code, out, err = run(["train", "--resume", sig], ranks=2, timeout=600)
+exact = load_json(os.path.join(sig, "summary.json")).get("resume", {}).get("exact")
+check(p.returncode == 75 and code == 0 and exact is False and "moments at zero" in err,
+      "resumed in the adam stage without stage2_optimizer_state.bin: exit %d, summary.json "
+      "resume.exact %s (want false), warned: %s" % (code, exact, "moments at zero" in err))
 finish()

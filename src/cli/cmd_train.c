@@ -322,6 +322,8 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
     if (!e && !done) {
       e = imx_run_layer_train(ctx, &l1,
                               s == first_stage && a->resume ? IMX_LAYER_RESUME : IMX_LAYER_FRESH);
+      /* the resume may find it cannot continue exactly (no optimizer state) */
+      if (a->resume && s == first_stage) resumed = l1.resume;
       reported = e != 0;
       advanced |= l1.advanced;
     }
@@ -355,6 +357,7 @@ int imx_cmd_train(imx_ctx *ctx, const imx_args *a) {
                               : i == first && a->resume ? IMX_LAYER_RESUME
                                                         : IMX_LAYER_FRESH;
       e = imx_run_layer_train(ctx, last, start);
+      if (start == IMX_LAYER_RESUME && last != &l1) l1.resume = last->resume; /* as above */
       reported = e != 0;
       advanced |= last->advanced;
     }
