@@ -602,7 +602,8 @@ static void test_stages(void) {
           "stages: stage 1 adam with lr 0.2 and batch 4096, stage 2 lmvm in single precision");
   load_text("stages: adam in single precision",
             "optimizer:\n  stages:\n    - {type: adam, parallel.precision: single}\n",
-            IMX_ERR_CONFIG, "optimizer.stages[1]: parallel.precision: single with optimizer.type adam");
+            IMX_ERR_CONFIG,
+            "optimizer.stages[1]: parallel.precision: single with optimizer.type adam");
   load_text("stages: a bad value", "optimizer:\n  stages:\n    - {gatol: -1}\n", IMX_ERR_CONFIG,
             ":3:15: optimizer.stages[1]: optimizer.gatol:");
   load_text("stages: odd hsic features", "optimizer:\n  stages:\n    - {hsic_features: 7}\n",
