@@ -51,6 +51,7 @@ METHODS = {
     "relu-z-eps": ["model.activation=relu", "objective.on=z", "objective.eps=1e-3"],
     "topk-act": ["model.activation=topk", "model.topk=8", "objective.eps=1e-6"],
     "topk-z": ["model.activation=topk", "model.topk=8", "objective.on=z"],
+    "sparsemax-act": ["model.activation=sparsemax", "objective.eps=1e-6"],
     "implicit-em": ["objective.preset=implicit-em"],
 }
 BASELINES = ["raw", "pca", "random", "kmeans", "kmeans-triangle", "gmm"]
