@@ -44,6 +44,11 @@ PRESETS = {
     "ica": {"objective": {"preset": "ica"}, "optimizer": {"precondition": "ica"}},
     # The same without it (plain L-BFGS, the program's default).
     "ica-plain": {"objective": {"preset": "ica"}, "optimizer": {"precondition": "none"}},
+    # Extended Infomax: every 10 iterations each unit picks the super- or
+    # sub-Gaussian density (plain L-BFGS restarted at each switch).
+    "ica-ext": {"objective": {"preset": "ica", "extended_every": 10}},
+    "ica-ext-pre": {"objective": {"preset": "ica", "extended_every": 10},
+                    "optimizer": {"precondition": "ica"}},
     # hsic from the default random start in three stages (docs/study-approximation.md
     # "hsic: what makes it work") in one run (optimizer.stages), each from the
     # previous stage's weights: a narrow kernel (0.5 x the median heuristic) for
@@ -79,13 +84,17 @@ def mixing(n, rng):
     return q1 @ np.diag(np.logspace(0, np.log10(3), n)) @ q2
 
 
-def make_data(n, N, seed, path):
+def make_data(n, N, seed, path, sources="laplace"):
+    """Unit-variance sources mixed by A: all Laplace (super-Gaussian), or with
+    sources "mixed" the even-numbered ones uniform (sub-Gaussian)."""
     rng = np.random.default_rng(seed)
     A = mixing(n, rng)
     X = np.lib.format.open_memmap(path, mode="w+", dtype=np.float64, shape=(N, n))
     step = 1 << 16
     for r0 in range(0, N, step):
         S = rng.laplace(0, 1 / np.sqrt(2), size=(min(step, N - r0), n))
+        if sources == "mixed":
+            S[:, ::2] = rng.uniform(-np.sqrt(3), np.sqrt(3), size=S[:, ::2].shape)
         X[r0 : r0 + S.shape[0]] = S @ A.T
     X.flush()
     del X
@@ -224,6 +233,8 @@ def main():
     ap.add_argument("--ranks", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2, help="FastICA's BLAS threads")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--sources", default="laplace", choices=["laplace", "mixed"],
+                    help="mixed: every other source uniform (sub-Gaussian), the rest Laplace")
     ap.add_argument("--max-it", type=int, default=1000)
     ap.add_argument("--gatol", type=float, default=1e-7)
     ap.add_argument("--reduction", default="fast", choices=["fast", "reproducible"])
@@ -247,7 +258,7 @@ def main():
         for size in args.sizes.split(","):
             n, N = (int(v) for v in size.split(":"))
             X_path = os.path.join(work, "ica-%d-%d.npy" % (n, N))
-            A = make_data(n, N, args.seed * 1000 + n, X_path)
+            A = make_data(n, N, args.seed * 1000 + n, X_path, args.sources)
             X = np.load(X_path, mmap_mode="r")
             mu, P = whitening(np.asarray(X), 1e-6)
             sub = min(N, args.tc_samples)
@@ -277,7 +288,9 @@ def main():
 
 
 LABELS = {"hsic": "hsic, random start, 3 stages", "hsic-chained": "hsic, 3 chained runs", "hsic-random": "hsic, random start, one stage",
-          "hsic-fromica": "hsic, from ica's weights", "ica-plain": "ica, plain L-BFGS"}
+          "hsic-fromica": "hsic, from ica's weights", "ica-plain": "ica, plain L-BFGS",
+          "ica-ext": "ica, Extended Infomax (extended_every 10)",
+          "ica-ext-pre": "ica, Extended Infomax, ICA preconditioner"}
 
 
 def write_table(csv_path, md_path):
