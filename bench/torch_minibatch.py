@@ -95,12 +95,10 @@ def main():
             opt.step()
         train_s += time.perf_counter() - t
         if ep % a.full_every == 0 or ep == a.epochs:
-            Vd = V.detach().double()
-            if a.no_normalize:
-                Vd = Vd  # Problem normalizes rows; without normalization compare W = V
-            Lf = full.manual(Vd, b.detach().double())[0] if not a.no_normalize else \
-                float(batch_loss(X64, Vd, b.detach().double(), K, a.lam, a.eps,
-                                 torch.full((K, K), 1.0 / K, dtype=torch.float64), False))
+            Vd, bd = V.detach().double(), b.detach().double()
+            # torch_peer's Problem normalizes the rows; without normalization W = V
+            Lf = full.manual(Vd, bd)[0] if not a.no_normalize else float(
+                batch_loss(X64, Vd, bd, K, a.lam, a.eps, uu.double(), False))
             print(f"{ep},{train_s:.3f},{Lf:.10g},{loadavg():.2f}", flush=True)
             if a.target is not None and hit is None and Lf <= a.target:
                 hit = (ep, train_s)
