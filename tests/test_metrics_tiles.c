@@ -12,7 +12,9 @@
  *      0 alone with all the rows; the effective rank within 1e-12 (the
  *      eigensolver's bits depend on the grid);
  *   3. no K x K array: the correlations are not kept (corr NULL), and the
- *      bytes per rank the plan counts fall as 1/P;
+ *      bytes per rank the plan counts fall as 1/P; correlation.npy written
+ *      from the tiles (every grid) has the replicated code's header and its
+ *      entries within 1e-14 (reproducible mode: the bytes of 1 rank's);
  *   4. two grids at once (the layer's and the measures') have BLACS system
  *      handles of their own (they shared one, and freeing the measures' grid
  *      freed the layer's: a BLACS warning at the end of every run).
@@ -63,8 +65,8 @@ static double *outputs(const test_case *t, int64_t row0, int64_t nloc) {
 }
 
 /* The moment measures of case t on c: tiles 0 = replicated. */
-static imx_err measure(imx_ctx *c, const test_case *t, int64_t N, int B, int tiles, int rows,
-                       int cols, imx_metrics *m) {
+static imx_err measure_to(imx_ctx *c, const test_case *t, int64_t N, int B, int tiles, int rows,
+                          int cols, const char *corr_path, imx_metrics *m) {
   int64_t row0 = 0, nloc = 0;
   imx_shard(N, B, c->rank, c->size, &row0, &nloc);
   double *A = outputs(t, row0, nloc);
@@ -76,13 +78,76 @@ static imx_err measure(imx_ctx *c, const test_case *t, int64_t N, int B, int til
                    .A = A,
                    .tiles = tiles,
                    .grid_rows = rows,
-                   .grid_cols = cols};
+                   .grid_cols = cols,
+                   .corr_path = corr_path};
   imx_metrics_init(m);
   imx_err e = tiles ? imx_metrics_moments_tiles(c, t->mode, &o, m)
                     : imx_metrics_outputs(c, t->mode, &o, m);
   if (e) t_check(0, "%s: measures (tiles %d): %s", t->name, tiles, c->msg);
   free(A);
   return e;
+}
+
+static imx_err measure(imx_ctx *c, const test_case *t, int64_t N, int B, int tiles, int rows,
+                       int cols, imx_metrics *m) {
+  return measure_to(c, t, N, B, tiles, rows, cols, NULL, m);
+}
+
+/* correlation.npy from the tiles (each rank its tiles, MPI-IO) on every grid
+ * of P ranks: the header of the replicated code's file (imx_npy_write of its
+ * corr) and every entry within 1e-14 of its entry (the tiles' C is summed
+ * differently, so the last bits may differ); in reproducible mode the bytes
+ * rank 0 writes alone from all the rows. */
+static void correlation_file(const test_case *t, const char *dir) {
+  const int64_t N = 700;
+  const int B = 64;
+  int shapes[3][2] = {{0, 0}, {1, 0}, {0, 1}}, bad = 0;
+  char path[256], ref[256], one[256];
+  snprintf(path, sizeof path, "%s/correlation.npy", dir);
+  snprintf(ref, sizeof ref, "%s/ref.npy", dir);
+  snprintf(one, sizeof one, "%s/one.npy", dir);
+  imx_metrics r, d;
+  if (measure(&ctx, t, N, B, 0, 0, 0, &r)) return;
+  if (ctx.rank == 0) {
+    imx_ctx self;
+    imx_ctx_init(&self, MPI_COMM_SELF);
+    bad = imx_npy_write(&self, ref, r.corr, t->K, t->K) != IMX_OK;
+    if (!bad) bad = measure_to(&self, t, N, B, t->nb, 0, 0, one, &d) != IMX_OK;
+    if (!bad) imx_metrics_clear(&d);
+    if (bad) t_check(0, "%s: correlation.npy on rank 0 alone: %s", t->name, self.msg);
+    imx_ctx_finalize(&self);
+  }
+  MPI_Bcast(&bad, 1, MPI_INT, 0, MPI_COMM_WORLD);
+  for (int s = 0; s < 3 && !bad; s++) {
+    if (measure_to(&ctx, t, N, B, t->nb, shapes[s][0], shapes[s][1], path, &d)) break;
+    if (ctx.rank == 0) {
+      unsigned char *x = NULL, *y = NULL, *z = NULL;
+      long nx = t_file_bytes(path, &x), ny = t_file_bytes(ref, &y), nz = t_file_bytes(one, &z);
+      long hb = ny - 8L * t->K * t->K;
+      double worst = nx == ny && hb > 0 && !memcmp(x, y, (size_t)hb) ? 0 : INFINITY;
+      for (long k = 0; worst < INFINITY && k < (long)t->K * t->K; k++) {
+        double a, b;
+        memcpy(&a, x + hb + 8 * k, 8), memcpy(&b, y + hb + 8 * k, 8);
+        worst = fmax(worst, fabs(a - b));
+      }
+      int same = nx > 0 && nx == nz && !memcmp(x, z, (size_t)nx);
+      int repro = t->mode == IMX_RED_REPRODUCIBLE;
+      t_check(worst <= 1e-14 && (same || !repro) && !d.corr,
+              "%s (K=%d, %d x %d tiles, grid %s, P=%d): correlation.npy from the tiles: header "
+              "and entries of the replicated one, max |diff| %.1e (tol 1e-14); %s",
+              t->name, t->K, t->nb, t->nb,
+              s == 0   ? "auto"
+              : s == 1 ? "1 x P"
+                       : "P x 1",
+              ctx.size, worst,
+              !repro ? "fast mode: bits not compared across P"
+              : same ? "the bytes of 1 rank's"
+                     : "NOT the bytes of 1 rank's");
+      free(x), free(y), free(z);
+    }
+    imx_metrics_clear(&d);
+  }
+  imx_metrics_clear(&r);
 }
 
 /* Same value or both infinite/NaN alike. */
@@ -193,6 +258,10 @@ int main(int argc, char **argv) {
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) against_replicated(&cases[c]);
   for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
     if (cases[c].mode == IMX_RED_REPRODUCIBLE) across_ranks(&cases[c]);
+  char dir[64];
+  t_tmpdir(ctx.comm, dir);
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) correlation_file(&cases[c], dir);
+  t_rmdir(ctx.comm, dir);
   two_grids();
   bytes();
   return t_end(&ctx);

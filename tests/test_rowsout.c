@@ -2,7 +2,9 @@
  * exactly the bytes rank 0 alone writes (a file on MPI_COMM_SELF with all
  * rows), the values read back equal what was written, a failed write leaves
  * nothing at the path and an older file intact, no time stamp changes a byte,
- * and bad requests are agreed errors. Run at P = 1..4; uneven shards and an
+ * and bad requests are agreed errors; entries written as runs spread over
+ * the ranks give the same bytes, and a file larger than the free space fails
+ * before writing, with nothing left behind. Run at P = 1..4; uneven shards and an
  * empty rank included. */
 #include <hdf5.h>
 #include <sys/stat.h>
@@ -45,21 +47,9 @@ static imx_err write_file(imx_ctx *ctx, const char *path, int64_t row0, int64_t 
   return e ? e : e2;
 }
 
-static long file_bytes(const char *path, unsigned char **buf) {
-  FILE *f = fopen(path, "rb");
-  if (!f) return -1;
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  rewind(f);
-  *buf = malloc((size_t)n + 1);
-  long got = (long)fread(*buf, 1, (size_t)n, f);
-  fclose(f);
-  return got == n ? n : -1;
-}
-
 static int same_bytes(const char *a, const char *b) {
   unsigned char *x = NULL, *y = NULL;
-  long nx = file_bytes(a, &x), ny = file_bytes(b, &y);
+  long nx = t_file_bytes(a, &x), ny = t_file_bytes(b, &y);
   int same = nx >= 0 && nx == ny && memcmp(x, y, (size_t)nx) == 0;
   free(x), free(y);
   return same;
@@ -154,6 +144,41 @@ int main(int argc, char **argv) {
   t_expect_err(&ctx, e, IMX_ERR_INTERNAL, "do not tile", "shards that leave a row out");
   imx_rows_close(&ctx, &f, 0);
   if (ctx.rank == 0) t_check(!exists(p), "a failed write leaves no file at the path");
+
+  /* Runs: the N x COLS matrix with rank p writing the entries of columns
+   * p, p + P, ... (one run of one element per row; row-major order mixed over
+   * the ranks), in two calls: the bytes of the rows file above. */
+  snprintf(p, sizeof p, "%s/runs.npy", dir);
+  snprintf(ref, sizeof ref, "%s/x.npy", dir);
+  {
+    int64_t off[N * COLS];
+    int len[N * COLS], n = 0;
+    double v[N * COLS];
+    e = imx_rows_open(&ctx, p, &f);
+    for (int half = 0; half < 2 && !e; half++) {
+      n = 0;
+      for (int64_t i = half ? N / 2 : 0; i < (half ? N : N / 2); i++)
+        for (int j = ctx.rank; j < COLS; j += ctx.size)
+          off[n] = i * COLS + j, len[n] = 1, v[n] = value(i, j), n++;
+      e = imx_rows_put_runs(&ctx, f, N, COLS, n, off, len, v);
+    }
+    imx_rows_close(&ctx, &f, e == IMX_OK);
+    t_check(e == IMX_OK, "runs of single entries from %d ranks written: code %d %s", ctx.size,
+            (int)e, e ? ctx.msg : "");
+    if (ctx.rank == 0) t_check(same_bytes(p, ref), "runs.npy: the bytes of the rows file");
+  }
+  /* No room: a shape larger than any disk fails before writing, naming the
+   * file, the bytes needed and free; nothing is left at the path. */
+  snprintf(p, sizeof p, "%s/huge.npy", dir);
+  e = imx_rows_open(&ctx, p, &f);
+  if (!e) e = imx_rows_put_runs(&ctx, f, (int64_t)1 << 29, (int64_t)1 << 29, 0, NULL, NULL, NULL);
+  t_expect_err(&ctx, e, IMX_ERR_IO, "huge.npy: needs 2305843009213694080 bytes",
+               "a 2^29 x 2^29 array");
+  imx_rows_close(&ctx, &f, 0);
+  if (ctx.rank == 0) {
+    snprintf(ref, sizeof ref, "%s/huge.npy.tmp.%ld", dir, (long)getpid());
+    t_check(!exists(p) && !exists(ref), "no room: no file at the path, no temporary file left");
+  }
 
   /* Unknown suffix, unwritable directory. */
   t_expect_err(&ctx, imx_rows_open(&ctx, "features.csv", &f), IMX_ERR_USAGE, ".npy or .h5",

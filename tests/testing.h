@@ -128,6 +128,21 @@ __attribute__((unused)) static void t_rmdir(MPI_Comm comm, const char *dir) {
   rmdir(dir);
 }
 
+/* The bytes of the file at path into *buf (malloc'd, the caller frees it);
+ * their number, or -1 if it cannot be read. Local. */
+__attribute__((unused)) static long t_file_bytes(const char *path, unsigned char **buf) {
+  FILE *f = fopen(path, "rb");
+  *buf = NULL;
+  if (!f) return -1;
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  rewind(f);
+  *buf = malloc((size_t)n + 1);
+  long got = *buf ? (long)fread(*buf, 1, (size_t)n, f) : -1;
+  fclose(f);
+  return got == n ? n : -1;
+}
+
 /* Write len bytes to path; 0 on success, -1 on failure. Local. */
 __attribute__((unused)) static int t_write_file(const char *path, const void *buf, size_t len) {
   FILE *f = fopen(path, "wb");

@@ -82,18 +82,24 @@ imx_err imx_linalg_dist_cholesky_logdet(imx_ctx *ctx, imx_dmat *M, const char *w
 
 /* Eigenvalues of the symmetric M (lower tiles; M is destroyed) into w[K],
  * ascending, with ScaLAPACK's pdsyevr (eigenvalues only: no eigenvector
- * matrix; its workspace is queried, a few K nb doubles). Rank 0's values are
+ * matrix; real workspace imx_linalg_dist_eigvalsh_work). Rank 0's values are
  * broadcast, so every rank has the same bits; they depend on the grid
  * (different grids block the reduction to tridiagonal form differently),
- * within rounding. Errors (agreed): IMX_ERR_NOMEM, IMX_ERR_NUMERIC (INFO !=
- * 0, naming `what`), IMX_ERR_MPI. Collective. */
+ * within rounding. No rank holds more than its tiles of M and about
+ * (K / pr + 1) nb + 17 K doubles. Errors (agreed): IMX_ERR_NOMEM,
+ * IMX_ERR_NUMERIC (INFO != 0, naming `what`), IMX_ERR_MPI. Collective. */
 imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w);
 
-/* Can imx_linalg_dist_eigvalsh take order K? ScaLAPACK's pdsyevr (2.2)
- * redistributes the whole matrix through REDIST, whose buffer size in bytes is
- * a C int: from 8 K^2 >= 2^31 (K >= 16384) it prints "xxmr2d:out of memory"
- * and exits the process. Local. */
-int imx_linalg_dist_eigvalsh_fits(int K);
+/* The real workspace (doubles per rank) imx_linalg_dist_eigvalsh gives
+ * pdsyevr for order K, tile size nb and pr grid rows: pdsyevr's minimum for
+ * eigenvalues only (17 K + 2) and what PDSYNTRD needs to reduce M to
+ * tridiagonal form in place ((rows + 1) nb, rows = the most local rows of
+ * any rank). Not the size pdsyevr's query returns (about K^2 / floor(sqrt P)^2
+ * more): given that, PDSYNTRD copies M onto a square subgrid of floor(sqrt P)^2
+ * ranks through ScaLAPACK's REDIST, the whole matrix onto one rank for P < 4,
+ * and REDIST's buffer size in bytes is a C int: from K = 16384 on 1 to 3
+ * ranks it printed "xxmr2d:out of memory" and exited. Local. */
+int64_t imx_linalg_dist_eigvalsh_work(int K, int nb, int pr);
 
 /* Cholesky M = L L^T of the SPD M (lower tiles), log det M into *logdet (the
  * diagonal of L gathered, its logs summed in index order: the same bits on

@@ -96,6 +96,10 @@ typedef struct imx_outputs {
   int tiles;                /* 0: replicated K x K matrices; > 0: block-cyclic tiles of this
                                size (doubled as the scalapack backend does for large K) */
   int grid_rows, grid_cols; /* their BLACS grid (0 = automatic, as parallel.grid_rows/cols) */
+  /* On tiles only: write the K x K correlation matrix (the replicated
+   * code's out->corr, which stays NULL there) to this .npy path,
+   * collectively; NULL: not written. */
+  const char *corr_path;
 } imx_outputs;
 
 /* Set every field to "not computed" (NaN, 0, NULL). Local. */
@@ -130,7 +134,9 @@ imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs
  * Cholesky of R (the dead units' rows and columns replaced by the identity;
  * for outputs on the simplex R + v v^T, v its null vector D^1/2 1 / norm);
  * +infinity where the Cholesky fails; the eigenvalues of C from ScaLAPACK's
- * pdsyevr. No rank holds a K x K array; out->corr stays NULL. In
+ * pdsyevr (reducing C in place); with o->corr_path, the correlation matrix
+ * written there from the tiles (include/imx/rowsout.h's imx_rows_put_runs).
+ * No rank holds a K x K array; out->corr stays NULL. In
  * reproducible mode dead units, max and mean |corr| and Gaussian TC have the
  * same bits for any P and grid; the eigenvalues (and the effective rank)
  * depend on the grid within rounding. Against the replicated code the values

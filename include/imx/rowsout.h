@@ -51,6 +51,21 @@ imx_err imx_rows_put(imx_ctx *ctx, imx_rows_file *f, const char *name, imx_rows_
                      int vector, const void *a, int64_t N, int64_t row0, int64_t nloc,
                      int64_t cols);
 
+/* Write part of one rows x cols float64 .npy array whose entries are spread
+ * over the ranks in runs (a matrix held in tiles, not in rows): this rank's
+ * nruns runs, run r being len[r] consecutive elements of the row-major array
+ * from element off[r] (ascending, not overlapping), their values one run
+ * after another in a. Call it as often as needed (the same rows and cols
+ * every time, every rank every time, nruns may be 0); the runs of all calls
+ * and ranks must cover the array exactly once (not checked: the caller's
+ * layout). The first call checks that the file system has room for the whole
+ * file and writes the header. .npy only. Collective.
+ * Errors (agreed): IMX_ERR_IO (no room: the file, the bytes needed and the
+ * bytes free; or a failed write), IMX_ERR_USAGE (not a .npy file, another
+ * array before), IMX_ERR_NOMEM. */
+imx_err imx_rows_put_runs(imx_ctx *ctx, imx_rows_file *f, int64_t rows, int64_t cols, int nruns,
+                          const int64_t *off, const int *len, const double *a);
+
 /* Finish: with commit (on every rank the same), flush, fsync and rename the
  * temporary file to the path; without, remove it. Frees *f and sets it to
  * NULL (accepts NULL). Collective.

@@ -68,6 +68,7 @@ typedef struct column {
   double seconds;       /* wall time of the whole column */
   sup_head head;        /* the model's supervised head */
   const char *save_dir; /* --out DIR for the model's column: features.h5, probe.h5 (else NULL) */
+  int corr_saved;       /* DIR/correlation.npy was written from the tiles (by measure) */
   imx_probe_model kept; /* the trained probe, when saved */
   int protos;           /* gmm data: the prototypes below were compared with the true means */
   int matched;          /* prototype-mean pairs of imx_baseline_match */
@@ -237,7 +238,17 @@ static imx_err head_score(imx_ctx *ctx, const sup_head *h, int K, const imx_data
   return IMX_OK;
 }
 
-/* Measures of col's outputs (Z, A) on one split. Collective. */
+/* DIR (--out) exists, made by rank 0 if needed. Collective. */
+static imx_err make_dir(imx_ctx *ctx, const char *dir) {
+  imx_err e = IMX_OK;
+  if (ctx->rank == 0 && mkdir(dir, 0777) && errno != EEXIST)
+    e = imx_fail(ctx, IMX_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+  return imx_agree(ctx, e);
+}
+
+/* Measures of col's outputs (Z, A) on one split. On tiles, the model's
+ * train split with --out writes DIR/correlation.npy from the tiles (no rank
+ * holds the K x K matrix to write later). Collective. */
 static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const imx_data *d,
                        const double *Z, const double *A, const double *mixing, imx_metrics *m) {
   imx_outputs o = {.N = d->N,
@@ -253,7 +264,14 @@ static imx_err measure(imx_ctx *ctx, const imx_config *cfg, column *col, const i
                    .b = col->layer.b,
                    .seed = cfg->model.seed};
   IMX_TRY(imx_metrics_plan(ctx, cfg, col->layer.K, &o));
+  char path[IMX_PATH_LEN + 32];
+  if (o.tiles > 0 && col->save_dir && m == &col->train) {
+    IMX_TRY(make_dir(ctx, col->save_dir));
+    snprintf(path, sizeof path, "%s/correlation.npy", col->save_dir);
+    o.corr_path = path;
+  }
   IMX_TRY(imx_metrics_outputs(ctx, cfg->parallel.reduction, &o, m));
+  if (o.corr_path) col->corr_saved = 1;
   if (!col->layer.W) return IMX_OK;
   /* On tiles W W^T is formed 64 rows at a time too. */
   return imx_agree(ctx, imx_metrics_weights(ctx, col->layer.K, col->layer.n, col->layer.W, mixing,
@@ -308,14 +326,6 @@ static imx_err choose(imx_ctx *ctx, const char *features, const imx_data *d, dou
   free(use_z ? *A : *Z);
   *Z = *A = NULL;
   return IMX_OK;
-}
-
-/* DIR (--out) exists, made by rank 0 if needed. Collective. */
-static imx_err make_dir(imx_ctx *ctx, const char *dir) {
-  imx_err e = IMX_OK;
-  if (ctx->rank == 0 && mkdir(dir, 0777) && errno != EEXIST)
-    e = imx_fail(ctx, IMX_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
-  return imx_agree(ctx, e);
 }
 
 /* DIR/features.h5: the features the probe sees (F: d's rows, Ft: dt's, dim
@@ -625,8 +635,7 @@ static imx_err save(imx_ctx *ctx, const char *dir, const report *r) {
     char path[IMX_PATH_LEN + 32];
     double *w = malloc((size_t)K * sizeof *w);
     if (!e && !w) e = imx_fail(ctx, IMX_ERR_NOMEM, "winner counts");
-    /* Measured on tiles, no rank holds the K x K correlations (see
-     * docs/guide.md): there is no correlation.npy then. */
+    /* Measured on tiles, correlation.npy was written from them (measure). */
     if (!e && m->corr) {
       snprintf(path, sizeof path, "%s/correlation.npy", dir);
       e = imx_npy_write(ctx, path, m->corr, K, K);
@@ -856,14 +865,9 @@ int imx_cmd_eval(imx_ctx *ctx, const imx_args *a) {
       e = save(ctx, a->out, &r);
       if (!e)
         note(ctx, "wrote %s/ (eval.json, %swinners.npy, %sfeatures.h5%s)", a->out,
-             cols[0].train.corr ? "correlation.npy, " : "",
+             cols[0].train.corr || cols[0].corr_saved ? "correlation.npy, " : "",
              cols[0].train.eigenvalues ? "eigenvalues.npy, " : "",
              cols[0].probed ? ", probe.h5" : "");
-      if (!e && !cols[0].train.corr)
-        note(ctx,
-             "no correlation.npy: the measures of K=%d units were taken on block-cyclic tiles "
-             "(parallel.linalg), where no rank holds the %.1f MiB K x K matrix",
-             cols[0].train.K, (double)cols[0].train.K * cols[0].train.K * 8 / 1048576);
     }
   }
   if (e) imx_report(ctx);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "data_impl.h"
@@ -27,6 +28,7 @@ struct imx_rows_file {
   char tmp[IMX_PATH_LEN + 32];
   MPI_File fh; /* .npy */
   int arrays;  /* arrays written so far */
+  int runs;    /* imx_rows_put_runs has begun the (one) array */
   hid_t h5;    /* .h5 file, or H5I_INVALID_HID */
 };
 
@@ -222,6 +224,72 @@ imx_err imx_rows_put(imx_ctx *ctx, imx_rows_file *f, const char *name, imx_rows_
   else IMX_TRY(put_h5(ctx, f, name, type, vector, a, N, row0, nloc, cols));
   f->arrays++;
   return IMX_OK;
+}
+
+/* Rank 0: is there room for `bytes` more on the file system of f->tmp?
+ * Local. */
+static imx_err room(imx_ctx *ctx, const imx_rows_file *f, int64_t bytes) {
+  struct statvfs v;
+  if (statvfs(f->tmp, &v) != 0)
+    return imx_fail(ctx, IMX_ERR_IO, "%s: cannot read its file system's free space: %s", f->tmp,
+                    strerror(errno));
+  double avail = (double)v.f_bavail * (double)v.f_frsize;
+  if ((double)bytes > avail)
+    return imx_fail(
+        ctx, IMX_ERR_IO,
+        "%s: needs %lld bytes (%.1f MiB), its file system has %.0f bytes (%.1f MiB) free", f->path,
+        (long long)bytes, (double)bytes / 1048576, avail, avail / 1048576);
+  return IMX_OK;
+}
+
+imx_err imx_rows_put_runs(imx_ctx *ctx, imx_rows_file *f, int64_t rows, int64_t cols, int nruns,
+                          const int64_t *off, const int *len, const double *a) {
+  if (f->fmt != FMT_NPY || (f->arrays > 0 && !f->runs))
+    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_USAGE,
+                                   "%s: runs of entries go to one array of a .npy file", f->path));
+  unsigned char head[IMX_NPY_HEADER_MAX];
+  int hbytes = imx_npy_header_bytes("<f8", 2, rows, cols, head);
+  imx_err e = IMX_OK;
+  if (!f->runs && ctx->rank == 0) {
+    e = room(ctx, f, hbytes + rows * cols * 8);
+    if (!e) {
+      int rc = MPI_File_write_at(f->fh, 0, head, hbytes, MPI_BYTE, MPI_STATUS_IGNORE);
+      if (rc != MPI_SUCCESS) e = mpi_io_fail(ctx, "write the header of", f->tmp, rc);
+    }
+  }
+  IMX_TRY(imx_agree(ctx, e));
+  f->runs = 1, f->arrays = 1;
+  /* The runs as a file view: one indexed type of byte displacements from
+   * the end of the header; a rank without runs views plain doubles and
+   * writes none. */
+  int *blen = malloc((size_t)(nruns ? nruns : 1) * sizeof *blen);
+  MPI_Aint *disp = malloc((size_t)(nruns ? nruns : 1) * sizeof *disp);
+  long long count = 0;
+  e = blen && disp ? IMX_OK : imx_fail(ctx, IMX_ERR_NOMEM, "%s: %d runs", f->path, nruns);
+  for (int r = 0; !e && r < nruns; r++)
+    blen[r] = len[r], disp[r] = (MPI_Aint)(off[r] * 8), count += len[r];
+  if (!e && count > INT32_MAX)
+    e = imx_fail(ctx, IMX_ERR_INTERNAL, "%s: %lld entries in one call", f->path, count);
+  MPI_Datatype view = MPI_DOUBLE;
+  if (!e && nruns > 0) {
+    int rc = MPI_Type_create_hindexed(nruns, blen, disp, MPI_DOUBLE, &view);
+    if (rc == MPI_SUCCESS) rc = MPI_Type_commit(&view);
+    if (rc != MPI_SUCCESS)
+      e = IMX_MPI_ERR(ctx, rc, "MPI_Type_create_hindexed(runs)"), view = MPI_DOUBLE;
+  }
+  e = imx_agree(ctx, e);
+  if (!e) {
+    int rc = MPI_File_set_view(f->fh, hbytes, MPI_DOUBLE, view, "native", MPI_INFO_NULL);
+    if (rc == MPI_SUCCESS)
+      rc = MPI_File_write_all(f->fh, count ? a : NULL, (int)count, MPI_DOUBLE, MPI_STATUS_IGNORE);
+    if (rc != MPI_SUCCESS) e = mpi_io_fail(ctx, "write entries to", f->tmp, rc);
+    /* Back to bytes from the start (collective, as set_view is). */
+    rc = MPI_File_set_view(f->fh, 0, MPI_BYTE, MPI_BYTE, "native", MPI_INFO_NULL);
+    if (!e && rc != MPI_SUCCESS) e = mpi_io_fail(ctx, "reset the view of", f->tmp, rc);
+  }
+  if (view != MPI_DOUBLE) MPI_Type_free(&view);
+  free(blen), free(disp);
+  return imx_agree(ctx, e);
 }
 
 /* Rank 0: make the closed temporary file durable and rename it into place

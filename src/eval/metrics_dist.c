@@ -13,6 +13,7 @@
 #include "imx/log.h"
 #include "imx/metrics.h"
 #include "imx/moments.h"
+#include "imx/rowsout.h"
 #include "imx/rsum.h"
 
 /* The tile size: nb, doubled while the lower tiles are more than an exact sum
@@ -102,6 +103,66 @@ static imx_err correlations(imx_ctx *ctx, const imx_dmat *C, const double *d, co
   return IMX_OK;
 }
 
+/* Entry (gi, gj) of the correlation matrix from c = C_{gi gj}, as the
+ * replicated code forms it: 0 in a dead unit's row and column, 1 on a live
+ * unit's diagonal. Local. */
+static double corr_entry(const double *d, const int *live, int gi, int gj, double c) {
+  if (!live[gi] || !live[gj]) return 0;
+  return gi == gj ? 1 : c / sqrt(d[gi] * d[gj]);
+}
+
+/* The correlation matrix into path (.npy, K x K, row-major), each rank
+ * writing the entries of its lower tiles and their mirror images, a group of
+ * tile rows (at most 64 MiB of the file) per collective write: in row gi,
+ * tile column J comes from tile (gi / nb, J) below the diagonal and from
+ * the transpose of tile (J, gi / nb) above it. No rank holds more than its
+ * share of one group. Collective. */
+static imx_err write_correlation(imx_ctx *ctx, const imx_dmat *C, const double *d, const int *live,
+                                 const char *path) {
+  int K = C->K, nb = C->nb, kt = C->kt;
+  int64_t group = ((int64_t)8 << 20) / ((int64_t)K * nb); /* tile rows per write */
+  if (group < 1) group = 1;
+  if (group > kt) group = kt;
+  int64_t most = group * nb * (int64_t)kt; /* runs: one per row and tile column at most */
+  int64_t *off = malloc((size_t)most * sizeof *off);
+  int *len = malloc((size_t)most * sizeof *len);
+  double *val = malloc((size_t)group * nb * K * sizeof *val);
+  imx_rows_file *f = NULL;
+  imx_err e = off && len && val ? IMX_OK
+                                : imx_fail(ctx, IMX_ERR_NOMEM, "%s: buffers of %lld rows x K=%d",
+                                           path, (long long)(group * nb), K);
+  e = imx_agree(ctx, e);
+  if (!e) e = imx_rows_open(ctx, path, &f);
+  for (int R0 = 0; !e && R0 < kt; R0 += (int)group) {
+    int R1 = R0 + group < kt ? R0 + (int)group : kt, n = 0;
+    int64_t v = 0;
+    for (int gi = R0 * nb; gi < (R1 * nb < K ? R1 * nb : K); gi++) {
+      int I = gi / nb, i = gi % nb;
+      for (int J = 0; J < kt; J++) {
+        int lower = I >= J, ti = lower ? I : J, tj = lower ? J : I, tc = imx_dmat_tile_rows(C, J);
+        if (!imx_dmat_mine(C, ti, tj)) continue;
+        const double *t = imx_dmat_tile(C, ti, tj);
+        int64_t o = (int64_t)gi * K + (int64_t)J * nb;
+        if (n && off[n - 1] + len[n - 1] == o) len[n - 1] += tc;
+        else off[n] = o, len[n] = tc, n++;
+        for (int j = 0; j < tc; j++) {
+          /* (i, j) of tile (I, J), from the lower triangle of the tiles */
+          int below = I > J || (I == J && i >= j);
+          double c = below ? t[i + (size_t)j * C->lld] : t[j + (size_t)i * C->lld];
+          val[v++] = corr_entry(d, live, gi, J * nb + j, c);
+        }
+      }
+    }
+    e = imx_rows_put_runs(ctx, f, K, K, n, off, len, val);
+  }
+  if (f) {
+    imx_err c = imx_rows_close(ctx, &f, e == IMX_OK);
+    if (!e) e = c;
+  }
+  free(off), free(len), free(val);
+  return e;
+}
+
 /* M's lower tiles = the correlations R of the live units, with the identity
  * in the rows and columns of the dead ones (log det unchanged), plus v v^T
  * for outputs on the simplex: there C 1 = 0, so R's null vector is
@@ -154,6 +215,7 @@ imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_ou
     m->dead_units = K - L;
     e = correlations(ctx, C, d, live, L, m);
   }
+  if (!e && o->corr_path) e = write_correlation(ctx, C, d, live, o->corr_path);
   /* Gaussian total correlation: -1/2 log det R by Cholesky (the replicated
    * code sums the logs of R's eigenvalues); not positive definite: +inf. */
   m->gaussian_tc = NAN;
@@ -171,17 +233,8 @@ imx_err imx_metrics_moments_tiles(imx_ctx *ctx, imx_reduction mode, const imx_ou
     imx_dinv_free(&w);
     imx_dmat_free(&M);
   }
-  /* Effective rank from the eigenvalues of C (tiny negative ones are rounding);
-   * none where pdsyevr cannot go (K >= 16384), said so. */
-  if (!e && !imx_linalg_dist_eigvalsh_fits(K)) {
-    imx_log(ctx, IMX_WARN,
-            "measures: no effective rank and no eigenvalues at K = %d: ScaLAPACK's pdsyevr "
-            "sizes its redistribution buffer (8 K^2 bytes) with an int and exits the process "
-            "from K = 16384",
-            K);
-    free(m->eigenvalues);
-    m->eigenvalues = NULL;
-  } else if (!e) e = imx_linalg_dist_eigvalsh(ctx, C, "covariance of the outputs", ev);
+  /* Effective rank from the eigenvalues of C (tiny negative ones are rounding). */
+  if (!e) e = imx_linalg_dist_eigvalsh(ctx, C, "covariance of the outputs", ev);
   if (!e && m->eigenvalues) imx_metrics_spectrum(K, ev, m);
   imx_dmat_free(&C);
   imx_grid_free(&g);

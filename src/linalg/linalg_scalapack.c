@@ -359,20 +359,24 @@ imx_err imx_linalg_dist_logdet_inverse(imx_ctx *ctx, imx_dmat *M, const char *wh
   return IMX_OK;
 }
 
-int imx_linalg_dist_eigvalsh_fits(int K) { return (double)K * K * sizeof(double) <= INT32_MAX; }
+int64_t imx_linalg_dist_eigvalsh_work(int K, int nb, int pr) {
+  int zero = 0, rows = numroc_(&K, &nb, &zero, &zero, &pr);
+  int64_t trd = (int64_t)(rows + 1) * nb, least = 12 * (int64_t)K;
+  if (trd < 3 * (int64_t)nb) trd = 3 * (int64_t)nb;
+  return 5 * (int64_t)K + 2 + (trd > least ? trd : least);
+}
 
 imx_err imx_linalg_dist_eigvalsh(imx_ctx *ctx, imx_dmat *M, const char *what, double *w) {
-  if (!imx_linalg_dist_eigvalsh_fits(M->K))
-    return imx_agree(ctx, imx_fail(ctx, IMX_ERR_INTERNAL,
-                                   "%s: pdsyevr cannot take K = %d (its redistribution buffer "
-                                   "of 8 K^2 bytes overflows an int)",
-                                   what, M->K));
   int K = M->K, one = 1, m = 0, nz = 0, info = 0, lwork = -1, liwork = -1, iq = 0;
   double vl = 0, vu = 0, wq = 0, zdummy = 0;
-  /* Eigenvalues only: Z is not referenced, its descriptor is M's. */
+  /* Eigenvalues only: Z is not referenced, its descriptor is M's. The query
+   * gives the integer workspace; the real one is ours (see linalg.h): the
+   * size the query returns would let PDSYNTRD copy the matrix onto a square
+   * subgrid, all of it onto one rank for P < 4. */
   pdsyevr_("N", "A", "L", &K, M->a, &one, &one, M->desc, &vl, &vu, &one, &one, &m, &nz, w, &zdummy,
            &one, &one, M->desc, &wq, &lwork, &iq, &liwork, &info);
-  lwork = (int)wq + 1, liwork = iq > 1 ? iq : 1;
+  int64_t lw = imx_linalg_dist_eigvalsh_work(K, M->nb, M->grid->pr);
+  lwork = lw < INT32_MAX ? (int)lw : INT32_MAX, liwork = iq > 1 ? iq : 1;
   double *work = malloc((size_t)lwork * sizeof *work);
   int *iwork = malloc((size_t)liwork * sizeof *iwork);
   imx_err e = work && iwork
