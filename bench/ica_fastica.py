@@ -128,7 +128,7 @@ def write_table(rows, path):
              "infomax phases (s, rank max) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ph = json.loads(r["phases"]) if r["phases"] else {}
-        keep = ["load", "preprocess", "train", "forward", "moments", "backward", "reduce", "measures"]
+        keep = ["load", "preprocess", "forward", "moments", "backward", "reduce", "output"]
         txt = ", ".join("%s %.2f" % (k, ph[k]) for k in keep if k in ph)
         lines.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
             r["case"], r["pair"], r["method"], r["wall_s"], r["cpu_s"], r["amari"], r["iterations"],
