@@ -101,7 +101,7 @@ def run_pair(args, case, X_path, A, n, N, pair, Xmem, white, w):
     mu, P = white
     ph = phases(s)
     rows.append({"case": case, "n": n, "N": N, "pair": pair, "method": "infomax (%d ranks)" % args.ranks,
-                 "wall_s": "%.2f" % wall, "cpu_s": "%.2f" % cpu, "amari": "%.5f" % study.amari(W @ P.T @ A),
+                 "wall_s": "%.3f" % wall, "cpu_s": "%.3f" % cpu, "amari": "%.5f" % study.amari(W @ P.T @ A),
                  "iterations": ph.pop("iterations"), "evaluations": ph.pop("evaluations"), "load": load,
                  "load_after": loadavg(), "phases": json.dumps({k: round(v, 3) for k, v in ph.items()})})
     # FastICA: its fit on the data in memory.
@@ -110,7 +110,7 @@ def run_pair(args, case, X_path, A, n, N, pair, Xmem, white, w):
     Wt, _, it, wall = study.run_fastica(Xmem, n, args)
     cpu = self_cpu() - c0
     rows.append({"case": case, "n": n, "N": N, "pair": pair, "method": "FastICA (%d threads)" % args.threads,
-                 "wall_s": "%.2f" % wall, "cpu_s": "%.2f" % cpu, "amari": "%.5f" % study.amari(Wt @ A),
+                 "wall_s": "%.3f" % wall, "cpu_s": "%.3f" % cpu, "amari": "%.5f" % study.amari(Wt @ A),
                  "iterations": it, "evaluations": it, "load": load, "load_after": loadavg(), "phases": ""})
     for r in rows:
         w.writerow(r)
