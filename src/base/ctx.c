@@ -1,9 +1,13 @@
 /* ctx: the run context and the error record (see include/imx/ctx.h). */
 #include "imx/ctx.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 
 imx_err imx_fail_at(imx_ctx *ctx, imx_err code, const char *func, const char *file, int line,
                     const char *fmt, ...) {
@@ -82,4 +86,18 @@ void imx_report(const imx_ctx *ctx) {
   else fprintf(stderr, "infomax: error: %s\n", ctx->msg);
   if (getenv("IMX_DEBUG")) fprintf(stderr, "infomax:   at %s\n", ctx->where);
   fflush(stderr);
+}
+
+void *imx_malloc_rows(size_t bytes) {
+  void *p = malloc(bytes ? bytes : 1);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  /* The whole 2 MiB pages inside the block (glibc maps a block this large on
+   * its own, so the advice touches no other allocation). */
+  const uintptr_t huge = (uintptr_t)2 << 20;
+  if (p && bytes >= IMX_HUGE_MIN) {
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1), z = ((uintptr_t)p + bytes) & ~(huge - 1);
+    if (z > a) (void)madvise((void *)a, z - a, MADV_HUGEPAGE);
+  }
+#endif
+  return p;
 }

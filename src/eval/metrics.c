@@ -193,7 +193,7 @@ imx_err imx_metrics_regions(imx_ctx *ctx, int64_t nloc, int K, const double *Z, 
   int w = (K + 63) / 64, rw = w + 1, P = ctx->size;
   size_t n = (size_t)nloc;
   uint64_t *rec = calloc((n ? n : 1) * rw, sizeof *rec);
-  uint64_t *tmp = malloc((n ? n : 1) * rw * sizeof *tmp);
+  uint64_t *tmp = imx_malloc_rows((n ? n : 1) * rw * sizeof *tmp);
   int *scount = calloc((size_t)P, sizeof *scount), *rcount = malloc((size_t)P * sizeof *rcount);
   int *sdispl = malloc((size_t)P * sizeof *sdispl), *rdispl = malloc((size_t)P * sizeof *rdispl);
   int *fill = malloc((size_t)P * sizeof *fill);
@@ -311,7 +311,7 @@ static imx_err sign_entropy(imx_ctx *ctx, int64_t N, int64_t nloc, int K, const 
 static imx_err random_regions(imx_ctx *ctx, const imx_outputs *o, imx_metrics *m) {
   int K = o->K, n = o->n;
   size_t rows = (size_t)(o->nloc ? o->nloc : 1);
-  double *W = malloc((size_t)K * n * sizeof *W), *Z = malloc(rows * K * sizeof *Z);
+  double *W = malloc((size_t)K * n * sizeof *W), *Z = imx_malloc_rows(rows * K * sizeof *Z);
   imx_err e = W && Z ? IMX_OK
                      : imx_fail(ctx, IMX_ERR_NOMEM, "random regions: %lld rows x K=%d",
                                 (long long)o->nloc, K);
@@ -461,7 +461,10 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
   imx_metrics_init(out);
   int K = imx_layer_units(layer), n = imx_layer_inputs(layer), wr_rows = 0;
   size_t rows = (size_t)(d->nloc ? d->nloc : 1);
-  double *Z = malloc(rows * K * sizeof *Z), *A = malloc(rows * K * sizeof *A);
+  /* Identity units: the outputs are z, one buffer for both. */
+  int same = cfg->model.activation == IMX_ACT_IDENTITY;
+  double *Z = imx_malloc_rows(rows * K * sizeof *Z);
+  double *A = same ? Z : imx_malloc_rows(rows * K * sizeof *A);
   double *W = malloc((size_t)K * n * sizeof *W), *b = malloc((size_t)K * sizeof *b);
   double *mix = d->truth ? malloc((size_t)n * n * sizeof *mix) : NULL;
   imx_err e = Z && A && W && b && (mix || !d->truth)
@@ -471,9 +474,7 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
   e = imx_agree(ctx, e);
   if (!e) imx_layer_weights(layer, theta, W, b);
   if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_Z, Z);
-  /* Identity units: the outputs are z. */
-  if (!e && cfg->model.activation == IMX_ACT_IDENTITY) memcpy(A, Z, rows * K * sizeof *A);
-  else if (!e) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
+  if (!e && !same) e = imx_layer_forward(ctx, layer, theta, IMX_FEAT_ACTIVATION, A);
   e = imx_agree(ctx, e);
   if (!e) {
     imx_outputs o = {.N = d->N,
@@ -497,7 +498,8 @@ imx_err imx_metrics_compute(imx_ctx *ctx, const imx_config *cfg, imx_layer *laye
     if (mix) imx_metrics_mixing(n, transform, d->truth, mix);
     e = imx_agree(ctx, imx_metrics_weights(ctx, K, n, W, mix, wr_rows, out));
   }
-  free(Z), free(A), free(W), free(b), free(mix);
+  if (A != Z) free(A);
+  free(Z), free(W), free(b), free(mix);
   return e;
 }
 

@@ -70,7 +70,7 @@ void imx_layer_free(imx_layer **lp) {
 }
 
 static void *alloc(size_t count, int *bad) {
-  void *p = malloc((count ? count : 1) * sizeof(double));
+  void *p = imx_malloc_rows((count ? count : 1) * sizeof(double));
   if (!p) *bad = 1;
   return p;
 }

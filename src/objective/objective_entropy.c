@@ -44,7 +44,7 @@ imx_err imx_entropy_create(imx_ctx *ctx, imx_reduction mode, int K, int64_t rows
   e->bound = malloc((size_t)K * sizeof *e->bound);
   e->tot = malloc(NSUMS * (size_t)K * sizeof *e->tot);
   e->rows = rows;
-  e->th = malloc((size_t)(rows > 0 ? rows : 1) * K * sizeof *e->th);
+  e->th = imx_malloc_rows((size_t)(rows > 0 ? rows : 1) * K * sizeof *e->th);
   imx_err err = (!e->tbar || !e->bound || !e->tot || !e->th || !e->k)
                     ? imx_fail(ctx, IMX_ERR_NOMEM,
                                "entropy term: tanh of %lld local rows x K=%d needs %.1f MiB",

@@ -224,7 +224,7 @@ imx_err imx_moments_atb_sparse(imx_ctx *ctx, imx_rsum *s, int block, int64_t m, 
 imx_err imx_moments_covariance(imx_ctx *ctx, imx_reduction mode, int block, int64_t N, int64_t m,
                                int k, const double *A, double *mean, double *C) {
   double *mu = mean ? mean : malloc((size_t)k * sizeof *mu);
-  double *D = malloc((size_t)(m ? m : 1) * k * sizeof *D);
+  double *D = imx_malloc_rows((size_t)(m ? m : 1) * k * sizeof *D);
   imx_rsum *rk = NULL, *rkk = NULL;
   imx_err e = mu && D ? IMX_OK
                       : imx_fail(ctx, IMX_ERR_NOMEM, "covariance: centered copy of %lld x %d",
