@@ -37,11 +37,6 @@ MPI_ENV = dict(OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1",
                OMPI_MCA_rmaps_base_oversubscribe="1", OPENBLAS_NUM_THREADS="1")
 
 
-def loadavg():
-    with open("/proc/loadavg") as f:
-        return float(f.read().split()[0])
-
-
 def run_infomax(a, method, out):
     sets = [f"model.units={a.K}"] + a.set
     method, _, max_it = method.partition("@")
@@ -67,7 +62,7 @@ def run_infomax(a, method, out):
     for s in sets:
         cmd += ["--set", s]
     env = dict(os.environ, **MPI_ENV)
-    load = loadavg()
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     p = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - t
@@ -90,7 +85,7 @@ def run_torch(a, init):
     cmd = ["/usr/bin/python3", os.path.join(HERE, "torch_minibatch.py"), "--init", init,
            "--epochs", str(a.epochs), "--lr", str(a.lr), "--batch", str(a.batch),
            "--threads", str(a.ranks)]
-    load = loadavg()
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - t

@@ -110,7 +110,7 @@ class Problem:
         torch.mm(A.t(), A, out=C)
         C.div_(N)
         if self.mixed:     # the K x K algebra in float64, the row products in float32
-            Cd, Gd = C.double(), None
+            Cd = C.double()
             Md = Cd + self.eps * self.I.double()
             if self.act == "softmax":
                 Md += self.uu.double()
