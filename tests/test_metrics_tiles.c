@@ -241,6 +241,19 @@ static void bytes(void) {
           "measures on tiles at K=16384: %.2f GiB per rank on 2 ranks, %.2f on 1, replicated "
           "%.2f (no K x K array)",
           b2 / 1073741824, b1 / 1073741824, rep / 1073741824);
+  /* Regression: the end-of-run check counted the layer's 4.5 GiB per rank
+   * twice against MemAvailable (which already leaves them out) and skipped
+   * these measures on a node with 7.4 GiB per rank free beside the layer. */
+  double layer = 4.5 * 1073741824, free_beside = 7.4 * 1073741824, need = 0;
+  int fit_node = imx_metrics_fit(b2, layer, free_beside, 0, &need);
+  double need_node = need;
+  int fit_budget = imx_metrics_fit(b2, layer, free_beside, 1, &need);
+  t_check(fit_node && need_node == b2 && !fit_budget && need == b2 + layer &&
+              imx_metrics_fit(b2, layer, 0, 1, &need),
+          "measures at K=16384 on 2 ranks fit beside a 4.5 GiB layer in 7.4 GiB read from the "
+          "node (%.2f GiB counted), not in a 7.4 GiB parallel.memory_mib (%.2f GiB); unknown "
+          "memory: they fit",
+          need_node / 1073741824, need / 1073741824);
 }
 
 int main(int argc, char **argv) {

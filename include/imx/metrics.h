@@ -114,6 +114,14 @@ void imx_metrics_clear(imx_metrics *m);
  * and the centered outputs of nloc rows; the eigensolver's workspace). Local. */
 double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc);
 
+/* Do measures of `measures` bytes per rank fit beside a trained layer of
+ * `layer` bytes in avail bytes per rank (imx_linalg_memory_per_rank; 0 =
+ * unknown: they fit)? With budget (parallel.memory_mib given) the layer counts
+ * against avail; otherwise avail was read from the node (MemAvailable), which
+ * already leaves out the layer's buffers, in use since training. They fit
+ * when *need, the bytes counted, is at most 3/4 of avail. Local. */
+int imx_metrics_fit(double measures, double layer, double avail, int budget, double *need);
+
 /* m->eigenvalues (allocated, K) = w (K eigenvalues of C, ascending) in
  * descending order, and the effective rank from them (tiny negative ones are
  * rounding and count as 0). Local. */

@@ -441,6 +441,11 @@ double imx_metrics_bytes(int K, int P, int tiles, int64_t nloc) {
   return (2.0 * K * K / P + 3.0 * (double)nloc * K + (2.0 * tiles + 8) * K) * sizeof(double);
 }
 
+int imx_metrics_fit(double measures, double layer, double avail, int budget, double *need) {
+  *need = measures + (budget ? layer : 0);
+  return avail <= 0 || *need <= 0.75 * avail;
+}
+
 imx_err imx_metrics_plan(imx_ctx *ctx, const imx_config *cfg, int K, imx_outputs *o) {
   int nb = cfg->parallel.scalapack_block;
   o->tiles = 0, o->grid_rows = cfg->parallel.grid_rows, o->grid_cols = cfg->parallel.grid_cols;

@@ -496,21 +496,20 @@ static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FI
 /* The measures at the end of training (docs/results-fashion-mnist.md explains
  * them) work where the layer's K x K matrices do: replicated, or on the
  * scalapack backend's tiles (about two more local blocks). Skip them, with a
- * note, when they would not fit beside the layer. Collective. */
+ * note, when they would not fit beside the layer (imx_metrics_fit). Collective. */
 static imx_err measure(imx_ctx *ctx, imx_run_layer *r) {
   int pr = 0, pc = 0, nb = 0;
   imx_layer_grid(r->layer, &pr, &pc, &nb);
-  double avail = 0,
-         need = imx_metrics_bytes(imx_layer_units(r->layer), ctx->size, nb, r->data->nloc) +
-                imx_layer_bytes(r->layer);
-  IMX_TRY(imx_linalg_memory_per_rank(ctx, r->cfg.parallel.memory_mib, &avail));
-  if (avail > 0 && need > 0.75 * avail) {
+  double avail = 0, need = 0, budget = r->cfg.parallel.memory_mib;
+  IMX_TRY(imx_linalg_memory_per_rank(ctx, budget, &avail));
+  if (!imx_metrics_fit(imx_metrics_bytes(imx_layer_units(r->layer), ctx->size, nb, r->data->nloc),
+                       imx_layer_bytes(r->layer), avail, budget > 0, &need)) {
     imx_log(ctx, IMX_WARN,
-            "measures skipped: they need %.1f GiB per rank with the layer (%s), more than 3/4 "
-            "of the %.1f GiB available; the weights are saved, run `infomax eval` where more "
-            "memory is available",
-            need / 1073741824, nb ? "K x K on block-cyclic tiles" : "replicated K x K matrices",
-            avail / 1073741824);
+            "measures skipped: they need %.1f GiB per rank%s (%s), more than 3/4 of the %.1f GiB "
+            "%s; the weights are saved, run `infomax eval` where more memory is available",
+            need / 1073741824, budget > 0 ? " with the layer" : "",
+            nb ? "K x K on block-cyclic tiles" : "replicated K x K matrices", avail / 1073741824,
+            budget > 0 ? "of parallel.memory_mib" : "available beside the layer");
     return IMX_OK;
   }
   imx_timer_start(IMX_T_OUTPUT);
