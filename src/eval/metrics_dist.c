@@ -181,8 +181,8 @@ static void correlation_matrix(const imx_dmat *C, const double *d, const int *li
       int gi = global_index(C, li, g->myrow, g->pr);
       size_t at = li + (size_t)lj * C->lld;
       if (gi < gj) continue; /* upper: not referenced */
-      double r = gi == gj ? 1 : 0;
-      if (gi != gj && live[gi] && live[gj]) r = C->a[at] / sqrt(d[gi] * d[gj]);
+      /* the identity in a dead unit's row and column */
+      double r = gi == gj && !live[gi] ? 1 : corr_entry(d, live, gi, gj, C->a[at]);
       if (simplex && live[gi] && live[gj]) r += sqrt(d[gi]) / nrm * (sqrt(d[gj]) / nrm);
       M->a[at] = r;
     }

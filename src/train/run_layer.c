@@ -500,16 +500,17 @@ static imx_err open_metrics(imx_ctx *ctx, const imx_run_layer *r, int append, FI
 static imx_err measure(imx_ctx *ctx, imx_run_layer *r) {
   int pr = 0, pc = 0, nb = 0;
   imx_layer_grid(r->layer, &pr, &pc, &nb);
-  double avail = 0, need = 0, budget = r->cfg.parallel.memory_mib;
-  IMX_TRY(imx_linalg_memory_per_rank(ctx, budget, &avail));
+  double avail = 0, need = 0;
+  int budget = r->cfg.parallel.memory_mib > 0; /* else read from the node */
+  IMX_TRY(imx_linalg_memory_per_rank(ctx, r->cfg.parallel.memory_mib, &avail));
   if (!imx_metrics_fit(imx_metrics_bytes(imx_layer_units(r->layer), ctx->size, nb, r->data->nloc),
-                       imx_layer_bytes(r->layer), avail, budget > 0, &need)) {
+                       imx_layer_bytes(r->layer), avail, budget, &need)) {
     imx_log(ctx, IMX_WARN,
             "measures skipped: they need %.1f GiB per rank%s (%s), more than 3/4 of the %.1f GiB "
             "%s; the weights are saved, run `infomax eval` where more memory is available",
-            need / 1073741824, budget > 0 ? " with the layer" : "",
+            need / 1073741824, budget ? " with the layer" : "",
             nb ? "K x K on block-cyclic tiles" : "replicated K x K matrices", avail / 1073741824,
-            budget > 0 ? "of parallel.memory_mib" : "available beside the layer");
+            budget ? "of parallel.memory_mib" : "available beside the layer");
     return IMX_OK;
   }
   imx_timer_start(IMX_T_OUTPUT);
