@@ -44,6 +44,7 @@ METHODS = {
     "softmax-act": [],
     "softmax-act-eps": ["objective.eps=1e-6"],
     "softmax-act-eps8": ["objective.eps=1e-8"],
+    "softmax-act-t2": ["model.temperature=2"],
     "softmax-z": ["objective.on=z"],
     "relu-act": ["model.activation=relu", "objective.eps=1e-6"],
     "relu-z": ["model.activation=relu", "objective.on=z"],
