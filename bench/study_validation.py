@@ -9,7 +9,10 @@ K and seed it trains the method with `infomax train` (mpiexec -n RANKS,
 model.units K, model.seed SEED) and judges it with `infomax eval` on the
 10000 test images. The baselines come from `eval.baselines` in the eval of
 the first method of each (K, seed): they use the same model.seed (random rows,
-k-means seed rows), so every seed has its own baselines. Nothing is re-run
+k-means seed rows), so every seed has its own baselines. The random
+hyperplanes use the run's temperature: after a method with another
+model.temperature, an eval of its run adds them at that temperature
+(random-t2 for 2). Nothing is re-run
 that OUT.csv already holds (delete rows to redo them).
 
 With --gmm the data are the program's synthetic Gaussian mixture instead
@@ -45,6 +48,9 @@ METHODS = {
     "softmax-act-eps": ["objective.eps=1e-6"],
     "softmax-act-eps8": ["objective.eps=1e-8"],
     "softmax-act-t2": ["model.temperature=2"],
+    # |b_j| <= 5 (a bound-constrained L-BFGS): a softmax unit's bias cannot run away
+    "softmax-act-bb5": ["optimizer.type=blmvm", "model.bias_bound=5"],
+    "softmax-act-t2-bb5": ["model.temperature=2", "optimizer.type=blmvm", "model.bias_bound=5"],
     "softmax-z": ["objective.on=z"],
     "relu-act": ["model.activation=relu", "objective.eps=1e-6"],
     "relu-z": ["model.activation=relu", "objective.on=z"],
@@ -129,6 +135,30 @@ def train_eval(args, K, seed, method, baselines, out, common, load, t0):
     return rows
 
 
+def temperature(method):
+    """The method's model.temperature (1 unless it sets one)."""
+    t = [float(o.split("=", 1)[1]) for o in METHODS[method] if o.startswith("model.temperature=")]
+    return t[-1] if t else 1.0
+
+
+def random_at(tau):
+    """The name of the random-hyperplane baseline at temperature tau (the
+    baseline uses the run's temperature; the others do not depend on it)."""
+    return "random" if tau == 1 else "random-t%g" % tau
+
+
+def tau_random(args, K, seed, method):
+    """The random baseline at the temperature of a trained method: the
+    baselines of an eval of its run directory, of which only random is kept."""
+    out = os.path.join(args.workdir, "k%d-s%d-%s" % (K, seed, method))
+    load = os.getloadavg()[0]
+    ev = json.loads(mpi(args, ["eval", out, "--out", os.path.join(out, "eval-baselines")]
+                        + sets(["eval.probe_max_it=%d" % args.probe_it, "eval.baselines=true"] + args.set),
+                        out + ".eval-baselines.log"))
+    col = ev["baselines"]["random"]
+    return [row(K, seed, random_at(temperature(method)), col, 0.0, col["seconds"], load)]
+
+
 def fmt(vals, digits):
     vals = [v for v in vals if v == v]
     if not vals:
@@ -141,6 +171,7 @@ def fmt(vals, digits):
 
 def table(rows, out_md, gmm):
     order = list(METHODS) + BASELINES
+    order += sorted({r["method"] for r in rows} - set(order))  # random at other temperatures
     if gmm:  # no labels: the prototypes instead of the probe
         head = "| K | method | seeds | prototype to true mean: mean distance | max distance | dead |"
         cell = lambda f: "%s | %s" % (fmt(f("proto_mean"), 3), fmt(f("proto_max"), 3))
@@ -200,23 +231,37 @@ def main():
         for seed in map(int, args.seeds.split(",")):
             for i, m in enumerate(methods):
                 want_base = i == 0 and not all((K, seed, b) in done for b in BASELINES)
-                if (K, seed, m) in done and not want_base:
-                    continue
                 if args.table_only:
                     continue
-                print("study_validation: K %d seed %d %s%s" % (K, seed, m, " + baselines" if want_base else ""),
-                      flush=True)
-                new = [r for r in run_one(args, K, seed, m, want_base)
-                       if (int(r["K"]), int(r["seed"]), r["method"]) not in done]
-                fresh = not os.path.exists(csv_path)
-                with open(csv_path, "a", newline="") as f:
-                    w = csv.DictWriter(f, fieldnames=FIELDS)
-                    if fresh:
-                        w.writeheader()
-                    w.writerows(new)
-                rows += new
-                done |= {(int(r["K"]), int(r["seed"]), r["method"]) for r in new}
+                if not ((K, seed, m) in done and not want_base):
+                    print("study_validation: K %d seed %d %s%s" % (K, seed, m, " + baselines" if want_base else ""),
+                          flush=True)
+                    append(csv_path, [r for r in run_one(args, K, seed, m, want_base)
+                                      if (int(r["K"]), int(r["seed"]), r["method"]) not in done], rows, done)
+                # a method at another temperature: random hyperplanes at that temperature too
+                base = random_at(temperature(m))
+                trained = any(r["status"] and not r["status"].startswith("failed") for r in rows
+                              if (int(r["K"]), int(r["seed"]), r["method"]) == (K, seed, m))
+                if (K, seed, base) in done or not trained:
+                    continue
+                print("study_validation: K %d seed %d %s (the baselines of %s)" % (K, seed, base, m), flush=True)
+                try:
+                    append(csv_path, tau_random(args, K, seed, m), rows, done)
+                except RuntimeError as e:
+                    print("study_validation: %s" % e, flush=True)
     table(rows, args.out + ".md", args.gmm)
+
+
+def append(csv_path, new, rows, done):
+    """Append rows to the CSV (a header first if it is new) and to rows/done."""
+    fresh = not os.path.exists(csv_path)
+    with open(csv_path, "a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=FIELDS)
+        if fresh:
+            w.writeheader()
+        w.writerows(new)
+    rows += new
+    done |= {(int(r["K"]), int(r["seed"]), r["method"]) for r in new}
 
 
 if __name__ == "__main__":

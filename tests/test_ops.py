@@ -269,9 +269,17 @@ IEM = ["--set", "data.samples=3000", "--set", "objective.preset=implicit-em",
        "--set", "model.topk=4", "--set", "optimizer.max_it=10"]
 dv = os.path.join(d, "diverged")
 dvs = os.path.join(d, "diverged_stack")
+# The same for a softmax layer whose unit dies by its bias running away (the
+# quick start with 256 units on 3000 rows, seed 3: gives up at iteration 5),
+# and configs/fashion-mnist-features.yaml, whose bias bound keeps every unit
+# alive on the same rows and seed (docs/study-validation.md).
+FEAT = os.path.join(os.path.dirname(CFG), "fashion-mnist-features.yaml")
+SMALL = ["--set", "data.samples=3000", "--set", "model.seed=3", "--set", "optimizer.max_it=40"]
 r = iter(run_many([(["train", FM, "--out", dv] + IEM, 2),
                    (["train", FM, "--out", os.path.join(d, "diverged_eps"), "--set", "objective.eps=1e-6"] + IEM, 2),
-                   (["train", STACK_CFG, "--out", dvs] + IEM, 2)]))
+                   (["train", STACK_CFG, "--out", dvs] + IEM, 2),
+                   (["train", FM, "--out", os.path.join(d, "runaway"), "--set", "model.units=256"] + SMALL, 2),
+                   (["train", FEAT, "--out", os.path.join(d, "bounded")] + SMALL, 2)]))
 code, out, err = next(r)
 s = load_json(os.path.join(dv, "summary.json"))
 check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
@@ -290,6 +298,17 @@ s = load_json(os.path.join(dvs, "summary.json"))
 check(code == 11 and s["status"] == "diverged" and s["exit_code"] == 11
       and not os.path.exists(os.path.join(dvs, "layer2_W.npy")) and "layers 2..3 were not trained" in err,
       "a stack whose layer 1 gives up ends there: exit %d, summary.json %s" % (code, s["status"]))
+(code, out, err), (code2, out2, err2) = next(r), next(r)
+s, s2 = (load_json(os.path.join(d, x, "summary.json")).get("final", {}) for x in ("runaway", "bounded"))
+b = np.load(os.path.join(d, "runaway", "layer1_b.npy")).ravel()
+ratio = s.get("min_variance", 1) / s.get("max_variance", 1)
+check(code == 11 and b.max() - np.median(b) > 5 and ratio < 1e-6,
+      "softmax, 256 units, 3000 rows: a unit's bias runs away (%.1f above the median; its variance %.1e of "
+      "the largest) and the line search gives up: exit %d (want 11)" % (b.max() - np.median(b), ratio, code))
+ratio2 = s2.get("min_variance", 0) / s2.get("max_variance", 1)
+check(code2 == 0 and "40 iterations" in out2 and s2.get("dead_units") == 0 and ratio2 > 1e-3,
+      "configs/fashion-mnist-features.yaml (|b| <= 5, blmvm) on the same rows: 40 iterations, no dead unit, "
+      "smallest variance %.1e of the largest (exit %d) %s" % (ratio2, code2, err2.strip()[-200:]))
 
 
 def runs_infomax(pid):

@@ -19,15 +19,24 @@ from clitest import check, finish, tmpdir
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 d = tmpdir()
 cmd = [sys.executable, os.path.join(ROOT, "bench", "study_validation.py"), "--gmm", "--K", "4",
-       "--seeds", "2", "--methods", "softmax-act,softmax-z", "--max-it", "3", "--probe-it", "2",
+       "--seeds", "2", "--methods", "softmax-act,softmax-z,softmax-act-t2", "--max-it", "3", "--probe-it", "2",
        "--infomax", os.path.abspath(sys.argv[1]), "--workdir", os.path.join(d, "runs"),
        "--out", os.path.join(d, "res"), "--set", "data.samples=2000", "--set", "data.dim=6"]
 p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
 check(p.returncode == 0, "the study runs: exit %d %s" % (p.returncode, p.stderr[-300:]))
 rows = list(csv.DictReader(open(os.path.join(d, "res_gmm.csv"))))
 methods = [r["method"] for r in rows]
-want = ["softmax-act", "raw", "pca", "random", "kmeans", "kmeans-triangle", "gmm", "softmax-z"]
-check(methods == want, "one row per method and baseline: %s" % methods)
+want = ["softmax-act", "raw", "pca", "random", "kmeans", "kmeans-triangle", "gmm", "softmax-z", "softmax-act-t2",
+        "random-t2"]
+check(methods == want, "one row per method and baseline, random hyperplanes at temperature 2 after the method "
+      "at temperature 2: %s" % methods)
+evt = json.load(open(os.path.join(d, "runs-gmm", "k4-s2-softmax-act-t2", "eval-baselines", "eval.json")))
+rt = rows[methods.index("random-t2")]
+check("temperature: 2" in open(evt["config"]).read()
+      and float(rt["max_abs_corr"]) == evt["baselines"]["random"]["measures"]["max_abs_corr"]
+      and rt["max_abs_corr"] != rows[methods.index("random")]["max_abs_corr"],
+      "random-t2 holds the random baseline of the temperature-2 run's eval (max |corr| %s, at temperature 1 %s)"
+      % (rt["max_abs_corr"], rows[methods.index("random")]["max_abs_corr"]))
 ev = json.load(open(os.path.join(d, "runs-gmm", "k4-s2-softmax-act", "eval", "eval.json")))
 r0, rk = rows[0], rows[methods.index("kmeans")]
 check(abs(float(r0["proto_mean"]) - ev["prototypes"]["mean_distance"]) < 1e-12
