@@ -400,7 +400,8 @@ static PetscErrorCode monitor(Tao tao, void *p) {
     s->warned_dead = 1;
     imx_log(s->ctx, IMX_WARN,
             "iteration %d: %d of %d units are dead (variance <= 1e-12 of the mean). Remedies: "
-            "a higher model.temperature, objective.eps > 0, or a variance/decorrelation preset",
+            "model.bias_bound with optimizer.type blmvm (a softmax unit dies by its bias running "
+            "away), a higher model.temperature, or a variance/decorrelation preset",
             (int)its, ev.dead_units, imx_layer_units(s->layer));
   }
   if (ev.max_abs_bias > 1e3 && !s->warned_bias) {
