@@ -102,8 +102,12 @@ def row(K, seed, method, col, train_s, eval_s, load, summary=None):
             "separation": pr.get("mean_separation", "")}
 
 
+def run_dir(args, K, seed, method):
+    return os.path.join(args.workdir, "k%d-s%d-%s" % (K, seed, method))
+
+
 def run_one(args, K, seed, method, baselines):
-    out = os.path.join(args.workdir, "k%d-s%d-%s" % (K, seed, method))
+    out = run_dir(args, K, seed, method)
     common = ["model.units=%d" % K, "model.seed=%d" % seed]
     load = os.getloadavg()[0]
     subprocess.run(["rm", "-rf", out], check=True)
@@ -150,7 +154,7 @@ def random_at(tau):
 def tau_random(args, K, seed, method):
     """The random baseline at the temperature of a trained method: the
     baselines of an eval of its run directory, of which only random is kept."""
-    out = os.path.join(args.workdir, "k%d-s%d-%s" % (K, seed, method))
+    out = run_dir(args, K, seed, method)
     load = os.getloadavg()[0]
     ev = json.loads(mpi(args, ["eval", out, "--out", os.path.join(out, "eval-baselines")]
                         + sets(["eval.probe_max_it=%d" % args.probe_it, "eval.baselines=true"] + args.set),

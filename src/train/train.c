@@ -270,6 +270,9 @@ static void print_terms(char *buf, size_t len, const imx_eval *ev) {
       off += (size_t)snprintf(buf + off, len - off, "  %s %.6g", imx_term_names[t], ev->terms[t]);
 }
 
+/* The remedy the collapse warnings name first. */
+#define BIAS_BOUND "model.bias_bound with optimizer.type blmvm"
+
 /* After every accepted step: progress line, metrics line, collapse checks. */
 static PetscErrorCode monitor(Tao tao, void *p) {
   state *s = p;
@@ -398,18 +401,19 @@ static PetscErrorCode monitor(Tao tao, void *p) {
    * level. Warn once per kind; the messages name the remedies. */
   if (ev.dead_units > 0 && !s->warned_dead) {
     s->warned_dead = 1;
-    imx_log(s->ctx, IMX_WARN,
-            "iteration %d: %d of %d units are dead (variance <= 1e-12 of the mean). Remedies: "
-            "model.bias_bound with optimizer.type blmvm (a softmax unit dies by its bias running "
-            "away), a higher model.temperature, or a variance/decorrelation preset",
-            (int)its, ev.dead_units, imx_layer_units(s->layer));
+    imx_log(
+        s->ctx, IMX_WARN,
+        "iteration %d: %d of %d units are dead (variance <= 1e-12 of the mean). Remedies: " BIAS_BOUND
+        " (a softmax unit dies by its bias running away), a higher "
+        "model.temperature, or a variance/decorrelation preset",
+        (int)its, ev.dead_units, imx_layer_units(s->layer));
   }
   if (ev.max_abs_bias > 1e3 && !s->warned_bias) {
     s->warned_bias = 1;
     imx_log(s->ctx, IMX_WARN,
             "iteration %d: max |b| = %.3g: the biases are running away (nothing bounds them "
-            "with statistics taken after the softmax). Remedies: model.bias_bound with "
-            "optimizer.type blmvm, objective.eps > 0, or a higher model.temperature",
+            "with statistics taken after the softmax). Remedies: " BIAS_BOUND
+            ", objective.eps > 0, or a higher model.temperature",
             (int)its, ev.max_abs_bias);
   }
   PetscFunctionReturn(0);
